@@ -1,0 +1,65 @@
+//! The error every call can answer with: a machine-readable code and a
+//! message a person can act on.
+
+use serde::{Deserialize, Serialize};
+
+/// An application-level error carried on the wire: a plugin's handler failed,
+/// or the supervisor refused or could not complete a call.
+///
+/// `code` is a short snake_case word scripts can match on (see [`codes`]);
+/// plugins may define their own codes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ErrorReply {
+    /// Machine-readable error code, for example `unknown_action`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// Builds an error from a code and a message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// `unknown_action`: the plugin has no handler for `action`.
+    pub fn unknown_action(action: &str) -> Self {
+        Self::new(codes::UNKNOWN_ACTION, format!("no action named `{action}`"))
+    }
+
+    /// `bad_payload`: the payload does not fit the action.
+    pub fn bad_payload(message: impl Into<String>) -> Self {
+        Self::new(codes::BAD_PAYLOAD, message)
+    }
+
+    /// `internal`: the handler failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(codes::INTERNAL, message)
+    }
+}
+
+/// Error codes with a meaning fixed by corral.
+pub mod codes {
+    /// The plugin has no handler for the requested action.
+    pub const UNKNOWN_ACTION: &str = "unknown_action";
+    /// The payload is not what the action expects.
+    pub const BAD_PAYLOAD: &str = "bad_payload";
+    /// The handler failed in a way it did not classify.
+    pub const INTERNAL: &str = "internal";
+    /// The call did not complete within its deadline.
+    pub const TIMEOUT: &str = "timeout";
+    /// No plugin of that name is configured.
+    pub const UNKNOWN_PLUGIN: &str = "unknown_plugin";
+    /// The plugin exists but is not running, so it cannot take calls.
+    pub const NOT_RUNNING: &str = "not_running";
+    /// The connection to the plugin broke before it answered.
+    pub const DISCONNECTED: &str = "disconnected";
+    /// The request was malformed (for example a payload that is not JSON).
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// The supervisor is shutting down.
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+}

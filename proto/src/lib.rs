@@ -1,0 +1,49 @@
+//! The contract between corral's supervisor, its CLI and its plugins.
+//!
+//! This crate holds what crosses a socket and nothing else: the wire types
+//! ([`Hello`], [`Payload`], [`PluginStatus`], …), the tarpc service traits
+//! ([`PluginApi`] served by every plugin, [`ControlApi`] served by the
+//! supervisor), the [`PROTOCOL_VERSION`], and (behind the default `transport`
+//! feature) the framing helper that turns a byte stream into a tarpc transport
+//! with a maximum frame size and the codec a plugin asked for.
+//!
+//! It deliberately owns no process, socket or runtime policy: spawning,
+//! heartbeats and restarts live in the supervisor, serving lives in the SDKs.
+//!
+//! # Examples
+//!
+//! ```
+//! use corral_proto::{Payload, PROTOCOL_VERSION};
+//!
+//! let payload = Payload::from_json(&serde_json::json!({"ms": 10})).unwrap();
+//! assert_eq!(payload.as_bytes(), br#"{"ms":10}"#);
+//! assert!(PROTOCOL_VERSION >= 1);
+//! ```
+#![deny(missing_docs)]
+
+#[cfg(feature = "transport")]
+pub mod codec;
+pub mod env;
+mod error;
+mod handshake;
+mod payload;
+mod service;
+mod status;
+
+#[cfg(feature = "transport")]
+pub use codec::{Codec, FrameError, MAX_FRAME_BYTES};
+pub use error::{ErrorReply, codes};
+pub use handshake::{Hello, HelloReply, Role, check_version};
+pub use payload::Payload;
+pub use service::{
+    ControlApi, ControlApiClient, ControlApiRequest, ControlApiResponse, PluginApi,
+    PluginApiClient, PluginApiRequest, PluginApiResponse, ServeControlApi, ServePluginApi,
+};
+pub use status::{ExitReason, PluginState, PluginStatus};
+
+/// The version of the wire protocol spoken on plugin and control sockets.
+///
+/// Both ends send it in their first frame; a peer speaking another version is
+/// refused with an error that names both versions. Adding an optional field or
+/// a new action does not change it; changing or removing a message does.
+pub const PROTOCOL_VERSION: u32 = 1;

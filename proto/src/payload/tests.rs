@@ -1,0 +1,48 @@
+use super::*;
+use serde_json::json;
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Wrapper {
+    action: String,
+    payload: Payload,
+}
+
+#[test]
+fn json_codec_embeds_the_value_itself() {
+    let w = Wrapper {
+        action: "echo".into(),
+        payload: Payload::from_json(&json!({"a": [1, 2]})).unwrap(),
+    };
+    let text = serde_json::to_string(&w).unwrap();
+    assert_eq!(text, r#"{"action":"echo","payload":{"a":[1,2]}}"#);
+    let back: Wrapper = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, w);
+}
+
+#[test]
+fn empty_payload_is_null_in_json() {
+    let w = Wrapper {
+        action: "x".into(),
+        payload: Payload::default(),
+    };
+    assert_eq!(
+        serde_json::to_string(&w).unwrap(),
+        r#"{"action":"x","payload":null}"#
+    );
+    assert_eq!(
+        Payload::default().to_json::<serde_json::Value>().unwrap(),
+        json!(null)
+    );
+}
+
+#[test]
+fn rejects_bytes_that_are_not_json() {
+    assert!(Payload::from_json_bytes(b"{not json".to_vec()).is_err());
+    assert!(Payload::from_json_bytes(b" [1] ".to_vec()).is_ok());
+}
+
+#[test]
+fn debug_output_is_bounded() {
+    let big = Payload::from_json(&"x".repeat(10_000)).unwrap();
+    assert!(format!("{big:?}").len() < 400);
+}

@@ -1,0 +1,32 @@
+//! The tarpc services: [`PluginApi`], which every plugin serves to the
+//! supervisor, and [`ControlApi`], which the supervisor serves to the CLI.
+//!
+//! On the JSON codec a request's method appears as its CamelCase name with
+//! arguments keyed by parameter name, e.g. `{"Handle":{"action":"echo","payload":{…}}}`.
+
+use crate::{ErrorReply, Payload, PluginStatus};
+
+/// Served by every plugin on its connection to the supervisor.
+#[tarpc::service]
+pub trait PluginApi {
+    /// Called once after the handshake with the plugin's `config` table; the
+    /// plugin runs its `on_load` hook. An error here fails the start.
+    async fn load(config: Payload) -> Result<(), ErrorReply>;
+    /// Heartbeat: answer `seq` back. Must be answered even while handlers run.
+    async fn ping(seq: u64) -> u64;
+    /// Runs one action with a JSON payload, replying with a JSON payload or an error.
+    async fn handle(action: String, payload: Payload) -> Result<Payload, ErrorReply>;
+    /// Asks the plugin to run its `on_unload` hook and exit.
+    async fn shutdown();
+}
+
+/// Served by the supervisor on its control socket; the CLI is its client.
+#[tarpc::service]
+pub trait ControlApi {
+    /// One status row per configured plugin, in config order.
+    async fn ps() -> Vec<PluginStatus>;
+    /// Calls a plugin's action through the supervisor.
+    async fn call(name: String, action: String, payload: Payload) -> Result<Payload, ErrorReply>;
+    /// Stops every plugin; answers once all are reaped, then the supervisor exits.
+    async fn down();
+}

@@ -1,0 +1,153 @@
+//! What `corral ps` and lifecycle events report about a plugin: its state,
+//! why it last left the running states, and the figures around it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Every state a plugin can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// Not started yet: waiting for a plugin it requires to be running.
+    Waiting,
+    /// Process spawned, waiting for its handshake.
+    Starting,
+    /// Handshake done, answering heartbeats.
+    Running,
+    /// Missed heartbeats; about to be killed.
+    Unhealthy,
+    /// Being stopped on request.
+    Stopping,
+    /// Stopped on request; stays down until started.
+    Stopped,
+    /// The process ended and its restart policy leaves it down.
+    Exited,
+    /// Waiting out the restart delay.
+    Backoff,
+    /// Given up on: it could not be spawned or hit its restart limit.
+    Failed,
+}
+
+impl PluginState {
+    /// The snake_case name used in `ps`, events and the JSON codec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Unhealthy => "unhealthy",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Exited => "exited",
+            Self::Backoff => "backoff",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// True while a process exists for the plugin.
+    pub fn has_process(self) -> bool {
+        matches!(
+            self,
+            Self::Starting | Self::Running | Self::Unhealthy | Self::Stopping
+        )
+    }
+}
+
+impl fmt::Display for PluginState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a plugin's process left (or never reached) the running states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum ExitReason {
+    /// The process exited by itself with this code.
+    Exit {
+        /// The exit status.
+        code: i32,
+    },
+    /// The process was ended by a signal nobody in corral sent on purpose.
+    Signal {
+        /// The signal's name, such as `SIGSEGV`.
+        signal: String,
+    },
+    /// It stopped answering heartbeats and was killed.
+    Hang,
+    /// It went over its memory cap and was killed.
+    MemoryCap,
+    /// It did not complete its handshake in time, or the handshake was refused.
+    Handshake {
+        /// What went wrong.
+        detail: String,
+    },
+    /// Its command could not be started.
+    Spawn {
+        /// The operating system's error.
+        error: String,
+    },
+    /// It broke the wire protocol (malformed or oversized frame) and was killed.
+    Protocol {
+        /// What it sent.
+        detail: String,
+    },
+    /// It was stopped on request (`corral stop`, `corral down`, a signal to the supervisor).
+    Requested,
+}
+
+impl ExitReason {
+    /// The reason's snake_case name, as in `{"reason": …}`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Exit { .. } => "exit",
+            Self::Signal { .. } => "signal",
+            Self::Hang => "hang",
+            Self::MemoryCap => "memory_cap",
+            Self::Handshake { .. } => "handshake",
+            Self::Spawn { .. } => "spawn",
+            Self::Protocol { .. } => "protocol",
+            Self::Requested => "requested",
+        }
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exit { code } => write!(f, "exit({code})"),
+            Self::Signal { signal } => write!(f, "signal({signal})"),
+            Self::Handshake { detail } => write!(f, "handshake: {detail}"),
+            Self::Spawn { error } => write!(f, "spawn: {error}"),
+            Self::Protocol { detail } => write!(f, "protocol: {detail}"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// One row of `corral ps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginStatus {
+    /// The plugin's name in the fleet config.
+    pub name: String,
+    /// Its current state.
+    pub state: PluginState,
+    /// The process id while a process exists.
+    pub pid: Option<u32>,
+    /// How many times it has been restarted since the supervisor started.
+    pub restarts: u32,
+    /// Milliseconds since it last became `running`; 0 when it is not running.
+    pub uptime_ms: u64,
+    /// Resident memory of its process, in bytes; 0 when it has none.
+    pub rss_bytes: u64,
+    /// Its memory cap, if one is configured.
+    pub memory_max_bytes: Option<u64>,
+    /// Why its last process ended, if one has.
+    pub last_exit: Option<ExitReason>,
+    /// The plugin it waits for, while `waiting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// The codec its connection uses (`bincode` or `json`).
+    pub codec: String,
+}
