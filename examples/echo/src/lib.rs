@@ -1,0 +1,99 @@
+//! The example plugin every corral SDK implements, so one conformance suite
+//! can run against each language. Its actions exercise what a supervisor must
+//! survive: slow handlers, exits, crashes, hangs and memory growth.
+//!
+//! | action | payload | reply |
+//! |---|---|---|
+//! | `ping` | – | `{"pong": true, "pid": <pid>}` |
+//! | `echo` | anything | the payload |
+//! | `sleep` | `{"ms": N}` | `{"slept_ms": N}` after N ms (heartbeats keep flowing) |
+//! | `exit` | `{"code": N}` | the process exits with code N |
+//! | `crash` | – | the process aborts (SIGABRT) |
+//! | `hang` | – | the process stops answering anything, heartbeats included |
+//! | `alloc` | `{"mb": N}` | allocates and touches N MiB and keeps it; `{"held_mb": total}` |
+//! | `config` | – | the config it was loaded with |
+
+use std::sync::Mutex;
+
+use corral_sdk::{Context, Plugin, PluginError, Value};
+use serde_json::json;
+
+/// The echo plugin's state: what it was configured with and what it holds.
+#[derive(Debug, Default)]
+pub struct Echo {
+    config: Mutex<Value>,
+    held: Mutex<Vec<Vec<u8>>>,
+}
+
+fn field_u64(payload: &Value, key: &str) -> Result<u64, PluginError> {
+    payload.get(key).and_then(Value::as_u64).ok_or_else(|| {
+        PluginError::bad_payload(format!("expected {{\"{key}\": <non-negative integer>}}"))
+    })
+}
+
+impl Echo {
+    fn alloc(&self, mb: u64) -> Value {
+        const MIB: usize = 1024 * 1024;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..mb {
+            // Touch every page so the memory is resident, not just reserved.
+            let mut block = vec![0u8; MIB];
+            for page in block.chunks_mut(4096) {
+                page[0] = 1;
+            }
+            held.push(block);
+        }
+        json!({"held_mb": held.len()})
+    }
+}
+
+impl Plugin for Echo {
+    async fn on_load(&self, _ctx: &Context, config: Value) -> Result<(), PluginError> {
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _ctx: &Context,
+        action: &str,
+        payload: Value,
+    ) -> Result<Value, PluginError> {
+        match action {
+            "ping" => Ok(json!({"pong": true, "pid": std::process::id()})),
+            "echo" => Ok(payload),
+            "sleep" => {
+                let ms = field_u64(&payload, "ms")?;
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Ok(json!({"slept_ms": ms}))
+            }
+            "exit" => {
+                let code = field_u64(&payload, "code")?;
+                eprintln!("exiting with code {code} as asked");
+                std::process::exit(i32::try_from(code).unwrap_or(i32::MAX))
+            }
+            "crash" => {
+                eprintln!("crashing as asked");
+                std::process::abort()
+            }
+            "hang" => {
+                eprintln!("hanging as asked");
+                // Block the only runtime thread: nothing is answered any more.
+                loop {
+                    std::thread::park();
+                }
+            }
+            "alloc" => Ok(self.alloc(field_u64(&payload, "mb")?)),
+            "config" => Ok(self
+                .config
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()),
+            other => Err(PluginError::unknown_action(other)),
+        }
+    }
+
+    async fn on_unload(&self, _ctx: &Context) {
+        eprintln!("unloading");
+    }
+}

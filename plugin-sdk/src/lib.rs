@@ -1,0 +1,46 @@
+//! Write corral plugins in Rust.
+//!
+//! Implement [`Plugin`] and make [`run`] the whole of `main`. The SDK reads
+//! the socket path and the per-spawn secret corral put in the environment,
+//! connects, shakes hands, and serves the plugin's actions. Every request is
+//! served concurrently, so heartbeats are answered while a long handler runs
+//! (as long as handlers `.await` rather than block the thread: move blocking
+//! work to [`tokio::task::spawn_blocking`]). The process exits when the
+//! supervisor asks it to stop (after [`Plugin::on_unload`]) or when its
+//! connection to the supervisor closes, so a plugin never outlives corral.
+//!
+//! Payloads are JSON values in this API and bytes on the wire.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use corral_sdk::{Context, Plugin, PluginError, Value};
+//!
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     async fn handle(&self, _ctx: &Context, action: &str, payload: Value) -> Result<Value, PluginError> {
+//!         match action {
+//!             "greet" => Ok(serde_json::json!({"hello": payload})),
+//!             other => Err(PluginError::unknown_action(other)),
+//!         }
+//!     }
+//! }
+//!
+//! fn main() {
+//!     corral_sdk::run(Hello)
+//! }
+//! ```
+#![deny(missing_docs)]
+
+mod context;
+mod error;
+mod plugin;
+mod serve;
+
+pub use context::Context;
+pub use corral_proto::{ErrorReply as PluginError, codes};
+pub use error::RunError;
+pub use plugin::Plugin;
+pub use serde_json::Value;
+pub use serve::{run, try_run};

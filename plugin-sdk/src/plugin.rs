@@ -1,0 +1,41 @@
+//! The [`Plugin`] trait: the hooks a plugin author implements.
+
+use std::future::Future;
+
+use serde_json::Value;
+
+use crate::{Context, PluginError};
+
+/// A corral plugin. Only [`handle`](Plugin::handle) is required.
+///
+/// Hooks run on the plugin's async runtime: `.await` freely, but move
+/// CPU-heavy or blocking work to `tokio::task::spawn_blocking`, or heartbeats
+/// will go unanswered and corral will consider the plugin hung.
+pub trait Plugin: Send + Sync + 'static {
+    /// Runs once after the handshake with the plugin's `config` table (JSON
+    /// `null` when it has none). An error fails the start.
+    fn on_load(
+        &self,
+        ctx: &Context,
+        config: Value,
+    ) -> impl Future<Output = Result<(), PluginError>> + Send {
+        let _ = (ctx, config);
+        async { Ok(()) }
+    }
+
+    /// Runs one action. Return a JSON reply, or an error with a code
+    /// ([`PluginError::unknown_action`] for actions you do not know).
+    fn handle(
+        &self,
+        ctx: &Context,
+        action: &str,
+        payload: Value,
+    ) -> impl Future<Output = Result<Value, PluginError>> + Send;
+
+    /// Runs once before the process exits: on a stop request, or when the
+    /// connection to the supervisor closes.
+    fn on_unload(&self, ctx: &Context) -> impl Future<Output = ()> + Send {
+        let _ = ctx;
+        async {}
+    }
+}

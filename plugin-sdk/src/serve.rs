@@ -1,0 +1,183 @@
+//! Connecting to the supervisor and serving [`PluginApi`] until told to stop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use corral_proto::codec::{self, Codec};
+use corral_proto::{
+    ErrorReply, Hello, HelloReply, PROTOCOL_VERSION, Payload, PluginApi, Role, check_version, env,
+};
+use futures::StreamExt;
+use interprocess::local_socket::tokio::{Stream, prelude::*};
+use interprocess::local_socket::{GenericFilePath, ToFsName};
+use tarpc::server::{BaseChannel, Channel};
+
+use crate::{Context, Plugin, RunError};
+
+/// Serves `plugin` until the supervisor stops it, then returns.
+///
+/// This is the whole of a plugin's `main`. If the plugin cannot start
+/// serving (not launched by corral, socket unreachable, handshake refused) it
+/// prints why to stderr and exits with status 1.
+pub fn run<P: Plugin>(plugin: P) {
+    if let Err(e) = try_run(plugin) {
+        eprintln!("corral plugin: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Serves `plugin` until the supervisor stops it or the connection closes.
+pub fn try_run<P: Plugin>(plugin: P) -> Result<(), RunError> {
+    let settings = Settings::from_env()?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?
+        .block_on(serve(plugin, settings))
+}
+
+/// What the supervisor told this process through its environment.
+struct Settings {
+    name: String,
+    socket: String,
+    secret: String,
+    codec: Codec,
+    max_frame: usize,
+}
+
+impl Settings {
+    fn from_env() -> Result<Self, RunError> {
+        let var = |name: &'static str| std::env::var(name).map_err(|_| RunError::MissingEnv(name));
+        let codec = var(env::PLUGIN_CODEC)?
+            .parse()
+            .map_err(|detail| RunError::BadEnv {
+                name: env::PLUGIN_CODEC,
+                detail,
+            })?;
+        let max_frame = match std::env::var(env::MAX_FRAME) {
+            Ok(v) => v.parse().map_err(|e| RunError::BadEnv {
+                name: env::MAX_FRAME,
+                detail: format!("{e}"),
+            })?,
+            Err(_) => codec::MAX_FRAME_BYTES,
+        };
+        Ok(Self {
+            name: var(env::PLUGIN_NAME)?,
+            socket: var(env::PLUGIN_SOCKET)?,
+            secret: var(env::PLUGIN_SECRET)?,
+            codec,
+            max_frame,
+        })
+    }
+}
+
+async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError> {
+    let connect_err = |source| RunError::Connect {
+        path: settings.socket.clone(),
+        source,
+    };
+    let name = settings
+        .socket
+        .as_str()
+        .to_fs_name::<GenericFilePath>()
+        .map_err(connect_err)?;
+    let stream = Stream::connect(name).await.map_err(connect_err)?;
+    let mut framed = codec::framed(stream, settings.max_frame);
+
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        role: Role::Plugin {
+            name: settings.name.clone(),
+            secret: settings.secret,
+        },
+    };
+    let handshake = |e: codec::FrameError| RunError::Handshake(e.to_string());
+    codec::send(&mut framed, settings.codec, &hello)
+        .await
+        .map_err(handshake)?;
+    match codec::recv(&mut framed, settings.codec)
+        .await
+        .map_err(handshake)?
+    {
+        HelloReply::Welcome { protocol_version } => {
+            check_version("the supervisor", protocol_version).map_err(RunError::Handshake)?
+        }
+        HelloReply::Refused { reason } => return Err(RunError::Handshake(reason)),
+    }
+
+    let server = Server {
+        plugin: Arc::new(plugin),
+        ctx: Context::new(settings.name),
+        unloaded: Arc::new(AtomicBool::new(false)),
+    };
+    let transport = codec::into_transport(framed, settings.codec);
+    BaseChannel::with_defaults(transport)
+        .execute(server.clone().serve())
+        .for_each(|request| async {
+            tokio::spawn(request);
+        })
+        .await;
+    // The supervisor closed the connection: after a shutdown request, or
+    // because it is gone. Either way this plugin's life is over.
+    server.unload_once().await;
+    Ok(())
+}
+
+/// The [`PluginApi`] server wrapping a [`Plugin`].
+struct Server<P> {
+    plugin: Arc<P>,
+    ctx: Context,
+    unloaded: Arc<AtomicBool>,
+}
+
+impl<P> Clone for Server<P> {
+    fn clone(&self) -> Self {
+        Self {
+            plugin: Arc::clone(&self.plugin),
+            ctx: self.ctx.clone(),
+            unloaded: Arc::clone(&self.unloaded),
+        }
+    }
+}
+
+impl<P: Plugin> Server<P> {
+    async fn unload_once(&self) {
+        if !self.unloaded.swap(true, Ordering::SeqCst) {
+            self.plugin.on_unload(&self.ctx).await;
+        }
+    }
+}
+
+fn decode(payload: &Payload) -> Result<serde_json::Value, ErrorReply> {
+    payload
+        .to_json()
+        .map_err(|e| ErrorReply::bad_payload(format!("payload is not JSON: {e}")))
+}
+
+impl<P: Plugin> PluginApi for Server<P> {
+    async fn load(self, _: tarpc::context::Context, config: Payload) -> Result<(), ErrorReply> {
+        self.plugin.on_load(&self.ctx, decode(&config)?).await
+    }
+
+    async fn ping(self, _: tarpc::context::Context, seq: u64) -> u64 {
+        seq
+    }
+
+    async fn handle(
+        self,
+        _: tarpc::context::Context,
+        action: String,
+        payload: Payload,
+    ) -> Result<Payload, ErrorReply> {
+        let reply = self
+            .plugin
+            .handle(&self.ctx, &action, decode(&payload)?)
+            .await?;
+        Payload::from_json(&reply)
+            .map_err(|e| ErrorReply::internal(format!("reply does not encode as JSON: {e}")))
+    }
+
+    async fn shutdown(self, _: tarpc::context::Context) {
+        self.unload_once().await;
+    }
+}
