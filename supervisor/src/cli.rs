@@ -1,0 +1,313 @@
+//! The `corral` command line: argument parsing and what each command prints.
+//!
+//! Exit codes: 0 success, 1 failure (the message on stderr says what to do
+//! next), 2 usage error. Data goes to stdout, as a table for people or as
+//! JSON with `--json` for scripts.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use corral_proto::{ControlApiClient, Payload, PluginStatus};
+
+use crate::{Error, client, config};
+
+/// corral: run plugins as isolated OS processes and manage the fleet.
+#[derive(Debug, Parser)]
+#[command(name = "corral", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where client commands find the running supervisor.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Fleet config whose runtime_dir holds the control socket [default: corral.toml].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The control socket itself (also CORRAL_SOCKET).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the supervisor and its fleet in the foreground.
+    Up {
+        /// The fleet config.
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "FILE",
+            default_value = "corral.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Validate a fleet config and its manifests.
+    Check {
+        /// The fleet config.
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "FILE",
+            default_value = "corral.toml"
+        )]
+        config: PathBuf,
+    },
+    /// List plugins with their state, pid, restarts, uptime and memory.
+    Ps {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call a plugin's action and print its JSON reply.
+    Call {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The plugin.
+        name: String,
+        /// The action.
+        action: String,
+        /// The payload, as JSON [default: null].
+        payload: Option<String>,
+    },
+    /// Stop every plugin gracefully, then the supervisor.
+    Down {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Runs a client command (anything but `up`) and returns its exit code.
+pub async fn run_client(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Ps { target, json } => ps(&target, json).await,
+        Command::Call {
+            target,
+            name,
+            action,
+            payload,
+        } => call(&target, name, action, payload).await,
+        Command::Down { target } => down(&target).await,
+        Command::Up { .. } | Command::Check { .. } => unreachable_client(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn unreachable_client() -> Result<ExitCode, Error> {
+    Err(Error::Refused("not a client command".into()))
+}
+
+/// Prints `message` as an error and returns exit code 1.
+pub fn fail(message: &str) -> ExitCode {
+    eprintln!("corral: {message}");
+    ExitCode::from(1)
+}
+
+/// Resolves the control socket: `--socket`, then `-c FILE`, then
+/// `CORRAL_SOCKET`, then `corral.toml`.
+fn socket_of(target: &Target) -> Result<(PathBuf, String), Error> {
+    if let Some(path) = &target.socket {
+        return Ok((path.clone(), "from --socket".into()));
+    }
+    let from_file = |file: &Path| -> Result<(PathBuf, String), Error> {
+        let settings = config::load_supervisor_settings(file)?;
+        Ok((
+            settings.control_socket(),
+            format!("the runtime_dir of {}", file.display()),
+        ))
+    };
+    if let Some(file) = &target.config {
+        return from_file(file);
+    }
+    if let Some(path) = std::env::var_os("CORRAL_SOCKET") {
+        return Ok((PathBuf::from(path), "from CORRAL_SOCKET".into()));
+    }
+    from_file(Path::new("corral.toml"))
+}
+
+async fn connect(target: &Target) -> Result<ControlApiClient, Error> {
+    let (socket, via) = socket_of(target)?;
+    client::connect(&socket, &via).await
+}
+
+fn context(timeout: Duration) -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = Instant::now() + timeout;
+    ctx
+}
+
+async fn ps(target: &Target, json: bool) -> Result<ExitCode, Error> {
+    let rows = connect(target)
+        .await?
+        .ps(context(Duration::from_secs(10)))
+        .await?;
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
+    } else {
+        ps_table(&rows)
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Formats status rows as an aligned table.
+pub fn ps_table(rows: &[PluginStatus]) -> String {
+    let header = [
+        "NAME",
+        "STATE",
+        "PID",
+        "RESTARTS",
+        "UPTIME",
+        "MEMORY",
+        "LAST EXIT",
+    ]
+    .map(String::from);
+    let mut table = vec![header.to_vec()];
+    for r in rows {
+        let memory = match (r.rss_bytes, r.memory_max_bytes) {
+            (0, None) => "-".to_string(),
+            (rss, None) => human_bytes(rss),
+            (rss, Some(max)) => format!("{} / {}", human_bytes(rss), human_bytes(max)),
+        };
+        table.push(vec![
+            r.name.clone(),
+            r.state.to_string(),
+            r.pid.map_or("-".into(), |p| p.to_string()),
+            r.restarts.to_string(),
+            if r.uptime_ms == 0 {
+                "-".into()
+            } else {
+                human_uptime(r.uptime_ms)
+            },
+            memory,
+            r.last_exit.as_ref().map_or("-".into(), ToString::to_string),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    for row in table {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn human_bytes(n: u64) -> String {
+    bytesize::ByteSize(n).display().iec_short().to_string()
+}
+
+fn human_uptime(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+async fn call(
+    target: &Target,
+    name: String,
+    action: String,
+    payload: Option<String>,
+) -> Result<ExitCode, Error> {
+    let payload = match payload {
+        None => Payload::null(),
+        Some(text) => match Payload::from_json_bytes(text.into_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("corral: the payload is not valid JSON: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    let client = connect(target).await?;
+    match client
+        .call(
+            context(Duration::from_secs(3600)),
+            name.clone(),
+            action.clone(),
+            payload,
+        )
+        .await?
+    {
+        Ok(reply) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(reply.as_bytes());
+            let _ = out.write_all(b"\n");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(&format!(
+            "{name} {action} failed: {}: {}",
+            e.code, e.message
+        ))),
+    }
+}
+
+async fn down(target: &Target) -> Result<ExitCode, Error> {
+    let client = connect(target).await?;
+    client.down(context(Duration::from_secs(3600))).await?;
+    println!("every plugin is stopped; the supervisor is exiting");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `corral check`: validates the config and reports on each plugin.
+pub fn check(file: &Path) -> ExitCode {
+    match config::load(file) {
+        Ok(fleet) => {
+            for p in &fleet.plugins {
+                let program = Path::new(&p.cmd[0]);
+                if program.components().count() > 1 && !program.is_file() {
+                    eprintln!(
+                        "warning: {}: plugin `{}`: program {} does not exist (yet?); it will fail with reason `spawn`",
+                        file.display(),
+                        p.name,
+                        program.display()
+                    );
+                }
+            }
+            let names: Vec<&str> = fleet.plugins.iter().map(|p| p.name.as_str()).collect();
+            println!(
+                "{}: ok, {} plugins ({})",
+                file.display(),
+                names.len(),
+                names.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("error: {p}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The client side of the control socket, used by the CLI: connect,
+//! introduce ourselves, check the supervisor's protocol version, and hand
+//! back a [`ControlApiClient`].
+
+use std::path::Path;
+
+use corral_proto::codec::{self, Codec, MAX_FRAME_BYTES};
+use corral_proto::{ControlApiClient, Hello, HelloReply, PROTOCOL_VERSION, Role, check_version};
+use interprocess::local_socket::GenericFilePath;
+use interprocess::local_socket::tokio::{Stream, prelude::*};
+
+use crate::Error;
+
+/// Connects to the supervisor listening at `socket`; `found_via` says where
+/// the path came from, for the error when nothing answers.
+pub async fn connect(socket: &Path, found_via: &str) -> Result<ControlApiClient, Error> {
+    let not_running = |source| Error::NotRunning {
+        socket: socket.to_path_buf(),
+        found_via: found_via.to_string(),
+        source,
+    };
+    let name = socket
+        .to_fs_name::<GenericFilePath>()
+        .map_err(not_running)?;
+    let stream = Stream::connect(name).await.map_err(not_running)?;
+    let mut framed = codec::framed(stream, MAX_FRAME_BYTES);
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        role: Role::Control,
+    };
+    let refused = |e: codec::FrameError| Error::Refused(e.to_string());
+    codec::send(&mut framed, Codec::Json, &hello)
+        .await
+        .map_err(refused)?;
+    match codec::recv(&mut framed, Codec::Json)
+        .await
+        .map_err(refused)?
+    {
+        HelloReply::Welcome { protocol_version } => {
+            check_version("the supervisor", protocol_version).map_err(Error::Refused)?;
+        }
+        HelloReply::Refused { reason } => return Err(Error::Refused(reason)),
+    }
+    let transport = codec::into_transport(framed, Codec::Json);
+    Ok(ControlApiClient::new(tarpc::client::Config::default(), transport).spawn())
+}

@@ -1,0 +1,552 @@
+//! The fleet config (`corral.toml`) and plugin manifests (`plugin.toml`):
+//! loading with figment, layering, validation, and the resolved [`Fleet`].
+//!
+//! A plugin's settings come from four layers, later ones winning key by key:
+//! built-in defaults, the fleet's `[defaults]`, the plugin's manifest (when the
+//! entry has `path`), and the fleet's `[plugins.NAME]` entry. `CORRAL_`
+//! environment variables override the fleet file (`CORRAL_PLUGINS__ECHO__CMD`,
+//! `CORRAL_SUPERVISOR__RUNTIME_DIR`, …). Unknown keys are errors, and every
+//! error names the file, the key and the problem.
+//!
+//! This module only reads and checks; it starts nothing.
+
+mod schema;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use corral_proto::Codec;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+pub use schema::{SchemaEntry, SchemaType};
+
+use crate::units::{HumanDuration, Size};
+
+/// The longest socket path the OS accepts (sun_path, less the terminator).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// One thing wrong with a config: where, which key, what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or environment variable) the bad value came from.
+    pub file: String,
+    /// The dotted key, such as `plugins.echo.cmd`.
+    pub key: String,
+    /// What is wrong, and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: key `{}`: {}", self.file, self.key, self.message)
+        }
+    }
+}
+
+/// A config that cannot be used, with every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// What is wrong, one entry per problem.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn one(file: impl fmt::Display, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            problems: vec![Problem {
+                file: file.to_string(),
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+
+    fn from_figment(err: figment::Error, fallback_file: &Path, prefix: &str) -> Self {
+        let problems = err
+            .into_iter()
+            .map(|e| {
+                let file = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                    Some(figment::Source::File(p)) => p.display().to_string(),
+                    Some(other) => other.to_string(),
+                    None => match &e.metadata {
+                        Some(m) if m.name.contains("environment") => {
+                            format!(
+                                "environment variable {}{}",
+                                "CORRAL_",
+                                e.path.join("__").to_uppercase()
+                            )
+                        }
+                        _ => fallback_file.display().to_string(),
+                    },
+                };
+                let mut key: Vec<&str> = Vec::new();
+                if !prefix.is_empty() {
+                    key.push(prefix);
+                }
+                key.extend(e.path.iter().map(String::as_str));
+                let mut message = e.kind.to_string();
+                if let figment::error::Kind::UnknownField(_, _) = e.kind {
+                    message.push_str(" (a typo? unknown keys are refused)");
+                }
+                Problem {
+                    file,
+                    key: key.join("."),
+                    message,
+                }
+            })
+            .collect();
+        Self { problems }
+    }
+}
+
+/// Heartbeat settings as written in a config layer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatLayer {
+    /// How often to ping.
+    pub interval: Option<HumanDuration>,
+    /// How long an answer may take before it counts as a miss.
+    pub timeout: Option<HumanDuration>,
+    /// Misses in a row that make the plugin unhealthy.
+    pub misses: Option<u32>,
+}
+
+/// Declares the plugin keys once and derives from them the structs of each
+/// layer, so a key cannot be accepted in one place and forgotten in another.
+macro_rules! plugin_keys {
+    ($($(#[doc = $doc:literal])+ $field:ident : $ty:ty,)*) => {
+        /// Plugin settings from one layer; `None` means "not set here".
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct PluginLayer {
+            $($(#[doc = $doc])+ pub $field: Option<$ty>,)*
+        }
+
+        impl PluginLayer {
+            /// This layer on top of `base`: keys set here win.
+            fn over(self, base: PluginLayer) -> PluginLayer {
+                PluginLayer { $($field: self.$field.or(base.$field),)* }
+            }
+        }
+
+        /// A `[plugins.NAME]` entry of the fleet config.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct FleetEntry {
+            /// A folder holding the plugin's `plugin.toml`.
+            pub path: Option<PathBuf>,
+            $($(#[doc = $doc])+ pub $field: Option<$ty>,)*
+        }
+
+        impl FleetEntry {
+            fn layer(&self) -> PluginLayer {
+                PluginLayer { $($field: self.$field.clone(),)* }
+            }
+        }
+
+        /// A plugin's own `plugin.toml`.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Manifest {
+            /// The plugin's name.
+            pub name: String,
+            /// The plugin's version.
+            pub version: Option<String>,
+            /// One line on what it does.
+            pub description: Option<String>,
+            /// The keys its `config` table takes.
+            #[serde(default)]
+            pub config_schema: BTreeMap<String, SchemaEntry>,
+            $($(#[doc = $doc])+ pub $field: Option<$ty>,)*
+        }
+
+        impl Manifest {
+            fn layer(&self) -> PluginLayer {
+                PluginLayer { $($field: self.$field.clone(),)* }
+            }
+        }
+    };
+}
+
+plugin_keys! {
+    /// The program and its arguments.
+    cmd: Vec<String>,
+    /// Extra environment variables for the process.
+    env: BTreeMap<String, String>,
+    /// Working directory of the process.
+    cwd: PathBuf,
+    /// Whether `corral up` starts it.
+    enabled: bool,
+    /// The codec on its socket.
+    codec: Codec,
+    /// The table handed to its `on_load` hook.
+    config: serde_json::Value,
+    /// How long it has to connect and shake hands.
+    handshake_timeout: HumanDuration,
+    /// Heartbeat settings.
+    heartbeat: HeartbeatLayer,
+    /// How long a stop request may take before SIGTERM.
+    stop_timeout: HumanDuration,
+    /// How long after SIGTERM before SIGKILL.
+    kill_timeout: HumanDuration,
+    /// Deadline of a call into the plugin.
+    call_timeout: HumanDuration,
+    /// Memory cap of its process.
+    memory_max: Size,
+}
+
+impl PluginLayer {
+    /// Makes relative `cmd[0]` (when it names a path) and `cwd` relative to `base`.
+    fn anchored_at(mut self, base: &Path) -> Self {
+        if let Some(program) = self.cmd.as_mut().and_then(|c| c.first_mut())
+            && program.contains('/')
+        {
+            *program = base.join(&*program).to_string_lossy().into_owned();
+        }
+        if let Some(cwd) = self.cwd.as_mut() {
+            *cwd = base.join(&*cwd);
+        }
+        self
+    }
+}
+
+/// The `[supervisor]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupervisorLayer {
+    runtime_dir: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+}
+
+/// The fleet file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetFile {
+    #[serde(default)]
+    supervisor: SupervisorLayer,
+    #[serde(default)]
+    defaults: PluginLayer,
+    #[serde(default)]
+    plugins: BTreeMap<String, FleetEntry>,
+}
+
+/// Settings of the supervisor process itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorSettings {
+    /// Where sockets live (created 0700).
+    pub runtime_dir: PathBuf,
+    /// Where per-plugin log files live.
+    pub log_dir: PathBuf,
+}
+
+impl SupervisorSettings {
+    /// Path of the control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.runtime_dir.join("control.sock")
+    }
+
+    /// Path of a plugin's socket.
+    pub fn plugin_socket(&self, name: &str) -> PathBuf {
+        self.runtime_dir.join(format!("plugin-{name}.sock"))
+    }
+}
+
+/// Heartbeat settings in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// How often to ping.
+    pub interval: Duration,
+    /// How long an answer may take.
+    pub timeout: Duration,
+    /// Misses in a row that make the plugin unhealthy.
+    pub misses: u32,
+}
+
+/// Everything needed to run one plugin, resolved from all layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSpec {
+    /// Its name in the fleet.
+    pub name: String,
+    /// Program (resolved when it is a path) then arguments.
+    pub cmd: Vec<String>,
+    /// Extra environment for the process.
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Whether `corral up` starts it.
+    pub enabled: bool,
+    /// Codec on its socket.
+    pub codec: Codec,
+    /// The config handed to `on_load` (schema defaults filled in).
+    pub config: serde_json::Value,
+    /// Time allowed from spawn to completed handshake.
+    pub handshake_timeout: Duration,
+    /// Heartbeats.
+    pub heartbeat: Heartbeat,
+    /// Time allowed for a graceful stop before SIGTERM.
+    pub stop_timeout: Duration,
+    /// Time allowed after SIGTERM before SIGKILL.
+    pub kill_timeout: Duration,
+    /// Deadline of a call into the plugin.
+    pub call_timeout: Duration,
+    /// Memory cap in bytes.
+    pub memory_max: Option<u64>,
+    /// The manifest, when the plugin has one.
+    pub manifest: Option<PathBuf>,
+}
+
+/// A whole fleet, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The fleet file it came from.
+    pub file: PathBuf,
+    /// Supervisor settings.
+    pub supervisor: SupervisorSettings,
+    /// Plugins, sorted by name.
+    pub plugins: Vec<PluginSpec>,
+}
+
+/// Reads only the supervisor settings of a fleet file (for client commands,
+/// which need the control socket's path and nothing else).
+pub fn load_supervisor_settings(file: &Path) -> Result<SupervisorSettings, ConfigError> {
+    let (raw, dir) = read_fleet_file(file)?;
+    supervisor_settings(raw.supervisor, &dir, file)
+}
+
+/// Loads, layers and checks a fleet file and the manifests it points at.
+pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
+    let (raw, dir) = read_fleet_file(file)?;
+    let supervisor = supervisor_settings(raw.supervisor, &dir, file)?;
+    let defaults = raw.defaults.anchored_at(&dir);
+    let file_name = file.display().to_string();
+
+    let mut problems = Vec::new();
+    let mut plugins = Vec::new();
+    for (name, entry) in raw.plugins {
+        match resolve_plugin(&name, entry, &defaults, &dir, &file_name, &supervisor) {
+            Ok(spec) => plugins.push(spec),
+            Err(e) => problems.extend(e.problems),
+        }
+    }
+    if problems.is_empty() {
+        Ok(Fleet {
+            file: file.to_path_buf(),
+            supervisor,
+            plugins,
+        })
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+fn read_fleet_file(file: &Path) -> Result<(FleetFile, PathBuf), ConfigError> {
+    if !file.is_file() {
+        return Err(ConfigError::one(
+            file.display(),
+            "",
+            "no such file; pass the fleet config with `-c FILE` (default `corral.toml`)",
+        ));
+    }
+    let dir = base_dir(file);
+    let raw: FleetFile = Figment::from(Toml::file_exact(file))
+        .merge(Env::prefixed("CORRAL_").split("__").filter(|k| {
+            ["supervisor.", "defaults.", "plugins."]
+                .iter()
+                .any(|p| k.as_str().starts_with(p))
+        }))
+        .extract()
+        .map_err(|e| ConfigError::from_figment(e, file, ""))?;
+    Ok((raw, dir))
+}
+
+fn base_dir(file: &Path) -> PathBuf {
+    let dir = file.parent().unwrap_or(Path::new(""));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn supervisor_settings(
+    raw: SupervisorLayer,
+    dir: &Path,
+    file: &Path,
+) -> Result<SupervisorSettings, ConfigError> {
+    let runtime_dir = dir.join(raw.runtime_dir.unwrap_or_else(|| ".corral".into()));
+    let log_dir = raw
+        .log_dir
+        .map(|d| dir.join(d))
+        .unwrap_or_else(|| runtime_dir.join("logs"));
+    let settings = SupervisorSettings {
+        runtime_dir,
+        log_dir,
+    };
+    // The longest socket name is checked per plugin; the control socket here.
+    let control = settings.control_socket();
+    if control.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(ConfigError::one(
+            file.display(),
+            "supervisor.runtime_dir",
+            format!(
+                "`{}` is too long for a socket path (the OS allows {MAX_SOCKET_PATH} bytes); choose a shorter runtime_dir",
+                control.display()
+            ),
+        ));
+    }
+    Ok(settings)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn resolve_plugin(
+    name: &str,
+    entry: FleetEntry,
+    defaults: &PluginLayer,
+    dir: &Path,
+    file: &str,
+    supervisor: &SupervisorSettings,
+) -> Result<PluginSpec, ConfigError> {
+    let key = |k: &str| format!("plugins.{name}.{k}");
+    if !valid_name(name) {
+        return Err(ConfigError::one(
+            file,
+            format!("plugins.{name}"),
+            "a plugin name is 1 to 64 characters of a-z, 0-9, '-' and '_'",
+        ));
+    }
+    let socket = supervisor.plugin_socket(name);
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(ConfigError::one(
+            file,
+            format!("plugins.{name}"),
+            format!(
+                "socket path `{}` is too long (the OS allows {MAX_SOCKET_PATH} bytes); shorten the name or supervisor.runtime_dir",
+                socket.display()
+            ),
+        ));
+    }
+
+    let mut layer = entry.layer().anchored_at(dir);
+    let mut schema = BTreeMap::new();
+    let mut manifest_path = None;
+    let mut home = dir.to_path_buf();
+    if let Some(path) = &entry.path {
+        let folder = dir.join(path);
+        let manifest_file = folder.join("plugin.toml");
+        if !manifest_file.is_file() {
+            return Err(ConfigError::one(
+                file,
+                key("path"),
+                format!("`{}` has no plugin.toml", folder.display()),
+            ));
+        }
+        let manifest: Manifest = Figment::from(Toml::file_exact(&manifest_file))
+            .extract()
+            .map_err(|e| ConfigError::from_figment(e, &manifest_file, ""))?;
+        let folder = std::path::absolute(&folder).unwrap_or(folder);
+        layer = layer.over(manifest.layer().anchored_at(&folder));
+        schema = manifest.config_schema;
+        manifest_path = Some(manifest_file);
+        home = folder;
+    }
+    let layer = layer.over(defaults.clone());
+
+    let cmd = match layer.cmd {
+        Some(cmd) if !cmd.is_empty() && !cmd[0].is_empty() => cmd,
+        Some(_) => {
+            return Err(ConfigError::one(
+                file,
+                key("cmd"),
+                "`cmd` is empty; it needs at least the program",
+            ));
+        }
+        None => {
+            return Err(ConfigError::one(
+                file,
+                key("cmd"),
+                "no command: set `cmd = [\"program\", \"arg\", …]` here, or `path` to a folder whose plugin.toml has one",
+            ));
+        }
+    };
+    let config_source = manifest_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| file.to_string());
+    let config = schema::apply(&schema, layer.config.unwrap_or(serde_json::Value::Null)).map_err(
+        |(k, message)| {
+            ConfigError::one(
+                if k.is_empty() {
+                    file.to_string()
+                } else {
+                    format!("{file} (schema in {config_source})")
+                },
+                format!(
+                    "plugins.{name}.config{}{k}",
+                    if k.is_empty() { "" } else { "." }
+                ),
+                message,
+            )
+        },
+    )?;
+    let hb = layer.heartbeat.unwrap_or_default();
+    let heartbeat = Heartbeat {
+        interval: hb.interval.map_or(Duration::from_secs(1), |d| d.0),
+        timeout: hb.timeout.map_or(Duration::from_secs(1), |d| d.0),
+        misses: hb.misses.unwrap_or(3),
+    };
+    if heartbeat.misses == 0 || heartbeat.interval.is_zero() || heartbeat.timeout.is_zero() {
+        return Err(ConfigError::one(
+            file,
+            key("heartbeat"),
+            "interval and timeout must be more than zero and misses at least 1",
+        ));
+    }
+    let dur =
+        |d: Option<HumanDuration>, default: u64| d.map_or(Duration::from_millis(default), |d| d.0);
+    Ok(PluginSpec {
+        name: name.to_string(),
+        cmd,
+        env: layer.env.unwrap_or_default(),
+        cwd: layer.cwd.unwrap_or(home),
+        enabled: layer.enabled.unwrap_or(true),
+        codec: layer.codec.unwrap_or_default(),
+        config,
+        handshake_timeout: dur(layer.handshake_timeout, 5_000),
+        heartbeat,
+        stop_timeout: dur(layer.stop_timeout, 5_000),
+        kill_timeout: dur(layer.kill_timeout, 2_000),
+        call_timeout: dur(layer.call_timeout, 30_000),
+        memory_max: layer.memory_max.map(|s| s.0),
+        manifest: manifest_path,
+    })
+}
+
+#[cfg(test)]
+mod tests;

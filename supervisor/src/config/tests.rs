@@ -1,0 +1,194 @@
+use super::*;
+
+fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn problems(file: &Path) -> Vec<Problem> {
+    load(file).unwrap_err().problems
+}
+
+#[test]
+fn inline_plugin_gets_builtin_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"bin/echo\", \"-v\"]\n",
+    );
+    let fleet = load(&f).unwrap();
+    let p = &fleet.plugins[0];
+    assert_eq!(p.cmd[0], tmp.path().join("bin/echo").to_string_lossy());
+    assert_eq!(p.cmd[1], "-v");
+    assert_eq!(p.heartbeat.misses, 3);
+    assert_eq!(p.handshake_timeout, Duration::from_secs(5));
+    assert_eq!(p.codec, Codec::Bincode);
+    assert_eq!(fleet.supervisor.runtime_dir, tmp.path().join(".corral"));
+    assert_eq!(fleet.supervisor.log_dir, tmp.path().join(".corral/logs"));
+}
+
+#[test]
+fn bare_program_names_are_left_for_path_lookup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.py]\ncmd = [\"python3\", \"x.py\"]\n",
+    );
+    assert_eq!(load(&f).unwrap().plugins[0].cmd[0], "python3");
+}
+
+#[test]
+fn unknown_key_names_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nmemroy_max = \"1MiB\"\n",
+    );
+    let p = &problems(&f)[0];
+    assert!(p.file.ends_with("corral.toml"), "{p}");
+    assert_eq!(p.key, "plugins.echo");
+    assert!(p.message.contains("memroy_max"), "{p}");
+}
+
+#[test]
+fn bad_duration_names_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nheartbeat = { interval = \"fast\" }\n",
+    );
+    let p = &problems(&f)[0];
+    assert_eq!(p.key, "plugins.echo.heartbeat.interval", "{p}");
+    assert!(p.message.contains("500ms"), "{p}");
+}
+
+#[test]
+fn missing_cmd_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\nenabled = true\n",
+    );
+    let p = &problems(&f)[0];
+    assert_eq!(p.key, "plugins.echo.cmd");
+    assert!(p.file.ends_with("corral.toml"));
+}
+
+#[test]
+fn every_bad_plugin_is_reported_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.a]\n[plugins.b]\n[plugins.c]\ncmd=[\"x\"]\n",
+    );
+    let keys: Vec<String> = problems(&f).into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["plugins.a.cmd", "plugins.b.cmd"]);
+}
+
+#[test]
+fn manifest_layers_under_the_fleet_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "plugins/echo/plugin.toml",
+        r#"
+name = "echo"
+cmd = ["./run", "--fast"]
+codec = "json"
+stop_timeout = "1s"
+[config_schema.greeting]
+type = "string"
+default = "hello"
+[config_schema.level]
+type = "integer"
+"#,
+    );
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        r#"
+[defaults]
+stop_timeout = "9s"
+kill_timeout = "3s"
+[plugins.echo]
+path = "plugins/echo"
+config = { level = 2 }
+"#,
+    );
+    let fleet = load(&f).unwrap();
+    let p = &fleet.plugins[0];
+    let folder = tmp.path().join("plugins/echo");
+    assert_eq!(p.cmd[0], folder.join("./run").to_string_lossy());
+    assert_eq!(p.cwd, folder);
+    assert_eq!(p.codec, Codec::Json);
+    assert_eq!(
+        p.stop_timeout,
+        Duration::from_secs(1),
+        "manifest beats [defaults]"
+    );
+    assert_eq!(
+        p.kill_timeout,
+        Duration::from_secs(3),
+        "[defaults] beats built-in"
+    );
+    assert_eq!(
+        p.config,
+        serde_json::json!({"greeting": "hello", "level": 2})
+    );
+}
+
+#[test]
+fn config_is_checked_against_the_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "p/plugin.toml",
+        "name = \"p\"\ncmd = [\"x\"]\n[config_schema.level]\ntype = \"integer\"\nrequired = true\n",
+    );
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.p]\npath = \"p\"\nconfig = { level = \"high\" }\n",
+    );
+    let p = &problems(&f)[0];
+    assert_eq!(p.key, "plugins.p.config.level");
+    assert!(p.message.contains("integer"), "{p}");
+
+    let f = write(tmp.path(), "corral.toml", "[plugins.p]\npath = \"p\"\n");
+    assert!(problems(&f)[0].message.contains("required"));
+}
+
+#[test]
+fn broken_manifest_names_the_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "p/plugin.toml",
+        "name = \"p\"\ncmd = [\"x\"]\nhandshake_timeout = \"soon\"\n",
+    );
+    let f = write(tmp.path(), "corral.toml", "[plugins.p]\npath = \"p\"\n");
+    let p = &problems(&f)[0];
+    assert!(p.file.ends_with("p/plugin.toml"), "{p}");
+    assert_eq!(p.key, "handshake_timeout");
+}
+
+#[test]
+fn bad_names_and_missing_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.\"Bad.Name\"]\ncmd = [\"x\"]\n",
+    );
+    assert!(problems(&f)[0].message.contains("a-z"));
+    let missing = tmp.path().join("nope.toml");
+    assert!(problems(&missing)[0].message.contains("no such file"));
+}

@@ -1,0 +1,122 @@
+//! The control actor: serves [`ControlApi`] on the control socket, for the
+//! `corral` CLI and for scripts. Each connection is checked (this user or
+//! root only; matching protocol version) before it is served, and requests
+//! are forwarded to the root supervisor through its handle.
+//!
+//! The control socket speaks the JSON codec, so any language can drive a
+//! fleet with the same frames the CLI sends.
+
+use std::path::Path;
+use std::time::Duration;
+
+use corral_proto::codec::{self, Codec, MAX_FRAME_BYTES};
+use corral_proto::{ControlApi, ErrorReply, Payload, PluginStatus, codes};
+use futures::StreamExt;
+use interprocess::local_socket::tokio::prelude::*;
+use tarpc::server::{BaseChannel, Channel};
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::Error;
+use crate::listener;
+use crate::supervisor::SupervisorHandle;
+
+/// The running control server; stop it with [`ControlServer::shutdown`].
+#[derive(Debug)]
+pub struct ControlServer {
+    stop: oneshot::Sender<Duration>,
+    task: JoinHandle<()>,
+}
+
+impl ControlServer {
+    /// Binds the control socket (0600) and starts serving it.
+    pub fn start(path: &Path, supervisor: SupervisorHandle) -> Result<Self, Error> {
+        let listener =
+            listener::bind(path).map_err(Error::io(format!("cannot bind {}", path.display())))?;
+        let (stop, mut stop_rx) = oneshot::channel::<Duration>();
+        let task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            let grace = loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(stream) => {
+                            connections.spawn(serve_connection(stream, supervisor.clone()));
+                        }
+                        Err(e) => tracing::warn!("control socket accept failed: {e}"),
+                    },
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                    grace = &mut stop_rx => break grace.unwrap_or_default(),
+                }
+            };
+            drop(listener);
+            let drained = tokio::time::timeout(grace, async {
+                while connections.join_next().await.is_some() {}
+            });
+            if drained.await.is_err() {
+                connections.abort_all();
+            }
+        });
+        Ok(Self { stop, task })
+    }
+
+    /// Stops accepting, then gives open connections up to `grace` to finish.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(grace);
+        let _ = self.task.await;
+    }
+}
+
+async fn serve_connection(
+    stream: interprocess::local_socket::tokio::Stream,
+    supervisor: SupervisorHandle,
+) {
+    let framed = match listener::accept_control(stream, MAX_FRAME_BYTES).await {
+        Ok(f) => f,
+        Err(why) => {
+            tracing::warn!("refused a control connection: {why}");
+            return;
+        }
+    };
+    let transport = codec::into_transport(framed, Codec::Json);
+    BaseChannel::with_defaults(transport)
+        .execute(Server { supervisor }.serve())
+        .for_each(|request| async {
+            tokio::spawn(request);
+        })
+        .await;
+}
+
+#[derive(Clone)]
+struct Server {
+    supervisor: SupervisorHandle,
+}
+
+impl ControlApi for Server {
+    async fn ps(self, _: tarpc::context::Context) -> Vec<PluginStatus> {
+        self.supervisor.ps().await
+    }
+
+    async fn call(
+        self,
+        _: tarpc::context::Context,
+        name: String,
+        action: String,
+        payload: Payload,
+    ) -> Result<Payload, ErrorReply> {
+        let plugins = self.supervisor.plugins().await;
+        match plugins.iter().find(|p| p.name() == name) {
+            Some(plugin) => plugin.call(action, payload).await,
+            None => {
+                let known: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
+                Err(ErrorReply::new(
+                    codes::UNKNOWN_PLUGIN,
+                    format!("no plugin named `{name}` (plugins: {})", known.join(", ")),
+                ))
+            }
+        }
+    }
+
+    async fn down(self, _: tarpc::context::Context) {
+        self.supervisor.shutdown().await;
+    }
+}

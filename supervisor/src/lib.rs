@@ -1,0 +1,30 @@
+//! corral: a supervisor for plugins that run as their own OS processes and
+//! speak tarpc over local sockets.
+//!
+//! The supervisor is a handful of actors, each a tokio task that owns its
+//! state and is reached only through a handle:
+//!
+//! - [`supervisor`]: the root actor; owns the fleet and routes requests;
+//! - [`plugin`]: one actor per plugin; owns its process, connection and state;
+//! - [`control`]: serves the control socket the CLI talks to.
+//!
+//! Around them: [`config`] (loading and checking), [`spawn`] (starting a
+//! process), [`listener`] (plugin sockets and their authentication),
+//! [`logs`] (capturing output), [`memory`] (measuring it) and [`cli`].
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod control;
+mod error;
+pub mod listener;
+pub mod logs;
+pub mod memory;
+pub mod plugin;
+pub mod runtime_dir;
+pub mod spawn;
+pub mod supervisor;
+pub mod units;
+
+pub use error::Error;

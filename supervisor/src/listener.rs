@@ -1,0 +1,210 @@
+//! Local sockets and who may use them.
+//!
+//! Sockets are created 0600 inside the 0700 runtime directory. Every
+//! connection is checked before a byte of it is trusted: the peer's uid (from
+//! the kernel, `SO_PEERCRED`) must be this user's, and on a plugin socket the
+//! peer must also belong to the plugin's process group and present the
+//! per-spawn secret in its [`Hello`]. A stranger on a plugin socket is refused
+//! and ignored (it cannot get the real plugin killed); the plugin itself
+//! failing the handshake is a [`HandshakeError`].
+
+use std::io;
+use std::path::Path;
+
+use corral_proto::codec::{self, Codec, FrameError, Framed};
+use corral_proto::{Hello, HelloReply, Role, check_version};
+use interprocess::local_socket::tokio::{Listener, Stream, prelude::*};
+use interprocess::local_socket::{GenericFilePath, ListenerOptions};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use nix::unistd::{Pid, Uid};
+
+/// Binds a socket at `path` that only this user can connect to.
+pub fn bind(path: &Path) -> io::Result<Listener> {
+    ListenerOptions::new()
+        .name(path.to_fs_name::<GenericFilePath>()?)
+        .mode(0o600)
+        .try_overwrite(true)
+        .create_tokio()
+}
+
+/// What the plugin process must prove about itself.
+#[derive(Debug, Clone)]
+pub struct Expected<'a> {
+    /// The plugin's name.
+    pub name: &'a str,
+    /// This spawn's secret.
+    pub secret: &'a str,
+    /// The plugin's process group (its leader's pid).
+    pub pgid: u32,
+    /// The codec it speaks.
+    pub codec: Codec,
+    /// Largest frame accepted from it.
+    pub max_frame: usize,
+}
+
+/// Why the plugin's own handshake failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HandshakeError(pub String);
+
+/// Accepts connections until the plugin itself connects and passes the
+/// handshake, or fails it. Strangers are refused and skipped. The caller
+/// bounds the wait with the handshake timeout.
+pub async fn accept_plugin(
+    listener: &Listener,
+    expected: &Expected<'_>,
+) -> Result<Framed<Stream>, HandshakeError> {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(plugin = expected.name, "accept failed: {e}");
+                continue;
+            }
+        };
+        if let Err(why) = check_peer_is_plugin(&stream, expected.pgid) {
+            tracing::warn!(
+                plugin = expected.name,
+                "refused a connection to its socket: {why}"
+            );
+            let mut framed = codec::framed(stream, expected.max_frame);
+            let _ = refuse(&mut framed, expected.codec, &why).await;
+            continue;
+        }
+        let mut framed = codec::framed(stream, expected.max_frame);
+        let hello: Hello = match codec::recv(&mut framed, expected.codec).await {
+            Ok(h) => h,
+            Err(FrameError::Closed) => {
+                return Err(HandshakeError(
+                    "closed the connection before its hello".into(),
+                ));
+            }
+            Err(e) => {
+                let why = format!("bad hello frame ({} codec): {e}", expected.codec);
+                let _ = refuse(&mut framed, expected.codec, &why).await;
+                return Err(HandshakeError(why));
+            }
+        };
+        let verdict =
+            check_version("the plugin", hello.protocol_version).and_then(|()| match &hello.role {
+                Role::Plugin { name, secret }
+                    if name == expected.name && same_secret(secret, expected.secret) =>
+                {
+                    Ok(())
+                }
+                Role::Plugin { name, .. } if name != expected.name => Err(format!(
+                    "introduced itself as `{name}`, expected `{}`",
+                    expected.name
+                )),
+                Role::Plugin { .. } => Err("wrong secret".to_string()),
+                Role::Control => Err("a control client on a plugin socket".to_string()),
+            });
+        return match verdict {
+            Ok(()) => {
+                codec::send(
+                    &mut framed,
+                    expected.codec,
+                    &HelloReply::Welcome {
+                        protocol_version: corral_proto::PROTOCOL_VERSION,
+                    },
+                )
+                .await
+                .map_err(|e| HandshakeError(format!("could not answer its hello: {e}")))?;
+                Ok(framed)
+            }
+            Err(why) => {
+                let _ = refuse(&mut framed, expected.codec, &why).await;
+                Err(HandshakeError(why))
+            }
+        };
+    }
+}
+
+/// Checks a control client: this user (or root) only, then its hello.
+pub async fn accept_control(stream: Stream, max_frame: usize) -> Result<Framed<Stream>, String> {
+    let creds = stream
+        .peer_creds()
+        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let uid = creds.euid().ok_or("the peer's uid is unknown")?;
+    let mut framed = codec::framed(stream, max_frame);
+    if uid != Uid::effective().as_raw() && uid != 0 {
+        let why = format!("uid {uid} may not control this supervisor");
+        let _ = refuse(&mut framed, Codec::Json, &why).await;
+        return Err(why);
+    }
+    let hello: Hello = codec::recv(&mut framed, Codec::Json)
+        .await
+        .map_err(|e| format!("bad hello: {e}"))?;
+    let verdict =
+        check_version("the client", hello.protocol_version).and_then(|()| match hello.role {
+            Role::Control => Ok(()),
+            Role::Plugin { .. } => Err("a plugin hello on the control socket".to_string()),
+        });
+    match verdict {
+        Ok(()) => {
+            codec::send(
+                &mut framed,
+                Codec::Json,
+                &HelloReply::Welcome {
+                    protocol_version: corral_proto::PROTOCOL_VERSION,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(framed)
+        }
+        Err(why) => {
+            let _ = refuse(&mut framed, Codec::Json, &why).await;
+            Err(why)
+        }
+    }
+}
+
+fn check_peer_is_plugin(stream: &Stream, pgid: u32) -> Result<(), String> {
+    let creds = stream
+        .peer_creds()
+        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let uid = creds.euid().ok_or("the peer's uid is unknown")?;
+    if uid != Uid::effective().as_raw() {
+        return Err(format!("peer runs as uid {uid}, not as this user"));
+    }
+    let pid = creds.pid().ok_or("the peer's pid is unknown")?;
+    let group = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+        .map_err(|e| format!("peer pid {pid}: {e}"))?;
+    if group.as_raw() as u32 != pgid {
+        return Err(format!(
+            "peer pid {pid} is in process group {group}, not the plugin's ({pgid})"
+        ));
+    }
+    Ok(())
+}
+
+async fn refuse(framed: &mut Framed<Stream>, codec: Codec, reason: &str) -> Result<(), FrameError> {
+    codec::send(
+        framed,
+        codec,
+        &HelloReply::Refused {
+            reason: reason.to_string(),
+        },
+    )
+    .await
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_compare_by_content() {
+        assert!(super::same_secret("abc", "abc"));
+        assert!(!super::same_secret("abc", "abd"));
+        assert!(!super::same_secret("abc", "abcd"));
+    }
+}

@@ -1,0 +1,95 @@
+//! Human-friendly units in config files: durations ("500ms", "5s", "1m") and
+//! sizes ("64MiB", "1GiB", "512KB").
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+/// A duration written as text with a unit, such as `"250ms"` or `"5s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map(Self).map_err(|e| {
+            de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write a number and a unit, such as \"500ms\" or \"5s\""
+            ))
+        })
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+/// A size in bytes written as text with a unit, such as `"64MiB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.parse::<bytesize::ByteSize>() {
+            Ok(size) if size.as_u64() > 0 => Ok(Self(size.as_u64())),
+            Ok(_) => Err(de::Error::custom("a size must be more than zero bytes")),
+            Err(e) => Err(de::Error::custom(format!(
+                "`{text}` is not a size ({e}); write a number and a unit, such as \"64MiB\""
+            ))),
+        }
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", bytesize::ByteSize(self.0).display().iec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct T {
+        d: Option<HumanDuration>,
+        s: Option<Size>,
+    }
+
+    fn parse(text: &str) -> Result<T, String> {
+        toml_like(text)
+    }
+
+    fn toml_like(text: &str) -> Result<T, String> {
+        use figment::providers::{Format, Toml};
+        figment::Figment::from(Toml::string(text))
+            .extract()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        let t = parse("d = \"250ms\"\ns = \"64MiB\"").unwrap();
+        assert_eq!(t.d, Some(HumanDuration(Duration::from_millis(250))));
+        assert_eq!(t.s, Some(Size(64 * 1024 * 1024)));
+    }
+
+    #[test]
+    fn bad_units_say_what_is_expected() {
+        let err = parse("d = \"5 parsecs\"").unwrap_err();
+        assert!(err.contains("500ms"), "{err}");
+        let err = parse("s = \"lots\"").unwrap_err();
+        assert!(err.contains("64MiB"), "{err}");
+        assert!(parse("s = \"0B\"").unwrap_err().contains("more than zero"));
+    }
+}
