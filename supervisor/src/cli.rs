@@ -182,6 +182,7 @@ pub fn ps_table(rows: &[PluginStatus]) -> String {
         let memory = match (r.rss_bytes, r.memory_max_bytes) {
             (0, None) => "-".to_string(),
             (rss, None) => human_bytes(rss),
+            (0, Some(max)) => format!("- / {}", human_bytes(max)),
             (rss, Some(max)) => format!("{} / {}", human_bytes(rss), human_bytes(max)),
         };
         table.push(vec![

@@ -368,10 +368,13 @@ fn read_fleet_file(file: &Path) -> Result<(FleetFile, PathBuf), ConfigError> {
     }
     let dir = base_dir(file);
     let raw: FleetFile = Figment::from(Toml::file_exact(file))
+        // Only keys of the fleet file: other CORRAL_ variables (CORRAL_SOCKET,
+        // CORRAL_LOG) belong to the CLI.
         .merge(Env::prefixed("CORRAL_").split("__").filter(|k| {
+            let key = k.as_str().to_ascii_lowercase();
             ["supervisor.", "defaults.", "plugins."]
                 .iter()
-                .any(|p| k.as_str().starts_with(p))
+                .any(|p| key.starts_with(p))
         }))
         .extract()
         .map_err(|e| ConfigError::from_figment(e, file, ""))?;

@@ -1,1 +1,7 @@
+//! End-to-end tests: the real `corral` binary supervising real plugin
+//! processes over real sockets. Named by area and behaviour.
 
+mod handshake;
+mod heartbeat;
+mod lifecycle;
+mod protocol;

@@ -51,8 +51,8 @@ fn unknown_key_names_file_and_key() {
     );
     let p = &problems(&f)[0];
     assert!(p.file.ends_with("corral.toml"), "{p}");
-    assert_eq!(p.key, "plugins.echo");
-    assert!(p.message.contains("memroy_max"), "{p}");
+    assert_eq!(p.key, "plugins.echo.memroy_max");
+    assert!(p.message.contains("unknown field"), "{p}");
 }
 
 #[test]
@@ -191,4 +191,25 @@ fn bad_names_and_missing_files_are_refused() {
     assert!(problems(&f)[0].message.contains("a-z"));
     let missing = tmp.path().join("nope.toml");
     assert!(problems(&missing)[0].message.contains("no such file"));
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+fn environment_overrides_the_fleet_file_but_ignores_client_variables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.envtest]\ncmd = [\"x\"]\n",
+    );
+    figment::Jail::expect_with(|jail| {
+        jail.set_env(
+            "CORRAL_PLUGINS__ENVTEST__CMD",
+            "[\"/bin/true\", \"--flag\"]",
+        );
+        jail.set_env("CORRAL_SOCKET", "/elsewhere.sock");
+        let fleet = load(&f).map_err(|e| e.to_string())?;
+        assert_eq!(fleet.plugins[0].cmd, ["/bin/true", "--flag"]);
+        Ok(())
+    });
 }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds corral and the example plugins, runs the demo fleet (a Rust and a
+# Python plugin, each its own process), shows it working, and keeps it up
+# until Ctrl-C. With --once it stops the fleet after the tour instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --workspace --bins
+corral=target/release/corral
+config=examples/demo.toml
+
+"$corral" check -c "$config"
+"$corral" up -c "$config" &
+supervisor=$!
+trap 'kill -TERM "$supervisor" 2>/dev/null || true; wait "$supervisor" 2>/dev/null || true' EXIT
+
+# wait_for PYTHON_CONDITION: polls `corral ps --json` (as `rows`) for at most 10 s.
+wait_for() {
+  for _ in $(seq 100); do
+    if "$corral" ps -c "$config" --json 2>/dev/null | python3 -c "
+import json, sys
+rows = {r['name']: r for r in json.load(sys.stdin)}
+sys.exit(0 if ($1) else 1)"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "demo: timed out waiting for: $1" >&2
+  return 1
+}
+wait_for "rows and all(r['state'] == 'running' for r in rows.values())"
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step "$corral" ps -c "$config"
+step "$corral" call -c "$config" echo ping
+step "$corral" call -c "$config" echo-py ping
+step "$corral" call -c "$config" echo config
+step "$corral" call -c "$config" echo-py echo '{"from": "the demo", "n": [1, 2, 3]}'
+step "$corral" call -c "$config" echo sleep '{"ms": 200}'
+echo
+echo "Crash the Rust plugin and see why it left (restart policies come with supervision):"
+step "$corral" call -c "$config" echo crash || true
+wait_for "rows['echo']['state'] != 'running'"
+step "$corral" ps -c "$config"
+
+if [ "${1:-}" = "--once" ]; then
+  step "$corral" down -c "$config"
+  wait "$supervisor"
+  trap - EXIT
+  exit 0
+fi
+echo
+echo "The fleet is up. In another terminal try: $corral ps -c $config"
+echo "Press Ctrl-C to stop it."
+wait "$supervisor"

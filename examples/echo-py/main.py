@@ -1,0 +1,88 @@
+"""The Python twin of examples/echo: the same actions, for the same tests."""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from corral_sdk import Plugin, PluginError, run
+
+plugin = Plugin()
+state = {"config": None, "held": []}
+
+
+def field(payload, key):
+    value = payload.get(key) if isinstance(payload, dict) else None
+    if not isinstance(value, int) or value < 0:
+        raise PluginError.bad_payload('expected {"%s": <non-negative integer>}' % key)
+    return value
+
+
+@plugin.on_load
+def on_load(ctx, config):
+    state["config"] = config
+
+
+@plugin.on_unload
+def on_unload(ctx):
+    sys.stderr.write("unloading\n")
+    sys.stderr.flush()
+
+
+@plugin.action("ping")
+def ping(ctx, payload):
+    return {"pong": True, "pid": os.getpid()}
+
+
+@plugin.action("echo")
+def echo(ctx, payload):
+    return payload
+
+
+@plugin.action("sleep")
+def sleep(ctx, payload):
+    ms = field(payload, "ms")
+    time.sleep(ms / 1000.0)
+    return {"slept_ms": ms}
+
+
+@plugin.action("exit")
+def exit_(ctx, payload):
+    code = field(payload, "code")
+    sys.stderr.write("exiting with code %d as asked\n" % code)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@plugin.action("crash")
+def crash(ctx, payload):
+    sys.stderr.write("crashing as asked\n")
+    sys.stderr.flush()
+    os.abort()
+
+
+@plugin.action("hang")
+def hang(ctx, payload):
+    sys.stderr.write("hanging as asked\n")
+    sys.stderr.flush()
+    # Freeze the whole process, heartbeat thread included.
+    os.kill(os.getpid(), signal.SIGSTOP)
+    return None
+
+
+@plugin.action("alloc")
+def alloc(ctx, payload):
+    mb = field(payload, "mb")
+    for _ in range(mb):
+        state["held"].append(bytearray(b"\x01") * (1024 * 1024))
+    return {"held_mb": len(state["held"])}
+
+
+@plugin.action("config")
+def config(ctx, payload):
+    return state["config"]
+
+
+if __name__ == "__main__":
+    run(plugin)

@@ -1,0 +1,195 @@
+"""Write corral plugins in Python (standard library only, Python >= 3.9).
+
+A plugin registers actions and hooks on a ``Plugin`` and calls ``run``::
+
+    from corral_sdk import Plugin, PluginError, run
+
+    plugin = Plugin()
+
+    @plugin.action("greet")
+    def greet(ctx, payload):
+        return {"hello": payload}
+
+    run(plugin)
+
+The SDK speaks corral's JSON codec: 4-byte big-endian length frames holding
+compact JSON, a hello carrying the per-spawn secret, then tarpc requests.
+Heartbeats are answered on the connection's reader thread while actions run
+in threads of their own, so a slow action never makes the plugin look hung.
+The process exits when the supervisor asks it to stop (after the on_unload
+hook) or when its connection to the supervisor closes.
+"""
+
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+__all__ = ["Plugin", "PluginError", "Context", "run", "PROTOCOL_VERSION"]
+
+
+class PluginError(Exception):
+    """An error an action returns to its caller: a code and a message."""
+
+    def __init__(self, code, message):
+        super().__init__("%s: %s" % (code, message))
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def unknown_action(cls, action):
+        return cls("unknown_action", "no action named `%s`" % action)
+
+    @classmethod
+    def bad_payload(cls, message):
+        return cls("bad_payload", message)
+
+
+class Context:
+    """What a plugin knows about where it runs."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+class Plugin:
+    """Actions and lifecycle hooks of one plugin, registered with decorators."""
+
+    def __init__(self):
+        self.actions = {}
+        self.load_hook = None
+        self.unload_hook = None
+
+    def action(self, name):
+        def register(fn):
+            self.actions[name] = fn
+            return fn
+
+        return register
+
+    def on_load(self, fn):
+        self.load_hook = fn
+        return fn
+
+    def on_unload(self, fn):
+        self.unload_hook = fn
+        return fn
+
+
+class _Connection:
+    def __init__(self, sock, max_frame):
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+        self.max_frame = max_frame
+        self.write_lock = threading.Lock()
+
+    def send(self, message):
+        body = json.dumps(message, separators=(",", ":")).encode()
+        with self.write_lock:
+            self.sock.sendall(struct.pack(">I", len(body)) + body)
+
+    def recv(self):
+        head = self.reader.read(4)
+        if len(head) < 4:
+            return None
+        (length,) = struct.unpack(">I", head)
+        if length > self.max_frame:
+            raise ValueError("frame of %d bytes exceeds the maximum" % length)
+        body = self.reader.read(length)
+        if len(body) < length:
+            return None
+        return json.loads(body)
+
+
+def _env(name):
+    value = os.environ.get(name)
+    if value is None:
+        sys.stderr.write(
+            "corral plugin: environment variable %s is not set: this program is a corral "
+            "plugin; run it from a fleet config with `corral up`\n" % name
+        )
+        sys.exit(1)
+    return value
+
+
+def run(plugin):
+    """Serve ``plugin`` until the supervisor stops it; this never returns."""
+    name = _env("CORRAL_PLUGIN_NAME")
+    path = _env("CORRAL_PLUGIN_SOCKET")
+    secret = _env("CORRAL_PLUGIN_SECRET")
+    codec = _env("CORRAL_PLUGIN_CODEC")
+    if codec != "json":
+        sys.stderr.write("corral plugin: the Python SDK speaks the json codec; set codec = \"json\"\n")
+        sys.exit(1)
+    max_frame = int(os.environ.get("CORRAL_MAX_FRAME", MAX_FRAME_BYTES))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    conn = _Connection(sock, max_frame)
+    conn.send({"protocol_version": PROTOCOL_VERSION, "role": {"Plugin": {"name": name, "secret": secret}}})
+    reply = conn.recv()
+    if not reply or "Welcome" not in reply:
+        sys.stderr.write("corral plugin: handshake refused: %r\n" % (reply,))
+        sys.exit(1)
+    ctx = Context(name)
+    unloaded = threading.Event()
+
+    def unload():
+        if not unloaded.is_set():
+            unloaded.set()
+            if plugin.unload_hook:
+                plugin.unload_hook(ctx)
+
+    def respond(request_id, method, result):
+        conn.send({"request_id": request_id, "message": {"Ok": {method: result}}})
+
+    def call(request_id, method, fn, *args):
+        try:
+            value = fn(*args)
+            result = {"Ok": value}
+        except PluginError as e:
+            result = {"Err": {"code": e.code, "message": e.message}}
+        except Exception as e:  # a failing action is reported, never fatal
+            result = {"Err": {"code": "internal", "message": "%s: %s" % (type(e).__name__, e)}}
+        respond(request_id, method, result)
+
+    def handle(action, payload):
+        fn = plugin.actions.get(action)
+        if fn is None:
+            raise PluginError.unknown_action(action)
+        return fn(ctx, payload)
+
+    def load(config):
+        if plugin.load_hook:
+            plugin.load_hook(ctx, config)
+
+    while True:
+        try:
+            frame = conn.recv()
+        except (OSError, ValueError) as e:
+            sys.stderr.write("corral plugin: connection failed: %s\n" % e)
+            frame = None
+        if frame is None:
+            break
+        request = frame.get("Request")
+        if request is None:
+            continue  # Cancel: the SDK lets the running action finish.
+        rid = request["id"]
+        ((method, args),) = request["message"].items()
+        if method == "Ping":
+            respond(rid, "Ping", args["seq"])
+        elif method == "Handle":
+            threading.Thread(
+                target=call, args=(rid, "Handle", handle, args["action"], args["payload"]), daemon=True
+            ).start()
+        elif method == "Load":
+            call(rid, "Load", load, args["config"])
+        elif method == "Shutdown":
+            unload()
+            respond(rid, "Shutdown", None)
+    unload()
+    os._exit(0)
