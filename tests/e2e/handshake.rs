@@ -31,11 +31,10 @@ cmd = {echo}
             .contains("wrong secret"),
         "{liar}"
     );
-    // The rogue was told why before the door closed.
-    let log = std::fs::read_to_string(fleet.dir().join(".corral/logs/liar.log")).unwrap();
     assert!(
-        log.contains("Refused") && log.contains("wrong secret"),
-        "{log}"
+        fleet.log().contains("handshake failed: wrong secret"),
+        "{}",
+        fleet.log()
     );
 
     let mute = fleet.wait_row("mute", Duration::from_secs(5), "exited", |r| {
@@ -77,4 +76,21 @@ fn a_stranger_on_the_plugin_socket_is_refused_without_harming_the_plugin() {
     );
     assert!(!process_gone(pid));
     assert_eq!(fleet.call("echo", "ping", None).unwrap()["pid"], pid);
+}
+
+#[test]
+fn a_protocol_version_mismatch_names_both_versions() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.old]\ncmd = [\"python3\", {:?}, \"old-version\"]\ncodec = \"json\"\n",
+        fixture("rogue.py").display().to_string()
+    ));
+    let row = fleet.wait_row("old", Duration::from_secs(10), "exited", |r| {
+        r["state"] == "exited"
+    });
+    let detail = row["last_exit"]["detail"].as_str().unwrap();
+    assert_eq!(row["last_exit"]["reason"], "handshake");
+    assert!(
+        detail.contains("999") && detail.contains("version 1"),
+        "{detail}"
+    );
 }

@@ -164,3 +164,30 @@ fn exits_and_crashes_are_reported_with_their_reason() {
         serde_json::json!({"reason": "signal", "signal": "SIGABRT"})
     );
 }
+
+#[test]
+fn a_plugin_that_ignores_shutdown_and_sigterm_is_killed_on_schedule() {
+    let mut fleet = Fleet::start(&format!(
+        r#"
+[plugins.stubborn]
+cmd = ["python3", {rogue:?}, "stubborn"]
+codec = "json"
+stop_timeout = "300ms"
+kill_timeout = "300ms"
+"#,
+        rogue = corral_e2e::fixture("rogue.py").display().to_string()
+    ));
+    let pid = fleet.wait_running("stubborn");
+    let started = std::time::Instant::now();
+    assert!(fleet.down().success());
+    let took = started.elapsed();
+    assert!(process_gone(pid));
+    let log = fleet.log();
+    assert!(
+        log.contains("sending SIGTERM") && log.contains("sending SIGKILL"),
+        "{log}"
+    );
+    assert!(log.contains("reason=requested"), "{log}");
+    // 300 ms to SIGTERM, 300 ms more to SIGKILL, plus process and polling slack.
+    assert!(took < Duration::from_secs(3), "down took {took:?}");
+}
