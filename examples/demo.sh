@@ -38,10 +38,12 @@ step "$corral" call -c "$config" echo config
 step "$corral" call -c "$config" echo-py echo '{"from": "the demo", "n": [1, 2, 3]}'
 step "$corral" call -c "$config" echo sleep '{"ms": 200}'
 echo
-echo "Crash the Rust plugin and see why it left (restart policies come with supervision):"
+echo "Crash the Rust plugin: its restart policy (on-failure) brings it back with a new pid."
+old_pid=$("$corral" ps -c "$config" --json | python3 -c "import json,sys; print([r['pid'] for r in json.load(sys.stdin) if r['name']=='echo'][0])")
 step "$corral" call -c "$config" echo crash || true
-wait_for "rows['echo']['state'] != 'running'"
+wait_for "rows['echo']['state'] == 'running' and rows['echo']['pid'] != $old_pid"
 step "$corral" ps -c "$config"
+step "$corral" inspect -c "$config" echo
 
 if [ "${1:-}" = "--once" ]; then
   step "$corral" down -c "$config"

@@ -22,6 +22,9 @@ def field(payload, key):
 @plugin.on_load
 def on_load(ctx, config):
     state["config"] = config
+    crash_after_ms = (config or {}).get("crash_after_ms")
+    if isinstance(crash_after_ms, int):
+        threading.Timer(crash_after_ms / 1000.0, os.abort).start()
 
 
 @plugin.on_unload

@@ -4,7 +4,7 @@
 //! On the JSON codec a request's method appears as its CamelCase name with
 //! arguments keyed by parameter name, e.g. `{"Handle":{"action":"echo","payload":{…}}}`.
 
-use crate::{ErrorReply, Payload, PluginStatus};
+use crate::{ErrorReply, Payload, PluginInfo, PluginStatus};
 
 /// Served by every plugin on its connection to the supervisor.
 #[tarpc::service]
@@ -29,4 +29,12 @@ pub trait ControlApi {
     async fn call(name: String, action: String, payload: Payload) -> Result<Payload, ErrorReply>;
     /// Stops every plugin; answers once all are reaped, then the supervisor exits.
     async fn down();
+    /// Starts the named plugins (clearing `failed` and the restart count).
+    async fn start(names: Vec<String>) -> Result<(), ErrorReply>;
+    /// Stops the named plugins; they stay `stopped` until started.
+    async fn stop(names: Vec<String>) -> Result<(), ErrorReply>;
+    /// Stops then starts the named plugins.
+    async fn restart(names: Vec<String>) -> Result<(), ErrorReply>;
+    /// Status, settings in force and history of one plugin.
+    async fn inspect(name: String) -> Result<PluginInfo, ErrorReply>;
 }

@@ -148,6 +148,40 @@ pub struct PluginStatus {
     /// The plugin it waits for, while `waiting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Milliseconds until the next start, while in `backoff`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
     /// The codec its connection uses (`bincode` or `json`).
     pub codec: String,
+}
+
+/// One change of a plugin's state, as kept in its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The state it left.
+    pub from: PluginState,
+    /// The state it entered.
+    pub to: PluginState,
+    /// Why its process ended, on transitions out of a process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ExitReason>,
+    /// Its process id, where one is involved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// More context in words (a backoff delay, a restart limit, who asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// What `corral inspect` shows: status, the settings in force, and history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    /// The status row.
+    pub status: PluginStatus,
+    /// Every setting in force, as a JSON object.
+    pub settings: crate::Payload,
+    /// The last transitions, oldest first.
+    pub history: Vec<Transition>,
 }

@@ -6,23 +6,26 @@
 //! - supervisor → plugin call round trip, 64-byte payload, p50/p99;
 //! - call throughput with 64 calls in flight on one connection;
 //! - `corral call echo ping` as a whole process, against fork+exec of `true`;
-//! - one plugin's spawn → running time, against fork+exec of `true`.
+//! - one plugin's spawn → running time, against fork+exec of `true`;
+//! - restart latency: SIGKILL of a plugin → replacement running;
+//! - `corral up` with 50 and 200 plugins → all running.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral::config::{Heartbeat, PluginSpec, SupervisorSettings};
 use corral::plugin::PluginHandle;
-use corral_proto::{Codec, Payload, PluginState};
+use corral_proto::{Payload, PluginState};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 const SEQUENTIAL: usize = 20_000;
 const IN_FLIGHT: usize = 64;
 const PIPELINED: usize = 200_000;
 const PROCESS_RUNS: usize = 50;
+const RESTARTS: usize = 200;
 
 fn main() {
     let bin_dir = std::env::current_exe()
@@ -62,12 +65,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (call, throughput, spawn) = rt.block_on(plugin_figures(tmp.path(), &echo));
-    row("supervisor -> plugin call, 64 B", &call, Some(&floor));
+    let figures = rt.block_on(plugin_figures(tmp.path(), &echo));
+    row(
+        "supervisor -> plugin call, 64 B",
+        &figures.call,
+        Some(&floor),
+    );
     println!(
         "{:<44} {:>12} {:>12}",
         format!("call throughput, {IN_FLIGHT} in flight"),
-        format!("{:.0}/s", throughput),
+        format!("{:.0}/s", figures.throughput),
         ""
     );
 
@@ -78,13 +85,26 @@ fn main() {
             .unwrap_or(false)
     });
     row("fork+exec of `true` (floor)", &exec_floor, None);
-    row("plugin spawn -> running", &spawn, Some(&exec_floor));
+    row("plugin spawn -> running", &figures.spawn, Some(&exec_floor));
+    row(
+        &format!("SIGKILL -> replacement running ({RESTARTS}x)"),
+        &figures.restart,
+        Some(&exec_floor),
+    );
     let cli = corral_call(tmp.path(), &corral, &echo);
     row(
         "`corral call echo ping`, whole process",
         &cli,
         Some(&exec_floor),
     );
+    for n in [50, 200] {
+        let took = fleet_up(tmp.path(), &corral, &echo, n);
+        println!(
+            "{:<44} {:>12}",
+            format!("`corral up`, {n} plugins -> all running"),
+            fmt(took)
+        );
+    }
 }
 
 fn row(name: &str, samples: &[Duration], floor: Option<&[Duration]>) {
@@ -139,59 +159,56 @@ fn raw_socket_echo(dir: &Path) -> Vec<Duration> {
     samples
 }
 
-fn spec(echo: &Path, dir: &Path) -> PluginSpec {
-    PluginSpec {
-        name: "echo".into(),
-        cmd: vec![echo.display().to_string()],
-        env: Default::default(),
-        cwd: dir.to_path_buf(),
-        enabled: false,
-        codec: Codec::Bincode,
-        config: serde_json::Value::Null,
-        handshake_timeout: Duration::from_secs(5),
-        heartbeat: Heartbeat {
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            misses: 3,
-        },
-        stop_timeout: Duration::from_secs(5),
-        kill_timeout: Duration::from_secs(2),
-        call_timeout: Duration::from_secs(30),
-        memory_max: None,
-        manifest: None,
-    }
+/// Loads a fleet config written into `dir`.
+fn fleet(dir: &Path, toml: &str) -> corral::config::Fleet {
+    std::fs::create_dir_all(dir).expect("fleet dir");
+    let file = dir.join("corral.toml");
+    std::fs::write(&file, toml).expect("config");
+    corral::config::load(&file).expect("valid config")
 }
 
-async fn wait_running(plugin: &PluginHandle) {
+async fn wait_running(plugin: &PluginHandle, not_pid: Option<u32>) -> u32 {
     loop {
         let status = plugin.status().await.expect("actor alive");
-        match status.state {
-            PluginState::Running => return,
-            PluginState::Starting => tokio::task::yield_now().await,
-            other => panic!("plugin went {other}: {:?}", status.last_exit),
+        match (status.state, status.pid) {
+            (PluginState::Running, Some(pid)) if Some(pid) != not_pid => return pid,
+            (PluginState::Failed | PluginState::Exited | PluginState::Stopped, _) => {
+                panic!("plugin went {}: {:?}", status.state, status.last_exit)
+            }
+            other => {
+                if std::env::var_os("BENCH_DEBUG").is_some() {
+                    eprintln!("{other:?}");
+                }
+                tokio::task::yield_now().await
+            }
         }
     }
 }
 
-async fn plugin_figures(dir: &Path, echo: &Path) -> (Vec<Duration>, f64, Vec<Duration>) {
-    let runtime_dir = dir.join("rt");
-    std::fs::create_dir_all(&runtime_dir).expect("runtime dir");
-    let settings = Arc::new(SupervisorSettings {
-        runtime_dir: runtime_dir.clone(),
-        log_dir: runtime_dir.clone(),
-    });
-    let (plugin, _task) = PluginHandle::spawn(spec(echo, dir), settings);
+struct PluginFigures {
+    call: Vec<Duration>,
+    throughput: f64,
+    spawn: Vec<Duration>,
+    restart: Vec<Duration>,
+}
 
-    let mut spawn = Vec::with_capacity(PROCESS_RUNS);
-    for _ in 0..PROCESS_RUNS {
-        let t = Instant::now();
-        plugin.start().await;
-        wait_running(&plugin).await;
-        spawn.push(t.elapsed());
-        plugin.stop().await;
-    }
-    plugin.start().await;
-    wait_running(&plugin).await;
+async fn plugin_figures(dir: &Path, echo: &Path) -> PluginFigures {
+    let fleet = fleet(
+        &dir.join("inproc"),
+        &format!(
+            r#"
+[plugins.echo]
+cmd = [{echo:?}]
+backoff = {{ reset_after = "0ms" }}
+restart_limit = {{ count = 1000000, within = "1s" }}
+"#,
+            echo = echo.display().to_string()
+        ),
+    );
+    std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
+    let (supervisor, _done) = corral::supervisor::start(&fleet);
+    let plugin = supervisor.plugin("echo").await.expect("echo");
+    let mut pid = wait_running(&plugin, None).await;
 
     let payload = Payload::from_json(&"x".repeat(62)).expect("payload");
     assert_eq!(payload.as_bytes().len(), 64);
@@ -224,8 +241,86 @@ async fn plugin_figures(dir: &Path, echo: &Path) -> (Vec<Duration>, f64, Vec<Dur
         task.await.expect("task");
     }
     let throughput = (per_task * IN_FLIGHT) as f64 / t.elapsed().as_secs_f64();
-    plugin.stop().await;
-    (call, throughput, spawn)
+    // Spawn: from `waiting` (what the supervisor starts) to running.
+    let mut spawn = Vec::with_capacity(PROCESS_RUNS);
+    for _ in 0..PROCESS_RUNS {
+        plugin.stop().await;
+        let t = Instant::now();
+        plugin.wait(false, "bench").await;
+        pid = wait_running(&plugin, None).await;
+        spawn.push(t.elapsed());
+    }
+
+    // Restart: SIGKILL to the replacement running, handshake done.
+    let mut restart = Vec::with_capacity(RESTARTS);
+    for _ in 0..RESTARTS {
+        let t = Instant::now();
+        kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill");
+        pid = wait_running(&plugin, Some(pid)).await;
+        restart.push(t.elapsed());
+    }
+
+    supervisor.shutdown().await;
+    PluginFigures {
+        call,
+        throughput,
+        spawn,
+        restart,
+    }
+}
+
+/// `corral up` with `n` plugins until `ps` shows every one running.
+fn fleet_up(dir: &Path, corral: &Path, echo: &Path, n: usize) -> Duration {
+    let dir = dir.join(format!("fleet{n}"));
+    let mut toml = String::new();
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[plugins.p{i}]\ncmd = [{:?}]\n",
+            echo.display().to_string()
+        ));
+    }
+    fleet(&dir, &toml);
+    let socket = dir.join(".corral/control.sock");
+    let t = Instant::now();
+    let mut up = Command::new(corral)
+        .args(["up", "-c"])
+        .arg(dir.join("corral.toml"))
+        .env("CORRAL_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("corral up");
+    let deadline = t + Duration::from_secs(60);
+    // Poll rarely, to leave the cores to the fleet being measured; the
+    // moment the last plugin became running is read back from its uptime.
+    let took = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let out = Command::new(corral)
+            .args(["ps", "--json", "--socket"])
+            .arg(&socket)
+            .output();
+        let asked = t.elapsed();
+        if let Ok(out) = out
+            && out.status.success()
+            && let Ok(rows) = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            && rows.len() == n
+            && rows.iter().all(|r| r["state"] == "running")
+        {
+            let youngest = rows
+                .iter()
+                .filter_map(|r| r["uptime_ms"].as_u64())
+                .min()
+                .unwrap_or(0);
+            break asked.saturating_sub(Duration::from_millis(youngest));
+        }
+        assert!(Instant::now() < deadline, "{n} plugins never all ran");
+    };
+    let _ = Command::new(corral)
+        .args(["down", "--socket"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .status();
+    let _ = up.wait();
+    took
 }
 
 fn process_times(runs: usize, mut run: impl FnMut() -> bool) -> Vec<Duration> {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use corral_proto::{ControlApiClient, Payload, PluginStatus};
+use corral_proto::{ControlApiClient, Payload, PluginInfo, PluginStatus};
 
 use crate::{Error, client, config};
 
@@ -80,6 +80,44 @@ pub enum Command {
         /// The payload, as JSON [default: null].
         payload: Option<String>,
     },
+    /// Start plugins (also clears `failed` and the restart count).
+    Start {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The plugins.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop plugins; they stay stopped until started.
+    Stop {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The plugins.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop, then start plugins.
+    Restart {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The plugins.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show a plugin's status, settings in force and last transitions.
+    Inspect {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The plugin.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop every plugin gracefully, then the supervisor.
     Down {
         /// Where the running supervisor is.
@@ -99,6 +137,10 @@ pub async fn run_client(command: Command) -> ExitCode {
             payload,
         } => call(&target, name, action, payload).await,
         Command::Down { target } => down(&target).await,
+        Command::Start { target, names } => lifecycle(&target, "start", names).await,
+        Command::Stop { target, names } => lifecycle(&target, "stop", names).await,
+        Command::Restart { target, names } => lifecycle(&target, "restart", names).await,
+        Command::Inspect { target, name, json } => inspect(&target, name, json).await,
         Command::Up { .. } | Command::Check { .. } => unreachable_client(),
     };
     match result {
@@ -271,6 +313,78 @@ async fn call(
             e.code, e.message
         ))),
     }
+}
+
+async fn lifecycle(target: &Target, verb: &str, names: Vec<String>) -> Result<ExitCode, Error> {
+    let client = connect(target).await?;
+    let ctx = context(Duration::from_secs(3600));
+    let result = match verb {
+        "start" => client.start(ctx, names.clone()).await?,
+        "stop" => client.stop(ctx, names.clone()).await?,
+        _ => client.restart(ctx, names.clone()).await?,
+    };
+    match result {
+        Ok(()) => {
+            println!("{verb}: {}", names.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(&format!("{verb} failed: {}: {}", e.code, e.message))),
+    }
+}
+
+async fn inspect(target: &Target, name: String, json: bool) -> Result<ExitCode, Error> {
+    let client = connect(target).await?;
+    let info = match client
+        .inspect(context(Duration::from_secs(10)), name.clone())
+        .await?
+    {
+        Ok(info) => info,
+        Err(e) => return Ok(fail(&format!("inspect failed: {}: {}", e.code, e.message))),
+    };
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        serde_json::to_string_pretty(&info).unwrap_or_default() + "\n"
+    } else {
+        inspect_text(&info)
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Formats `corral inspect` for people.
+pub fn inspect_text(info: &PluginInfo) -> String {
+    let mut text = ps_table(std::slice::from_ref(&info.status));
+    if let Some(w) = &info.status.waiting_for {
+        text.push_str(&format!("waiting for: {w}\n"));
+    }
+    if let Some(ms) = info.status.backoff_ms {
+        text.push_str(&format!("next start in: {ms} ms\n"));
+    }
+    text.push_str("\nsettings:\n");
+    if let Ok(serde_json::Value::Object(map)) = info.settings.to_json::<serde_json::Value>() {
+        for (k, v) in map {
+            text.push_str(&format!("  {k:<18} {v}\n"));
+        }
+    }
+    text.push_str("\nhistory (oldest first):\n");
+    for t in &info.history {
+        let at = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + Duration::from_millis(t.at_unix_ms),
+        );
+        let mut line = format!("  {at}  {:<9} -> {:<9}", t.from.as_str(), t.to.as_str());
+        if let Some(pid) = t.pid {
+            line.push_str(&format!("  pid {pid}"));
+        }
+        if let Some(r) = &t.reason {
+            line.push_str(&format!("  {r}"));
+        }
+        if let Some(n) = &t.note {
+            line.push_str(&format!("  ({n})"));
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
 }
 
 async fn down(target: &Target) -> Result<ExitCode, Error> {

@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 pub use schema::{SchemaEntry, SchemaType};
 
+use crate::restart::{Backoff, RestartLimit, RestartPolicy, Strategy};
 use crate::units::{HumanDuration, Size};
 
 /// The longest socket path the OS accepts (sun_path, less the terminator).
@@ -130,6 +131,28 @@ pub struct HeartbeatLayer {
     pub misses: Option<u32>,
 }
 
+/// Backoff settings as written in a config layer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffLayer {
+    /// Delay before the second restart in a row.
+    pub initial: Option<HumanDuration>,
+    /// Longest delay.
+    pub max: Option<HumanDuration>,
+    /// Running this long resets the delays.
+    pub reset_after: Option<HumanDuration>,
+}
+
+/// Restart limit as written in a config layer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartLimitLayer {
+    /// Restarts allowed within the window.
+    pub count: Option<u32>,
+    /// The window.
+    pub within: Option<HumanDuration>,
+}
+
 /// Declares the plugin keys once and derives from them the structs of each
 /// layer, so a key cannot be accepted in one place and forgotten in another.
 macro_rules! plugin_keys {
@@ -212,6 +235,16 @@ plugin_keys! {
     call_timeout: HumanDuration,
     /// Memory cap of its process.
     memory_max: Size,
+    /// When it is restarted after it ends.
+    restart: RestartPolicy,
+    /// Exit codes that count as success for `on-failure`.
+    success_codes: Vec<i32>,
+    /// Delays between restarts in a row.
+    backoff: BackoffLayer,
+    /// How many restarts in how long before it is `failed`.
+    restart_limit: RestartLimitLayer,
+    /// Plugins that must be running before it starts.
+    requires: Vec<String>,
 }
 
 impl PluginLayer {
@@ -235,6 +268,7 @@ impl PluginLayer {
 struct SupervisorLayer {
     runtime_dir: Option<PathBuf>,
     log_dir: Option<PathBuf>,
+    strategy: Option<Strategy>,
 }
 
 /// The fleet file as written.
@@ -256,6 +290,8 @@ pub struct SupervisorSettings {
     pub runtime_dir: PathBuf,
     /// Where per-plugin log files live.
     pub log_dir: PathBuf,
+    /// What else restarts with a restarted plugin.
+    pub strategy: Strategy,
 }
 
 impl SupervisorSettings {
@@ -310,6 +346,16 @@ pub struct PluginSpec {
     pub call_timeout: Duration,
     /// Memory cap in bytes.
     pub memory_max: Option<u64>,
+    /// When it is restarted.
+    pub restart: RestartPolicy,
+    /// Exit codes that are not failures.
+    pub success_codes: Vec<i32>,
+    /// Delays between restarts in a row.
+    pub backoff: Backoff,
+    /// Restarts allowed before it is `failed`.
+    pub restart_limit: RestartLimit,
+    /// Plugins that must be running before it starts.
+    pub requires: Vec<String>,
     /// The manifest, when the plugin has one.
     pub manifest: Option<PathBuf>,
 }
@@ -321,8 +367,22 @@ pub struct Fleet {
     pub file: PathBuf,
     /// Supervisor settings.
     pub supervisor: SupervisorSettings,
-    /// Plugins, sorted by name.
+    /// Plugins in start order: every plugin after those it requires, ties by name.
     pub plugins: Vec<PluginSpec>,
+}
+
+impl Fleet {
+    /// Plugins that require `name`, directly or through others, in start order.
+    pub fn dependents_of(&self, name: &str) -> Vec<String> {
+        let mut found: Vec<String> = vec![name.to_string()];
+        for p in &self.plugins {
+            if p.requires.iter().any(|r| found.contains(r)) && !found.contains(&p.name) {
+                found.push(p.name.clone());
+            }
+        }
+        found.remove(0);
+        found
+    }
 }
 
 /// Reads only the supervisor settings of a fleet file (for client commands,
@@ -347,15 +407,15 @@ pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
             Err(e) => problems.extend(e.problems),
         }
     }
-    if problems.is_empty() {
-        Ok(Fleet {
-            file: file.to_path_buf(),
-            supervisor,
-            plugins,
-        })
-    } else {
-        Err(ConfigError { problems })
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
     }
+    let plugins = start_order(plugins, &file_name)?;
+    Ok(Fleet {
+        file: file.to_path_buf(),
+        supervisor,
+        plugins,
+    })
 }
 
 fn read_fleet_file(file: &Path) -> Result<(FleetFile, PathBuf), ConfigError> {
@@ -404,6 +464,7 @@ fn supervisor_settings(
     let settings = SupervisorSettings {
         runtime_dir,
         log_dir,
+        strategy: raw.strategy.unwrap_or_default(),
     };
     // The longest socket name is checked per plugin; the control socket here.
     let control = settings.control_socket();
@@ -531,6 +592,26 @@ fn resolve_plugin(
             "interval and timeout must be more than zero and misses at least 1",
         ));
     }
+    let b = layer.backoff.unwrap_or_default();
+    let default_backoff = Backoff::default();
+    let backoff = Backoff {
+        initial: b.initial.map_or(default_backoff.initial, |d| d.0),
+        max: b.max.map_or(default_backoff.max, |d| d.0),
+        reset_after: b.reset_after.map_or(default_backoff.reset_after, |d| d.0),
+    };
+    let l = layer.restart_limit.unwrap_or_default();
+    let restart_limit = RestartLimit {
+        count: l.count.unwrap_or(RestartLimit::default().count),
+        within: l.within.map_or(RestartLimit::default().within, |d| d.0),
+    };
+    let requires = layer.requires.unwrap_or_default();
+    if requires.iter().any(|r| r == name) {
+        return Err(ConfigError::one(
+            file,
+            key("requires"),
+            "a plugin cannot require itself",
+        ));
+    }
     let dur =
         |d: Option<HumanDuration>, default: u64| d.map_or(Duration::from_millis(default), |d| d.0);
     Ok(PluginSpec {
@@ -547,8 +628,84 @@ fn resolve_plugin(
         kill_timeout: dur(layer.kill_timeout, 2_000),
         call_timeout: dur(layer.call_timeout, 30_000),
         memory_max: layer.memory_max.map(|s| s.0),
+        restart: layer.restart.unwrap_or_default(),
+        success_codes: layer.success_codes.unwrap_or_else(|| vec![0]),
+        backoff,
+        restart_limit,
+        requires,
         manifest: manifest_path,
     })
+}
+
+/// Orders plugins so each comes after those it requires (ties by name), or
+/// names the unknown plugin or the cycle that makes it impossible.
+fn start_order(mut plugins: Vec<PluginSpec>, file: &str) -> Result<Vec<PluginSpec>, ConfigError> {
+    let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
+    let mut problems = Vec::new();
+    for p in &plugins {
+        for r in &p.requires {
+            if !names.contains(r) {
+                problems.push(Problem {
+                    file: file.to_string(),
+                    key: format!("plugins.{}.requires", p.name),
+                    message: format!(
+                        "requires `{r}`, which is not a plugin of this fleet (plugins: {})",
+                        names.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut ordered: Vec<PluginSpec> = Vec::with_capacity(plugins.len());
+    while !plugins.is_empty() {
+        let ready = plugins.iter().position(|p| {
+            p.requires
+                .iter()
+                .all(|r| ordered.iter().any(|o| &o.name == r))
+        });
+        match ready {
+            Some(i) => ordered.push(plugins.remove(i)),
+            None => {
+                let cycle = find_cycle(&plugins);
+                return Err(ConfigError::one(
+                    file,
+                    format!("plugins.{}.requires", cycle[0]),
+                    format!("dependency cycle: {}", cycle.join(" -> ")),
+                ));
+            }
+        }
+    }
+    Ok(ordered)
+}
+
+/// Follows `requires` among plugins that all wait on each other until a name
+/// repeats; returns the cycle with its first name repeated at the end.
+fn find_cycle(stuck: &[PluginSpec]) -> Vec<String> {
+    let mut path: Vec<String> = vec![stuck[0].name.clone()];
+    loop {
+        let current = path
+            .last()
+            .and_then(|n| stuck.iter().find(|p| &p.name == n));
+        let next = current.and_then(|p| {
+            p.requires
+                .iter()
+                .find(|r| stuck.iter().any(|s| &s.name == *r))
+        });
+        match next {
+            Some(n) if path.contains(n) => {
+                let start = path.iter().position(|p| p == n).unwrap_or(0);
+                let mut cycle = path.split_off(start);
+                cycle.push(n.clone());
+                return cycle;
+            }
+            Some(n) => path.push(n.clone()),
+            None => return path,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use corral_proto::codec::{self, Codec, MAX_FRAME_BYTES};
-use corral_proto::{ControlApi, ErrorReply, Payload, PluginStatus, codes};
+use corral_proto::{ControlApi, ErrorReply, Payload, PluginInfo, PluginStatus, codes};
 use futures::StreamExt;
+use futures::future::join_all;
 use interprocess::local_socket::tokio::prelude::*;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::sync::oneshot;
@@ -19,6 +20,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::Error;
 use crate::listener;
+use crate::plugin::PluginHandle;
 use crate::supervisor::SupervisorHandle;
 
 /// The running control server; stop it with [`ControlServer::shutdown`].
@@ -91,6 +93,33 @@ struct Server {
     supervisor: SupervisorHandle,
 }
 
+impl Server {
+    /// The handles of the named plugins, or an error naming the unknown ones.
+    async fn resolve(&self, names: &[String]) -> Result<Vec<PluginHandle>, ErrorReply> {
+        let plugins = self.supervisor.plugins().await;
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| !plugins.iter().any(|p| p.name() == n.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            let known: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
+            return Err(ErrorReply::new(
+                codes::UNKNOWN_PLUGIN,
+                format!(
+                    "no plugin named `{}` (plugins: {})",
+                    unknown.join("`, `"),
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok(names
+            .iter()
+            .filter_map(|n| plugins.iter().find(|p| p.name() == n.as_str()).cloned())
+            .collect())
+    }
+}
+
 impl ControlApi for Server {
     async fn ps(self, _: tarpc::context::Context) -> Vec<PluginStatus> {
         self.supervisor.ps().await
@@ -103,20 +132,54 @@ impl ControlApi for Server {
         action: String,
         payload: Payload,
     ) -> Result<Payload, ErrorReply> {
-        let plugins = self.supervisor.plugins().await;
-        match plugins.iter().find(|p| p.name() == name) {
-            Some(plugin) => plugin.call(action, payload).await,
-            None => {
-                let known: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
-                Err(ErrorReply::new(
-                    codes::UNKNOWN_PLUGIN,
-                    format!("no plugin named `{name}` (plugins: {})", known.join(", ")),
-                ))
-            }
-        }
+        let [plugin] = self
+            .resolve(std::slice::from_ref(&name))
+            .await?
+            .try_into()
+            .map_err(|_| ErrorReply::new(codes::BAD_REQUEST, "call takes exactly one plugin"))?;
+        plugin.call(action, payload).await
     }
 
     async fn down(self, _: tarpc::context::Context) {
         self.supervisor.shutdown().await;
+    }
+
+    async fn start(self, _: tarpc::context::Context, names: Vec<String>) -> Result<(), ErrorReply> {
+        for plugin in self.resolve(&names).await? {
+            plugin.wait(true, "start requested").await;
+        }
+        Ok(())
+    }
+
+    async fn stop(self, _: tarpc::context::Context, names: Vec<String>) -> Result<(), ErrorReply> {
+        let plugins = self.resolve(&names).await?;
+        join_all(plugins.iter().map(PluginHandle::stop)).await;
+        Ok(())
+    }
+
+    async fn restart(
+        self,
+        _: tarpc::context::Context,
+        names: Vec<String>,
+    ) -> Result<(), ErrorReply> {
+        let plugins = self.resolve(&names).await?;
+        join_all(plugins.iter().map(|p| p.restart("restart requested"))).await;
+        Ok(())
+    }
+
+    async fn inspect(
+        self,
+        _: tarpc::context::Context,
+        name: String,
+    ) -> Result<PluginInfo, ErrorReply> {
+        let [plugin] = self
+            .resolve(std::slice::from_ref(&name))
+            .await?
+            .try_into()
+            .map_err(|_| ErrorReply::new(codes::BAD_REQUEST, "inspect takes exactly one plugin"))?;
+        plugin
+            .info()
+            .await
+            .ok_or_else(|| ErrorReply::new(codes::SHUTTING_DOWN, "the supervisor is shutting down"))
     }
 }

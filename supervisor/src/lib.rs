@@ -22,6 +22,7 @@ pub mod listener;
 pub mod logs;
 pub mod memory;
 pub mod plugin;
+pub mod restart;
 pub mod runtime_dir;
 pub mod spawn;
 pub mod supervisor;

@@ -5,17 +5,10 @@
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 /// A reusable probe; keeps sysinfo's buffers between samples.
+#[derive(Default)]
 pub struct MemoryProbe {
-    /// `None` where sysinfo cannot read processes on this OS.
-    system: Option<System>,
-}
-
-impl Default for MemoryProbe {
-    fn default() -> Self {
-        Self {
-            system: System::new().ok(),
-        }
-    }
+    /// Made on first use; `Err` where sysinfo cannot read processes here.
+    system: Option<Result<System, ()>>,
 }
 
 impl std::fmt::Debug for MemoryProbe {
@@ -27,7 +20,10 @@ impl std::fmt::Debug for MemoryProbe {
 impl MemoryProbe {
     /// Resident bytes of process `pid`, or 0 when it is gone.
     pub fn rss(&mut self, pid: u32) -> u64 {
-        let Some(system) = self.system.as_mut() else {
+        let Ok(system) = self
+            .system
+            .get_or_insert_with(|| System::new().map_err(|_| ()))
+        else {
             return 0;
         };
         let pid = Pid::from_u32(pid);

@@ -16,9 +16,14 @@
 //! connection and calls the plugin itself, so a slow action never delays
 //! heartbeats or status.
 //!
-//! Restart policies are not decided here yet: an ended process leaves the
-//! plugin `exited` (or `failed` when it could not be spawned).
+//! When a process ends, the plugin's [restart policy](crate::restart)
+//! decides: stay `exited`, go to `backoff` for the computed delay, or give up
+//! (`failed`). A plugin about to (re)start goes to `waiting`; the root
+//! supervisor starts it once every plugin it requires is running. Every
+//! transition is kept (the last [`HISTORY`]) and reported to the supervisor
+//! as an [`Event`].
 
+use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -26,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use corral_proto::codec::{self, MAX_FRAME_BYTES};
 use corral_proto::{
-    ErrorReply, ExitReason, Payload, PluginApiClient, PluginState, PluginStatus, codes,
+    ErrorReply, ExitReason, Payload, PluginApiClient, PluginInfo, PluginState, PluginStatus,
+    Transition, codes,
 };
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -35,7 +41,7 @@ use interprocess::local_socket::tokio::Listener;
 use nix::sys::signal::Signal;
 use tarpc::client::RpcError;
 use tokio::process::Child;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 use tracing::Instrument;
@@ -44,8 +50,11 @@ use crate::config::{PluginSpec, SupervisorSettings};
 use crate::listener::{self, Expected, HandshakeError};
 use crate::logs::{LogSink, Stream};
 use crate::memory::MemoryProbe;
+use crate::restart::{Decision, RestartTracker, Rules};
 use crate::spawn;
 
+/// Transitions kept per plugin for `corral inspect`.
+pub const HISTORY: usize = 100;
 /// How often RSS is compared with `memory_max`.
 const MEMORY_CHECK: Duration = Duration::from_millis(250);
 /// How long a plugin may keep running after closing its connection.
@@ -54,13 +63,41 @@ const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 /// Messages a [`PluginHandle`] sends to its actor.
 enum Msg {
     Status(oneshot::Sender<PluginStatus>),
-    Target(oneshot::Sender<Result<CallTarget, ErrorReply>>),
+    Info(oneshot::Sender<PluginInfo>),
+    /// Spawn now (sent by the supervisor to a `waiting` plugin).
     Start(oneshot::Sender<()>),
+    /// Go to `waiting` if down; `reset` clears the restart count.
+    Wait {
+        reset: bool,
+        note: String,
+    },
     Stop(oneshot::Sender<()>),
+    /// Stop, then go to `waiting`.
+    Restart {
+        note: String,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What a plugin actor tells the root supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// It entered a state.
+    State {
+        /// The plugin.
+        name: Arc<str>,
+        /// The new state.
+        state: PluginState,
+    },
+    /// Its process ended and its policy restarts it (strategies act on this).
+    Restarting {
+        /// The plugin.
+        name: Arc<str>,
+    },
 }
 
 /// A live connection to call a plugin through.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct CallTarget {
     client: PluginApiClient,
     call_timeout: Duration,
@@ -70,24 +107,51 @@ struct CallTarget {
 #[derive(Clone, Debug)]
 pub struct PluginHandle {
     name: Arc<str>,
+    requires: Arc<[String]>,
     tx: mpsc::Sender<Msg>,
+    target: watch::Receiver<Option<CallTarget>>,
 }
 
 impl PluginHandle {
-    /// Starts the plugin's actor; it spawns the process at once if the
-    /// plugin is enabled.
-    pub fn spawn(spec: PluginSpec, settings: Arc<SupervisorSettings>) -> (Self, JoinHandle<()>) {
+    /// Starts the plugin's actor, in `waiting` if the plugin is enabled
+    /// (the supervisor starts it) or `stopped` if not. State changes are
+    /// reported on `events`.
+    pub fn spawn(
+        spec: PluginSpec,
+        settings: Arc<SupervisorSettings>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(64);
         let name: Arc<str> = spec.name.as_str().into();
+        let requires: Arc<[String]> = spec.requires.clone().into();
         let span = tracing::info_span!("plugin", name = %name);
-        let actor = Actor::new(spec, settings, rx);
+        let (target_tx, target) = watch::channel(None);
+        let actor = Actor::new(spec, settings, rx, events, Arc::clone(&name), target_tx);
         let task = tokio::spawn(actor.run().instrument(span));
-        (Self { name, tx }, task)
+        (
+            Self {
+                name,
+                requires,
+                tx,
+                target,
+            },
+            task,
+        )
     }
 
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The plugins it requires.
+    pub fn requires(&self) -> &[String] {
+        &self.requires
+    }
+
+    /// Status, settings and history.
+    pub async fn info(&self) -> Option<PluginInfo> {
+        self.ask(Msg::Info).await
     }
 
     async fn ask<T>(&self, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
@@ -103,12 +167,19 @@ impl PluginHandle {
 
     /// Calls one of the plugin's actions, within its `call_timeout`.
     pub async fn call(&self, action: String, payload: Payload) -> Result<Payload, ErrorReply> {
-        let target = self.ask(Msg::Target).await.ok_or_else(|| {
-            ErrorReply::new(
-                codes::SHUTTING_DOWN,
-                format!("plugin `{}` is shutting down", self.name),
-            )
-        })??;
+        // The actor publishes its live connection; calls take it from there
+        // without a round trip through the actor's mailbox.
+        let target = self.target.borrow().clone();
+        let Some(target) = target else {
+            let state = self
+                .status()
+                .await
+                .map_or("shutting down".into(), |s| s.state.to_string());
+            return Err(ErrorReply::new(
+                codes::NOT_RUNNING,
+                format!("plugin `{}` is {state}, not running", self.name),
+            ));
+        };
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + target.call_timeout;
         match target.client.handle(ctx, action.clone(), payload).await {
@@ -128,14 +199,33 @@ impl PluginHandle {
         }
     }
 
-    /// Starts the plugin if it has no process. Returns once it has been spawned.
+    /// Spawns the plugin now if it is `waiting` (the supervisor's call, once
+    /// what it requires runs). Returns once it has been spawned.
     pub async fn start(&self) {
         self.ask(Msg::Start).await;
+    }
+
+    /// Puts a plugin that is down into `waiting`, so the supervisor starts it;
+    /// `reset` clears its restart count (as `corral start` does).
+    pub async fn wait(&self, reset: bool, note: impl Into<String>) {
+        let _ = self
+            .tx
+            .send(Msg::Wait {
+                reset,
+                note: note.into(),
+            })
+            .await;
     }
 
     /// Stops the plugin gracefully; returns once its process is reaped.
     pub async fn stop(&self) {
         self.ask(Msg::Stop).await;
+    }
+
+    /// Stops the plugin, then puts it in `waiting`; returns once stopped.
+    pub async fn restart(&self, note: impl Into<String>) {
+        let note = note.into();
+        self.ask(|reply| Msg::Restart { note, reply }).await;
     }
 }
 
@@ -153,9 +243,18 @@ enum Step {
     Term,
     Kill,
     DisconnectGrace,
+    /// The backoff delay is over.
+    Restart,
 }
 
 struct Actor {
+    name: Arc<str>,
+    /// The connection callers use; `Some` exactly while `running`.
+    target: watch::Sender<Option<CallTarget>>,
+    events: mpsc::UnboundedSender<Event>,
+    tracker: RestartTracker,
+    history: VecDeque<Transition>,
+    restart_requested: Option<String>,
     spec: PluginSpec,
     settings: Arc<SupervisorSettings>,
     mailbox: mpsc::Receiver<Msg>,
@@ -190,6 +289,9 @@ impl Actor {
         spec: PluginSpec,
         settings: Arc<SupervisorSettings>,
         mailbox: mpsc::Receiver<Msg>,
+        events: mpsc::UnboundedSender<Event>,
+        name: Arc<str>,
+        target: watch::Sender<Option<CallTarget>>,
     ) -> Self {
         let mut heartbeat = tokio::time::interval(spec.heartbeat.interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -199,6 +301,12 @@ impl Actor {
             t
         });
         Self {
+            name,
+            target,
+            events,
+            tracker: RestartTracker::default(),
+            history: VecDeque::with_capacity(HISTORY),
+            restart_requested: None,
             spec,
             settings,
             mailbox,
@@ -228,7 +336,9 @@ impl Actor {
 
     async fn run(mut self) {
         if self.spec.enabled {
-            self.start_process();
+            self.transition(PluginState::Waiting, None, None);
+        } else {
+            self.transition(PluginState::Stopped, None, Some("not enabled".into()));
         }
         loop {
             if !self.mailbox_open && self.child.is_none() {
@@ -266,31 +376,48 @@ impl Actor {
                 let status = self.status();
                 let _ = reply.send(status);
             }
-            Msg::Target(reply) => {
-                let target = match (&self.client, self.state) {
-                    (Some(client), PluginState::Running) => Ok(CallTarget {
-                        client: client.clone(),
-                        call_timeout: self.spec.call_timeout,
-                    }),
-                    _ => Err(ErrorReply::new(
-                        codes::NOT_RUNNING,
-                        format!("plugin `{}` is {}, not running", self.spec.name, self.state),
-                    )),
+            Msg::Info(reply) => {
+                let info = PluginInfo {
+                    status: self.status(),
+                    settings: Payload::from_json(&settings_json(&self.spec)).unwrap_or_default(),
+                    history: self.history.iter().cloned().collect(),
                 };
-                let _ = reply.send(target);
+                let _ = reply.send(info);
             }
             Msg::Start(reply) => {
-                if self.child.is_none() {
+                if self.child.is_none() && self.state == PluginState::Waiting {
                     self.start_process();
                 }
                 let _ = reply.send(());
             }
+            Msg::Wait { reset, note } => {
+                if reset {
+                    self.tracker.reset();
+                }
+                if self.child.is_none() {
+                    self.deadline = None;
+                    self.transition(PluginState::Waiting, None, Some(note));
+                }
+            }
             Msg::Stop(reply) => {
+                self.restart_requested = None;
                 if self.child.is_some() {
                     self.stop_waiters.push(reply);
                     self.begin_stop();
                 } else {
-                    self.set_state(PluginState::Stopped);
+                    self.deadline = None;
+                    self.transition(PluginState::Stopped, None, Some("stop requested".into()));
+                    let _ = reply.send(());
+                }
+            }
+            Msg::Restart { note, reply } => {
+                if self.child.is_some() {
+                    self.restart_requested = Some(note);
+                    self.stop_waiters.push(reply);
+                    self.begin_stop();
+                } else {
+                    self.deadline = None;
+                    self.transition(PluginState::Waiting, None, Some(note));
                     let _ = reply.send(());
                 }
             }
@@ -311,15 +438,58 @@ impl Actor {
             memory_max_bytes: self.spec.memory_max,
             last_exit: self.last_exit.clone(),
             waiting_for: None,
+            backoff_ms: match (self.state, self.deadline) {
+                (PluginState::Backoff, Some((at, Step::Restart))) => Some(
+                    u64::try_from(
+                        at.saturating_duration_since(tokio::time::Instant::now())
+                            .as_millis(),
+                    )
+                    .unwrap_or(u64::MAX),
+                ),
+                _ => None,
+            },
             codec: self.spec.codec.to_string(),
         }
     }
 
     fn set_state(&mut self, state: PluginState) {
-        if self.state != state {
-            tracing::debug!(from = %self.state, to = %state, "state");
-            self.state = state;
+        self.transition(state, None, None);
+    }
+
+    /// Enters `to`, recording why in the history and telling the supervisor.
+    fn transition(&mut self, to: PluginState, reason: Option<ExitReason>, note: Option<String>) {
+        let from = self.state;
+        if from == to && reason.is_none() && note.is_none() {
+            return;
         }
+        tracing::debug!(%from, %to, note = note.as_deref().unwrap_or(""), "state");
+        self.state = to;
+        let target = match (&self.client, to) {
+            (Some(client), PluginState::Running) => Some(CallTarget {
+                client: client.clone(),
+                call_timeout: self.spec.call_timeout,
+            }),
+            _ => None,
+        };
+        self.target.send_replace(target);
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        let at_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.history.push_back(Transition {
+            at_unix_ms,
+            from,
+            to,
+            reason,
+            pid: self.pid,
+            note,
+        });
+        let _ = self.events.send(Event::State {
+            name: Arc::clone(&self.name),
+            state: to,
+        });
     }
 
     fn start_process(&mut self) {
@@ -332,8 +502,8 @@ impl Actor {
             Ok(()) => self.set_state(PluginState::Starting),
             Err(reason) => {
                 tracing::error!("cannot start: {reason}");
-                self.last_exit = Some(reason);
-                self.set_state(PluginState::Failed);
+                self.last_exit = Some(reason.clone());
+                self.transition(PluginState::Failed, Some(reason), None);
             }
         }
     }
@@ -403,7 +573,7 @@ impl Actor {
     }
 
     fn on_disconnect(&mut self, cause: Option<String>) {
-        self.client = None;
+        self.drop_client();
         if self.state == PluginState::Stopping || self.child.is_none() {
             return;
         }
@@ -476,6 +646,10 @@ impl Actor {
         let Some((_, step)) = self.deadline.take() else {
             return;
         };
+        if step == Step::Restart {
+            self.transition(PluginState::Waiting, None, Some("backoff over".into()));
+            return;
+        }
         let Some(pgid) = self.pid else { return };
         match step {
             Step::Term => {
@@ -499,13 +673,20 @@ impl Actor {
             Step::DisconnectGrace => self.kill(ExitReason::Protocol {
                 detail: "closed its connection to the supervisor but kept running".into(),
             }),
+            Step::Restart => {}
         }
+    }
+
+    /// Forgets the connection, so no new call can start on it.
+    fn drop_client(&mut self) {
+        self.client = None;
+        self.target.send_replace(None);
     }
 
     /// Ends the process now with SIGKILL to its group, reporting `reason`.
     fn kill(&mut self, reason: ExitReason) {
         self.verdict.get_or_insert(reason);
-        self.client = None;
+        self.drop_client();
         self.pings = FuturesUnordered::new();
         if let Some(pgid) = self.pid {
             spawn::signal_group(pgid, Signal::SIGKILL);
@@ -521,6 +702,7 @@ impl Actor {
         self.verdict.get_or_insert(ExitReason::Requested);
         self.pings = FuturesUnordered::new();
         let now = tokio::time::Instant::now();
+        self.target.send_replace(None);
         match self.client.take() {
             Some(client) => {
                 let timeout = self.spec.stop_timeout;
@@ -555,11 +737,14 @@ impl Actor {
         if let Some(connecting) = self.connecting.take() {
             connecting.abort();
         }
-        self.client = None;
+        self.drop_client();
         self.closed = None;
         self.pings = FuturesUnordered::new();
         self.deadline = None;
-        self.running_since = None;
+        let ran = self
+            .running_since
+            .take()
+            .map_or(Duration::ZERO, |t| t.elapsed());
         let reason = self.verdict.take().unwrap_or_else(|| match status {
             Ok(status) => exit_reason(status),
             Err(e) => ExitReason::Signal {
@@ -567,16 +752,101 @@ impl Actor {
             },
         });
         tracing::info!(pid, reason = %reason, "exited");
-        self.last_exit = Some(reason);
+        self.last_exit = Some(reason.clone());
         if self.state == PluginState::Stopping {
-            self.set_state(PluginState::Stopped);
+            match self.restart_requested.take() {
+                Some(note) => self.transition(PluginState::Waiting, Some(reason), Some(note)),
+                None => self.transition(PluginState::Stopped, Some(reason), None),
+            }
         } else {
-            self.set_state(PluginState::Exited);
+            self.transition(PluginState::Exited, Some(reason.clone()), None);
+            self.after_exit(&reason, ran);
         }
         for waiter in self.stop_waiters.drain(..) {
             let _ = waiter.send(());
         }
     }
+
+    /// Applies the restart policy to a process that ended on its own.
+    fn after_exit(&mut self, reason: &ExitReason, ran: Duration) {
+        let spec = &self.spec;
+        let rules = Rules {
+            policy: spec.restart,
+            success_codes: &spec.success_codes,
+            backoff: &spec.backoff,
+            limit: &spec.restart_limit,
+        };
+        let decision = self
+            .tracker
+            .decide(&rules, reason, ran, Instant::now(), fastrand::f64());
+        match decision {
+            Decision::Stay => {}
+            Decision::GiveUp { restarts, within } => {
+                let note = format!(
+                    "restart limit reached: {restarts} restarts within {}; `corral start {}` tries again",
+                    humantime::format_duration(within),
+                    self.spec.name
+                );
+                tracing::error!("{note}");
+                self.transition(PluginState::Failed, Some(reason.clone()), Some(note));
+            }
+            Decision::Restart(delay) => {
+                let _ = self.events.send(Event::Restarting {
+                    name: Arc::clone(&self.name),
+                });
+                if delay.is_zero() {
+                    self.transition(PluginState::Waiting, None, Some("restarting".into()));
+                } else {
+                    self.deadline = Some((tokio::time::Instant::now() + delay, Step::Restart));
+                    let note = format!(
+                        "restarting in {}",
+                        humantime::format_duration(round_ms(delay))
+                    );
+                    self.transition(PluginState::Backoff, None, Some(note));
+                }
+            }
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The settings in force, for `corral inspect`.
+fn settings_json(spec: &PluginSpec) -> serde_json::Value {
+    let d = |d: Duration| humantime::format_duration(round_ms(d)).to_string();
+    serde_json::json!({
+        "cmd": spec.cmd,
+        "env": spec.env,
+        "cwd": spec.cwd,
+        "enabled": spec.enabled,
+        "codec": spec.codec,
+        "config": spec.config,
+        "handshake_timeout": d(spec.handshake_timeout),
+        "heartbeat": {
+            "interval": d(spec.heartbeat.interval),
+            "timeout": d(spec.heartbeat.timeout),
+            "misses": spec.heartbeat.misses,
+        },
+        "stop_timeout": d(spec.stop_timeout),
+        "kill_timeout": d(spec.kill_timeout),
+        "call_timeout": d(spec.call_timeout),
+        "memory_max": spec.memory_max,
+        "restart": spec.restart,
+        "success_codes": spec.success_codes,
+        "backoff": {
+            "initial": d(spec.backoff.initial),
+            "max": d(spec.backoff.max),
+            "reset_after": d(spec.backoff.reset_after),
+        },
+        "restart_limit": {
+            "count": spec.restart_limit.count,
+            "within": d(spec.restart_limit.within),
+        },
+        "requires": spec.requires,
+        "manifest": spec.manifest,
+    })
 }
 
 fn exit_reason(status: ExitStatus) -> ExitReason {

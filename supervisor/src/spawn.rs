@@ -16,6 +16,24 @@ use tokio::process::{Child, Command};
 
 use crate::config::PluginSpec;
 
+/// The soft open-file limit the supervisor started with, restored in plugins.
+static ORIGINAL_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
+/// Raises the supervisor's soft open-file limit to its hard limit (a fleet of
+/// hundreds of plugins needs a few descriptors each). Plugins still start
+/// with the limit the supervisor was given.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = ORIGINAL_NOFILE.set((soft, hard));
+        if soft < hard
+            && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+        {
+            tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+        }
+    }
+}
+
 /// A fresh random secret for one spawn, as 64 hex digits.
 pub fn new_secret() -> io::Result<String> {
     let mut bytes = [0u8; 32];
@@ -52,12 +70,21 @@ pub fn spawn(
     #[cfg(target_os = "linux")]
     {
         let parent = std::process::id();
+        let nofile = ORIGINAL_NOFILE.get().copied();
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe system calls (prctl, getppid); it allocates
-        // nothing and takes no lock.
+        // makes async-signal-safe system calls (prctl, setrlimit, getppid);
+        // it allocates nothing and takes no lock.
         unsafe {
             cmd.pre_exec(move || {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                if let Some((soft, hard)) = nofile {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        soft,
+                        hard,
+                    )
+                    .map_err(io::Error::from)?;
+                }
                 // The supervisor may have died between fork and prctl.
                 if nix::unistd::getppid().as_raw() as u32 != parent {
                     return Err(io::Error::other("the supervisor exited during spawn"));

@@ -1,6 +1,8 @@
 //! The root supervisor actor: owns the fleet (one [`PluginHandle`] per
-//! plugin), answers which plugins exist, and runs the fleet-wide stop. It
-//! holds no plugin state itself; each plugin actor owns its own.
+//! plugin), starts `waiting` plugins once what they require is running,
+//! applies the restart strategy when a plugin's policy restarts it, and runs
+//! the fleet-wide stop (dependents first). It keeps only each plugin's last
+//! reported state; each plugin actor owns the rest of its own.
 //!
 //! [`run`] is `corral up`: take the runtime directory, start the actors and
 //! the control server, and stop everything gracefully on SIGTERM, SIGINT or
@@ -9,16 +11,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_proto::PluginStatus;
+use std::collections::{HashMap, HashSet};
+
+use corral_proto::{PluginState, PluginStatus};
 use futures::future::join_all;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::Error;
-use crate::config::{Fleet, PluginSpec, SupervisorSettings};
+use crate::config::Fleet;
 use crate::control::ControlServer;
-use crate::plugin::PluginHandle;
+use crate::plugin::{Event, PluginHandle};
+use crate::restart::Strategy;
 use crate::runtime_dir::{RuntimeDir, create_private_dir};
 
 /// How long `corral up` waits, after the fleet stopped, for control clients
@@ -37,7 +42,7 @@ pub struct SupervisorHandle {
 }
 
 impl SupervisorHandle {
-    /// Every plugin's handle, sorted by name.
+    /// Every plugin's handle, in start order.
     pub async fn plugins(&self) -> Vec<PluginHandle> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Plugins(tx)).await.is_err() {
@@ -51,17 +56,34 @@ impl SupervisorHandle {
         self.plugins().await.into_iter().find(|p| p.name() == name)
     }
 
-    /// Every plugin's status row, gathered concurrently.
+    /// Every plugin's status row, gathered concurrently; a `waiting` plugin
+    /// names the first plugin it requires that is not running.
     pub async fn ps(&self) -> Vec<PluginStatus> {
         let plugins = self.plugins().await;
-        join_all(plugins.iter().map(PluginHandle::status))
+        let mut rows: Vec<PluginStatus> = join_all(plugins.iter().map(PluginHandle::status))
             .await
             .into_iter()
             .flatten()
-            .collect()
+            .collect();
+        let running: HashSet<String> = rows
+            .iter()
+            .filter(|r| r.state == PluginState::Running)
+            .map(|r| r.name.clone())
+            .collect();
+        for (row, plugin) in rows.iter_mut().zip(&plugins) {
+            if row.state == PluginState::Waiting {
+                row.waiting_for = plugin
+                    .requires()
+                    .iter()
+                    .find(|r| !running.contains(*r))
+                    .cloned();
+            }
+        }
+        rows
     }
 
-    /// Stops every plugin; returns once all are reaped.
+    /// Stops every plugin, dependents before what they require; returns once
+    /// all are reaped.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(tx)).await.is_ok() {
@@ -70,34 +92,52 @@ impl SupervisorHandle {
     }
 }
 
+/// Starts the root actor and one actor per plugin, which start in
+/// dependency order. The watch turns true once a shutdown has completed.
+pub fn start(fleet: &Fleet) -> (SupervisorHandle, watch::Receiver<bool>) {
+    let (tx, mailbox) = mpsc::channel(64);
+    let (done, done_rx) = watch::channel(false);
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let settings = Arc::new(fleet.supervisor.clone());
+    let dependents = fleet
+        .plugins
+        .iter()
+        .map(|p| (p.name.clone(), fleet.dependents_of(&p.name)))
+        .collect();
+    let plugins = fleet
+        .plugins
+        .iter()
+        .map(|spec| PluginHandle::spawn(spec.clone(), Arc::clone(&settings), events_tx.clone()))
+        .collect();
+    let actor = Supervisor {
+        plugins,
+        states: HashMap::new(),
+        dependents,
+        strategy: fleet.supervisor.strategy,
+        mailbox,
+        events,
+        done,
+        shutting_down: false,
+    };
+    tokio::spawn(actor.run());
+    (SupervisorHandle { tx }, done_rx)
+}
+
 struct Supervisor {
+    /// In start order.
     plugins: Vec<(PluginHandle, JoinHandle<()>)>,
+    /// Each plugin's last reported state.
+    states: HashMap<String, PluginState>,
+    /// Each plugin's transitive dependents, in start order.
+    dependents: HashMap<String, Vec<String>>,
+    strategy: Strategy,
     mailbox: mpsc::Receiver<Msg>,
+    events: mpsc::UnboundedReceiver<Event>,
     done: watch::Sender<bool>,
+    shutting_down: bool,
 }
 
 impl Supervisor {
-    /// Starts the root actor and one actor per plugin. The watch turns true
-    /// once a shutdown has completed.
-    fn start(
-        specs: Vec<PluginSpec>,
-        settings: Arc<SupervisorSettings>,
-    ) -> (SupervisorHandle, watch::Receiver<bool>) {
-        let (tx, mailbox) = mpsc::channel(64);
-        let (done, done_rx) = watch::channel(false);
-        let plugins = specs
-            .into_iter()
-            .map(|spec| PluginHandle::spawn(spec, Arc::clone(&settings)))
-            .collect();
-        let actor = Supervisor {
-            plugins,
-            mailbox,
-            done,
-        };
-        tokio::spawn(actor.run());
-        (SupervisorHandle { tx }, done_rx)
-    }
-
     async fn run(mut self) {
         let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
         let mut stopping: Option<JoinHandle<()>> = None;
@@ -109,29 +149,111 @@ impl Supervisor {
                     }
                     Some(Msg::Shutdown(reply)) => {
                         waiters.push(reply);
-                        if stopping.is_none() && !*self.done.borrow() {
-                            let handles: Vec<PluginHandle> = self.plugins.iter().map(|(h, _)| h.clone()).collect();
-                            stopping = Some(tokio::spawn(async move {
-                                join_all(handles.iter().map(PluginHandle::stop)).await;
-                            }));
-                        } else if *self.done.borrow() {
-                            for w in waiters.drain(..) {
-                                let _ = w.send(());
-                            }
+                        if *self.done.borrow() {
+                            waiters.drain(..).for_each(|w| { let _ = w.send(()); });
+                        } else if stopping.is_none() {
+                            self.shutting_down = true;
+                            stopping = Some(tokio::spawn(stop_in_order(self.stop_levels())));
                         }
                     }
                     None => break,
                 },
+                Some(event) = self.events.recv() => self.on_event(event),
                 _ = async { match stopping.as_mut() { Some(h) => { let _ = h.await; } None => std::future::pending().await } } => {
                     stopping = None;
                     tracing::info!("every plugin is stopped");
                     let _ = self.done.send(true);
-                    for w in waiters.drain(..) {
-                        let _ = w.send(());
-                    }
+                    waiters.drain(..).for_each(|w| { let _ = w.send(()); });
                 }
             }
         }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::State { name, state } => {
+                self.states.insert(name.to_string(), state);
+                if !self.shutting_down {
+                    self.start_ready();
+                }
+            }
+            Event::Restarting { name } if !self.shutting_down => self.apply_strategy(&name),
+            Event::Restarting { .. } => {}
+        }
+    }
+
+    /// Starts every `waiting` plugin whose requirements are all running.
+    fn start_ready(&self) {
+        let running = |n: &String| self.states.get(n) == Some(&PluginState::Running);
+        for (plugin, _) in &self.plugins {
+            if self.states.get(plugin.name()) == Some(&PluginState::Waiting)
+                && plugin.requires().iter().all(running)
+            {
+                let plugin = plugin.clone();
+                tokio::spawn(async move { plugin.start().await });
+            }
+        }
+    }
+
+    /// Restarts what the strategy says goes with `name`.
+    fn apply_strategy(&self, name: &str) {
+        let others: Vec<String> = match self.strategy {
+            Strategy::OneForOne => return,
+            Strategy::RestForOne => self.dependents.get(name).cloned().unwrap_or_default(),
+            Strategy::OneForAll => self
+                .plugins
+                .iter()
+                .map(|(p, _)| p.name().to_string())
+                .filter(|n| n != name)
+                .collect(),
+        };
+        let strategy = match self.strategy {
+            Strategy::RestForOne => "rest_for_one",
+            _ => "one_for_all",
+        };
+        for (plugin, _) in &self.plugins {
+            let up = self
+                .states
+                .get(plugin.name())
+                .is_some_and(|s| s.has_process() || *s == PluginState::Backoff);
+            if up && others.iter().any(|o| o == plugin.name()) {
+                let plugin = plugin.clone();
+                let note = format!("restarted with `{name}` ({strategy})");
+                tokio::spawn(async move { plugin.restart(note).await });
+            }
+        }
+    }
+
+    /// Plugins grouped for stopping: dependents before what they require.
+    fn stop_levels(&self) -> Vec<Vec<PluginHandle>> {
+        let mut level: HashMap<&str, usize> = HashMap::new();
+        for (p, _) in &self.plugins {
+            let l = p
+                .requires()
+                .iter()
+                .filter_map(|r| level.get(r.as_str()))
+                .map(|l| l + 1)
+                .max()
+                .unwrap_or(0);
+            level.insert(p.name(), l);
+        }
+        let deepest = level.values().copied().max().unwrap_or(0);
+        (0..=deepest)
+            .rev()
+            .map(|l| {
+                self.plugins
+                    .iter()
+                    .filter(|(p, _)| level.get(p.name()) == Some(&l))
+                    .map(|(p, _)| p.clone())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+async fn stop_in_order(levels: Vec<Vec<PluginHandle>>) {
+    for level in levels {
+        join_all(level.iter().map(PluginHandle::stop)).await;
     }
 }
 
@@ -143,7 +265,7 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
     let mut term = signal(SignalKind::terminate()).map_err(Error::io("cannot watch SIGTERM"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(Error::io("cannot watch SIGINT"))?;
 
-    let (handle, mut done) = Supervisor::start(fleet.plugins.clone(), Arc::clone(&settings));
+    let (handle, mut done) = start(&fleet);
     let control = ControlServer::start(&settings.control_socket(), handle.clone())?;
     tracing::info!(
         plugins = fleet.plugins.len(),

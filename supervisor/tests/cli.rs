@@ -83,3 +83,15 @@ fn usage_errors_exit_2() {
     assert_eq!(corral(&["call"], tmp.path()).status.code(), Some(2));
     assert_eq!(corral(&["frobnicate"], tmp.path()).status.code(), Some(2));
 }
+
+#[test]
+fn check_names_a_dependency_cycle() {
+    let (code, err) = check(
+        "[plugins.a]\ncmd = [\"/bin/true\"]\nrequires = [\"b\"]\n[plugins.b]\ncmd = [\"/bin/true\"]\nrequires = [\"a\"]\n",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("a -> b -> a") && err.contains("corral.toml"),
+        "{err}"
+    );
+}

@@ -11,9 +11,11 @@ fn wrong_secret_and_silence_are_killed_as_handshake_failures() {
 [plugins.liar]
 cmd = ["python3", {rogue:?}, "wrong-secret"]
 codec = "json"
+restart = "never"
 [plugins.mute]
 cmd = ["sleep", "30"]
 handshake_timeout = "500ms"
+restart = "never"
 [plugins.echo]
 cmd = {echo}
 "#,
@@ -81,7 +83,7 @@ fn a_stranger_on_the_plugin_socket_is_refused_without_harming_the_plugin() {
 #[test]
 fn a_protocol_version_mismatch_names_both_versions() {
     let fleet = Fleet::start(&format!(
-        "[plugins.old]\ncmd = [\"python3\", {:?}, \"old-version\"]\ncodec = \"json\"\n",
+        "[plugins.old]\ncmd = [\"python3\", {:?}, \"old-version\"]\ncodec = \"json\"\nrestart = \"never\"\n",
         fixture("rogue.py").display().to_string()
     ));
     let row = fleet.wait_row("old", Duration::from_secs(10), "exited", |r| {

@@ -9,7 +9,7 @@ const FAST_HEARTBEAT: &str = r#"heartbeat = { interval = "200ms", timeout = "200
 #[test]
 fn a_hung_plugin_is_killed_for_hang_within_the_bound() {
     let fleet = Fleet::start(&format!(
-        "[plugins.echo]\ncmd = {}\n{FAST_HEARTBEAT}\n",
+        "[plugins.echo]\ncmd = {}\nrestart = \"never\"\n{FAST_HEARTBEAT}\n",
         echo_cmd()
     ));
     fleet.wait_running("echo");

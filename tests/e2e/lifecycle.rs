@@ -141,7 +141,7 @@ fn a_plugin_that_cannot_be_spawned_fails_alone() {
 #[test]
 fn exits_and_crashes_are_reported_with_their_reason() {
     let fleet = Fleet::start(&format!(
-        "[plugins.a]\ncmd = {echo}\n[plugins.b]\ncmd = {echo}\n",
+        "[defaults]\nrestart = \"never\"\n[plugins.a]\ncmd = {echo}\n[plugins.b]\ncmd = {echo}\n",
         echo = echo_cmd()
     ));
     fleet.wait_running("a");

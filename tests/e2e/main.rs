@@ -5,3 +5,4 @@ mod handshake;
 mod heartbeat;
 mod lifecycle;
 mod protocol;
+mod supervision;

@@ -69,6 +69,27 @@ pub fn process_gone(pid: u32) -> bool {
     }
 }
 
+/// Open file descriptors of `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Children of `pid` that are zombies (exited, not reaped).
+pub fn zombie_children(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| {
+                let mut f = rest.split_whitespace();
+                f.next() == Some("Z") && f.next() == Some(pid.to_string().as_str())
+            })
+        })
+        .count()
+}
+
 /// Resident memory of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
@@ -250,6 +271,28 @@ impl Fleet {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
+    }
+
+    /// `corral inspect NAME --json`, parsed.
+    pub fn inspect(&self, name: &str) -> Value {
+        let out = self.corral(&["inspect", name, "--json"]);
+        assert!(
+            out.status.success(),
+            "inspect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("inspect --json is JSON")
+    }
+
+    /// Times (ms since the epoch) at which the plugin entered `state`, oldest first.
+    pub fn entered(&self, name: &str, state: &str) -> Vec<u64> {
+        self.inspect(name)["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter(|t| t["to"] == state)
+            .map(|t| t["at_unix_ms"].as_u64().expect("time"))
+            .collect()
     }
 
     /// `corral down`, then waits for the supervisor to exit.

@@ -12,6 +12,9 @@
 //! | `hang` | – | the process stops answering anything, heartbeats included |
 //! | `alloc` | `{"mb": N}` | allocates and touches N MiB and keeps it; `{"held_mb": total}` |
 //! | `config` | – | the config it was loaded with |
+//!
+//! Config key `crash_after_ms` (integer) makes it abort that long after
+//! loading: a crash loop on demand, for restart tests.
 
 use std::sync::Mutex;
 
@@ -49,6 +52,13 @@ impl Echo {
 
 impl Plugin for Echo {
     async fn on_load(&self, _ctx: &Context, config: Value) -> Result<(), PluginError> {
+        if let Some(ms) = config.get("crash_after_ms").and_then(Value::as_u64) {
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                eprintln!("crashing {ms} ms after load, as configured");
+                std::process::abort()
+            });
+        }
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
     }

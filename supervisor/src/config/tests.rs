@@ -213,3 +213,78 @@ fn environment_overrides_the_fleet_file_but_ignores_client_variables() {
         Ok(())
     });
 }
+
+#[test]
+fn restart_settings_and_start_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        r#"
+[supervisor]
+strategy = "rest_for_one"
+[defaults]
+restart = "always"
+backoff = { initial = "10ms", max = "1s" }
+[plugins.web]
+cmd = ["x"]
+requires = ["db", "cache"]
+[plugins.db]
+cmd = ["x"]
+restart_limit = { count = 2, within = "5s" }
+success_codes = [0, 3]
+[plugins.cache]
+cmd = ["x"]
+requires = ["db"]
+restart = "never"
+"#,
+    );
+    let fleet = load(&f).unwrap();
+    let order: Vec<&str> = fleet.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(order, ["db", "cache", "web"]);
+    assert_eq!(fleet.supervisor.strategy, Strategy::RestForOne);
+    let db = &fleet.plugins[0];
+    assert_eq!(db.restart, RestartPolicy::Always);
+    assert_eq!(db.success_codes, [0, 3]);
+    assert_eq!(db.backoff.initial, Duration::from_millis(10));
+    assert_eq!(db.backoff.reset_after, Duration::from_secs(10));
+    assert_eq!(
+        db.restart_limit,
+        RestartLimit {
+            count: 2,
+            within: Duration::from_secs(5)
+        }
+    );
+    assert_eq!(fleet.plugins[1].restart, RestartPolicy::Never);
+    assert_eq!(fleet.dependents_of("db"), ["cache", "web"]);
+    assert_eq!(fleet.dependents_of("cache"), ["web"]);
+    assert!(fleet.dependents_of("web").is_empty());
+}
+
+#[test]
+fn unknown_requirements_and_cycles_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.a]\ncmd = [\"x\"]\nrequires = [\"ghost\"]\n",
+    );
+    let p = &problems(&f)[0];
+    assert_eq!(p.key, "plugins.a.requires");
+    assert!(p.message.contains("`ghost`"), "{p}");
+
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.a]\ncmd=[\"x\"]\nrequires=[\"b\"]\n[plugins.b]\ncmd=[\"x\"]\nrequires=[\"c\"]\n[plugins.c]\ncmd=[\"x\"]\nrequires=[\"a\"]\n[plugins.d]\ncmd=[\"x\"]\n",
+    );
+    let p = &problems(&f)[0];
+    assert!(p.message.contains("a -> b -> c -> a"), "{p}");
+
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.a]\ncmd=[\"x\"]\nrequires=[\"a\"]\n",
+    );
+    assert!(problems(&f)[0].message.contains("itself"));
+}
