@@ -34,7 +34,7 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from("target/release"));
     let echo = bin_dir.join("echo-plugin");
     let corral = bin_dir.join("corral");
-    for b in [&echo, &corral] {
+    for b in [&echo, &corral, &bin_dir.join(corral::spawn::EXEC_SHIM_NAME)] {
         if !b.is_file() {
             eprintln!(
                 "{} is missing: run `cargo build --release --workspace --bins` first",
@@ -43,6 +43,8 @@ fn main() {
             std::process::exit(1);
         }
     }
+    // Start plugins the way the `corral` binary does, through its shim.
+    corral::spawn::set_exec_shim(Some(bin_dir.join(corral::spawn::EXEC_SHIM_NAME)));
     let tmp = tempfile::Builder::new()
         .prefix("corral-bench-")
         .tempdir_in("/tmp")
@@ -175,12 +177,7 @@ async fn wait_running(plugin: &PluginHandle, not_pid: Option<u32>) -> u32 {
             (PluginState::Failed | PluginState::Exited | PluginState::Stopped, _) => {
                 panic!("plugin went {}: {:?}", status.state, status.last_exit)
             }
-            other => {
-                if std::env::var_os("BENCH_DEBUG").is_some() {
-                    eprintln!("{other:?}");
-                }
-                tokio::task::yield_now().await
-            }
+            _ => tokio::task::yield_now().await,
         }
     }
 }

@@ -3,11 +3,22 @@
 //! closed, stdout and stderr piped for [`logs`](crate::logs), and (on Linux)
 //! a parent-death signal so it never outlives the supervisor.
 //!
+//! The parent-death signal must be set inside the new process, before the
+//! plugin's program runs. Doing that in a `pre_exec` hook forces a full
+//! `fork` of the supervisor, whose cost grows with the supervisor's memory
+//! (every page is marked copy-on-write). So when the `corral-exec` shim sits
+//! next to the binary, corral starts the shim with a cheap `posix_spawn`
+//! instead; the shim sets the signal, restores the open-file limit and execs
+//! the plugin. Without the shim, the `pre_exec` path does the same work.
+//!
 //! Signals to the whole group live here too, so a plugin's children go with it.
 
+use std::ffi::OsStr;
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 
 use corral_proto::env;
 use nix::sys::signal::{Signal, killpg};
@@ -16,8 +27,14 @@ use tokio::process::{Child, Command};
 
 use crate::config::PluginSpec;
 
-/// The soft open-file limit the supervisor started with, restored in plugins.
-static ORIGINAL_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+/// The soft and hard open-file limits the supervisor started with, restored
+/// in plugins.
+static ORIGINAL_NOFILE: OnceLock<(u64, u64)> = OnceLock::new();
+/// The `corral-exec` shim, when one is found or configured.
+static EXEC_SHIM: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// The shim's file name.
+pub const EXEC_SHIM_NAME: &str = "corral-exec";
 
 /// Raises the supervisor's soft open-file limit to its hard limit (a fleet of
 /// hundreds of plugins needs a few descriptors each). Plugins still start
@@ -34,11 +51,49 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// Uses `shim` to start plugins (or the `pre_exec` path with `None`). By
+/// default corral looks for `corral-exec` next to its own executable; call
+/// this before the first spawn to choose otherwise.
+pub fn set_exec_shim(shim: Option<PathBuf>) {
+    let _ = EXEC_SHIM.set(shim);
+}
+
+fn exec_shim() -> Option<&'static Path> {
+    EXEC_SHIM
+        .get_or_init(|| {
+            let exe = std::env::current_exe().ok()?;
+            let shim = exe.parent()?.join(EXEC_SHIM_NAME);
+            shim.is_file().then_some(shim)
+        })
+        .as_deref()
+}
+
 /// A fresh random secret for one spawn, as 64 hex digits.
 pub fn new_secret() -> io::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Finds the program a plugin's `cmd` names, as `exec` would: a name with a
+/// `/` relative to `cwd`, any other through `PATH`. The error is the OS's.
+fn resolve_program(program: &str, cwd: &Path) -> io::Result<PathBuf> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = cwd.join(program);
+        let meta = std::fs::metadata(&path)?;
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            return Ok(path);
+        }
+        return Err(io::Error::from_raw_os_error(nix::libc::EACCES));
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path_var)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| io::Error::from_raw_os_error(nix::libc::ENOENT))
 }
 
 /// Spawns the plugin's process. The error is the OS's, for `spawn` exit reasons.
@@ -48,9 +103,26 @@ pub fn spawn(
     secret: &str,
     max_frame: usize,
 ) -> io::Result<Child> {
-    let mut cmd = Command::new(&spec.cmd[0]);
-    cmd.args(&spec.cmd[1..])
-        .envs(&spec.env)
+    let mut cmd = match exec_shim() {
+        Some(shim) if cfg!(target_os = "linux") => {
+            let program = resolve_program(&spec.cmd[0], &spec.cwd)?;
+            let (soft, hard) = ORIGINAL_NOFILE.get().copied().unwrap_or((0, 0));
+            let mut cmd = Command::new(shim);
+            cmd.arg(std::process::id().to_string())
+                .arg(soft.to_string())
+                .arg(hard.to_string())
+                .arg(&program)
+                .args(&spec.cmd[1..]);
+            cmd
+        }
+        _ => {
+            let mut cmd = Command::new(&spec.cmd[0]);
+            cmd.args(&spec.cmd[1..]);
+            pre_exec_hook(&mut cmd);
+            cmd
+        }
+    };
+    cmd.envs(&spec.env)
         .env(env::PLUGIN_NAME, &spec.name)
         .env(env::PLUGIN_SOCKET, socket)
         .env(env::PLUGIN_SECRET, secret)
@@ -67,33 +139,50 @@ pub fn spawn(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    cmd.spawn()
+}
+
+/// The in-process equivalent of the shim, for when there is none.
+fn pre_exec_hook(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         let parent = std::process::id();
         let nofile = ORIGINAL_NOFILE.get().copied();
+        let (soft, hard) = nofile.unwrap_or((0, 0));
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe system calls (prctl, setrlimit, getppid);
-        // it allocates nothing and takes no lock.
+        // makes async-signal-safe system calls (prctl, getppid, setrlimit);
+        // it takes no lock, and allocates only to report a failure.
         unsafe {
-            cmd.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-                if let Some((soft, hard)) = nofile {
-                    nix::sys::resource::setrlimit(
-                        nix::sys::resource::Resource::RLIMIT_NOFILE,
-                        soft,
-                        hard,
-                    )
-                    .map_err(io::Error::from)?;
-                }
-                // The supervisor may have died between fork and prctl.
-                if nix::unistd::getppid().as_raw() as u32 != parent {
-                    return Err(io::Error::other("the supervisor exited during spawn"));
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || shim_prepare(parent, soft, hard));
         }
     }
-    cmd.spawn()
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+/// What the shim does in the new process before it becomes the plugin:
+/// parent-death signal, a check that the parent is still `supervisor`, the
+/// original open-file limit (0 = leave it). Returns only on error.
+pub fn shim_prepare(supervisor: u32, nofile_soft: u64, nofile_hard: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+    if nix::unistd::getppid().as_raw() as u32 != supervisor {
+        return Err(io::Error::other("the supervisor exited during spawn"));
+    }
+    if nofile_hard > 0 {
+        nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_NOFILE,
+            nofile_soft,
+            nofile_hard,
+        )
+        .map_err(io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Whether `name` is the shim (for a binary that may be invoked as either).
+pub fn is_shim(name: &OsStr) -> bool {
+    Path::new(name).file_name() == Some(OsStr::new(EXEC_SHIM_NAME))
 }
 
 /// Sends `signal` to every process in the plugin's group. A group that is
@@ -102,5 +191,27 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     match killpg(Pid::from_raw(pgid as i32), signal) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
         Err(e) => tracing::warn!(pgid, "cannot send {signal} to process group: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_resolve_like_exec() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(resolve_program("sh", tmp.path()).unwrap().ends_with("sh"));
+        let err = resolve_program("./missing", tmp.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        std::fs::write(tmp.path().join("data"), b"").unwrap();
+        let err = resolve_program("./data", tmp.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            resolve_program("no-such-program-anywhere", tmp.path())
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

@@ -1,0 +1,35 @@
+//! `corral-exec SUPERVISOR_PID NOFILE_SOFT NOFILE_HARD PROGRAM [ARGS…]`: the
+//! shim corral starts each plugin through. It arms the parent-death signal,
+//! restores the open-file limit and execs PROGRAM, so the plugin is never
+//! left running without its supervisor. Not meant to be run by hand.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let number = |i: usize| {
+        args.get(i)
+            .and_then(|a| a.to_str())
+            .and_then(|a| a.parse::<u64>().ok())
+    };
+    let (Some(supervisor), Some(soft), Some(hard), Some(program)) =
+        (number(0), number(1), number(2), args.get(3))
+    else {
+        eprintln!(
+            "corral-exec: usage: corral-exec SUPERVISOR_PID NOFILE_SOFT NOFILE_HARD PROGRAM [ARGS…] (started by corral)"
+        );
+        return ExitCode::from(2);
+    };
+    let supervisor = u32::try_from(supervisor).unwrap_or(0);
+    if let Err(e) = corral::spawn::shim_prepare(supervisor, soft, hard) {
+        eprintln!("corral-exec: {e}");
+        return ExitCode::from(127);
+    }
+    let err = Command::new(program).args(&args[4..]).exec();
+    eprintln!(
+        "corral-exec: cannot run {}: {err}",
+        program.to_string_lossy()
+    );
+    ExitCode::from(127)
+}
