@@ -82,6 +82,16 @@ def alloc(ctx, payload):
     return {"held_mb": len(state["held"])}
 
 
+@plugin.action("log")
+def log(ctx, payload):
+    count = field(payload, "count")
+    text = payload.get("text", "line") if isinstance(payload, dict) else "line"
+    for i in range(count):
+        print("%s %d" % (text, i))
+    sys.stdout.flush()
+    return {"logged": count}
+
+
 @plugin.action("config")
 def config(ctx, payload):
     return state["config"]

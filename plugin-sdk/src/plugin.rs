@@ -32,6 +32,18 @@ pub trait Plugin: Send + Sync + 'static {
         payload: Value,
     ) -> impl Future<Output = Result<Value, PluginError>> + Send;
 
+    /// Runs when the fleet config's `config` table for this plugin changed
+    /// and corral reloaded it, without a restart. An error makes corral
+    /// restart the plugin so the new config applies through `on_load`.
+    fn on_reload(
+        &self,
+        ctx: &Context,
+        config: Value,
+    ) -> impl Future<Output = Result<(), PluginError>> + Send {
+        let _ = (ctx, config);
+        async { Ok(()) }
+    }
+
     /// Runs once before the process exits: on a stop request, or when the
     /// connection to the supervisor closes.
     fn on_unload(&self, ctx: &Context) -> impl Future<Output = ()> + Send {

@@ -180,4 +180,8 @@ impl<P: Plugin> PluginApi for Server<P> {
     async fn shutdown(self, _: tarpc::context::Context) {
         self.unload_once().await;
     }
+
+    async fn reload(self, _: tarpc::context::Context, config: Payload) -> Result<(), ErrorReply> {
+        self.plugin.on_reload(&self.ctx, decode(&config)?).await
+    }
 }

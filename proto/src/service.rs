@@ -4,7 +4,7 @@
 //! On the JSON codec a request's method appears as its CamelCase name with
 //! arguments keyed by parameter name, e.g. `{"Handle":{"action":"echo","payload":{…}}}`.
 
-use crate::{ErrorReply, Payload, PluginInfo, PluginStatus};
+use crate::{ErrorReply, Payload, PluginInfo, PluginStatus, ReloadReport};
 
 /// Served by every plugin on its connection to the supervisor.
 #[tarpc::service]
@@ -18,6 +18,9 @@ pub trait PluginApi {
     async fn handle(action: String, payload: Payload) -> Result<Payload, ErrorReply>;
     /// Asks the plugin to run its `on_unload` hook and exit.
     async fn shutdown();
+    /// Hands the plugin a changed `config` table (hot reload); it runs its
+    /// `on_reload` hook. An error makes the supervisor restart it instead.
+    async fn reload(config: Payload) -> Result<(), ErrorReply>;
 }
 
 /// Served by the supervisor on its control socket; the CLI is its client.
@@ -37,4 +40,7 @@ pub trait ControlApi {
     async fn restart(names: Vec<String>) -> Result<(), ErrorReply>;
     /// Status, settings in force and history of one plugin.
     async fn inspect(name: String) -> Result<PluginInfo, ErrorReply>;
+    /// Re-reads the fleet config and applies only the difference; a config
+    /// that does not validate changes nothing and answers its problems.
+    async fn reload() -> Result<ReloadReport, ErrorReply>;
 }

@@ -185,3 +185,22 @@ pub struct PluginInfo {
     /// The last transitions, oldest first.
     pub history: Vec<Transition>,
 }
+
+/// What a reload changed, plugin by plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// New plugins, started.
+    pub added: Vec<String>,
+    /// Plugins no longer in the config, stopped and dropped.
+    pub removed: Vec<String>,
+    /// Plugins whose process settings (cmd, env, cwd, codec) changed, restarted.
+    pub restarted: Vec<String>,
+    /// Plugins whose `config` alone changed, handed it without a restart.
+    pub reconfigured: Vec<String>,
+    /// Plugins whose other settings changed, applied in place.
+    pub updated: Vec<String>,
+    /// Plugins left exactly as they were.
+    pub unchanged: Vec<String>,
+    /// Settings that only take effect when `corral up` starts again.
+    pub needs_restart: Vec<String>,
+}

@@ -86,8 +86,11 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
         /// The plugins.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         names: Vec<String>,
+        /// Every plugin of the fleet.
+        #[arg(long)]
+        all: bool,
     },
     /// Stop plugins; they stay stopped until started.
     Stop {
@@ -95,8 +98,11 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
         /// The plugins.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         names: Vec<String>,
+        /// Every plugin of the fleet.
+        #[arg(long)]
+        all: bool,
     },
     /// Stop, then start plugins.
     Restart {
@@ -104,8 +110,11 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
         /// The plugins.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         names: Vec<String>,
+        /// Every plugin of the fleet.
+        #[arg(long)]
+        all: bool,
     },
     /// Show a plugin's status, settings in force and last transitions.
     Inspect {
@@ -117,6 +126,29 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Re-read the fleet config and apply only the difference.
+    Reload {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a plugin's captured stdout and stderr.
+    Logs {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The plugin.
+        name: String,
+        /// Keep printing new lines, across rotations and restarts.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many of the last lines to print first.
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        lines: usize,
     },
     /// Stop every plugin gracefully, then the supervisor.
     Down {
@@ -137,9 +169,16 @@ pub async fn run_client(command: Command) -> ExitCode {
             payload,
         } => call(&target, name, action, payload).await,
         Command::Down { target } => down(&target).await,
-        Command::Start { target, names } => lifecycle(&target, "start", names).await,
-        Command::Stop { target, names } => lifecycle(&target, "stop", names).await,
-        Command::Restart { target, names } => lifecycle(&target, "restart", names).await,
+        Command::Start { target, names, all } => lifecycle(&target, "start", names, all).await,
+        Command::Stop { target, names, all } => lifecycle(&target, "stop", names, all).await,
+        Command::Restart { target, names, all } => lifecycle(&target, "restart", names, all).await,
+        Command::Reload { target, json } => reload(&target, json).await,
+        Command::Logs {
+            target,
+            name,
+            follow,
+            lines,
+        } => logs(&target, &name, follow, lines).await,
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
         Command::Up { .. } | Command::Check { .. } => unreachable_client(),
     };
@@ -207,8 +246,28 @@ async fn ps(target: &Target, json: bool) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Formats status rows as an aligned table.
+/// Whether to colour output: stdout is a terminal and `NO_COLOR` is unset.
+fn use_colour() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The ANSI colour a state is shown in.
+fn state_colour(state: &str) -> &'static str {
+    match state {
+        "running" => "32",
+        "failed" | "unhealthy" => "31",
+        "waiting" | "starting" | "backoff" | "stopping" => "33",
+        _ => "2",
+    }
+}
+
+/// Formats status rows as an aligned table, colouring states on a terminal.
 pub fn ps_table(rows: &[PluginStatus]) -> String {
+    ps_table_styled(rows, use_colour())
+}
+
+fn ps_table_styled(rows: &[PluginStatus], colour: bool) -> String {
     let header = [
         "NAME",
         "STATE",
@@ -255,7 +314,15 @@ pub fn ps_table(rows: &[PluginStatus]) -> String {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
+            .enumerate()
+            .map(|(c, (cell, w))| {
+                let padded = format!("{cell:<w$}");
+                if colour && c == 1 && cell != "STATE" {
+                    format!("\x1b[{}m{padded}\x1b[0m", state_colour(cell))
+                } else {
+                    padded
+                }
+            })
             .collect();
         text.push_str(cells.join("  ").trim_end());
         text.push('\n');
@@ -315,8 +382,23 @@ async fn call(
     }
 }
 
-async fn lifecycle(target: &Target, verb: &str, names: Vec<String>) -> Result<ExitCode, Error> {
+async fn lifecycle(
+    target: &Target,
+    verb: &str,
+    names: Vec<String>,
+    all: bool,
+) -> Result<ExitCode, Error> {
     let client = connect(target).await?;
+    let names = if all {
+        client
+            .ps(context(Duration::from_secs(10)))
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    } else {
+        names
+    };
     let ctx = context(Duration::from_secs(3600));
     let result = match verb {
         "start" => client.start(ctx, names.clone()).await?,
@@ -385,6 +467,61 @@ pub fn inspect_text(info: &PluginInfo) -> String {
         text.push('\n');
     }
     text
+}
+
+async fn reload(target: &Target, json: bool) -> Result<ExitCode, Error> {
+    let client = connect(target).await?;
+    match client.reload(context(Duration::from_secs(60))).await? {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                let groups = [
+                    ("added", &report.added),
+                    ("removed", &report.removed),
+                    ("restarted", &report.restarted),
+                    ("reconfigured", &report.reconfigured),
+                    ("updated", &report.updated),
+                    ("unchanged", &report.unchanged),
+                ];
+                for (what, names) in groups {
+                    if !names.is_empty() {
+                        println!("{what:<13} {}", names.join(", "));
+                    }
+                }
+                for key in &report.needs_restart {
+                    eprintln!(
+                        "warning: {key} changed; it takes effect when `corral up` starts again"
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(&format!("reload: {}", e.message))),
+    }
+}
+
+async fn logs(target: &Target, name: &str, follow: bool, lines: usize) -> Result<ExitCode, Error> {
+    let client = connect(target).await?;
+    let info = match client
+        .inspect(context(Duration::from_secs(10)), name.to_string())
+        .await?
+    {
+        Ok(info) => info,
+        Err(e) => return Ok(fail(&format!("logs failed: {}: {}", e.code, e.message))),
+    };
+    let settings: serde_json::Value = info.settings.to_json().unwrap_or_default();
+    let Some(path) = settings["log_file"].as_str().map(PathBuf::from) else {
+        return Ok(fail("the supervisor did not say where the log file is"));
+    };
+    drop(client);
+    match crate::tail::print(&path, lines, follow) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(fail(&format!("cannot read {}: {e}", path.display()))),
+    }
 }
 
 async fn down(target: &Target) -> Result<ExitCode, Error> {

@@ -245,6 +245,10 @@ plugin_keys! {
     restart_limit: RestartLimitLayer,
     /// Plugins that must be running before it starts.
     requires: Vec<String>,
+    /// Size at which its log file is rotated.
+    log_max_size: Size,
+    /// Rotated log files kept.
+    log_keep: u32,
 }
 
 impl PluginLayer {
@@ -356,6 +360,10 @@ pub struct PluginSpec {
     pub restart_limit: RestartLimit,
     /// Plugins that must be running before it starts.
     pub requires: Vec<String>,
+    /// Size at which its log file is rotated.
+    pub log_max_size: u64,
+    /// Rotated log files kept beside the current one.
+    pub log_keep: u32,
     /// The manifest, when the plugin has one.
     pub manifest: Option<PathBuf>,
 }
@@ -633,6 +641,8 @@ fn resolve_plugin(
         backoff,
         restart_limit,
         requires,
+        log_max_size: layer.log_max_size.map_or(10 * 1024 * 1024, |s| s.0),
+        log_keep: layer.log_keep.unwrap_or(5),
         manifest: manifest_path,
     })
 }

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use corral_proto::codec::{self, Codec, MAX_FRAME_BYTES};
-use corral_proto::{ControlApi, ErrorReply, Payload, PluginInfo, PluginStatus, codes};
+use corral_proto::{
+    ControlApi, ErrorReply, Payload, PluginInfo, PluginStatus, ReloadReport, codes,
+};
 use futures::StreamExt;
 use futures::future::join_all;
 use interprocess::local_socket::tokio::prelude::*;
@@ -142,6 +144,15 @@ impl ControlApi for Server {
 
     async fn down(self, _: tarpc::context::Context) {
         self.supervisor.shutdown().await;
+    }
+
+    async fn reload(self, _: tarpc::context::Context) -> Result<ReloadReport, ErrorReply> {
+        self.supervisor.reload().await.map_err(|e| {
+            ErrorReply::new(
+                codes::BAD_REQUEST,
+                format!("the config was refused and nothing changed:\n{e}"),
+            )
+        })
     }
 
     async fn start(self, _: tarpc::context::Context, names: Vec<String>) -> Result<(), ErrorReply> {

@@ -26,6 +26,7 @@ pub mod restart;
 pub mod runtime_dir;
 pub mod spawn;
 pub mod supervisor;
+pub mod tail;
 pub mod units;
 
 pub use error::Error;

@@ -1,5 +1,8 @@
 //! Capturing a plugin's stdout and stderr.
 //!
+//! The file is rotated when it reaches `log_max_size`: `<name>.log` becomes
+//! `<name>.log.1`, older ones shift up, and at most `log_keep` are kept.
+//!
 //! Each line goes to the supervisor's tracing output, tagged with the
 //! plugin's name and stream, and to `<log_dir>/<name>.log` (0600) as
 //! `<RFC 3339 time> <stream> <line>`. One writer task per plugin owns the file;
@@ -45,14 +48,16 @@ pub struct LogSink {
 }
 
 impl LogSink {
-    /// Opens (appending) the plugin's log file and starts its writer task.
-    pub fn open(log_dir: &Path, name: &str) -> std::io::Result<(Self, PathBuf)> {
+    /// Opens (appending) the plugin's log file and starts its writer task,
+    /// which rotates the file at `max_size`, keeping `keep` old ones.
+    pub fn open(
+        log_dir: &Path,
+        name: &str,
+        max_size: u64,
+        keep: u32,
+    ) -> std::io::Result<(Self, PathBuf)> {
         let path = log_dir.join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)?;
+        let file = LogFile::open(path.clone(), max_size, keep)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let name = name.to_string();
         tokio::spawn(write_lines(name, file, rx));
@@ -110,18 +115,75 @@ async fn read_bounded_line<R: AsyncRead + Unpin>(
     }
 }
 
-async fn write_lines(name: String, file: std::fs::File, mut rx: mpsc::Receiver<(Stream, String)>) {
-    let mut out = std::io::BufWriter::new(file);
+/// The current log file, its size, and the rotation rule.
+struct LogFile {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    size: u64,
+    max_size: u64,
+    keep: u32,
+}
+
+impl LogFile {
+    fn open(path: PathBuf, max_size: u64, keep: u32) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path,
+            out: std::io::BufWriter::new(file),
+            size,
+            max_size,
+            keep,
+        })
+    }
+
+    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+        if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_size {
+            self.rotate()?;
+        }
+        writeln!(self.out, "{line}")?;
+        self.size += line.len() as u64 + 1;
+        Ok(())
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    /// `<name>.log` → `.1` → `.2` … up to `keep`; the oldest falls off.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            let _ = std::fs::remove_file(self.rotated(self.keep));
+            for n in (1..self.keep).rev() {
+                let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
+            }
+            std::fs::rename(&self.path, self.rotated(1))?;
+        }
+        *self = Self::open(self.path.clone(), self.max_size, self.keep)?;
+        Ok(())
+    }
+}
+
+async fn write_lines(name: String, mut file: LogFile, mut rx: mpsc::Receiver<(Stream, String)>) {
     let mut batch = Vec::with_capacity(64);
     while rx.recv_many(&mut batch, 64).await > 0 {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         for (stream, line) in batch.drain(..) {
             tracing::info!(target: "corral::plugin_output", plugin = %name, stream = stream.as_str(), "{line}");
-            if let Err(e) = writeln!(out, "{now} {} {line}", stream.as_str()) {
+            if let Err(e) = file.write_line(&format!("{now} {} {line}", stream.as_str())) {
                 tracing::warn!(plugin = %name, "cannot write its log file: {e}");
             }
         }
-        if let Err(e) = out.flush() {
+        if let Err(e) = file.out.flush() {
             tracing::warn!(plugin = %name, "cannot flush its log file: {e}");
         }
     }
@@ -130,6 +192,30 @@ async fn write_lines(name: String, file: std::fs::File, mut rx: mpsc::Receiver<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_keeps_the_newest_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("p.log");
+        let mut file = LogFile::open(path.clone(), 100, 2).unwrap();
+        for i in 0..40 {
+            file.write_line(&format!("line {i:02} {}", "x".repeat(20)))
+                .unwrap();
+        }
+        file.out.flush().unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["p.log", "p.log.1", "p.log.2"]);
+        let current = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            current.len() <= 100 && current.ends_with(&format!("line 39 {}\n", "x".repeat(20)))
+        );
+        let older = std::fs::read_to_string(tmp.path().join("p.log.1")).unwrap();
+        assert!(older.len() <= 100 && !older.is_empty());
+    }
 
     #[tokio::test]
     async fn long_lines_are_cut_and_short_ones_kept() {
@@ -152,7 +238,7 @@ mod tests {
     #[tokio::test]
     async fn lines_reach_the_file_with_stream_and_time() {
         let tmp = tempfile::tempdir().unwrap();
-        let (sink, path) = LogSink::open(tmp.path(), "p").unwrap();
+        let (sink, path) = LogSink::open(tmp.path(), "p", 1024 * 1024, 2).unwrap();
         sink.capture(Stream::Stderr, &b"one\ntwo\n"[..]);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {

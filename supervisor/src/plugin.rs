@@ -77,6 +77,29 @@ enum Msg {
         note: String,
         reply: oneshot::Sender<()>,
     },
+    /// Take new settings (reload).
+    Update {
+        spec: Box<PluginSpec>,
+        reply: oneshot::Sender<Applied>,
+    },
+}
+
+/// What a plugin actor did with new settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing changed.
+    Unchanged,
+    /// Settings that need no restart were applied in place.
+    Updated,
+    /// Only `config` changed and the plugin runs: hand it over with
+    /// [`PluginHandle::reconfigure`].
+    Reconfigure,
+    /// Process settings changed: the process is being restarted.
+    Restarted,
+    /// Disabled: stopped.
+    Stopped,
+    /// Enabled: now waiting to start.
+    Started,
 }
 
 /// What a plugin actor tells the root supervisor.
@@ -220,6 +243,39 @@ impl PluginHandle {
     /// Stops the plugin gracefully; returns once its process is reaped.
     pub async fn stop(&self) {
         self.ask(Msg::Stop).await;
+    }
+
+    /// Hands the actor new settings and says what it did with them.
+    pub async fn update(&self, spec: PluginSpec) -> Applied {
+        self.ask(|reply| Msg::Update {
+            spec: Box::new(spec),
+            reply,
+        })
+        .await
+        .unwrap_or(Applied::Unchanged)
+    }
+
+    /// Gives a running plugin a new `config` through its `on_reload` hook; if
+    /// that fails, restarts it so the config applies through `on_load`.
+    pub async fn reconfigure(&self, config: serde_json::Value) {
+        let target = self.target.borrow().clone();
+        let outcome = match (target, Payload::from_json(&config)) {
+            (Some(target), Ok(payload)) => {
+                let mut ctx = tarpc::context::current();
+                ctx.deadline = Instant::now() + target.call_timeout;
+                match target.client.reload(ctx, payload).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            (None, _) => Ok(()), // not running: it loads the new config when it starts
+            (_, Err(e)) => Err(e.to_string()),
+        };
+        if let Err(why) = outcome {
+            tracing::warn!(plugin = %self.name, "on_reload failed ({why}); restarting it instead");
+            self.restart(format!("on_reload failed: {why}")).await;
+        }
     }
 
     /// Stops the plugin, then puts it in `waiting`; returns once stopped.
@@ -379,7 +435,14 @@ impl Actor {
             Msg::Info(reply) => {
                 let info = PluginInfo {
                     status: self.status(),
-                    settings: Payload::from_json(&settings_json(&self.spec)).unwrap_or_default(),
+                    settings: Payload::from_json(&settings_json(
+                        &self.spec,
+                        &self
+                            .settings
+                            .log_dir
+                            .join(format!("{}.log", self.spec.name)),
+                    ))
+                    .unwrap_or_default(),
                     history: self.history.iter().cloned().collect(),
                 };
                 let _ = reply.send(info);
@@ -409,6 +472,10 @@ impl Actor {
                     self.transition(PluginState::Stopped, None, Some("stop requested".into()));
                     let _ = reply.send(());
                 }
+            }
+            Msg::Update { spec, reply } => {
+                let applied = self.update(*spec);
+                let _ = reply.send(applied);
             }
             Msg::Restart { note, reply } => {
                 if self.child.is_some() {
@@ -511,13 +578,18 @@ impl Actor {
     fn try_spawn(&mut self) -> Result<(), ExitReason> {
         let spawn_err = |error: String| ExitReason::Spawn { error };
         if self.logs.is_none() {
-            let (sink, _) =
-                LogSink::open(&self.settings.log_dir, &self.spec.name).map_err(|e| {
-                    spawn_err(format!(
-                        "cannot open its log file in {}: {e}",
-                        self.settings.log_dir.display()
-                    ))
-                })?;
+            let (sink, _) = LogSink::open(
+                &self.settings.log_dir,
+                &self.spec.name,
+                self.spec.log_max_size,
+                self.spec.log_keep,
+            )
+            .map_err(|e| {
+                spawn_err(format!(
+                    "cannot open its log file in {}: {e}",
+                    self.settings.log_dir.display()
+                ))
+            })?;
             self.logs = Some(sink);
         }
         let socket = self.settings.plugin_socket(&self.spec.name);
@@ -677,6 +749,58 @@ impl Actor {
         }
     }
 
+    /// Takes new settings from a reload.
+    fn update(&mut self, new: PluginSpec) -> Applied {
+        if new == self.spec {
+            return Applied::Unchanged;
+        }
+        let old = std::mem::replace(&mut self.spec, new);
+        let spec = &self.spec;
+        if old.heartbeat.interval != spec.heartbeat.interval {
+            self.heartbeat = tokio::time::interval(spec.heartbeat.interval);
+            self.heartbeat
+                .set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        self.memory_tick = spec.memory_max.map(|_| {
+            let mut t = tokio::time::interval(MEMORY_CHECK);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            t
+        });
+        let process_changed = old.cmd != spec.cmd
+            || old.env != spec.env
+            || old.cwd != spec.cwd
+            || old.codec != spec.codec;
+        let config_changed = old.config != spec.config;
+        if !spec.enabled {
+            if self.child.is_some() {
+                self.begin_stop();
+            } else {
+                self.deadline = None;
+                self.transition(
+                    PluginState::Stopped,
+                    None,
+                    Some("disabled by reload".into()),
+                );
+            }
+            return Applied::Stopped;
+        }
+        if !old.enabled && self.child.is_none() {
+            self.transition(PluginState::Waiting, None, Some("enabled by reload".into()));
+            return Applied::Started;
+        }
+        if process_changed {
+            if self.child.is_some() {
+                self.restart_requested = Some("process settings changed by reload".into());
+                self.begin_stop();
+            }
+            return Applied::Restarted;
+        }
+        if config_changed && self.state == PluginState::Running {
+            return Applied::Reconfigure;
+        }
+        Applied::Updated
+    }
+
     /// Forgets the connection, so no new call can start on it.
     fn drop_client(&mut self) {
         self.client = None;
@@ -814,7 +938,7 @@ fn round_ms(d: Duration) -> Duration {
 }
 
 /// The settings in force, for `corral inspect`.
-fn settings_json(spec: &PluginSpec) -> serde_json::Value {
+fn settings_json(spec: &PluginSpec, log_file: &std::path::Path) -> serde_json::Value {
     let d = |d: Duration| humantime::format_duration(round_ms(d)).to_string();
     serde_json::json!({
         "cmd": spec.cmd,
@@ -845,6 +969,9 @@ fn settings_json(spec: &PluginSpec) -> serde_json::Value {
             "within": d(spec.restart_limit.within),
         },
         "requires": spec.requires,
+        "log_max_size": spec.log_max_size,
+        "log_keep": spec.log_keep,
+        "log_file": log_file,
         "manifest": spec.manifest,
     })
 }

@@ -13,16 +13,18 @@ use std::time::Duration;
 
 use std::collections::{HashMap, HashSet};
 
-use corral_proto::{PluginState, PluginStatus};
+use corral_proto::{PluginState, PluginStatus, ReloadReport};
 use futures::future::join_all;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::Error;
-use crate::config::Fleet;
+use std::path::PathBuf;
+
+use crate::config::{ConfigError, Fleet, PluginSpec, SupervisorSettings};
 use crate::control::ControlServer;
-use crate::plugin::{Event, PluginHandle};
+use crate::plugin::{Applied, Event, PluginHandle};
 use crate::restart::Strategy;
 use crate::runtime_dir::{RuntimeDir, create_private_dir};
 
@@ -33,15 +35,24 @@ const CONTROL_GRACE: Duration = Duration::from_secs(2);
 enum Msg {
     Plugins(oneshot::Sender<Vec<PluginHandle>>),
     Shutdown(oneshot::Sender<()>),
+    Reload(oneshot::Sender<Result<ReloadReport, ConfigError>>),
 }
 
 /// The way to reach the root supervisor. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SupervisorHandle {
     tx: mpsc::Sender<Msg>,
+    ready: watch::Receiver<bool>,
 }
 
 impl SupervisorHandle {
+    /// Resolves once the initial fleet has settled: no plugin is still
+    /// starting, and none waits for a plugin that may yet run.
+    pub async fn ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
     /// Every plugin's handle, in start order.
     pub async fn plugins(&self) -> Vec<PluginHandle> {
         let (tx, rx) = oneshot::channel();
@@ -82,6 +93,21 @@ impl SupervisorHandle {
         rows
     }
 
+    /// Re-reads the fleet config and applies only the difference. A config
+    /// that does not validate changes nothing.
+    pub async fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || ConfigError {
+            problems: vec![crate::config::Problem {
+                file: String::new(),
+                key: String::new(),
+                message: "the supervisor is shutting down".into(),
+            }],
+        };
+        self.tx.send(Msg::Reload(tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
     /// Stops every plugin, dependents before what they require; returns once
     /// all are reaped.
     pub async fn shutdown(&self) {
@@ -97,6 +123,7 @@ impl SupervisorHandle {
 pub fn start(fleet: &Fleet) -> (SupervisorHandle, watch::Receiver<bool>) {
     let (tx, mailbox) = mpsc::channel(64);
     let (done, done_rx) = watch::channel(false);
+    let (ready, ready_rx) = watch::channel(false);
     let (events_tx, events) = mpsc::unbounded_channel();
     let settings = Arc::new(fleet.supervisor.clone());
     let dependents = fleet
@@ -110,6 +137,14 @@ pub fn start(fleet: &Fleet) -> (SupervisorHandle, watch::Receiver<bool>) {
         .map(|spec| PluginHandle::spawn(spec.clone(), Arc::clone(&settings), events_tx.clone()))
         .collect();
     let actor = Supervisor {
+        file: fleet.file.clone(),
+        settings,
+        specs: fleet
+            .plugins
+            .iter()
+            .map(|p| (p.name.clone(), p.clone()))
+            .collect(),
+        events_tx,
         plugins,
         states: HashMap::new(),
         dependents,
@@ -117,13 +152,27 @@ pub fn start(fleet: &Fleet) -> (SupervisorHandle, watch::Receiver<bool>) {
         mailbox,
         events,
         done,
+        ready,
         shutting_down: false,
     };
     tokio::spawn(actor.run());
-    (SupervisorHandle { tx }, done_rx)
+    (
+        SupervisorHandle {
+            tx,
+            ready: ready_rx,
+        },
+        done_rx,
+    )
 }
 
 struct Supervisor {
+    /// The fleet file, re-read on reload.
+    file: PathBuf,
+    /// Supervisor settings in force.
+    settings: Arc<SupervisorSettings>,
+    /// Each plugin's settings in force.
+    specs: HashMap<String, PluginSpec>,
+    events_tx: mpsc::UnboundedSender<Event>,
     /// In start order.
     plugins: Vec<(PluginHandle, JoinHandle<()>)>,
     /// Each plugin's last reported state.
@@ -134,6 +183,7 @@ struct Supervisor {
     mailbox: mpsc::Receiver<Msg>,
     events: mpsc::UnboundedReceiver<Event>,
     done: watch::Sender<bool>,
+    ready: watch::Sender<bool>,
     shutting_down: bool,
 }
 
@@ -156,6 +206,14 @@ impl Supervisor {
                             stopping = Some(tokio::spawn(stop_in_order(self.stop_levels())));
                         }
                     }
+                    Some(Msg::Reload(reply)) => {
+                        let report = if self.shutting_down {
+                            Ok(ReloadReport::default())
+                        } else {
+                            self.reload().await
+                        };
+                        let _ = reply.send(report);
+                    }
                     None => break,
                 },
                 Some(event) = self.events.recv() => self.on_event(event),
@@ -172,14 +230,109 @@ impl Supervisor {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::State { name, state } => {
+                if !self.specs.contains_key(&*name) {
+                    return; // removed by a reload, still winding down
+                }
                 self.states.insert(name.to_string(), state);
                 if !self.shutting_down {
                     self.start_ready();
+                }
+                if !*self.ready.borrow() && self.settled() {
+                    tracing::info!("the fleet is up");
+                    let _ = self.ready.send(true);
                 }
             }
             Event::Restarting { name } if !self.shutting_down => self.apply_strategy(&name),
             Event::Restarting { .. } => {}
         }
+    }
+
+    /// Applies a re-read config: starts added plugins, stops removed ones,
+    /// and hands each kept plugin its new settings.
+    async fn reload(&mut self) -> Result<ReloadReport, ConfigError> {
+        let fleet = crate::config::load(&self.file)?;
+        let mut report = ReloadReport::default();
+        if fleet.supervisor.runtime_dir != self.settings.runtime_dir {
+            report.needs_restart.push("supervisor.runtime_dir".into());
+        }
+        if fleet.supervisor.log_dir != self.settings.log_dir {
+            report.needs_restart.push("supervisor.log_dir".into());
+        }
+        self.strategy = fleet.supervisor.strategy;
+        let mut old: HashMap<String, (PluginHandle, JoinHandle<()>)> = self
+            .plugins
+            .drain(..)
+            .map(|(h, t)| (h.name().to_string(), (h, t)))
+            .collect();
+        for spec in &fleet.plugins {
+            let name = spec.name.clone();
+            match old.remove(&name) {
+                Some((handle, task)) => {
+                    match handle.update(spec.clone()).await {
+                        Applied::Unchanged => report.unchanged.push(name.clone()),
+                        Applied::Updated | Applied::Stopped => report.updated.push(name.clone()),
+                        Applied::Started => report.added.push(name.clone()),
+                        Applied::Restarted => report.restarted.push(name.clone()),
+                        Applied::Reconfigure => {
+                            report.reconfigured.push(name.clone());
+                            let (h, config) = (handle.clone(), spec.config.clone());
+                            tokio::spawn(async move { h.reconfigure(config).await });
+                        }
+                    }
+                    self.plugins.push((handle, task));
+                }
+                None => {
+                    report.added.push(name.clone());
+                    let (handle, task) = PluginHandle::spawn(
+                        spec.clone(),
+                        Arc::clone(&self.settings),
+                        self.events_tx.clone(),
+                    );
+                    self.plugins.push((handle, task));
+                }
+            }
+            self.specs.insert(name, spec.clone());
+        }
+        for (name, (handle, _task)) in old {
+            report.removed.push(name.clone());
+            self.specs.remove(&name);
+            self.states.remove(&name);
+            // The actor ends once stopped and its last handle is gone.
+            tokio::spawn(async move { handle.stop().await });
+        }
+        self.dependents = fleet
+            .plugins
+            .iter()
+            .map(|p| (p.name.clone(), fleet.dependents_of(&p.name)))
+            .collect();
+        tracing::info!(?report, "reloaded {}", self.file.display());
+        self.start_ready();
+        Ok(report)
+    }
+
+    /// True when every plugin has reported, none is starting, and none waits
+    /// for a plugin that may still come up.
+    fn settled(&self) -> bool {
+        let may_run = |s: Option<&PluginState>| {
+            matches!(
+                s,
+                None | Some(
+                    PluginState::Waiting
+                        | PluginState::Starting
+                        | PluginState::Running
+                        | PluginState::Backoff
+                )
+            )
+        };
+        self.plugins
+            .iter()
+            .all(|(p, _)| match self.states.get(p.name()) {
+                None | Some(PluginState::Starting) => false,
+                Some(PluginState::Waiting) => {
+                    p.requires().iter().any(|r| !may_run(self.states.get(r)))
+                }
+                Some(_) => true,
+            })
     }
 
     /// Starts every `waiting` plugin whose requirements are all running.
@@ -264,6 +417,7 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
     let settings = Arc::new(fleet.supervisor.clone());
     let mut term = signal(SignalKind::terminate()).map_err(Error::io("cannot watch SIGTERM"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(Error::io("cannot watch SIGINT"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(Error::io("cannot watch SIGHUP"))?;
 
     let (handle, mut done) = start(&fleet);
     let control = ControlServer::start(&settings.control_socket(), handle.clone())?;
@@ -274,16 +428,39 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
         "corral is up"
     );
 
-    tokio::select! {
-        _ = term.recv() => {
-            tracing::info!("SIGTERM: stopping every plugin");
-            handle.shutdown().await;
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
+    let mut notified_ready = false;
+    loop {
+        tokio::select! {
+            _ = handle.ready(), if !notified_ready => {
+                notified_ready = true;
+                if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+                    tracing::warn!("cannot tell the service manager we are ready: {e}");
+                }
+            }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: stopping every plugin");
+                handle.shutdown().await;
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping every plugin");
+                handle.shutdown().await;
+                break;
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading {}", fleet.file.display());
+                if let Err(e) = handle.reload().await {
+                    tracing::error!("reload refused, nothing changed:\n{e}");
+                }
+            }
+            _ = done.wait_for(|d| *d) => break,
         }
-        _ = int.recv() => {
-            tracing::info!("SIGINT: stopping every plugin");
-            handle.shutdown().await;
-        }
-        _ = done.wait_for(|d| *d) => {}
     }
     control.shutdown(CONTROL_GRACE).await;
     tracing::info!("corral is down");

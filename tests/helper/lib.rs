@@ -116,10 +116,45 @@ pub struct Fleet {
 impl Fleet {
     /// Writes `toml` as the fleet config and starts the supervisor on it.
     pub fn start(toml: &str) -> Self {
+        Self::start_with_env(toml, &[])
+    }
+
+    /// Like [`Fleet::start`], with extra environment for the supervisor.
+    pub fn start_with_env(toml: &str, envs: &[(&str, &str)]) -> Self {
         let dir = tempdir();
         let config = dir.path().join("corral.toml");
         std::fs::write(&config, toml).expect("write config");
-        Self::launch(dir, config, Vec::new())
+        let envs = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::launch(dir, config, envs)
+    }
+
+    /// Starts another `corral up` on this fleet's config and waits for it to exit.
+    pub fn second_up(&self) -> Output {
+        Command::new(bin("corral"))
+            .arg("up")
+            .arg("-c")
+            .arg(&self.config)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run corral up")
+    }
+
+    /// Sends `signal` to the supervisor.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.supervisor.id() as i32),
+            signal,
+        )
+        .expect("signal supervisor");
+    }
+
+    /// Rewrites the fleet config.
+    pub fn rewrite_config(&self, toml: &str) {
+        std::fs::write(&self.config, toml).expect("rewrite config");
     }
 
     /// Starts the supervisor on an existing config file, with a private

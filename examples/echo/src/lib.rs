@@ -12,10 +12,12 @@
 //! | `hang` | – | the process stops answering anything, heartbeats included |
 //! | `alloc` | `{"mb": N}` | allocates and touches N MiB and keeps it; `{"held_mb": total}` |
 //! | `config` | – | the config it was loaded with |
+//! | `log` | `{"count": N, "text": T}` | writes N numbered lines of T to stdout; `{"logged": N}` |
 //!
 //! Config key `crash_after_ms` (integer) makes it abort that long after
 //! loading: a crash loop on demand, for restart tests.
 
+use std::io::Write;
 use std::sync::Mutex;
 
 use corral_sdk::{Context, Plugin, PluginError, Value};
@@ -94,6 +96,19 @@ impl Plugin for Echo {
                 }
             }
             "alloc" => Ok(self.alloc(field_u64(&payload, "mb")?)),
+            "log" => {
+                let count = field_u64(&payload, "count")?;
+                let text = payload
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("line");
+                let mut out = std::io::stdout().lock();
+                for i in 0..count {
+                    let _ = writeln!(out, "{text} {i}");
+                }
+                let _ = out.flush();
+                Ok(json!({"logged": count}))
+            }
             "config" => Ok(self
                 .config
                 .lock()
@@ -101,6 +116,12 @@ impl Plugin for Echo {
                 .clone()),
             other => Err(PluginError::unknown_action(other)),
         }
+    }
+
+    async fn on_reload(&self, _ctx: &Context, config: Value) -> Result<(), PluginError> {
+        eprintln!("config reloaded");
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
     }
 
     async fn on_unload(&self, _ctx: &Context) {

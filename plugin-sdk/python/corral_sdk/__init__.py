@@ -63,6 +63,7 @@ class Plugin:
     def __init__(self):
         self.actions = {}
         self.load_hook = None
+        self.reload_hook = None
         self.unload_hook = None
 
     def action(self, name):
@@ -74,6 +75,10 @@ class Plugin:
 
     def on_load(self, fn):
         self.load_hook = fn
+        return fn
+
+    def on_reload(self, fn):
+        self.reload_hook = fn
         return fn
 
     def on_unload(self, fn):
@@ -167,6 +172,12 @@ def run(plugin):
         if plugin.load_hook:
             plugin.load_hook(ctx, config)
 
+    def reload(config):
+        if plugin.reload_hook:
+            plugin.reload_hook(ctx, config)
+        elif plugin.load_hook:
+            plugin.load_hook(ctx, config)
+
     while True:
         try:
             frame = conn.recv()
@@ -188,6 +199,8 @@ def run(plugin):
             ).start()
         elif method == "Load":
             call(rid, "Load", load, args["config"])
+        elif method == "Reload":
+            call(rid, "Reload", reload, args["config"])
         elif method == "Shutdown":
             unload()
             respond(rid, "Shutdown", None)

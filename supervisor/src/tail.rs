@@ -1,0 +1,94 @@
+//! `corral logs`: the last lines of a plugin's log file, and (with `-f`) the
+//! lines that follow, across rotations (the file is replaced) and restarts
+//! (the same file keeps growing).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// How often a followed file is checked for new lines.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Prints the last `lines` lines of `path`; with `follow`, keeps printing
+/// until interrupted.
+pub fn print(path: &Path, lines: usize, follow: bool) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    let mut out = io::stdout().lock();
+    for line in last_lines(&mut file, lines)? {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    if !follow {
+        return Ok(());
+    }
+    let mut inode = file.metadata()?.ino();
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? > 0 {
+            if line.ends_with('\n') {
+                out.write_all(line.as_bytes())?;
+                out.flush()?;
+            } else {
+                // A line still being written: read it whole next time.
+                reader.seek_relative(-(line.len() as i64))?;
+                std::thread::sleep(POLL);
+            }
+            continue;
+        }
+        // At the end: has the file been rotated away?
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.ino() != inode => {
+                reader = BufReader::new(File::open(path)?);
+                inode = meta.ino();
+            }
+            _ => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// The last `n` lines of a file.
+fn last_lines(file: &mut File, n: usize) -> io::Result<Vec<String>> {
+    const CHUNK: u64 = 64 * 1024;
+    let len = file.metadata()?.len();
+    let mut start = len;
+    let mut buf = Vec::new();
+    // Read backwards until the buffer holds n + 1 newlines or the whole file.
+    while start > 0 && buf.iter().filter(|&&b| b == b'\n').count() <= n {
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0; (start - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        start = from;
+    }
+    file.seek(SeekFrom::Start(len))?;
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    Ok(all[all.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn last_lines_of_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("x.log");
+        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        assert_eq!(
+            super::last_lines(&mut f, 2).unwrap(),
+            ["line 998", "line 999"]
+        );
+        assert_eq!(super::last_lines(&mut f, 0).unwrap(), Vec::<String>::new());
+        assert_eq!(super::last_lines(&mut f, 5000).unwrap().len(), 1000);
+    }
+}

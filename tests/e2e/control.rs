@@ -1,0 +1,394 @@
+//! Fleet control: every command over the control socket, who may use it,
+//! one supervisor per runtime directory, logs, hot reload and readiness.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::Duration;
+
+use corral_e2e::{Fleet, echo_cmd, fixture, process_gone, wait_until};
+use nix::sys::signal::Signal;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn every_command_in_human_and_json_form_with_its_exit_code() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.a]\ncmd = {e}\n[plugins.b]\ncmd = {e}\n",
+        e = echo_cmd()
+    ));
+    let a = fleet.wait_running("a");
+    let b = fleet.wait_running("b");
+
+    let table = text(&fleet.corral(&["ps"]));
+    assert!(
+        table.starts_with("NAME") && table.contains("running"),
+        "{table}"
+    );
+    assert!(
+        !table.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+    assert_eq!(
+        json(&fleet.corral(&["ps", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let human = text(&fleet.corral(&["inspect", "a"]));
+    assert!(
+        human.contains("history") && human.contains("settings") && human.contains("cmd"),
+        "{human}"
+    );
+    let info = json(&fleet.corral(&["inspect", "a", "--json"]));
+    assert_eq!(info["status"]["name"], "a");
+    assert!(
+        info["settings"]["log_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("a.log")
+    );
+
+    let out = fleet.corral(&["stop", "a"]);
+    assert!(out.status.success());
+    assert_eq!(fleet.row("a")["state"], "stopped");
+    assert!(process_gone(a));
+    assert!(fleet.corral(&["start", "a"]).status.success());
+    let a2 = fleet.wait_running("a");
+    assert_ne!(a, a2);
+
+    assert!(fleet.corral(&["restart", "--all"]).status.success());
+    let a3 = fleet.wait_running("a");
+    let b2 = fleet.wait_running("b");
+    assert!(a3 != a2 && b2 != b, "restart --all gives new pids");
+    assert!(fleet.corral(&["stop", "--all"]).status.success());
+    assert!(fleet.ps().iter().all(|r| r["state"] == "stopped"));
+    assert!(fleet.corral(&["start", "--all"]).status.success());
+    fleet.wait_running("a");
+    fleet.wait_running("b");
+
+    let report = json(&fleet.corral(&["reload", "--json"]));
+    assert_eq!(report["unchanged"], serde_json::json!(["a", "b"]));
+
+    let out = fleet.corral(&["stop", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_plugin"));
+    assert_eq!(
+        fleet.corral(&["stop"]).status.code(),
+        Some(2),
+        "no name and no --all"
+    );
+    assert_eq!(fleet.corral(&["inspect", "nobody"]).status.code(), Some(1));
+    assert_eq!(
+        fleet
+            .corral(&["call", "a", "echo", "{not json"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn another_uid_is_refused_on_the_control_socket() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "skipped: dropping to another uid needs root, and these tests do not run as root"
+        );
+        return;
+    }
+    let fleet = Fleet::start(&format!("[plugins.a]\ncmd = {}\n", echo_cmd()));
+    fleet.wait_running("a");
+    // Open the file permissions on purpose: the peer-credential check must
+    // refuse the stranger even when the file system would let it in.
+    let socket = fleet.socket();
+    let rt = socket.parent().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fleet.dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(rt, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(fixture("stranger.py"))
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Refused") && said.contains("uid 65534"),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        fleet.log().contains("refused a control connection"),
+        "{}",
+        fleet.log()
+    );
+    // The owner is still served.
+    assert_eq!(fleet.call("a", "ping", None).unwrap()["pong"], true);
+}
+
+#[test]
+fn one_supervisor_per_runtime_dir_and_a_clean_start_after_sigkill() {
+    let mut fleet = Fleet::start(&format!("[plugins.a]\ncmd = {}\n", echo_cmd()));
+    let pid = fleet.wait_running("a");
+    let second = fleet.second_up();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already running"), "{err}");
+    assert_eq!(
+        fleet.call("a", "ping", None).unwrap()["pid"],
+        pid,
+        "the first one is untouched"
+    );
+
+    fleet.signal(Signal::SIGKILL);
+    fleet.wait_exit(Duration::from_secs(5));
+    wait_until(
+        Duration::from_secs(2),
+        "the plugin to die with its supervisor",
+        || process_gone(pid).then_some(()),
+    );
+    // The stale control socket is still there; a new supervisor replaces it.
+    assert!(fleet.socket().exists());
+    let mut next = std::process::Command::new(corral_e2e::bin("corral"))
+        .args(["up", "-c"])
+        .arg(fleet.config())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let row = wait_until(
+        Duration::from_secs(10),
+        "the new supervisor to run the plugin",
+        || {
+            let out = fleet.corral(&["ps", "--json"]);
+            let rows: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let row = rows.as_array()?.first()?.clone();
+            (row["state"] == "running").then_some(row)
+        },
+    );
+    assert_ne!(row["pid"], pid);
+    assert!(fleet.corral(&["down"]).status.success());
+    assert!(next.wait().unwrap().success());
+}
+
+#[test]
+fn logs_rotate_and_follow_through_rotation_and_restart() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.echo]\ncmd = {}\nlog_max_size = \"2KiB\"\nlog_keep = 2\n",
+        echo_cmd()
+    ));
+    fleet.wait_running("echo");
+    let mut follower = fleet.corral_spawn(&["logs", "echo", "-f", "-n", "0"]);
+    let mut stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let wait_for = |seen: &mut String, needle: &str| {
+        wait_until(
+            Duration::from_secs(10),
+            &format!("`{needle}` from logs -f"),
+            || {
+                while let Ok(chunk) = rx.try_recv() {
+                    seen.push_str(&chunk);
+                }
+                seen.contains(needle).then_some(())
+            },
+        )
+    };
+    // Until the follower has the file open, lines may pass before it looks:
+    // say hello until it hears one.
+    wait_until(
+        Duration::from_secs(10),
+        "logs -f to start following",
+        || {
+            fleet
+                .call("echo", "log", Some(r#"{"count": 1, "text": "hello"}"#))
+                .unwrap();
+            while let Ok(chunk) = rx.try_recv() {
+                seen.push_str(&chunk);
+            }
+            seen.contains("hello 0").then_some(())
+        },
+    );
+    fleet
+        .call(
+            "echo",
+            "log",
+            Some(r#"{"count": 120, "text": "before-restart"}"#),
+        )
+        .unwrap();
+    wait_for(&mut seen, "before-restart 119");
+    let _ = fleet.call("echo", "crash", None);
+    fleet.wait_row("echo", Duration::from_secs(10), "restarted", |r| {
+        r["restarts"] == 1 && r["state"] == "running"
+    });
+    fleet
+        .call(
+            "echo",
+            "log",
+            Some(r#"{"count": 3, "text": "after-restart"}"#),
+        )
+        .unwrap();
+    wait_for(&mut seen, "after-restart 2");
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    let logs = fleet.dir().join(".corral/logs");
+    let mut files: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["echo.log", "echo.log.1", "echo.log.2"]);
+    for f in &files {
+        assert!(
+            std::fs::metadata(logs.join(f)).unwrap().len() <= 2048,
+            "{f} over the limit"
+        );
+    }
+    let tail = text(&fleet.corral(&["logs", "echo", "-n", "2"]));
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(tail.contains("stdout after-restart 2"), "{tail}");
+}
+
+const RELOAD_BASE: &str = r#"
+[plugins.keep]
+cmd = {echo}
+[plugins.gone]
+cmd = {echo}
+[plugins.cmdchange]
+cmd = {echo}
+[plugins.confchange]
+cmd = {echo}
+config = { greeting = "old" }
+"#;
+
+#[test]
+fn reload_applies_only_the_difference_and_refuses_a_broken_file() {
+    let echo = echo_cmd();
+    let fleet = Fleet::start(&RELOAD_BASE.replace("{echo}", &echo));
+    let names = ["keep", "gone", "cmdchange", "confchange"];
+    let pids: Vec<u32> = names.iter().map(|n| fleet.wait_running(n)).collect();
+
+    // A broken file changes nothing.
+    fleet.rewrite_config("[plugins.keep]\ncmd = 42\n");
+    let out = fleet.corral(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("corral.toml")
+            && err.contains("plugins.keep.cmd")
+            && err.contains("nothing changed"),
+        "{err}"
+    );
+    let now: Vec<u32> = names.iter().map(|n| fleet.wait_running(n)).collect();
+    assert_eq!(now, pids);
+
+    let new = format!(
+        r#"
+[plugins.keep]
+cmd = {echo}
+[plugins.cmdchange]
+cmd = {echo}
+env = {{ NEW_SETTING = "1" }}
+[plugins.confchange]
+cmd = {echo}
+config = {{ greeting = "new" }}
+[plugins.added]
+cmd = {echo}
+"#
+    );
+    fleet.rewrite_config(&new);
+    let report = json(&fleet.corral(&["reload", "--json"]));
+    assert_eq!(report["added"], serde_json::json!(["added"]));
+    assert_eq!(report["removed"], serde_json::json!(["gone"]));
+    assert_eq!(report["restarted"], serde_json::json!(["cmdchange"]));
+    assert_eq!(report["reconfigured"], serde_json::json!(["confchange"]));
+    assert_eq!(report["unchanged"], serde_json::json!(["keep"]));
+
+    assert_eq!(fleet.wait_running("keep"), pids[0]);
+    assert!(fleet.ps().iter().all(|r| r["name"] != "gone"));
+    wait_until(Duration::from_secs(5), "the removed plugin to stop", || {
+        process_gone(pids[1]).then_some(())
+    });
+    let cmdchange = fleet.wait_row("cmdchange", Duration::from_secs(10), "restarted", |r| {
+        r["state"] == "running" && r["pid"] != pids[2]
+    });
+    assert!(cmdchange["pid"].is_u64());
+    assert_eq!(
+        fleet.wait_running("confchange"),
+        pids[3],
+        "config alone: no restart"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the new config to reach the plugin",
+        || {
+            (fleet.call("confchange", "config", None).ok()?
+                == serde_json::json!({"greeting": "new"}))
+            .then_some(())
+        },
+    );
+    fleet.wait_running("added");
+
+    // SIGHUP reloads too.
+    fleet.rewrite_config(&new.replace(
+        "[plugins.added]\ncmd = ",
+        "[plugins.added]\nrestart = \"never\"\ncmd = ",
+    ));
+    fleet.signal(Signal::SIGHUP);
+    wait_until(Duration::from_secs(5), "SIGHUP to reload", || {
+        let info = json(&fleet.corral(&["inspect", "added", "--json"]));
+        (info["settings"]["restart"] == "never").then_some(())
+    });
+}
+
+#[test]
+fn ready_is_sent_to_the_service_manager_once_the_fleet_runs() {
+    let dir = corral_e2e::tempdir();
+    let path = dir.path().join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let fleet = Fleet::start_with_env(
+        &format!(
+            "[plugins.a]\ncmd = {e}\n[plugins.b]\ncmd = {e}\nrequires = [\"a\"]\n",
+            e = echo_cmd()
+        ),
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = listener.recv(&mut buf).expect("a notification within 10 s");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim_end(), "READY=1");
+    // Ready means the initial fleet is up.
+    assert!(
+        fleet.ps().iter().all(|r| r["state"] == "running"),
+        "{:?}",
+        fleet.ps()
+    );
+}
