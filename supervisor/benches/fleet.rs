@@ -99,14 +99,59 @@ fn main() {
         &cli,
         Some(&exec_floor),
     );
+    // An idle soak of the 200-plugin fleet: 10 s here, longer with
+    // CORRAL_BENCH_SOAK_SECS=600 (the 10-minute soak).
+    let soak_secs = std::env::var("CORRAL_BENCH_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut rss = Vec::new();
     for n in [50, 200] {
-        let took = fleet_up(tmp.path(), &corral, &echo, n);
+        let f = fleet_up(
+            tmp.path(),
+            &corral,
+            &echo,
+            n,
+            if n == 200 { soak_secs } else { 0 },
+        );
         println!(
             "{:<44} {:>12}",
             format!("`corral up`, {n} plugins -> all running"),
-            fmt(took)
+            fmt(f.all_running)
         );
+        row(
+            &format!("`corral ps --json`, {n} plugins, whole process"),
+            &f.ps_json,
+            Some(&exec_floor),
+        );
+        println!(
+            "{:<44} {:>12}",
+            format!("supervisor RSS, {n} idle plugins"),
+            format!("{:.1} MiB", f.rss_kib as f64 / 1024.0)
+        );
+        rss.push(f.rss_kib);
+        if let Some(s) = f.soak {
+            println!(
+                "{:<44} {:>12}",
+                format!("supervisor CPU, {n} idle plugins, {} s", s.seconds),
+                format!("{:.3}% core", s.cpu_percent)
+            );
+            println!(
+                "{:<44} {:>12}",
+                format!("supervisor RSS over that soak"),
+                format!(
+                    "{:.1} -> {:.1} MiB",
+                    s.rss_start_kib as f64 / 1024.0,
+                    s.rss_end_kib as f64 / 1024.0
+                )
+            );
+        }
     }
+    println!(
+        "{:<44} {:>12}",
+        "supervisor RSS per extra plugin (50 -> 200)",
+        format!("{:.1} KiB", (rss[1] as f64 - rss[0] as f64) / 150.0)
+    );
 }
 
 fn row(name: &str, samples: &[Duration], floor: Option<&[Duration]>) {
@@ -266,8 +311,47 @@ restart_limit = {{ count = 1000000, within = "1s" }}
     }
 }
 
-/// `corral up` with `n` plugins until `ps` shows every one running.
-fn fleet_up(dir: &Path, corral: &Path, echo: &Path, n: usize) -> Duration {
+/// Figures from a fleet of `n` plugins run by the real `corral up`.
+struct FleetFigures {
+    all_running: Duration,
+    ps_json: Vec<Duration>,
+    rss_kib: u64,
+    soak: Option<Soak>,
+}
+
+/// The supervisor at rest with its fleet: CPU used and RSS before and after.
+struct Soak {
+    seconds: u64,
+    cpu_percent: f64,
+    rss_start_kib: u64,
+    rss_end_kib: u64,
+}
+
+fn proc_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User plus system CPU time of `pid`, in clock ticks.
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+/// `corral up` with `n` plugins: time until `ps` shows every one running,
+/// then `ps --json` as a whole process, RSS, and an idle soak if asked.
+fn fleet_up(dir: &Path, corral: &Path, echo: &Path, n: usize, soak_secs: u64) -> FleetFigures {
     let dir = dir.join(format!("fleet{n}"));
     let mut toml = String::new();
     for i in 0..n {
@@ -287,14 +371,17 @@ fn fleet_up(dir: &Path, corral: &Path, echo: &Path, n: usize) -> Duration {
         .spawn()
         .expect("corral up");
     let deadline = t + Duration::from_secs(60);
-    // Poll rarely, to leave the cores to the fleet being measured; the
-    // moment the last plugin became running is read back from its uptime.
-    let took = loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let out = Command::new(corral)
+    let ps = || {
+        Command::new(corral)
             .args(["ps", "--json", "--socket"])
             .arg(&socket)
-            .output();
+            .output()
+    };
+    // Poll rarely, to leave the cores to the fleet being measured; the
+    // moment the last plugin became running is read back from its uptime.
+    let all_running = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let out = ps();
         let asked = t.elapsed();
         if let Ok(out) = out
             && out.status.success()
@@ -311,13 +398,36 @@ fn fleet_up(dir: &Path, corral: &Path, echo: &Path, n: usize) -> Duration {
         }
         assert!(Instant::now() < deadline, "{n} plugins never all ran");
     };
+    let ps_json = process_times(PROCESS_RUNS, || {
+        ps().map(|o| o.status.success()).unwrap_or(false)
+    });
+    let pid = up.id();
+    let rss_kib = proc_rss_kib(pid);
+    let soak = (soak_secs > 0).then(|| {
+        // SAFETY: sysconf has no preconditions.
+        let ticks_per_sec = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) }.max(1) as f64;
+        let (cpu0, rss_start_kib) = (proc_cpu_ticks(pid), proc_rss_kib(pid));
+        std::thread::sleep(Duration::from_secs(soak_secs));
+        let cpu = (proc_cpu_ticks(pid) - cpu0) as f64 / ticks_per_sec;
+        Soak {
+            seconds: soak_secs,
+            cpu_percent: 100.0 * cpu / soak_secs as f64,
+            rss_start_kib,
+            rss_end_kib: proc_rss_kib(pid),
+        }
+    });
     let _ = Command::new(corral)
         .args(["down", "--socket"])
         .arg(&socket)
         .stdout(Stdio::null())
         .status();
     let _ = up.wait();
-    took
+    FleetFigures {
+        all_running,
+        ps_json,
+        rss_kib,
+        soak,
+    }
 }
 
 fn process_times(runs: usize, mut run: impl FnMut() -> bool) -> Vec<Duration> {

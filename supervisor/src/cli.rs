@@ -58,6 +58,9 @@ pub enum Command {
             default_value = "corral.toml"
         )]
         config: PathBuf,
+        /// Print the result as JSON (`{"ok": …, "plugins": […], "problems": […]}`).
+        #[arg(long)]
+        json: bool,
     },
     /// List plugins with their state, pid, restarts, uptime and memory.
     Ps {
@@ -532,7 +535,36 @@ async fn down(target: &Target) -> Result<ExitCode, Error> {
 }
 
 /// `corral check`: validates the config and reports on each plugin.
-pub fn check(file: &Path) -> ExitCode {
+pub fn check(file: &Path, json: bool) -> ExitCode {
+    if json {
+        let (ok, plugins, problems) = match config::load(file) {
+            Ok(fleet) => (
+                true,
+                fleet.plugins.into_iter().map(|p| p.name).collect(),
+                Vec::new(),
+            ),
+            Err(e) => (
+                false,
+                Vec::new(),
+                e.problems
+                    .iter()
+                    .map(
+                        |p| serde_json::json!({"file": p.file, "key": p.key, "message": p.message}),
+                    )
+                    .collect(),
+            ),
+        };
+        let report = serde_json::json!({"ok": ok, "plugins": plugins, "problems": problems});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     match config::load(file) {
         Ok(fleet) => {
             for p in &fleet.plugins {

@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 
 /// The longest line kept whole; longer ones are cut into pieces this long.
 const MAX_LINE: usize = 16 * 1024;
+/// Bytes read from a pipe at a time (lines may be longer, up to MAX_LINE).
+const READ_BUFFER: usize = 4096;
 /// Lines buffered between the pipes and the file.
 const QUEUE: usize = 1024;
 
@@ -68,7 +70,7 @@ impl LogSink {
     pub fn capture(&self, stream: Stream, pipe: impl AsyncRead + Unpin + Send + 'static) {
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
+            let mut reader = BufReader::with_capacity(READ_BUFFER, pipe);
             let mut line = Vec::with_capacity(256);
             loop {
                 line.clear();

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Up { config } => up(&config),
-        Command::Check { config } => cli::check(&config),
+        Command::Check { config, json } => cli::check(&config, json),
         client => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

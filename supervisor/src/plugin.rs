@@ -361,7 +361,7 @@ impl Actor {
             target,
             events,
             tracker: RestartTracker::default(),
-            history: VecDeque::with_capacity(HISTORY),
+            history: VecDeque::new(),
             restart_requested: None,
             spec,
             settings,

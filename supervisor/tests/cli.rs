@@ -95,3 +95,18 @@ fn check_names_a_dependency_cycle() {
         "{err}"
     );
 }
+
+#[test]
+fn check_json_lists_problems_for_scripts() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("corral.toml"),
+        "[plugins.echo]\nenabled = true\n",
+    )
+    .unwrap();
+    let out = corral(&["check", "-c", "corral.toml", "--json"], tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["problems"][0]["key"], "plugins.echo.cmd");
+}

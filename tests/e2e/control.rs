@@ -392,3 +392,43 @@ fn ready_is_sent_to_the_service_manager_once_the_fleet_runs() {
         fleet.ps()
     );
 }
+
+#[test]
+fn a_plugin_flooding_its_output_does_not_grow_the_supervisor() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.loud]\ncmd = {e}\nlog_max_size = \"1MiB\"\nlog_keep = 1\n[plugins.quiet]\ncmd = {e}\n",
+        e = echo_cmd()
+    ));
+    fleet.wait_running("loud");
+    fleet.wait_running("quiet");
+    let sup = fleet.supervisor_pid();
+    let before = corral_e2e::rss_kib(sup);
+    // 300,000 lines, about 10 MiB of output, as fast as the plugin can write.
+    let flood = fleet.corral_spawn(&[
+        "call",
+        "loud",
+        "log",
+        r#"{"count": 300000, "text": "flooding the supervisor with output"}"#,
+    ]);
+    // The fleet keeps answering meanwhile.
+    assert_eq!(fleet.call("quiet", "ping", None).unwrap()["pong"], true);
+    let out = flood.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = corral_e2e::rss_kib(sup);
+    assert!(
+        after < before + 16 * 1024,
+        "supervisor RSS grew from {before} KiB to {after} KiB"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the last flood line in the log",
+        || {
+            let tail = text(&fleet.corral(&["logs", "loud", "-n", "1"]));
+            tail.contains("output 299999").then_some(())
+        },
+    );
+}
