@@ -152,6 +152,9 @@ pub enum Command {
         /// How many of the last lines to print first.
         #[arg(short = 'n', long = "lines", default_value_t = 20)]
         lines: usize,
+        /// One JSON object a line: time, stream, line.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop every plugin gracefully, then the supervisor.
     Down {
@@ -181,7 +184,8 @@ pub async fn run_client(command: Command) -> ExitCode {
             name,
             follow,
             lines,
-        } => logs(&target, &name, follow, lines).await,
+            json,
+        } => logs(&target, &name, follow, lines, json).await,
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
         Command::Up { .. } | Command::Check { .. } => unreachable_client(),
     };
@@ -507,7 +511,13 @@ async fn reload(target: &Target, json: bool) -> Result<ExitCode, Error> {
     }
 }
 
-async fn logs(target: &Target, name: &str, follow: bool, lines: usize) -> Result<ExitCode, Error> {
+async fn logs(
+    target: &Target,
+    name: &str,
+    follow: bool,
+    lines: usize,
+    json: bool,
+) -> Result<ExitCode, Error> {
     let client = connect(target).await?;
     let info = match client
         .inspect(context(Duration::from_secs(10)), name.to_string())
@@ -521,7 +531,12 @@ async fn logs(target: &Target, name: &str, follow: bool, lines: usize) -> Result
         return Ok(fail("the supervisor did not say where the log file is"));
     };
     drop(client);
-    match crate::tail::print(&path, lines, follow) {
+    let format = if json {
+        crate::tail::Format::Json
+    } else {
+        crate::tail::Format::Text
+    };
+    match crate::tail::print(&path, lines, follow, format) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => Ok(fail(&format!("cannot read {}: {e}", path.display()))),
     }

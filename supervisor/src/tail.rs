@@ -11,13 +11,35 @@ use std::time::Duration;
 /// How often a followed file is checked for new lines.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How `corral logs` prints a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// As stored: `<time> <stream> <text>`.
+    Text,
+    /// One JSON object a line: `{"time": …, "stream": …, "line": …}`.
+    Json,
+}
+
+fn emit(out: &mut impl Write, line: &str, format: Format) -> io::Result<()> {
+    match format {
+        Format::Text => writeln!(out, "{line}"),
+        Format::Json => {
+            let mut parts = line.splitn(3, ' ');
+            let (time, stream, text) = (parts.next(), parts.next(), parts.next());
+            let value =
+                serde_json::json!({"time": time, "stream": stream, "line": text.unwrap_or("")});
+            writeln!(out, "{value}")
+        }
+    }
+}
+
 /// Prints the last `lines` lines of `path`; with `follow`, keeps printing
 /// until interrupted.
-pub fn print(path: &Path, lines: usize, follow: bool) -> io::Result<()> {
+pub fn print(path: &Path, lines: usize, follow: bool, format: Format) -> io::Result<()> {
     let mut file = File::open(path)?;
     let mut out = io::stdout().lock();
     for line in last_lines(&mut file, lines)? {
-        writeln!(out, "{line}")?;
+        emit(&mut out, &line, format)?;
     }
     out.flush()?;
     if !follow {
@@ -29,8 +51,8 @@ pub fn print(path: &Path, lines: usize, follow: bool) -> io::Result<()> {
     loop {
         line.clear();
         if reader.read_line(&mut line)? > 0 {
-            if line.ends_with('\n') {
-                out.write_all(line.as_bytes())?;
+            if let Some(complete) = line.strip_suffix('\n') {
+                emit(&mut out, complete, format)?;
                 out.flush()?;
             } else {
                 // A line still being written: read it whole next time.

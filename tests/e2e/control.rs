@@ -273,6 +273,10 @@ fn logs_rotate_and_follow_through_rotation_and_restart() {
     let tail = text(&fleet.corral(&["logs", "echo", "-n", "2"]));
     assert_eq!(tail.lines().count(), 2, "{tail}");
     assert!(tail.contains("stdout after-restart 2"), "{tail}");
+    let last = json(&fleet.corral(&["logs", "echo", "-n", "1", "--json"]));
+    assert_eq!(last["stream"], "stdout");
+    assert_eq!(last["line"], "after-restart 2");
+    assert!(last["time"].as_str().unwrap().ends_with('Z'));
 }
 
 const RELOAD_BASE: &str = r#"
