@@ -34,6 +34,20 @@ pub struct Target {
     pub socket: Option<PathBuf>,
 }
 
+/// Plugins named on the command line, or `--all`.
+#[derive(Debug, Clone, Args)]
+pub struct Selection {
+    /// Where the running supervisor is.
+    #[command(flatten)]
+    pub target: Target,
+    /// The plugins.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Every plugin of the fleet.
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -85,39 +99,21 @@ pub enum Command {
     },
     /// Start plugins (also clears `failed` and the restart count).
     Start {
-        /// Where the running supervisor is.
+        /// Which plugins, on which supervisor.
         #[command(flatten)]
-        target: Target,
-        /// The plugins.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        names: Vec<String>,
-        /// Every plugin of the fleet.
-        #[arg(long)]
-        all: bool,
+        selection: Selection,
     },
     /// Stop plugins; they stay stopped until started.
     Stop {
-        /// Where the running supervisor is.
+        /// Which plugins, on which supervisor.
         #[command(flatten)]
-        target: Target,
-        /// The plugins.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        names: Vec<String>,
-        /// Every plugin of the fleet.
-        #[arg(long)]
-        all: bool,
+        selection: Selection,
     },
     /// Stop, then start plugins.
     Restart {
-        /// Where the running supervisor is.
+        /// Which plugins, on which supervisor.
         #[command(flatten)]
-        target: Target,
-        /// The plugins.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        names: Vec<String>,
-        /// Every plugin of the fleet.
-        #[arg(long)]
-        all: bool,
+        selection: Selection,
     },
     /// Show a plugin's status, settings in force and last transitions.
     Inspect {
@@ -175,9 +171,9 @@ pub async fn run_client(command: Command) -> ExitCode {
             payload,
         } => call(&target, name, action, payload).await,
         Command::Down { target } => down(&target).await,
-        Command::Start { target, names, all } => lifecycle(&target, "start", names, all).await,
-        Command::Stop { target, names, all } => lifecycle(&target, "stop", names, all).await,
-        Command::Restart { target, names, all } => lifecycle(&target, "restart", names, all).await,
+        Command::Start { selection } => lifecycle(selection, "start").await,
+        Command::Stop { selection } => lifecycle(selection, "stop").await,
+        Command::Restart { selection } => lifecycle(selection, "restart").await,
         Command::Reload { target, json } => reload(&target, json).await,
         Command::Logs {
             target,
@@ -389,12 +385,9 @@ async fn call(
     }
 }
 
-async fn lifecycle(
-    target: &Target,
-    verb: &str,
-    names: Vec<String>,
-    all: bool,
-) -> Result<ExitCode, Error> {
+async fn lifecycle(selection: Selection, verb: &str) -> Result<ExitCode, Error> {
+    let Selection { target, names, all } = selection;
+    let target = &target;
     let client = connect(target).await?;
     let names = if all {
         client

@@ -96,6 +96,14 @@ struct Server {
 }
 
 impl Server {
+    /// The handle of one named plugin.
+    async fn resolve_one(&self, name: &str) -> Result<PluginHandle, ErrorReply> {
+        let mut found = self.resolve(&[name.to_string()]).await?;
+        found.pop().ok_or_else(|| {
+            ErrorReply::new(codes::UNKNOWN_PLUGIN, format!("no plugin named `{name}`"))
+        })
+    }
+
     /// The handles of the named plugins, or an error naming the unknown ones.
     async fn resolve(&self, names: &[String]) -> Result<Vec<PluginHandle>, ErrorReply> {
         let plugins = self.supervisor.plugins().await;
@@ -134,12 +142,7 @@ impl ControlApi for Server {
         action: String,
         payload: Payload,
     ) -> Result<Payload, ErrorReply> {
-        let [plugin] = self
-            .resolve(std::slice::from_ref(&name))
-            .await?
-            .try_into()
-            .map_err(|_| ErrorReply::new(codes::BAD_REQUEST, "call takes exactly one plugin"))?;
-        plugin.call(action, payload).await
+        self.resolve_one(&name).await?.call(action, payload).await
     }
 
     async fn down(self, _: tarpc::context::Context) {
@@ -183,12 +186,8 @@ impl ControlApi for Server {
         _: tarpc::context::Context,
         name: String,
     ) -> Result<PluginInfo, ErrorReply> {
-        let [plugin] = self
-            .resolve(std::slice::from_ref(&name))
+        self.resolve_one(&name)
             .await?
-            .try_into()
-            .map_err(|_| ErrorReply::new(codes::BAD_REQUEST, "inspect takes exactly one plugin"))?;
-        plugin
             .info()
             .await
             .ok_or_else(|| ErrorReply::new(codes::SHUTTING_DOWN, "the supervisor is shutting down"))
