@@ -416,18 +416,23 @@ fn fleet_up(dir: &Path, corral: &Path, echo: &Path, n: usize, soak_secs: u64) ->
             rss_end_kib: proc_rss_kib(pid),
         }
     });
-    let _ = Command::new(corral)
-        .args(["down", "--socket"])
-        .arg(&socket)
-        .stdout(Stdio::null())
-        .status();
-    let _ = up.wait();
+    down(corral, &socket, &mut up);
     FleetFigures {
         all_running,
         ps_json,
         rss_kib,
         soak,
     }
+}
+
+/// `corral down`, then waits for the supervisor to exit.
+fn down(corral: &Path, socket: &Path, up: &mut std::process::Child) {
+    let _ = Command::new(corral)
+        .args(["down", "--socket"])
+        .arg(socket)
+        .stdout(Stdio::null())
+        .status();
+    let _ = up.wait();
 }
 
 fn process_times(runs: usize, mut run: impl FnMut() -> bool) -> Vec<Duration> {
@@ -473,11 +478,6 @@ fn corral_call(dir: &Path, corral: &Path, echo: &Path) -> Vec<Duration> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let samples = process_times(PROCESS_RUNS, ping);
-    let _ = Command::new(corral)
-        .args(["down", "--socket"])
-        .arg(&socket)
-        .stdout(Stdio::null())
-        .status();
-    let _ = up.wait();
+    down(corral, &socket, &mut up);
     samples
 }
