@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use corral_proto::{ControlApiClient, Payload, PluginInfo, PluginStatus};
+use corral_proto::{ControlApiClient, Payload, PluginInfo, PluginStatus, ReloadReport};
 
 use crate::{Error, client, config};
 
@@ -239,14 +239,22 @@ async fn ps(target: &Target, json: bool) -> Result<ExitCode, Error> {
         .await?
         .ps(context(Duration::from_secs(10)))
         .await?;
-    let mut out = std::io::stdout().lock();
+    Ok(print_data(rows.as_slice(), json, ps_table))
+}
+
+/// Prints `value` as pretty JSON, or as `human` formats it for people.
+fn print_data<T: serde::Serialize + ?Sized>(
+    value: &T,
+    json: bool,
+    human: impl FnOnce(&T) -> String,
+) -> ExitCode {
     let text = if json {
-        serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
+        serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
     } else {
-        ps_table(&rows)
+        human(value)
     };
-    let _ = out.write_all(text.as_bytes());
-    Ok(ExitCode::SUCCESS)
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 /// Whether to colour output: stdout is a terminal and `NO_COLOR` is unset.
@@ -423,14 +431,7 @@ async fn inspect(target: &Target, name: String, json: bool) -> Result<ExitCode, 
         Ok(info) => info,
         Err(e) => return Ok(fail(&format!("inspect failed: {}: {}", e.code, e.message))),
     };
-    let mut out = std::io::stdout().lock();
-    let text = if json {
-        serde_json::to_string_pretty(&info).unwrap_or_default() + "\n"
-    } else {
-        inspect_text(&info)
-    };
-    let _ = out.write_all(text.as_bytes());
-    Ok(ExitCode::SUCCESS)
+    Ok(print_data(&info, json, inspect_text))
 }
 
 /// Formats `corral inspect` for people.
@@ -469,36 +470,35 @@ pub fn inspect_text(info: &PluginInfo) -> String {
     text
 }
 
+/// Formats a reload report for people: one line per kind of change.
+fn reload_text(report: &ReloadReport) -> String {
+    let groups = [
+        ("added", &report.added),
+        ("removed", &report.removed),
+        ("restarted", &report.restarted),
+        ("reconfigured", &report.reconfigured),
+        ("updated", &report.updated),
+        ("unchanged", &report.unchanged),
+    ];
+    groups
+        .iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(what, names)| format!("{what:<13} {}\n", names.join(", ")))
+        .collect()
+}
+
 async fn reload(target: &Target, json: bool) -> Result<ExitCode, Error> {
     let client = connect(target).await?;
     match client.reload(context(Duration::from_secs(60))).await? {
         Ok(report) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-            } else {
-                let groups = [
-                    ("added", &report.added),
-                    ("removed", &report.removed),
-                    ("restarted", &report.restarted),
-                    ("reconfigured", &report.reconfigured),
-                    ("updated", &report.updated),
-                    ("unchanged", &report.unchanged),
-                ];
-                for (what, names) in groups {
-                    if !names.is_empty() {
-                        println!("{what:<13} {}", names.join(", "));
-                    }
-                }
+            if !json {
                 for key in &report.needs_restart {
                     eprintln!(
                         "warning: {key} changed; it takes effect when `corral up` starts again"
                     );
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(print_data(&report, json, reload_text))
         }
         Err(e) => Ok(fail(&format!("reload: {}", e.message))),
     }

@@ -672,9 +672,10 @@ impl Actor {
         let (client, seq, timeout) = (client.clone(), self.ping_seq, self.spec.heartbeat.timeout);
         self.pings.push(
             async move {
+                // The client enforces the deadline itself (DeadlineExceeded).
                 let mut ctx = tarpc::context::current();
                 ctx.deadline = Instant::now() + timeout;
-                matches!(tokio::time::timeout(timeout, client.ping(ctx, seq)).await, Ok(Ok(s)) if s == seq)
+                matches!(client.ping(ctx, seq).await, Ok(s) if s == seq)
             }
             .boxed(),
         );

@@ -336,15 +336,23 @@ impl Supervisor {
     }
 
     /// Starts every `waiting` plugin whose requirements are all running.
-    fn start_ready(&self) {
+    /// Each is marked `starting` at once, so the events that follow do not
+    /// send it again; its own events then report where it really is.
+    fn start_ready(&mut self) {
         let running = |n: &String| self.states.get(n) == Some(&PluginState::Running);
-        for (plugin, _) in &self.plugins {
-            if self.states.get(plugin.name()) == Some(&PluginState::Waiting)
-                && plugin.requires().iter().all(running)
-            {
-                let plugin = plugin.clone();
-                tokio::spawn(async move { plugin.start().await });
-            }
+        let ready: Vec<PluginHandle> = self
+            .plugins
+            .iter()
+            .filter(|(p, _)| {
+                self.states.get(p.name()) == Some(&PluginState::Waiting)
+                    && p.requires().iter().all(running)
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for plugin in ready {
+            self.states
+                .insert(plugin.name().to_string(), PluginState::Starting);
+            tokio::spawn(async move { plugin.start().await });
         }
     }
 
