@@ -4,7 +4,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from corral_sdk import Plugin, PluginError, run
 
@@ -46,7 +45,7 @@ def echo(ctx, payload):
 @plugin.action("sleep")
 def sleep(ctx, payload):
     ms = field(payload, "ms")
-    time.sleep(ms / 1000.0)
+    ctx.sleep(ms / 1000.0)  # raises Cancelled when the caller gives up
     return {"slept_ms": ms}
 
 
@@ -90,6 +89,26 @@ def log(ctx, payload):
         print("%s %d" % (text, i))
     sys.stdout.flush()
     return {"logged": count}
+
+
+@plugin.action("spawn")
+def spawn(ctx, payload):
+    count = field(payload, "count")
+    mb = payload.get("mb", 0) if isinstance(payload, dict) else 0
+    spawned, error = 0, None
+    for _ in range(count):
+        try:
+            pid = os.fork()
+        except OSError as e:
+            error = str(e)
+            break
+        if pid == 0:
+            # The child: hold the memory, then wait to be killed with the group.
+            held = bytearray(b"\x01") * (mb * 1024 * 1024)
+            while True:
+                signal.pause()
+        spawned += 1
+    return {"spawned": spawned, "error": error}
 
 
 @plugin.action("config")

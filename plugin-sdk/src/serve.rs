@@ -148,6 +148,23 @@ impl<P: Plugin> Server<P> {
     }
 }
 
+/// Says on stderr (the plugin's log) that a handler was cancelled.
+struct CancelNotice<'a> {
+    action: &'a str,
+    finished: bool,
+}
+
+impl Drop for CancelNotice<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            eprintln!(
+                "corral plugin: action `{}` cancelled: its deadline passed or its caller went away",
+                self.action
+            );
+        }
+    }
+}
+
 fn decode(payload: &Payload) -> Result<serde_json::Value, ErrorReply> {
     payload
         .to_json()
@@ -169,11 +186,16 @@ impl<P: Plugin> PluginApi for Server<P> {
         action: String,
         payload: Payload,
     ) -> Result<Payload, ErrorReply> {
-        let reply = self
-            .plugin
-            .handle(&self.ctx, &action, decode(&payload)?)
-            .await?;
-        Payload::from_json(&reply)
+        let payload = decode(&payload)?;
+        // tarpc drops this future when the caller's deadline passes or the
+        // caller cancels: the handler is cancelled at its next `.await`.
+        let mut guard = CancelNotice {
+            action: &action,
+            finished: false,
+        };
+        let reply = self.plugin.handle(&self.ctx, &action, payload).await;
+        guard.finished = true;
+        Payload::from_json(&reply?)
             .map_err(|e| ErrorReply::internal(format!("reply does not encode as JSON: {e}")))
     }
 

@@ -62,4 +62,6 @@ pub mod codes {
     pub const BAD_REQUEST: &str = "bad_request";
     /// The supervisor is shutting down.
     pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// The plugin's `rate_limit` was reached; the call never reached it.
+    pub const RATE_LIMITED: &str = "rate_limited";
 }

@@ -39,7 +39,9 @@ pub use service::{
     ControlApi, ControlApiClient, ControlApiRequest, ControlApiResponse, PluginApi,
     PluginApiClient, PluginApiRequest, PluginApiResponse, ServeControlApi, ServePluginApi,
 };
-pub use status::{ExitReason, PluginInfo, PluginState, PluginStatus, ReloadReport, Transition};
+pub use status::{
+    Enforcement, ExitReason, PluginInfo, PluginState, PluginStatus, ReloadReport, Transition,
+};
 
 /// The version of the wire protocol spoken on plugin and control sockets.
 ///

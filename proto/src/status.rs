@@ -126,6 +126,36 @@ impl fmt::Display for ExitReason {
     }
 }
 
+/// How a plugin's resource limits are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// A cgroup v2 of its own (`memory.max`, `memory.high`, `pids.max`) plus sampling.
+    Cgroup2,
+    /// cgroup v1 controllers of its own (`memory.limit_in_bytes`, `pids.max`) plus sampling.
+    Cgroup1,
+    /// Its process tree's RSS, sampled every `memory_check_interval`, only.
+    #[default]
+    Sampling,
+}
+
+impl Enforcement {
+    /// The name `corral ps` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cgroup2 => "cgroup2",
+            Self::Cgroup1 => "cgroup1",
+            Self::Sampling => "sampling",
+        }
+    }
+}
+
+impl fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One row of `corral ps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginStatus {
@@ -139,10 +169,15 @@ pub struct PluginStatus {
     pub restarts: u32,
     /// Milliseconds since it last became `running`; 0 when it is not running.
     pub uptime_ms: u64,
-    /// Resident memory of its process, in bytes; 0 when it has none.
+    /// Resident memory of its process tree, in bytes; 0 when it has none.
     pub rss_bytes: u64,
     /// Its memory cap, if one is configured.
     pub memory_max_bytes: Option<u64>,
+    /// Its soft memory mark, if one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_high_bytes: Option<u64>,
+    /// How its limits are enforced.
+    pub limits: Enforcement,
     /// Why its last process ended, if one has.
     pub last_exit: Option<ExitReason>,
     /// The plugin it waits for, while `waiting`.

@@ -93,6 +93,19 @@ fn main() {
         &figures.restart,
         Some(&exec_floor),
     );
+    for mode in ["sampling", "auto"] {
+        match rt.block_on(cap_to_death(tmp.path(), &echo, mode)) {
+            Some((enforcement, samples)) => row(
+                &format!("memory cap crossed -> dead, {enforcement}"),
+                &samples,
+                None,
+            ),
+            None => println!(
+                "{:<44} {:>12}",
+                "memory cap crossed -> dead, cgroup", "no cgroups here"
+            ),
+        }
+    }
     let cli = corral_call(tmp.path(), &corral, &echo);
     row(
         "`corral call echo ping`, whole process",
@@ -227,6 +240,88 @@ async fn wait_running(plugin: &PluginHandle, not_pid: Option<u32>) -> u32 {
     }
 }
 
+const CAP_RUNS: usize = 10;
+const CAP_MIB: u64 = 64;
+
+/// State and RSS (bytes) of `pid` from one read of `/proc/<pid>/stat`;
+/// `None` once it is gone or a zombie.
+fn live_rss(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    // Field 24 of stat is the RSS in pages; `rest` starts at field 3.
+    fields
+        .get(21)?
+        .parse::<u64>()
+        .ok()
+        .map(|pages| pages * 4096)
+}
+
+/// Time from a plugin's RSS reaching its 64 MiB cap to its death, as seen
+/// by a poller reading `/proc` every ~100 µs: `mode` is the `limits` key.
+/// "Reaching" is being seen within 4 MiB of the cap, because under a cgroup
+/// the kernel never lets it go past. `None` when `auto` finds no cgroups.
+async fn cap_to_death(dir: &Path, echo: &Path, mode: &str) -> Option<(String, Vec<Duration>)> {
+    let fleet = fleet(
+        &dir.join(format!("cap-{mode}")),
+        &format!(
+            r#"
+[plugins.hog]
+cmd = [{echo:?}]
+memory_max = "{CAP_MIB}MiB"
+limits = "{mode}"
+backoff = {{ reset_after = "0ms" }}
+restart_limit = {{ count = 1000000, within = "1s" }}
+"#,
+            echo = echo.display().to_string()
+        ),
+    );
+    std::fs::create_dir_all(&fleet.supervisor.runtime_dir).expect("runtime dir");
+    std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
+    let cgroups = std::sync::Arc::new(corral::cgroup::Cgroups::detect(
+        &fleet.supervisor.runtime_dir,
+    ));
+    let (supervisor, _done) = corral::supervisor::start(&fleet, std::sync::Arc::clone(&cgroups));
+    let plugin = supervisor.plugin("hog").await.expect("hog");
+    let mut pid = wait_running(&plugin, None).await;
+    let enforcement = plugin.status().await.expect("status").limits;
+    let mut samples = Vec::new();
+    if !(mode == "auto" && enforcement == corral_proto::Enforcement::Sampling) {
+        for _ in 0..CAP_RUNS {
+            let watched = pid;
+            let poller = std::thread::spawn(move || {
+                let near = (CAP_MIB - 4) * 1024 * 1024;
+                let mut reached = None;
+                loop {
+                    match live_rss(watched) {
+                        Some(rss) if rss >= near && reached.is_none() => {
+                            reached = Some(Instant::now());
+                        }
+                        Some(_) => {}
+                        None => return reached.map(|t| t.elapsed()),
+                    }
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            });
+            let hog = plugin.clone();
+            tokio::spawn(async move {
+                let payload = Payload::from_json(&serde_json::json!({"mb": 200})).expect("json");
+                let _ = hog.call("alloc".into(), payload).await;
+            });
+            if let Some(took) = poller.join().expect("poller") {
+                samples.push(took);
+            }
+            pid = wait_running(&plugin, Some(pid)).await;
+        }
+    }
+    supervisor.shutdown().await;
+    cgroups.remove_all();
+    (!samples.is_empty()).then(|| (enforcement.to_string(), samples))
+}
+
 struct PluginFigures {
     call: Vec<Duration>,
     throughput: f64,
@@ -248,7 +343,8 @@ restart_limit = {{ count = 1000000, within = "1s" }}
         ),
     );
     std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
-    let (supervisor, _done) = corral::supervisor::start(&fleet);
+    let (supervisor, _done) =
+        corral::supervisor::start(&fleet, std::sync::Arc::new(corral::cgroup::Cgroups::none()));
     let plugin = supervisor.plugin("echo").await.expect("echo");
     let mut pid = wait_running(&plugin, None).await;
 

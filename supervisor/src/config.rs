@@ -24,6 +24,8 @@ use serde::Deserialize;
 
 pub use schema::{SchemaEntry, SchemaType};
 
+use crate::cgroup::LimitsMode;
+use crate::rate::RateLimit;
 use crate::restart::{Backoff, RestartLimit, RestartPolicy, Strategy};
 use crate::units::{HumanDuration, Size};
 
@@ -153,6 +155,16 @@ pub struct RestartLimitLayer {
     pub within: Option<HumanDuration>,
 }
 
+/// A rate limit as written in a config layer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitLayer {
+    /// Calls allowed per period.
+    pub calls: Option<u32>,
+    /// The period (default one second).
+    pub per: Option<HumanDuration>,
+}
+
 /// Declares the plugin keys once and derives from them the structs of each
 /// layer, so a key cannot be accepted in one place and forgotten in another.
 macro_rules! plugin_keys {
@@ -233,8 +245,20 @@ plugin_keys! {
     kill_timeout: HumanDuration,
     /// Deadline of a call into the plugin.
     call_timeout: HumanDuration,
-    /// Memory cap of its process.
+    /// Memory cap of its process tree.
     memory_max: Size,
+    /// Soft memory mark: crossing it is logged and reported, once per crossing.
+    memory_high: Size,
+    /// How often its process tree's RSS is sampled.
+    memory_check_interval: HumanDuration,
+    /// Most processes (and threads) its cgroup may hold.
+    pids_max: u32,
+    /// Open-file limit (soft and hard) of its process.
+    nofile: u64,
+    /// Most calls into it per period; more are answered `rate_limited`.
+    rate_limit: RateLimitLayer,
+    /// `auto` (a cgroup where the machine allows, else sampling) or `sampling`.
+    limits: LimitsMode,
     /// When it is restarted after it ends.
     restart: RestartPolicy,
     /// Exit codes that count as success for `on-failure`.
@@ -348,8 +372,20 @@ pub struct PluginSpec {
     pub kill_timeout: Duration,
     /// Deadline of a call into the plugin.
     pub call_timeout: Duration,
-    /// Memory cap in bytes.
+    /// Memory cap in bytes, over the whole process tree.
     pub memory_max: Option<u64>,
+    /// Soft memory mark in bytes.
+    pub memory_high: Option<u64>,
+    /// How often the process tree's RSS is sampled.
+    pub memory_check_interval: Duration,
+    /// Most processes its cgroup may hold.
+    pub pids_max: Option<u32>,
+    /// Open-file limit of its process.
+    pub nofile: Option<u64>,
+    /// Most calls into it per period.
+    pub rate_limit: Option<RateLimit>,
+    /// Whether a cgroup may be used.
+    pub limits: LimitsMode,
     /// When it is restarted.
     pub restart: RestartPolicy,
     /// Exit codes that are not failures.
@@ -622,6 +658,39 @@ fn resolve_plugin(
     }
     let dur =
         |d: Option<HumanDuration>, default: u64| d.map_or(Duration::from_millis(default), |d| d.0);
+    let rate_limit = match layer.rate_limit {
+        None => None,
+        Some(RateLimitLayer {
+            calls: Some(calls),
+            per,
+        }) if calls > 0 && per.is_none_or(|p| !p.0.is_zero()) => Some(RateLimit {
+            calls,
+            per: per.map_or(Duration::from_secs(1), |p| p.0),
+        }),
+        Some(_) => {
+            return Err(ConfigError::one(
+                file,
+                key("rate_limit"),
+                "write `rate_limit = { calls = N, per = \"1s\" }` with N at least 1 and a period above zero",
+            ));
+        }
+    };
+    let memory_check_interval = dur(layer.memory_check_interval, 250);
+    if memory_check_interval < Duration::from_millis(10) {
+        return Err(ConfigError::one(
+            file,
+            key("memory_check_interval"),
+            "sample at most every 10ms",
+        ));
+    }
+    if layer.pids_max == Some(0) || layer.nofile == Some(0) {
+        let k = if layer.pids_max == Some(0) {
+            "pids_max"
+        } else {
+            "nofile"
+        };
+        return Err(ConfigError::one(file, key(k), "must be at least 1"));
+    }
     Ok(PluginSpec {
         name: name.to_string(),
         cmd,
@@ -636,6 +705,12 @@ fn resolve_plugin(
         kill_timeout: dur(layer.kill_timeout, 2_000),
         call_timeout: dur(layer.call_timeout, 30_000),
         memory_max: layer.memory_max.map(|s| s.0),
+        memory_high: layer.memory_high.map(|s| s.0),
+        memory_check_interval,
+        pids_max: layer.pids_max,
+        nofile: layer.nofile,
+        rate_limit,
+        limits: layer.limits.unwrap_or_default(),
         restart: layer.restart.unwrap_or_default(),
         success_codes: layer.success_codes.unwrap_or_else(|| vec![0]),
         backoff,

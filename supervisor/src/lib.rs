@@ -10,9 +10,11 @@
 //!
 //! Around them: [`config`] (loading and checking), [`spawn`] (starting a
 //! process), [`listener`] (plugin sockets and their authentication),
-//! [`logs`] (capturing output), [`memory`] (measuring it) and [`cli`].
+//! [`logs`] (capturing output), [`memory`] (measuring it), [`cgroup`] and
+//! [`rate`] (enforcing limits) and [`cli`].
 #![deny(missing_docs)]
 
+pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -22,6 +24,7 @@ pub mod listener;
 pub mod logs;
 pub mod memory;
 pub mod plugin;
+pub mod rate;
 pub mod restart;
 pub mod runtime_dir;
 pub mod spawn;

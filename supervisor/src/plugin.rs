@@ -6,8 +6,12 @@
 //! secret, wait (at most `handshake_timeout`) for it to connect, authenticate
 //! and answer `load`; then `running`, pinged every `heartbeat.interval`.
 //! `heartbeat.misses` late or lost answers in a row make it `unhealthy` and
-//! it is killed (`hang`). Going over `memory_max` kills it (`memory_cap`); so
-//! does breaking the wire protocol (`protocol`). A stop asks it to shut down,
+//! it is killed (`hang`). Its process tree's RSS is sampled every
+//! `memory_check_interval`: over `memory_max` it is killed (`memory_cap`),
+//! and crossing `memory_high` is logged and noted in its history once per
+//! crossing. Where a [cgroup](crate::cgroup) can be made, the kernel enforces
+//! the same caps (an OOM kill in it is reported as `memory_cap` too) and
+//! `pids_max`. Breaking the wire protocol kills it too (`protocol`). A stop asks it to shut down,
 //! then sends SIGTERM to its process group after `stop_timeout`, then SIGKILL
 //! after `kill_timeout`. Whoever decides to end a process records the verdict
 //! first, so the exit is reported with the real reason, not a bare signal.
@@ -31,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use corral_proto::codec::{self, MAX_FRAME_BYTES};
 use corral_proto::{
-    ErrorReply, ExitReason, Payload, PluginApiClient, PluginInfo, PluginState, PluginStatus,
-    Transition, codes,
+    Enforcement, ErrorReply, ExitReason, Payload, PluginApiClient, PluginInfo, PluginState,
+    PluginStatus, Transition, codes,
 };
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -46,17 +50,17 @@ use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 use tracing::Instrument;
 
+use crate::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
 use crate::config::{PluginSpec, SupervisorSettings};
 use crate::listener::{self, Expected, HandshakeError};
 use crate::logs::{LogSink, Stream};
 use crate::memory::MemoryProbe;
+use crate::rate::Limiter;
 use crate::restart::{Decision, RestartTracker, Rules};
 use crate::spawn;
 
 /// Transitions kept per plugin for `corral inspect`.
 pub const HISTORY: usize = 100;
-/// How often RSS is compared with `memory_max`.
-const MEMORY_CHECK: Duration = Duration::from_millis(250);
 /// How long a plugin may keep running after closing its connection.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 
@@ -124,6 +128,16 @@ pub enum Event {
 struct CallTarget {
     client: PluginApiClient,
     call_timeout: Duration,
+    limiter: Option<Arc<Limiter>>,
+}
+
+/// What every plugin actor gets from the supervisor that runs it.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// The supervisor's settings.
+    pub settings: Arc<SupervisorSettings>,
+    /// The cgroup tree plugins are capped in, if any.
+    pub cgroups: Arc<Cgroups>,
 }
 
 /// The way to reach one plugin's actor. Cheap to clone.
@@ -141,7 +155,7 @@ impl PluginHandle {
     /// reported on `events`.
     pub fn spawn(
         spec: PluginSpec,
-        settings: Arc<SupervisorSettings>,
+        host: Host,
         events: mpsc::UnboundedSender<Event>,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(64);
@@ -149,7 +163,7 @@ impl PluginHandle {
         let requires: Arc<[String]> = spec.requires.clone().into();
         let span = tracing::info_span!("plugin", name = %name);
         let (target_tx, target) = watch::channel(None);
-        let actor = Actor::new(spec, settings, rx, events, Arc::clone(&name), target_tx);
+        let actor = Actor::new(spec, host, rx, events, Arc::clone(&name), target_tx);
         let task = tokio::spawn(actor.run().instrument(span));
         (
             Self {
@@ -203,6 +217,21 @@ impl PluginHandle {
                 format!("plugin `{}` is {state}, not running", self.name),
             ));
         };
+        if let Some(limiter) = &target.limiter
+            && let Err(wait) = limiter.check()
+        {
+            let limit = limiter.limit();
+            return Err(ErrorReply::new(
+                codes::RATE_LIMITED,
+                format!(
+                    "`{}` takes at most {} calls per {}; try again in {}",
+                    self.name,
+                    limit.calls,
+                    humantime::format_duration(limit.per),
+                    humantime::format_duration(round_ms(wait).max(Duration::from_millis(1)))
+                ),
+            ));
+        }
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + target.call_timeout;
         match target.client.handle(ctx, action.clone(), payload).await {
@@ -312,11 +341,19 @@ struct Actor {
     history: VecDeque<Transition>,
     restart_requested: Option<String>,
     spec: PluginSpec,
-    settings: Arc<SupervisorSettings>,
+    host: Host,
     mailbox: mpsc::Receiver<Msg>,
     mailbox_open: bool,
     logs: Option<LogSink>,
     probe: MemoryProbe,
+    /// The rate limiter callers share, when `rate_limit` is set.
+    limiter: Option<Arc<Limiter>>,
+    /// How the current (or last) spawn's limits are enforced.
+    enforcement: Enforcement,
+    /// The current spawn's cgroup.
+    cgroup: Option<PluginCgroup>,
+    /// Whether the last sample was above `memory_high`.
+    above_high: bool,
 
     state: PluginState,
     restarts: u32,
@@ -343,7 +380,7 @@ struct Actor {
 impl Actor {
     fn new(
         spec: PluginSpec,
-        settings: Arc<SupervisorSettings>,
+        host: Host,
         mailbox: mpsc::Receiver<Msg>,
         events: mpsc::UnboundedSender<Event>,
         name: Arc<str>,
@@ -351,11 +388,13 @@ impl Actor {
     ) -> Self {
         let mut heartbeat = tokio::time::interval(spec.heartbeat.interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let memory_tick = spec.memory_max.map(|_| {
-            let mut t = tokio::time::interval(MEMORY_CHECK);
-            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            t
-        });
+        let memory_tick = memory_tick(&spec);
+        let limiter = spec.rate_limit.map(|l| Arc::new(Limiter::new(l)));
+        let enforcement = if has_cgroup_limit(&spec) {
+            host.cgroups.enforcement(spec.limits)
+        } else {
+            Enforcement::Sampling
+        };
         Self {
             name,
             target,
@@ -364,11 +403,15 @@ impl Actor {
             history: VecDeque::new(),
             restart_requested: None,
             spec,
-            settings,
+            host,
             mailbox,
             mailbox_open: true,
             logs: None,
             probe: MemoryProbe::default(),
+            limiter,
+            enforcement,
+            cgroup: None,
+            above_high: false,
             state: PluginState::Stopped,
             restarts: 0,
             spawns: 0,
@@ -438,9 +481,11 @@ impl Actor {
                     settings: Payload::from_json(&settings_json(
                         &self.spec,
                         &self
+                            .host
                             .settings
                             .log_dir
                             .join(format!("{}.log", self.spec.name)),
+                        self.cgroup.as_ref().map(PluginCgroup::paths),
                     ))
                     .unwrap_or_default(),
                     history: self.history.iter().cloned().collect(),
@@ -492,7 +537,7 @@ impl Actor {
     }
 
     fn status(&mut self) -> PluginStatus {
-        let rss_bytes = self.pid.map_or(0, |pid| self.probe.rss(pid));
+        let rss_bytes = self.pid.map_or(0, |pid| self.probe.tree_rss(pid));
         PluginStatus {
             name: self.spec.name.clone(),
             state: self.state,
@@ -503,6 +548,8 @@ impl Actor {
             }),
             rss_bytes,
             memory_max_bytes: self.spec.memory_max,
+            memory_high_bytes: self.spec.memory_high,
+            limits: self.enforcement,
             last_exit: self.last_exit.clone(),
             waiting_for: None,
             backoff_ms: match (self.state, self.deadline) {
@@ -535,6 +582,7 @@ impl Actor {
             (Some(client), PluginState::Running) => Some(CallTarget {
                 client: client.clone(),
                 call_timeout: self.spec.call_timeout,
+                limiter: self.limiter.clone(),
             }),
             _ => None,
         };
@@ -542,11 +590,8 @@ impl Actor {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
-        let at_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.history.push_back(Transition {
-            at_unix_ms,
+            at_unix_ms: unix_ms(),
             from,
             to,
             reason,
@@ -579,7 +624,7 @@ impl Actor {
         let spawn_err = |error: String| ExitReason::Spawn { error };
         if self.logs.is_none() {
             let (sink, _) = LogSink::open(
-                &self.settings.log_dir,
+                &self.host.settings.log_dir,
                 &self.spec.name,
                 self.spec.log_max_size,
                 self.spec.log_keep,
@@ -587,18 +632,31 @@ impl Actor {
             .map_err(|e| {
                 spawn_err(format!(
                     "cannot open its log file in {}: {e}",
-                    self.settings.log_dir.display()
+                    self.host.settings.log_dir.display()
                 ))
             })?;
             self.logs = Some(sink);
         }
-        let socket = self.settings.plugin_socket(&self.spec.name);
+        let socket = self.host.settings.plugin_socket(&self.spec.name);
         let listener = listener::bind(&socket)
             .map_err(|e| spawn_err(format!("cannot bind {}: {e}", socket.display())))?;
         let secret = spawn::new_secret()
             .map_err(|e| spawn_err(format!("no randomness for its secret: {e}")))?;
-        let mut child = spawn::spawn(&self.spec, &socket, &secret, MAX_FRAME_BYTES)
-            .map_err(|e| spawn_err(format!("{}: {e}", self.spec.cmd[0])))?;
+        self.cgroup = self.make_cgroup();
+        let spawned = spawn::spawn(
+            &self.spec,
+            &socket,
+            &secret,
+            MAX_FRAME_BYTES,
+            self.cgroup.as_ref(),
+        );
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                self.release_cgroup();
+                return Err(spawn_err(format!("{}: {e}", self.spec.cmd[0])));
+            }
+        };
         let pid = child
             .id()
             .ok_or_else(|| spawn_err("exited before it could be tracked".into()))?;
@@ -621,6 +679,45 @@ impl Actor {
         self.pid = Some(pid);
         self.deadline = None;
         Ok(())
+    }
+
+    /// The cgroup of the spawn about to start: only when the plugin has a
+    /// limit for it to hold and `limits` is not `sampling`. A cgroup that
+    /// cannot be made leaves this spawn to sampling, with a warning.
+    fn make_cgroup(&mut self) -> Option<PluginCgroup> {
+        let spec = &self.spec;
+        self.enforcement = Enforcement::Sampling;
+        if !has_cgroup_limit(spec) || spec.limits == LimitsMode::Sampling {
+            return None;
+        }
+        if spec.pids_max.is_some() && !self.host.cgroups.has_pids() {
+            tracing::warn!("pids_max is not enforced: no writable pids cgroup controller");
+        }
+        let limits = CgroupLimits {
+            memory_max: spec.memory_max,
+            memory_high: spec.memory_high,
+            pids_max: spec.pids_max,
+        };
+        match self.host.cgroups.create(&spec.name, self.spawns, &limits) {
+            Ok(cgroup) => {
+                if let Some(c) = &cgroup {
+                    self.enforcement = c.enforcement();
+                }
+                cgroup
+            }
+            Err(e) => {
+                tracing::warn!("no cgroup for this spawn, sampling only: {e}");
+                None
+            }
+        }
+    }
+
+    /// Removes the spawn's cgroup in the background (its processes are dead
+    /// or being killed).
+    fn release_cgroup(&mut self) {
+        if let Some(cgroup) = self.cgroup.take() {
+            tokio::spawn(cgroup.remove());
+        }
     }
 
     fn on_connected(&mut self, result: Result<Connected, HandshakeError>) {
@@ -702,17 +799,47 @@ impl Actor {
     }
 
     fn check_memory(&mut self) {
-        let (Some(max), Some(pid)) = (self.spec.memory_max, self.pid) else {
-            return;
-        };
+        let Some(pid) = self.pid else { return };
         if self.verdict.is_some() {
             return;
         }
-        let rss = self.probe.rss(pid);
-        if rss > max {
-            tracing::warn!(rss, max, "over its memory cap");
+        let rss = self.probe.tree_rss(pid);
+        if let Some(max) = self.spec.memory_max
+            && rss > max
+        {
+            tracing::warn!(rss, max, "over its memory cap; killing it");
             self.kill(ExitReason::MemoryCap);
+            return;
         }
+        let Some(high) = self.spec.memory_high else {
+            return;
+        };
+        let above = rss > high;
+        if above && !self.above_high {
+            let note = format!(
+                "memory above memory_high: {} > {}",
+                bytesize::ByteSize(rss).display().iec(),
+                bytesize::ByteSize(high).display().iec()
+            );
+            tracing::warn!("{note}");
+            self.note(note);
+        }
+        self.above_high = above;
+    }
+
+    /// Records something that happened without a change of state.
+    fn note(&mut self, note: String) {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(Transition {
+            at_unix_ms: unix_ms(),
+            from: self.state,
+            to: self.state,
+            reason: None,
+            pid: self.pid,
+            note: Some(note),
+        });
     }
 
     fn on_deadline(&mut self) {
@@ -762,11 +889,24 @@ impl Actor {
             self.heartbeat
                 .set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
-        self.memory_tick = spec.memory_max.map(|_| {
-            let mut t = tokio::time::interval(MEMORY_CHECK);
-            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            t
-        });
+        self.memory_tick = memory_tick(spec);
+        if old.rate_limit != spec.rate_limit {
+            self.limiter = spec.rate_limit.map(|l| Arc::new(Limiter::new(l)));
+            let limiter = self.limiter.clone();
+            self.target.send_modify(|t| {
+                if let Some(t) = t {
+                    t.limiter = limiter;
+                }
+            });
+        }
+        if old.call_timeout != spec.call_timeout {
+            let timeout = spec.call_timeout;
+            self.target.send_modify(|t| {
+                if let Some(t) = t {
+                    t.call_timeout = timeout;
+                }
+            });
+        }
         let process_changed = old.cmd != spec.cmd
             || old.env != spec.env
             || old.cwd != spec.cwd
@@ -870,7 +1010,12 @@ impl Actor {
             .running_since
             .take()
             .map_or(Duration::ZERO, |t| t.elapsed());
+        // The kernel's OOM killer in the plugin's cgroup is a memory cap too.
+        let oom_killed = self.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0);
+        self.release_cgroup();
+        self.above_high = false;
         let reason = self.verdict.take().unwrap_or_else(|| match status {
+            _ if oom_killed => ExitReason::MemoryCap,
             Ok(status) => exit_reason(status),
             Err(e) => ExitReason::Signal {
                 signal: format!("unknown (wait failed: {e})"),
@@ -934,12 +1079,36 @@ impl Actor {
     }
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether the plugin has a limit a cgroup would hold.
+fn has_cgroup_limit(spec: &PluginSpec) -> bool {
+    spec.memory_max.is_some() || spec.memory_high.is_some() || spec.pids_max.is_some()
+}
+
+/// The memory sampler's timer, when the plugin has a memory limit.
+fn memory_tick(spec: &PluginSpec) -> Option<Interval> {
+    (spec.memory_max.is_some() || spec.memory_high.is_some()).then(|| {
+        let mut t = tokio::time::interval(spec.memory_check_interval);
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        t
+    })
+}
+
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The settings in force, for `corral inspect`.
-fn settings_json(spec: &PluginSpec, log_file: &std::path::Path) -> serde_json::Value {
+fn settings_json(
+    spec: &PluginSpec,
+    log_file: &std::path::Path,
+    cgroups: Option<&[std::path::PathBuf]>,
+) -> serde_json::Value {
     let d = |d: Duration| humantime::format_duration(round_ms(d)).to_string();
     serde_json::json!({
         "cmd": spec.cmd,
@@ -958,6 +1127,13 @@ fn settings_json(spec: &PluginSpec, log_file: &std::path::Path) -> serde_json::V
         "kill_timeout": d(spec.kill_timeout),
         "call_timeout": d(spec.call_timeout),
         "memory_max": spec.memory_max,
+        "memory_high": spec.memory_high,
+        "memory_check_interval": d(spec.memory_check_interval),
+        "pids_max": spec.pids_max,
+        "nofile": spec.nofile,
+        "rate_limit": spec.rate_limit.map(|r| serde_json::json!({"calls": r.calls, "per": d(r.per)})),
+        "limits": spec.limits,
+        "cgroups": cgroups,
         "restart": spec.restart,
         "success_codes": spec.success_codes,
         "backoff": {

@@ -8,13 +8,16 @@
 //! `fork` of the supervisor, whose cost grows with the supervisor's memory
 //! (every page is marked copy-on-write). So when the `corral-exec` shim sits
 //! next to the binary, corral starts the shim with a cheap `posix_spawn`
-//! instead; the shim sets the signal, restores the open-file limit and execs
-//! the plugin. Without the shim, the `pre_exec` path does the same work.
+//! instead; the shim sets the signal, sets the open-file limit (the
+//! plugin's `nofile`, or the one the supervisor started with), joins the
+//! plugin's [cgroups](crate::cgroup) and execs the plugin. Without the shim,
+//! the `pre_exec` path does the same work.
 //!
 //! Signals to the whole group live here too, so a plugin's children go with it.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,6 +28,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use crate::cgroup::{self, PluginCgroup};
 use crate::config::PluginSpec;
 
 /// The soft and hard open-file limits the supervisor started with, restored
@@ -96,29 +100,42 @@ fn resolve_program(program: &str, cwd: &Path) -> io::Result<PathBuf> {
         .ok_or_else(|| io::Error::from_raw_os_error(nix::libc::ENOENT))
 }
 
-/// Spawns the plugin's process. The error is the OS's, for `spawn` exit reasons.
+/// Spawns the plugin's process, inside `cgroup` when there is one. The
+/// error is the OS's, for `spawn` exit reasons.
 pub fn spawn(
     spec: &PluginSpec,
     socket: &Path,
     secret: &str,
     max_frame: usize,
+    cgroup: Option<&PluginCgroup>,
 ) -> io::Result<Child> {
+    let (soft, hard) = match spec.nofile {
+        Some(n) => (n, n),
+        None => ORIGINAL_NOFILE.get().copied().unwrap_or((0, 0)),
+    };
+    let cgroups = cgroup.map(PluginCgroup::procs_files).unwrap_or_default();
     let mut cmd = match exec_shim() {
         Some(shim) if cfg!(target_os = "linux") => {
             let program = resolve_program(&spec.cmd[0], &spec.cwd)?;
-            let (soft, hard) = ORIGINAL_NOFILE.get().copied().unwrap_or((0, 0));
             let mut cmd = Command::new(shim);
             cmd.arg(std::process::id().to_string())
                 .arg(soft.to_string())
                 .arg(hard.to_string())
                 .arg(&program)
                 .args(&spec.cmd[1..]);
+            if !cgroups.is_empty() {
+                let list: Vec<String> = cgroups
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
+                cmd.env(cgroup::SHIM_CGROUP_ENV, list.join("\n"));
+            }
             cmd
         }
         _ => {
             let mut cmd = Command::new(&spec.cmd[0]);
             cmd.args(&spec.cmd[1..]);
-            pre_exec_hook(&mut cmd);
+            pre_exec_hook(&mut cmd, (soft, hard), &cgroups)?;
             cmd
         }
     };
@@ -143,39 +160,62 @@ pub fn spawn(
 }
 
 /// The in-process equivalent of the shim, for when there is none.
-fn pre_exec_hook(cmd: &mut Command) {
+fn pre_exec_hook(cmd: &mut Command, nofile: (u64, u64), cgroups: &[PathBuf]) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         let parent = std::process::id();
-        let nofile = ORIGINAL_NOFILE.get().copied();
-        let (soft, hard) = nofile.unwrap_or((0, 0));
+        let cgroups = c_paths(cgroups)?;
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe system calls (prctl, getppid, setrlimit);
-        // it takes no lock, and allocates only to report a failure.
+        // makes async-signal-safe system calls (prctl, getppid, setrlimit,
+        // open, write, close) on memory prepared before the fork; it takes
+        // no lock, and allocates only to report a failure.
         unsafe {
-            cmd.pre_exec(move || shim_prepare(parent, soft, hard));
+            cmd.pre_exec(move || shim_prepare(parent, nofile, &cgroups));
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
+    let _ = (cmd, nofile, cgroups);
+    Ok(())
+}
+
+/// Paths as C strings, made before a fork.
+pub fn c_paths(paths: &[PathBuf]) -> io::Result<Vec<CString>> {
+    paths
+        .iter()
+        .map(|p| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::other(format!("{} holds a NUL byte", p.display())))
+        })
+        .collect()
 }
 
 /// What the shim does in the new process before it becomes the plugin:
 /// parent-death signal, a check that the parent is still `supervisor`, the
-/// original open-file limit (0 = leave it). Returns only on error.
-pub fn shim_prepare(supervisor: u32, nofile_soft: u64, nofile_hard: u64) -> io::Result<()> {
+/// open-file limit (soft, hard; a hard limit of 0 leaves it), and joining
+/// each cgroup by writing to its `cgroup.procs`. Returns only on error.
+pub fn shim_prepare(supervisor: u32, nofile: (u64, u64), cgroups: &[CString]) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     if nix::unistd::getppid().as_raw() as u32 != supervisor {
         return Err(io::Error::other("the supervisor exited during spawn"));
     }
-    if nofile_hard > 0 {
-        nix::sys::resource::setrlimit(
-            nix::sys::resource::Resource::RLIMIT_NOFILE,
-            nofile_soft,
-            nofile_hard,
+    let (soft, hard) = nofile;
+    if hard > 0 {
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
+            .map_err(|e| io::Error::other(format!("cannot set nofile to {soft}: {e}")))?;
+    }
+    for procs in cgroups {
+        use nix::fcntl::{OFlag, open};
+        use nix::sys::stat::Mode;
+        let fd = open(
+            procs.as_c_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
         )
-        .map_err(io::Error::from)?;
+        .map_err(|e| io::Error::other(format!("cannot join cgroup {procs:?}: {e}")))?;
+        // "0" is the writing process itself.
+        nix::unistd::write(&fd, b"0")
+            .map_err(|e| io::Error::other(format!("cannot join cgroup {procs:?}: {e}")))?;
     }
     Ok(())
 }

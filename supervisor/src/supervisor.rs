@@ -22,9 +22,10 @@ use tokio::task::JoinHandle;
 use crate::Error;
 use std::path::PathBuf;
 
-use crate::config::{ConfigError, Fleet, PluginSpec, SupervisorSettings};
+use crate::cgroup::Cgroups;
+use crate::config::{ConfigError, Fleet, PluginSpec};
 use crate::control::ControlServer;
-use crate::plugin::{Applied, Event, PluginHandle};
+use crate::plugin::{Applied, Event, Host, PluginHandle};
 use crate::restart::Strategy;
 use crate::runtime_dir::{RuntimeDir, create_private_dir};
 
@@ -120,12 +121,16 @@ impl SupervisorHandle {
 
 /// Starts the root actor and one actor per plugin, which start in
 /// dependency order. The watch turns true once a shutdown has completed.
-pub fn start(fleet: &Fleet) -> (SupervisorHandle, watch::Receiver<bool>) {
+pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::Receiver<bool>) {
     let (tx, mailbox) = mpsc::channel(64);
     let (done, done_rx) = watch::channel(false);
     let (ready, ready_rx) = watch::channel(false);
     let (events_tx, events) = mpsc::unbounded_channel();
     let settings = Arc::new(fleet.supervisor.clone());
+    let host = Host {
+        settings: Arc::clone(&settings),
+        cgroups,
+    };
     let dependents = fleet
         .plugins
         .iter()
@@ -134,11 +139,11 @@ pub fn start(fleet: &Fleet) -> (SupervisorHandle, watch::Receiver<bool>) {
     let plugins = fleet
         .plugins
         .iter()
-        .map(|spec| PluginHandle::spawn(spec.clone(), Arc::clone(&settings), events_tx.clone()))
+        .map(|spec| PluginHandle::spawn(spec.clone(), host.clone(), events_tx.clone()))
         .collect();
     let actor = Supervisor {
         file: fleet.file.clone(),
-        settings,
+        host,
         specs: fleet
             .plugins
             .iter()
@@ -168,8 +173,8 @@ pub fn start(fleet: &Fleet) -> (SupervisorHandle, watch::Receiver<bool>) {
 struct Supervisor {
     /// The fleet file, re-read on reload.
     file: PathBuf,
-    /// Supervisor settings in force.
-    settings: Arc<SupervisorSettings>,
+    /// What plugin actors get: settings in force, cgroups.
+    host: Host,
     /// Each plugin's settings in force.
     specs: HashMap<String, PluginSpec>,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -252,10 +257,10 @@ impl Supervisor {
     async fn reload(&mut self) -> Result<ReloadReport, ConfigError> {
         let fleet = crate::config::load(&self.file)?;
         let mut report = ReloadReport::default();
-        if fleet.supervisor.runtime_dir != self.settings.runtime_dir {
+        if fleet.supervisor.runtime_dir != self.host.settings.runtime_dir {
             report.needs_restart.push("supervisor.runtime_dir".into());
         }
-        if fleet.supervisor.log_dir != self.settings.log_dir {
+        if fleet.supervisor.log_dir != self.host.settings.log_dir {
             report.needs_restart.push("supervisor.log_dir".into());
         }
         self.strategy = fleet.supervisor.strategy;
@@ -285,7 +290,7 @@ impl Supervisor {
                     report.added.push(name.clone());
                     let (handle, task) = PluginHandle::spawn(
                         spec.clone(),
-                        Arc::clone(&self.settings),
+                        self.host.clone(),
                         self.events_tx.clone(),
                     );
                     self.plugins.push((handle, task));
@@ -427,7 +432,8 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
     let mut int = signal(SignalKind::interrupt()).map_err(Error::io("cannot watch SIGINT"))?;
     let mut hup = signal(SignalKind::hangup()).map_err(Error::io("cannot watch SIGHUP"))?;
 
-    let (handle, mut done) = start(&fleet);
+    let cgroups = Arc::new(Cgroups::detect(runtime_dir.path()));
+    let (handle, mut done) = start(&fleet, Arc::clone(&cgroups));
     let control = ControlServer::start(&settings.control_socket(), handle.clone())?;
     tracing::info!(
         plugins = fleet.plugins.len(),
@@ -471,6 +477,7 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
         }
     }
     control.shutdown(CONTROL_GRACE).await;
+    cgroups.remove_all();
     tracing::info!("corral is down");
     Ok(())
 }

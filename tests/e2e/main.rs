@@ -5,5 +5,6 @@ mod control;
 mod handshake;
 mod heartbeat;
 mod lifecycle;
+mod limits;
 mod protocol;
 mod supervision;

@@ -105,6 +105,14 @@ pub fn echo_cmd() -> String {
     format!("[{:?}]", bin("echo-plugin").display().to_string())
 }
 
+/// The Python echo plugin's folder, as a TOML string literal (for `path`).
+pub fn echo_py_path() -> String {
+    format!(
+        "{:?}",
+        repo_root().join("examples/echo-py").display().to_string()
+    )
+}
+
 /// A running `corral up` in a temp dir of its own.
 pub struct Fleet {
     dir: tempfile::TempDir,
@@ -362,6 +370,16 @@ impl Fleet {
 impl Drop for Fleet {
     fn drop(&mut self) {
         if self.supervisor.try_wait().ok().flatten().is_none() {
+            // A graceful stop first, so the supervisor removes what it made
+            // (sockets, cgroups); SIGKILL if it does not finish in time.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.supervisor.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.supervisor.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = self.supervisor.kill();
             let _ = self.supervisor.wait();
         }

@@ -13,6 +13,7 @@
 //! | `alloc` | `{"mb": N}` | allocates and touches N MiB and keeps it; `{"held_mb": total}` |
 //! | `config` | – | the config it was loaded with |
 //! | `log` | `{"count": N, "text": T}` | writes N numbered lines of T to stdout; `{"logged": N}` |
+//! | `spawn` | `{"count": N, "mb": M}` | starts N child processes, each holding M MiB (default 0) until killed; `{"spawned": k, "error": null or why the next one failed}` |
 //!
 //! Config key `crash_after_ms` (integer) makes it abort that long after
 //! loading: a crash loop on demand, for restart tests.
@@ -28,6 +29,26 @@ use serde_json::json;
 pub struct Echo {
     config: Mutex<Value>,
     held: Mutex<Vec<Vec<u8>>>,
+    children: Mutex<Vec<std::process::Child>>,
+}
+
+/// The environment variable that turns `echo-plugin` into one of its own
+/// `spawn`ed children: hold that many MiB, then sleep until killed.
+pub const CHILD_ENV: &str = "ECHO_PLUGIN_CHILD_MB";
+
+/// Allocates and touches `mb` MiB, returned so the caller keeps it resident.
+pub fn touch_mib(mb: u64) -> Vec<Vec<u8>> {
+    const MIB: usize = 1024 * 1024;
+    (0..mb)
+        .map(|_| {
+            // Touch every page so the memory is resident, not just reserved.
+            let mut block = vec![0u8; MIB];
+            for page in block.chunks_mut(4096) {
+                page[0] = 1;
+            }
+            block
+        })
+        .collect()
 }
 
 fn field_u64(payload: &Value, key: &str) -> Result<u64, PluginError> {
@@ -38,17 +59,38 @@ fn field_u64(payload: &Value, key: &str) -> Result<u64, PluginError> {
 
 impl Echo {
     fn alloc(&self, mb: u64) -> Value {
-        const MIB: usize = 1024 * 1024;
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        for _ in 0..mb {
-            // Touch every page so the memory is resident, not just reserved.
-            let mut block = vec![0u8; MIB];
-            for page in block.chunks_mut(4096) {
-                page[0] = 1;
-            }
+        for block in touch_mib(mb) {
             held.push(block);
         }
         json!({"held_mb": held.len()})
+    }
+
+    fn spawn_children(&self, count: u64, mb: u64) -> Value {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        let exe = std::env::current_exe();
+        let mut spawned = 0;
+        let mut error = Value::Null;
+        for _ in 0..count {
+            let child = exe.as_ref().map_err(|e| e.to_string()).and_then(|exe| {
+                std::process::Command::new(exe)
+                    .env(CHILD_ENV, mb.to_string())
+                    .stdin(std::process::Stdio::null())
+                    .spawn()
+                    .map_err(|e| e.to_string())
+            });
+            match child {
+                Ok(child) => {
+                    children.push(child);
+                    spawned += 1;
+                }
+                Err(e) => {
+                    error = json!(e);
+                    break;
+                }
+            }
+        }
+        json!({"spawned": spawned, "error": error})
     }
 }
 
@@ -96,6 +138,11 @@ impl Plugin for Echo {
                 }
             }
             "alloc" => Ok(self.alloc(field_u64(&payload, "mb")?)),
+            "spawn" => {
+                let count = field_u64(&payload, "count")?;
+                let mb = payload.get("mb").and_then(Value::as_u64).unwrap_or(0);
+                Ok(self.spawn_children(count, mb))
+            }
             "log" => {
                 let count = field_u64(&payload, "count")?;
                 let text = payload

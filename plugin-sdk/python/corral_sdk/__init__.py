@@ -20,17 +20,19 @@ The process exits when the supervisor asks it to stop (after the on_unload
 hook) or when its connection to the supervisor closes.
 """
 
+import heapq
 import json
 import os
 import socket
 import struct
 import sys
 import threading
+import time
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 
-__all__ = ["Plugin", "PluginError", "Context", "run", "PROTOCOL_VERSION"]
+__all__ = ["Plugin", "PluginError", "Cancelled", "Context", "run", "PROTOCOL_VERSION"]
 
 
 class PluginError(Exception):
@@ -50,11 +52,89 @@ class PluginError(Exception):
         return cls("bad_payload", message)
 
 
-class Context:
-    """What a plugin knows about where it runs."""
+class Cancelled(Exception):
+    """Raised by ``Context.sleep`` once the call's deadline has passed or its
+    caller went away; nobody waits for the reply any more."""
 
-    def __init__(self, name):
+
+class Context:
+    """What a plugin knows about where it runs, and (inside an action) about
+    the call: ``cancelled`` turns true when the caller's deadline passes."""
+
+    def __init__(self, name, cancel_event=None):
         self.name = name
+        self._cancel = cancel_event or threading.Event()
+
+    @property
+    def cancelled(self):
+        return self._cancel.is_set()
+
+    def sleep(self, seconds):
+        """Sleeps, or raises ``Cancelled`` as soon as the call is cancelled."""
+        if self._cancel.wait(seconds):
+            raise Cancelled()
+
+
+class _Call:
+    """One action in flight: its cancellation and whether it has answered."""
+
+    def __init__(self, request_id, action):
+        self.request_id = request_id
+        self.action = action
+        self.event = threading.Event()
+        self.lock = threading.Lock()
+        self.finished = False
+
+    def cancel(self, why):
+        with self.lock:
+            if self.finished or self.event.is_set():
+                return
+            self.event.set()
+        sys.stderr.write("corral plugin: action `%s` cancelled: %s\n" % (self.action, why))
+        sys.stderr.flush()
+
+    def finish(self):
+        """Marks the call answered; False when it was cancelled first."""
+        with self.lock:
+            self.finished = True
+            return not self.event.is_set()
+
+
+class _Deadlines:
+    """One thread that cancels calls whose deadline has passed."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.heap = []
+        self.seq = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def add(self, seconds, call):
+        with self.cond:
+            self.seq += 1
+            heapq.heappush(self.heap, (time.monotonic() + seconds, self.seq, call))
+            self.cond.notify()
+
+    def _run(self):
+        while True:
+            with self.cond:
+                while not self.heap:
+                    self.cond.wait()
+                at, _, call = self.heap[0]
+                now = time.monotonic()
+                if at > now:
+                    self.cond.wait(at - now)
+                    continue
+                heapq.heappop(self.heap)
+            call.cancel("its deadline passed")
+
+
+def _relative_deadline(request):
+    """Seconds until the request's deadline (tarpc sends it relative)."""
+    deadline = (request.get("context") or {}).get("deadline")
+    if not deadline:
+        return 10.0
+    return deadline.get("secs", 0) + deadline.get("nanos", 0) / 1e9
 
 
 class Plugin:
@@ -142,6 +222,9 @@ def run(plugin):
         sys.exit(1)
     ctx = Context(name)
     unloaded = threading.Event()
+    deadlines = _Deadlines()
+    calls = {}
+    calls_lock = threading.Lock()
 
     def unload():
         if not unloaded.is_set():
@@ -152,21 +235,29 @@ def run(plugin):
     def respond(request_id, method, result):
         conn.send({"request_id": request_id, "message": {"Ok": {method: result}}})
 
-    def call(request_id, method, fn, *args):
+    def call(request_id, method, fn, *args, tracked=None):
         try:
             value = fn(*args)
             result = {"Ok": value}
+        except Cancelled:
+            result = None
         except PluginError as e:
             result = {"Err": {"code": e.code, "message": e.message}}
         except Exception as e:  # a failing action is reported, never fatal
             result = {"Err": {"code": "internal", "message": "%s: %s" % (type(e).__name__, e)}}
-        respond(request_id, method, result)
+        if tracked is not None:
+            with calls_lock:
+                calls.pop(request_id, None)
+            if not tracked.finish():
+                return  # cancelled: nobody waits for this answer
+        if result is not None:
+            respond(request_id, method, result)
 
-    def handle(action, payload):
+    def handle(call_ctx, action, payload):
         fn = plugin.actions.get(action)
         if fn is None:
             raise PluginError.unknown_action(action)
-        return fn(ctx, payload)
+        return fn(call_ctx, payload)
 
     def load(config):
         if plugin.load_hook:
@@ -188,14 +279,28 @@ def run(plugin):
             break
         request = frame.get("Request")
         if request is None:
-            continue  # Cancel: the SDK lets the running action finish.
+            cancel = frame.get("Cancel")
+            if cancel is not None:
+                with calls_lock:
+                    tracked = calls.get(cancel.get("request_id"))
+                if tracked is not None:
+                    tracked.cancel("its caller cancelled it")
+            continue
         rid = request["id"]
         ((method, args),) = request["message"].items()
         if method == "Ping":
             respond(rid, "Ping", args["seq"])
         elif method == "Handle":
+            tracked = _Call(rid, args["action"])
+            with calls_lock:
+                calls[rid] = tracked
+            deadlines.add(_relative_deadline(request), tracked)
+            call_ctx = Context(name, tracked.event)
             threading.Thread(
-                target=call, args=(rid, "Handle", handle, args["action"], args["payload"]), daemon=True
+                target=call,
+                args=(rid, "Handle", handle, call_ctx, args["action"], args["payload"]),
+                kwargs={"tracked": tracked},
+                daemon=True,
             ).start()
         elif method == "Load":
             call(rid, "Load", load, args["config"])

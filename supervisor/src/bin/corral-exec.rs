@@ -1,7 +1,8 @@
 //! `corral-exec SUPERVISOR_PID NOFILE_SOFT NOFILE_HARD PROGRAM [ARGS…]`: the
 //! shim corral starts each plugin through. It arms the parent-death signal,
-//! restores the open-file limit and execs PROGRAM, so the plugin is never
-//! left running without its supervisor. Not meant to be run by hand.
+//! sets the open-file limit, joins the cgroups named in `CORRAL_EXEC_CGROUPS`
+//! and execs PROGRAM, so the plugin is never left running without its
+//! supervisor, nor uncapped. Not meant to be run by hand.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
@@ -22,7 +23,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let supervisor = u32::try_from(supervisor).unwrap_or(0);
-    if let Err(e) = corral::spawn::shim_prepare(supervisor, soft, hard) {
+    let cgroups = corral::cgroup::take_shim_cgroups();
+    let prepared = corral::spawn::c_paths(&cgroups)
+        .and_then(|cgroups| corral::spawn::shim_prepare(supervisor, (soft, hard), &cgroups));
+    if let Err(e) = prepared {
         eprintln!("corral-exec: {e}");
         return ExitCode::from(127);
     }

@@ -1,0 +1,262 @@
+//! Resource limits: memory caps over a plugin's whole process tree, by
+//! sampling and by the kernel (cgroups, where this machine lets the test make
+//! them), `pids_max`, `nofile`, `call_timeout` and `rate_limit`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use corral_e2e::{Fleet, echo_cmd, echo_py_path, rss_kib, wait_until};
+use serde_json::Value;
+
+fn capped_fleet(limits: &str) -> Fleet {
+    Fleet::start(&format!(
+        "[plugins.capped]\ncmd = {echo}\nmemory_max = \"64MiB\"\nlimits = \"{limits}\"\n\
+         [plugins.bystander]\ncmd = {echo}\n",
+        echo = echo_cmd()
+    ))
+}
+
+/// The plugin's cgroup directories, from `inspect`.
+fn cgroups(fleet: &Fleet, name: &str) -> Vec<PathBuf> {
+    fleet.inspect(name)["settings"]["cgroups"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| PathBuf::from(p.as_str().expect("path")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Allocates 200 MiB in `capped`, and checks it died for `memory_cap`, came
+/// back, and that nothing else noticed. The kernel kills during the
+/// allocation; the sampler may only see it after the reply went out.
+fn over_the_cap_is_killed_and_restarted(fleet: &Fleet, kernel: bool) {
+    let pid = fleet.wait_running("capped");
+    fleet.wait_running("bystander");
+    let supervisor_before = rss_kib(fleet.supervisor_pid());
+    let reply = fleet.call("capped", "alloc", Some(r#"{"mb": 200}"#));
+    if kernel {
+        let err = reply.expect_err("the kernel kills it mid-allocation");
+        assert!(err.contains("disconnected"), "{err}");
+    }
+    let row = fleet.wait_row(
+        "capped",
+        Duration::from_secs(10),
+        "a restart after memory_cap",
+        |r| {
+            r["last_exit"]["reason"] == "memory_cap"
+                && r["state"] == "running"
+                && r["pid"].as_u64() != Some(u64::from(pid))
+        },
+    );
+    assert_eq!(row["restarts"], 1, "{row}");
+    assert_eq!(row["memory_max_bytes"], 64 * 1024 * 1024);
+    let reply = fleet
+        .call("bystander", "ping", None)
+        .expect("bystander answers");
+    assert_eq!(reply["pong"], true);
+    let supervisor_after = rss_kib(fleet.supervisor_pid());
+    assert!(
+        supervisor_after < supervisor_before + 4 * 1024,
+        "supervisor RSS went from {supervisor_before} KiB to {supervisor_after} KiB"
+    );
+}
+
+#[test]
+fn over_its_memory_cap_a_plugin_is_killed_and_restarted_in_sampling_mode() {
+    let fleet = capped_fleet("sampling");
+    fleet.wait_running("capped");
+    assert_eq!(fleet.row("capped")["limits"], "sampling");
+    over_the_cap_is_killed_and_restarted(&fleet, false);
+    eprintln!("memory cap enforced in mode: sampling");
+}
+
+#[test]
+fn over_its_memory_cap_a_plugin_is_killed_and_restarted_in_cgroup_mode() {
+    let mut fleet = capped_fleet("auto");
+    fleet.wait_running("capped");
+    let mode = fleet.row("capped")["limits"].clone();
+    if mode == "sampling" {
+        eprintln!("skipped: this machine gives the test no writable cgroup hierarchy");
+        return;
+    }
+    assert!(mode == "cgroup1" || mode == "cgroup2", "{mode}");
+    let first = cgroups(&fleet, "capped");
+    assert!(
+        !first.is_empty() && first.iter().all(|p| p.is_dir()),
+        "{first:?}"
+    );
+    over_the_cap_is_killed_and_restarted(&fleet, true);
+    // The kernel, not the sampler, ended it: the dead spawn's cgroup is gone
+    // and the new spawn has its own.
+    let second = cgroups(&fleet, "capped");
+    assert_ne!(first, second);
+    wait_until(Duration::from_secs(5), "the old cgroup's removal", || {
+        first.iter().all(|p| !p.exists()).then_some(())
+    });
+    let tree = second[0].parent().expect("tree").to_path_buf();
+    assert!(fleet.down().success());
+    assert!(!tree.exists(), "{} left behind", tree.display());
+    eprintln!("memory cap enforced in mode: {mode}");
+}
+
+#[test]
+fn the_memory_cap_counts_a_plugins_children_too() {
+    // Python, so the tree is an interpreter and forked children.
+    let fleet = Fleet::start(&format!(
+        "[plugins.tree]\npath = {}\nmemory_max = \"64MiB\"\nlimits = \"sampling\"\nrestart = \"never\"\n",
+        echo_py_path()
+    ));
+    let pid = fleet.wait_running("tree");
+    let reply = fleet
+        .call("tree", "spawn", Some(r#"{"count": 3, "mb": 30}"#))
+        .unwrap();
+    assert_eq!(reply["spawned"], 3, "{reply}");
+    let row = fleet.wait_row("tree", Duration::from_secs(10), "memory_cap", |r| {
+        r["last_exit"]["reason"] == "memory_cap"
+    });
+    assert_eq!(row["state"], "exited");
+    assert!(corral_e2e::process_gone(pid));
+}
+
+#[test]
+fn pids_max_contains_a_fork_bomb() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.forks]\ncmd = {}\npids_max = 50\n",
+        echo_cmd()
+    ));
+    fleet.wait_running("forks");
+    let dirs = cgroups(&fleet, "forks");
+    if !dirs.iter().any(|d| d.join("pids.max").exists()) {
+        eprintln!("skipped: this machine gives the test no writable pids cgroup");
+        return;
+    }
+    let reply = fleet
+        .call("forks", "spawn", Some(r#"{"count": 1000}"#))
+        .unwrap();
+    let spawned = reply["spawned"].as_u64().expect("spawned");
+    assert!(spawned < 50, "{reply}");
+    assert!(reply["error"].is_string(), "{reply}");
+    assert_eq!(fleet.call("forks", "ping", None).unwrap()["pong"], true);
+    assert_eq!(fleet.row("forks")["state"], "running");
+    eprintln!("pids_max enforced: {spawned} children before the fork failed");
+}
+
+#[test]
+fn nofile_sets_the_plugins_open_file_limit() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.files]\ncmd = {}\nnofile = 123\n",
+        echo_cmd()
+    ));
+    let pid = fleet.wait_running("files");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["123", "123"], "{line}");
+}
+
+#[test]
+fn a_call_past_its_timeout_is_answered_timeout_and_its_handler_cancelled() {
+    let fleet = Fleet::start(&format!(
+        "[defaults]\ncall_timeout = \"200ms\"\n[plugins.rust]\ncmd = {}\n[plugins.python]\npath = {}\n",
+        echo_cmd(),
+        echo_py_path()
+    ));
+    for name in ["rust", "python"] {
+        fleet.wait_running(name);
+        let started = Instant::now();
+        let err = fleet
+            .call(name, "sleep", Some(r#"{"ms": 5000}"#))
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(err.contains("timeout"), "{name}: {err}");
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_millis(2000),
+            "{name}: answered after {took:?}"
+        );
+        let reply = fleet.call(name, "ping", None).unwrap();
+        assert_eq!(reply["pong"], true, "{name}");
+        wait_until(
+            Duration::from_secs(5),
+            "the plugin to report the cancellation",
+            || {
+                let out = fleet.corral(&["logs", name]);
+                String::from_utf8_lossy(&out.stdout)
+                    .contains("action `sleep` cancelled")
+                    .then_some(())
+            },
+        );
+    }
+}
+
+#[test]
+fn past_its_rate_limit_a_call_is_refused_then_served_after_the_period() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.limited]\ncmd = {}\nrate_limit = {{ calls = 2, per = \"4s\" }}\n",
+        echo_cmd()
+    ));
+    fleet.wait_running("limited");
+    for _ in 0..2 {
+        assert_eq!(fleet.call("limited", "ping", None).unwrap()["pong"], true);
+    }
+    let refused_at = Instant::now();
+    let err = fleet.call("limited", "ping", None).unwrap_err();
+    assert!(err.contains("rate_limited"), "{err}");
+    let reply: Value = wait_until(Duration::from_secs(6), "the limit to refill", || {
+        fleet.call("limited", "ping", None).ok()
+    });
+    assert_eq!(reply["pong"], true);
+    // One call comes back every 4s / 2 = 2 s.
+    assert!(
+        refused_at.elapsed() >= Duration::from_millis(1000),
+        "served again after only {:?}",
+        refused_at.elapsed()
+    );
+}
+
+#[test]
+fn the_next_supervisor_removes_the_cgroups_and_orphans_of_one_killed_outright() {
+    let config = format!(
+        "[plugins.parent]\ncmd = {}\nmemory_max = \"256MiB\"\n",
+        echo_cmd()
+    );
+    let first = Fleet::start(&config);
+    first.wait_running("parent");
+    let dirs = cgroups(&first, "parent");
+    if dirs.is_empty() {
+        eprintln!("skipped: this machine gives the test no writable cgroup hierarchy");
+        return;
+    }
+    let reply = first
+        .call("parent", "spawn", Some(r#"{"count": 3}"#))
+        .unwrap();
+    assert_eq!(reply["spawned"], 3);
+    let procs = std::fs::read_to_string(dirs[0].join("cgroup.procs")).unwrap();
+    let pids: Vec<u32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
+    assert_eq!(pids.len(), 4, "{procs}");
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    // The plugin dies with its supervisor; its children are orphans until
+    // the next supervisor starts.
+    wait_until(Duration::from_secs(5), "the plugin's death", || {
+        (pids
+            .iter()
+            .filter(|p| !corral_e2e::process_gone(**p))
+            .count()
+            == 3)
+            .then_some(())
+    });
+    let second = Fleet::start(&config);
+    second.wait_running("parent");
+    wait_until(Duration::from_secs(5), "the orphans' death", || {
+        pids.iter()
+            .all(|p| corral_e2e::process_gone(*p))
+            .then_some(())
+    });
+    let tree = dirs[0].parent().expect("tree");
+    assert!(!tree.exists(), "{} left behind", tree.display());
+    drop(first);
+}
