@@ -38,6 +38,14 @@ step "$corral" call -c "$config" echo config
 step "$corral" call -c "$config" echo-py echo '{"from": "the demo", "n": [1, 2, 3]}'
 step "$corral" call -c "$config" echo sleep '{"ms": 200}'
 echo
+echo "The event bus: the Rust plugin publishes, the Python plugin (subscribed to echo.>) receives."
+step "$corral" call -c "$config" echo publish '{"topic": "echo.greeting", "payload": {"hello": "bus"}, "count": 3}'
+for _ in $(seq 50); do
+  if "$corral" call -c "$config" echo-py received | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin)['count'] >= 3 else 1)"; then break; fi
+  sleep 0.1
+done
+step "$corral" call -c "$config" echo-py received
+echo
 echo "Crash the Rust plugin: its restart policy (on-failure) brings it back with a new pid."
 old_pid=$("$corral" ps -c "$config" --json | python3 -c "import json,sys; print([r['pid'] for r in json.load(sys.stdin) if r['name']=='echo'][0])")
 step "$corral" call -c "$config" echo crash || true

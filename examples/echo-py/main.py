@@ -9,6 +9,8 @@ from corral_sdk import Plugin, PluginError, run
 
 plugin = Plugin()
 state = {"config": None, "held": []}
+received = {"count": 0, "last_seq": 0, "in_order": True, "events": []}
+received_lock = threading.Lock()
 
 
 def field(payload, key):
@@ -109,6 +111,54 @@ def spawn(ctx, payload):
                 signal.pause()
         spawned += 1
     return {"spawned": spawned, "error": error}
+
+
+@plugin.on_event
+def on_event(ctx, event):
+    with received_lock:
+        if received["count"] and event["seq"] <= received["last_seq"]:
+            received["in_order"] = False
+        received["count"] += 1
+        received["last_seq"] = event["seq"]
+        if len(received["events"]) < 10000:
+            received["events"].append(
+                {k: event.get(k) for k in ("topic", "payload", "source", "seq", "retained")}
+            )
+
+
+@plugin.action("publish")
+def publish(ctx, payload):
+    if not isinstance(payload, dict) or not isinstance(payload.get("topic"), str):
+        raise PluginError.bad_payload('expected {"topic": <string>}')
+    count = payload.get("count", 1)
+    for i in range(count):
+        body = payload["payload"] if "payload" in payload else {"i": i}
+        ctx.publish(payload["topic"], body, retain=payload.get("retain", False))
+    ctx.flush()
+    return {"published": count}
+
+
+@plugin.action("subscribe")
+def subscribe(ctx, payload):
+    ctx.subscribe(payload.get("patterns", []))
+    return {"patterns": payload.get("patterns", [])}
+
+
+@plugin.action("unsubscribe")
+def unsubscribe(ctx, payload):
+    ctx.unsubscribe(payload.get("patterns", []))
+    return {"patterns": payload.get("patterns", [])}
+
+
+@plugin.action("received")
+def received_(ctx, payload):
+    limit = (payload or {}).get("limit", 1000) if isinstance(payload, dict) else 1000
+    with received_lock:
+        return {
+            "count": received["count"],
+            "in_order": received["in_order"],
+            "events": received["events"][:limit],
+        }
 
 
 @plugin.action("config")

@@ -1,8 +1,23 @@
-//! [`Context`]: what a plugin knows about where it runs.
+//! [`Context`]: what a plugin knows about where it runs, and its way onto
+//! the event bus.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Handed to every hook: the plugin's identity under this supervisor.
+use corral_proto::event::check_topic;
+use corral_proto::{BusApiClient, Payload, Publish, codes};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::PluginError;
+
+/// Publishes buffered in the SDK before `publish` waits (backpressure).
+const PUBLISH_BUFFER: usize = 65_536;
+/// Events sent to the supervisor in one batch at most.
+const PUBLISH_BATCH: usize = 4096;
+
+/// Handed to every hook: the plugin's identity under this supervisor and
+/// its handle on the event bus.
 #[derive(Debug, Clone)]
 pub struct Context {
     inner: Arc<Inner>,
@@ -11,17 +26,176 @@ pub struct Context {
 #[derive(Debug)]
 struct Inner {
     name: String,
+    bus: Option<Bus>,
+}
+
+#[derive(Debug)]
+struct Bus {
+    client: BusApiClient,
+    publishes: mpsc::Sender<Item>,
+}
+
+enum Item {
+    Publish(Publish),
+    Flush(oneshot::Sender<Result<(), PluginError>>),
+}
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Item")
+    }
 }
 
 impl Context {
-    pub(crate) fn new(name: String) -> Self {
+    pub(crate) fn new(name: String, bus: Option<BusApiClient>) -> Self {
+        let bus = bus.map(|client| {
+            let (publishes, rx) = mpsc::channel(PUBLISH_BUFFER);
+            tokio::spawn(flusher(client.clone(), rx));
+            Bus { client, publishes }
+        });
         Self {
-            inner: Arc::new(Inner { name }),
+            inner: Arc::new(Inner { name, bus }),
         }
     }
 
     /// The name this plugin runs under in the fleet config.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    fn bus(&self) -> Result<&Bus, PluginError> {
+        self.inner.bus.as_ref().ok_or_else(|| {
+            PluginError::new(
+                codes::DISCONNECTED,
+                "this plugin has no connection to the event bus",
+            )
+        })
+    }
+
+    /// Publishes `payload` on `topic`. Events are sent in batches behind
+    /// the caller's back, in order; this waits only when the SDK's buffer
+    /// is full (the bus applies backpressure). A topic outside the plugin's
+    /// `publish` allow-list is refused by the supervisor: [`flush`]
+    /// (Context::flush) reports it. A malformed topic, or one under
+    /// `corral.>`, is refused here at once.
+    pub async fn publish(&self, topic: &str, payload: &Value) -> Result<(), PluginError> {
+        self.send(topic, payload, false).await
+    }
+
+    /// Like [`publish`](Context::publish), and the bus keeps the event as the
+    /// topic's last value for subscribers that come later.
+    pub async fn publish_retained(&self, topic: &str, payload: &Value) -> Result<(), PluginError> {
+        self.send(topic, payload, true).await
+    }
+
+    async fn send(&self, topic: &str, payload: &Value, retain: bool) -> Result<(), PluginError> {
+        check_topic(topic).map_err(|e| PluginError::new(codes::BAD_TOPIC, e))?;
+        if topic == "corral" || topic.starts_with("corral.") {
+            return Err(PluginError::new(
+                codes::DENIED,
+                format!("`{topic}` is under `corral.>`, which only corral publishes"),
+            ));
+        }
+        let payload = Payload::from_json(payload)
+            .map_err(|e| PluginError::bad_payload(format!("payload does not encode: {e}")))?;
+        self.bus()?
+            .publishes
+            .send(Item::Publish(Publish {
+                topic: topic.to_string(),
+                payload,
+                retain,
+            }))
+            .await
+            .map_err(|_| PluginError::new(codes::DISCONNECTED, "the event bus connection closed"))
+    }
+
+    /// Waits until every event published so far has been accepted by the
+    /// bus; returns the first refusal since the last flush, if any.
+    pub async fn flush(&self) -> Result<(), PluginError> {
+        let (tx, rx) = oneshot::channel();
+        self.bus()?
+            .publishes
+            .send(Item::Flush(tx))
+            .await
+            .map_err(|_| {
+                PluginError::new(codes::DISCONNECTED, "the event bus connection closed")
+            })?;
+        rx.await.unwrap_or_else(|_| {
+            Err(PluginError::new(
+                codes::DISCONNECTED,
+                "the event bus connection closed",
+            ))
+        })
+    }
+
+    /// Subscribes to more patterns (within the plugin's `subscribe`
+    /// allow-list); retained events that match arrive first.
+    pub async fn subscribe(&self, patterns: &[&str]) -> Result<(), PluginError> {
+        let patterns = patterns.iter().map(|p| p.to_string()).collect();
+        self.bus()?
+            .client
+            .subscribe(deadline(), patterns)
+            .await
+            .map_err(rpc_error)?
+    }
+
+    /// Drops subscriptions.
+    pub async fn unsubscribe(&self, patterns: &[&str]) -> Result<(), PluginError> {
+        let patterns = patterns.iter().map(|p| p.to_string()).collect();
+        self.bus()?
+            .client
+            .unsubscribe(deadline(), patterns)
+            .await
+            .map_err(rpc_error)?
+    }
+}
+
+fn deadline() -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = Instant::now() + Duration::from_secs(60);
+    ctx
+}
+
+fn rpc_error(e: tarpc::client::RpcError) -> PluginError {
+    PluginError::new(codes::DISCONNECTED, format!("event bus: {e}"))
+}
+
+/// Sends buffered publishes in batches, one batch in flight, and answers
+/// flushes once every publish before them is acknowledged.
+async fn flusher(client: BusApiClient, mut rx: mpsc::Receiver<Item>) {
+    let mut refused: Option<PluginError> = None;
+    while let Some(first) = rx.recv().await {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Item::Publish(p) => batch.push(p),
+                Item::Flush(reply) => flushes.push(reply),
+            }
+            next = if batch.len() < PUBLISH_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            match client.publish(deadline(), batch).await {
+                Ok(receipt) => {
+                    for denied in &receipt.denied {
+                        eprintln!("corral plugin: publish refused: {}", denied.error);
+                    }
+                    if let Some(denied) = receipt.denied.into_iter().next() {
+                        refused.get_or_insert(denied.error);
+                    }
+                }
+                Err(e) => {
+                    refused.get_or_insert(rpc_error(e));
+                }
+            }
+        }
+        for reply in flushes {
+            let _ = reply.send(refused.take().map_or(Ok(()), Err));
+        }
     }
 }

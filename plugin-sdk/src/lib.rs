@@ -35,12 +35,14 @@
 
 mod context;
 mod error;
+mod event;
 mod plugin;
 mod serve;
 
 pub use context::Context;
 pub use corral_proto::{ErrorReply as PluginError, codes};
 pub use error::RunError;
+pub use event::Event;
 pub use plugin::Plugin;
 pub use serde_json::Value;
 pub use serve::{run, try_run};

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use crate::{Context, PluginError};
+use crate::{Context, Event, PluginError};
 
 /// A corral plugin. Only [`handle`](Plugin::handle) is required.
 ///
@@ -42,6 +42,14 @@ pub trait Plugin: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), PluginError>> + Send {
         let _ = (ctx, config);
         async { Ok(()) }
+    }
+
+    /// Runs for each event matching the plugin's subscriptions, in order.
+    /// The next batch of events is not delivered until this returns, so a
+    /// slow handler slows only this plugin's queue.
+    fn on_event(&self, ctx: &Context, event: Event) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, event);
+        async {}
     }
 
     /// Runs once before the process exits: on a stop request, or when the

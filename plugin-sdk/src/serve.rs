@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_proto::codec::{self, Codec};
 use corral_proto::{
-    ErrorReply, Hello, HelloReply, PROTOCOL_VERSION, Payload, PluginApi, Role, check_version, env,
+    BusApiClient, ErrorReply, Hello, HelloReply, PROTOCOL_VERSION, Payload, PluginApi, Role,
+    check_version, env,
 };
 use futures::StreamExt;
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use tarpc::server::{BaseChannel, Channel};
 
-use crate::{Context, Plugin, RunError};
+use crate::{Context, Event, Plugin, RunError};
 
 /// Serves `plugin` until the supervisor stops it, then returns.
 ///
@@ -88,7 +89,7 @@ async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError>
         protocol_version: PROTOCOL_VERSION,
         role: Role::Plugin {
             name: settings.name.clone(),
-            secret: settings.secret,
+            secret: settings.secret.clone(),
         },
     };
     let handshake = |e: codec::FrameError| RunError::Handshake(e.to_string());
@@ -105,9 +106,12 @@ async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError>
         HelloReply::Refused { reason } => return Err(RunError::Handshake(reason)),
     }
 
+    // The second connection, for publishing and subscribing, opened before
+    // `load` is answered as the protocol asks.
+    let bus = connect_bus(&settings).await?;
     let server = Server {
         plugin: Arc::new(plugin),
-        ctx: Context::new(settings.name),
+        ctx: Context::new(settings.name, Some(bus)),
         unloaded: Arc::new(AtomicBool::new(false)),
     };
     let transport = codec::into_transport(framed, settings.codec);
@@ -121,6 +125,46 @@ async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError>
     // because it is gone. Either way this plugin's life is over.
     server.unload_once().await;
     Ok(())
+}
+
+/// Opens and authenticates the bus connection; returns its client.
+async fn connect_bus(settings: &Settings) -> Result<BusApiClient, RunError> {
+    let connect_err = |source| RunError::Connect {
+        path: settings.socket.clone(),
+        source,
+    };
+    let name = settings
+        .socket
+        .as_str()
+        .to_fs_name::<GenericFilePath>()
+        .map_err(connect_err)?;
+    let stream = Stream::connect(name).await.map_err(connect_err)?;
+    let mut framed = codec::framed(stream, settings.max_frame);
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        role: Role::Bus {
+            name: settings.name.clone(),
+            secret: settings.secret.clone(),
+        },
+    };
+    let handshake = |e: codec::FrameError| RunError::Handshake(format!("bus connection: {e}"));
+    codec::send(&mut framed, settings.codec, &hello)
+        .await
+        .map_err(handshake)?;
+    match codec::recv(&mut framed, settings.codec)
+        .await
+        .map_err(handshake)?
+    {
+        HelloReply::Welcome { .. } => {}
+        HelloReply::Refused { reason } => {
+            return Err(RunError::Handshake(format!("bus connection: {reason}")));
+        }
+    }
+    let transport = codec::into_transport(framed, settings.codec);
+    let tarpc::client::NewClient { client, dispatch } =
+        BusApiClient::new(tarpc::client::Config::default(), transport);
+    tokio::spawn(dispatch);
+    Ok(client)
 }
 
 /// The [`PluginApi`] server wrapping a [`Plugin`].
@@ -205,5 +249,19 @@ impl<P: Plugin> PluginApi for Server<P> {
 
     async fn reload(self, _: tarpc::context::Context, config: Payload) -> Result<(), ErrorReply> {
         self.plugin.on_reload(&self.ctx, decode(&config)?).await
+    }
+
+    async fn deliver(self, _: tarpc::context::Context, events: Vec<corral_proto::Event>) {
+        for event in events {
+            let event = Event {
+                payload: event.payload.to_json().unwrap_or(serde_json::Value::Null),
+                topic: event.topic,
+                source: event.source,
+                seq: event.seq,
+                at_unix_us: event.at_unix_us,
+                retained: event.retained,
+            };
+            self.plugin.on_event(&self.ctx, event).await;
+        }
     }
 }

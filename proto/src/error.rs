@@ -64,4 +64,8 @@ pub mod codes {
     pub const SHUTTING_DOWN: &str = "shutting_down";
     /// The plugin's `rate_limit` was reached; the call never reached it.
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// A publish or subscribe outside the plugin's allow-list (or under `corral.>`).
+    pub const DENIED: &str = "denied";
+    /// A topic or pattern that is not well formed.
+    pub const BAD_TOPIC: &str = "bad_topic";
 }

@@ -27,6 +27,16 @@ pub enum Role {
         /// The secret from `CORRAL_PLUGIN_SECRET`; valid for one spawn only.
         secret: String,
     },
+    /// A plugin's second connection, on which it calls the supervisor's
+    /// [`BusApi`](crate::BusApi) (publish, subscribe). Opened after the
+    /// [`Role::Plugin`] connection is welcomed and before the plugin answers
+    /// `load`; optional for plugins that do not use the bus.
+    Bus {
+        /// The name the plugin was started under.
+        name: String,
+        /// The same secret as its first connection.
+        secret: String,
+    },
     /// A client of the [`ControlApi`](crate::ControlApi) (the `corral` CLI).
     Control,
 }

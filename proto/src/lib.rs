@@ -25,6 +25,7 @@
 pub mod codec;
 pub mod env;
 mod error;
+pub mod event;
 mod handshake;
 mod payload;
 mod service;
@@ -33,11 +34,13 @@ mod status;
 #[cfg(feature = "transport")]
 pub use codec::{Codec, FrameError, MAX_FRAME_BYTES};
 pub use error::{ErrorReply, codes};
+pub use event::{BusStats, Denied, Event, Publish, PublishReceipt};
 pub use handshake::{Hello, HelloReply, Role, check_version};
 pub use payload::Payload;
 pub use service::{
-    ControlApi, ControlApiClient, ControlApiRequest, ControlApiResponse, PluginApi,
-    PluginApiClient, PluginApiRequest, PluginApiResponse, ServeControlApi, ServePluginApi,
+    BusApi, BusApiClient, BusApiRequest, BusApiResponse, ControlApi, ControlApiClient,
+    ControlApiRequest, ControlApiResponse, PluginApi, PluginApiClient, PluginApiRequest,
+    PluginApiResponse, ServeBusApi, ServeControlApi, ServePluginApi,
 };
 pub use status::{
     Enforcement, ExitReason, PluginInfo, PluginState, PluginStatus, ReloadReport, Transition,

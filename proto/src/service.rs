@@ -4,7 +4,9 @@
 //! On the JSON codec a request's method appears as its CamelCase name with
 //! arguments keyed by parameter name, e.g. `{"Handle":{"action":"echo","payload":{…}}}`.
 
-use crate::{ErrorReply, Payload, PluginInfo, PluginStatus, ReloadReport};
+use crate::{
+    ErrorReply, Event, Payload, PluginInfo, PluginStatus, Publish, PublishReceipt, ReloadReport,
+};
 
 /// Served by every plugin on its connection to the supervisor.
 #[tarpc::service]
@@ -21,6 +23,23 @@ pub trait PluginApi {
     /// Hands the plugin a changed `config` table (hot reload); it runs its
     /// `on_reload` hook. An error makes the supervisor restart it instead.
     async fn reload(config: Payload) -> Result<(), ErrorReply>;
+    /// Delivers a batch of events matching the plugin's subscriptions, in
+    /// order; the next batch is sent once this one is answered.
+    async fn deliver(events: Vec<Event>);
+}
+
+/// Served by the supervisor on a plugin's second ([`Role::Bus`](crate::Role))
+/// connection: the plugin's way onto the event bus.
+#[tarpc::service]
+pub trait BusApi {
+    /// Publishes a batch, in order. Events outside the plugin's `publish`
+    /// allow-list or under `corral.>` are refused and reach no one.
+    async fn publish(events: Vec<Publish>) -> PublishReceipt;
+    /// Adds subscriptions; refused (all of them) if one is outside the
+    /// plugin's `subscribe` allow-list. Matching retained events follow.
+    async fn subscribe(patterns: Vec<String>) -> Result<(), ErrorReply>;
+    /// Removes subscriptions.
+    async fn unsubscribe(patterns: Vec<String>) -> Result<(), ErrorReply>;
 }
 
 /// Served by the supervisor on its control socket; the CLI is its client.
@@ -43,4 +62,12 @@ pub trait ControlApi {
     /// Re-reads the fleet config and applies only the difference; a config
     /// that does not validate changes nothing and answers its problems.
     async fn reload() -> Result<ReloadReport, ErrorReply>;
+    /// Publishes one event from the CLI (source `cli`).
+    async fn publish(topic: String, payload: Payload, retain: bool) -> Result<(), ErrorReply>;
+    /// Opens a stream of the events matching `patterns` (lifecycle events
+    /// included); returns its id for [`events_next`](ControlApi::events_next).
+    async fn events_open(patterns: Vec<String>) -> Result<u64, ErrorReply>;
+    /// The next events of an open stream: waits up to a second for some.
+    /// A stream not read for 10 s is closed.
+    async fn events_next(id: u64) -> Result<Vec<Event>, ErrorReply>;
 }

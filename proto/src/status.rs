@@ -219,6 +219,9 @@ pub struct PluginInfo {
     pub settings: crate::Payload,
     /// The last transitions, oldest first.
     pub history: Vec<Transition>,
+    /// Its standing on the event bus.
+    #[serde(default)]
+    pub bus: crate::BusStats,
 }
 
 /// What a reload changed, plugin by plugin.

@@ -106,6 +106,13 @@ fn main() {
             ),
         }
     }
+    let (rate, cpu_per_million) = rt.block_on(bus_throughput(tmp.path(), &echo));
+    println!(
+        "{:<44} {:>12} {:>12}",
+        format!("bus: 1 publisher -> {SUBSCRIBERS} subscribers, 64 B"),
+        format!("{rate:.0}/s"),
+        format!("{cpu_per_million:.2} s CPU/M")
+    );
     let cli = corral_call(tmp.path(), &corral, &echo);
     row(
         "`corral call echo ping`, whole process",
@@ -238,6 +245,80 @@ async fn wait_running(plugin: &PluginHandle, not_pid: Option<u32>) -> u32 {
             _ => tokio::task::yield_now().await,
         }
     }
+}
+
+const SUBSCRIBERS: usize = 4;
+const BUS_EVENTS: u64 = 200_000;
+
+/// CPU time (user + system) of this process so far.
+fn own_cpu() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .expect("getrusage");
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    tv(usage.user_time()) + tv(usage.system_time())
+}
+
+/// One publisher plugin bursts `BUS_EVENTS` 64-byte events to four
+/// subscriber plugins: deliveries per second in total, and the supervisor's
+/// CPU time per million deliveries (this process is the supervisor).
+async fn bus_throughput(dir: &Path, echo: &Path) -> (f64, f64) {
+    let mut toml = format!("[plugins.pub]\ncmd = [{:?}]\n", echo.display().to_string());
+    for i in 0..SUBSCRIBERS {
+        toml.push_str(&format!(
+            "[plugins.sub{i}]\ncmd = [{:?}]\nsubscribe = [\"pub.>\"]\noverflow = \"block\"\n",
+            echo.display().to_string()
+        ));
+    }
+    let fleet = fleet(&dir.join("bus"), &toml);
+    std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
+    let (supervisor, _done) =
+        corral::supervisor::start(&fleet, std::sync::Arc::new(corral::cgroup::Cgroups::none()));
+    let mut subs = Vec::new();
+    for i in 0..SUBSCRIBERS {
+        let sub = supervisor.plugin(&format!("sub{i}")).await.expect("sub");
+        wait_running(&sub, None).await;
+        subs.push(sub);
+    }
+    let publisher = supervisor.plugin("pub").await.expect("pub");
+    wait_running(&publisher, None).await;
+    // 64 bytes of JSON payload.
+    let body = serde_json::json!({"d": "x".repeat(56)});
+    let request = serde_json::json!({"topic": "pub.t", "payload": body, "count": BUS_EVENTS});
+    let cpu = own_cpu();
+    let t = Instant::now();
+    publisher
+        .call(
+            "publish".into(),
+            Payload::from_json(&request).expect("json"),
+        )
+        .await
+        .expect("publish");
+    for sub in &subs {
+        loop {
+            let reply = sub
+                .call(
+                    "received".into(),
+                    Payload::from_json(&serde_json::json!({"limit": 0})).expect("json"),
+                )
+                .await
+                .expect("received");
+            let count = reply.to_json::<serde_json::Value>().expect("json")["count"].as_u64();
+            if count >= Some(BUS_EVENTS) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let elapsed = t.elapsed();
+    let cpu = own_cpu() - cpu;
+    supervisor.shutdown().await;
+    let deliveries = (BUS_EVENTS * SUBSCRIBERS as u64) as f64;
+    (
+        deliveries / elapsed.as_secs_f64(),
+        cpu.as_secs_f64() / (deliveries / 1e6),
+    )
 }
 
 const CAP_RUNS: usize = 10;

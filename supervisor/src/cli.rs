@@ -97,6 +97,30 @@ pub enum Command {
         /// The payload, as JSON [default: null].
         payload: Option<String>,
     },
+    /// Put an event on the bus (source `cli`).
+    Publish {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The topic, such as `sensor.kitchen.power`.
+        topic: String,
+        /// The payload, as JSON [default: null].
+        payload: Option<String>,
+        /// Keep it as the topic's last value for future subscribers.
+        #[arg(long)]
+        retain: bool,
+    },
+    /// Stream events from the bus until interrupted (lifecycle events included).
+    Events {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// Topic patterns (`*` one segment, `>` the rest) [default: `>`].
+        patterns: Vec<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start plugins (also clears `failed` and the restart count).
     Start {
         /// Which plugins, on which supervisor.
@@ -170,6 +194,17 @@ pub async fn run_client(command: Command) -> ExitCode {
             action,
             payload,
         } => call(&target, name, action, payload).await,
+        Command::Publish {
+            target,
+            topic,
+            payload,
+            retain,
+        } => publish(&target, topic, payload, retain).await,
+        Command::Events {
+            target,
+            patterns,
+            json,
+        } => events(&target, patterns, json).await,
         Command::Down { target } => down(&target).await,
         Command::Start { selection } => lifecycle(selection, "start").await,
         Command::Stop { selection } => lifecycle(selection, "stop").await,
@@ -354,21 +389,100 @@ fn human_uptime(ms: u64) -> String {
     }
 }
 
+/// A payload argument: JSON text, `null` when absent; `Err` is the exit
+/// code after saying what is wrong.
+fn payload_arg(payload: Option<String>) -> Result<Payload, ExitCode> {
+    match payload {
+        None => Ok(Payload::null()),
+        Some(text) => Payload::from_json_bytes(text.into_bytes()).map_err(|e| {
+            eprintln!("corral: the payload is not valid JSON: {e}");
+            ExitCode::from(2)
+        }),
+    }
+}
+
+async fn publish(
+    target: &Target,
+    topic: String,
+    payload: Option<String>,
+    retain: bool,
+) -> Result<ExitCode, Error> {
+    let payload = match payload_arg(payload) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let client = connect(target).await?;
+    match client
+        .publish(
+            context(Duration::from_secs(60)),
+            topic.clone(),
+            payload,
+            retain,
+        )
+        .await?
+    {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(fail(&format!(
+            "publish on {topic} failed: {}: {}",
+            e.code, e.message
+        ))),
+    }
+}
+
+async fn events(target: &Target, patterns: Vec<String>, json: bool) -> Result<ExitCode, Error> {
+    let patterns = if patterns.is_empty() {
+        vec![">".to_string()]
+    } else {
+        patterns
+    };
+    let client = connect(target).await?;
+    let id = match client
+        .events_open(context(Duration::from_secs(60)), patterns)
+        .await?
+    {
+        Ok(id) => id,
+        Err(e) => return Ok(fail(&format!("events: {}: {}", e.code, e.message))),
+    };
+    loop {
+        let batch = match client
+            .events_next(context(Duration::from_secs(60)), id)
+            .await?
+        {
+            Ok(batch) => batch,
+            Err(e) => return Ok(fail(&format!("events: {}: {}", e.code, e.message))),
+        };
+        let mut out = std::io::stdout().lock();
+        for event in batch {
+            let payload: serde_json::Value = event.payload.to_json().unwrap_or_default();
+            let line = if json {
+                serde_json::json!({
+                    "topic": event.topic,
+                    "payload": payload,
+                    "source": event.source,
+                    "seq": event.seq,
+                    "at_unix_us": event.at_unix_us,
+                    "retained": event.retained,
+                })
+                .to_string()
+            } else {
+                format!("{} {} [{}] {payload}", event.seq, event.topic, event.source)
+            };
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                return Ok(ExitCode::SUCCESS); // stdout closed: the reader is done
+            }
+        }
+    }
+}
+
 async fn call(
     target: &Target,
     name: String,
     action: String,
     payload: Option<String>,
 ) -> Result<ExitCode, Error> {
-    let payload = match payload {
-        None => Payload::null(),
-        Some(text) => match Payload::from_json_bytes(text.into_bytes()) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("corral: the payload is not valid JSON: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        },
+    let payload = match payload_arg(payload) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
     };
     let client = connect(target).await?;
     match client

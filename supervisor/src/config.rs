@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 pub use schema::{SchemaEntry, SchemaType};
 
+use crate::bus::{BusRules, Overflow};
 use crate::cgroup::LimitsMode;
 use crate::rate::RateLimit;
 use crate::restart::{Backoff, RestartLimit, RestartPolicy, Strategy};
@@ -259,6 +260,16 @@ plugin_keys! {
     rate_limit: RateLimitLayer,
     /// `auto` (a cgroup where the machine allows, else sampling) or `sampling`.
     limits: LimitsMode,
+    /// Bus patterns it subscribes to at start (and may subscribe to).
+    subscribe: Vec<String>,
+    /// Bus patterns it may publish under (default `<name>.>`).
+    publish: Vec<String>,
+    /// Size of its event queue.
+    queue: u32,
+    /// What its full event queue does: `drop-oldest` or `block`.
+    overflow: Overflow,
+    /// Whether its event queue outlives its process.
+    durable: bool,
     /// When it is restarted after it ends.
     restart: RestartPolicy,
     /// Exit codes that count as success for `on-failure`.
@@ -386,6 +397,8 @@ pub struct PluginSpec {
     pub rate_limit: Option<RateLimit>,
     /// Whether a cgroup may be used.
     pub limits: LimitsMode,
+    /// Its place on the event bus.
+    pub bus: BusRules,
     /// When it is restarted.
     pub restart: RestartPolicy,
     /// Exit codes that are not failures.
@@ -683,6 +696,21 @@ fn resolve_plugin(
             "sample at most every 10ms",
         ));
     }
+    for (k, patterns) in [("subscribe", &layer.subscribe), ("publish", &layer.publish)] {
+        for p in patterns.iter().flatten() {
+            corral_proto::event::check_pattern(p).map_err(|e| ConfigError::one(file, key(k), e))?;
+        }
+    }
+    if layer.queue == Some(0) {
+        return Err(ConfigError::one(file, key("queue"), "must be at least 1"));
+    }
+    let bus = BusRules {
+        subscribe: layer.subscribe.unwrap_or_default(),
+        publish: layer.publish.unwrap_or_else(|| vec![format!("{name}.>")]),
+        queue: layer.queue.map_or(65_536, |q| q as usize),
+        overflow: layer.overflow.unwrap_or_default(),
+        durable: layer.durable.unwrap_or(false),
+    };
     if layer.pids_max == Some(0) || layer.nofile == Some(0) {
         let k = if layer.pids_max == Some(0) {
             "pids_max"
@@ -711,6 +739,7 @@ fn resolve_plugin(
         nofile: layer.nofile,
         rate_limit,
         limits: layer.limits.unwrap_or_default(),
+        bus,
         restart: layer.restart.unwrap_or_default(),
         success_codes: layer.success_codes.unwrap_or_else(|| vec![0]),
         backoff,

@@ -186,10 +186,46 @@ impl ControlApi for Server {
         _: tarpc::context::Context,
         name: String,
     ) -> Result<PluginInfo, ErrorReply> {
-        self.resolve_one(&name)
-            .await?
-            .info()
+        let mut info = self.resolve_one(&name).await?.info().await.ok_or_else(|| {
+            ErrorReply::new(codes::SHUTTING_DOWN, "the supervisor is shutting down")
+        })?;
+        info.bus = self.supervisor.bus().stats(&name).await;
+        Ok(info)
+    }
+
+    async fn publish(
+        self,
+        _: tarpc::context::Context,
+        topic: String,
+        payload: Payload,
+        retain: bool,
+    ) -> Result<(), ErrorReply> {
+        self.supervisor
+            .bus()
+            .publish_cli(corral_proto::Publish {
+                topic,
+                payload,
+                retain,
+            })
             .await
-            .ok_or_else(|| ErrorReply::new(codes::SHUTTING_DOWN, "the supervisor is shutting down"))
+    }
+
+    async fn events_open(
+        self,
+        _: tarpc::context::Context,
+        patterns: Vec<String>,
+    ) -> Result<u64, ErrorReply> {
+        self.supervisor.bus().open_stream(patterns).await
+    }
+
+    async fn events_next(
+        self,
+        _: tarpc::context::Context,
+        id: u64,
+    ) -> Result<Vec<corral_proto::Event>, ErrorReply> {
+        self.supervisor
+            .bus()
+            .next_in_stream(id, Duration::from_secs(1))
+            .await
     }
 }

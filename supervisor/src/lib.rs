@@ -6,7 +6,8 @@
 //!
 //! - [`supervisor`]: the root actor; owns the fleet and routes requests;
 //! - [`plugin`]: one actor per plugin; owns its process, connection and state;
-//! - [`control`]: serves the control socket the CLI talks to.
+//! - [`control`]: serves the control socket the CLI talks to;
+//! - [`bus`]: the event bus between plugins, the CLI and corral.
 //!
 //! Around them: [`config`] (loading and checking), [`spawn`] (starting a
 //! process), [`listener`] (plugin sockets and their authentication),
@@ -14,6 +15,7 @@
 //! [`rate`] (enforcing limits) and [`cli`].
 #![deny(missing_docs)]
 
+pub mod bus;
 pub mod cgroup;
 pub mod cli;
 pub mod client;

@@ -42,6 +42,15 @@ pub struct Expected<'a> {
     pub max_frame: usize,
 }
 
+/// Which of a plugin's two connections is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// The first: the plugin serves `PluginApi` on it.
+    Plugin,
+    /// The second: the plugin calls `BusApi` on it.
+    Bus,
+}
+
 /// Why the plugin's own handshake failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -53,6 +62,7 @@ pub struct HandshakeError(pub String);
 pub async fn accept_plugin(
     listener: &Listener,
     expected: &Expected<'_>,
+    role: Want,
 ) -> Result<Framed<Stream>, HandshakeError> {
     loop {
         let stream = match listener.accept().await {
@@ -85,20 +95,26 @@ pub async fn accept_plugin(
                 return Err(HandshakeError(why));
             }
         };
-        let verdict =
-            check_version("the plugin", hello.protocol_version).and_then(|()| match &hello.role {
-                Role::Plugin { name, secret }
-                    if name == expected.name && same_secret(secret, expected.secret) =>
-                {
-                    Ok(())
+        let verdict = check_version("the plugin", hello.protocol_version).and_then(|()| {
+            let (name, secret) = match (&hello.role, role) {
+                (Role::Plugin { name, secret }, Want::Plugin)
+                | (Role::Bus { name, secret }, Want::Bus) => (name, secret),
+                (Role::Control, _) => {
+                    return Err("a control client on a plugin socket".to_string());
                 }
-                Role::Plugin { name, .. } if name != expected.name => Err(format!(
+                (_, want) => return Err(format!("expected a {want:?} hello")),
+            };
+            if name != expected.name {
+                Err(format!(
                     "introduced itself as `{name}`, expected `{}`",
                     expected.name
-                )),
-                Role::Plugin { .. } => Err("wrong secret".to_string()),
-                Role::Control => Err("a control client on a plugin socket".to_string()),
-            });
+                ))
+            } else if !same_secret(secret, expected.secret) {
+                Err("wrong secret".to_string())
+            } else {
+                Ok(())
+            }
+        });
         return match verdict {
             Ok(()) => {
                 codec::send(
@@ -138,7 +154,9 @@ pub async fn accept_control(stream: Stream, max_frame: usize) -> Result<Framed<S
     let verdict =
         check_version("the client", hello.protocol_version).and_then(|()| match hello.role {
             Role::Control => Ok(()),
-            Role::Plugin { .. } => Err("a plugin hello on the control socket".to_string()),
+            Role::Plugin { .. } | Role::Bus { .. } => {
+                Err("a plugin hello on the control socket".to_string())
+            }
         });
     match verdict {
         Ok(()) => {

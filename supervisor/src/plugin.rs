@@ -50,9 +50,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 use tracing::Instrument;
 
+use crate::bus::BusHandle;
 use crate::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
 use crate::config::{PluginSpec, SupervisorSettings};
-use crate::listener::{self, Expected, HandshakeError};
+use crate::listener::{self, Expected, HandshakeError, Want};
 use crate::logs::{LogSink, Stream};
 use crate::memory::MemoryProbe;
 use crate::rate::Limiter;
@@ -138,6 +139,8 @@ pub struct Host {
     pub settings: Arc<SupervisorSettings>,
     /// The cgroup tree plugins are capped in, if any.
     pub cgroups: Arc<Cgroups>,
+    /// The event bus.
+    pub bus: BusHandle,
 }
 
 /// The way to reach one plugin's actor. Cheap to clone.
@@ -365,6 +368,8 @@ struct Actor {
     // The current process, when there is one.
     child: Option<Child>,
     pid: Option<u32>,
+    /// The pid of the process that just ended, for the events that report it.
+    exited_pid: Option<u32>,
     verdict: Option<ExitReason>,
     connecting: Option<JoinHandle<Result<Connected, HandshakeError>>>,
     client: Option<PluginApiClient>,
@@ -420,6 +425,7 @@ impl Actor {
             stop_waiters: Vec::new(),
             child: None,
             pid: None,
+            exited_pid: None,
             verdict: None,
             connecting: None,
             client: None,
@@ -434,6 +440,9 @@ impl Actor {
     }
 
     async fn run(mut self) {
+        self.host
+            .bus
+            .register(Arc::clone(&self.name), self.spec.bus.clone());
         if self.spec.enabled {
             self.transition(PluginState::Waiting, None, None);
         } else {
@@ -467,6 +476,7 @@ impl Actor {
                 _ = until(self.deadline) => self.on_deadline(),
             }
         }
+        self.host.bus.unregister(Arc::clone(&self.name));
     }
 
     fn on_msg(&mut self, msg: Msg) {
@@ -489,6 +499,7 @@ impl Actor {
                     ))
                     .unwrap_or_default(),
                     history: self.history.iter().cloned().collect(),
+                    bus: Default::default(),
                 };
                 let _ = reply.send(info);
             }
@@ -520,6 +531,9 @@ impl Actor {
             }
             Msg::Update { spec, reply } => {
                 let applied = self.update(*spec);
+                self.host
+                    .bus
+                    .register(Arc::clone(&self.name), self.spec.bus.clone());
                 let _ = reply.send(applied);
             }
             Msg::Restart { note, reply } => {
@@ -586,7 +600,17 @@ impl Actor {
             }),
             _ => None,
         };
+        match (&target, from == PluginState::Running) {
+            (Some(t), _) => {
+                self.host
+                    .bus
+                    .attach(Arc::clone(&self.name), t.client.clone(), t.call_timeout);
+            }
+            (None, true) => self.host.bus.detach(Arc::clone(&self.name)),
+            (None, false) => {}
+        }
         self.target.send_replace(target);
+        self.publish_lifecycle(from, to, reason.as_ref());
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
@@ -674,9 +698,11 @@ impl Actor {
             self.spec.clone(),
             secret,
             pid,
+            self.host.bus.clone(),
         )));
         self.child = Some(child);
         self.pid = Some(pid);
+        self.exited_pid = None;
         self.deadline = None;
         Ok(())
     }
@@ -825,6 +851,23 @@ impl Actor {
             self.note(note);
         }
         self.above_high = above;
+    }
+
+    /// Publishes the transition on `corral.plugin.<name>.<state>`.
+    fn publish_lifecycle(&self, from: PluginState, to: PluginState, reason: Option<&ExitReason>) {
+        let payload = serde_json::json!({
+            "name": &*self.name,
+            "state": to,
+            "from": from,
+            "pid": self.pid.or(self.exited_pid),
+            "reason": reason,
+            "restarts": self.restarts,
+        });
+        if let Ok(payload) = Payload::from_json(&payload) {
+            self.host
+                .bus
+                .system(format!("corral.plugin.{}.{to}", self.name), payload);
+        }
     }
 
     /// Records something that happened without a change of state.
@@ -995,6 +1038,7 @@ impl Actor {
     fn on_exit(&mut self, status: std::io::Result<ExitStatus>) {
         self.child = None;
         let pid = self.pid.take();
+        self.exited_pid = pid;
         if let Some(pgid) = pid {
             // Children it left behind in its group go with it.
             spawn::signal_group(pgid, Signal::SIGKILL);
@@ -1173,6 +1217,7 @@ async fn connect(
     spec: PluginSpec,
     secret: String,
     pgid: u32,
+    bus: BusHandle,
 ) -> Result<Connected, HandshakeError> {
     let timeout = spec.handshake_timeout;
     let attempt = async {
@@ -1183,8 +1228,7 @@ async fn connect(
             codec: spec.codec,
             max_frame: MAX_FRAME_BYTES,
         };
-        let framed = listener::accept_plugin(&listener, &expected).await?;
-        drop(listener);
+        let framed = listener::accept_plugin(&listener, &expected, Want::Plugin).await?;
         let transport = codec::into_transport(framed, spec.codec);
         let tarpc::client::NewClient { client, dispatch } =
             PluginApiClient::new(tarpc::client::Config::default(), transport);
@@ -1197,11 +1241,37 @@ async fn connect(
             .map_err(|e| HandshakeError(format!("config does not encode: {e}")))?;
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + timeout;
-        client
-            .load(ctx, config)
-            .await
+        // The plugin may open its bus connection before it answers `load`.
+        let (loaded, bus_conn) = {
+            let load = client.load(ctx, config);
+            let accept_bus = listener::accept_plugin(&listener, &expected, Want::Bus);
+            tokio::pin!(load, accept_bus);
+            let mut bus_conn = None;
+            let loaded = loop {
+                tokio::select! {
+                    loaded = &mut load => break loaded,
+                    conn = &mut accept_bus, if bus_conn.is_none() => bus_conn = Some(conn),
+                }
+            };
+            if bus_conn.is_none() {
+                bus_conn = accept_bus.now_or_never();
+            }
+            (loaded, bus_conn)
+        };
+        drop(listener);
+        loaded
             .map_err(|e| HandshakeError(format!("no answer to load: {e}")))?
             .map_err(|e| HandshakeError(format!("on_load failed: {e}")))?;
+        match bus_conn {
+            Some(Ok(framed)) => {
+                let transport = codec::into_transport(framed, spec.codec);
+                crate::bus::serve_plugin(spec.name.as_str().into(), bus, transport);
+            }
+            Some(Err(HandshakeError(why))) => {
+                return Err(HandshakeError(format!("bus connection refused: {why}")));
+            }
+            None => {}
+        }
         Ok(Connected { client, closed })
     };
     tokio::time::timeout(timeout, attempt)

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::Error;
 use std::path::PathBuf;
 
+use crate::bus::BusHandle;
 use crate::cgroup::Cgroups;
 use crate::config::{ConfigError, Fleet, PluginSpec};
 use crate::control::ControlServer;
@@ -44,9 +45,15 @@ enum Msg {
 pub struct SupervisorHandle {
     tx: mpsc::Sender<Msg>,
     ready: watch::Receiver<bool>,
+    bus: BusHandle,
 }
 
 impl SupervisorHandle {
+    /// The fleet's event bus.
+    pub fn bus(&self) -> &BusHandle {
+        &self.bus
+    }
+
     /// Resolves once the initial fleet has settled: no plugin is still
     /// starting, and none waits for a plugin that may yet run.
     pub async fn ready(&self) {
@@ -127,9 +134,11 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
     let (ready, ready_rx) = watch::channel(false);
     let (events_tx, events) = mpsc::unbounded_channel();
     let settings = Arc::new(fleet.supervisor.clone());
+    let bus = BusHandle::spawn();
     let host = Host {
         settings: Arc::clone(&settings),
         cgroups,
+        bus: bus.clone(),
     };
     let dependents = fleet
         .plugins
@@ -165,6 +174,7 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
         SupervisorHandle {
             tx,
             ready: ready_rx,
+            bus,
         },
         done_rx,
     )

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `corral` binary supervising real plugin
 //! processes over real sockets. Named by area and behaviour.
 
+mod bus;
 mod control;
 mod handshake;
 mod heartbeat;

@@ -13,15 +13,20 @@
 //! | `alloc` | `{"mb": N}` | allocates and touches N MiB and keeps it; `{"held_mb": total}` |
 //! | `config` | – | the config it was loaded with |
 //! | `log` | `{"count": N, "text": T}` | writes N numbered lines of T to stdout; `{"logged": N}` |
+//! | `publish` | `{"topic": T, "payload": P, "count": N, "retain": bool}` | publishes N events on T (payload P, or `{"i": i}` when P is absent), then flushes; `{"published": N}` or the refusal |
+//! | `subscribe` / `unsubscribe` | `{"patterns": [..]}` | changes its subscriptions at run time |
+//! | `received` | `{"limit": N}` | events received so far: `{"count", "in_order", "events": [first N (default 1000)]}` |
 //! | `spawn` | `{"count": N, "mb": M}` | starts N child processes, each holding M MiB (default 0) until killed; `{"spawned": k, "error": null or why the next one failed}` |
 //!
 //! Config key `crash_after_ms` (integer) makes it abort that long after
-//! loading: a crash loop on demand, for restart tests.
+//! loading: a crash loop on demand, for restart tests. Config key
+//! `event_delay_us` makes each received event take that long: a slow
+//! subscriber on demand.
 
 use std::io::Write;
 use std::sync::Mutex;
 
-use corral_sdk::{Context, Plugin, PluginError, Value};
+use corral_sdk::{Context, Event, Plugin, PluginError, Value};
 use serde_json::json;
 
 /// The echo plugin's state: what it was configured with and what it holds.
@@ -30,7 +35,20 @@ pub struct Echo {
     config: Mutex<Value>,
     held: Mutex<Vec<Vec<u8>>>,
     children: Mutex<Vec<std::process::Child>>,
+    received: Mutex<Received>,
 }
+
+/// What the plugin has received from the bus.
+#[derive(Debug, Default)]
+struct Received {
+    count: u64,
+    last_seq: u64,
+    in_order: bool,
+    events: Vec<Value>,
+}
+
+/// Events kept in full by `received`.
+const KEEP_EVENTS: usize = 10_000;
 
 /// The environment variable that turns `echo-plugin` into one of its own
 /// `spawn`ed children: hold that many MiB, then sleep until killed.
@@ -109,7 +127,7 @@ impl Plugin for Echo {
 
     async fn handle(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         action: &str,
         payload: Value,
     ) -> Result<Value, PluginError> {
@@ -138,6 +156,45 @@ impl Plugin for Echo {
                 }
             }
             "alloc" => Ok(self.alloc(field_u64(&payload, "mb")?)),
+            "publish" => {
+                let topic = payload
+                    .get("topic")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| PluginError::bad_payload("expected {\"topic\": <string>}"))?;
+                let count = payload.get("count").and_then(Value::as_u64).unwrap_or(1);
+                let retain = payload.get("retain").and_then(Value::as_bool) == Some(true);
+                for i in 0..count {
+                    let body = payload.get("payload").cloned().unwrap_or(json!({"i": i}));
+                    if retain {
+                        ctx.publish_retained(topic, &body).await?;
+                    } else {
+                        ctx.publish(topic, &body).await?;
+                    }
+                }
+                ctx.flush().await?;
+                Ok(json!({"published": count}))
+            }
+            "subscribe" | "unsubscribe" => {
+                let patterns: Vec<&str> = payload
+                    .get("patterns")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if action == "subscribe" {
+                    ctx.subscribe(&patterns).await?;
+                } else {
+                    ctx.unsubscribe(&patterns).await?;
+                }
+                Ok(json!({"patterns": patterns}))
+            }
+            "received" => {
+                let limit = payload.get("limit").and_then(Value::as_u64).unwrap_or(1000);
+                let r = self.received.lock().unwrap_or_else(|p| p.into_inner());
+                let events: Vec<Value> = r.events.iter().take(limit as usize).cloned().collect();
+                Ok(
+                    json!({"count": r.count, "in_order": r.count == 0 || r.in_order, "events": events}),
+                )
+            }
             "spawn" => {
                 let count = field_u64(&payload, "count")?;
                 let mb = payload.get("mb").and_then(Value::as_u64).unwrap_or(0);
@@ -169,6 +226,39 @@ impl Plugin for Echo {
         eprintln!("config reloaded");
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
+    }
+
+    async fn on_event(&self, _ctx: &Context, event: Event) {
+        let delay = self
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("event_delay_us")
+            .and_then(Value::as_u64);
+        if let Some(us) = delay {
+            // Spin: timers are too coarse for a few microseconds.
+            let until = std::time::Instant::now() + std::time::Duration::from_micros(us);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+        let mut r = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        r.in_order = if r.count == 0 {
+            true
+        } else {
+            r.in_order && event.seq > r.last_seq
+        };
+        r.count += 1;
+        r.last_seq = event.seq;
+        if r.events.len() < KEEP_EVENTS {
+            r.events.push(json!({
+                "topic": event.topic,
+                "payload": event.payload,
+                "source": event.source,
+                "seq": event.seq,
+                "retained": event.retained,
+            }));
+        }
     }
 
     async fn on_unload(&self, _ctx: &Context) {

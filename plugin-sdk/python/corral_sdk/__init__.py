@@ -61,9 +61,32 @@ class Context:
     """What a plugin knows about where it runs, and (inside an action) about
     the call: ``cancelled`` turns true when the caller's deadline passes."""
 
-    def __init__(self, name, cancel_event=None):
+    def __init__(self, name, cancel_event=None, bus=None):
         self.name = name
         self._cancel = cancel_event or threading.Event()
+        self._bus = bus
+
+    def publish(self, topic, payload=None, retain=False):
+        """Publishes a JSON payload on ``topic``; batched, in order. Waits
+        only when the SDK's buffer is full. Refusals by the supervisor are
+        reported by ``flush``."""
+        self._need_bus().publish(topic, payload, retain)
+
+    def flush(self):
+        """Waits until everything published so far was accepted; raises
+        ``PluginError`` with the first refusal since the last flush."""
+        self._need_bus().flush()
+
+    def subscribe(self, patterns):
+        self._need_bus().call("Subscribe", {"patterns": list(patterns)})
+
+    def unsubscribe(self, patterns):
+        self._need_bus().call("Unsubscribe", {"patterns": list(patterns)})
+
+    def _need_bus(self):
+        if self._bus is None:
+            raise PluginError("disconnected", "this plugin has no connection to the event bus")
+        return self._bus
 
     @property
     def cancelled(self):
@@ -129,6 +152,107 @@ class _Deadlines:
             call.cancel("its deadline passed")
 
 
+_TRACE = {"trace_id": [0] * 16, "span_id": 0, "sampling_decision": "Unsampled"}
+_PUBLISH_BUFFER = 65536
+_PUBLISH_BATCH = 4096
+
+
+class _Bus:
+    """The plugin's second connection: publishes in batches (one batch in
+    flight, in order) and subscribe/unsubscribe calls, on one thread."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.cond = threading.Condition()
+        self.items = []  # ("pub", event) | ("call", method, args, box) | ("flush", box)
+        self.refused = None
+        self.next_id = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def publish(self, topic, payload, retain):
+        if topic == "corral" or topic.startswith("corral."):
+            raise PluginError("denied", "`%s` is under `corral.>`, which only corral publishes" % topic)
+        with self.cond:
+            while len(self.items) >= _PUBLISH_BUFFER:
+                self.cond.wait()
+            self.items.append(("pub", {"topic": topic, "payload": payload, "retain": bool(retain)}))
+            self.cond.notify_all()
+
+    def _wait(self, item):
+        box = {"done": threading.Event()}
+        with self.cond:
+            self.items.append(item + (box,))
+            self.cond.notify_all()
+        box["done"].wait()
+        if box.get("error") is not None:
+            raise box["error"]
+        return box.get("value")
+
+    def flush(self):
+        self._wait(("flush",))
+
+    def call(self, method, args):
+        return self._wait(("call", method, args))
+
+    def _request(self, method, args):
+        self.next_id += 1
+        self.conn.send({
+            "Request": {
+                "context": {"deadline": {"secs": 60, "nanos": 0}, "trace_context": _TRACE},
+                "id": self.next_id,
+                "message": {method: args},
+            }
+        })
+        reply = self.conn.recv()
+        if reply is None:
+            raise PluginError("disconnected", "the event bus connection closed")
+        message = reply["message"]
+        if "Err" in message:
+            raise PluginError("internal", "bus: %r" % (message["Err"],))
+        return message["Ok"][method]
+
+    def _run(self):
+        while True:
+            with self.cond:
+                while not self.items:
+                    self.cond.wait()
+                first = self.items[0]
+                if first[0] == "pub":
+                    n = 0
+                    while n < len(self.items) and n < _PUBLISH_BATCH and self.items[n][0] == "pub":
+                        n += 1
+                    batch, self.items = self.items[:n], self.items[n:]
+                else:
+                    batch, self.items = [first], self.items[1:]
+                self.cond.notify_all()
+            try:
+                if batch[0][0] == "pub":
+                    receipt = self._request("Publish", {"events": [b[1] for b in batch]})
+                    for denied in receipt.get("denied", []):
+                        error = denied["error"]
+                        sys.stderr.write("corral plugin: publish refused: %s: %s\n" % (error["code"], error["message"]))
+                        if self.refused is None:
+                            self.refused = PluginError(error["code"], error["message"])
+                elif batch[0][0] == "flush":
+                    box = batch[0][1]
+                    box["error"], self.refused = self.refused, None
+                    box["done"].set()
+                else:
+                    _, method, args, box = batch[0]
+                    try:
+                        result = self._request(method, args)
+                        if isinstance(result, dict) and "Err" in result:
+                            err = result["Err"]
+                            box["error"] = PluginError(err["code"], err["message"])
+                    except Exception as e:  # reported to the caller
+                        box["error"] = e
+                    box["done"].set()
+            except (OSError, ValueError, PluginError) as e:
+                sys.stderr.write("corral plugin: event bus failed: %s\n" % e)
+                if self.refused is None:
+                    self.refused = PluginError("disconnected", str(e))
+
+
 def _relative_deadline(request):
     """Seconds until the request's deadline (tarpc sends it relative)."""
     deadline = (request.get("context") or {}).get("deadline")
@@ -142,6 +266,7 @@ class Plugin:
 
     def __init__(self):
         self.actions = {}
+        self.event_hook = None
         self.load_hook = None
         self.reload_hook = None
         self.unload_hook = None
@@ -152,6 +277,13 @@ class Plugin:
             return fn
 
         return register
+
+    def on_event(self, fn):
+        """Registers ``fn(ctx, event)`` for every delivered event, in order;
+        ``event`` is a dict with topic, payload, source, seq, at_unix_us and
+        retained."""
+        self.event_hook = fn
+        return fn
 
     def on_load(self, fn):
         self.load_hook = fn
@@ -220,7 +352,37 @@ def run(plugin):
     if not reply or "Welcome" not in reply:
         sys.stderr.write("corral plugin: handshake refused: %r\n" % (reply,))
         sys.exit(1)
-    ctx = Context(name)
+    # The bus connection, opened before `load` is answered.
+    bus_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bus_sock.connect(path)
+    bus_conn = _Connection(bus_sock, max_frame)
+    bus_conn.send({"protocol_version": PROTOCOL_VERSION, "role": {"Bus": {"name": name, "secret": secret}}})
+    reply = bus_conn.recv()
+    if not reply or "Welcome" not in reply:
+        sys.stderr.write("corral plugin: bus connection refused: %r\n" % (reply,))
+        sys.exit(1)
+    bus = _Bus(bus_conn)
+    ctx = Context(name, bus=bus)
+    deliveries = []
+    deliveries_cond = threading.Condition()
+
+    def event_worker():
+        # Events are handled here, in order; each batch is answered once
+        # handled, so the supervisor's queue holds the backlog.
+        while True:
+            with deliveries_cond:
+                while not deliveries:
+                    deliveries_cond.wait()
+                rid, events = deliveries.pop(0)
+            for event in events:
+                if plugin.event_hook:
+                    try:
+                        plugin.event_hook(ctx, event)
+                    except Exception as e:  # a failing handler is reported, never fatal
+                        sys.stderr.write("corral plugin: on_event failed: %s: %s\n" % (type(e).__name__, e))
+            respond(rid, "Deliver", None)
+
+    threading.Thread(target=event_worker, daemon=True).start()
     unloaded = threading.Event()
     deadlines = _Deadlines()
     calls = {}
@@ -295,13 +457,17 @@ def run(plugin):
             with calls_lock:
                 calls[rid] = tracked
             deadlines.add(_relative_deadline(request), tracked)
-            call_ctx = Context(name, tracked.event)
+            call_ctx = Context(name, tracked.event, bus)
             threading.Thread(
                 target=call,
                 args=(rid, "Handle", handle, call_ctx, args["action"], args["payload"]),
                 kwargs={"tracked": tracked},
                 daemon=True,
             ).start()
+        elif method == "Deliver":
+            with deliveries_cond:
+                deliveries.append((rid, args["events"]))
+                deliveries_cond.notify()
         elif method == "Load":
             call(rid, "Load", load, args["config"])
         elif method == "Reload":

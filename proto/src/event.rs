@@ -1,0 +1,195 @@
+//! Events on the bus: what a publisher sends ([`Publish`]), what a
+//! subscriber receives ([`Event`]), and the topic patterns that decide who
+//! receives what.
+//!
+//! A topic is dot-separated segments of letters, digits, `-` and `_`
+//! (`sensor.kitchen.power`). A pattern may use `*` for exactly one segment
+//! and, as its last segment only, `>` for one or more trailing segments
+//! (`sensor.*.power`, `sensor.>`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Payload;
+
+/// One event as delivered to a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Its topic.
+    pub topic: String,
+    /// Its payload: a JSON document.
+    pub payload: Payload,
+    /// Who published it: a plugin's name, `cli` or `corral`.
+    pub source: String,
+    /// The bus's sequence number, increasing across all events.
+    pub seq: u64,
+    /// When the bus accepted it, in microseconds since the Unix epoch.
+    pub at_unix_us: u64,
+    /// True when it is a retained event replayed to a new subscription.
+    #[serde(default)]
+    pub retained: bool,
+}
+
+/// One event as a publisher sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    /// Its topic (no wildcards).
+    pub topic: String,
+    /// Its payload.
+    pub payload: Payload,
+    /// Keep it as the topic's last value for future subscribers.
+    #[serde(default)]
+    pub retain: bool,
+}
+
+/// What the bus did with a batch of publishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishReceipt {
+    /// Events accepted and fanned out.
+    pub accepted: u64,
+    /// Events refused, with the index in the batch and why; none of them
+    /// reached anyone.
+    pub denied: Vec<Denied>,
+}
+
+/// One refused publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denied {
+    /// Its index in the batch.
+    pub index: u64,
+    /// Why (code `denied` or `bad_topic`).
+    pub error: crate::ErrorReply,
+}
+
+/// A plugin's standing on the bus, for `corral inspect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusStats {
+    /// Patterns it is subscribed to.
+    pub subscriptions: Vec<String>,
+    /// Events waiting in its queue.
+    pub queued: u64,
+    /// Events delivered to it.
+    pub delivered: u64,
+    /// Events dropped from its queue (`drop-oldest`).
+    pub dropped: u64,
+    /// Events it published that the bus accepted.
+    pub published: u64,
+    /// Publishes refused (outside its allow-list, or under `corral.>`).
+    pub denied_publishes: u64,
+    /// Subscriptions refused (outside its allow-list).
+    pub denied_subscriptions: u64,
+}
+
+/// Checks a topic: one or more non-empty segments of `[A-Za-z0-9_-]`.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.len() > 256 {
+        return Err(format!("topic `{topic}` must be 1 to 256 characters"));
+    }
+    for seg in topic.split('.') {
+        if seg.is_empty()
+            || !seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "topic `{topic}`: segments are non-empty runs of letters, digits, '-' and '_', separated by '.'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a pattern: a topic whose segments may also be `*`, and whose last
+/// segment may be `>`.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    let segs: Vec<&str> = pattern.split('.').collect();
+    for (i, seg) in segs.iter().enumerate() {
+        let ok = match *seg {
+            "*" => true,
+            ">" => i == segs.len() - 1,
+            s => check_topic(s).is_ok(),
+        };
+        if !ok || pattern.len() > 256 {
+            return Err(format!(
+                "pattern `{pattern}`: segments are names, `*` (one segment) or a final `>` (one or more)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `topic` matches `pattern`.
+///
+/// ```
+/// use corral_proto::event::matches;
+/// assert!(matches("sensor.*.power", "sensor.kitchen.power"));
+/// assert!(matches("sensor.>", "sensor.kitchen.power"));
+/// assert!(!matches("sensor.>", "sensor"));
+/// assert!(!matches("sensor.*", "sensor.kitchen.power"));
+/// ```
+pub fn matches(pattern: &str, topic: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut t = topic.split('.');
+    loop {
+        match (p.next(), t.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether every topic `inner` matches is also matched by `outer` (so a
+/// plugin allowed `outer` may subscribe to `inner`).
+///
+/// ```
+/// use corral_proto::event::covers;
+/// assert!(covers("sensor.>", "sensor.*.power"));
+/// assert!(covers("sensor.*", "sensor.kitchen"));
+/// assert!(!covers("sensor.*", "sensor.>"));
+/// assert!(!covers("sensor.kitchen", "sensor.*"));
+/// ```
+pub fn covers(outer: &str, inner: &str) -> bool {
+    let mut o = outer.split('.');
+    let mut i = inner.split('.');
+    loop {
+        match (o.next(), i.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(s)) if s != ">" => {}
+            (Some(a), Some(b)) if a == b && a != "*" && a != ">" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_by_segment() {
+        assert!(matches("a.b.c", "a.b.c"));
+        assert!(!matches("a.b.c", "a.b"));
+        assert!(!matches("a.b", "a.b.c"));
+        assert!(matches("a.*.c", "a.x.c"));
+        assert!(!matches("a.*.c", "a.x.y.c"));
+        assert!(matches(">", "a"));
+        assert!(matches("a.>", "a.b.c.d"));
+        assert!(!matches("a.>", "b.c"));
+    }
+
+    #[test]
+    fn topics_and_patterns_are_checked() {
+        assert!(check_topic("sensor.kitchen-1.power_w").is_ok());
+        for bad in ["", "a..b", ".a", "a.", "a.*", "a.>", "a b"] {
+            assert!(check_topic(bad).is_err(), "{bad}");
+        }
+        assert!(check_pattern("a.*.>").is_ok());
+        assert!(check_pattern(">").is_ok());
+        for bad in ["a.>.b", "a..b", "", "a.**"] {
+            assert!(check_pattern(bad).is_err(), "{bad}");
+        }
+    }
+}
