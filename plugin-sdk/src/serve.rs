@@ -73,45 +73,18 @@ impl Settings {
 }
 
 async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError> {
-    let connect_err = |source| RunError::Connect {
-        path: settings.socket.clone(),
-        source,
-    };
-    let name = settings
-        .socket
-        .as_str()
-        .to_fs_name::<GenericFilePath>()
-        .map_err(connect_err)?;
-    let stream = Stream::connect(name).await.map_err(connect_err)?;
-    let mut framed = codec::framed(stream, settings.max_frame);
-
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        role: Role::Plugin {
-            name: settings.name.clone(),
-            secret: settings.secret.clone(),
-        },
-    };
-    let handshake = |e: codec::FrameError| RunError::Handshake(e.to_string());
-    codec::send(&mut framed, settings.codec, &hello)
-        .await
-        .map_err(handshake)?;
-    match codec::recv(&mut framed, settings.codec)
-        .await
-        .map_err(handshake)?
-    {
-        HelloReply::Welcome { protocol_version } => {
-            check_version("the supervisor", protocol_version).map_err(RunError::Handshake)?
-        }
-        HelloReply::Refused { reason } => return Err(RunError::Handshake(reason)),
-    }
-
+    let framed = open(&settings, false).await?;
     // The second connection, for publishing and subscribing, opened before
     // `load` is answered as the protocol asks.
-    let bus = connect_bus(&settings).await?;
+    let bus = open(&settings, true).await?;
+    let tarpc::client::NewClient { client, dispatch } = BusApiClient::new(
+        tarpc::client::Config::default(),
+        codec::into_transport(bus, settings.codec),
+    );
+    tokio::spawn(dispatch);
     let server = Server {
         plugin: Arc::new(plugin),
-        ctx: Context::new(settings.name, Some(bus)),
+        ctx: Context::new(settings.name, Some(client)),
         unloaded: Arc::new(AtomicBool::new(false)),
     };
     let transport = codec::into_transport(framed, settings.codec);
@@ -127,8 +100,9 @@ async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError>
     Ok(())
 }
 
-/// Opens and authenticates the bus connection; returns its client.
-async fn connect_bus(settings: &Settings) -> Result<BusApiClient, RunError> {
+/// Connects to the plugin's socket and shakes hands as the plugin itself,
+/// or (`bus`) as its bus connection.
+async fn open(settings: &Settings, bus: bool) -> Result<codec::Framed<Stream>, RunError> {
     let connect_err = |source| RunError::Connect {
         path: settings.socket.clone(),
         source,
@@ -140,14 +114,17 @@ async fn connect_bus(settings: &Settings) -> Result<BusApiClient, RunError> {
         .map_err(connect_err)?;
     let stream = Stream::connect(name).await.map_err(connect_err)?;
     let mut framed = codec::framed(stream, settings.max_frame);
+    let (name, secret) = (settings.name.clone(), settings.secret.clone());
+    let (role, which) = if bus {
+        (Role::Bus { name, secret }, "bus connection: ")
+    } else {
+        (Role::Plugin { name, secret }, "")
+    };
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
-        role: Role::Bus {
-            name: settings.name.clone(),
-            secret: settings.secret.clone(),
-        },
+        role,
     };
-    let handshake = |e: codec::FrameError| RunError::Handshake(format!("bus connection: {e}"));
+    let handshake = |e: codec::FrameError| RunError::Handshake(format!("{which}{e}"));
     codec::send(&mut framed, settings.codec, &hello)
         .await
         .map_err(handshake)?;
@@ -155,16 +132,15 @@ async fn connect_bus(settings: &Settings) -> Result<BusApiClient, RunError> {
         .await
         .map_err(handshake)?
     {
-        HelloReply::Welcome { .. } => {}
+        HelloReply::Welcome { protocol_version } => {
+            check_version("the supervisor", protocol_version)
+                .map_err(|e| RunError::Handshake(format!("{which}{e}")))?
+        }
         HelloReply::Refused { reason } => {
-            return Err(RunError::Handshake(format!("bus connection: {reason}")));
+            return Err(RunError::Handshake(format!("{which}{reason}")));
         }
     }
-    let transport = codec::into_transport(framed, settings.codec);
-    let tarpc::client::NewClient { client, dispatch } =
-        BusApiClient::new(tarpc::client::Config::default(), transport);
-    tokio::spawn(dispatch);
-    Ok(client)
+    Ok(framed)
 }
 
 /// The [`PluginApi`] server wrapping a [`Plugin`].
