@@ -205,12 +205,19 @@ impl Plugin for Echo {
                 let text = payload
                     .get("text")
                     .and_then(Value::as_str)
-                    .unwrap_or("line");
-                let mut out = std::io::stdout().lock();
-                for i in 0..count {
-                    let _ = writeln!(out, "{text} {i}");
-                }
-                let _ = out.flush();
+                    .unwrap_or("line")
+                    .to_string();
+                // Writing blocks while the supervisor drains the pipe: off
+                // the runtime thread, so heartbeats keep being answered.
+                tokio::task::spawn_blocking(move || {
+                    let mut out = std::io::stdout().lock();
+                    for i in 0..count {
+                        let _ = writeln!(out, "{text} {i}");
+                    }
+                    let _ = out.flush();
+                })
+                .await
+                .map_err(|e| PluginError::internal(format!("log writer failed: {e}")))?;
                 Ok(json!({"logged": count}))
             }
             "config" => Ok(self
