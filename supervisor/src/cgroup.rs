@@ -149,9 +149,8 @@ impl Cgroups {
         let leaf = format!("{plugin}.{spawn}");
         let cgroup = match &self.tree {
             Tree::None => return Ok(None),
-            Tree::V2 { root, pids } => {
-                let enable = if *pids { "+memory +pids" } else { "+memory" };
-                let dir = make_leaf(root, &leaf, Some(enable))?;
+            Tree::V2 { root, .. } => {
+                let dir = make_leaf(root, &leaf)?;
                 let cgroup = PluginCgroup {
                     enforcement: Enforcement::Cgroup2,
                     memory: dir.clone(),
@@ -171,7 +170,7 @@ impl Cgroups {
                 cgroup
             }
             Tree::V1 { memory, pids } => {
-                let mem = make_leaf(memory, &leaf, None)?;
+                let mem = make_leaf(memory, &leaf)?;
                 let mut cgroup = PluginCgroup {
                     enforcement: Enforcement::Cgroup1,
                     memory: mem.clone(),
@@ -186,7 +185,7 @@ impl Cgroups {
                     write(&mem, "memory.soft_limit_in_bytes", high)?;
                 }
                 if let (Some(pids_root), Some(max)) = (pids, limits.pids_max) {
-                    let dir = make_leaf(pids_root, &leaf, None)?;
+                    let dir = make_leaf(pids_root, &leaf)?;
                     cgroup.dirs.push(dir.clone());
                     write(&dir, "pids.max", max)?;
                 }
@@ -294,37 +293,20 @@ fn write(dir: &Path, file: &str, value: impl std::fmt::Display) -> io::Result<()
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.join(file).display())))
 }
 
-/// Makes `root/leaf`, making `root` again first if it was swept away (v2
-/// roots then get `enable` written to their `cgroup.subtree_control`).
-fn make_leaf(root: &Path, leaf: &str, enable: Option<&str>) -> io::Result<PathBuf> {
+/// Makes `root/leaf` (only this supervisor writes under `root`).
+fn make_leaf(root: &Path, leaf: &str) -> io::Result<PathBuf> {
     let dir = root.join(leaf);
-    let mut made_root = false;
-    loop {
-        match fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Left by a spawn whose removal failed: empty it and reuse it.
-                kill_members(&dir);
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !made_root => {
-                made_root = true;
-                match fs::create_dir(root) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
-                }
-                if let Some(enable) = enable {
-                    fs::write(root.join("cgroup.subtree_control"), enable)?;
-                }
-            }
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot create {}: {e}", dir.display()),
-                ));
-            }
+    match fs::create_dir(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Left by a spawn whose removal failed: empty it and reuse it.
+            kill_members(&dir);
+            Ok(dir)
         }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot create {}: {e}", dir.display()),
+        )),
     }
 }
 
@@ -522,12 +504,10 @@ fn detect_v1(mountinfo: &str, proc_cgroup: &str, name: &str) -> Result<Tree, Str
     Ok(Tree::V1 { memory, pids })
 }
 
-/// Reads the shim's cgroup list from its environment (and removes it, so
-/// the plugin does not inherit it).
-pub fn take_shim_cgroups() -> Vec<PathBuf> {
+/// Reads the shim's cgroup list from its environment (the shim keeps the
+/// variable out of the plugin's environment).
+pub fn shim_cgroups() -> Vec<PathBuf> {
     let value: Option<OsString> = std::env::var_os(SHIM_CGROUP_ENV);
-    // SAFETY: called by the single-threaded shim before it execs.
-    unsafe { std::env::remove_var(SHIM_CGROUP_ENV) };
     value
         .map(|v| {
             v.to_string_lossy()

@@ -23,14 +23,17 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let supervisor = u32::try_from(supervisor).unwrap_or(0);
-    let cgroups = corral::cgroup::take_shim_cgroups();
+    let cgroups = corral::cgroup::shim_cgroups();
     let prepared = corral::spawn::c_paths(&cgroups)
         .and_then(|cgroups| corral::spawn::shim_prepare(supervisor, (soft, hard), &cgroups));
     if let Err(e) = prepared {
         eprintln!("corral-exec: {e}");
         return ExitCode::from(127);
     }
-    let err = Command::new(program).args(&args[4..]).exec();
+    let err = Command::new(program)
+        .args(&args[4..])
+        .env_remove(corral::cgroup::SHIM_CGROUP_ENV)
+        .exec();
     eprintln!(
         "corral-exec: cannot run {}: {err}",
         program.to_string_lossy()
