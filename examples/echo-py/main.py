@@ -1,13 +1,18 @@
-"""The Python twin of examples/echo: the same actions, for the same tests."""
+"""The Python twin of examples/echo: the same actions, for the same tests.
 
+Plain functions run in threads of their own; `echo` and `sleep` are
+`async def`, run as asyncio tasks, to show both kinds.
+"""
+
+import asyncio
 import os
 import signal
 import sys
 import threading
 
-from corral_sdk import Plugin, PluginError, run
+from corral_sdk import Plugin, PluginError
 
-plugin = Plugin()
+plugin = Plugin("echo-py")
 state = {"config": None, "held": []}
 received = {"count": 0, "last_seq": 0, "in_order": True, "events": []}
 received_lock = threading.Lock()
@@ -30,8 +35,7 @@ def on_load(ctx, config):
 
 @plugin.on_unload
 def on_unload(ctx):
-    sys.stderr.write("unloading\n")
-    sys.stderr.flush()
+    ctx.log.info("unloading")
 
 
 @plugin.action("ping")
@@ -40,14 +44,14 @@ def ping(ctx, payload):
 
 
 @plugin.action("echo")
-def echo(ctx, payload):
+async def echo(ctx, payload):
     return payload
 
 
 @plugin.action("sleep")
-def sleep(ctx, payload):
+async def sleep(ctx, payload):
     ms = field(payload, "ms")
-    ctx.sleep(ms / 1000.0)  # raises Cancelled when the caller gives up
+    await asyncio.sleep(ms / 1000.0)  # cancelled when the caller gives up
     return {"slept_ms": ms}
 
 
@@ -70,9 +74,10 @@ def crash(ctx, payload):
 def hang(ctx, payload):
     sys.stderr.write("hanging as asked\n")
     sys.stderr.flush()
-    # Freeze the whole process, heartbeat thread included.
+    # Freeze the whole process, heartbeat thread included; never answer,
+    # even if something sends SIGCONT.
     os.kill(os.getpid(), signal.SIGSTOP)
-    return None
+    threading.Event().wait()
 
 
 @plugin.action("alloc")
@@ -113,7 +118,7 @@ def spawn(ctx, payload):
     return {"spawned": spawned, "error": error}
 
 
-@plugin.on_event
+@plugin.on_event(">")
 def on_event(ctx, event):
     with received_lock:
         if received["count"] and event["seq"] <= received["last_seq"]:
@@ -167,4 +172,4 @@ def config(ctx, payload):
 
 
 if __name__ == "__main__":
-    run(plugin)
+    plugin.run()

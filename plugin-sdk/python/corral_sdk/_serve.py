@@ -1,0 +1,222 @@
+"""Serving a ``Plugin`` over its connections to the supervisor.
+
+The reader thread answers heartbeats itself and hands everything else off:
+actions and hooks to the invoker (threads, or the asyncio loop), event
+batches to one event thread that answers each batch once it is handled, so
+the supervisor's queue holds the backlog.
+"""
+
+import heapq
+import logging
+import os
+import sys
+import threading
+import time
+
+from . import _wire
+from ._bus import Bus
+from .plugin import Host, error_reply
+
+_log = logging.getLogger("corral_sdk")
+
+
+class _Call:
+    """One action in flight: its cancellation and whether it has answered."""
+
+    def __init__(self, action):
+        self.action = action
+        self.event = threading.Event()
+        self.lock = threading.Lock()
+        self.finished = False
+        self.canceller = None
+
+    def cancel(self, why):
+        with self.lock:
+            if self.finished or self.event.is_set():
+                return
+            self.event.set()
+            canceller = self.canceller
+        sys.stderr.write("corral plugin: action `%s` cancelled: %s\n" % (self.action, why))
+        sys.stderr.flush()
+        if canceller is not None:
+            canceller()
+
+    def finish(self):
+        """Marks the call answered; False when it was cancelled first."""
+        with self.lock:
+            self.finished = True
+            return not self.event.is_set()
+
+
+class _Deadlines:
+    """One thread that cancels calls whose deadline has passed."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.heap = []
+        self.seq = 0
+        threading.Thread(target=self._run, name="corral-deadlines", daemon=True).start()
+
+    def add(self, seconds, call):
+        with self.cond:
+            self.seq += 1
+            heapq.heappush(self.heap, (time.monotonic() + seconds, self.seq, call))
+            self.cond.notify()
+
+    def _run(self):
+        while True:
+            with self.cond:
+                while not self.heap:
+                    self.cond.wait()
+                at, _, call = self.heap[0]
+                now = time.monotonic()
+                if at > now:
+                    self.cond.wait(at - now)
+                    continue
+                heapq.heappop(self.heap)
+            call.cancel("its deadline passed")
+
+
+def _env(name):
+    value = os.environ.get(name)
+    if value is None:
+        sys.stderr.write(
+            "corral plugin: environment variable %s is not set: this program is a corral "
+            "plugin; run it from a fleet config with `corral up`\n" % name
+        )
+        sys.exit(1)
+    return value
+
+
+def _setup_logging():
+    root = logging.getLogger("corral_sdk")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("CORRAL_PLUGIN_LOG", "INFO").upper())
+
+
+def serve(plugin):
+    """Connects, shakes hands and serves ``plugin`` until the supervisor stops
+    it or the connection closes; then exits the process."""
+    _setup_logging()
+    name = _env("CORRAL_PLUGIN_NAME")
+    path = _env("CORRAL_PLUGIN_SOCKET")
+    secret = _env("CORRAL_PLUGIN_SECRET")
+    if _env("CORRAL_PLUGIN_CODEC") != "json":
+        sys.stderr.write('corral plugin: the Python SDK speaks the json codec; set codec = "json"\n')
+        sys.exit(1)
+    max_frame = int(os.environ.get("CORRAL_MAX_FRAME", _wire.MAX_FRAME_BYTES))
+    try:
+        conn = _wire.connect(path, "Plugin", name, secret, max_frame)
+        # The bus connection, opened before `load` is answered.
+        bus_conn = _wire.connect(path, "Bus", name, secret, max_frame)
+    except (OSError, _wire.ProtocolError) as e:
+        sys.stderr.write("corral plugin: %s\n" % e)
+        sys.exit(1)
+    host = Host(plugin, name, Bus(bus_conn))
+    _Server(conn, host).run()
+    host.unload()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+class _Server:
+    def __init__(self, conn, host):
+        self.conn = conn
+        self.host = host
+        self.deadlines = _Deadlines()
+        self.calls = {}
+        self.calls_lock = threading.Lock()
+        self.deliveries = []
+        self.deliveries_cond = threading.Condition()
+        threading.Thread(target=self._event_worker, name="corral-events", daemon=True).start()
+
+    def respond(self, request_id, method, value, error):
+        if error is None:
+            result = {"Ok": value} if method in ("Handle", "Load", "Reload") else value
+        else:
+            wire = error_reply(error)
+            if wire is None:
+                return  # cancelled: nobody waits for this answer
+            result = {"Err": wire}
+        try:
+            self.conn.send(_wire.response(request_id, method, result))
+        except (OSError, _wire.ProtocolError) as e:
+            if isinstance(e, _wire.ProtocolError):
+                # A reply too large for a frame: say so instead.
+                self.conn.send(_wire.response(request_id, method, {"Err": {"code": "internal", "message": str(e)}}))
+
+    def _event_worker(self):
+        while True:
+            with self.deliveries_cond:
+                while not self.deliveries:
+                    self.deliveries_cond.wait()
+                rid, events = self.deliveries.pop(0)
+            self.host.deliver(events)
+            self.respond(rid, "Deliver", None, None)
+
+    def _start_call(self, rid, req, args):
+        call = _Call(args["action"])
+        with self.calls_lock:
+            self.calls[rid] = call
+
+        def done(value, error):
+            with self.calls_lock:
+                self.calls.pop(rid, None)
+            if call.finish():
+                self.respond(rid, "Handle", value, error)
+
+        self.deadlines.add(_wire.relative_deadline(req), call)
+        canceller = self.host.handle(args["action"], args["payload"], call.event, done)
+        with call.lock:
+            call.canceller = canceller
+
+    def _cancel(self, request_id):
+        with self.calls_lock:
+            call = self.calls.get(request_id)
+        if call is not None:
+            call.cancel("its caller cancelled it")
+
+    def _shutdown(self, rid):
+        def body():
+            self.host.unload()
+            self.respond(rid, "Shutdown", None, None)
+
+        threading.Thread(target=body, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                frame = self.conn.recv()
+            except (OSError, _wire.ProtocolError) as e:
+                sys.stderr.write("corral plugin: connection failed: %s\n" % e)
+                return
+            if frame is None:
+                return
+            req = frame.get("Request")
+            if req is None:
+                cancel = frame.get("Cancel")
+                if cancel is not None:
+                    self._cancel(cancel.get("request_id"))
+                continue
+            rid = req["id"]
+            ((method, args),) = req["message"].items()
+            if method == "Ping":
+                self.respond(rid, "Ping", args["seq"], None)
+            elif method == "Handle":
+                self._start_call(rid, req, args)
+            elif method == "Deliver":
+                with self.deliveries_cond:
+                    self.deliveries.append((rid, args["events"]))
+                    self.deliveries_cond.notify()
+            elif method == "Load":
+                self.host.load(args["config"], lambda v, e, rid=rid: self.respond(rid, "Load", None, e))
+            elif method == "Reload":
+                self.host.reload(args["config"], lambda v, e, rid=rid: self.respond(rid, "Reload", None, e))
+            elif method == "Shutdown":
+                self._shutdown(rid)
+            else:
+                _log.warning("ignoring unknown request %s", method)

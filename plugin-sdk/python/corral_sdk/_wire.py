@@ -1,0 +1,100 @@
+"""The wire: length-prefixed JSON frames, the hello, tarpc's envelopes.
+
+Every frame is a 4-byte big-endian length followed by that many bytes of
+compact JSON. docs/protocol.md describes each message.
+"""
+
+import json
+import socket
+import struct
+import threading
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+# tarpc's trace context; corral ignores it, but the field must be present.
+TRACE = {"trace_id": [0] * 16, "span_id": 0, "sampling_decision": "Unsampled"}
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol (oversized frame, bad JSON, refused hello)."""
+
+
+class Connection:
+    """One framed connection; ``send`` may be called from any thread, ``recv``
+    from one thread only."""
+
+    def __init__(self, sock, max_frame=MAX_FRAME_BYTES):
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+        self.max_frame = max_frame
+        self.write_lock = threading.Lock()
+
+    def send(self, message):
+        body = json.dumps(message, separators=(",", ":")).encode()
+        if len(body) > self.max_frame:
+            raise ProtocolError("frame of %d bytes exceeds the maximum of %d" % (len(body), self.max_frame))
+        with self.write_lock:
+            self.sock.sendall(struct.pack(">I", len(body)) + body)
+
+    def recv(self):
+        """The next message, or None once the peer closed the connection."""
+        head = self.reader.read(4)
+        if len(head) < 4:
+            return None
+        (length,) = struct.unpack(">I", head)
+        if length > self.max_frame:
+            raise ProtocolError("frame of %d bytes exceeds the maximum of %d" % (length, self.max_frame))
+        body = self.reader.read(length)
+        if len(body) < length:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise ProtocolError("frame is not JSON: %s" % e)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def connect(path, role, name, secret, max_frame=MAX_FRAME_BYTES):
+    """Connects to the plugin socket and shakes hands as ``role`` ("Plugin"
+    for the call connection, "Bus" for the event bus connection)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    conn = Connection(sock, max_frame)
+    conn.send({"protocol_version": PROTOCOL_VERSION, "role": {role: {"name": name, "secret": secret}}})
+    reply = conn.recv()
+    if not isinstance(reply, dict) or "Welcome" not in reply:
+        conn.close()
+        reason = reply.get("Refused", {}).get("reason") if isinstance(reply, dict) else None
+        raise ProtocolError("%s connection refused: %s" % (role.lower(), reason or repr(reply)))
+    return conn
+
+
+def request(request_id, method, args, deadline_secs=60):
+    """A tarpc request envelope."""
+    return {
+        "Request": {
+            "context": {"deadline": {"secs": deadline_secs, "nanos": 0}, "trace_context": TRACE},
+            "id": request_id,
+            "message": {method: args},
+        }
+    }
+
+
+def response(request_id, method, result):
+    """A tarpc response envelope carrying ``method``'s result."""
+    return {"request_id": request_id, "message": {"Ok": {method: result}}}
+
+
+def relative_deadline(req, default=10.0):
+    """Seconds until a request's deadline (tarpc sends it relative)."""
+    deadline = (req.get("context") or {}).get("deadline")
+    if not deadline:
+        return default
+    return deadline.get("secs", 0) + deadline.get("nanos", 0) / 1e9

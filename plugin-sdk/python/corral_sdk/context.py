@@ -1,0 +1,94 @@
+"""``Context``: what a plugin knows about where it runs, and its way onto
+the event bus."""
+
+import asyncio
+import logging
+import threading
+
+from .errors import BAD_TOPIC, DENIED, DISCONNECTED, Cancelled, PluginError
+from .topics import check_topic
+
+
+class Context:
+    """Handed to every hook and action.
+
+    ``name`` is the plugin's name in the fleet, ``config`` its config table
+    as last loaded, ``log`` a logger writing to stderr (which corral keeps in
+    the plugin's log). Inside an action, ``cancelled`` turns true when the
+    caller's deadline passes or the caller goes away.
+    """
+
+    def __init__(self, name, bus=None, cancel_event=None, shared=None):
+        self.name = name
+        self.log = logging.getLogger("corral_sdk.plugin").getChild(name or "plugin")
+        self._bus = bus
+        self._cancel = cancel_event or threading.Event()
+        self._shared = shared if shared is not None else {"config": None}
+
+    def _for_call(self, cancel_event):
+        return Context(self.name, self._bus, cancel_event, self._shared)
+
+    @property
+    def config(self):
+        """The plugin's config table (a dict, or None when it has none)."""
+        return self._shared["config"]
+
+    @property
+    def cancelled(self):
+        return self._cancel.is_set()
+
+    def sleep(self, seconds):
+        """Sleeps, or raises ``Cancelled`` as soon as the call is cancelled."""
+        if self._cancel.wait(seconds):
+            raise Cancelled()
+
+    def publish(self, topic, payload=None, retain=False):
+        """Publishes a JSON payload on ``topic``. Events go out in batches, in
+        order; this waits only when the SDK's buffer is full (backpressure).
+        A topic outside the plugin's ``publish`` allow-list is refused by the
+        supervisor and reported by ``flush``; a malformed topic, or one under
+        ``corral.>``, is refused here at once."""
+        try:
+            check_topic(topic)
+        except ValueError as e:
+            raise PluginError(BAD_TOPIC, str(e))
+        if topic == "corral" or topic.startswith("corral."):
+            raise PluginError(DENIED, "`%s` is under `corral.>`, which only corral publishes" % topic)
+        self._need_bus().publish(topic, payload, bool(retain))
+
+    def flush(self):
+        """Waits until everything published so far was accepted; raises
+        ``PluginError`` with the first refusal since the last flush."""
+        self._need_bus().flush()
+
+    def subscribe(self, patterns):
+        """Subscribes to more patterns, within the plugin's ``subscribe``
+        allow-list; retained events that match arrive first."""
+        self._need_bus().subscribe(_patterns(patterns))
+
+    def unsubscribe(self, patterns):
+        """Drops subscriptions."""
+        self._need_bus().unsubscribe(_patterns(patterns))
+
+    async def flush_async(self):
+        """``flush`` for async actions: waits without blocking the loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self.flush)
+
+    async def subscribe_async(self, patterns):
+        """``subscribe`` for async actions."""
+        await asyncio.get_running_loop().run_in_executor(None, self.subscribe, patterns)
+
+    async def unsubscribe_async(self, patterns):
+        """``unsubscribe`` for async actions."""
+        await asyncio.get_running_loop().run_in_executor(None, self.unsubscribe, patterns)
+
+    def _need_bus(self):
+        if self._bus is None:
+            raise PluginError(DISCONNECTED, "this plugin has no connection to the event bus")
+        return self._bus
+
+
+def _patterns(patterns):
+    if isinstance(patterns, str):
+        return [patterns]
+    return list(patterns)

@@ -1,0 +1,187 @@
+"""Drive a plugin in a unit test, without corral: call its actions, feed it
+events, see what it published::
+
+    from corral_sdk.testing import PluginTester
+    from my_plugin import plugin
+
+    def test_greet():
+        with PluginTester(plugin, config={"greeting": "hi"}) as t:
+            assert t.call("greet", "ann") == {"hello": "ann"}
+            t.deliver("clock.tick", {"n": 1})
+            assert t.published == [{"topic": "greeter.ticked", "payload": {"n": 1}, "retain": False}]
+
+Actions run as they do under corral (plain functions in a thread, ``async
+def`` on the SDK's asyncio loop), and errors arrive as ``PluginError`` with
+the code a caller would see.
+"""
+
+import itertools
+import threading
+import time
+
+from .errors import DENIED, TIMEOUT, PluginError
+from .plugin import Host, error_reply
+from .topics import check_pattern, matches
+
+__all__ = ["PluginTester"]
+
+
+class _RecordingBus:
+    """Stands in for the event bus: keeps what was published, enforces the
+    same allow-lists the supervisor would."""
+
+    def __init__(self, publish, subscribe):
+        self.allowed_publish = list(publish)
+        self.allowed_subscribe = list(subscribe)
+        self.published = []
+        self.subscriptions = list(subscribe)
+        self.refused = None
+        self.lock = threading.Lock()
+
+    def publish(self, topic, payload, retain):
+        with self.lock:
+            if any(matches(p, topic) for p in self.allowed_publish):
+                self.published.append({"topic": topic, "payload": payload, "retain": retain})
+            elif self.refused is None:
+                self.refused = PluginError(DENIED, "`%s` is outside this plugin's publish allow-list" % topic)
+
+    def flush(self):
+        with self.lock:
+            refused, self.refused = self.refused, None
+        if refused is not None:
+            raise refused
+
+    def subscribe(self, patterns):
+        for p in patterns:
+            try:
+                check_pattern(p)
+            except ValueError as e:
+                raise PluginError("bad_topic", str(e))
+            if not any(_covers(a, p) for a in self.allowed_subscribe):
+                raise PluginError(DENIED, "`%s` is outside this plugin's subscribe allow-list" % p)
+        with self.lock:
+            self.subscriptions.extend(p for p in patterns if p not in self.subscriptions)
+
+    def unsubscribe(self, patterns):
+        with self.lock:
+            self.subscriptions = [p for p in self.subscriptions if p not in patterns]
+
+
+def _covers(outer, inner):
+    o, i = outer.split("."), inner.split(".")
+    for n, seg in enumerate(o):
+        if seg == ">":
+            return len(i) > n
+        if n >= len(i) or i[n] == ">" or (seg != "*" and (i[n] == "*" or seg != i[n])):
+            return False
+    return len(o) == len(i)
+
+
+class PluginTester:
+    """One plugin, loaded in this process, as corral would run it.
+
+    ``publish`` and ``subscribe`` are the allow-lists (the fleet config's
+    keys); they default to corral's: publish under ``<name>.>``, subscribe
+    to nothing beyond what is given.
+    """
+
+    def __init__(self, plugin, name=None, config=None, publish=None, subscribe=(">",), load=True):
+        self.name = name or plugin.name or "test"
+        self._bus = _RecordingBus(publish if publish is not None else [self.name + ".>"], subscribe)
+        self._host = Host(plugin, self.name, self._bus)
+        self._seq = itertools.count(1)
+        if load:
+            self.load(config)
+
+    @property
+    def ctx(self):
+        """The Context the plugin's functions get."""
+        return self._host.ctx
+
+    @property
+    def published(self):
+        """Every accepted publish so far: dicts of topic, payload, retain."""
+        with self._bus.lock:
+            return list(self._bus.published)
+
+    @property
+    def subscriptions(self):
+        """The patterns the plugin is subscribed to now."""
+        with self._bus.lock:
+            return list(self._bus.subscriptions)
+
+    def load(self, config=None):
+        """Runs ``on_load``; raises ``PluginError`` if it fails."""
+        self._wait(lambda done: self._host.load(config, done), 30)
+
+    def reload(self, config):
+        """Runs ``on_reload`` (or ``on_load``) with a new config."""
+        self._wait(lambda done: self._host.reload(config, done), 30)
+
+    def call(self, action, payload=None, timeout=10.0):
+        """Calls an action; returns its reply or raises ``PluginError`` with
+        the code a caller would see (``timeout`` past the deadline, when the
+        action is also cancelled)."""
+        cancel = threading.Event()
+        box = {}
+        finished = threading.Event()
+
+        def done(value, error):
+            box["value"], box["error"] = value, error
+            finished.set()
+
+        canceller = self._host.handle(action, payload, cancel, done)
+        if not finished.wait(timeout):
+            cancel.set()
+            if canceller is not None:
+                canceller()
+            raise PluginError(TIMEOUT, "`%s` did not answer within %ss" % (action, timeout))
+        if box["error"] is not None:
+            wire = error_reply(box["error"])
+            if wire is None:
+                raise PluginError(TIMEOUT, "`%s` was cancelled" % action)
+            raise PluginError(wire["code"], wire["message"])
+        return box["value"]
+
+    def deliver(self, topic, payload=None, source="test", retained=False):
+        """Delivers one event, as the bus would if the plugin's subscriptions
+        match it, and returns once its handlers ran. Returns whether it was
+        delivered."""
+        if not any(matches(p, topic) for p in self.subscriptions):
+            return False
+        event = {
+            "topic": topic,
+            "payload": payload,
+            "source": source,
+            "seq": next(self._seq),
+            "at_unix_us": int(time.time() * 1e6),
+            "retained": retained,
+        }
+        self._host.deliver([event])
+        return True
+
+    def unload(self):
+        """Runs ``on_unload`` (once)."""
+        self._host.unload()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.unload()
+        return False
+
+    def _wait(self, start, timeout):
+        finished = threading.Event()
+        box = {}
+
+        def done(_, error):
+            box["error"] = error
+            finished.set()
+
+        start(done)
+        if not finished.wait(timeout):
+            raise PluginError(TIMEOUT, "hook did not finish within %ss" % timeout)
+        if box["error"] is not None:
+            wire = error_reply(box["error"]) or {"code": TIMEOUT, "message": "cancelled"}
+            raise PluginError(wire["code"], wire["message"])
