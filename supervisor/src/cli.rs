@@ -94,7 +94,7 @@ pub enum Command {
         name: String,
         /// The action.
         action: String,
-        /// The payload, as JSON [default: null].
+        /// The payload, as JSON, or `-` to read it from stdin [default: null].
         payload: Option<String>,
     },
     /// Put an event on the bus (source `cli`).
@@ -391,14 +391,25 @@ fn human_uptime(ms: u64) -> String {
 
 /// A payload argument: JSON text, `null` when absent; `Err` is the exit
 /// code after saying what is wrong.
+/// The payload argument: JSON text, `-` for JSON read from stdin (for
+/// payloads past the command line's size limit), or none for `null`.
 fn payload_arg(payload: Option<String>) -> Result<Payload, ExitCode> {
-    match payload {
-        None => Ok(Payload::null()),
-        Some(text) => Payload::from_json_bytes(text.into_bytes()).map_err(|e| {
-            eprintln!("corral: the payload is not valid JSON: {e}");
-            ExitCode::from(2)
-        }),
-    }
+    let text = match payload.as_deref() {
+        None => return Ok(Payload::null()),
+        Some("-") => {
+            let mut text = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut text) {
+                eprintln!("corral: cannot read the payload from stdin: {e}");
+                return Err(ExitCode::from(2));
+            }
+            text
+        }
+        Some(text) => text.as_bytes().to_vec(),
+    };
+    Payload::from_json_bytes(text).map_err(|e| {
+        eprintln!("corral: the payload is not valid JSON: {e}");
+        ExitCode::from(2)
+    })
 }
 
 async fn publish(
