@@ -1,4 +1,5 @@
-//! Heartbeats: a hung plugin is killed in bounded time; a busy one is not.
+//! Heartbeats: a hung plugin is killed in bounded time (that a busy one is
+//! not is in the conformance suite).
 
 use std::time::{Duration, Instant};
 
@@ -30,28 +31,6 @@ fn a_hung_plugin_is_killed_for_hang_within_the_bound() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("disconnected"),
         "{out:?}"
-    );
-}
-
-#[test]
-fn a_plugin_busy_in_a_long_handler_keeps_answering_heartbeats() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.echo]\ncmd = {}\n{FAST_HEARTBEAT}\n",
-        echo_cmd()
-    ));
-    let pid = fleet.wait_running("echo");
-    let reply = fleet
-        .call("echo", "sleep", Some(r#"{"ms": 10000}"#))
-        .unwrap();
-    assert_eq!(reply["slept_ms"], 10000);
-    let row = fleet.row("echo");
-    assert_eq!(row["state"], "running");
-    assert_eq!(row["pid"], pid);
-    assert!(row["last_exit"].is_null(), "{row}");
-    assert!(
-        !fleet.log().contains("missed a heartbeat"),
-        "{}",
-        fleet.log()
     );
 }
 

@@ -160,40 +160,6 @@ fn nofile_sets_the_plugins_open_file_limit() {
 }
 
 #[test]
-fn a_call_past_its_timeout_is_answered_timeout_and_its_handler_cancelled() {
-    let fleet = Fleet::start(&format!(
-        "[defaults]\ncall_timeout = \"200ms\"\n[plugins.rust]\ncmd = {}\n[plugins.python]\npath = {}\n",
-        echo_cmd(),
-        echo_py_path()
-    ));
-    for name in ["rust", "python"] {
-        fleet.wait_running(name);
-        let started = Instant::now();
-        let err = fleet
-            .call(name, "sleep", Some(r#"{"ms": 5000}"#))
-            .unwrap_err();
-        let took = started.elapsed();
-        assert!(err.contains("timeout"), "{name}: {err}");
-        assert!(
-            took >= Duration::from_millis(200) && took < Duration::from_millis(2000),
-            "{name}: answered after {took:?}"
-        );
-        let reply = fleet.call(name, "ping", None).unwrap();
-        assert_eq!(reply["pong"], true, "{name}");
-        wait_until(
-            Duration::from_secs(5),
-            "the plugin to report the cancellation",
-            || {
-                let out = fleet.corral(&["logs", name]);
-                String::from_utf8_lossy(&out.stdout)
-                    .contains("action `sleep` cancelled")
-                    .then_some(())
-            },
-        );
-    }
-}
-
-#[test]
 fn past_its_rate_limit_a_call_is_refused_then_served_after_the_period() {
     let fleet = Fleet::start(&format!(
         "[plugins.limited]\ncmd = {}\nrate_limit = {{ calls = 2, per = \"4s\" }}\n",

@@ -2,10 +2,12 @@
 //! processes over real sockets. Named by area and behaviour.
 
 mod bus;
+mod conformance;
 mod control;
 mod handshake;
 mod heartbeat;
 mod lifecycle;
 mod limits;
 mod protocol;
+mod sdk;
 mod supervision;

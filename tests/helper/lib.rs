@@ -241,10 +241,7 @@ impl Fleet {
 
     /// Runs a `corral` client command against this fleet.
     pub fn corral(&self, args: &[&str]) -> Output {
-        Command::new(bin("corral"))
-            .args(args)
-            .arg("--socket")
-            .arg(self.socket())
+        self.client(args)
             .stdin(Stdio::null())
             .output()
             .expect("run corral")
@@ -252,15 +249,28 @@ impl Fleet {
 
     /// Starts a `corral` client command without waiting for it.
     pub fn corral_spawn(&self, args: &[&str]) -> Child {
-        Command::new(bin("corral"))
-            .args(args)
-            .arg("--socket")
-            .arg(self.socket())
-            .stdin(Stdio::null())
+        self.spawn_client(args, Stdio::null())
+    }
+
+    /// Like [`Fleet::corral_spawn`], with a pipe to the command's stdin.
+    pub fn corral_spawn_stdin(&self, args: &[&str]) -> Child {
+        self.spawn_client(args, Stdio::piped())
+    }
+
+    fn spawn_client(&self, args: &[&str], stdin: Stdio) -> Child {
+        self.client(args)
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn corral")
+    }
+
+    /// A `corral` client command aimed at this fleet's control socket.
+    fn client(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("corral"));
+        cmd.args(args).arg("--socket").arg(self.socket());
+        cmd
     }
 
     /// `corral ps --json`, parsed.

@@ -1,0 +1,381 @@
+//! The conformance suite: one set of end-to-end tests that every echo plugin
+//! must pass, whatever its language. Each test is a function of an [`Impl`];
+//! the `conformance!` list at the bottom runs them all against each one.
+//!
+//! A new SDK is done when its echo plugin (the actions in
+//! docs/protocol.md's "The echo plugin" section) is added to that list and
+//! every test passes:
+//! `cargo test -p corral-e2e --test e2e conformance::<lang>`.
+
+// The test bodies are shared functions rather than `#[test]` functions, so
+// clippy's allowance for unwrap in tests must be given here.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use corral_e2e::{Fleet, echo_cmd, echo_py_path, process_gone, rss_kib, wait_until};
+use serde_json::{Value, json};
+
+/// How a fleet config names one implementation of the echo plugin.
+#[derive(Clone, Copy)]
+struct Impl {
+    /// The fleet config lines (`cmd = …` or `path = …`) that run it.
+    entry: fn() -> String,
+}
+
+impl Impl {
+    /// A `[plugins.NAME]` table running this implementation, plus `extra` lines.
+    fn plugin(self, name: &str, extra: &str) -> String {
+        format!("[plugins.{name}]\n{}\n{extra}\n", (self.entry)())
+    }
+
+    fn fleet(self, extra: &str) -> Fleet {
+        Fleet::start(&self.plugin("p", extra))
+    }
+}
+
+fn error_code(err: &str) -> &str {
+    // The CLI prints `corral: NAME ACTION failed: CODE: message`.
+    err.split("failed: ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or(err)
+}
+
+fn logs(fleet: &Fleet, name: &str) -> String {
+    String::from_utf8_lossy(&fleet.corral(&["logs", name]).stdout).into_owned()
+}
+
+fn wait_log(fleet: &Fleet, name: &str, needle: &str) {
+    wait_until(
+        Duration::from_secs(5),
+        &format!("`{needle}` in {name}'s log"),
+        || logs(fleet, name).contains(needle).then_some(()),
+    );
+}
+
+fn every_action_answers_as_specified(imp: Impl) {
+    let fleet = imp.fleet("[plugins.p.config]\ngreeting = \"hi\"\n");
+    let pid = fleet.wait_running("p");
+
+    let pong = fleet.call("p", "ping", None).unwrap();
+    assert_eq!(pong, json!({"pong": true, "pid": pid}));
+
+    let payload = json!({"s": "héllo ✓ \"quoted\"\n", "n": [1, -2, 2.5, null, true], "o": {"deep": {"x": []}}});
+    let reply = fleet.call("p", "echo", Some(&payload.to_string())).unwrap();
+    assert_eq!(reply, payload);
+    // 1 MiB, past the command line's limit: the payload comes on stdin.
+    let big = json!("x".repeat(1 << 20));
+    let mut caller = fleet.corral_spawn_stdin(&["call", "p", "echo", "-"]);
+    let mut stdin = caller.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, big.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    let out = caller.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), big);
+
+    let slept = fleet.call("p", "sleep", Some(r#"{"ms": 20}"#)).unwrap();
+    assert_eq!(slept, json!({"slept_ms": 20}));
+    let err = fleet.call("p", "sleep", Some(r#""soon""#)).unwrap_err();
+    assert_eq!(error_code(&err), "bad_payload", "{err}");
+    let err = fleet.call("p", "no-such-action", None).unwrap_err();
+    assert_eq!(error_code(&err), "unknown_action", "{err}");
+
+    let config = fleet.call("p", "config", None).unwrap();
+    assert_eq!(config["greeting"], "hi", "{config}");
+
+    let before = rss_kib(pid);
+    let held = fleet.call("p", "alloc", Some(r#"{"mb": 16}"#)).unwrap();
+    assert_eq!(held["held_mb"], 16);
+    assert!(
+        rss_kib(pid) >= before + 15 * 1024,
+        "alloc touched its memory"
+    );
+
+    let logged = fleet
+        .call(
+            "p",
+            "log",
+            Some(r#"{"count": 3, "text": "conformance-line"}"#),
+        )
+        .unwrap();
+    assert_eq!(logged["logged"], 3);
+    wait_log(&fleet, "p", "conformance-line 2");
+
+    let spawned = fleet
+        .call("p", "spawn", Some(r#"{"count": 2, "mb": 0}"#))
+        .unwrap();
+    assert_eq!(spawned["spawned"], 2, "{spawned}");
+
+    // Nothing above cost the plugin its life.
+    let row = fleet.row("p");
+    assert_eq!(
+        (row["pid"].as_u64(), row["restarts"].as_u64()),
+        (Some(u64::from(pid)), Some(0))
+    );
+}
+
+fn heartbeats_are_answered_while_a_handler_is_busy(imp: Impl) {
+    // Three missed 100 ms heartbeats would kill it; the handler takes 1.5 s.
+    let fleet = imp.fleet(r#"heartbeat = { interval = "100ms", timeout = "100ms", misses = 2 }"#);
+    let pid = fleet.wait_running("p");
+    let busy = fleet.corral_spawn(&["call", "p", "sleep", r#"{"ms": 1500}"#]);
+    let started = Instant::now();
+    // Other calls are served meanwhile, too.
+    let pong = fleet.call("p", "ping", None).unwrap();
+    assert_eq!(pong["pid"], pid);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "ping waited for sleep"
+    );
+    let out = busy.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["slept_ms"], 1500);
+    let row = fleet.row("p");
+    assert_eq!(row["state"], "running");
+    assert_eq!(row["pid"], pid);
+    assert!(
+        !fleet.log().contains("missed a heartbeat"),
+        "{}",
+        fleet.log()
+    );
+}
+
+fn a_graceful_stop_runs_unload_and_ends_the_process(imp: Impl) {
+    let fleet = imp.fleet("");
+    let pid = fleet.wait_running("p");
+    let out = fleet.corral(&["stop", "p"]);
+    assert!(out.status.success(), "{out:?}");
+    let row = fleet.wait_row("p", Duration::from_secs(10), "stopped", |r| {
+        r["state"] == "stopped"
+    });
+    assert_eq!(row["last_exit"]["reason"], "requested", "{row}");
+    assert!(process_gone(pid));
+    // on_unload ran before the process exited, and was not cut short.
+    wait_log(&fleet, "p", "unloading");
+    assert!(
+        !fleet.log().contains("sending SIGTERM"),
+        "it needed a signal to stop: {}",
+        fleet.log()
+    );
+}
+
+fn exits_crashes_and_hangs_are_restarted_with_their_reason(imp: Impl) {
+    let fleet = imp.fleet(
+        r#"restart = "always"
+backoff = { initial = "10ms", max = "10ms" }
+heartbeat = { interval = "100ms", timeout = "100ms", misses = 2 }"#,
+    );
+    let cases: [(&str, Option<&str>, Value); 3] = [
+        (
+            "exit",
+            Some(r#"{"code": 3}"#),
+            json!({"reason": "exit", "code": 3}),
+        ),
+        (
+            "crash",
+            None,
+            json!({"reason": "signal", "signal": "SIGABRT"}),
+        ),
+        ("hang", None, json!({"reason": "hang"})),
+    ];
+    for (restarts, (action, payload, reason)) in cases.into_iter().enumerate() {
+        let pid = fleet.wait_running("p");
+        let mut args = vec!["call", "p", action];
+        args.extend(payload);
+        let caller = fleet.corral_spawn(&args);
+        let row = fleet.wait_row("p", Duration::from_secs(10), action, |r| {
+            r["state"] == "running" && r["pid"].as_u64() != Some(u64::from(pid))
+        });
+        assert_eq!(row["last_exit"], reason, "after {action}");
+        assert_eq!(row["restarts"], restarts as u64 + 1, "{row}");
+        assert!(process_gone(pid), "{action}: the old process is gone");
+        let out = caller.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{action} returned a reply: {out:?}");
+    }
+    assert_eq!(fleet.call("p", "ping", None).unwrap()["pong"], true);
+}
+
+fn over_its_memory_cap_it_is_killed_and_restarted(imp: Impl) {
+    let fleet = imp.fleet(r#"memory_max = "64MiB""#);
+    let pid = fleet.wait_running("p");
+    let _ = fleet.call("p", "alloc", Some(r#"{"mb": 200}"#));
+    let row = fleet.wait_row(
+        "p",
+        Duration::from_secs(10),
+        "restarted after memory_cap",
+        |r| r["state"] == "running" && r["pid"].as_u64() != Some(u64::from(pid)),
+    );
+    assert_eq!(row["last_exit"]["reason"], "memory_cap", "{row}");
+    assert!(row["rss_bytes"].as_u64().unwrap() < 64 << 20, "{row}");
+}
+
+fn received(fleet: &Fleet, name: &str) -> Value {
+    fleet
+        .call(name, "received", Some(r#"{"limit": 100000}"#))
+        .unwrap()
+}
+
+fn publish_and_subscribe(imp: Impl) {
+    let fleet = Fleet::start(&format!(
+        "{}{}",
+        imp.plugin("pub", ""),
+        imp.plugin("sub", r#"subscribe = ["pub.>"]"#)
+    ));
+    fleet.wait_running("pub");
+    fleet.wait_running("sub");
+    let sent = fleet
+        .call(
+            "pub",
+            "publish",
+            Some(r#"{"topic": "pub.a", "count": 500}"#),
+        )
+        .unwrap();
+    assert_eq!(sent["published"], 500);
+    let got = wait_until(Duration::from_secs(10), "500 events", || {
+        let r = received(&fleet, "sub");
+        (r["count"] == 500).then_some(r)
+    });
+    assert_eq!(got["in_order"], true);
+    let first = &got["events"][0];
+    assert_eq!(
+        (first["topic"].as_str(), first["source"].as_str()),
+        (Some("pub.a"), Some("pub"))
+    );
+    assert_eq!(first["payload"], json!({"i": 0}));
+    assert_eq!(got["events"][499]["payload"], json!({"i": 499}));
+
+    // Unsubscribed, it gets nothing; subscribed again, it gets what follows.
+    fleet
+        .call("sub", "unsubscribe", Some(r#"{"patterns": ["pub.>"]}"#))
+        .unwrap();
+    fleet
+        .call(
+            "pub",
+            "publish",
+            Some(r#"{"topic": "pub.missed", "count": 10}"#),
+        )
+        .unwrap();
+    fleet
+        .call("sub", "subscribe", Some(r#"{"patterns": ["pub.b"]}"#))
+        .unwrap();
+    fleet
+        .call(
+            "pub",
+            "publish",
+            Some(r#"{"topic": "pub.b", "payload": "after"}"#),
+        )
+        .unwrap();
+    let got = wait_until(
+        Duration::from_secs(10),
+        "the event after resubscribing",
+        || {
+            let r = received(&fleet, "sub");
+            (r["count"] == 501).then_some(r)
+        },
+    );
+    assert_eq!(
+        got["events"][500]["payload"], "after",
+        "pub.missed leaked through"
+    );
+
+    // Outside its allow-lists, both are refused with `denied`.
+    let err = fleet
+        .call("pub", "publish", Some(r#"{"topic": "sub.x"}"#))
+        .unwrap_err();
+    assert_eq!(error_code(&err), "denied", "{err}");
+    let err = fleet
+        .call("pub", "publish", Some(r#"{"topic": "corral.plugin.x"}"#))
+        .unwrap_err();
+    assert_eq!(error_code(&err), "denied", "{err}");
+    let err = fleet
+        .call("sub", "subscribe", Some(r#"{"patterns": ["other.>"]}"#))
+        .unwrap_err();
+    assert_eq!(error_code(&err), "denied", "{err}");
+}
+
+fn config_reaches_it_and_a_reload_changes_it_in_place(imp: Impl) {
+    let fleet = imp.fleet("[plugins.p.config]\ngreeting = \"one\"\n");
+    let pid = fleet.wait_running("p");
+    assert_eq!(fleet.call("p", "config", None).unwrap()["greeting"], "one");
+    let config = std::fs::read_to_string(fleet.config()).unwrap();
+    fleet.rewrite_config(&config.replace("\"one\"", "\"two\""));
+    let out = fleet.corral(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(Duration::from_secs(5), "the new config", || {
+        (fleet.call("p", "config", None).unwrap()["greeting"] == "two").then_some(())
+    });
+    let row = fleet.row("p");
+    assert_eq!(
+        (row["pid"].as_u64(), row["restarts"].as_u64()),
+        (Some(u64::from(pid)), Some(0))
+    );
+}
+
+fn a_call_past_its_timeout_is_answered_timeout_and_cancelled(imp: Impl) {
+    let fleet = imp.fleet(r#"call_timeout = "200ms""#);
+    fleet.wait_running("p");
+    let started = Instant::now();
+    let err = fleet
+        .call("p", "sleep", Some(r#"{"ms": 5000}"#))
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(error_code(&err), "timeout", "{err}");
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_millis(2000),
+        "answered after {took:?}"
+    );
+    assert_eq!(fleet.call("p", "ping", None).unwrap()["pong"], true);
+    wait_log(&fleet, "p", "action `sleep` cancelled");
+}
+
+macro_rules! conformance {
+    ($($lang:ident => $entry:expr;)*) => {$(
+        mod $lang {
+            const IMPL: super::Impl = super::Impl { entry: $entry };
+
+            #[test]
+            fn every_action_answers_as_specified() {
+                super::every_action_answers_as_specified(IMPL)
+            }
+            #[test]
+            fn heartbeats_are_answered_while_a_handler_is_busy() {
+                super::heartbeats_are_answered_while_a_handler_is_busy(IMPL)
+            }
+            #[test]
+            fn a_graceful_stop_runs_unload_and_ends_the_process() {
+                super::a_graceful_stop_runs_unload_and_ends_the_process(IMPL)
+            }
+            #[test]
+            fn exits_crashes_and_hangs_are_restarted_with_their_reason() {
+                super::exits_crashes_and_hangs_are_restarted_with_their_reason(IMPL)
+            }
+            #[test]
+            fn over_its_memory_cap_it_is_killed_and_restarted() {
+                super::over_its_memory_cap_it_is_killed_and_restarted(IMPL)
+            }
+            #[test]
+            fn publish_and_subscribe() {
+                super::publish_and_subscribe(IMPL)
+            }
+            #[test]
+            fn config_reaches_it_and_a_reload_changes_it_in_place() {
+                super::config_reaches_it_and_a_reload_changes_it_in_place(IMPL)
+            }
+            #[test]
+            fn a_call_past_its_timeout_is_answered_timeout_and_cancelled() {
+                super::a_call_past_its_timeout_is_answered_timeout_and_cancelled(IMPL)
+            }
+        }
+    )*};
+}
+
+conformance! {
+    rust => || format!("cmd = {}", super::echo_cmd());
+    python => || format!("path = {}", super::echo_py_path());
+}
