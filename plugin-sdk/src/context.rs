@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_proto::event::check_topic;
-use corral_proto::{BusApiClient, Payload, Publish, codes};
+use corral_proto::{BusApiClient, Payload, Publish, PublishReceipt, codes};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,13 +31,61 @@ struct Inner {
 
 #[derive(Debug)]
 struct Bus {
-    client: BusApiClient,
+    link: Link,
     publishes: mpsc::Sender<Item>,
+}
+
+/// Where a context's bus traffic goes: the supervisor, or (in a unit test)
+/// a recorder.
+#[derive(Debug, Clone)]
+pub(crate) enum Link {
+    Wire(BusApiClient),
+    #[cfg(feature = "testing")]
+    Local(Arc<crate::testing::Recorder>),
+}
+
+impl Link {
+    async fn publish(&self, batch: Vec<Publish>) -> Result<PublishReceipt, PluginError> {
+        match self {
+            Link::Wire(client) => client.publish(deadline(), batch).await.map_err(rpc_error),
+            #[cfg(feature = "testing")]
+            Link::Local(recorder) => Ok(recorder.publish(batch)),
+        }
+    }
+
+    async fn subscribe(&self, patterns: Vec<String>) -> Result<(), PluginError> {
+        match self {
+            Link::Wire(client) => client
+                .subscribe(deadline(), patterns)
+                .await
+                .map_err(rpc_error)?,
+            #[cfg(feature = "testing")]
+            Link::Local(recorder) => recorder.subscribe(patterns),
+        }
+    }
+
+    async fn unsubscribe(&self, patterns: Vec<String>) -> Result<(), PluginError> {
+        match self {
+            Link::Wire(client) => client
+                .unsubscribe(deadline(), patterns)
+                .await
+                .map_err(rpc_error)?,
+            #[cfg(feature = "testing")]
+            Link::Local(recorder) => {
+                recorder.unsubscribe(&patterns);
+                Ok(())
+            }
+        }
+    }
 }
 
 enum Item {
     Publish(Publish),
+    /// Answers with the first refusal since the last flush.
     Flush(oneshot::Sender<Result<(), PluginError>>),
+    /// Answers once everything before it was handled; refusals stay.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    Sync(oneshot::Sender<()>),
 }
 
 impl std::fmt::Debug for Item {
@@ -47,11 +95,11 @@ impl std::fmt::Debug for Item {
 }
 
 impl Context {
-    pub(crate) fn new(name: String, bus: Option<BusApiClient>) -> Self {
-        let bus = bus.map(|client| {
+    pub(crate) fn new(name: String, link: Option<Link>) -> Self {
+        let bus = link.map(|link| {
             let (publishes, rx) = mpsc::channel(PUBLISH_BUFFER);
-            tokio::spawn(flusher(client.clone(), rx));
-            Bus { client, publishes }
+            tokio::spawn(flusher(link.clone(), rx));
+            Bus { link, publishes }
         });
         Self {
             inner: Arc::new(Inner { name, bus }),
@@ -132,21 +180,25 @@ impl Context {
     /// allow-list); retained events that match arrive first.
     pub async fn subscribe(&self, patterns: &[&str]) -> Result<(), PluginError> {
         let patterns = patterns.iter().map(|p| p.to_string()).collect();
-        self.bus()?
-            .client
-            .subscribe(deadline(), patterns)
-            .await
-            .map_err(rpc_error)?
+        self.bus()?.link.subscribe(patterns).await
     }
 
     /// Drops subscriptions.
     pub async fn unsubscribe(&self, patterns: &[&str]) -> Result<(), PluginError> {
         let patterns = patterns.iter().map(|p| p.to_string()).collect();
-        self.bus()?
-            .client
-            .unsubscribe(deadline(), patterns)
-            .await
-            .map_err(rpc_error)?
+        self.bus()?.link.unsubscribe(patterns).await
+    }
+
+    /// Waits until every publish so far has reached the bus, leaving any
+    /// refusal for [`flush`](Context::flush).
+    #[cfg(feature = "testing")]
+    pub(crate) async fn sync(&self) {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(bus) = self.bus()
+            && bus.publishes.send(Item::Sync(tx)).await.is_ok()
+        {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -162,16 +214,18 @@ fn rpc_error(e: tarpc::client::RpcError) -> PluginError {
 
 /// Sends buffered publishes in batches, one batch in flight, and answers
 /// flushes once every publish before them is acknowledged.
-async fn flusher(client: BusApiClient, mut rx: mpsc::Receiver<Item>) {
+async fn flusher(link: Link, mut rx: mpsc::Receiver<Item>) {
     let mut refused: Option<PluginError> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = Vec::new();
         let mut flushes = Vec::new();
+        let mut syncs = Vec::new();
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
                 Item::Publish(p) => batch.push(p),
                 Item::Flush(reply) => flushes.push(reply),
+                Item::Sync(reply) => syncs.push(reply),
             }
             next = if batch.len() < PUBLISH_BATCH {
                 rx.try_recv().ok()
@@ -180,7 +234,7 @@ async fn flusher(client: BusApiClient, mut rx: mpsc::Receiver<Item>) {
             };
         }
         if !batch.is_empty() {
-            match client.publish(deadline(), batch).await {
+            match link.publish(batch).await {
                 Ok(receipt) => {
                     for denied in &receipt.denied {
                         eprintln!("corral plugin: publish refused: {}", denied.error);
@@ -190,12 +244,15 @@ async fn flusher(client: BusApiClient, mut rx: mpsc::Receiver<Item>) {
                     }
                 }
                 Err(e) => {
-                    refused.get_or_insert(rpc_error(e));
+                    refused.get_or_insert(e);
                 }
             }
         }
         for reply in flushes {
             let _ = reply.send(refused.take().map_or(Ok(()), Err));
+        }
+        for reply in syncs {
+            let _ = reply.send(());
         }
     }
 }

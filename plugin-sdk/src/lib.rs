@@ -11,6 +11,9 @@
 //!
 //! Payloads are JSON values in this API and bytes on the wire.
 //!
+//! With the `testing` feature, [`testing::Harness`] runs a plugin in a unit
+//! test without a supervisor.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -38,6 +41,8 @@ mod error;
 mod event;
 mod plugin;
 mod serve;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use context::Context;
 pub use corral_proto::{ErrorReply as PluginError, codes};

@@ -13,6 +13,7 @@ use interprocess::local_socket::tokio::{Stream, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use tarpc::server::{BaseChannel, Channel};
 
+use crate::context::Link;
 use crate::{Context, Event, Plugin, RunError};
 
 /// Serves `plugin` until the supervisor stops it, then returns.
@@ -84,7 +85,7 @@ async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError>
     tokio::spawn(dispatch);
     let server = Server {
         plugin: Arc::new(plugin),
-        ctx: Context::new(settings.name, Some(client)),
+        ctx: Context::new(settings.name, Some(Link::Wire(client))),
         unloaded: Arc::new(AtomicBool::new(false)),
     };
     let transport = codec::into_transport(framed, settings.codec);
