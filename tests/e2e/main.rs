@@ -8,6 +8,7 @@ mod handshake;
 mod heartbeat;
 mod lifecycle;
 mod limits;
+mod node;
 mod protocol;
 mod sdk;
 mod supervision;
