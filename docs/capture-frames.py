@@ -89,7 +89,7 @@ def pump(conn, arrow, src, dst):
             pass
 
 
-def relay(listener, upstream_path):
+def relay(listener, upstream_path, tmp):
     n = 0
     while True:
         try:
@@ -97,6 +97,10 @@ def relay(listener, upstream_path):
         except OSError:
             return
         n += 1
+        if n == 2:
+            # Both connections are open (plugin, then bus): nobody needs the
+            # socket file any more, and a SIGKILLed relay leaves nothing behind.
+            shutil.rmtree(tmp, ignore_errors=True)
         up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         up.connect(upstream_path)
         for args in ((n, "->", down, up), (n, "<-", up, down)):
@@ -113,7 +117,7 @@ def main():
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(4)
-    threading.Thread(target=relay, args=(listener, upstream), daemon=True).start()
+    threading.Thread(target=relay, args=(listener, upstream, tmp), daemon=True).start()
     env = dict(os.environ, CORRAL_PLUGIN_SOCKET=path)
     child = subprocess.Popen(sys.argv[1:], env=env)
     for sig in (signal.SIGTERM, signal.SIGINT):
