@@ -85,6 +85,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new plugin's folder (manifest, source, README, a test) that
+    /// runs as generated, and print the lines that add it to a fleet.
+    New {
+        /// The plugin's name (also its folder's).
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// The folder to create the plugin's folder in.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// The SDK to build on: a corral checkout's `plugin-sdk` (Rust) or
+        /// `plugin-sdk/python` folder [default: found beside this corral].
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
     /// Call a plugin's action and print its JSON reply.
     Call {
         /// Where the running supervisor is.
@@ -218,7 +234,7 @@ pub async fn run_client(command: Command) -> ExitCode {
             json,
         } => logs(&target, &name, follow, lines, json).await,
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
-        Command::Up { .. } | Command::Check { .. } => unreachable_client(),
+        Command::Up { .. } | Command::Check { .. } | Command::New { .. } => unreachable_client(),
     };
     match result {
         Ok(code) => code,
@@ -727,4 +743,42 @@ pub fn check(file: &Path, json: bool) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `corral new`: writes the plugin's folder and says how to run it.
+pub fn new_plugin(
+    name: &str,
+    lang: crate::scaffold::Lang,
+    dir: &Path,
+    sdk: Option<&Path>,
+) -> ExitCode {
+    use crate::scaffold::Lang;
+    let made = match crate::scaffold::new(name, lang, dir, sdk) {
+        Ok(made) => made,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let folder = made.dir.display();
+    println!(
+        "created {name} ({}) in {folder}: {}",
+        if lang == Lang::Rust { "Rust" } else { "Python" },
+        made.files.join(", ")
+    );
+    match lang {
+        Lang::Rust => println!(
+            "build it: cargo build --manifest-path {folder}/Cargo.toml\ntest it:  cargo test --manifest-path {folder}/Cargo.toml"
+        ),
+        Lang::Python => {
+            println!("test it:  cd {folder} && python3 -m unittest");
+            if made.sdk.is_none() {
+                println!(
+                    "note: corral's Python SDK was not found; install it with pip install <corral checkout>/plugin-sdk/python"
+                );
+            }
+        }
+    }
+    println!(
+        "\nadd it to your fleet's corral.toml:\n\n{}\nthen: corral up, and corral call {name} ping",
+        made.fleet_lines
+    );
+    ExitCode::SUCCESS
 }

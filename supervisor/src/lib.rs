@@ -12,7 +12,7 @@
 //! Around them: [`config`] (loading and checking), [`spawn`] (starting a
 //! process), [`listener`] (plugin sockets and their authentication),
 //! [`logs`] (capturing output), [`memory`] (measuring it), [`cgroup`] and
-//! [`rate`] (enforcing limits) and [`cli`].
+//! [`rate`] (enforcing limits), [`cli`] and [`scaffold`] (`corral new`).
 #![deny(missing_docs)]
 
 pub mod bus;
@@ -29,6 +29,7 @@ pub mod plugin;
 pub mod rate;
 pub mod restart;
 pub mod runtime_dir;
+pub mod scaffold;
 pub mod spawn;
 pub mod supervisor;
 pub mod tail;

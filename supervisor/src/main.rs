@@ -12,6 +12,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Up { config } => up(&config),
         Command::Check { config, json } => cli::check(&config, json),
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => cli::new_plugin(&name, lang, &dir, sdk.as_deref()),
         client => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

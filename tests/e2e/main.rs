@@ -10,5 +10,6 @@ mod lifecycle;
 mod limits;
 mod node;
 mod protocol;
+mod scaffold;
 mod sdk;
 mod supervision;

@@ -1,0 +1,258 @@
+//! `corral new`: writes a plugin folder that runs as generated: its
+//! manifest, source, README and a test, from the templates in
+//! `supervisor/templates/`.
+
+use std::path::{Path, PathBuf};
+
+/// The languages `corral new` writes plugins in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A Cargo project on the Rust SDK.
+    Rust,
+    /// A script on the Python SDK (standard library only).
+    Python,
+}
+
+/// Why a plugin folder could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// The name is not a plugin name.
+    #[error(
+        "`{0}` is not a plugin name: use 1 to 64 characters of a-z, 0-9, '-' and '_', starting with a letter"
+    )]
+    BadName(String),
+    /// The folder exists and is not empty.
+    #[error("{} already exists and is not empty; pick another name or --dir", .0.display())]
+    Exists(PathBuf),
+    /// The SDK the plugin builds on was not found.
+    #[error(
+        "cannot find corral's {what}; pass --sdk with the path of the `{what}` folder of a corral checkout"
+    )]
+    NoSdk {
+        /// Which folder was looked for.
+        what: &'static str,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `corral new` made.
+#[derive(Debug)]
+pub struct Scaffold {
+    /// The plugin's folder.
+    pub dir: PathBuf,
+    /// The files written, relative to `dir`.
+    pub files: Vec<&'static str>,
+    /// The lines to add to a fleet config.
+    pub fleet_lines: String,
+    /// Where the SDK the plugin uses is (None: the plugin relies on an
+    /// installed Python SDK).
+    pub sdk: Option<PathBuf>,
+}
+
+struct Template {
+    path: &'static str,
+    text: &'static str,
+}
+
+const RUST: &[Template] = &[
+    Template {
+        path: "Cargo.toml",
+        text: include_str!("../templates/rust/Cargo.toml.tmpl"),
+    },
+    Template {
+        path: "plugin.toml",
+        text: include_str!("../templates/rust/plugin.toml.tmpl"),
+    },
+    Template {
+        path: "src/lib.rs",
+        text: include_str!("../templates/rust/lib.rs.tmpl"),
+    },
+    Template {
+        path: "src/main.rs",
+        text: include_str!("../templates/rust/main.rs.tmpl"),
+    },
+    Template {
+        path: "tests/plugin.rs",
+        text: include_str!("../templates/rust/test.rs.tmpl"),
+    },
+    Template {
+        path: "README.md",
+        text: include_str!("../templates/rust/README.md.tmpl"),
+    },
+];
+
+const PYTHON: &[Template] = &[
+    Template {
+        path: "plugin.toml",
+        text: include_str!("../templates/python/plugin.toml.tmpl"),
+    },
+    Template {
+        path: "main.py",
+        text: include_str!("../templates/python/main.py.tmpl"),
+    },
+    Template {
+        path: "test_main.py",
+        text: include_str!("../templates/python/test_main.py.tmpl"),
+    },
+    Template {
+        path: "README.md",
+        text: include_str!("../templates/python/README.md.tmpl"),
+    },
+];
+
+/// Whether `name` is a plugin name that is also a valid Cargo package name.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// `hello-world` → `HelloWorld`.
+fn type_name(name: &str) -> String {
+    name.split(['-', '_'])
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let mut c = s.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The SDK folder: `--sdk`, else the one beside the source this binary was
+/// built from, else the one in the checkout the binary sits in
+/// (`target/<profile>/corral`).
+fn find_sdk(given: Option<&Path>, sub: &str, marker: &str) -> Option<PathBuf> {
+    if let Some(dir) = given {
+        return dir.join(marker).exists().then(|| absolute(dir));
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()));
+    [Some(built_from), beside_exe]
+        .into_iter()
+        .flatten()
+        .map(|root| root.join(sub))
+        .find(|dir| dir.join(marker).exists())
+        .map(|dir| absolute(&dir))
+}
+
+fn absolute(dir: &Path) -> PathBuf {
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn render(text: &str, vars: &[(&str, String)]) -> String {
+    vars.iter().fold(text.to_string(), |text, (key, value)| {
+        text.replace(&format!("{{{{{key}}}}}"), value)
+    })
+}
+
+/// Writes the plugin `name` in `lang` into `parent/name`.
+pub fn new(
+    name: &str,
+    lang: Lang,
+    parent: &Path,
+    sdk: Option<&Path>,
+) -> Result<Scaffold, ScaffoldError> {
+    if !valid_name(name) {
+        return Err(ScaffoldError::BadName(name.to_string()));
+    }
+    let dir = parent.join(name);
+    if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(ScaffoldError::Exists(dir));
+    }
+    let (templates, sdk) = match lang {
+        Lang::Rust => (
+            RUST,
+            Some(
+                find_sdk(sdk, "plugin-sdk", "Cargo.toml")
+                    .ok_or(ScaffoldError::NoSdk { what: "plugin-sdk" })?,
+            ),
+        ),
+        Lang::Python => {
+            let found = find_sdk(sdk, "plugin-sdk/python", "corral_sdk/__init__.py");
+            if sdk.is_some() && found.is_none() {
+                return Err(ScaffoldError::NoSdk {
+                    what: "plugin-sdk/python",
+                });
+            }
+            (PYTHON, found)
+        }
+    };
+    let sdk_text = sdk
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let env = if sdk_text.is_empty() {
+        "# corral_sdk must be importable: pip install <corral checkout>/plugin-sdk/python\n".into()
+    } else {
+        format!(
+            "# Where corral's Python SDK is; drop this once it is installed with pip.\nenv = {{ PYTHONPATH = {sdk_text:?} }}\n"
+        )
+    };
+    let vars = [
+        ("name", name.to_string()),
+        ("type", type_name(name)),
+        ("crate", name.replace('-', "_")),
+        ("sdk", sdk_text),
+        ("env", env),
+        ("path", dir.display().to_string()),
+    ];
+    for t in templates {
+        let path = dir.join(t.path);
+        let io = |source| ScaffoldError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(io)?;
+        }
+        std::fs::write(&path, render(t.text, &vars)).map_err(io)?;
+    }
+    Ok(Scaffold {
+        fleet_lines: format!("[plugins.{name}]\npath = {:?}\n", dir.display().to_string()),
+        files: templates.iter().map(|t| t.path).collect(),
+        dir,
+        sdk,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_types() {
+        assert!(valid_name("hello-world_2"));
+        for bad in ["", "Hello", "2x", "a b", "a/b", &"x".repeat(65)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+        assert_eq!(type_name("hello-world_2"), "HelloWorld2");
+    }
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        for lang in [Lang::Rust, Lang::Python] {
+            let made = new("demo", lang, &dir.path().join(format!("{lang:?}")), None).unwrap();
+            for file in &made.files {
+                let text = std::fs::read_to_string(made.dir.join(file)).unwrap();
+                assert!(!text.contains("{{"), "{file}: {text}");
+            }
+        }
+        let again = new("demo", Lang::Python, &dir.path().join("Python"), None);
+        assert!(matches!(again, Err(ScaffoldError::Exists(_))), "{again:?}");
+    }
+}
