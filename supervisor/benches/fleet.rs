@@ -8,7 +8,9 @@
 //! - `corral call echo ping` as a whole process, against fork+exec of `true`;
 //! - one plugin's spawn → running time, against fork+exec of `true`;
 //! - restart latency: SIGKILL of a plugin → replacement running;
-//! - `corral up` with 50 and 200 plugins → all running.
+//! - `corral up` with 50 and 200 plugins → all running;
+//! - per SDK (Rust, Python): call round trip, and events per second from a
+//!   publisher plugin to a subscriber plugin of that SDK.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -113,6 +115,35 @@ fn main() {
         format!("{rate:.0}/s"),
         format!("{cpu_per_million:.2} s CPU/M")
     );
+    let echo_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/echo-py");
+    let (rust_calls, rust_events) = rt.block_on(sdk_figures(
+        &tmp.path().join("sdk-rust"),
+        &format!("cmd = [{:?}]", echo.display().to_string()),
+        &["echo"],
+    ));
+    let (py_calls, py_events) = rt.block_on(sdk_figures(
+        &tmp.path().join("sdk-python"),
+        &format!("path = {:?}", echo_py.display().to_string()),
+        &["echo", "ping"],
+    ));
+    row("Rust SDK: call `echo`, 64 B", &rust_calls[0], Some(&floor));
+    row(
+        "Python SDK: call `echo` (async def), vs Rust",
+        &py_calls[0],
+        Some(&rust_calls[0]),
+    );
+    row(
+        "Python SDK: call `ping` (thread), vs Rust",
+        &py_calls[1],
+        Some(&rust_calls[0]),
+    );
+    for (sdk, rate) in [("Rust", rust_events), ("Python", py_events)] {
+        println!(
+            "{:<44} {:>12}",
+            format!("{sdk} SDK: publisher -> 1 subscriber, 64 B"),
+            format!("{rate:.0}/s")
+        );
+    }
     let cli = corral_call(tmp.path(), &corral, &echo);
     row(
         "`corral call echo ping`, whole process",
@@ -296,20 +327,7 @@ async fn bus_throughput(dir: &Path, echo: &Path) -> (f64, f64) {
         .await
         .expect("publish");
     for sub in &subs {
-        loop {
-            let reply = sub
-                .call(
-                    "received".into(),
-                    Payload::from_json(&serde_json::json!({"limit": 0})).expect("json"),
-                )
-                .await
-                .expect("received");
-            let count = reply.to_json::<serde_json::Value>().expect("json")["count"].as_u64();
-            if count >= Some(BUS_EVENTS) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        wait_received(sub, BUS_EVENTS).await;
     }
     let elapsed = t.elapsed();
     let cpu = own_cpu() - cpu;
@@ -319,6 +337,73 @@ async fn bus_throughput(dir: &Path, echo: &Path) -> (f64, f64) {
         deliveries / elapsed.as_secs_f64(),
         cpu.as_secs_f64() / (deliveries / 1e6),
     )
+}
+
+/// Polls a subscriber's `received` count until it reaches `n`.
+async fn wait_received(sub: &PluginHandle, n: u64) {
+    loop {
+        let reply = sub
+            .call(
+                "received".into(),
+                Payload::from_json(&serde_json::json!({"limit": 0})).expect("json"),
+            )
+            .await
+            .expect("received");
+        let count = reply.to_json::<serde_json::Value>().expect("json")["count"].as_u64();
+        if count >= Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Sequential calls per SDK, and events per SDK's publish → subscribe run.
+const SDK_CALLS: usize = 5_000;
+const SDK_EVENTS: u64 = 50_000;
+
+/// One SDK's figures: call round trips of `action` (64 B payload) and the
+/// events per second from a publisher plugin to a subscriber plugin, both
+/// written with that SDK (`entry` is the fleet lines that run its echo).
+async fn sdk_figures(dir: &Path, entry: &str, actions: &[&str]) -> (Vec<Vec<Duration>>, f64) {
+    let toml = format!(
+        "[plugins.pub]\n{entry}\n[plugins.sub]\n{entry}\nsubscribe = [\"pub.>\"]\noverflow = \"block\"\n"
+    );
+    let fleet = fleet(dir, &toml);
+    std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
+    let (supervisor, _done) =
+        corral::supervisor::start(&fleet, std::sync::Arc::new(corral::cgroup::Cgroups::none()));
+    let publisher = supervisor.plugin("pub").await.expect("pub");
+    let sub = supervisor.plugin("sub").await.expect("sub");
+    wait_running(&publisher, None).await;
+    wait_running(&sub, None).await;
+    let payload = Payload::from_json(&"x".repeat(62)).expect("payload");
+    let mut calls = Vec::new();
+    for action in actions {
+        let mut samples = Vec::with_capacity(SDK_CALLS);
+        for _ in 0..SDK_CALLS {
+            let t = Instant::now();
+            publisher
+                .call((*action).into(), payload.clone())
+                .await
+                .expect("call");
+            samples.push(t.elapsed());
+        }
+        calls.push(samples);
+    }
+    let body = serde_json::json!({"d": "x".repeat(56)});
+    let request = serde_json::json!({"topic": "pub.t", "payload": body, "count": SDK_EVENTS});
+    let t = Instant::now();
+    publisher
+        .call(
+            "publish".into(),
+            Payload::from_json(&request).expect("json"),
+        )
+        .await
+        .expect("publish");
+    wait_received(&sub, SDK_EVENTS).await;
+    let rate = SDK_EVENTS as f64 / t.elapsed().as_secs_f64();
+    supervisor.shutdown().await;
+    (calls, rate)
 }
 
 const CAP_RUNS: usize = 10;
