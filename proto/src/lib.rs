@@ -49,6 +49,16 @@ pub use status::{
 /// The version of the wire protocol spoken on plugin and control sockets.
 ///
 /// Both ends send it in their first frame; a peer speaking another version is
-/// refused with an error that names both versions. Adding an optional field or
-/// a new action does not change it; changing or removing a message does.
+/// refused with an error that names both versions. There is no negotiation.
+///
+/// bincode encodes structs by position, without field names, so any change to
+/// the fields of a message type that crosses the wire (added, removed,
+/// renamed, reordered or retyped, optional ones included) needs a new
+/// version, as does removing, renaming or inserting a method or enum variant.
+/// What stays compatible: new error codes, new optional fields inside JSON
+/// payloads (`config`, call and event payloads), methods appended after the
+/// existing ones and sent only to peers that said they have them, new
+/// environment variables and a larger frame limit. A plugin's own actions are payloads,
+/// not methods: adding one never touches the protocol. `docs/protocol.md`
+/// (Versioning) has the full rules.
 pub const PROTOCOL_VERSION: u32 = 1;
