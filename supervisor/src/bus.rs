@@ -77,6 +77,9 @@ struct QueueState {
     events: VecDeque<Arc<Event>>,
     dropped: u64,
     delivered: u64,
+    /// Its subscriber is gone (detached and not durable, or removed): what
+    /// is pushed is discarded, so a publisher waiting for room stops waiting.
+    closed: bool,
 }
 
 impl Queue {
@@ -98,6 +101,9 @@ impl Queue {
     /// `block` a full queue hands the event back.
     fn try_push(&self, event: Arc<Event>) -> Result<(), Arc<Event>> {
         let mut state = self.lock();
+        if state.closed {
+            return Ok(());
+        }
         if state.events.len() >= self.cap {
             match self.overflow {
                 Overflow::Block => return Err(event),
@@ -148,9 +154,17 @@ impl Queue {
         self.lock().delivered += n as u64;
     }
 
-    fn clear(&self) {
-        self.lock().events.clear();
+    /// Empties the queue and discards what is pushed until it is opened.
+    fn close(&self) {
+        let mut state = self.lock();
+        state.events.clear();
+        state.closed = true;
+        drop(state);
         self.writable.notify_one();
+    }
+
+    fn open(&self) {
+        self.lock().closed = false;
     }
 
     /// Waits until the queue has an event.
@@ -256,6 +270,7 @@ impl BusHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let actor = Bus {
             mailbox: rx,
+            backlog: VecDeque::new(),
             subscribers: HashMap::new(),
             streams: HashMap::new(),
             next_stream: 1,
@@ -375,6 +390,8 @@ fn shutting_down() -> ErrorReply {
 
 struct Bus {
     mailbox: mpsc::UnboundedReceiver<Msg>,
+    /// Publishing messages that came while a publish waited for room.
+    backlog: VecDeque<Msg>,
     subscribers: HashMap<Arc<str>, Subscriber>,
     streams: HashMap<u64, Stream>,
     next_stream: u64,
@@ -387,6 +404,10 @@ impl Bus {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if let Some(msg) = self.backlog.pop_front() {
+                self.on_msg(msg).await;
+                continue;
+            }
             tokio::select! {
                 msg = self.mailbox.recv() => match msg {
                     Some(msg) => self.on_msg(msg).await,
@@ -424,9 +445,24 @@ impl Bus {
                 };
                 self.fan_out("corral", event).await;
             }
+            other => self.on_control(other),
+        }
+    }
+
+    /// Handles a message that publishes nothing, and keeps publishing ones
+    /// for later. This also runs while a publish waits for room in a `block`
+    /// queue: the subscriber's detach (it died) or attach (it is back) is
+    /// what makes room.
+    fn on_control(&mut self, msg: Msg) {
+        match msg {
+            msg @ (Msg::Publish { .. } | Msg::Cli { .. } | Msg::System { .. }) => {
+                self.backlog.push_back(msg);
+            }
             Msg::Register { name, rules } => self.register(name, rules),
             Msg::Unregister { name } => {
-                self.subscribers.remove(&name);
+                if let Some(sub) = self.subscribers.remove(&name) {
+                    sub.queue.close();
+                }
             }
             Msg::Attach {
                 name,
@@ -438,7 +474,7 @@ impl Bus {
                     sub.running = false;
                     sub.attached.send_replace(None);
                     if !sub.rules.durable {
-                        sub.queue.clear();
+                        sub.queue.close();
                         sub.patterns = sub.rules.subscribe.clone();
                     }
                 }
@@ -553,6 +589,7 @@ impl Bus {
         let Some(sub) = self.subscribers.get_mut(name) else {
             return;
         };
+        sub.queue.open();
         for event in replay {
             let _ = sub.queue.try_push(event);
         }
@@ -694,7 +731,25 @@ impl Bus {
         }
         // `block` queues that are full: the publisher waits for room.
         for (queue, event) in blocked {
-            queue.push(event).await;
+            self.wait_for_room(&queue, event).await;
+        }
+    }
+
+    /// Pushes into a full `block` queue once it has room. Meanwhile other
+    /// publishes wait their turn, but control messages are handled: room
+    /// comes from the subscriber's deliveries, which need it attached, or
+    /// from its detach (its process died), which closes a non-durable queue.
+    async fn wait_for_room(&mut self, queue: &Queue, event: Arc<Event>) {
+        let push = queue.push(event);
+        tokio::pin!(push);
+        loop {
+            tokio::select! {
+                () = &mut push => return,
+                msg = self.mailbox.recv() => match msg {
+                    Some(msg) => self.on_control(msg),
+                    None => return,
+                },
+            }
         }
     }
 
@@ -814,6 +869,29 @@ mod tests {
         let kept: Vec<u64> = q.take(10).iter().map(|e| e.seq).collect();
         assert_eq!(kept, [4, 5]);
         assert_eq!(q.lock().dropped, 3);
+    }
+
+    #[tokio::test]
+    async fn closing_a_full_block_queue_releases_a_waiting_publisher() {
+        let q = Arc::new(Queue::new(1, Overflow::Block));
+        q.try_push(event(1)).unwrap();
+        let waiting = tokio::spawn({
+            let q = Arc::clone(&q);
+            async move { q.push(event(2)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        // The subscriber died: what it will never read is discarded.
+        q.close();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the publisher is released")
+            .unwrap();
+        assert!(q.take(10).is_empty());
+        // Back: it queues again.
+        q.open();
+        q.try_push(event(3)).unwrap();
+        assert_eq!(q.take(10)[0].seq, 3);
     }
 
     #[test]
