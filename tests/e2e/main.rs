@@ -12,4 +12,5 @@ mod node;
 mod protocol;
 mod scaffold;
 mod sdk;
+mod security;
 mod supervision;
