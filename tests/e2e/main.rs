@@ -2,6 +2,7 @@
 //! processes over real sockets. Named by area and behaviour.
 
 mod bus;
+mod chaos;
 mod conformance;
 mod control;
 mod handshake;
