@@ -7,16 +7,32 @@
 //! per-spawn secret in its [`Hello`]. A stranger on a plugin socket is refused
 //! and ignored (it cannot get the real plugin killed); the plugin itself
 //! failing the handshake is a [`HandshakeError`].
+//!
+//! After the handshake nothing a plugin sends is trusted either. On the
+//! plugin connection, [`PluginTransport`] checks each answer against the
+//! request it answers before tarpc's client sees it (tarpc's generated client
+//! panics on an answer of another method). On both connections a frame whose
+//! decoding panics (a `deadline` too far to represent, for instance) is a
+//! broken frame, not a crashed task. Either way the plugin has broken the
+//! protocol: the connection ends with an error that [`violation`] names.
 
+use std::collections::HashMap;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use corral_proto::codec::{self, Codec, FrameError, Framed};
-use corral_proto::{Hello, HelloReply, Role, check_version};
-use interprocess::local_socket::tokio::{Listener, Stream, prelude::*};
+use corral_proto::{Hello, HelloReply, PluginApiRequest, PluginApiResponse, Role, check_version};
+use futures::{Sink, Stream};
+use interprocess::local_socket::tokio::{Listener, Stream as Socket, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use nix::unistd::{Pid, Uid};
+use tarpc::{ClientMessage, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Binds a socket at `path` that only this user can connect to.
 pub fn bind(path: &Path) -> io::Result<Listener> {
@@ -63,7 +79,7 @@ pub async fn accept_plugin(
     listener: &Listener,
     expected: &Expected<'_>,
     role: Want,
-) -> Result<Framed<Stream>, HandshakeError> {
+) -> Result<Framed<Socket>, HandshakeError> {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -137,7 +153,7 @@ pub async fn accept_plugin(
 }
 
 /// Checks a control client: this user (or root) only, then its hello.
-pub async fn accept_control(stream: Stream, max_frame: usize) -> Result<Framed<Stream>, String> {
+pub async fn accept_control(stream: Socket, max_frame: usize) -> Result<Framed<Socket>, String> {
     let creds = stream
         .peer_creds()
         .map_err(|e| format!("cannot read peer credentials: {e}"))?;
@@ -178,7 +194,7 @@ pub async fn accept_control(stream: Stream, max_frame: usize) -> Result<Framed<S
     }
 }
 
-fn check_peer_is_plugin(stream: &Stream, pgid: u32) -> Result<(), String> {
+fn check_peer_is_plugin(stream: &Socket, pgid: u32) -> Result<(), String> {
     let creds = stream
         .peer_creds()
         .map_err(|e| format!("cannot read peer credentials: {e}"))?;
@@ -197,7 +213,7 @@ fn check_peer_is_plugin(stream: &Stream, pgid: u32) -> Result<(), String> {
     Ok(())
 }
 
-async fn refuse(framed: &mut Framed<Stream>, codec: Codec, reason: &str) -> Result<(), FrameError> {
+async fn refuse(framed: &mut Framed<Socket>, codec: Codec, reason: &str) -> Result<(), FrameError> {
     codec::send(
         framed,
         codec,
@@ -206,6 +222,193 @@ async fn refuse(framed: &mut Framed<Stream>, codec: Codec, reason: &str) -> Resu
         },
     )
     .await
+}
+
+/// A rule of the protocol that a plugin broke, in words for its exit reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Violation(pub String);
+
+fn violated(detail: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Violation(detail))
+}
+
+/// What a failed read on a plugin's connection says about the plugin:
+/// `Some(detail)` if it broke the protocol, `None` if it simply went away.
+pub fn violation(err: &io::Error, max_frame: usize) -> Option<String> {
+    if let Some(Violation(detail)) = err.get_ref().and_then(|e| e.downcast_ref()) {
+        Some(detail.clone())
+    } else if codec::is_frame_too_big(err) {
+        Some(format!(
+            "sent a frame larger than the {max_frame} byte maximum"
+        ))
+    } else if codec::is_malformed(err) {
+        Some(format!("sent a malformed frame: {err}"))
+    } else {
+        None
+    }
+}
+
+/// Polls a transport's next message, turning a panic of its decoder into a
+/// broken frame.
+fn poll_decoded<T, I>(inner: &mut T, cx: &mut Context<'_>) -> Poll<Option<io::Result<I>>>
+where
+    T: Stream<Item = io::Result<I>> + Unpin,
+{
+    match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll_next(cx))) {
+        Ok(polled) => polled,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "its decoder failed".into());
+            Poll::Ready(Some(Err(violated(format!(
+                "sent a frame that could not be decoded: {why}"
+            )))))
+        }
+    }
+}
+
+/// The `PluginApi` method a request calls.
+fn asked_for(request: &PluginApiRequest) -> &'static str {
+    match request {
+        PluginApiRequest::Load { .. } => "load",
+        PluginApiRequest::Ping { .. } => "ping",
+        PluginApiRequest::Handle { .. } => "handle",
+        PluginApiRequest::Shutdown { .. } => "shutdown",
+        PluginApiRequest::Reload { .. } => "reload",
+        PluginApiRequest::Deliver { .. } => "deliver",
+    }
+}
+
+/// The `PluginApi` method a response answers.
+fn answers(response: &PluginApiResponse) -> &'static str {
+    match response {
+        PluginApiResponse::Load(_) => "load",
+        PluginApiResponse::Ping(_) => "ping",
+        PluginApiResponse::Handle(_) => "handle",
+        PluginApiResponse::Shutdown(_) => "shutdown",
+        PluginApiResponse::Reload(_) => "reload",
+        PluginApiResponse::Deliver(_) => "deliver",
+    }
+}
+
+/// Requests remembered before the first sweep of expired ones.
+const SWEEP_FROM: usize = 1024;
+
+/// The plugin connection, as the supervisor's `PluginApi` client uses it.
+///
+/// It remembers the method and deadline of each request in flight. An
+/// answer of another method ends the connection with a [`Violation`]; an
+/// answer to a request nobody waits for (never sent, answered already,
+/// cancelled, or past its deadline) is dropped, as tarpc would drop it.
+pub struct PluginTransport<S> {
+    inner: codec::Transport<S, Response<PluginApiResponse>, ClientMessage<PluginApiRequest>>,
+    asked: HashMap<u64, (&'static str, Instant)>,
+    sweep_at: usize,
+    broken: bool,
+}
+
+impl<S> PluginTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Speaks `codec` on a connection that has passed its handshake.
+    pub fn new(framed: Framed<S>, codec: Codec) -> Self {
+        Self {
+            inner: codec::into_transport(framed, codec),
+            asked: HashMap::new(),
+            sweep_at: SWEEP_FROM,
+            broken: false,
+        }
+    }
+
+    fn remember(&mut self, id: u64, method: &'static str, deadline: Instant) {
+        if self.asked.len() >= self.sweep_at {
+            // tarpc gives up on a request at its deadline, without telling
+            // the plugin: forget those, so unanswered requests cannot pile up.
+            let now = Instant::now();
+            self.asked.retain(|_, (_, deadline)| *deadline > now);
+            self.sweep_at = SWEEP_FROM.max(self.asked.len() * 2);
+        }
+        self.asked.insert(id, (method, deadline));
+    }
+}
+
+impl<S> Stream for PluginTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Item = io::Result<Response<PluginApiResponse>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.broken {
+                return Poll::Ready(None);
+            }
+            let response = match poll_decoded(&mut this.inner, cx) {
+                Poll::Ready(Some(Ok(response))) => response,
+                Poll::Ready(Some(Err(e))) => {
+                    this.broken = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                other => return other,
+            };
+            let Some((method, _)) = this.asked.remove(&response.request_id) else {
+                continue;
+            };
+            if let Ok(answer) = &response.message
+                && answers(answer) != method
+            {
+                this.broken = true;
+                return Poll::Ready(Some(Err(violated(format!(
+                    "answered request {} (`{method}`) with a `{}` response",
+                    response.request_id,
+                    answers(answer)
+                )))));
+            }
+            return Poll::Ready(Some(Ok(response)));
+        }
+    }
+}
+
+impl<S> Sink<ClientMessage<PluginApiRequest>> for PluginTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Error = io::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: ClientMessage<PluginApiRequest>) -> io::Result<()> {
+        let this = self.get_mut();
+        match &item {
+            ClientMessage::Request(request) => {
+                this.remember(
+                    request.id,
+                    asked_for(&request.message),
+                    request.context.deadline,
+                );
+            }
+            ClientMessage::Cancel { request_id, .. } => {
+                this.asked.remove(request_id);
+            }
+            _ => {}
+        }
+        Pin::new(&mut this.inner).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
 }
 
 /// Compares secrets in time independent of where they differ.

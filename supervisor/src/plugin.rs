@@ -1229,7 +1229,8 @@ async fn connect(
             max_frame: MAX_FRAME_BYTES,
         };
         let framed = listener::accept_plugin(&listener, &expected, Want::Plugin).await?;
-        let transport = codec::into_transport(framed, spec.codec);
+        // Answers are checked against their requests before the client sees them.
+        let transport = listener::PluginTransport::new(framed, spec.codec);
         let tarpc::client::NewClient { client, dispatch } =
             PluginApiClient::new(tarpc::client::Config::default(), transport);
         let (tx, closed) = oneshot::channel();
@@ -1290,16 +1291,7 @@ fn protocol_violation(err: &tarpc::ChannelError<std::io::Error>) -> Option<Strin
     let tarpc::ChannelError::Read(e) = err else {
         return None;
     };
-    let e: &std::io::Error = e;
-    if codec::is_frame_too_big(e) {
-        Some(format!(
-            "sent a frame larger than the {MAX_FRAME_BYTES} byte maximum"
-        ))
-    } else if codec::is_malformed(e) {
-        Some(format!("sent a malformed frame: {e}"))
-    } else {
-        None
-    }
+    listener::violation(e, MAX_FRAME_BYTES)
 }
 
 async fn wait_child(child: &mut Option<Child>) -> std::io::Result<ExitStatus> {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use corral_e2e::{Fleet, echo_cmd, fixture, rss_kib};
+use serde_json::Value;
 
 #[test]
 fn an_oversized_frame_drops_the_plugin_without_growing_the_supervisor() {
@@ -40,4 +41,71 @@ codec = "json"
         "supervisor RSS grew from {before} KiB to {after} KiB"
     );
     assert_eq!(fleet.call("echo", "ping", None).unwrap()["pong"], true);
+}
+
+/// A fleet entry running `rogue.py MODE` under `name`, with `extra` settings.
+fn rogue(name: &str, mode: &str, extra: &str) -> String {
+    format!(
+        "[plugins.{name}]\ncmd = [\"python3\", {rogue:?}, {mode:?}]\ncodec = \"json\"\n{extra}\n",
+        rogue = fixture("rogue.py").display().to_string(),
+    )
+}
+
+/// Waits until `name` was killed for `reason` and started again; its row then.
+fn wait_restarted_after(fleet: &Fleet, name: &str, reason: &str) -> Value {
+    fleet.wait_row(
+        name,
+        Duration::from_secs(20),
+        &format!("killed for {reason}, then restarted"),
+        |r| r["last_exit"]["reason"] == reason && r["restarts"].as_u64() >= Some(1),
+    )
+}
+
+/// The exit reason of the first `exited` transition in the plugin's history.
+fn first_exit(fleet: &Fleet, name: &str) -> Value {
+    let info = fleet.inspect(name);
+    info["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .find(|t| t["to"] == "exited")
+        .map(|t| t["reason"].clone())
+        .unwrap_or_else(|| panic!("{name} never exited: {info}"))
+}
+
+#[test]
+fn an_answer_of_another_method_is_a_protocol_exit_not_a_crash() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.echo]\ncmd = {echo}\n{pings}{delivers}",
+        echo = echo_cmd(),
+        pings = rogue(
+            "pings",
+            "wrong-answer",
+            r#"heartbeat = { interval = "100ms", timeout = "1s", misses = 3 }"#
+        ),
+        delivers = rogue("delivers", "deliver-wrong-answer", r#"subscribe = ["x.>"]"#),
+    ));
+    fleet.wait_running("echo");
+    fleet.wait_running("delivers");
+    let out = fleet.corral(&["publish", "x.y", r#"{"n": 1}"#]);
+    assert!(out.status.success(), "{out:?}");
+
+    // Each is killed with a reason that says what it answered, and restarted.
+    for (name, asked, got) in [
+        ("pings", "ping", "shutdown"),
+        ("delivers", "deliver", "ping"),
+    ] {
+        wait_restarted_after(&fleet, name, "protocol");
+        let reason = first_exit(&fleet, name);
+        assert_eq!(reason["reason"], "protocol", "{name}: {reason}");
+        let detail = reason["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains(&format!("(`{asked}`) with a `{got}` response")),
+            "{name}: {detail}"
+        );
+    }
+    // The supervisor and the other plugin carry on; nothing panicked.
+    assert_eq!(fleet.call("echo", "ping", None).unwrap()["pong"], true);
+    assert_eq!(fleet.ps().len(), 3);
+    assert!(!fleet.log().contains("panicked"), "{}", fleet.log());
 }
