@@ -1,5 +1,6 @@
 //! Starting a plugin process: its command line, environment and working
-//! directory from the [`PluginSpec`], in a process group of its own, stdin
+//! directory from the [`PluginSpec`], in a session and process group of its
+//! own, stdin
 //! closed, stdout and stderr piped for [`logs`](crate::logs), and (on Linux)
 //! a parent-death signal so it never outlives the supervisor.
 //!
@@ -154,7 +155,6 @@ pub fn spawn(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
     cmd.spawn()
 }
@@ -174,7 +174,10 @@ fn pre_exec_hook(cmd: &mut Command, nofile: (u64, u64), cgroups: &[PathBuf]) -> 
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (cmd, nofile, cgroups);
+    {
+        let _ = (nofile, cgroups);
+        cmd.process_group(0);
+    }
     Ok(())
 }
 
@@ -189,11 +192,16 @@ pub fn c_paths(paths: &[PathBuf]) -> io::Result<Vec<CString>> {
         .collect()
 }
 
-/// What the shim does in the new process before it becomes the plugin:
-/// parent-death signal, a check that the parent is still `supervisor`, the
+/// What the shim does in the new process before it becomes the plugin: a
+/// new session (and so a process group of its own), parent-death signal, a check that the parent is still `supervisor`, the
 /// open-file limit (soft, hard; a hard limit of 0 leaves it), and joining
 /// each cgroup by writing to its `cgroup.procs`. Returns only on error.
 pub fn shim_prepare(supervisor: u32, nofile: (u64, u64), cgroups: &[CString]) -> io::Result<()> {
+    // A session of its own, whose process group is the plugin's pid: no
+    // process outside it can join the group (setpgid works only within a
+    // session), so the socket's process-group check admits the plugin alone.
+    nix::unistd::setsid()
+        .map_err(|e| io::Error::other(format!("cannot start a session of its own: {e}")))?;
     #[cfg(target_os = "linux")]
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     if nix::unistd::getppid().as_raw() as u32 != supervisor {

@@ -144,6 +144,19 @@ fn a_stranger_on_the_plugin_socket_is_refused_even_with_the_right_name_and_secre
         fleet.log()
     );
 
+    // Nor can a process of the same user join the plugin's process group to
+    // pass that check: the plugin has a session of its own, and setpgid
+    // works only within a session.
+    let join = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys\ntry:\n    os.setpgid(0, int(sys.argv[1]))\n    print('joined')\nexcept PermissionError:\n    print('refused')",
+            &pid.to_string(),
+        ])
+        .output()
+        .expect("run python3");
+    assert_eq!(String::from_utf8_lossy(&join.stdout).trim(), "refused");
+
     // The plugin itself then connects and runs, as the same spawn.
     std::fs::write(&go, b"").expect("open the gate");
     assert_eq!(fleet.wait_running("gated"), pid);
