@@ -101,12 +101,22 @@ impl<Item: DeserializeOwned, SinkItem> Deserializer<Item> for WireCodec<Item, Si
     type Error = io::Error;
 
     fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> io::Result<Item> {
-        match self.codec {
+        let codec = self.codec;
+        let decode = || match codec {
             Codec::Bincode => std::pin::pin!(Bincode::<Item, ()>::default()).deserialize(src),
             Codec::Json => std::pin::pin!(Json::<Item, ()>::default())
                 .deserialize(src)
                 .map_err(io::Error::from),
-        }
+        };
+        // A peer's frame must never panic its reader. tarpc's decoder adds a
+        // request's deadline to the clock unchecked, so a deadline past the
+        // clock's range would; it is bad input like any other.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the frame holds a value out of range (such as a deadline past the clock's end)",
+            ))
+        })
     }
 }
 
