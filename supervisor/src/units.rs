@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
+/// The longest duration a config may give: far beyond any timeout, and
+/// safe to add to the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A duration written as text with a unit, such as `"250ms"` or `"5s"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -13,11 +17,17 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map(Self).map_err(|e| {
+        let d = humantime::parse_duration(&text).map_err(|e| {
             de::Error::custom(format!(
                 "`{text}` is not a duration ({e}); write a number and a unit, such as \"500ms\" or \"5s\""
             ))
-        })
+        })?;
+        if d > MAX_DURATION {
+            return Err(de::Error::custom(format!(
+                "`{text}` is longer than 100 years, the longest duration corral accepts"
+            )));
+        }
+        Ok(Self(d))
     }
 }
 
