@@ -8,7 +8,10 @@
 //! the [`Queue`] of every subscriber with a matching pattern. A delivery task
 //! per subscribing plugin drains its queue in batches through the plugin's
 //! `deliver` call, one batch in flight, so each subscriber sees each
-//! publisher's events in order.
+//! publisher's events in order. A `deliver` that is not answered within the
+//! plugin's `call_timeout`, or is answered with an error, is reported to the
+//! plugin's actor as a [`DeliveryFailure`] (it kills the plugin), and
+//! deliveries wait for the plugin's next start.
 //!
 //! A queue holds at most `queue` events. Under `overflow = "drop-oldest"` a
 //! full queue drops its oldest event (counted, shown by `inspect`, reported
@@ -26,6 +29,7 @@ use corral_proto::{
     BusStats, Denied, ErrorReply, Event, Payload, PluginApiClient, Publish, PublishReceipt, codes,
 };
 use serde::{Deserialize, Serialize};
+use tarpc::client::RpcError;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 /// Events in one `deliver` call at most.
@@ -178,8 +182,35 @@ impl Queue {
     }
 }
 
-/// The connection a subscriber's deliveries go through while it runs.
-type Attached = Option<(PluginApiClient, Duration)>;
+/// Why a plugin's `deliver` call failed, reported to its actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryFailure {
+    /// No answer within the deadline (the plugin's `call_timeout`).
+    Timeout {
+        /// Events in the batch.
+        events: usize,
+        /// The deadline it missed.
+        within: Duration,
+    },
+    /// Answered with a framework error instead of `null`.
+    Refused {
+        /// Events in the batch.
+        events: usize,
+        /// The error it answered.
+        error: String,
+    },
+}
+
+/// The connection a subscriber's deliveries go through while it runs, and
+/// where its failures are reported.
+#[derive(Debug, Clone)]
+struct Attachment {
+    client: PluginApiClient,
+    timeout: Duration,
+    failures: mpsc::UnboundedSender<DeliveryFailure>,
+}
+
+type Attached = Option<Attachment>;
 
 struct Subscriber {
     rules: BusRules,
@@ -226,8 +257,7 @@ enum Msg {
     },
     Attach {
         name: Arc<str>,
-        client: PluginApiClient,
-        timeout: Duration,
+        attachment: Attachment,
     },
     Detach {
         name: Arc<str>,
@@ -320,12 +350,23 @@ impl BusHandle {
         let _ = self.tx.send(Msg::Unregister { name });
     }
 
-    /// The plugin runs: deliver to it through `client`.
-    pub fn attach(&self, name: Arc<str>, client: PluginApiClient, timeout: Duration) {
+    /// The plugin runs: deliver to it through `client`, each call within
+    /// `timeout`; a call that fails for the plugin's fault is reported on
+    /// `failures`.
+    pub fn attach(
+        &self,
+        name: Arc<str>,
+        client: PluginApiClient,
+        timeout: Duration,
+        failures: mpsc::UnboundedSender<DeliveryFailure>,
+    ) {
         let _ = self.tx.send(Msg::Attach {
             name,
-            client,
-            timeout,
+            attachment: Attachment {
+                client,
+                timeout,
+                failures,
+            },
         });
     }
 
@@ -464,11 +505,7 @@ impl Bus {
                     sub.queue.close();
                 }
             }
-            Msg::Attach {
-                name,
-                client,
-                timeout,
-            } => self.attach(&name, client, timeout),
+            Msg::Attach { name, attachment } => self.attach(&name, attachment),
             Msg::Detach { name } => {
                 if let Some(sub) = self.subscribers.get_mut(&name) {
                     sub.running = false;
@@ -577,7 +614,7 @@ impl Bus {
         );
     }
 
-    fn attach(&mut self, name: &str, client: PluginApiClient, timeout: Duration) {
+    fn attach(&mut self, name: &str, attachment: Attachment) {
         let Some(sub) = self.subscribers.get(name) else {
             return;
         };
@@ -595,7 +632,7 @@ impl Bus {
         }
         sub.running = true;
         sub.ever_attached = true;
-        sub.attached.send_replace(Some((client, timeout)));
+        sub.attached.send_replace(Some(attachment));
     }
 
     fn retained_matching(&self, patterns: &[String]) -> Vec<Arc<Event>> {
@@ -798,7 +835,9 @@ fn unix_us() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// Drains one plugin's queue into its `deliver` call while it runs.
+/// Drains one plugin's queue into its `deliver` call while it runs. A call
+/// the plugin fails (no answer in time, or an error) is reported, and the
+/// next batch waits for the plugin's next connection.
 async fn deliver(
     name: Arc<str>,
     queue: Arc<Queue>,
@@ -807,7 +846,12 @@ async fn deliver(
 ) {
     loop {
         let current = attached.borrow_and_update().clone();
-        let Some((client, timeout)) = current else {
+        let Some(Attachment {
+            client,
+            timeout,
+            failures,
+        }) = current
+        else {
             if attached.changed().await.is_err() {
                 return;
             }
@@ -832,9 +876,28 @@ async fn deliver(
         match client.deliver(ctx, events).await {
             Ok(()) => queue.delivered(batch.len()),
             Err(e) => {
-                tracing::debug!(plugin = %name, "delivery failed: {e}");
+                let events = batch.len();
                 if durable {
                     queue.requeue(batch);
+                }
+                let failure = match e {
+                    RpcError::DeadlineExceeded => Some(DeliveryFailure::Timeout {
+                        events,
+                        within: timeout,
+                    }),
+                    RpcError::Server(e) => Some(DeliveryFailure::Refused {
+                        events,
+                        error: e.to_string(),
+                    }),
+                    // The connection ended: the plugin's actor sees that itself.
+                    e => {
+                        tracing::debug!(plugin = %name, "delivery failed: {e}");
+                        None
+                    }
+                };
+                if let Some(failure) = failure {
+                    tracing::warn!(plugin = %name, "delivery failed: {failure:?}");
+                    let _ = failures.send(failure);
                 }
                 // Wait for the plugin's next connection.
                 if attached.changed().await.is_err() {

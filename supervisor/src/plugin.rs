@@ -11,7 +11,10 @@
 //! and crossing `memory_high` is logged and noted in its history once per
 //! crossing. Where a [cgroup](crate::cgroup) can be made, the kernel enforces
 //! the same caps (an OOM kill in it is reported as `memory_cap` too) and
-//! `pids_max`. Breaking the wire protocol kills it too (`protocol`). A stop asks it to shut down,
+//! `pids_max`. Breaking the wire protocol kills it too (`protocol`), and so
+//! does answering a `deliver` with an error; a `deliver` not answered within
+//! `call_timeout` makes it `unhealthy` and it is killed (`hang`), so a
+//! subscriber's deliveries never stall silently. A stop asks it to shut down,
 //! then sends SIGTERM to its process group after `stop_timeout`, then SIGKILL
 //! after `kill_timeout`. Whoever decides to end a process records the verdict
 //! first, so the exit is reported with the real reason, not a bare signal.
@@ -50,7 +53,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 use tracing::Instrument;
 
-use crate::bus::BusHandle;
+use crate::bus::{BusHandle, DeliveryFailure};
 use crate::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
 use crate::config::{PluginSpec, SupervisorSettings};
 use crate::listener::{self, Expected, HandshakeError, Want};
@@ -374,6 +377,8 @@ struct Actor {
     connecting: Option<JoinHandle<Result<Connected, HandshakeError>>>,
     client: Option<PluginApiClient>,
     closed: Option<oneshot::Receiver<Option<String>>>,
+    /// Failed `deliver` calls of the current spawn, reported by the bus.
+    delivery_failures: Option<mpsc::UnboundedReceiver<DeliveryFailure>>,
     pings: FuturesUnordered<BoxFuture<'static, bool>>,
     ping_seq: u64,
     misses: u32,
@@ -430,6 +435,7 @@ impl Actor {
             connecting: None,
             client: None,
             closed: None,
+            delivery_failures: None,
             pings: FuturesUnordered::new(),
             ping_seq: 0,
             misses: 0,
@@ -470,6 +476,10 @@ impl Actor {
                     self.closed = None;
                     self.on_disconnect(cause);
                 }
+                failure = next_failure(&mut self.delivery_failures) => match failure {
+                    Some(failure) => self.on_delivery_failed(failure),
+                    None => self.delivery_failures = None,
+                },
                 _ = self.heartbeat.tick() => self.send_ping(),
                 Some(answered) = self.pings.next() => self.on_ping(answered),
                 _ = tick(&mut self.memory_tick) => self.check_memory(),
@@ -602,9 +612,14 @@ impl Actor {
         };
         match (&target, from == PluginState::Running) {
             (Some(t), _) => {
-                self.host
-                    .bus
-                    .attach(Arc::clone(&self.name), t.client.clone(), t.call_timeout);
+                let (failures, failed) = mpsc::unbounded_channel();
+                self.delivery_failures = Some(failed);
+                self.host.bus.attach(
+                    Arc::clone(&self.name),
+                    t.client.clone(),
+                    t.call_timeout,
+                    failures,
+                );
             }
             (None, true) => self.host.bus.detach(Arc::clone(&self.name)),
             (None, false) => {}
@@ -821,6 +836,34 @@ impl Actor {
         if self.misses >= self.spec.heartbeat.misses {
             self.set_state(PluginState::Unhealthy);
             self.kill(ExitReason::Hang);
+        }
+    }
+
+    /// A `deliver` call failed for the plugin's fault: it is killed, so its
+    /// deliveries do not stall unseen, and restarted by its policy.
+    fn on_delivery_failed(&mut self, failure: DeliveryFailure) {
+        if self.state != PluginState::Running {
+            return;
+        }
+        match failure {
+            DeliveryFailure::Timeout { events, within } => {
+                let note = format!(
+                    "did not answer a deliver of {events} event{} within {} (call_timeout)",
+                    if events == 1 { "" } else { "s" },
+                    humantime::format_duration(within)
+                );
+                tracing::warn!("{note}; killing it");
+                self.transition(PluginState::Unhealthy, None, Some(note));
+                self.kill(ExitReason::Hang);
+            }
+            DeliveryFailure::Refused { events, error } => {
+                let detail = format!(
+                    "answered a deliver of {events} event{} with an error: {error}",
+                    if events == 1 { "" } else { "s" },
+                );
+                tracing::warn!("broke the protocol: {detail}");
+                self.kill(ExitReason::Protocol { detail });
+            }
         }
     }
 
@@ -1048,6 +1091,7 @@ impl Actor {
         }
         self.drop_client();
         self.closed = None;
+        self.delivery_failures = None;
         self.pings = FuturesUnordered::new();
         self.deadline = None;
         let ran = self
@@ -1311,6 +1355,15 @@ async fn join<T>(handle: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::J
 async fn closed(rx: &mut Option<oneshot::Receiver<Option<String>>>) -> Option<String> {
     match rx {
         Some(rx) => rx.await.unwrap_or(None),
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_failure(
+    rx: &mut Option<mpsc::UnboundedReceiver<DeliveryFailure>>,
+) -> Option<DeliveryFailure> {
+    match rx {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }

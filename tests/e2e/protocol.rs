@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use corral_e2e::{Fleet, echo_cmd, fixture, rss_kib};
+use corral_e2e::{Fleet, echo_cmd, fixture, rss_kib, wait_until};
 use serde_json::Value;
 
 #[test]
@@ -108,4 +108,68 @@ fn an_answer_of_another_method_is_a_protocol_exit_not_a_crash() {
     assert_eq!(fleet.call("echo", "ping", None).unwrap()["pong"], true);
     assert_eq!(fleet.ps().len(), 3);
     assert!(!fleet.log().contains("panicked"), "{}", fleet.log());
+}
+
+#[test]
+fn a_deliver_not_answered_in_time_or_answered_with_an_error_kills_and_restarts_the_plugin() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.echo]\ncmd = {echo}\nsubscribe = [\"x.>\"]\n{ignores}{refuses}",
+        echo = echo_cmd(),
+        ignores = rogue(
+            "ignores",
+            "deliver-ignore",
+            "subscribe = [\"x.>\"]\ncall_timeout = \"300ms\""
+        ),
+        refuses = rogue("refuses", "deliver-error", r#"subscribe = ["x.>"]"#),
+    ));
+    for name in ["echo", "ignores", "refuses"] {
+        fleet.wait_running(name);
+    }
+    let out = fleet.corral(&["publish", "x.y", r#"{"n": 1}"#]);
+    assert!(out.status.success(), "{out:?}");
+
+    // No answer within call_timeout: unhealthy, with a note saying why, then
+    // killed for `hang`.
+    wait_restarted_after(&fleet, "ignores", "hang");
+    assert_eq!(first_exit(&fleet, "ignores")["reason"], "hang");
+    let info = fleet.inspect("ignores");
+    let note = info["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .find(|t| t["to"] == "unhealthy")
+        .map(|t| t["note"].clone())
+        .unwrap_or_else(|| panic!("no unhealthy transition: {info}"));
+    assert!(
+        note.as_str()
+            .is_some_and(|n| n.contains("did not answer a deliver of 1 event within 300ms")),
+        "{note}"
+    );
+
+    // An error answer: killed for `protocol`, naming the error.
+    wait_restarted_after(&fleet, "refuses", "protocol");
+    let reason = first_exit(&fleet, "refuses");
+    let detail = reason["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("answered a deliver of 1 event with an error")
+            && detail.contains("no events here"),
+        "{detail}"
+    );
+
+    // The well-behaved subscriber got the event, and the restarted plugin
+    // gets deliveries again (and fails them again) rather than stalling.
+    wait_until(Duration::from_secs(5), "echo to receive the event", || {
+        (fleet.call("echo", "received", None).unwrap()["count"] == 1).then_some(())
+    });
+    fleet.wait_row("ignores", Duration::from_secs(10), "running again", |r| {
+        r["state"] == "running"
+    });
+    let out = fleet.corral(&["publish", "x.z", r#"{"n": 2}"#]);
+    assert!(out.status.success(), "{out:?}");
+    fleet.wait_row(
+        "ignores",
+        Duration::from_secs(10),
+        "killed again by the next deliver",
+        |r| r["last_exit"]["reason"] == "hang" && r["restarts"].as_u64() >= Some(2),
+    );
 }
