@@ -553,7 +553,7 @@ impl Bus {
                         let id = self.next_stream;
                         self.next_stream += 1;
                         let queue = Arc::new(Queue::new(STREAM_QUEUE, Overflow::DropOldest));
-                        for event in self.retained_matching(&patterns) {
+                        for event in self.retained_matching(&patterns, &[]) {
                             let _ = queue.try_push(event);
                         }
                         self.streams.insert(
@@ -619,7 +619,7 @@ impl Bus {
             return;
         };
         let replay = if !sub.rules.durable || !sub.ever_attached {
-            self.retained_matching(&sub.patterns)
+            self.retained_matching(&sub.patterns, &[])
         } else {
             Vec::new()
         };
@@ -635,11 +635,16 @@ impl Bus {
         sub.attached.send_replace(Some(attachment));
     }
 
-    fn retained_matching(&self, patterns: &[String]) -> Vec<Arc<Event>> {
+    /// The retained events matching one of `patterns` and none of `held`
+    /// (those were replayed when `held` was subscribed), oldest first.
+    fn retained_matching(&self, patterns: &[String], held: &[String]) -> Vec<Arc<Event>> {
         let mut found: Vec<Arc<Event>> = self
             .retained
             .values()
-            .filter(|e| patterns.iter().any(|p| matches(p, &e.topic)))
+            .filter(|e| {
+                patterns.iter().any(|p| matches(p, &e.topic))
+                    && !held.iter().any(|p| matches(p, &e.topic))
+            })
             .map(|e| {
                 let mut e = (**e).clone();
                 e.retained = true;
@@ -679,12 +684,17 @@ impl Bus {
                 ),
             ));
         }
-        let new: Vec<String> = patterns
-            .into_iter()
-            .filter(|p| !sub.patterns.contains(p))
-            .collect();
+        let held = sub.patterns.clone();
+        let new: Vec<String> = patterns.into_iter().filter(|p| !held.contains(p)).collect();
         sub.patterns.extend(new.iter().cloned());
-        let replay = self.retained_matching(&new);
+        // A retained event already matched by a held pattern was replayed
+        // then. And if the plugin is between its load and its first
+        // delivery, the attach that follows replays for every pattern.
+        let attach_replays = !sub.running && (!sub.rules.durable || !sub.ever_attached);
+        if attach_replays {
+            return Ok(());
+        }
+        let replay = self.retained_matching(&new, &held);
         if let Some(sub) = self.subscribers.get(name) {
             for event in replay {
                 let _ = sub.queue.try_push(event);

@@ -173,3 +173,68 @@ fn a_deliver_not_answered_in_time_or_answered_with_an_error_kills_and_restarts_t
         |r| r["last_exit"]["reason"] == "hang" && r["restarts"].as_u64() >= Some(2),
     );
 }
+
+#[test]
+fn a_retained_event_is_replayed_only_to_a_pattern_that_newly_matches_it() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.sub]\ncmd = {echo}\nsubscribe = [\"pub.>\"]\n",
+        echo = echo_cmd()
+    ));
+    fleet.wait_running("sub");
+    let publish = |topic: &str, retain: bool| {
+        let mut args = vec!["publish", topic, "{}"];
+        if retain {
+            args.push("--retain");
+        }
+        let out = fleet.corral(&args);
+        assert!(out.status.success(), "{out:?}");
+    };
+    let call = |action: &str, patterns: &str| {
+        fleet
+            .call(
+                "sub",
+                action,
+                Some(&format!(r#"{{"patterns": {patterns}}}"#)),
+            )
+            .unwrap_or_else(|e| panic!("{action} {patterns}: {e}"));
+    };
+    publish("pub.state", true);
+    publish("pub.a.b", true);
+    // Both are covered by `pub.>`, which it holds: nothing is replayed.
+    call("subscribe", r#"["pub.state", "pub.*"]"#);
+    // `pub.>` again, now that it is not held: only `pub.a.b` is new to it.
+    call("unsubscribe", r#"["pub.>"]"#);
+    call("subscribe", r#"["pub.>"]"#);
+    publish("pub.marker", false);
+
+    let events = wait_until(Duration::from_secs(5), "the marker", || {
+        let r = fleet.call("sub", "received", None).expect("received");
+        let events = r["events"].as_array().expect("events").clone();
+        events
+            .iter()
+            .any(|e| e["topic"] == "pub.marker")
+            .then_some(events)
+    });
+    let got: Vec<(String, bool, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["topic"].as_str().expect("topic").to_string(),
+                e["retained"].as_bool().expect("retained"),
+                e["seq"].as_u64().expect("seq"),
+            )
+        })
+        .collect();
+    let shape: Vec<(&str, bool)> = got.iter().map(|(t, r, _)| (t.as_str(), *r)).collect();
+    assert_eq!(
+        shape,
+        [
+            ("pub.state", false),
+            ("pub.a.b", false),
+            ("pub.a.b", true),
+            ("pub.marker", false)
+        ],
+        "{got:?}"
+    );
+    assert_eq!(got[1].2, got[2].2, "the replay is the same event: {got:?}");
+}
