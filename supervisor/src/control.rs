@@ -70,14 +70,26 @@ impl ControlServer {
     }
 }
 
+/// How long a client has to send its hello before its connection is
+/// dropped, so a stalled client cannot hold a connection open.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn serve_connection(
     stream: interprocess::local_socket::tokio::Stream,
     supervisor: SupervisorHandle,
 ) {
-    let framed = match listener::accept_control(stream, MAX_FRAME_BYTES).await {
-        Ok(f) => f,
-        Err(why) => {
+    let hello = tokio::time::timeout(
+        HELLO_TIMEOUT,
+        listener::accept_control(stream, MAX_FRAME_BYTES),
+    );
+    let framed = match hello.await {
+        Ok(Ok(f)) => f,
+        Ok(Err(why)) => {
             tracing::warn!("refused a control connection: {why}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("refused a control connection: no hello within {HELLO_TIMEOUT:?}");
             return;
         }
     };

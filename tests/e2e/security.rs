@@ -594,3 +594,25 @@ fn a_control_request_with_an_endless_deadline_harms_no_one() {
     assert_eq!(fleet.call("echo", "ping", None).unwrap()["pid"], pid);
     assert_eq!(fleet.row("echo")["state"], "running");
 }
+
+#[test]
+fn a_control_client_that_never_says_hello_is_dropped() {
+    let fleet = Fleet::start(&format!("[plugins.echo]\ncmd = {}\n", echo_cmd()));
+    fleet.wait_running("echo");
+    // Half a length header, then silence: the connection must not be held
+    // open for as long as the client likes.
+    let mut stream = UnixStream::connect(fleet.socket()).expect("connect");
+    stream.write_all(&[0, 0]).expect("write");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    let n = stream
+        .read(&mut buf)
+        .expect("closed by the supervisor, not timed out here");
+    assert_eq!(n, 0, "expected the connection closed, got {:?}", &buf[..n]);
+    wait_until(Duration::from_secs(5), "the refusal in the log", || {
+        fleet.log().contains("no hello within").then_some(())
+    });
+    assert_eq!(fleet.call("echo", "ping", None).unwrap()["pong"], true);
+}
