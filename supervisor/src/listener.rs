@@ -11,21 +11,24 @@
 //! After the handshake nothing a plugin sends is trusted either. On the
 //! plugin connection, [`PluginTransport`] checks each answer against the
 //! request it answers before tarpc's client sees it (tarpc's generated client
-//! panics on an answer of another method). On both connections a frame whose
-//! decoding panics (a `deadline` too far to represent, for instance) is a
-//! broken frame, not a crashed task. Either way the plugin has broken the
-//! protocol: the connection ends with an error that [`violation`] names.
+//! panics on an answer of another method): a mismatch ends the connection
+//! with an error that [`violation`] names, as an oversized or malformed frame
+//! does. On the bus connection, served by the supervisor, [`BusTransport`]
+//! reports such a frame, so the plugin is killed for it as on its plugin
+//! connection.
 
 use std::collections::HashMap;
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use corral_proto::codec::{self, Codec, FrameError, Framed};
-use corral_proto::{Hello, HelloReply, PluginApiRequest, PluginApiResponse, Role, check_version};
+use corral_proto::{
+    BusApiRequest, BusApiResponse, Hello, HelloReply, PluginApiRequest, PluginApiResponse, Role,
+    check_version,
+};
 use futures::{Sink, Stream};
 use interprocess::local_socket::tokio::{Listener, Stream as Socket, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
@@ -33,6 +36,7 @@ use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use nix::unistd::{Pid, Uid};
 use tarpc::{ClientMessage, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
 
 /// Binds a socket at `path` that only this user can connect to.
 pub fn bind(path: &Path) -> io::Result<Listener> {
@@ -249,27 +253,6 @@ pub fn violation(err: &io::Error, max_frame: usize) -> Option<String> {
     }
 }
 
-/// Polls a transport's next message, turning a panic of its decoder into a
-/// broken frame.
-fn poll_decoded<T, I>(inner: &mut T, cx: &mut Context<'_>) -> Poll<Option<io::Result<I>>>
-where
-    T: Stream<Item = io::Result<I>> + Unpin,
-{
-    match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll_next(cx))) {
-        Ok(polled) => polled,
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "its decoder failed".into());
-            Poll::Ready(Some(Err(violated(format!(
-                "sent a frame that could not be decoded: {why}"
-            )))))
-        }
-    }
-}
-
 /// The `PluginApi` method a request calls.
 fn asked_for(request: &PluginApiRequest) -> &'static str {
     match request {
@@ -348,7 +331,7 @@ where
             if this.broken {
                 return Poll::Ready(None);
             }
-            let response = match poll_decoded(&mut this.inner, cx) {
+            let response = match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Ready(Some(Ok(response))) => response,
                 Poll::Ready(Some(Err(e))) => {
                     this.broken = true;
@@ -400,6 +383,80 @@ where
             _ => {}
         }
         Pin::new(&mut this.inner).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+}
+
+/// A plugin's bus connection, as the supervisor's `BusApi` server uses it.
+///
+/// A frame that is too large, does not decode, or breaks its decoder ends
+/// the connection, and what was wrong is sent once on `broken`, for the
+/// plugin's actor to kill it with reason `protocol`.
+pub struct BusTransport<S> {
+    inner: codec::Transport<S, ClientMessage<BusApiRequest>, Response<BusApiResponse>>,
+    max_frame: usize,
+    broken: Option<oneshot::Sender<String>>,
+    ended: bool,
+}
+
+impl<S> BusTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Speaks `codec` on a bus connection that has passed its handshake.
+    pub fn new(framed: Framed<S>, codec: Codec, broken: oneshot::Sender<String>) -> Self {
+        let max_frame = framed.codec().max_frame_length();
+        Self {
+            inner: codec::into_transport(framed, codec),
+            max_frame,
+            broken: Some(broken),
+            ended: false,
+        }
+    }
+}
+
+impl<S> Stream for BusTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Item = io::Result<ClientMessage<BusApiRequest>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let polled = Pin::new(&mut this.inner).poll_next(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            this.ended = true;
+            if let (Some(detail), Some(broken)) = (violation(e, this.max_frame), this.broken.take())
+            {
+                let _ = broken.send(detail);
+            }
+        }
+        polled
+    }
+}
+
+impl<S> Sink<Response<BusApiResponse>> for BusTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Error = io::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Response<BusApiResponse>) -> io::Result<()> {
+        Pin::new(&mut self.get_mut().inner).start_send(item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

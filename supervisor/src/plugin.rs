@@ -11,7 +11,8 @@
 //! and crossing `memory_high` is logged and noted in its history once per
 //! crossing. Where a [cgroup](crate::cgroup) can be made, the kernel enforces
 //! the same caps (an OOM kill in it is reported as `memory_cap` too) and
-//! `pids_max`. Breaking the wire protocol kills it too (`protocol`), and so
+//! `pids_max`. Breaking the wire protocol, on either of its connections,
+//! kills it too (`protocol`), and so
 //! does answering a `deliver` with an error; a `deliver` not answered within
 //! `call_timeout` makes it `unhealthy` and it is killed (`hang`), so a
 //! subscriber's deliveries never stall silently. A stop asks it to shut down,
@@ -36,7 +37,7 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_proto::codec::{self, MAX_FRAME_BYTES};
+use corral_proto::codec::MAX_FRAME_BYTES;
 use corral_proto::{
     Enforcement, ErrorReply, ExitReason, Payload, PluginApiClient, PluginInfo, PluginState,
     PluginStatus, Transition, codes,
@@ -326,6 +327,9 @@ struct Connected {
     /// Resolves when the connection ends: `Some(detail)` if the plugin broke
     /// the protocol, `None` if it simply closed.
     closed: oneshot::Receiver<Option<String>>,
+    /// Resolves with what was wrong if the plugin breaks the protocol on its
+    /// bus connection (when it opened one).
+    bus_broken: Option<oneshot::Receiver<String>>,
 }
 
 /// The next step of an escalating stop or a pending kill.
@@ -377,6 +381,7 @@ struct Actor {
     connecting: Option<JoinHandle<Result<Connected, HandshakeError>>>,
     client: Option<PluginApiClient>,
     closed: Option<oneshot::Receiver<Option<String>>>,
+    bus_broken: Option<oneshot::Receiver<String>>,
     /// Failed `deliver` calls of the current spawn, reported by the bus.
     delivery_failures: Option<mpsc::UnboundedReceiver<DeliveryFailure>>,
     pings: FuturesUnordered<BoxFuture<'static, bool>>,
@@ -435,6 +440,7 @@ impl Actor {
             connecting: None,
             client: None,
             closed: None,
+            bus_broken: None,
             delivery_failures: None,
             pings: FuturesUnordered::new(),
             ping_seq: 0,
@@ -475,6 +481,12 @@ impl Actor {
                 cause = closed(&mut self.closed) => {
                     self.closed = None;
                     self.on_disconnect(cause);
+                }
+                broken = bus_broken(&mut self.bus_broken) => {
+                    self.bus_broken = None;
+                    if let Some(detail) = broken {
+                        self.on_bus_broken(detail);
+                    }
                 }
                 failure = next_failure(&mut self.delivery_failures) => match failure {
                     Some(failure) => self.on_delivery_failed(failure),
@@ -769,6 +781,7 @@ impl Actor {
             Ok(conn) => {
                 self.client = Some(conn.client);
                 self.closed = Some(conn.closed);
+                self.bus_broken = conn.bus_broken;
                 self.misses = 0;
                 self.heartbeat.reset();
                 self.running_since = Some(Instant::now());
@@ -800,6 +813,16 @@ impl Actor {
             }
             None => {}
         }
+    }
+
+    /// The plugin broke the protocol on its bus connection, which is closed.
+    fn on_bus_broken(&mut self, detail: String) {
+        if self.state == PluginState::Stopping || self.child.is_none() {
+            return;
+        }
+        let detail = format!("bus connection: {detail}");
+        tracing::warn!("broke the protocol: {detail}");
+        self.kill(ExitReason::Protocol { detail });
     }
 
     fn send_ping(&mut self) {
@@ -1091,6 +1114,7 @@ impl Actor {
         }
         self.drop_client();
         self.closed = None;
+        self.bus_broken = None;
         self.delivery_failures = None;
         self.pings = FuturesUnordered::new();
         self.deadline = None;
@@ -1307,17 +1331,23 @@ async fn connect(
         loaded
             .map_err(|e| HandshakeError(format!("no answer to load: {e}")))?
             .map_err(|e| HandshakeError(format!("on_load failed: {e}")))?;
-        match bus_conn {
+        let bus_broken = match bus_conn {
             Some(Ok(framed)) => {
-                let transport = codec::into_transport(framed, spec.codec);
+                let (broken, bus_broken) = oneshot::channel();
+                let transport = listener::BusTransport::new(framed, spec.codec, broken);
                 crate::bus::serve_plugin(spec.name.as_str().into(), bus, transport);
+                Some(bus_broken)
             }
             Some(Err(HandshakeError(why))) => {
                 return Err(HandshakeError(format!("bus connection refused: {why}")));
             }
-            None => {}
-        }
-        Ok(Connected { client, closed })
+            None => None,
+        };
+        Ok(Connected {
+            client,
+            closed,
+            bus_broken,
+        })
     };
     tokio::time::timeout(timeout, attempt)
         .await
@@ -1355,6 +1385,13 @@ async fn join<T>(handle: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::J
 async fn closed(rx: &mut Option<oneshot::Receiver<Option<String>>>) -> Option<String> {
     match rx {
         Some(rx) => rx.await.unwrap_or(None),
+        None => std::future::pending().await,
+    }
+}
+
+async fn bus_broken(rx: &mut Option<oneshot::Receiver<String>>) -> Option<String> {
+    match rx {
+        Some(rx) => rx.await.ok(),
         None => std::future::pending().await,
     }
 }

@@ -238,3 +238,30 @@ fn a_retained_event_is_replayed_only_to_a_pattern_that_newly_matches_it() {
     );
     assert_eq!(got[1].2, got[2].2, "the replay is the same event: {got:?}");
 }
+
+#[test]
+fn garbage_on_the_bus_connection_is_a_protocol_exit() {
+    let fleet = Fleet::start(&format!(
+        "[plugins.echo]\ncmd = {echo}\n{malformed}{oversize}{deadline}",
+        echo = echo_cmd(),
+        malformed = rogue("malformed", "bus-malformed", ""),
+        oversize = rogue("oversize", "bus-oversize", ""),
+        deadline = rogue("deadline", "bus-far-deadline", r#"subscribe = ["x.>"]"#),
+    ));
+    fleet.wait_running("echo");
+    for (name, says) in [
+        ("malformed", "bus connection: sent a malformed frame"),
+        (
+            "oversize",
+            "bus connection: sent a frame larger than the 8388608 byte maximum",
+        ),
+        // A deadline past the clock's end: bad input, not a crashed task.
+        ("deadline", "bus connection: sent a malformed frame"),
+    ] {
+        wait_restarted_after(&fleet, name, "protocol");
+        let reason = first_exit(&fleet, name);
+        let detail = reason["detail"].as_str().expect("detail");
+        assert!(detail.starts_with(says), "{name}: {detail}");
+    }
+    assert_eq!(fleet.call("echo", "ping", None).unwrap()["pong"], true);
+}
