@@ -97,6 +97,17 @@ impl<Item, SinkItem> WireCodec<Item, SinkItem> {
     }
 }
 
+thread_local! {
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is decoding a peer's frame right now. A panic there
+/// is bad input that the codec catches and returns as an error, so a panic
+/// hook can log it briefly instead of as a bug (with a backtrace).
+pub fn decoding_now() -> bool {
+    DECODING.get()
+}
+
 impl<Item: DeserializeOwned, SinkItem> Deserializer<Item> for WireCodec<Item, SinkItem> {
     type Error = io::Error;
 
@@ -111,7 +122,10 @@ impl<Item: DeserializeOwned, SinkItem> Deserializer<Item> for WireCodec<Item, Si
         // A peer's frame must never panic its reader. tarpc's decoder adds a
         // request's deadline to the clock unchecked, so a deadline past the
         // clock's range would; it is bad input like any other.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|_| {
+        DECODING.set(true);
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+        DECODING.set(false);
+        decoded.unwrap_or_else(|_| {
             Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the frame holds a value out of range (such as a deadline past the clock's end)",

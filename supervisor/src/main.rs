@@ -44,6 +44,17 @@ fn up(config: &std::path::Path) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A panic while decoding a peer's frame is bad input, caught and turned
+    // into an error by the codec: one log line, not a backtrace.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if corral_proto::codec::decoding_now() {
+            let why = info.payload_as_str().unwrap_or("a value out of range");
+            tracing::warn!("refused a frame that does not decode: {why}");
+        } else {
+            default_hook(info);
+        }
+    }));
     corral::spawn::raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
