@@ -645,8 +645,12 @@ impl Actor {
             at_unix_ms: unix_ms(),
             from,
             to,
+            // An exit is about the process that just ended.
+            pid: self.pid.or_else(|| match reason {
+                Some(ExitReason::Spawn { .. }) | None => None,
+                Some(_) => self.exited_pid,
+            }),
             reason,
-            pid: self.pid,
             note,
         });
         let _ = self.events.send(Event::State {

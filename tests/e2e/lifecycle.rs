@@ -144,7 +144,7 @@ fn exits_and_crashes_are_reported_with_their_reason() {
         "[defaults]\nrestart = \"never\"\n[plugins.a]\ncmd = {echo}\n[plugins.b]\ncmd = {echo}\n",
         echo = echo_cmd()
     ));
-    fleet.wait_running("a");
+    let a_pid = fleet.wait_running("a");
     fleet.wait_running("b");
     assert!(fleet.call("a", "exit", Some(r#"{"code": 3}"#)).is_err());
     assert!(fleet.call("b", "crash", None).is_err());
@@ -156,6 +156,13 @@ fn exits_and_crashes_are_reported_with_their_reason() {
         serde_json::json!({"reason": "exit", "code": 3})
     );
     assert!(a["pid"].is_null());
+    // The history names the process that exited.
+    let history = fleet.inspect("a")["history"].clone();
+    let exit = history
+        .as_array()
+        .and_then(|h| h.iter().rev().find(|t| t["to"] == "exited"))
+        .expect("an exit in the history");
+    assert_eq!(exit["pid"], a_pid, "{exit}");
     let b = fleet.wait_row("b", Duration::from_secs(5), "exited", |r| {
         r["state"] == "exited"
     });
