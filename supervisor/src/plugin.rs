@@ -646,7 +646,7 @@ impl Actor {
             from,
             to,
             // An exit is about the process that just ended.
-            pid: self.pid.or_else(|| match reason {
+            pid: self.pid.or(match reason {
                 Some(ExitReason::Spawn { .. }) | None => None,
                 Some(_) => self.exited_pid,
             }),
