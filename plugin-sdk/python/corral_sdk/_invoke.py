@@ -4,13 +4,18 @@ Either way the connection's reader thread stays free for heartbeats."""
 
 import asyncio
 import inspect
+import queue
 import threading
+
+# How long an idle worker thread waits for work before it exits.
+IDLE_SECONDS = 30.0
 
 
 class Invoker:
     def __init__(self):
         self._loop = None
         self._lock = threading.Lock()
+        self._workers = _Workers()
 
     def loop(self):
         """The SDK's asyncio loop, started on first use."""
@@ -27,9 +32,7 @@ class Invoker:
         function that cancels it when ``fn`` is a coroutine function (plain
         functions are cancelled cooperatively, through their Context)."""
         if inspect.iscoroutinefunction(fn):
-            future = asyncio.run_coroutine_threadsafe(fn(*args), self.loop())
-            future.add_done_callback(lambda f: on_done(*_outcome(f)))
-            return future.cancel
+            return self._start_task(fn, args, on_done)
 
         def body():
             try:
@@ -39,8 +42,28 @@ class Invoker:
                 return
             on_done(value, None)
 
-        threading.Thread(target=body, daemon=True).start()
+        self._workers.submit(body)
         return None
+
+    def _start_task(self, fn, args, on_done):
+        loop = self.loop()
+        state = {"task": None, "cancelled": False}
+
+        def launch():
+            if state["cancelled"]:
+                on_done(None, asyncio.CancelledError())
+                return
+            task = loop.create_task(fn(*args))
+            task.add_done_callback(lambda t: on_done(*_outcome(t)))
+            state["task"] = task
+
+        def cancel():
+            state["cancelled"] = True
+            if state["task"] is not None:
+                state["task"].cancel()
+
+        loop.call_soon_threadsafe(launch)
+        return lambda: loop.call_soon_threadsafe(cancel)
 
     def run(self, fn, args):
         """Runs ``fn(*args)`` to completion in the calling thread (a
@@ -60,3 +83,38 @@ def _outcome(future):
         return None, asyncio.CancelledError()
     error = future.exception()
     return (None, error) if error is not None else (future.result(), None)
+
+
+class _Workers:
+    """Threads for plain functions: an idle one takes the next job, and a
+    new one starts when none is idle, so a job never waits behind a slow one
+    (and a quick call does not pay for starting a thread)."""
+
+    def __init__(self):
+        self._jobs = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job):
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._jobs.put(job)
+        if start:
+            threading.Thread(target=self._work, name="corral-worker", daemon=True).start()
+
+    def _work(self):
+        while True:
+            try:
+                job = self._jobs.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    # Leave only when no job was promised to an idle worker.
+                    if self._idle > 0 and self._jobs.empty():
+                        self._idle -= 1
+                        return
+                continue
+            job()
+            with self._lock:
+                self._idle += 1

@@ -8,6 +8,7 @@ the supervisor's queue holds the backlog.
 
 import heapq
 import logging
+import math
 import os
 import sys
 import threading
@@ -58,23 +59,34 @@ class _Deadlines:
         threading.Thread(target=self._run, name="corral-deadlines", daemon=True).start()
 
     def add(self, seconds, call):
+        # Deadlines fall on 10 ms ticks, so one wake-up serves every call
+        # due in the same tick.
+        at = math.ceil((time.monotonic() + seconds) * 100) / 100
         with self.cond:
             self.seq += 1
-            heapq.heappush(self.heap, (time.monotonic() + seconds, self.seq, call))
-            self.cond.notify()
+            # Wake the thread only when this deadline comes first: most
+            # deadlines are later than the one it sleeps until, and a wake-up
+            # per call would cost every call a thread switch.
+            earliest = not self.heap or at < self.heap[0][0]
+            heapq.heappush(self.heap, (at, self.seq, call))
+            if earliest:
+                self.cond.notify()
 
     def _run(self):
         while True:
             with self.cond:
                 while not self.heap:
                     self.cond.wait()
-                at, _, call = self.heap[0]
+                at = self.heap[0][0]
                 now = time.monotonic()
                 if at > now:
                     self.cond.wait(at - now)
                     continue
-                heapq.heappop(self.heap)
-            call.cancel("its deadline passed")
+                due = []
+                while self.heap and self.heap[0][0] <= now:
+                    due.append(heapq.heappop(self.heap)[2])
+            for call in due:
+                call.cancel("its deadline passed")
 
 
 def _env(name):
