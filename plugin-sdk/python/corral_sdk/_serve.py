@@ -50,41 +50,50 @@ class _Call:
 
 
 class _Deadlines:
-    """One thread that cancels calls whose deadline has passed."""
+    """One thread that cancels calls whose deadline has passed.
+
+    Deadlines fall on 10 ms ticks: one wake-up serves every call due in the
+    same tick, and a call that answers leaves its tick at once, so nothing
+    is kept for the calls that finished in time.
+    """
 
     def __init__(self):
         self.cond = threading.Condition()
-        self.heap = []
-        self.seq = 0
+        self.buckets = {}  # tick -> calls due then
+        self.ticks = []  # heap of the buckets' ticks
         threading.Thread(target=self._run, name="corral-deadlines", daemon=True).start()
 
     def add(self, seconds, call):
-        # Deadlines fall on 10 ms ticks, so one wake-up serves every call
-        # due in the same tick.
-        at = math.ceil((time.monotonic() + seconds) * 100) / 100
+        """Watches ``call``; returns its tick, for ``remove``."""
+        tick = math.ceil((time.monotonic() + seconds) * 100)
         with self.cond:
-            self.seq += 1
-            # Wake the thread only when this deadline comes first: most
-            # deadlines are later than the one it sleeps until, and a wake-up
-            # per call would cost every call a thread switch.
-            earliest = not self.heap or at < self.heap[0][0]
-            heapq.heappush(self.heap, (at, self.seq, call))
-            if earliest:
-                self.cond.notify()
+            bucket = self.buckets.get(tick)
+            if bucket is None:
+                bucket = self.buckets[tick] = set()
+                # Wake the thread only when this tick comes first.
+                earliest = not self.ticks or tick < self.ticks[0]
+                heapq.heappush(self.ticks, tick)
+                if earliest:
+                    self.cond.notify()
+            bucket.add(call)
+        return tick
+
+    def remove(self, tick, call):
+        with self.cond:
+            bucket = self.buckets.get(tick)
+            if bucket is not None:
+                bucket.discard(call)
 
     def _run(self):
         while True:
             with self.cond:
-                while not self.heap:
+                while not self.ticks:
                     self.cond.wait()
-                at = self.heap[0][0]
-                now = time.monotonic()
-                if at > now:
-                    self.cond.wait(at - now)
+                wait = self.ticks[0] / 100 - time.monotonic()
+                if wait > 0:
+                    self.cond.wait(wait)
                     continue
-                due = []
-                while self.heap and self.heap[0][0] <= now:
-                    due.append(heapq.heappop(self.heap)[2])
+                due = self.buckets.pop(heapq.heappop(self.ticks), ())
             for call in due:
                 call.cancel("its deadline passed")
 
@@ -178,10 +187,11 @@ class _Server:
         def done(value, error):
             with self.calls_lock:
                 self.calls.pop(rid, None)
+            self.deadlines.remove(tick, call)
             if call.finish():
                 self.respond(rid, "Handle", value, error)
 
-        self.deadlines.add(_wire.relative_deadline(req), call)
+        tick = self.deadlines.add(_wire.relative_deadline(req), call)
         canceller = self.host.handle(args["action"], args["payload"], call.event, done)
         with call.lock:
             call.canceller = canceller
