@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from corral_sdk import Plugin, PluginError
 
@@ -126,9 +127,9 @@ def on_event(ctx, event):
         received["count"] += 1
         received["last_seq"] = event["seq"]
         if len(received["events"]) < 10000:
-            received["events"].append(
-                {k: event.get(k) for k in ("topic", "payload", "source", "seq", "retained")}
-            )
+            kept = {k: event.get(k) for k in ("topic", "payload", "source", "seq", "retained")}
+            kept["received_us"] = int(time.time() * 1e6)
+            received["events"].append(kept)
 
 
 @plugin.action("publish")
@@ -136,8 +137,20 @@ def publish(ctx, payload):
     if not isinstance(payload, dict) or not isinstance(payload.get("topic"), str):
         raise PluginError.bad_payload('expected {"topic": <string>}')
     count = payload.get("count", 1)
+    # Paced publishing, for latency: event i leaves at start + i * interval
+    # and carries the time it left.
+    interval = payload.get("interval_us", 0) / 1e6
+    start = time.monotonic()
     for i in range(count):
-        body = payload["payload"] if "payload" in payload else {"i": i}
+        if "payload" in payload:
+            body = payload["payload"]
+        elif interval > 0:
+            delay = start + i * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            body = {"i": i, "sent_us": int(time.time() * 1e6)}
+        else:
+            body = {"i": i}
         ctx.publish(payload["topic"], body, retain=payload.get("retain", False))
     ctx.flush()
     return {"published": count}

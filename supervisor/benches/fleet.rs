@@ -9,6 +9,7 @@
 //! - one plugin's spawn → running time, against fork+exec of `true`;
 //! - restart latency: SIGKILL of a plugin → replacement running;
 //! - `corral up` with 50 and 200 plugins → all running;
+//! - bus latency, publisher plugin to subscriber plugin, at a steady 10k/s;
 //! - per SDK (Rust, Python): call round trip, and events per second from a
 //!   publisher plugin to a subscriber plugin of that SDK.
 
@@ -115,6 +116,8 @@ fn main() {
         format!("{rate:.0}/s"),
         format!("{cpu_per_million:.2} s CPU/M")
     );
+    let latency = rt.block_on(bus_latency(&tmp.path().join("latency"), &echo));
+    row("bus: publish -> on_event, steady 10,000/s", &latency, None);
     let echo_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/echo-py");
     let (rust_calls, rust_events) = rt.block_on(sdk_figures(
         &tmp.path().join("sdk-rust"),
@@ -404,6 +407,61 @@ async fn sdk_figures(dir: &Path, entry: &str, actions: &[&str]) -> (Vec<Vec<Dura
     let rate = SDK_EVENTS as f64 / t.elapsed().as_secs_f64();
     supervisor.shutdown().await;
     (calls, rate)
+}
+
+/// Events in the steady-rate latency run, and the gap between them.
+const LATENCY_EVENTS: u64 = 10_000;
+const LATENCY_INTERVAL_US: u64 = 100;
+
+/// A publisher plugin publishes at a steady 10,000 events/s (paced in the
+/// timer's 1 ms steps) to one subscriber plugin: the time from the
+/// publisher's `publish` to the subscriber's `on_event`, both plugins
+/// stamping the wall clock.
+async fn bus_latency(dir: &Path, echo: &Path) -> Vec<Duration> {
+    let entry = format!("cmd = [{:?}]", echo.display().to_string());
+    let toml = format!(
+        "[plugins.pub]\n{entry}\n[plugins.sub]\n{entry}\nsubscribe = [\"pub.>\"]\noverflow = \"block\"\n"
+    );
+    let fleet = fleet(dir, &toml);
+    std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
+    let (supervisor, _done) =
+        corral::supervisor::start(&fleet, std::sync::Arc::new(corral::cgroup::Cgroups::none()));
+    let publisher = supervisor.plugin("pub").await.expect("pub");
+    let sub = supervisor.plugin("sub").await.expect("sub");
+    wait_running(&publisher, None).await;
+    wait_running(&sub, None).await;
+    let request = serde_json::json!({
+        "topic": "pub.t",
+        "count": LATENCY_EVENTS,
+        "interval_us": LATENCY_INTERVAL_US,
+    });
+    publisher
+        .call(
+            "publish".into(),
+            Payload::from_json(&request).expect("json"),
+        )
+        .await
+        .expect("publish");
+    wait_received(&sub, LATENCY_EVENTS).await;
+    let reply = sub
+        .call(
+            "received".into(),
+            Payload::from_json(&serde_json::json!({"limit": LATENCY_EVENTS})).expect("json"),
+        )
+        .await
+        .expect("received");
+    supervisor.shutdown().await;
+    let reply: serde_json::Value = reply.to_json().expect("json");
+    reply["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| {
+            let sent = e["payload"]["sent_us"].as_u64()?;
+            let got = e["received_us"].as_u64()?;
+            Some(Duration::from_micros(got.saturating_sub(sent)))
+        })
+        .collect()
 }
 
 const CAP_RUNS: usize = 10;

@@ -284,6 +284,25 @@ fn publish_and_subscribe(imp: Impl) {
         "pub.missed leaked through"
     );
 
+    // Paced publishing stamps when each event left, and the subscriber when
+    // it arrived (what the bench's latency figure is made of).
+    fleet
+        .call(
+            "pub",
+            "publish",
+            Some(r#"{"topic": "pub.b", "count": 5, "interval_us": 2000}"#),
+        )
+        .unwrap();
+    let got = wait_until(Duration::from_secs(10), "5 paced events", || {
+        let r = received(&fleet, "sub");
+        (r["count"] == 506).then_some(r)
+    });
+    for e in &got["events"].as_array().unwrap()[501..] {
+        let sent = e["payload"]["sent_us"].as_u64().expect("sent_us");
+        let arrived = e["received_us"].as_u64().expect("received_us");
+        assert!(arrived >= sent, "{e}");
+    }
+
     // Outside its allow-lists, both are refused with `denied`.
     let err = fleet
         .call("pub", "publish", Some(r#"{"topic": "sub.x"}"#))

@@ -54,6 +54,13 @@ const KEEP_EVENTS: usize = 10_000;
 /// `spawn`ed children: hold that many MiB, then sleep until killed.
 pub const CHILD_ENV: &str = "ECHO_PLUGIN_CHILD_MB";
 
+/// Microseconds since the Unix epoch.
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Allocates and touches `mb` MiB, returned so the caller keeps it resident.
 pub fn touch_mib(mb: u64) -> Vec<Vec<u8>> {
     const MIB: usize = 1024 * 1024;
@@ -163,8 +170,24 @@ impl Plugin for Echo {
                     .ok_or_else(|| PluginError::bad_payload("expected {\"topic\": <string>}"))?;
                 let count = payload.get("count").and_then(Value::as_u64).unwrap_or(1);
                 let retain = payload.get("retain").and_then(Value::as_bool) == Some(true);
+                // Paced publishing, for latency: event i leaves at start + i × interval
+                // (in the timer's 1 ms steps) and carries the time it left.
+                let interval = payload
+                    .get("interval_us")
+                    .and_then(Value::as_u64)
+                    .filter(|&us| us > 0)
+                    .map(std::time::Duration::from_micros);
+                let start = tokio::time::Instant::now();
                 for i in 0..count {
-                    let body = payload.get("payload").cloned().unwrap_or(json!({"i": i}));
+                    let body = match (payload.get("payload"), interval) {
+                        (Some(body), _) => body.clone(),
+                        (None, Some(every)) => {
+                            let n = u32::try_from(i).unwrap_or(u32::MAX);
+                            tokio::time::sleep_until(start + every.saturating_mul(n)).await;
+                            json!({"i": i, "sent_us": unix_us()})
+                        }
+                        (None, None) => json!({"i": i}),
+                    };
                     if retain {
                         ctx.publish_retained(topic, &body).await?;
                     } else {
@@ -264,6 +287,7 @@ impl Plugin for Echo {
                 "source": event.source,
                 "seq": event.seq,
                 "retained": event.retained,
+                "received_us": unix_us(),
             }));
         }
     }
