@@ -360,14 +360,16 @@ async fn wait_received(sub: &PluginHandle, n: u64) {
     }
 }
 
-/// Sequential calls per SDK, and events per SDK's publish → subscribe run.
-const SDK_CALLS: usize = 5_000;
-const SDK_EVENTS: u64 = 50_000;
-
-/// One SDK's figures: call round trips of `action` (64 B payload) and the
-/// events per second from a publisher plugin to a subscriber plugin, both
-/// written with that SDK (`entry` is the fleet lines that run its echo).
-async fn sdk_figures(dir: &Path, entry: &str, actions: &[&str]) -> (Vec<Vec<Duration>>, f64) {
+/// A fleet of two plugins run by `entry`: `pub`, and `sub` subscribed to
+/// `pub.>` with a `block` queue; returns once both run.
+async fn pub_sub(
+    dir: &Path,
+    entry: &str,
+) -> (
+    corral::supervisor::SupervisorHandle,
+    PluginHandle,
+    PluginHandle,
+) {
     let toml = format!(
         "[plugins.pub]\n{entry}\n[plugins.sub]\n{entry}\nsubscribe = [\"pub.>\"]\noverflow = \"block\"\n"
     );
@@ -379,6 +381,18 @@ async fn sdk_figures(dir: &Path, entry: &str, actions: &[&str]) -> (Vec<Vec<Dura
     let sub = supervisor.plugin("sub").await.expect("sub");
     wait_running(&publisher, None).await;
     wait_running(&sub, None).await;
+    (supervisor, publisher, sub)
+}
+
+/// Sequential calls per SDK, and events per SDK's publish → subscribe run.
+const SDK_CALLS: usize = 5_000;
+const SDK_EVENTS: u64 = 50_000;
+
+/// One SDK's figures: call round trips of `action` (64 B payload) and the
+/// events per second from a publisher plugin to a subscriber plugin, both
+/// written with that SDK (`entry` is the fleet lines that run its echo).
+async fn sdk_figures(dir: &Path, entry: &str, actions: &[&str]) -> (Vec<Vec<Duration>>, f64) {
+    let (supervisor, publisher, sub) = pub_sub(dir, entry).await;
     let payload = Payload::from_json(&"x".repeat(62)).expect("payload");
     let mut calls = Vec::new();
     for action in actions {
@@ -419,17 +433,7 @@ const LATENCY_INTERVAL_US: u64 = 100;
 /// stamping the wall clock.
 async fn bus_latency(dir: &Path, echo: &Path) -> Vec<Duration> {
     let entry = format!("cmd = [{:?}]", echo.display().to_string());
-    let toml = format!(
-        "[plugins.pub]\n{entry}\n[plugins.sub]\n{entry}\nsubscribe = [\"pub.>\"]\noverflow = \"block\"\n"
-    );
-    let fleet = fleet(dir, &toml);
-    std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
-    let (supervisor, _done) =
-        corral::supervisor::start(&fleet, std::sync::Arc::new(corral::cgroup::Cgroups::none()));
-    let publisher = supervisor.plugin("pub").await.expect("pub");
-    let sub = supervisor.plugin("sub").await.expect("sub");
-    wait_running(&publisher, None).await;
-    wait_running(&sub, None).await;
+    let (supervisor, publisher, sub) = pub_sub(dir, &entry).await;
     let request = serde_json::json!({
         "topic": "pub.t",
         "count": LATENCY_EVENTS,
