@@ -1,6 +1,7 @@
-"""Running a plugin's functions: plain functions in a thread of their own,
-``async def`` functions as tasks on one asyncio loop (a thread of its own).
-Either way the connection's reader thread stays free for heartbeats."""
+"""Running a plugin's functions: plain functions on worker threads (reused,
+and a new one whenever none is idle), ``async def`` functions as tasks on one
+asyncio loop (a thread of its own). Either way the connection's reader
+thread stays free for heartbeats."""
 
 import asyncio
 import inspect
@@ -53,7 +54,11 @@ class Invoker:
             if state["cancelled"]:
                 on_done(None, asyncio.CancelledError())
                 return
-            task = loop.create_task(fn(*args))
+            try:
+                task = loop.create_task(fn(*args))
+            except BaseException as e:  # a bad signature: answered, not lost
+                on_done(None, e)
+                return
             task.add_done_callback(lambda t: on_done(*_outcome(t)))
             state["task"] = task
 

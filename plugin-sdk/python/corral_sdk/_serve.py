@@ -16,9 +16,9 @@ import time
 
 from . import _wire
 from ._bus import Bus
+from .errors import INTERNAL
 from .plugin import Host, error_reply
 
-_log = logging.getLogger("corral_sdk")
 
 
 class _Call:
@@ -125,6 +125,15 @@ def serve(plugin):
     name = _env("CORRAL_PLUGIN_NAME")
     path = _env("CORRAL_PLUGIN_SOCKET")
     secret = _env("CORRAL_PLUGIN_SECRET")
+    # The secret is this process's alone: the plugin's own children do not inherit it.
+    os.environ.pop("CORRAL_PLUGIN_SECRET", None)
+    version = os.environ.get("CORRAL_PROTOCOL_VERSION")
+    if version is not None and version != str(_wire.PROTOCOL_VERSION):
+        sys.stderr.write(
+            "corral plugin: the supervisor speaks protocol version %s and this SDK version %d\n"
+            % (version, _wire.PROTOCOL_VERSION)
+        )
+        sys.exit(1)
     if _env("CORRAL_PLUGIN_CODEC") != "json":
         sys.stderr.write('corral plugin: the Python SDK speaks the json codec; set codec = "json"\n')
         sys.exit(1)
@@ -156,19 +165,27 @@ class _Server:
         threading.Thread(target=self._event_worker, name="corral-events", daemon=True).start()
 
     def respond(self, request_id, method, value, error):
+        """Answers a request. A reply that does not encode as JSON, or does
+        not fit in a frame, is answered with an `internal` error instead."""
+        fallible = method in ("Handle", "Load", "Reload")
         if error is None:
-            result = {"Ok": value} if method in ("Handle", "Load", "Reload") else value
+            result = {"Ok": value} if fallible else value
         else:
-            wire = error_reply(error)
-            if wire is None:
-                return  # cancelled: nobody waits for this answer
-            result = {"Err": wire}
+            result = {"Err": error_reply(error) or {"code": INTERNAL, "message": "cancelled"}}
         try:
             self.conn.send(_wire.response(request_id, method, result))
-        except (OSError, _wire.ProtocolError) as e:
+        except OSError:
+            pass  # the connection is gone; so is whoever asked
+        except (TypeError, ValueError, _wire.ProtocolError) as e:
+            why = "the reply does not encode as JSON: %s" % e
             if isinstance(e, _wire.ProtocolError):
-                # A reply too large for a frame: say so instead.
-                self.conn.send(_wire.response(request_id, method, {"Err": {"code": "internal", "message": str(e)}}))
+                why = "the reply is too large: %s" % e
+            sys.stderr.write("corral plugin: %s answer: %s\n" % (method, why))
+            if fallible:
+                try:
+                    self.conn.send(_wire.response(request_id, method, {"Err": {"code": INTERNAL, "message": why}}))
+                except OSError:
+                    pass
 
     def _event_worker(self):
         while True:
@@ -188,6 +205,8 @@ class _Server:
             with self.calls_lock:
                 self.calls.pop(rid, None)
             self.deadlines.remove(tick, call)
+            # Not answered only when the SDK cancelled it; a handler that
+            # raises CancelledError by itself is answered like any failure.
             if call.finish():
                 self.respond(rid, "Handle", value, error)
 
@@ -195,6 +214,9 @@ class _Server:
         canceller = self.host.handle(args["action"], args["payload"], call.event, done)
         with call.lock:
             call.canceller = canceller
+            cancelled_meanwhile = call.event.is_set()
+        if cancelled_meanwhile and canceller is not None:
+            canceller()
 
     def _cancel(self, request_id):
         with self.calls_lock:
@@ -241,4 +263,7 @@ class _Server:
             elif method == "Shutdown":
                 self._shutdown(rid)
             else:
-                _log.warning("ignoring unknown request %s", method)
+                try:
+                    self.conn.send(_wire.framework_error(rid, "this plugin does not implement `%s`" % method))
+                except OSError:
+                    return

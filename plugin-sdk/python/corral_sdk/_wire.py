@@ -20,6 +20,11 @@ class ProtocolError(Exception):
     """The peer broke the protocol (oversized frame, bad JSON, refused hello)."""
 
 
+def encode(value):
+    """Compact JSON bytes; refuses NaN and infinities, which JSON lacks."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
 class Connection:
     """One framed connection; ``send`` may be called from any thread, ``recv``
     from one thread only."""
@@ -31,7 +36,11 @@ class Connection:
         self.write_lock = threading.Lock()
 
     def send(self, message):
-        body = json.dumps(message, separators=(",", ":")).encode()
+        """Sends one message; raises ``TypeError``/``ValueError`` when it does
+        not encode as JSON and ``ProtocolError`` when it is too large."""
+        self.send_raw(encode(message))
+
+    def send_raw(self, body):
         if len(body) > self.max_frame:
             raise ProtocolError("frame of %d bytes exceeds the maximum of %d" % (len(body), self.max_frame))
         with self.write_lock:
@@ -73,10 +82,16 @@ def connect(path, role, name, secret, max_frame=MAX_FRAME_BYTES):
         conn.close()
         reason = reply.get("Refused", {}).get("reason") if isinstance(reply, dict) else None
         raise ProtocolError("%s connection refused: %s" % (role.lower(), reason or repr(reply)))
+    theirs = (reply["Welcome"] or {}).get("protocol_version")
+    if theirs != PROTOCOL_VERSION:
+        conn.close()
+        raise ProtocolError(
+            "the supervisor speaks protocol version %s and this SDK version %d" % (theirs, PROTOCOL_VERSION)
+        )
     return conn
 
 
-def request(request_id, method, args, deadline_secs=60):
+def request(request_id, method, args, deadline_secs=86400):
     """A tarpc request envelope."""
     return {
         "Request": {
@@ -90,6 +105,12 @@ def request(request_id, method, args, deadline_secs=60):
 def response(request_id, method, result):
     """A tarpc response envelope carrying ``method``'s result."""
     return {"request_id": request_id, "message": {"Ok": {method: result}}}
+
+
+def framework_error(request_id, detail):
+    """tarpc's own failure (kind 16, ``Other``), for a method this SDK does
+    not know."""
+    return {"request_id": request_id, "message": {"Err": {"kind": 16, "detail": detail}}}
 
 
 def relative_deadline(req, default=10.0):

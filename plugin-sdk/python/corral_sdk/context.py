@@ -6,7 +6,7 @@ import logging
 import threading
 
 from .errors import BAD_TOPIC, DENIED, DISCONNECTED, Cancelled, PluginError
-from .topics import check_topic
+from .topics import check_pattern, check_topic
 
 
 class Context:
@@ -47,7 +47,8 @@ class Context:
         order; this waits only when the SDK's buffer is full (backpressure).
         A topic outside the plugin's ``publish`` allow-list is refused by the
         supervisor and reported by ``flush``; a malformed topic, or one under
-        ``corral.>``, is refused here at once."""
+        ``corral.>``, is refused here at once, as is a payload that does not
+        encode as JSON (NaN included) or does not fit in a frame."""
         try:
             check_topic(topic)
         except ValueError as e:
@@ -89,6 +90,10 @@ class Context:
 
 
 def _patterns(patterns):
-    if isinstance(patterns, str):
-        return [patterns]
-    return list(patterns)
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    for p in patterns:
+        try:
+            check_pattern(p)
+        except ValueError as e:
+            raise PluginError(BAD_TOPIC, str(e))
+    return patterns

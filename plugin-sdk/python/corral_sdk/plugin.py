@@ -15,9 +15,10 @@ from .topics import check_pattern, matches
 class Plugin:
     """A corral plugin: register with the decorators, then ``run()``.
 
-    Every registered function may be a plain function (it runs in a thread
-    of its own) or an ``async def`` (it runs as a task on the SDK's asyncio
-    loop). Either way heartbeats are answered while it runs.
+    Every registered function may be a plain function (it runs on a worker
+    thread, never waiting behind another call) or an ``async def`` (it runs
+    as a task on the SDK's asyncio loop). Either way heartbeats are answered
+    while it runs.
     """
 
     def __init__(self, name=None):
@@ -99,6 +100,7 @@ class Host:
         self.plugin = plugin
         self.ctx = Context(name, bus)
         self.invoker = Invoker()
+        self._unloading = False
         self._unloaded = threading.Event()
         self._unload_lock = threading.Lock()
 
@@ -137,13 +139,18 @@ class Host:
                         sys.stderr.write("corral plugin: event handler %s failed: %s: %s\n" % (fn.__name__, type(e).__name__, e))
 
     def unload(self):
-        """Runs ``on_unload`` once, in the calling thread."""
+        """Runs ``on_unload`` once, in the calling thread; a second caller
+        waits until the first one's run has finished."""
         with self._unload_lock:
-            if self._unloaded.is_set():
-                return
-            self._unloaded.set()
-        if self.plugin.unload_hook is not None:
-            try:
+            first = not self._unloading
+            self._unloading = True
+        if not first:
+            self._unloaded.wait()
+            return
+        try:
+            if self.plugin.unload_hook is not None:
                 self.invoker.run(self.plugin.unload_hook, (self.ctx,))
-            except Exception as e:
-                sys.stderr.write("corral plugin: on_unload failed: %s: %s\n" % (type(e).__name__, e))
+        except Exception as e:
+            sys.stderr.write("corral plugin: on_unload failed: %s: %s\n" % (type(e).__name__, e))
+        finally:
+            self._unloaded.set()

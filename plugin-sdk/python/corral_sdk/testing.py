@@ -16,10 +16,11 @@ the code a caller would see.
 """
 
 import itertools
+import json
 import threading
 import time
 
-from .errors import DENIED, TIMEOUT, PluginError
+from .errors import BAD_PAYLOAD, DENIED, INTERNAL, TIMEOUT, PluginError
 from .plugin import Host, error_reply
 from .topics import check_pattern, matches
 
@@ -39,6 +40,7 @@ class _RecordingBus:
         self.lock = threading.Lock()
 
     def publish(self, topic, payload, retain):
+        payload = _as_json(payload, BAD_PAYLOAD, "the payload")
         with self.lock:
             if any(matches(p, topic) for p in self.allowed_publish):
                 self.published.append({"topic": topic, "payload": payload, "retain": retain})
@@ -63,8 +65,22 @@ class _RecordingBus:
             self.subscriptions.extend(p for p in patterns if p not in self.subscriptions)
 
     def unsubscribe(self, patterns):
+        for p in patterns:
+            try:
+                check_pattern(p)
+            except ValueError as e:
+                raise PluginError("bad_topic", str(e))
         with self.lock:
             self.subscriptions = [p for p in self.subscriptions if p not in patterns]
+
+
+def _as_json(value, code, what):
+    """``value`` as it arrives after a trip through corral's JSON codec, or
+    the error a caller would see (NaN, sets and the like do not encode)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise PluginError(code, "%s does not encode as JSON: %s" % (what, e))
 
 
 def _covers(outer, inner):
@@ -82,10 +98,11 @@ class PluginTester:
 
     ``publish`` and ``subscribe`` are the allow-lists (the fleet config's
     keys); they default to corral's: publish under ``<name>.>``, subscribe
-    to nothing beyond what is given.
+    to nothing. Payloads, replies and configs make the same trip through
+    JSON as under corral, so what would not encode fails here too.
     """
 
-    def __init__(self, plugin, name=None, config=None, publish=None, subscribe=(">",), load=True):
+    def __init__(self, plugin, name=None, config=None, publish=None, subscribe=(), load=True):
         self.name = name or plugin.name or "test"
         self._bus = _RecordingBus(publish if publish is not None else [self.name + ".>"], subscribe)
         self._host = Host(plugin, self.name, self._bus)
@@ -112,16 +129,19 @@ class PluginTester:
 
     def load(self, config=None):
         """Runs ``on_load``; raises ``PluginError`` if it fails."""
+        config = _as_json(config, BAD_PAYLOAD, "the config")
         self._wait(lambda done: self._host.load(config, done), 30)
 
     def reload(self, config):
         """Runs ``on_reload`` (or ``on_load``) with a new config."""
+        config = _as_json(config, BAD_PAYLOAD, "the config")
         self._wait(lambda done: self._host.reload(config, done), 30)
 
     def call(self, action, payload=None, timeout=10.0):
         """Calls an action; returns its reply or raises ``PluginError`` with
         the code a caller would see (``timeout`` past the deadline, when the
         action is also cancelled)."""
+        payload = _as_json(payload, BAD_PAYLOAD, "the payload")
         cancel = threading.Event()
         box = {}
         finished = threading.Event()
@@ -141,7 +161,7 @@ class PluginTester:
             if wire is None:
                 raise PluginError(TIMEOUT, "`%s` was cancelled" % action)
             raise PluginError(wire["code"], wire["message"])
-        return box["value"]
+        return _as_json(box["value"], INTERNAL, "the reply")
 
     def deliver(self, topic, payload=None, source="test", retained=False):
         """Delivers one event, as the bus would if the plugin's subscriptions
@@ -149,6 +169,7 @@ class PluginTester:
         delivered."""
         if not any(matches(p, topic) for p in self.subscriptions):
             return False
+        payload = _as_json(payload, BAD_PAYLOAD, "the payload")
         event = {
             "topic": topic,
             "payload": payload,

@@ -23,7 +23,9 @@ def check_topic(topic):
 
 def check_pattern(pattern):
     """Raises ``ValueError`` unless ``pattern`` is a valid pattern."""
-    segs = pattern.split(".") if isinstance(pattern, str) else [""]
+    if not isinstance(pattern, str):
+        raise ValueError("pattern %r is not a string" % (pattern,))
+    segs = pattern.split(".")
     for i, seg in enumerate(segs):
         ok = seg == "*" or (seg == ">" and i == len(segs) - 1) or bool(_SEGMENT.match(seg))
         if not ok or len(pattern) > 256:
