@@ -21,7 +21,7 @@ received_lock = threading.Lock()
 
 def field(payload, key):
     value = payload.get(key) if isinstance(payload, dict) else None
-    if not isinstance(value, int) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise PluginError.bad_payload('expected {"%s": <non-negative integer>}' % key)
     return value
 
@@ -32,6 +32,13 @@ def on_load(ctx, config):
     crash_after_ms = (config or {}).get("crash_after_ms")
     if isinstance(crash_after_ms, int):
         threading.Timer(crash_after_ms / 1000.0, os.abort).start()
+
+
+@plugin.on_reload
+def on_reload(ctx, config):
+    # Unlike on_load, this does not arm crash_after_ms again.
+    ctx.log.info("config reloaded")
+    state["config"] = config
 
 
 @plugin.on_unload
@@ -102,7 +109,7 @@ def log(ctx, payload):
 @plugin.action("spawn")
 def spawn(ctx, payload):
     count = field(payload, "count")
-    mb = payload.get("mb", 0) if isinstance(payload, dict) else 0
+    mb = field(payload, "mb") if "mb" in payload else 0
     spawned, error = 0, None
     for _ in range(count):
         try:
@@ -111,16 +118,26 @@ def spawn(ctx, payload):
             error = str(e)
             break
         if pid == 0:
-            # The child: hold the memory, then wait to be killed with the group.
-            held = bytearray(b"\x01") * (mb * 1024 * 1024)
-            while True:
-                signal.pause()
+            # The child: hold the memory, then wait to be killed with the
+            # group. It never returns into the SDK, whatever happens.
+            try:
+                held = bytearray(b"\x01") * (mb * 1024 * 1024)  # noqa: F841
+                while True:
+                    signal.pause()
+            finally:
+                os._exit(0)
         spawned += 1
     return {"spawned": spawned, "error": error}
 
 
 @plugin.on_event(">")
 def on_event(ctx, event):
+    delay_us = (state["config"] or {}).get("event_delay_us")
+    if isinstance(delay_us, int) and delay_us > 0:
+        # Spin: sleeps are too coarse for a few microseconds.
+        until = time.perf_counter() + delay_us / 1e6
+        while time.perf_counter() < until:
+            pass
     with received_lock:
         if received["count"] and event["seq"] <= received["last_seq"]:
             received["in_order"] = False
