@@ -15,6 +15,8 @@ use crate::PluginError;
 const PUBLISH_BUFFER: usize = 65_536;
 /// Events sent to the supervisor in one batch at most.
 const PUBLISH_BATCH: usize = 4096;
+/// Room kept in a frame for the request around a batch's events.
+const ENVELOPE_BYTES: usize = 1024;
 
 /// Handed to every hook: the plugin's identity under this supervisor and
 /// its handle on the event bus.
@@ -33,6 +35,8 @@ struct Inner {
 struct Bus {
     link: Link,
     publishes: mpsc::Sender<Item>,
+    /// Bytes a batch of publishes may take in a frame.
+    budget: usize,
 }
 
 /// Where a context's bus traffic goes: the supervisor, or (in a unit test)
@@ -71,10 +75,7 @@ impl Link {
                 .await
                 .map_err(rpc_error)?,
             #[cfg(feature = "testing")]
-            Link::Local(recorder) => {
-                recorder.unsubscribe(&patterns);
-                Ok(())
-            }
+            Link::Local(recorder) => recorder.unsubscribe(&patterns),
         }
     }
 }
@@ -95,11 +96,18 @@ impl std::fmt::Debug for Item {
 }
 
 impl Context {
-    pub(crate) fn new(name: String, link: Option<Link>) -> Self {
+    /// A context for `name`; `max_frame` bounds what one batch of
+    /// publishes may take on the wire.
+    pub(crate) fn new(name: String, link: Option<Link>, max_frame: usize) -> Self {
+        let budget = max_frame.saturating_sub(ENVELOPE_BYTES);
         let bus = link.map(|link| {
             let (publishes, rx) = mpsc::channel(PUBLISH_BUFFER);
-            tokio::spawn(flusher(link.clone(), rx));
-            Bus { link, publishes }
+            tokio::spawn(flusher(link.clone(), rx, budget));
+            Bus {
+                link,
+                publishes,
+                budget,
+            }
         });
         Self {
             inner: Arc::new(Inner { name, bus }),
@@ -146,13 +154,20 @@ impl Context {
         }
         let payload = Payload::from_json(payload)
             .map_err(|e| PluginError::bad_payload(format!("payload does not encode: {e}")))?;
-        self.bus()?
-            .publishes
-            .send(Item::Publish(Publish {
-                topic: topic.to_string(),
-                payload,
-                retain,
-            }))
+        let bus = self.bus()?;
+        let publish = Publish {
+            topic: topic.to_string(),
+            payload,
+            retain,
+        };
+        if publish_size(&publish) > bus.budget {
+            return Err(PluginError::bad_payload(format!(
+                "an event of {} bytes does not fit in a frame",
+                publish_size(&publish)
+            )));
+        }
+        bus.publishes
+            .send(Item::Publish(publish))
             .await
             .map_err(|_| PluginError::new(codes::DISCONNECTED, "the event bus connection closed"))
     }
@@ -204,7 +219,9 @@ impl Context {
 
 fn deadline() -> tarpc::context::Context {
     let mut ctx = tarpc::context::current();
-    ctx.deadline = Instant::now() + Duration::from_secs(60);
+    // Long: under an `overflow = "block"` subscriber a publish waits for
+    // room as long as that takes.
+    ctx.deadline = Instant::now() + Duration::from_secs(24 * 3600);
     ctx
 }
 
@@ -214,18 +231,39 @@ fn rpc_error(e: tarpc::client::RpcError) -> PluginError {
 
 /// Sends buffered publishes in batches, one batch in flight, and answers
 /// flushes once every publish before them is acknowledged.
-async fn flusher(link: Link, mut rx: mpsc::Receiver<Item>) {
+async fn flusher(link: Link, mut rx: mpsc::Receiver<Item>, budget: usize) {
     let mut refused: Option<PluginError> = None;
-    while let Some(first) = rx.recv().await {
+    let mut carried: Option<Item> = None;
+    loop {
+        let first = match carried.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
+        // A run of publishes, up to a batch and within a frame, ended by a
+        // flush or sync at most: a flush answers for what was published
+        // before it, never for what came after.
         let mut batch = Vec::new();
-        let mut flushes = Vec::new();
-        let mut syncs = Vec::new();
+        let mut bytes = 0;
+        let mut ack = None;
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
-                Item::Publish(p) => batch.push(p),
-                Item::Flush(reply) => flushes.push(reply),
-                Item::Sync(reply) => syncs.push(reply),
+                Item::Publish(p) => {
+                    let size = publish_size(&p);
+                    if !batch.is_empty() && bytes + size > budget {
+                        carried = Some(Item::Publish(p));
+                        break;
+                    }
+                    bytes += size;
+                    batch.push(p);
+                }
+                other => {
+                    ack = Some(other);
+                    break;
+                }
             }
             next = if batch.len() < PUBLISH_BATCH {
                 rx.try_recv().ok()
@@ -248,11 +286,19 @@ async fn flusher(link: Link, mut rx: mpsc::Receiver<Item>) {
                 }
             }
         }
-        for reply in flushes {
-            let _ = reply.send(refused.take().map_or(Ok(()), Err));
-        }
-        for reply in syncs {
-            let _ = reply.send(());
+        match ack {
+            Some(Item::Flush(reply)) => {
+                let _ = reply.send(refused.take().map_or(Ok(()), Err));
+            }
+            Some(Item::Sync(reply)) => {
+                let _ = reply.send(());
+            }
+            Some(Item::Publish(_)) | None => {}
         }
     }
+}
+
+/// About what one publish takes in a frame.
+fn publish_size(p: &Publish) -> usize {
+    p.topic.len() + p.payload.as_bytes().len() + 64
 }

@@ -56,6 +56,16 @@ impl Settings {
                 name: env::PLUGIN_CODEC,
                 detail,
             })?;
+        if let Ok(theirs) = std::env::var(env::PROTOCOL_VERSION)
+            && theirs != PROTOCOL_VERSION.to_string()
+        {
+            return Err(RunError::BadEnv {
+                name: env::PROTOCOL_VERSION,
+                detail: format!(
+                    "the supervisor speaks protocol version {theirs} and this SDK version {PROTOCOL_VERSION}"
+                ),
+            });
+        }
         let max_frame = match std::env::var(env::MAX_FRAME) {
             Ok(v) => v.parse().map_err(|e| RunError::BadEnv {
                 name: env::MAX_FRAME,
@@ -85,7 +95,8 @@ async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError>
     tokio::spawn(dispatch);
     let server = Server {
         plugin: Arc::new(plugin),
-        ctx: Context::new(settings.name, Some(Link::Wire(client))),
+        ctx: Context::new(settings.name, Some(Link::Wire(client)), settings.max_frame),
+        max_frame: settings.max_frame,
         unloaded: Arc::new(AtomicBool::new(false)),
     };
     let transport = codec::into_transport(framed, settings.codec);
@@ -149,6 +160,8 @@ struct Server<P> {
     plugin: Arc<P>,
     ctx: Context,
     unloaded: Arc<AtomicBool>,
+    /// The largest frame: a reply that would not fit is answered `internal`.
+    max_frame: usize,
 }
 
 impl<P> Clone for Server<P> {
@@ -157,6 +170,7 @@ impl<P> Clone for Server<P> {
             plugin: Arc::clone(&self.plugin),
             ctx: self.ctx.clone(),
             unloaded: Arc::clone(&self.unloaded),
+            max_frame: self.max_frame,
         }
     }
 }
@@ -216,8 +230,18 @@ impl<P: Plugin> PluginApi for Server<P> {
         };
         let reply = self.plugin.handle(&self.ctx, &action, payload).await;
         guard.finished = true;
-        Payload::from_json(&reply?)
-            .map_err(|e| ErrorReply::internal(format!("reply does not encode as JSON: {e}")))
+        let reply = Payload::from_json(&reply?)
+            .map_err(|e| ErrorReply::internal(format!("reply does not encode as JSON: {e}")))?;
+        // Room for the response around it; past that the frame could not be
+        // sent and the connection would end.
+        let size = reply.as_bytes().len();
+        if size + 1024 > self.max_frame {
+            return Err(ErrorReply::internal(format!(
+                "the reply is too large: {size} bytes, and a frame holds {}",
+                self.max_frame
+            )));
+        }
+        Ok(reply)
     }
 
     async fn shutdown(self, _: tarpc::context::Context) {

@@ -130,8 +130,12 @@ impl Recorder {
         Ok(())
     }
 
-    pub(crate) fn unsubscribe(&self, patterns: &[String]) {
+    pub(crate) fn unsubscribe(&self, patterns: &[String]) -> Result<(), PluginError> {
+        for p in patterns {
+            check_pattern(p).map_err(|e| PluginError::new(codes::BAD_TOPIC, e))?;
+        }
         self.lock().subscriptions.retain(|s| !patterns.contains(s));
+        Ok(())
     }
 }
 
@@ -147,6 +151,8 @@ pub struct Harness<P> {
     recorder: Arc<Recorder>,
     ctx: Option<Context>,
     seq: u64,
+    /// Whether `publish` set the allow-list (so `name` keeps it).
+    publish_set: bool,
 }
 
 impl<P: Plugin> Harness<P> {
@@ -161,21 +167,25 @@ impl<P: Plugin> Harness<P> {
             }),
             ctx: None,
             seq: 0,
+            publish_set: false,
         };
         harness.name("test")
     }
 
     /// Sets the plugin's name, and with it the default publish allow-list
-    /// (`<name>.>`).
+    /// (`<name>.>`) unless [`publish`](Harness::publish) set one.
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.to_string();
-        self.recorder.lock().allow_publish = vec![format!("{name}.>")];
+        if !self.publish_set {
+            self.recorder.lock().allow_publish = vec![format!("{name}.>")];
+        }
         self
     }
 
     /// Sets the publish allow-list (the fleet config's `publish`).
-    pub fn publish(self, patterns: &[&str]) -> Self {
+    pub fn publish(mut self, patterns: &[&str]) -> Self {
         self.recorder.lock().allow_publish = patterns.iter().map(|p| p.to_string()).collect();
+        self.publish_set = true;
         self
     }
 
@@ -195,7 +205,11 @@ impl<P: Plugin> Harness<P> {
     pub fn ctx(&mut self) -> &Context {
         let (name, recorder) = (&self.name, &self.recorder);
         self.ctx.get_or_insert_with(|| {
-            Context::new(name.clone(), Some(Link::Local(Arc::clone(recorder))))
+            Context::new(
+                name.clone(),
+                Some(Link::Local(Arc::clone(recorder))),
+                corral_proto::MAX_FRAME_BYTES,
+            )
         })
     }
 
