@@ -764,10 +764,14 @@ pub fn new_plugin(
         made.files.join(", ")
     );
     match lang {
-        Lang::Rust => println!(
-            "build it: cargo build --manifest-path {folder}/Cargo.toml\ntest it:  cargo test --manifest-path {folder}/Cargo.toml"
-        ),
+        Lang::Rust => {
+            let manifest = crate::scaffold::shell_word(&made.dir.join("Cargo.toml"));
+            println!(
+                "build it: cargo build --manifest-path {manifest}\ntest it:  cargo test --manifest-path {manifest}"
+            );
+        }
         Lang::Python => {
+            let folder = crate::scaffold::shell_word(&made.dir);
             println!("test it:  cd {folder} && python3 -m unittest");
             if made.sdk.is_none() {
                 println!(

@@ -21,6 +21,14 @@ pub enum ScaffoldError {
         "`{0}` is not a plugin name: use 1 to 64 characters of a-z, 0-9, '-' and '_', starting with a letter"
     )]
     BadName(String),
+    /// The name would not compile as a Rust crate and type.
+    #[error("`{name}` cannot name a Rust plugin: {why}")]
+    Reserved {
+        /// The name.
+        name: String,
+        /// What it clashes with.
+        why: &'static str,
+    },
     /// The folder exists and is not empty.
     #[error("{} already exists and is not empty; pick another name or --dir", .0.display())]
     Exists(PathBuf),
@@ -117,6 +125,65 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// Rust keywords (a crate named so cannot be written in `use`).
+const KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate",
+    "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl",
+    "in", "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref",
+    "return", "self", "static", "struct", "super", "trait", "true", "try", "type", "typeof",
+    "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
+/// Why `name` cannot be a Rust plugin generated from the templates, if so.
+fn rust_clash(name: &str) -> Option<&'static str> {
+    let krate = name.replace('-', "_");
+    if KEYWORDS.contains(&krate.as_str()) {
+        return Some("it is a Rust keyword");
+    }
+    if ["std", "core", "alloc", "test", "proc_macro"].contains(&krate.as_str()) {
+        return Some("it is the name of a built-in crate");
+    }
+    if ["corral_sdk", "serde_json", "tokio"].contains(&krate.as_str()) {
+        return Some("the plugin depends on a crate of that name");
+    }
+    if ["build", "deps", "examples", "incremental"].contains(&name) {
+        return Some("Cargo reserves it for its own folders");
+    }
+    let ty = type_name(name);
+    if [
+        "Context",
+        "Plugin",
+        "PluginError",
+        "Value",
+        "Mutex",
+        "Harness",
+    ]
+    .contains(&ty.as_str())
+    {
+        return Some("its type name would clash with a name the source imports");
+    }
+    None
+}
+
+/// `s` as a quoted string that is valid TOML and valid Python (JSON's
+/// escapes are a subset of both).
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// `path` as one shell word.
+pub fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./-+=:,@".contains(&b))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// `hello-world` → `HelloWorld`.
 fn type_name(name: &str) -> String {
     name.split(['-', '_'])
@@ -169,6 +236,19 @@ pub fn new(
     if !valid_name(name) {
         return Err(ScaffoldError::BadName(name.to_string()));
     }
+    if lang == Lang::Rust
+        && let Some(why) = rust_clash(name)
+    {
+        return Err(ScaffoldError::Reserved {
+            name: name.to_string(),
+            why,
+        });
+    }
+    // Absolute, so the printed fleet lines work from any fleet file.
+    let parent = std::path::absolute(parent).map_err(|source| ScaffoldError::Io {
+        path: parent.to_path_buf(),
+        source,
+    })?;
     let dir = parent.join(name);
     if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(ScaffoldError::Exists(dir));
@@ -199,16 +279,17 @@ pub fn new(
         "# corral_sdk must be importable: pip install <corral checkout>/plugin-sdk/python\n".into()
     } else {
         format!(
-            "# Where corral's Python SDK is; drop this once it is installed with pip.\nenv = {{ PYTHONPATH = {sdk_text:?} }}\n"
+            "# Where corral's Python SDK is; drop this once it is installed with pip.\nenv = {{ PYTHONPATH = {} }}\n",
+            quoted(&sdk_text)
         )
     };
     let vars = [
         ("name", name.to_string()),
         ("type", type_name(name)),
         ("crate", name.replace('-', "_")),
-        ("sdk", sdk_text),
+        ("sdk_quoted", quoted(&sdk_text)),
         ("env", env),
-        ("path", dir.display().to_string()),
+        ("path_quoted", quoted(&dir.display().to_string())),
     ];
     for t in templates {
         let path = dir.join(t.path);
@@ -222,7 +303,10 @@ pub fn new(
         std::fs::write(&path, render(t.text, &vars)).map_err(io)?;
     }
     Ok(Scaffold {
-        fleet_lines: format!("[plugins.{name}]\npath = {:?}\n", dir.display().to_string()),
+        fleet_lines: format!(
+            "[plugins.{name}]\npath = {}\n",
+            quoted(&dir.display().to_string())
+        ),
         files: templates.iter().map(|t| t.path).collect(),
         dir,
         sdk,
@@ -254,5 +338,38 @@ mod tests {
         }
         let again = new("demo", Lang::Python, &dir.path().join("Python"), None);
         assert!(matches!(again, Err(ScaffoldError::Exists(_))), "{again:?}");
+    }
+
+    #[test]
+    fn names_that_would_not_compile_are_refused_for_rust() {
+        for name in [
+            "fn",
+            "type",
+            "std",
+            "tokio",
+            "build",
+            "plugin",
+            "plugin-error",
+            "value",
+        ] {
+            assert!(rust_clash(name).is_some(), "{name}");
+        }
+        for name in ["hello", "fn-x", "my-plugin", "values"] {
+            assert!(rust_clash(name).is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn odd_paths_are_quoted_for_toml_python_and_the_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a \"b\" \\ cafe\u{301}");
+        let made = new("demo", Lang::Python, &odd, Some(&odd.join("sdk"))).unwrap_err();
+        assert!(matches!(made, ScaffoldError::NoSdk { .. }), "{made:?}");
+        let made = new("demo", Lang::Python, &odd, None).unwrap();
+        let line = made.fleet_lines.lines().nth(1).unwrap();
+        let value: String = serde_json::from_str(line.trim_start_matches("path = ")).unwrap();
+        assert_eq!(Path::new(&value), made.dir);
+        assert_eq!(shell_word(Path::new("/a b/it's")), "'/a b/it'\\''s'");
+        assert_eq!(shell_word(Path::new("/plain/dir")), "/plain/dir");
     }
 }
