@@ -317,18 +317,9 @@ async fn bus_throughput(dir: &Path, echo: &Path) -> (f64, f64) {
     }
     let publisher = supervisor.plugin("pub").await.expect("pub");
     wait_running(&publisher, None).await;
-    // 64 bytes of JSON payload.
-    let body = serde_json::json!({"d": "x".repeat(56)});
-    let request = serde_json::json!({"topic": "pub.t", "payload": body, "count": BUS_EVENTS});
     let cpu = own_cpu();
     let t = Instant::now();
-    publisher
-        .call(
-            "publish".into(),
-            Payload::from_json(&request).expect("json"),
-        )
-        .await
-        .expect("publish");
+    call_json(&publisher, "publish", burst(BUS_EVENTS)).await;
     for sub in &subs {
         wait_received(sub, BUS_EVENTS).await;
     }
@@ -342,18 +333,29 @@ async fn bus_throughput(dir: &Path, echo: &Path) -> (f64, f64) {
     )
 }
 
+/// Calls `action` with a JSON payload and returns the JSON reply.
+async fn call_json(
+    plugin: &PluginHandle,
+    action: &str,
+    payload: serde_json::Value,
+) -> serde_json::Value {
+    let reply = plugin
+        .call(action.into(), Payload::from_json(&payload).expect("json"))
+        .await
+        .unwrap_or_else(|e| panic!("{action}: {e}"));
+    reply.to_json().expect("json reply")
+}
+
+/// 64 bytes of JSON payload, `count` times, on `pub.t`.
+fn burst(count: u64) -> serde_json::Value {
+    serde_json::json!({"topic": "pub.t", "payload": {"d": "x".repeat(56)}, "count": count})
+}
+
 /// Polls a subscriber's `received` count until it reaches `n`.
 async fn wait_received(sub: &PluginHandle, n: u64) {
     loop {
-        let reply = sub
-            .call(
-                "received".into(),
-                Payload::from_json(&serde_json::json!({"limit": 0})).expect("json"),
-            )
-            .await
-            .expect("received");
-        let count = reply.to_json::<serde_json::Value>().expect("json")["count"].as_u64();
-        if count >= Some(n) {
+        let reply = call_json(sub, "received", serde_json::json!({"limit": 0})).await;
+        if reply["count"].as_u64() >= Some(n) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -407,16 +409,8 @@ async fn sdk_figures(dir: &Path, entry: &str, actions: &[&str]) -> (Vec<Vec<Dura
         }
         calls.push(samples);
     }
-    let body = serde_json::json!({"d": "x".repeat(56)});
-    let request = serde_json::json!({"topic": "pub.t", "payload": body, "count": SDK_EVENTS});
     let t = Instant::now();
-    publisher
-        .call(
-            "publish".into(),
-            Payload::from_json(&request).expect("json"),
-        )
-        .await
-        .expect("publish");
+    call_json(&publisher, "publish", burst(SDK_EVENTS)).await;
     wait_received(&sub, SDK_EVENTS).await;
     let rate = SDK_EVENTS as f64 / t.elapsed().as_secs_f64();
     supervisor.shutdown().await;
@@ -439,23 +433,15 @@ async fn bus_latency(dir: &Path, echo: &Path) -> Vec<Duration> {
         "count": LATENCY_EVENTS,
         "interval_us": LATENCY_INTERVAL_US,
     });
-    publisher
-        .call(
-            "publish".into(),
-            Payload::from_json(&request).expect("json"),
-        )
-        .await
-        .expect("publish");
+    call_json(&publisher, "publish", request).await;
     wait_received(&sub, LATENCY_EVENTS).await;
-    let reply = sub
-        .call(
-            "received".into(),
-            Payload::from_json(&serde_json::json!({"limit": LATENCY_EVENTS})).expect("json"),
-        )
-        .await
-        .expect("received");
+    let reply = call_json(
+        &sub,
+        "received",
+        serde_json::json!({"limit": LATENCY_EVENTS}),
+    )
+    .await;
     supervisor.shutdown().await;
-    let reply: serde_json::Value = reply.to_json().expect("json");
     reply["events"]
         .as_array()
         .expect("events")
