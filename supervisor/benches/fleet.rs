@@ -37,7 +37,11 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from("target/release"));
     let echo = bin_dir.join("echo-plugin");
     let corral = bin_dir.join("corral");
-    for b in [&echo, &corral, &bin_dir.join(corral::spawn::EXEC_SHIM_NAME)] {
+    for b in [
+        &echo,
+        &corral,
+        &bin_dir.join(corral::os::spawn::EXEC_SHIM_NAME),
+    ] {
         if !b.is_file() {
             eprintln!(
                 "{} is missing: run `cargo build --release --workspace --bins` first",
@@ -47,7 +51,7 @@ fn main() {
         }
     }
     // Start plugins the way the `corral` binary does, through its shim.
-    corral::spawn::set_exec_shim(Some(bin_dir.join(corral::spawn::EXEC_SHIM_NAME)));
+    corral::os::spawn::set_exec_shim(Some(bin_dir.join(corral::os::spawn::EXEC_SHIM_NAME)));
     let tmp = tempfile::Builder::new()
         .prefix("corral-bench-")
         .tempdir_in("/tmp")
@@ -307,8 +311,10 @@ async fn bus_throughput(dir: &Path, echo: &Path) -> (f64, f64) {
     }
     let fleet = fleet(&dir.join("bus"), &toml);
     std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
-    let (supervisor, _done) =
-        corral::supervisor::start(&fleet, std::sync::Arc::new(corral::cgroup::Cgroups::none()));
+    let (supervisor, _done) = corral::supervisor::start(
+        &fleet,
+        std::sync::Arc::new(corral::os::cgroup::Cgroups::none()),
+    );
     let mut subs = Vec::new();
     for i in 0..SUBSCRIBERS {
         let sub = supervisor.plugin(&format!("sub{i}")).await.expect("sub");
@@ -377,8 +383,10 @@ async fn pub_sub(
     );
     let fleet = fleet(dir, &toml);
     std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
-    let (supervisor, _done) =
-        corral::supervisor::start(&fleet, std::sync::Arc::new(corral::cgroup::Cgroups::none()));
+    let (supervisor, _done) = corral::supervisor::start(
+        &fleet,
+        std::sync::Arc::new(corral::os::cgroup::Cgroups::none()),
+    );
     let publisher = supervisor.plugin("pub").await.expect("pub");
     let sub = supervisor.plugin("sub").await.expect("sub");
     wait_running(&publisher, None).await;
@@ -495,7 +503,7 @@ restart_limit = {{ count = 1000000, within = "1s" }}
     );
     std::fs::create_dir_all(&fleet.supervisor.runtime_dir).expect("runtime dir");
     std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
-    let cgroups = std::sync::Arc::new(corral::cgroup::Cgroups::detect(
+    let cgroups = std::sync::Arc::new(corral::os::cgroup::Cgroups::detect(
         &fleet.supervisor.runtime_dir,
     ));
     let (supervisor, _done) = corral::supervisor::start(&fleet, std::sync::Arc::clone(&cgroups));
@@ -557,8 +565,10 @@ restart_limit = {{ count = 1000000, within = "1s" }}
         ),
     );
     std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
-    let (supervisor, _done) =
-        corral::supervisor::start(&fleet, std::sync::Arc::new(corral::cgroup::Cgroups::none()));
+    let (supervisor, _done) = corral::supervisor::start(
+        &fleet,
+        std::sync::Arc::new(corral::os::cgroup::Cgroups::none()),
+    );
     let plugin = supervisor.plugin("echo").await.expect("echo");
     let mut pid = wait_running(&plugin, None).await;
 

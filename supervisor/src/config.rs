@@ -25,7 +25,7 @@ use serde::Deserialize;
 pub use schema::{SchemaEntry, SchemaType};
 
 use crate::bus::{BusRules, Overflow};
-use crate::cgroup::LimitsMode;
+use crate::os::cgroup::LimitsMode;
 use crate::rate::RateLimit;
 use crate::restart::{Backoff, RestartLimit, RestartPolicy, Strategy};
 use crate::units::{HumanDuration, Size};

@@ -21,9 +21,9 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::Error;
-use crate::listener;
 use crate::plugin::PluginHandle;
 use crate::supervisor::SupervisorHandle;
+use crate::wire::handshake;
 
 /// The running control server; stop it with [`ControlServer::shutdown`].
 #[derive(Debug)]
@@ -36,7 +36,7 @@ impl ControlServer {
     /// Binds the control socket (0600) and starts serving it.
     pub fn start(path: &Path, supervisor: SupervisorHandle) -> Result<Self, Error> {
         let listener =
-            listener::bind(path).map_err(Error::io(format!("cannot bind {}", path.display())))?;
+            handshake::bind(path).map_err(Error::io(format!("cannot bind {}", path.display())))?;
         let (stop, mut stop_rx) = oneshot::channel::<Duration>();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
@@ -80,7 +80,7 @@ async fn serve_connection(
 ) {
     let hello = tokio::time::timeout(
         HELLO_TIMEOUT,
-        listener::accept_control(stream, MAX_FRAME_BYTES),
+        handshake::accept_control(stream, MAX_FRAME_BYTES),
     );
     let framed = match hello.await {
         Ok(Ok(f)) => f,

@@ -16,23 +16,17 @@
 #![deny(missing_docs)]
 
 pub mod bus;
-pub mod cgroup;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod control;
+pub mod daemon;
 mod error;
-pub mod listener;
-pub mod logs;
-pub mod memory;
+pub mod os;
 pub mod plugin;
 pub mod rate;
 pub mod restart;
-pub mod runtime_dir;
-pub mod scaffold;
-pub mod spawn;
 pub mod supervisor;
-pub mod tail;
 pub mod units;
+pub mod wire;
 
 pub use error::Error;

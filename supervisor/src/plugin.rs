@@ -9,7 +9,7 @@
 //! it is killed (`hang`). Its process tree's RSS is sampled every
 //! `memory_check_interval`: over `memory_max` it is killed (`memory_cap`),
 //! and crossing `memory_high` is logged and noted in its history once per
-//! crossing. Where a [cgroup](crate::cgroup) can be made, the kernel enforces
+//! crossing. Where a [cgroup](crate::os::cgroup) can be made, the kernel enforces
 //! the same caps (an OOM kill in it is reported as `memory_cap` too) and
 //! `pids_max`. Breaking the wire protocol, on either of its connections,
 //! kills it too (`protocol`), and so
@@ -55,14 +55,14 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tracing::Instrument;
 
 use crate::bus::{BusHandle, DeliveryFailure};
-use crate::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
 use crate::config::{PluginSpec, SupervisorSettings};
-use crate::listener::{self, Expected, HandshakeError, Want};
-use crate::logs::{LogSink, Stream};
-use crate::memory::MemoryProbe;
+use crate::os::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
+use crate::os::logs::{LogSink, Stream};
+use crate::os::memory::MemoryProbe;
+use crate::os::spawn;
 use crate::rate::Limiter;
 use crate::restart::{Decision, RestartTracker, Rules};
-use crate::spawn;
+use crate::wire::handshake::{self, Expected, HandshakeError, Want};
 
 /// Transitions kept per plugin for `corral inspect`.
 pub const HISTORY: usize = 100;
@@ -693,18 +693,23 @@ impl Actor {
             self.logs = Some(sink);
         }
         let socket = self.host.settings.plugin_socket(&self.spec.name);
-        let listener = listener::bind(&socket)
+        let listener = handshake::bind(&socket)
             .map_err(|e| spawn_err(format!("cannot bind {}: {e}", socket.display())))?;
         let secret = spawn::new_secret()
             .map_err(|e| spawn_err(format!("no randomness for its secret: {e}")))?;
         self.cgroup = self.make_cgroup();
-        let spawned = spawn::spawn(
-            &self.spec,
-            &socket,
-            &secret,
-            MAX_FRAME_BYTES,
-            self.cgroup.as_ref(),
-        );
+        let launch = spawn::Launch {
+            name: &self.spec.name,
+            cmd: &self.spec.cmd,
+            env: &self.spec.env,
+            cwd: &self.spec.cwd,
+            nofile: self.spec.nofile,
+            codec: self.spec.codec,
+            socket: &socket,
+            secret: &secret,
+            max_frame: MAX_FRAME_BYTES,
+        };
+        let spawned = spawn::spawn(&launch, self.cgroup.as_ref());
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -1300,9 +1305,9 @@ async fn connect(
             codec: spec.codec,
             max_frame: MAX_FRAME_BYTES,
         };
-        let framed = listener::accept_plugin(&listener, &expected, Want::Plugin).await?;
+        let framed = handshake::accept_plugin(&listener, &expected, Want::Plugin).await?;
         // Answers are checked against their requests before the client sees them.
-        let transport = listener::PluginTransport::new(framed, spec.codec);
+        let transport = handshake::PluginTransport::new(framed, spec.codec);
         let tarpc::client::NewClient { client, dispatch } =
             PluginApiClient::new(tarpc::client::Config::default(), transport);
         let (tx, closed) = oneshot::channel();
@@ -1317,7 +1322,7 @@ async fn connect(
         // The plugin may open its bus connection before it answers `load`.
         let (loaded, bus_conn) = {
             let load = client.load(ctx, config);
-            let accept_bus = listener::accept_plugin(&listener, &expected, Want::Bus);
+            let accept_bus = handshake::accept_plugin(&listener, &expected, Want::Bus);
             tokio::pin!(load, accept_bus);
             let mut bus_conn = None;
             let loaded = loop {
@@ -1338,7 +1343,7 @@ async fn connect(
         let bus_broken = match bus_conn {
             Some(Ok(framed)) => {
                 let (broken, bus_broken) = oneshot::channel();
-                let transport = listener::BusTransport::new(framed, spec.codec, broken);
+                let transport = handshake::BusTransport::new(framed, spec.codec, broken);
                 crate::bus::serve_plugin(spec.name.as_str().into(), bus, transport);
                 Some(bus_broken)
             }
@@ -1369,7 +1374,7 @@ fn protocol_violation(err: &tarpc::ChannelError<std::io::Error>) -> Option<Strin
     let tarpc::ChannelError::Read(e) = err else {
         return None;
     };
-    listener::violation(e, MAX_FRAME_BYTES)
+    handshake::violation(e, MAX_FRAME_BYTES)
 }
 
 async fn wait_child(child: &mut Option<Child>) -> std::io::Result<ExitStatus> {

@@ -4,35 +4,25 @@
 //! the fleet-wide stop (dependents first). It keeps only each plugin's last
 //! reported state; each plugin actor owns the rest of its own.
 //!
-//! [`run`] is `corral up`: take the runtime directory, start the actors and
-//! the control server, and stop everything gracefully on SIGTERM, SIGINT or
-//! `corral down`, exiting once every plugin process is reaped.
+//! `corral up`, which assembles this actor with the control server, signals
+//! and the runtime directory, lives in [`daemon`](crate::daemon).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::collections::{HashMap, HashSet};
 
 use corral_proto::{PluginState, PluginStatus, ReloadReport};
 use futures::future::join_all;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::Error;
 use std::path::PathBuf;
 
 use crate::bus::BusHandle;
-use crate::cgroup::Cgroups;
 use crate::config::{ConfigError, Fleet, PluginSpec};
-use crate::control::ControlServer;
+use crate::os::cgroup::Cgroups;
 use crate::plugin::{Applied, Event, Host, PluginHandle};
 use crate::restart::Strategy;
-use crate::runtime_dir::{RuntimeDir, create_private_dir};
-
-/// How long `corral up` waits, after the fleet stopped, for control clients
-/// to read their last answers.
-const CONTROL_GRACE: Duration = Duration::from_secs(2);
 
 enum Msg {
     Plugins(oneshot::Sender<Vec<PluginHandle>>),
@@ -431,63 +421,4 @@ async fn stop_in_order(levels: Vec<Vec<PluginHandle>>) {
     for level in levels {
         join_all(level.iter().map(PluginHandle::stop)).await;
     }
-}
-
-/// Runs a fleet in the foreground until SIGTERM, SIGINT or `corral down`.
-pub async fn run(fleet: Fleet) -> Result<(), Error> {
-    let runtime_dir = RuntimeDir::acquire(&fleet.supervisor.runtime_dir)?;
-    create_private_dir(&fleet.supervisor.log_dir)?;
-    let settings = Arc::new(fleet.supervisor.clone());
-    let mut term = signal(SignalKind::terminate()).map_err(Error::io("cannot watch SIGTERM"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(Error::io("cannot watch SIGINT"))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(Error::io("cannot watch SIGHUP"))?;
-
-    let cgroups = Arc::new(Cgroups::detect(runtime_dir.path()));
-    let (handle, mut done) = start(&fleet, Arc::clone(&cgroups));
-    let control = ControlServer::start(&settings.control_socket(), handle.clone())?;
-    tracing::info!(
-        plugins = fleet.plugins.len(),
-        control = %settings.control_socket().display(),
-        runtime_dir = %runtime_dir.path().display(),
-        "corral is up"
-    );
-
-    let watchdog = sd_notify::watchdog_enabled();
-    let mut watchdog_tick =
-        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
-    let mut notified_ready = false;
-    loop {
-        tokio::select! {
-            _ = handle.ready(), if !notified_ready => {
-                notified_ready = true;
-                if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-                    tracing::warn!("cannot tell the service manager we are ready: {e}");
-                }
-            }
-            _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-            _ = term.recv() => {
-                tracing::info!("SIGTERM: stopping every plugin");
-                handle.shutdown().await;
-                break;
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: stopping every plugin");
-                handle.shutdown().await;
-                break;
-            }
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading {}", fleet.file.display());
-                if let Err(e) = handle.reload().await {
-                    tracing::error!("reload refused, nothing changed:\n{e}");
-                }
-            }
-            _ = done.wait_for(|d| *d) => break,
-        }
-    }
-    control.shutdown(CONTROL_GRACE).await;
-    cgroups.remove_all();
-    tracing::info!("corral is down");
-    Ok(())
 }

@@ -23,16 +23,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let supervisor = u32::try_from(supervisor).unwrap_or(0);
-    let cgroups = corral::cgroup::shim_cgroups();
-    let prepared = corral::spawn::c_paths(&cgroups)
-        .and_then(|cgroups| corral::spawn::shim_prepare(supervisor, (soft, hard), &cgroups));
+    let cgroups = corral::os::cgroup::shim_cgroups();
+    let prepared = corral::os::spawn::c_paths(&cgroups)
+        .and_then(|cgroups| corral::os::spawn::shim_prepare(supervisor, (soft, hard), &cgroups));
     if let Err(e) = prepared {
         eprintln!("corral-exec: {e}");
         return ExitCode::from(127);
     }
     let err = Command::new(program)
         .args(&args[4..])
-        .env_remove(corral::cgroup::SHIM_CGROUP_ENV)
+        .env_remove(corral::os::cgroup::SHIM_CGROUP_ENV)
         .exec();
     eprintln!(
         "corral-exec: cannot run {}: {err}",

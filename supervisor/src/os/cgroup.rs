@@ -12,7 +12,7 @@
 //!   own and writable (hosts that mount v2 without a memory controller):
 //!   `corral-<id>` under the supervisor's memory cgroup, and under its pids
 //!   cgroup when that controller is there too.
-//! - **none**: every limit is left to sampling (see [`memory`](crate::memory)).
+//! - **none**: every limit is left to sampling (see [`memory`](crate::os::memory)).
 //!
 //! `<id>` is a hash of the runtime directory (which one supervisor holds at
 //! a time) and the supervisor's pid. At start, a supervisor empties (SIGKILL)

@@ -1,7 +1,6 @@
 //! Starting a plugin process: its command line, environment and working
-//! directory from the [`PluginSpec`], in a session and process group of its
-//! own, stdin
-//! closed, stdout and stderr piped for [`logs`](crate::logs), and (on Linux)
+//! directory as plain values (a [`Launch`]; this module knows nothing of the
+//! config types), in a session and process group of its own, stdin closed, stdout and stderr piped for [`logs`](crate::os::logs), and (on Linux)
 //! a parent-death signal so it never outlives the supervisor.
 //!
 //! The parent-death signal must be set inside the new process, before the
@@ -11,7 +10,7 @@
 //! next to the binary, corral starts the shim with a cheap `posix_spawn`
 //! instead; the shim sets the signal, sets the open-file limit (the
 //! plugin's `nofile`, or the one the supervisor started with), joins the
-//! plugin's [cgroups](crate::cgroup) and execs the plugin. Without the shim,
+//! plugin's [cgroups](crate::os::cgroup) and execs the plugin. Without the shim,
 //! the `pre_exec` path does the same work.
 //!
 //! Signals to the whole group live here too, so a plugin's children go with it.
@@ -29,8 +28,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::cgroup::{self, PluginCgroup};
-use crate::config::PluginSpec;
+use crate::os::cgroup::{self, PluginCgroup};
+use corral_proto::codec::Codec;
 
 /// The soft and hard open-file limits the supervisor started with, restored
 /// in plugins.
@@ -101,15 +100,32 @@ fn resolve_program(program: &str, cwd: &Path) -> io::Result<PathBuf> {
         .ok_or_else(|| io::Error::from_raw_os_error(nix::libc::ENOENT))
 }
 
+/// One process to start: what to run, and how it reaches the supervisor.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// The plugin's name, passed in its environment.
+    pub name: &'a str,
+    /// Program, then arguments.
+    pub cmd: &'a [String],
+    /// Extra environment.
+    pub env: &'a std::collections::BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: &'a Path,
+    /// Open-file limit; `None` restores the supervisor's original one.
+    pub nofile: Option<u64>,
+    /// The codec it speaks on its socket.
+    pub codec: Codec,
+    /// The socket it connects to.
+    pub socket: &'a Path,
+    /// This spawn's secret.
+    pub secret: &'a str,
+    /// The largest frame either side may send.
+    pub max_frame: usize,
+}
+
 /// Spawns the plugin's process, inside `cgroup` when there is one. The
 /// error is the OS's, for `spawn` exit reasons.
-pub fn spawn(
-    spec: &PluginSpec,
-    socket: &Path,
-    secret: &str,
-    max_frame: usize,
-    cgroup: Option<&PluginCgroup>,
-) -> io::Result<Child> {
+pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Child> {
     let (soft, hard) = match spec.nofile {
         Some(n) => (n, n),
         None => ORIGINAL_NOFILE.get().copied().unwrap_or((0, 0)),
@@ -117,7 +133,7 @@ pub fn spawn(
     let cgroups = cgroup.map(PluginCgroup::procs_files).unwrap_or_default();
     let mut cmd = match exec_shim() {
         Some(shim) if cfg!(target_os = "linux") => {
-            let program = resolve_program(&spec.cmd[0], &spec.cwd)?;
+            let program = resolve_program(&spec.cmd[0], spec.cwd)?;
             let mut cmd = Command::new(shim);
             cmd.arg(std::process::id().to_string())
                 .arg(soft.to_string())
@@ -140,18 +156,18 @@ pub fn spawn(
             cmd
         }
     };
-    cmd.envs(&spec.env)
-        .env(env::PLUGIN_NAME, &spec.name)
-        .env(env::PLUGIN_SOCKET, socket)
-        .env(env::PLUGIN_SECRET, secret)
+    cmd.envs(spec.env)
+        .env(env::PLUGIN_NAME, spec.name)
+        .env(env::PLUGIN_SOCKET, spec.socket)
+        .env(env::PLUGIN_SECRET, spec.secret)
         .env(env::PLUGIN_CODEC, spec.codec.as_str())
         .env(
             env::PROTOCOL_VERSION,
             corral_proto::PROTOCOL_VERSION.to_string(),
         )
-        .env(env::MAX_FRAME, max_frame.to_string())
+        .env(env::MAX_FRAME, spec.max_frame.to_string())
         .env_remove("CORRAL_SOCKET")
-        .current_dir(&spec.cwd)
+        .current_dir(spec.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -73,46 +73,46 @@ struct Template {
 const RUST: &[Template] = &[
     Template {
         path: "Cargo.toml",
-        text: include_str!("../templates/rust/Cargo.toml.tmpl"),
+        text: include_str!("../../templates/rust/Cargo.toml.tmpl"),
     },
     Template {
         path: "plugin.toml",
-        text: include_str!("../templates/rust/plugin.toml.tmpl"),
+        text: include_str!("../../templates/rust/plugin.toml.tmpl"),
     },
     Template {
         path: "src/lib.rs",
-        text: include_str!("../templates/rust/lib.rs.tmpl"),
+        text: include_str!("../../templates/rust/lib.rs.tmpl"),
     },
     Template {
         path: "src/main.rs",
-        text: include_str!("../templates/rust/main.rs.tmpl"),
+        text: include_str!("../../templates/rust/main.rs.tmpl"),
     },
     Template {
         path: "tests/plugin.rs",
-        text: include_str!("../templates/rust/test.rs.tmpl"),
+        text: include_str!("../../templates/rust/test.rs.tmpl"),
     },
     Template {
         path: "README.md",
-        text: include_str!("../templates/rust/README.md.tmpl"),
+        text: include_str!("../../templates/rust/README.md.tmpl"),
     },
 ];
 
 const PYTHON: &[Template] = &[
     Template {
         path: "plugin.toml",
-        text: include_str!("../templates/python/plugin.toml.tmpl"),
+        text: include_str!("../../templates/python/plugin.toml.tmpl"),
     },
     Template {
         path: "main.py",
-        text: include_str!("../templates/python/main.py.tmpl"),
+        text: include_str!("../../templates/python/main.py.tmpl"),
     },
     Template {
         path: "test_main.py",
-        text: include_str!("../templates/python/test_main.py.tmpl"),
+        text: include_str!("../../templates/python/test_main.py.tmpl"),
     },
     Template {
         path: "README.md",
-        text: include_str!("../templates/python/README.md.tmpl"),
+        text: include_str!("../../templates/python/README.md.tmpl"),
     },
 ];
 

@@ -1,0 +1,192 @@
+//! The command line's grammar: every command, argument and flag, as clap
+//! definitions. What each command does lives in [`commands`](super::commands).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// corral: run plugins as isolated OS processes and manage the fleet.
+#[derive(Debug, Parser)]
+#[command(name = "corral", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where client commands find the running supervisor.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Fleet config whose runtime_dir holds the control socket [default: corral.toml].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The control socket itself (also CORRAL_SOCKET).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// Plugins named on the command line, or `--all`.
+#[derive(Debug, Clone, Args)]
+pub struct Selection {
+    /// Where the running supervisor is.
+    #[command(flatten)]
+    pub target: Target,
+    /// The plugins.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Every plugin of the fleet.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the supervisor and its fleet in the foreground.
+    Up {
+        /// The fleet config.
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "FILE",
+            default_value = "corral.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Validate a fleet config and its manifests.
+    Check {
+        /// The fleet config.
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "FILE",
+            default_value = "corral.toml"
+        )]
+        config: PathBuf,
+        /// Print the result as JSON (`{"ok": …, "plugins": […], "problems": […]}`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List plugins with their state, pid, restarts, uptime and memory.
+    Ps {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new plugin's folder (manifest, source, README, a test) that
+    /// runs as generated, and print the lines that add it to a fleet.
+    New {
+        /// The plugin's name (also its folder's).
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum)]
+        lang: crate::cli::scaffold::Lang,
+        /// The folder to create the plugin's folder in.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// The SDK to build on: a corral checkout's `plugin-sdk` (Rust) or
+        /// `plugin-sdk/python` folder [default: found beside this corral].
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
+    /// Call a plugin's action and print its JSON reply.
+    Call {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The plugin.
+        name: String,
+        /// The action.
+        action: String,
+        /// The payload, as JSON, or `-` to read it from stdin [default: null].
+        payload: Option<String>,
+    },
+    /// Put an event on the bus (source `cli`).
+    Publish {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The topic, such as `sensor.kitchen.power`.
+        topic: String,
+        /// The payload, as JSON [default: null].
+        payload: Option<String>,
+        /// Keep it as the topic's last value for future subscribers.
+        #[arg(long)]
+        retain: bool,
+    },
+    /// Stream events from the bus until interrupted (lifecycle events included).
+    Events {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// Topic patterns (`*` one segment, `>` the rest) [default: `>`].
+        patterns: Vec<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start plugins (also clears `failed` and the restart count).
+    Start {
+        /// Which plugins, on which supervisor.
+        #[command(flatten)]
+        selection: Selection,
+    },
+    /// Stop plugins; they stay stopped until started.
+    Stop {
+        /// Which plugins, on which supervisor.
+        #[command(flatten)]
+        selection: Selection,
+    },
+    /// Stop, then start plugins.
+    Restart {
+        /// Which plugins, on which supervisor.
+        #[command(flatten)]
+        selection: Selection,
+    },
+    /// Show a plugin's status, settings in force and last transitions.
+    Inspect {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The plugin.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the fleet config and apply only the difference.
+    Reload {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a plugin's captured stdout and stderr.
+    Logs {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// The plugin.
+        name: String,
+        /// Keep printing new lines, across rotations and restarts.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many of the last lines to print first.
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        lines: usize,
+        /// One JSON object a line: time, stream, line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every plugin gracefully, then the supervisor.
+    Down {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+    },
+}

@@ -1,0 +1,435 @@
+//! What each client command does: find the control socket, call the
+//! supervisor, print the answer (through [`render`](super::render) for people).
+//! `check` and `new` work on files and need no supervisor.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use corral_proto::{ControlApiClient, Payload};
+
+use super::args::{Command, Selection, Target};
+use super::render::{inspect_text, print_data, ps_table, reload_text};
+use crate::cli::client;
+use crate::{Error, config};
+
+/// Runs a client command (anything but `up`) and returns its exit code.
+pub async fn run_client(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Ps { target, json } => ps(&target, json).await,
+        Command::Call {
+            target,
+            name,
+            action,
+            payload,
+        } => call(&target, name, action, payload).await,
+        Command::Publish {
+            target,
+            topic,
+            payload,
+            retain,
+        } => publish(&target, topic, payload, retain).await,
+        Command::Events {
+            target,
+            patterns,
+            json,
+        } => events(&target, patterns, json).await,
+        Command::Down { target } => down(&target).await,
+        Command::Start { selection } => lifecycle(selection, "start").await,
+        Command::Stop { selection } => lifecycle(selection, "stop").await,
+        Command::Restart { selection } => lifecycle(selection, "restart").await,
+        Command::Reload { target, json } => reload(&target, json).await,
+        Command::Logs {
+            target,
+            name,
+            follow,
+            lines,
+            json,
+        } => logs(&target, &name, follow, lines, json).await,
+        Command::Inspect { target, name, json } => inspect(&target, name, json).await,
+        Command::Up { .. } | Command::Check { .. } | Command::New { .. } => unreachable_client(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn unreachable_client() -> Result<ExitCode, Error> {
+    Err(Error::Refused("not a client command".into()))
+}
+
+/// Prints `message` as an error and returns exit code 1.
+pub fn fail(message: &str) -> ExitCode {
+    eprintln!("corral: {message}");
+    ExitCode::from(1)
+}
+
+/// Resolves the control socket: `--socket`, then `-c FILE`, then
+/// `CORRAL_SOCKET`, then `corral.toml`.
+fn socket_of(target: &Target) -> Result<(PathBuf, String), Error> {
+    if let Some(path) = &target.socket {
+        return Ok((path.clone(), "from --socket".into()));
+    }
+    let from_file = |file: &Path| -> Result<(PathBuf, String), Error> {
+        let settings = config::load_supervisor_settings(file)?;
+        Ok((
+            settings.control_socket(),
+            format!("the runtime_dir of {}", file.display()),
+        ))
+    };
+    if let Some(file) = &target.config {
+        return from_file(file);
+    }
+    if let Some(path) = std::env::var_os("CORRAL_SOCKET") {
+        return Ok((PathBuf::from(path), "from CORRAL_SOCKET".into()));
+    }
+    from_file(Path::new("corral.toml"))
+}
+
+async fn connect(target: &Target) -> Result<ControlApiClient, Error> {
+    let (socket, via) = socket_of(target)?;
+    client::connect(&socket, &via).await
+}
+
+fn context(timeout: Duration) -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = Instant::now() + timeout;
+    ctx
+}
+
+async fn ps(target: &Target, json: bool) -> Result<ExitCode, Error> {
+    let rows = connect(target)
+        .await?
+        .ps(context(Duration::from_secs(10)))
+        .await?;
+    Ok(print_data(rows.as_slice(), json, ps_table))
+}
+
+/// The payload argument: JSON text, `-` for JSON read from stdin (for
+/// payloads past the command line's size limit), or none for `null`.
+fn payload_arg(payload: Option<String>) -> Result<Payload, ExitCode> {
+    let text = match payload.as_deref() {
+        None => return Ok(Payload::null()),
+        Some("-") => {
+            let mut text = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut text) {
+                eprintln!("corral: cannot read the payload from stdin: {e}");
+                return Err(ExitCode::from(2));
+            }
+            text
+        }
+        Some(text) => text.as_bytes().to_vec(),
+    };
+    Payload::from_json_bytes(text).map_err(|e| {
+        eprintln!("corral: the payload is not valid JSON: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn publish(
+    target: &Target,
+    topic: String,
+    payload: Option<String>,
+    retain: bool,
+) -> Result<ExitCode, Error> {
+    let payload = match payload_arg(payload) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let client = connect(target).await?;
+    match client
+        .publish(
+            context(Duration::from_secs(60)),
+            topic.clone(),
+            payload,
+            retain,
+        )
+        .await?
+    {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(fail(&format!(
+            "publish on {topic} failed: {}: {}",
+            e.code, e.message
+        ))),
+    }
+}
+
+async fn events(target: &Target, patterns: Vec<String>, json: bool) -> Result<ExitCode, Error> {
+    let patterns = if patterns.is_empty() {
+        vec![">".to_string()]
+    } else {
+        patterns
+    };
+    let client = connect(target).await?;
+    let id = match client
+        .events_open(context(Duration::from_secs(60)), patterns)
+        .await?
+    {
+        Ok(id) => id,
+        Err(e) => return Ok(fail(&format!("events: {}: {}", e.code, e.message))),
+    };
+    loop {
+        let batch = match client
+            .events_next(context(Duration::from_secs(60)), id)
+            .await?
+        {
+            Ok(batch) => batch,
+            Err(e) => return Ok(fail(&format!("events: {}: {}", e.code, e.message))),
+        };
+        let mut out = std::io::stdout().lock();
+        for event in batch {
+            let payload: serde_json::Value = event.payload.to_json().unwrap_or_default();
+            let line = if json {
+                serde_json::json!({
+                    "topic": event.topic,
+                    "payload": payload,
+                    "source": event.source,
+                    "seq": event.seq,
+                    "at_unix_us": event.at_unix_us,
+                    "retained": event.retained,
+                })
+                .to_string()
+            } else {
+                format!("{} {} [{}] {payload}", event.seq, event.topic, event.source)
+            };
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                return Ok(ExitCode::SUCCESS); // stdout closed: the reader is done
+            }
+        }
+    }
+}
+
+async fn call(
+    target: &Target,
+    name: String,
+    action: String,
+    payload: Option<String>,
+) -> Result<ExitCode, Error> {
+    let payload = match payload_arg(payload) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let client = connect(target).await?;
+    match client
+        .call(
+            context(Duration::from_secs(3600)),
+            name.clone(),
+            action.clone(),
+            payload,
+        )
+        .await?
+    {
+        Ok(reply) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(reply.as_bytes());
+            let _ = out.write_all(b"\n");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(&format!(
+            "{name} {action} failed: {}: {}",
+            e.code, e.message
+        ))),
+    }
+}
+
+async fn lifecycle(selection: Selection, verb: &str) -> Result<ExitCode, Error> {
+    let Selection { target, names, all } = selection;
+    let target = &target;
+    let client = connect(target).await?;
+    let names = if all {
+        client
+            .ps(context(Duration::from_secs(10)))
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    } else {
+        names
+    };
+    let ctx = context(Duration::from_secs(3600));
+    let result = match verb {
+        "start" => client.start(ctx, names.clone()).await?,
+        "stop" => client.stop(ctx, names.clone()).await?,
+        _ => client.restart(ctx, names.clone()).await?,
+    };
+    match result {
+        Ok(()) => {
+            println!("{verb}: {}", names.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(&format!("{verb} failed: {}: {}", e.code, e.message))),
+    }
+}
+
+async fn inspect(target: &Target, name: String, json: bool) -> Result<ExitCode, Error> {
+    let client = connect(target).await?;
+    let info = match client
+        .inspect(context(Duration::from_secs(10)), name.clone())
+        .await?
+    {
+        Ok(info) => info,
+        Err(e) => return Ok(fail(&format!("inspect failed: {}: {}", e.code, e.message))),
+    };
+    Ok(print_data(&info, json, inspect_text))
+}
+
+async fn reload(target: &Target, json: bool) -> Result<ExitCode, Error> {
+    let client = connect(target).await?;
+    match client.reload(context(Duration::from_secs(60))).await? {
+        Ok(report) => {
+            if !json {
+                for key in &report.needs_restart {
+                    eprintln!(
+                        "warning: {key} changed; it takes effect when `corral up` starts again"
+                    );
+                }
+            }
+            Ok(print_data(&report, json, reload_text))
+        }
+        Err(e) => Ok(fail(&format!("reload: {}", e.message))),
+    }
+}
+
+async fn logs(
+    target: &Target,
+    name: &str,
+    follow: bool,
+    lines: usize,
+    json: bool,
+) -> Result<ExitCode, Error> {
+    let client = connect(target).await?;
+    let info = match client
+        .inspect(context(Duration::from_secs(10)), name.to_string())
+        .await?
+    {
+        Ok(info) => info,
+        Err(e) => return Ok(fail(&format!("logs failed: {}: {}", e.code, e.message))),
+    };
+    let settings: serde_json::Value = info.settings.to_json().unwrap_or_default();
+    let Some(path) = settings["log_file"].as_str().map(PathBuf::from) else {
+        return Ok(fail("the supervisor did not say where the log file is"));
+    };
+    drop(client);
+    let format = if json {
+        crate::cli::tail::Format::Json
+    } else {
+        crate::cli::tail::Format::Text
+    };
+    match crate::cli::tail::print(&path, lines, follow, format) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(fail(&format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+async fn down(target: &Target) -> Result<ExitCode, Error> {
+    let client = connect(target).await?;
+    client.down(context(Duration::from_secs(3600))).await?;
+    println!("every plugin is stopped; the supervisor is exiting");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `corral check`: validates the config and reports on each plugin.
+pub fn check(file: &Path, json: bool) -> ExitCode {
+    if json {
+        let (ok, plugins, problems) = match config::load(file) {
+            Ok(fleet) => (
+                true,
+                fleet.plugins.into_iter().map(|p| p.name).collect(),
+                Vec::new(),
+            ),
+            Err(e) => (
+                false,
+                Vec::new(),
+                e.problems
+                    .iter()
+                    .map(
+                        |p| serde_json::json!({"file": p.file, "key": p.key, "message": p.message}),
+                    )
+                    .collect(),
+            ),
+        };
+        let report = serde_json::json!({"ok": ok, "plugins": plugins, "problems": problems});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    match config::load(file) {
+        Ok(fleet) => {
+            for p in &fleet.plugins {
+                let program = Path::new(&p.cmd[0]);
+                if program.components().count() > 1 && !program.is_file() {
+                    eprintln!(
+                        "warning: {}: plugin `{}`: program {} does not exist (yet?); it will fail with reason `spawn`",
+                        file.display(),
+                        p.name,
+                        program.display()
+                    );
+                }
+            }
+            let names: Vec<&str> = fleet.plugins.iter().map(|p| p.name.as_str()).collect();
+            println!(
+                "{}: ok, {} plugins ({})",
+                file.display(),
+                names.len(),
+                names.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("error: {p}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `corral new`: writes the plugin's folder and says how to run it.
+pub fn new_plugin(
+    name: &str,
+    lang: crate::cli::scaffold::Lang,
+    dir: &Path,
+    sdk: Option<&Path>,
+) -> ExitCode {
+    use crate::cli::scaffold::Lang;
+    let made = match crate::cli::scaffold::new(name, lang, dir, sdk) {
+        Ok(made) => made,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let folder = made.dir.display();
+    println!(
+        "created {name} ({}) in {folder}: {}",
+        if lang == Lang::Rust { "Rust" } else { "Python" },
+        made.files.join(", ")
+    );
+    match lang {
+        Lang::Rust => {
+            let manifest = crate::cli::scaffold::shell_word(&made.dir.join("Cargo.toml"));
+            println!(
+                "build it: cargo build --manifest-path {manifest}\ntest it:  cargo test --manifest-path {manifest}"
+            );
+        }
+        Lang::Python => {
+            let folder = crate::cli::scaffold::shell_word(&made.dir);
+            println!("test it:  cd {folder} && python3 -m unittest");
+            if made.sdk.is_none() {
+                println!(
+                    "note: corral's Python SDK was not found; install it with pip install <corral checkout>/plugin-sdk/python"
+                );
+            }
+        }
+    }
+    println!(
+        "\nadd it to your fleet's corral.toml:\n\n{}\nthen: corral up, and corral call {name} ping",
+        made.fleet_lines
+    );
+    ExitCode::SUCCESS
+}

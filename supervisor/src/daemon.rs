@@ -1,0 +1,130 @@
+//! `corral up`: everything the running supervisor is assembled from, above
+//! the actors. It loads the fleet, installs logging and the panic hook, takes
+//! the runtime directory, detects cgroups, starts the root actor and the
+//! control server, tells a service manager when the fleet is ready (and pets
+//! its watchdog), and turns SIGTERM and SIGINT into a graceful stop and
+//! SIGHUP into a reload. It returns once every plugin process is reaped.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+use crate::Error;
+use crate::cli::fail;
+use crate::config::Fleet;
+use crate::control::ControlServer;
+use crate::os::cgroup::Cgroups;
+use crate::os::runtime_dir::{RuntimeDir, create_private_dir};
+use crate::supervisor::start;
+
+/// How long `corral up` waits, after the fleet stopped, for control clients
+/// to read their last answers.
+const CONTROL_GRACE: Duration = Duration::from_secs(2);
+
+/// `corral up -c FILE`: loads the fleet, installs logging, and runs it on
+/// its own runtime until it is down; the exit code says how that went.
+pub fn up(config: &Path) -> ExitCode {
+    let fleet = match crate::config::load(config) {
+        Ok(f) => f,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("error: {p}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let filter = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    // A panic while decoding a peer's frame is bad input, caught and turned
+    // into an error by the codec: one log line, not a backtrace.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if corral_proto::codec::decoding_now() {
+            let why = info.payload_as_str().unwrap_or("a value out of range");
+            tracing::warn!("refused a frame that does not decode: {why}");
+        } else {
+            default_hook(info);
+        }
+    }));
+    crate::os::spawn::raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("corral")
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(fleet)),
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// Runs a fleet in the foreground until SIGTERM, SIGINT or `corral down`.
+pub async fn run(fleet: Fleet) -> Result<(), Error> {
+    let runtime_dir = RuntimeDir::acquire(&fleet.supervisor.runtime_dir)?;
+    create_private_dir(&fleet.supervisor.log_dir)?;
+    let settings = Arc::new(fleet.supervisor.clone());
+    let mut term = signal(SignalKind::terminate()).map_err(Error::io("cannot watch SIGTERM"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::io("cannot watch SIGINT"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(Error::io("cannot watch SIGHUP"))?;
+
+    let cgroups = Arc::new(Cgroups::detect(runtime_dir.path()));
+    let (handle, mut done) = start(&fleet, Arc::clone(&cgroups));
+    let control = ControlServer::start(&settings.control_socket(), handle.clone())?;
+    tracing::info!(
+        plugins = fleet.plugins.len(),
+        control = %settings.control_socket().display(),
+        runtime_dir = %runtime_dir.path().display(),
+        "corral is up"
+    );
+
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
+    let mut notified_ready = false;
+    loop {
+        tokio::select! {
+            _ = handle.ready(), if !notified_ready => {
+                notified_ready = true;
+                if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+                    tracing::warn!("cannot tell the service manager we are ready: {e}");
+                }
+            }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: stopping every plugin");
+                handle.shutdown().await;
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping every plugin");
+                handle.shutdown().await;
+                break;
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading {}", fleet.file.display());
+                if let Err(e) = handle.reload().await {
+                    tracing::error!("reload refused, nothing changed:\n{e}");
+                }
+            }
+            _ = done.wait_for(|d| *d) => break,
+        }
+    }
+    control.shutdown(CONTROL_GRACE).await;
+    cgroups.remove_all();
+    tracing::info!("corral is down");
+    Ok(())
+}
