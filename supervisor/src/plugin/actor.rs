@@ -1,0 +1,664 @@
+//! The plugin actor's loop: one `select!` over its mailbox, its spawn (if a
+//! process exists), its timers and its backoff, each wake-up handed to a
+//! small method that asks the pure parts ([`lifecycle`](super::lifecycle),
+//! [`health`](super::health), [`stop`](super::stop),
+//! [`reload`](super::reload)) what to do and carries it out. It owns the
+//! plugin's state; the [`PluginHandle`](super::PluginHandle) is the only way in.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use corral_proto::{
+    Enforcement, ExitReason, Payload, PluginInfo, PluginState, PluginStatus, Transition,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Interval;
+
+use super::connect::Connected;
+use super::health::{self, MemoryVerdict, PingVerdict};
+use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
+use super::messages::{Applied, CallTarget, Event, Msg};
+use super::process::{self, Reaped, Spawn, SpawnEvent, has_cgroup_limit};
+use super::reload::{self, Plan};
+use super::{Host, settings};
+use crate::bus::DeliveryFailure;
+use crate::config::PluginSpec;
+use crate::os::logs::LogSink;
+use crate::os::memory::MemoryProbe;
+use crate::rate::Limiter;
+use crate::restart::Rules;
+use crate::wire::handshake::HandshakeError;
+
+pub(super) struct Actor {
+    name: Arc<str>,
+    spec: PluginSpec,
+    host: Host,
+    mailbox: mpsc::Receiver<Msg>,
+    mailbox_open: bool,
+    events: mpsc::UnboundedSender<Event>,
+    /// The connection callers use; `Some` exactly while `running`.
+    target: watch::Sender<Option<CallTarget>>,
+    lifecycle: Lifecycle,
+    /// The process, while one exists.
+    spawn: Option<Spawn>,
+    /// When the backoff delay ends, while in `backoff`.
+    backoff: Option<tokio::time::Instant>,
+    logs: Option<LogSink>,
+    probe: MemoryProbe,
+    /// The rate limiter callers share, when `rate_limit` is set.
+    limiter: Option<Arc<Limiter>>,
+    /// How the current (or last) spawn's limits are enforced.
+    enforcement: Enforcement,
+    heartbeat: Interval,
+    memory_tick: Option<Interval>,
+}
+
+impl Actor {
+    pub(super) fn new(
+        spec: PluginSpec,
+        host: Host,
+        mailbox: mpsc::Receiver<Msg>,
+        events: mpsc::UnboundedSender<Event>,
+        target: watch::Sender<Option<CallTarget>>,
+    ) -> Self {
+        let enforcement = if has_cgroup_limit(&spec) {
+            host.cgroups.enforcement(spec.limits)
+        } else {
+            Enforcement::Sampling
+        };
+        Self {
+            name: spec.name.as_str().into(),
+            heartbeat: health::heartbeat_tick(spec.heartbeat.interval),
+            memory_tick: memory_tick(&spec),
+            limiter: spec.rate_limit.map(|l| Arc::new(Limiter::new(l))),
+            spec,
+            host,
+            mailbox,
+            mailbox_open: true,
+            events,
+            target,
+            lifecycle: Lifecycle::new(),
+            spawn: None,
+            backoff: None,
+            logs: None,
+            probe: MemoryProbe::default(),
+            enforcement,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        self.host
+            .bus
+            .register(Arc::clone(&self.name), self.spec.bus.clone());
+        if self.spec.enabled {
+            self.transition(PluginState::Waiting, None, None);
+        } else {
+            self.transition(PluginState::Stopped, None, Some("not enabled".into()));
+        }
+        while self.mailbox_open || self.spawn.is_some() {
+            tokio::select! {
+                msg = self.mailbox.recv(), if self.mailbox_open => match msg {
+                    Some(msg) => self.on_msg(msg),
+                    None => {
+                        self.mailbox_open = false;
+                        self.begin_stop();
+                    }
+                },
+                event = next_event(&mut self.spawn) => self.on_spawn_event(event),
+                _ = self.heartbeat.tick() => self.send_ping(),
+                _ = tick(&mut self.memory_tick) => self.check_memory(),
+                _ = until(self.backoff) => {
+                    self.backoff = None;
+                    self.transition(PluginState::Waiting, None, Some("backoff over".into()));
+                }
+            }
+        }
+        self.host.bus.unregister(Arc::clone(&self.name));
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Msg::Info(reply) => {
+                let _ = reply.send(self.info());
+            }
+            Msg::Start(reply) => {
+                if self.spawn.is_none() && self.lifecycle.state() == PluginState::Waiting {
+                    self.start_process();
+                }
+                let _ = reply.send(());
+            }
+            Msg::Wait { reset, note } => {
+                if reset {
+                    self.lifecycle.reset_restarts();
+                }
+                if self.spawn.is_none() {
+                    self.backoff = None;
+                    self.transition(PluginState::Waiting, None, Some(note));
+                }
+            }
+            Msg::Stop(reply) => self.stop_then(PluginState::Stopped, None, reply),
+            Msg::Restart { note, reply } => self.stop_then(PluginState::Waiting, Some(note), reply),
+            Msg::Update { spec, reply } => {
+                let applied = self.update(*spec);
+                self.host
+                    .bus
+                    .register(Arc::clone(&self.name), self.spec.bus.clone());
+                let _ = reply.send(applied);
+            }
+        }
+    }
+
+    /// Stops the process (if any), replying once it is reaped, and enters
+    /// `then`: `stopped`, or `waiting` with `restart` as the note.
+    fn stop_then(
+        &mut self,
+        then: PluginState,
+        restart: Option<String>,
+        reply: oneshot::Sender<()>,
+    ) {
+        match &mut self.spawn {
+            Some(spawn) => {
+                spawn.restart_after_stop(restart);
+                spawn.wait_for_end(reply);
+                self.begin_stop();
+            }
+            None => {
+                self.backoff = None;
+                let note = restart.unwrap_or_else(|| "stop requested".into());
+                self.transition(then, None, Some(note));
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn info(&mut self) -> PluginInfo {
+        let log_file = self
+            .host
+            .settings
+            .log_dir
+            .join(format!("{}.log", self.spec.name));
+        let cgroups = self.spawn.as_ref().and_then(Spawn::cgroup_paths);
+        let settings = settings::settings_json(&self.spec, &log_file, cgroups);
+        PluginInfo {
+            status: self.status(),
+            settings: Payload::from_json(&settings).unwrap_or_default(),
+            history: self.lifecycle.history(),
+            bus: Default::default(),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.spawn.as_ref().map(Spawn::pid)
+    }
+
+    fn status(&mut self) -> PluginStatus {
+        let pid = self.pid();
+        let state = self.lifecycle.state();
+        let backoff_ms = match (state, self.backoff) {
+            (PluginState::Backoff, Some(at)) => Some(
+                u64::try_from(
+                    at.saturating_duration_since(tokio::time::Instant::now())
+                        .as_millis(),
+                )
+                .unwrap_or(u64::MAX),
+            ),
+            _ => None,
+        };
+        PluginStatus {
+            name: self.spec.name.clone(),
+            state,
+            pid,
+            restarts: self.lifecycle.restarts(),
+            uptime_ms: self
+                .spawn
+                .as_ref()
+                .and_then(Spawn::uptime)
+                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            rss_bytes: pid.map_or(0, |pid| self.probe.tree_rss(pid)),
+            memory_max_bytes: self.spec.memory_max,
+            memory_high_bytes: self.spec.memory_high,
+            limits: self.enforcement,
+            last_exit: self.lifecycle.last_exit().cloned(),
+            waiting_for: None,
+            backoff_ms,
+            codec: self.spec.codec.to_string(),
+        }
+    }
+
+    fn set_state(&mut self, state: PluginState) {
+        self.transition(state, None, None);
+    }
+
+    /// Enters `to`, recording why in the history, publishing or withdrawing
+    /// the call target, attaching or detaching the bus, and telling the
+    /// supervisor and the bus.
+    fn transition(&mut self, to: PluginState, reason: Option<ExitReason>, note: Option<String>) {
+        let from = self.lifecycle.state();
+        tracing::debug!(%from, %to, note = note.as_deref().unwrap_or(""), "state");
+        let Some(t) = self
+            .lifecycle
+            .enter(to, reason, note, self.pid(), unix_ms())
+        else {
+            return;
+        };
+        let client = self.spawn.as_ref().and_then(Spawn::client).cloned();
+        let target = match (client, to) {
+            (Some(client), PluginState::Running) => Some(CallTarget {
+                client,
+                call_timeout: self.spec.call_timeout,
+                limiter: self.limiter.clone(),
+            }),
+            _ => None,
+        };
+        match (&target, from == PluginState::Running) {
+            (Some(t), _) => {
+                let (failures, failed) = mpsc::unbounded_channel();
+                if let Some(spawn) = &mut self.spawn {
+                    spawn.watch_deliveries(failed);
+                }
+                self.host.bus.attach(
+                    Arc::clone(&self.name),
+                    t.client.clone(),
+                    t.call_timeout,
+                    failures,
+                );
+            }
+            (None, true) => self.host.bus.detach(Arc::clone(&self.name)),
+            (None, false) => {}
+        }
+        self.target.send_replace(target);
+        self.publish_lifecycle(&t);
+        let _ = self.events.send(Event::State {
+            name: Arc::clone(&self.name),
+            state: to,
+        });
+    }
+
+    /// Publishes the transition on `corral.plugin.<name>.<state>`.
+    fn publish_lifecycle(&self, t: &Transition) {
+        let payload = serde_json::json!({
+            "name": &*self.name,
+            "state": t.to,
+            "from": t.from,
+            "pid": self.pid().or(self.lifecycle.exited_pid()),
+            "reason": t.reason,
+            "restarts": self.lifecycle.restarts(),
+        });
+        if let Ok(payload) = Payload::from_json(&payload) {
+            self.host
+                .bus
+                .system(format!("corral.plugin.{}.{}", self.name, t.to), payload);
+        }
+    }
+
+    fn start_process(&mut self) {
+        self.lifecycle.spawning();
+        let started = process::start(
+            &self.spec,
+            &self.host,
+            &mut self.logs,
+            self.lifecycle.spawns(),
+        );
+        match started {
+            Ok((spawn, enforcement)) => {
+                self.enforcement = enforcement;
+                self.spawn = Some(spawn);
+                self.lifecycle.spawned();
+                self.backoff = None;
+                self.set_state(PluginState::Starting);
+            }
+            Err(reason) => {
+                tracing::error!("cannot start: {reason}");
+                self.lifecycle.spawn_failed(reason.clone());
+                self.transition(PluginState::Failed, Some(reason), None);
+            }
+        }
+    }
+
+    fn on_spawn_event(&mut self, event: SpawnEvent) {
+        match event {
+            SpawnEvent::Exited(status) => self.on_exit(status),
+            SpawnEvent::Handshake(result) => self.on_connected(result),
+            SpawnEvent::Closed(cause) => self.on_disconnect(cause),
+            SpawnEvent::BusBroken(detail) => self.on_bus_broken(detail),
+            SpawnEvent::DeliveryFailed(failure) => self.on_delivery_failed(failure),
+            SpawnEvent::Pinged(answered) => self.on_ping(answered),
+            SpawnEvent::Escalate(step) => {
+                let (stop, kill) = (self.spec.stop_timeout, self.spec.kill_timeout);
+                let kill_for = self
+                    .spawn
+                    .as_mut()
+                    .and_then(|s| s.escalate(step, stop, kill));
+                if let Some(reason) = kill_for {
+                    self.kill(reason);
+                }
+            }
+        }
+    }
+
+    fn on_connected(&mut self, result: Result<Connected, HandshakeError>) {
+        if self.lifecycle.state() != PluginState::Starting {
+            return;
+        }
+        match result {
+            Ok(conn) => {
+                if let Some(spawn) = &mut self.spawn {
+                    spawn.connected(conn);
+                }
+                self.heartbeat.reset();
+                tracing::info!(pid = self.pid(), "running");
+                self.set_state(PluginState::Running);
+            }
+            Err(HandshakeError(detail)) => {
+                tracing::warn!("handshake failed: {detail}");
+                self.kill(ExitReason::Handshake { detail });
+            }
+        }
+    }
+
+    /// Whether the process is going away anyway (stopping, or gone).
+    fn ending(&self) -> bool {
+        self.lifecycle.state() == PluginState::Stopping || self.spawn.is_none()
+    }
+
+    fn on_disconnect(&mut self, cause: Option<String>) {
+        self.drop_client();
+        if self.ending() {
+            return;
+        }
+        match cause {
+            Some(detail) => {
+                tracing::warn!("broke the protocol: {detail}");
+                self.kill(ExitReason::Protocol { detail });
+            }
+            None => {
+                if let Some(spawn) = &mut self.spawn {
+                    spawn.grace_after_disconnect();
+                }
+            }
+        }
+    }
+
+    /// The plugin broke the protocol on its bus connection, which is closed.
+    fn on_bus_broken(&mut self, detail: String) {
+        if self.ending() {
+            return;
+        }
+        let detail = format!("bus connection: {detail}");
+        tracing::warn!("broke the protocol: {detail}");
+        self.kill(ExitReason::Protocol { detail });
+    }
+
+    fn send_ping(&mut self) {
+        if self.lifecycle.state() != PluginState::Running {
+            return;
+        }
+        let timeout = self.spec.heartbeat.timeout;
+        if let Some(spawn) = &mut self.spawn {
+            spawn.ping(timeout);
+        }
+    }
+
+    fn on_ping(&mut self, answered: bool) {
+        if self.lifecycle.state() != PluginState::Running {
+            return;
+        }
+        let allowed = self.spec.heartbeat.misses;
+        let Some(spawn) = &mut self.spawn else { return };
+        match spawn.pinged(answered, allowed) {
+            PingVerdict::Fine => {}
+            PingVerdict::Missed(misses) => {
+                tracing::warn!(misses, of = allowed, "missed a heartbeat");
+            }
+            PingVerdict::Hang(misses) => {
+                tracing::warn!(misses, of = allowed, "missed a heartbeat");
+                self.set_state(PluginState::Unhealthy);
+                self.kill(ExitReason::Hang);
+            }
+        }
+    }
+
+    /// A `deliver` call failed for the plugin's fault: it is killed, so its
+    /// deliveries do not stall unseen, and restarted by its policy.
+    fn on_delivery_failed(&mut self, failure: DeliveryFailure) {
+        if self.lifecycle.state() != PluginState::Running {
+            return;
+        }
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        match failure {
+            DeliveryFailure::Timeout { events, within } => {
+                let note = format!(
+                    "did not answer a deliver of {events} event{} within {} (call_timeout)",
+                    plural(events),
+                    humantime::format_duration(within)
+                );
+                tracing::warn!("{note}; killing it");
+                self.transition(PluginState::Unhealthy, None, Some(note));
+                self.kill(ExitReason::Hang);
+            }
+            DeliveryFailure::Refused { events, error } => {
+                let detail = format!(
+                    "answered a deliver of {events} event{} with an error: {error}",
+                    plural(events),
+                );
+                tracing::warn!("broke the protocol: {detail}");
+                self.kill(ExitReason::Protocol { detail });
+            }
+        }
+    }
+
+    fn check_memory(&mut self) {
+        let Some(spawn) = &self.spawn else { return };
+        if spawn.doomed() {
+            return;
+        }
+        let pid = spawn.pid();
+        let rss = self.probe.tree_rss(pid);
+        let (max, high) = (self.spec.memory_max, self.spec.memory_high);
+        let was_above = self.spawn.as_ref().is_some_and(|s| s.above_high());
+        match health::memory_verdict(rss, max, high, was_above) {
+            MemoryVerdict::OverCap => {
+                tracing::warn!(rss, max, "over its memory cap; killing it");
+                self.kill(ExitReason::MemoryCap);
+            }
+            MemoryVerdict::CrossedHigh => {
+                let note = format!(
+                    "memory above memory_high: {} > {}",
+                    bytesize::ByteSize(rss).display().iec(),
+                    bytesize::ByteSize(high.unwrap_or(0)).display().iec()
+                );
+                tracing::warn!("{note}");
+                self.lifecycle.note(note, Some(pid), unix_ms());
+                self.set_above_high(true);
+            }
+            MemoryVerdict::Fine { above_high } => self.set_above_high(above_high),
+        }
+    }
+
+    fn set_above_high(&mut self, above: bool) {
+        if let Some(spawn) = &mut self.spawn {
+            spawn.set_above_high(above);
+        }
+    }
+
+    /// Takes new settings from a reload.
+    fn update(&mut self, new: PluginSpec) -> Applied {
+        let Some(diff) = reload::diff(&self.spec, &new) else {
+            return Applied::Unchanged;
+        };
+        self.spec = new;
+        if diff.heartbeat_interval {
+            self.heartbeat = health::heartbeat_tick(self.spec.heartbeat.interval);
+        }
+        self.memory_tick = memory_tick(&self.spec);
+        if diff.rate_limit {
+            self.limiter = self.spec.rate_limit.map(|l| Arc::new(Limiter::new(l)));
+            let limiter = self.limiter.clone();
+            self.target.send_modify(|t| {
+                if let Some(t) = t {
+                    t.limiter = limiter;
+                }
+            });
+        }
+        if diff.call_timeout {
+            let timeout = self.spec.call_timeout;
+            self.target.send_modify(|t| {
+                if let Some(t) = t {
+                    t.call_timeout = timeout;
+                }
+            });
+        }
+        let plan = reload::plan(&diff, self.spawn.is_some());
+        match (plan, &mut self.spawn) {
+            (Plan::Disable, Some(_)) => self.begin_stop(),
+            (Plan::Disable, None) => {
+                self.backoff = None;
+                let note = "disabled by reload".to_string();
+                self.transition(PluginState::Stopped, None, Some(note));
+            }
+            (Plan::Enable, _) => {
+                let note = "enabled by reload".to_string();
+                self.transition(PluginState::Waiting, None, Some(note));
+            }
+            (Plan::Restart, Some(spawn)) => {
+                spawn.restart_after_stop(Some("process settings changed by reload".into()));
+                self.begin_stop();
+            }
+            (Plan::Restart, None) | (Plan::InPlace, _) => {}
+        }
+        reload::applied(&diff, plan, self.lifecycle.state() == PluginState::Running)
+    }
+
+    /// Forgets the connection, so no new call can start on it.
+    fn drop_client(&mut self) {
+        if let Some(spawn) = &mut self.spawn {
+            spawn.drop_client();
+        }
+        self.target.send_replace(None);
+    }
+
+    /// Ends the process now with SIGKILL to its group, reporting `reason`.
+    fn kill(&mut self, reason: ExitReason) {
+        self.target.send_replace(None);
+        if let Some(spawn) = &mut self.spawn {
+            spawn.kill(reason);
+        }
+    }
+
+    /// Asks the process to shut down, escalating to signals on deadlines.
+    fn begin_stop(&mut self) {
+        if self.ending() {
+            return;
+        }
+        self.set_state(PluginState::Stopping);
+        self.target.send_replace(None);
+        let (stop, kill) = (self.spec.stop_timeout, self.spec.kill_timeout);
+        if let Some(spawn) = &mut self.spawn {
+            spawn.begin_stop(stop, kill);
+        }
+    }
+
+    fn on_exit(&mut self, status: std::io::Result<std::process::ExitStatus>) {
+        let Some(spawn) = self.spawn.take() else {
+            return;
+        };
+        let Reaped {
+            pid,
+            reason,
+            ran,
+            waiters,
+            restart_note,
+        } = spawn.reap(status);
+        self.target.send_replace(None);
+        tracing::info!(pid, reason = %reason, "exited");
+        let spec = &self.spec;
+        let plan = self.lifecycle.exited(Ended {
+            reason: reason.clone(),
+            pid: Some(pid),
+            ran,
+            restart_note,
+            rules: Rules {
+                policy: spec.restart,
+                success_codes: &spec.success_codes,
+                backoff: &spec.backoff,
+                limit: &spec.restart_limit,
+            },
+            name: &spec.name,
+            now: Instant::now(),
+            random: fastrand::f64(),
+        });
+        self.follow(plan, reason);
+        for waiter in waiters {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Enters the states an exit's plan names.
+    fn follow(&mut self, plan: ExitPlan, reason: ExitReason) {
+        let after = match plan {
+            ExitPlan::Requested { to, note } => {
+                return self.transition(to, Some(reason), note);
+            }
+            ExitPlan::OnItsOwn(after) => after,
+        };
+        self.transition(PluginState::Exited, Some(reason.clone()), None);
+        match after {
+            AfterExit::Stay => {}
+            AfterExit::GiveUp { note } => {
+                tracing::error!("{note}");
+                self.transition(PluginState::Failed, Some(reason), Some(note));
+            }
+            AfterExit::RestartNow | AfterExit::Backoff { .. } => {
+                let _ = self.events.send(Event::Restarting {
+                    name: Arc::clone(&self.name),
+                });
+                if let AfterExit::Backoff { delay, note } = after {
+                    self.backoff = Some(tokio::time::Instant::now() + delay);
+                    self.transition(PluginState::Backoff, None, Some(note));
+                } else {
+                    self.transition(PluginState::Waiting, None, Some("restarting".into()));
+                }
+            }
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn memory_tick(spec: &PluginSpec) -> Option<Interval> {
+    health::memory_tick(
+        spec.memory_max,
+        spec.memory_high,
+        spec.memory_check_interval,
+    )
+}
+
+async fn next_event(spawn: &mut Option<Spawn>) -> SpawnEvent {
+    match spawn {
+        Some(spawn) => spawn.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: &mut Option<Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,195 @@
+//! Is the plugin well? Heartbeat answers and memory samples in, verdicts
+//! out: pure, so every rule is unit-tested. The actor sends the pings and
+//! reads the samples; it acts on what these functions say.
+
+use std::time::{Duration, Instant};
+
+use corral_proto::PluginApiClient;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::time::{Interval, MissedTickBehavior};
+
+/// Heartbeats of one spawn: the sequence number of the last ping and the
+/// misses in a row.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Heartbeats {
+    seq: u64,
+    misses: u32,
+}
+
+/// What one heartbeat answer (or its absence) means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PingVerdict {
+    /// Answered in time.
+    Fine,
+    /// Late or lost: this many in a row, fewer than allowed.
+    Missed(u32),
+    /// Too many misses in a row: the plugin hangs.
+    Hang(u32),
+}
+
+impl Heartbeats {
+    /// The sequence number of the next ping.
+    pub(super) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Takes one ping's outcome; `allowed` is `heartbeat.misses`.
+    pub(super) fn answered(&mut self, answered: bool, allowed: u32) -> PingVerdict {
+        if answered {
+            self.misses = 0;
+            return PingVerdict::Fine;
+        }
+        self.misses += 1;
+        if self.misses >= allowed {
+            PingVerdict::Hang(self.misses)
+        } else {
+            PingVerdict::Missed(self.misses)
+        }
+    }
+}
+
+/// One ping: resolves to whether the plugin echoed `seq` within `timeout`.
+pub(super) fn ping(
+    client: PluginApiClient,
+    seq: u64,
+    timeout: Duration,
+) -> BoxFuture<'static, bool> {
+    async move {
+        // The client enforces the deadline itself (DeadlineExceeded).
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = Instant::now() + timeout;
+        matches!(client.ping(ctx, seq).await, Ok(s) if s == seq)
+    }
+    .boxed()
+}
+
+/// What one memory sample means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MemoryVerdict {
+    /// Over `memory_max`: kill it.
+    OverCap,
+    /// Just crossed `memory_high` upwards: note it once.
+    CrossedHigh,
+    /// Nothing to do; `above_high` says where it stands against `memory_high`.
+    Fine {
+        /// Whether it is above `memory_high`.
+        above_high: bool,
+    },
+}
+
+/// Judges a sample of `rss` bytes against the caps; `was_above` is whether
+/// the last sample was above `memory_high`.
+pub(super) fn memory_verdict(
+    rss: u64,
+    max: Option<u64>,
+    high: Option<u64>,
+    was_above: bool,
+) -> MemoryVerdict {
+    if max.is_some_and(|max| rss > max) {
+        return MemoryVerdict::OverCap;
+    }
+    let above_high = high.is_some_and(|high| rss > high);
+    if above_high && !was_above {
+        MemoryVerdict::CrossedHigh
+    } else {
+        MemoryVerdict::Fine { above_high }
+    }
+}
+
+/// The memory sampler's timer, when the plugin has a memory limit.
+pub(super) fn memory_tick(
+    memory_max: Option<u64>,
+    memory_high: Option<u64>,
+    every: Duration,
+) -> Option<Interval> {
+    (memory_max.is_some() || memory_high.is_some()).then(|| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        t
+    })
+}
+
+/// The heartbeat timer.
+pub(super) fn heartbeat_tick(every: Duration) -> Interval {
+    let mut t = tokio::time::interval(every);
+    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misses_in_a_row_up_to_the_allowed_count_are_a_hang() {
+        let mut h = Heartbeats::default();
+        assert_eq!(h.answered(false, 3), PingVerdict::Missed(1));
+        assert_eq!(h.answered(false, 3), PingVerdict::Missed(2));
+        assert_eq!(h.answered(false, 3), PingVerdict::Hang(3));
+    }
+
+    #[test]
+    fn an_answer_clears_the_misses() {
+        let mut h = Heartbeats::default();
+        h.answered(false, 3);
+        h.answered(false, 3);
+        assert_eq!(h.answered(true, 3), PingVerdict::Fine);
+        assert_eq!(h.answered(false, 3), PingVerdict::Missed(1));
+    }
+
+    #[test]
+    fn one_allowed_miss_is_a_hang_at_once() {
+        assert_eq!(
+            Heartbeats::default().answered(false, 1),
+            PingVerdict::Hang(1)
+        );
+    }
+
+    #[test]
+    fn ping_numbers_count_up() {
+        let mut h = Heartbeats::default();
+        assert_eq!((h.next_seq(), h.next_seq()), (1, 2));
+    }
+
+    #[test]
+    fn over_the_cap_is_a_kill_even_when_above_high() {
+        assert_eq!(
+            memory_verdict(101, Some(100), Some(50), true),
+            MemoryVerdict::OverCap
+        );
+        assert_eq!(
+            memory_verdict(100, Some(100), None, false),
+            MemoryVerdict::Fine { above_high: false }
+        );
+    }
+
+    #[test]
+    fn crossing_high_is_noted_once_per_crossing() {
+        assert_eq!(
+            memory_verdict(60, None, Some(50), false),
+            MemoryVerdict::CrossedHigh
+        );
+        assert_eq!(
+            memory_verdict(70, None, Some(50), true),
+            MemoryVerdict::Fine { above_high: true }
+        );
+        assert_eq!(
+            memory_verdict(40, None, Some(50), true),
+            MemoryVerdict::Fine { above_high: false }
+        );
+        assert_eq!(
+            memory_verdict(60, None, Some(50), false),
+            MemoryVerdict::CrossedHigh
+        );
+    }
+
+    #[test]
+    fn no_caps_no_verdict() {
+        assert_eq!(
+            memory_verdict(u64::MAX, None, None, false),
+            MemoryVerdict::Fine { above_high: false }
+        );
+    }
+}

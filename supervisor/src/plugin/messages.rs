@@ -1,0 +1,80 @@
+//! What crosses the plugin actor's edges: the messages its handle sends, the
+//! live connection it publishes for callers, what it reports to the root
+//! supervisor, and what it did with new settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto::{PluginApiClient, PluginInfo, PluginState, PluginStatus};
+use tokio::sync::oneshot;
+
+use crate::config::PluginSpec;
+use crate::rate::Limiter;
+
+/// Messages a [`PluginHandle`](super::PluginHandle) sends to its actor.
+pub(super) enum Msg {
+    Status(oneshot::Sender<PluginStatus>),
+    Info(oneshot::Sender<PluginInfo>),
+    /// Spawn now (sent by the supervisor to a `waiting` plugin).
+    Start(oneshot::Sender<()>),
+    /// Go to `waiting` if down; `reset` clears the restart count.
+    Wait {
+        reset: bool,
+        note: String,
+    },
+    Stop(oneshot::Sender<()>),
+    /// Stop, then go to `waiting`.
+    Restart {
+        note: String,
+        reply: oneshot::Sender<()>,
+    },
+    /// Take new settings (reload).
+    Update {
+        spec: Box<PluginSpec>,
+        reply: oneshot::Sender<Applied>,
+    },
+}
+
+/// A live connection to call a plugin through; published by the actor
+/// exactly while the plugin is `running`.
+#[derive(Clone, Debug)]
+pub(super) struct CallTarget {
+    pub(super) client: PluginApiClient,
+    pub(super) call_timeout: Duration,
+    pub(super) limiter: Option<Arc<Limiter>>,
+}
+
+/// What a plugin actor did with new settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing changed.
+    Unchanged,
+    /// Settings that need no restart were applied in place.
+    Updated,
+    /// Only `config` changed and the plugin runs: hand it over with
+    /// [`PluginHandle::reconfigure`](super::PluginHandle::reconfigure).
+    Reconfigure,
+    /// Process settings changed: the process is being restarted.
+    Restarted,
+    /// Disabled: stopped.
+    Stopped,
+    /// Enabled: now waiting to start.
+    Started,
+}
+
+/// What a plugin actor tells the root supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// It entered a state.
+    State {
+        /// The plugin.
+        name: Arc<str>,
+        /// The new state.
+        state: PluginState,
+    },
+    /// Its process ended and its policy restarts it (strategies act on this).
+    Restarting {
+        /// The plugin.
+        name: Arc<str>,
+    },
+}

@@ -1,0 +1,493 @@
+//! One process's life. A [`Spawn`] holds everything that exists only while a
+//! plugin's process runs: the child and its pid, its cgroup, the handshake
+//! task, the connection and its watchers, heartbeats in flight, the stop
+//! escalation's deadline, the verdict on why it is being ended, and who
+//! waits for it to be reaped. The actor keeps it in an `Option`: ending a
+//! spawn is one `take()`, and [`Spawn::reap`] turns what is left into the
+//! exit's report.
+//!
+//! A spawn knows nothing of states or policy; it answers "what happened next
+//! to this process" ([`Spawn::next`]) and carries out kills and stops.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use corral_proto::codec::MAX_FRAME_BYTES;
+use corral_proto::{Enforcement, ExitReason, PluginApiClient};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use interprocess::local_socket::tokio::Listener;
+use nix::sys::signal::Signal;
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::Host;
+use super::connect::{Connected, connect};
+use super::health::{self, Heartbeats, PingVerdict};
+use super::stop::{self, Escalation, Step};
+use crate::bus::{BusHandle, DeliveryFailure};
+use crate::config::PluginSpec;
+use crate::os::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
+use crate::os::logs::{LogSink, Stream};
+use crate::os::spawn;
+use crate::wire::handshake::{self, HandshakeError};
+
+/// A plugin's process while it exists.
+pub(super) struct Spawn {
+    child: Child,
+    pid: u32,
+    cgroup: Option<PluginCgroup>,
+    /// Why it is being ended, decided before the kill so the exit reports it.
+    verdict: Option<ExitReason>,
+    connecting: Option<JoinHandle<Result<Connected, HandshakeError>>>,
+    client: Option<PluginApiClient>,
+    closed: Option<oneshot::Receiver<Option<String>>>,
+    bus_broken: Option<oneshot::Receiver<String>>,
+    /// Failed `deliver` calls, reported by the bus while it is attached.
+    delivery_failures: Option<mpsc::UnboundedReceiver<DeliveryFailure>>,
+    pings: FuturesUnordered<BoxFuture<'static, bool>>,
+    heartbeats: Heartbeats,
+    escalation: Option<(tokio::time::Instant, Step)>,
+    running_since: Option<Instant>,
+    /// Whether the last memory sample was above `memory_high`.
+    above_high: bool,
+    /// Who waits for this process to be reaped.
+    waiters: Vec<oneshot::Sender<()>>,
+    /// When the stop in progress is half of a restart: the note for `waiting`.
+    restart_note: Option<String>,
+}
+
+/// What happened next to a spawn.
+pub(super) enum SpawnEvent {
+    /// The process ended.
+    Exited(std::io::Result<ExitStatus>),
+    /// The handshake task finished.
+    Handshake(Result<Connected, HandshakeError>),
+    /// The plugin connection closed: `Some(detail)` for a protocol violation.
+    Closed(Option<String>),
+    /// The plugin broke the protocol on its bus connection.
+    BusBroken(String),
+    /// A `deliver` to it failed.
+    DeliveryFailed(DeliveryFailure),
+    /// A heartbeat was answered in time (`true`) or not.
+    Pinged(bool),
+    /// A step of the stop escalation is due.
+    Escalate(Step),
+}
+
+/// What is left of a spawn once its process is reaped.
+pub(super) struct Reaped {
+    /// Its pid.
+    pub(super) pid: u32,
+    /// Why it ended.
+    pub(super) reason: ExitReason,
+    /// How long it ran connected.
+    pub(super) ran: Duration,
+    /// Who waited for it.
+    pub(super) waiters: Vec<oneshot::Sender<()>>,
+    /// The restart the stop was half of.
+    pub(super) restart_note: Option<String>,
+}
+
+impl Spawn {
+    /// Spawns the plugin's process with its socket bound and its secret made,
+    /// captures its output into `logs`, and starts the handshake task.
+    pub(super) fn launch(
+        spec: &PluginSpec,
+        listener: Listener,
+        launch: &spawn::Launch<'_>,
+        cgroup: Option<PluginCgroup>,
+        logs: &LogSink,
+        bus: &BusHandle,
+    ) -> Result<Self, ExitReason> {
+        let spawn_err = |error: String| ExitReason::Spawn { error };
+        let mut child = match spawn::spawn(launch, cgroup.as_ref()) {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(cgroup) = cgroup {
+                    tokio::spawn(cgroup.remove());
+                }
+                return Err(spawn_err(format!("{}: {e}", spec.cmd[0])));
+            }
+        };
+        let Some(pid) = child.id() else {
+            if let Some(cgroup) = cgroup {
+                tokio::spawn(cgroup.remove());
+            }
+            return Err(spawn_err("exited before it could be tracked".into()));
+        };
+        if let Some(out) = child.stdout.take() {
+            logs.capture(Stream::Stdout, out);
+        }
+        if let Some(err) = child.stderr.take() {
+            logs.capture(Stream::Stderr, err);
+        }
+        tracing::info!(pid, "spawned");
+        let secret = launch.secret.to_string();
+        let connecting = tokio::spawn(connect(listener, spec.clone(), secret, pid, bus.clone()));
+        Ok(Self {
+            child,
+            pid,
+            cgroup,
+            verdict: None,
+            connecting: Some(connecting),
+            client: None,
+            closed: None,
+            bus_broken: None,
+            delivery_failures: None,
+            pings: FuturesUnordered::new(),
+            heartbeats: Heartbeats::default(),
+            escalation: None,
+            running_since: None,
+            above_high: false,
+            waiters: Vec::new(),
+            restart_note: None,
+        })
+    }
+
+    /// Its pid (and process group).
+    pub(super) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The live connection, once connected and until it is dropped.
+    pub(super) fn client(&self) -> Option<&PluginApiClient> {
+        self.client.as_ref()
+    }
+
+    /// How long it has been running connected.
+    pub(super) fn uptime(&self) -> Option<Duration> {
+        self.running_since.map(|t| t.elapsed())
+    }
+
+    /// Its cgroup's directories, for `corral inspect`.
+    pub(super) fn cgroup_paths(&self) -> Option<&[std::path::PathBuf]> {
+        self.cgroup.as_ref().map(PluginCgroup::paths)
+    }
+
+    /// Whether it is already being ended.
+    pub(super) fn doomed(&self) -> bool {
+        self.verdict.is_some()
+    }
+
+    /// Waits for the next thing that happens to it.
+    pub(super) async fn next(&mut self) -> SpawnEvent {
+        loop {
+            tokio::select! {
+                status = self.child.wait() => return SpawnEvent::Exited(status),
+                joined = join(&mut self.connecting) => {
+                    self.connecting = None;
+                    return SpawnEvent::Handshake(joined.unwrap_or_else(|e| {
+                        Err(HandshakeError(format!("connect task failed: {e}")))
+                    }));
+                }
+                cause = closed(&mut self.closed) => {
+                    self.closed = None;
+                    return SpawnEvent::Closed(cause);
+                }
+                broken = bus_broken(&mut self.bus_broken) => {
+                    self.bus_broken = None;
+                    if let Some(detail) = broken {
+                        return SpawnEvent::BusBroken(detail);
+                    }
+                }
+                failure = next_failure(&mut self.delivery_failures) => match failure {
+                    Some(failure) => return SpawnEvent::DeliveryFailed(failure),
+                    None => self.delivery_failures = None,
+                },
+                Some(answered) = self.pings.next() => return SpawnEvent::Pinged(answered),
+                step = until(self.escalation) => {
+                    self.escalation = None;
+                    return SpawnEvent::Escalate(step);
+                }
+            }
+        }
+    }
+
+    /// The handshake succeeded: keep the connection and its watchers.
+    pub(super) fn connected(&mut self, conn: Connected) {
+        self.client = Some(conn.client);
+        self.closed = Some(conn.closed);
+        self.bus_broken = conn.bus_broken;
+        self.heartbeats = Heartbeats::default();
+        self.running_since = Some(Instant::now());
+    }
+
+    /// Watches the bus's reports of failed deliveries to it.
+    pub(super) fn watch_deliveries(&mut self, failures: mpsc::UnboundedReceiver<DeliveryFailure>) {
+        self.delivery_failures = Some(failures);
+    }
+
+    /// Sends a heartbeat, if connected.
+    pub(super) fn ping(&mut self, timeout: Duration) {
+        if let Some(client) = &self.client {
+            let seq = self.heartbeats.next_seq();
+            self.pings.push(health::ping(client.clone(), seq, timeout));
+        }
+    }
+
+    /// Takes a heartbeat's outcome; `allowed` is `heartbeat.misses`.
+    pub(super) fn pinged(&mut self, answered: bool, allowed: u32) -> PingVerdict {
+        self.heartbeats.answered(answered, allowed)
+    }
+
+    /// Whether the last memory sample was above `memory_high`.
+    pub(super) fn above_high(&self) -> bool {
+        self.above_high
+    }
+
+    /// Records where the last memory sample stood against `memory_high`.
+    pub(super) fn set_above_high(&mut self, above: bool) {
+        self.above_high = above;
+    }
+
+    /// Forgets the connection, so no new call or ping starts on it.
+    pub(super) fn drop_client(&mut self) {
+        self.client = None;
+    }
+
+    /// Ends the process now with SIGKILL to its group, reporting `reason`
+    /// (unless a verdict was already reached).
+    pub(super) fn kill(&mut self, reason: ExitReason) {
+        self.verdict.get_or_insert(reason);
+        self.client = None;
+        self.pings = FuturesUnordered::new();
+        spawn::signal_group(self.pid, Signal::SIGKILL);
+    }
+
+    /// Asks the process to shut down, escalating to signals on deadlines.
+    pub(super) fn begin_stop(&mut self, stop_timeout: Duration, kill_timeout: Duration) {
+        self.verdict.get_or_insert(ExitReason::Requested);
+        self.pings = FuturesUnordered::new();
+        let client = self.client.take();
+        let (signal, step, wait) = stop::begin(client.is_some(), stop_timeout, kill_timeout);
+        match client {
+            Some(client) => {
+                tokio::spawn(async move {
+                    let mut ctx = tarpc::context::current();
+                    ctx.deadline = Instant::now() + stop_timeout;
+                    let _ = client.shutdown(ctx).await;
+                    // Dropping the last client closes the connection, which
+                    // tells the plugin to exit.
+                });
+            }
+            None => {
+                if let Some(connecting) = self.connecting.take() {
+                    connecting.abort();
+                }
+            }
+        }
+        if let Some(signal) = signal {
+            spawn::signal_group(self.pid, signal);
+        }
+        self.escalation = Some((tokio::time::Instant::now() + wait, step));
+    }
+
+    /// Carries out a due escalation step; `Some(reason)` when the step
+    /// means killing it for that reason.
+    pub(super) fn escalate(
+        &mut self,
+        step: Step,
+        stop_timeout: Duration,
+        kill_timeout: Duration,
+    ) -> Option<ExitReason> {
+        match stop::escalate(step, kill_timeout) {
+            Escalation::Signal { signal, next } => {
+                if signal == Signal::SIGTERM {
+                    tracing::warn!("did not stop within {stop_timeout:?}; sending SIGTERM");
+                } else {
+                    tracing::warn!("still alive {kill_timeout:?} after SIGTERM; sending SIGKILL");
+                }
+                spawn::signal_group(self.pid, signal);
+                self.escalation =
+                    next.map(|(step, wait)| (tokio::time::Instant::now() + wait, step));
+                None
+            }
+            Escalation::KillDisconnected => Some(ExitReason::Protocol {
+                detail: "closed its connection to the supervisor but kept running".into(),
+            }),
+        }
+    }
+
+    /// The plugin closed its connection without breaking the protocol: it
+    /// gets a short grace to exit, unless a stop is already under way.
+    pub(super) fn grace_after_disconnect(&mut self) {
+        if self.escalation.is_none() {
+            self.escalation = Some((
+                tokio::time::Instant::now() + stop::DISCONNECT_GRACE,
+                Step::DisconnectGrace,
+            ));
+        }
+    }
+
+    /// Adds someone who waits for the process to be reaped.
+    pub(super) fn wait_for_end(&mut self, waiter: oneshot::Sender<()>) {
+        self.waiters.push(waiter);
+    }
+
+    /// Sets (or clears) the restart this stop is half of.
+    pub(super) fn restart_after_stop(&mut self, note: Option<String>) {
+        self.restart_note = note;
+    }
+
+    /// The process was reaped with `status`: kills what it left in its group,
+    /// removes its cgroup, and says why it ended.
+    pub(super) fn reap(mut self, status: std::io::Result<ExitStatus>) -> Reaped {
+        // Children it left behind in its group go with it.
+        spawn::signal_group(self.pid, Signal::SIGKILL);
+        if let Some(connecting) = self.connecting.take() {
+            connecting.abort();
+        }
+        // The kernel's OOM killer in the plugin's cgroup is a memory cap too.
+        let oom_killed = self.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0);
+        if let Some(cgroup) = self.cgroup.take() {
+            tokio::spawn(cgroup.remove());
+        }
+        let reason = self.verdict.take().unwrap_or_else(|| match status {
+            _ if oom_killed => ExitReason::MemoryCap,
+            Ok(status) => exit_reason(status),
+            Err(e) => ExitReason::Signal {
+                signal: format!("unknown (wait failed: {e})"),
+            },
+        });
+        Reaped {
+            pid: self.pid,
+            reason,
+            ran: self.uptime().unwrap_or(Duration::ZERO),
+            waiters: std::mem::take(&mut self.waiters),
+            restart_note: self.restart_note.take(),
+        }
+    }
+}
+
+/// Starts spawn number `spawns` of the plugin: opens its log file (once,
+/// into `logs`), binds its socket, makes its secret and its cgroup, and
+/// launches it. Returns the spawn and how its limits are enforced.
+pub(super) fn start(
+    spec: &PluginSpec,
+    host: &Host,
+    logs: &mut Option<LogSink>,
+    spawns: u32,
+) -> Result<(Spawn, Enforcement), ExitReason> {
+    let spawn_err = |error: String| ExitReason::Spawn { error };
+    if logs.is_none() {
+        let log_dir = &host.settings.log_dir;
+        let (sink, _) = LogSink::open(log_dir, &spec.name, spec.log_max_size, spec.log_keep)
+            .map_err(|e| {
+                spawn_err(format!(
+                    "cannot open its log file in {}: {e}",
+                    log_dir.display()
+                ))
+            })?;
+        *logs = Some(sink);
+    }
+    let socket = host.settings.plugin_socket(&spec.name);
+    let listener = handshake::bind(&socket)
+        .map_err(|e| spawn_err(format!("cannot bind {}: {e}", socket.display())))?;
+    let secret =
+        spawn::new_secret().map_err(|e| spawn_err(format!("no randomness for its secret: {e}")))?;
+    let cgroup = make_cgroup(spec, &host.cgroups, spawns);
+    let enforcement = cgroup
+        .as_ref()
+        .map_or(Enforcement::Sampling, PluginCgroup::enforcement);
+    let launch = spawn::Launch {
+        name: &spec.name,
+        cmd: &spec.cmd,
+        env: &spec.env,
+        cwd: &spec.cwd,
+        nofile: spec.nofile,
+        codec: spec.codec,
+        socket: &socket,
+        secret: &secret,
+        max_frame: MAX_FRAME_BYTES,
+    };
+    let logs = logs
+        .as_ref()
+        .ok_or_else(|| spawn_err("no log file".into()))?;
+    let spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
+    Ok((spawn, enforcement))
+}
+
+/// Whether the plugin has a limit a cgroup would hold.
+pub(super) fn has_cgroup_limit(spec: &PluginSpec) -> bool {
+    spec.memory_max.is_some() || spec.memory_high.is_some() || spec.pids_max.is_some()
+}
+
+/// The cgroup of the spawn about to start: only when the plugin has a limit
+/// for it to hold and `limits` is not `sampling`. A cgroup that cannot be
+/// made leaves this spawn to sampling, with a warning.
+fn make_cgroup(spec: &PluginSpec, cgroups: &Cgroups, spawns: u32) -> Option<PluginCgroup> {
+    if !has_cgroup_limit(spec) || spec.limits == LimitsMode::Sampling {
+        return None;
+    }
+    if spec.pids_max.is_some() && !cgroups.has_pids() {
+        tracing::warn!("pids_max is not enforced: no writable pids cgroup controller");
+    }
+    let limits = CgroupLimits {
+        memory_max: spec.memory_max,
+        memory_high: spec.memory_high,
+        pids_max: spec.pids_max,
+    };
+    cgroups
+        .create(&spec.name, spawns, &limits)
+        .unwrap_or_else(|e| {
+            tracing::warn!("no cgroup for this spawn, sampling only: {e}");
+            None
+        })
+}
+
+fn exit_reason(status: ExitStatus) -> ExitReason {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitReason::Exit { code },
+        (None, Some(sig)) => ExitReason::Signal {
+            signal: Signal::try_from(sig)
+                .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string()),
+        },
+        (None, None) => ExitReason::Signal {
+            signal: "unknown".into(),
+        },
+    }
+}
+
+async fn join<T>(handle: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match handle {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn closed(rx: &mut Option<oneshot::Receiver<Option<String>>>) -> Option<String> {
+    match rx {
+        Some(rx) => rx.await.unwrap_or(None),
+        None => std::future::pending().await,
+    }
+}
+
+async fn bus_broken(rx: &mut Option<oneshot::Receiver<String>>) -> Option<String> {
+    match rx {
+        Some(rx) => rx.await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_failure(
+    rx: &mut Option<mpsc::UnboundedReceiver<DeliveryFailure>>,
+) -> Option<DeliveryFailure> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn until(deadline: Option<(tokio::time::Instant, Step)>) -> Step {
+    match deadline {
+        Some((at, step)) => {
+            tokio::time::sleep_until(at).await;
+            step
+        }
+        None => std::future::pending().await,
+    }
+}
