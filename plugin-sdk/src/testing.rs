@@ -12,7 +12,7 @@
 //! defaults to `<name>.>`, and topics under `corral.>` are refused.
 //!
 //! This module depends on the runtime (the serve loop, the context, the
-//! [`Link`] trait it implements for its recorder); nothing in the runtime
+//! `Link` trait it implements for its recorder); nothing in the runtime
 //! depends on it.
 //!
 //! ```
@@ -233,8 +233,8 @@ struct Running {
 /// One plugin, in this process, as corral would run it. Needs a tokio
 /// runtime (`#[tokio::test]`).
 ///
-/// The serve loop starts on first use (the first call, or [`ctx`]
-/// (Harness::ctx)). Dropping a call's future cancels its handler, as a
+/// The serve loop starts on first use (the first call, or
+/// [`ctx`](Harness::ctx)). Dropping a call's future cancels its handler, as a
 /// caller going away does under corral (wrap a call in
 /// `tokio::time::timeout` to test that); a call past its deadline
 /// ([`call_timeout`](Harness::call_timeout), corral's 30 s by default) is
