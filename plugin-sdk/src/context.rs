@@ -1,15 +1,18 @@
 //! [`Context`]: what a plugin knows about where it runs, and its way onto
-//! the event bus.
+//! the event bus: publishes are checked here (the topic grammar and the
+//! `corral.>` reservation, both proto's), buffered and sent in batches over a
+//! [`Link`], whichever one it was given. Where the link leads (the
+//! supervisor, or a test's recorder) is not this module's concern.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use corral_proto::event::check_topic;
-use corral_proto::{BusApiClient, Payload, Publish, PublishReceipt, codes};
+use corral_proto::event::{check_topic, reserved};
+use corral_proto::{Payload, Publish, codes};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::PluginError;
+use crate::link::Link;
 
 /// Publishes buffered in the SDK before `publish` waits (backpressure).
 const PUBLISH_BUFFER: usize = 65_536;
@@ -33,51 +36,10 @@ struct Inner {
 
 #[derive(Debug)]
 struct Bus {
-    link: Link,
+    link: Arc<dyn Link>,
     publishes: mpsc::Sender<Item>,
     /// Bytes a batch of publishes may take in a frame.
     budget: usize,
-}
-
-/// Where a context's bus traffic goes: the supervisor, or (in a unit test)
-/// a recorder.
-#[derive(Debug, Clone)]
-pub(crate) enum Link {
-    Wire(BusApiClient),
-    #[cfg(feature = "testing")]
-    Local(Arc<crate::testing::Recorder>),
-}
-
-impl Link {
-    async fn publish(&self, batch: Vec<Publish>) -> Result<PublishReceipt, PluginError> {
-        match self {
-            Link::Wire(client) => client.publish(deadline(), batch).await.map_err(rpc_error),
-            #[cfg(feature = "testing")]
-            Link::Local(recorder) => Ok(recorder.publish(batch)),
-        }
-    }
-
-    async fn subscribe(&self, patterns: Vec<String>) -> Result<(), PluginError> {
-        match self {
-            Link::Wire(client) => client
-                .subscribe(deadline(), patterns)
-                .await
-                .map_err(rpc_error)?,
-            #[cfg(feature = "testing")]
-            Link::Local(recorder) => recorder.subscribe(patterns),
-        }
-    }
-
-    async fn unsubscribe(&self, patterns: Vec<String>) -> Result<(), PluginError> {
-        match self {
-            Link::Wire(client) => client
-                .unsubscribe(deadline(), patterns)
-                .await
-                .map_err(rpc_error)?,
-            #[cfg(feature = "testing")]
-            Link::Local(recorder) => recorder.unsubscribe(&patterns),
-        }
-    }
 }
 
 enum Item {
@@ -98,11 +60,11 @@ impl std::fmt::Debug for Item {
 impl Context {
     /// A context for `name`; `max_frame` bounds what one batch of
     /// publishes may take on the wire.
-    pub(crate) fn new(name: String, link: Option<Link>, max_frame: usize) -> Self {
+    pub(crate) fn new(name: String, link: Option<Arc<dyn Link>>, max_frame: usize) -> Self {
         let budget = max_frame.saturating_sub(ENVELOPE_BYTES);
         let bus = link.map(|link| {
             let (publishes, rx) = mpsc::channel(PUBLISH_BUFFER);
-            tokio::spawn(flusher(link.clone(), rx, budget));
+            tokio::spawn(flusher(Arc::clone(&link), rx, budget));
             Bus {
                 link,
                 publishes,
@@ -146,12 +108,7 @@ impl Context {
 
     async fn send(&self, topic: &str, payload: &Value, retain: bool) -> Result<(), PluginError> {
         check_topic(topic).map_err(|e| PluginError::new(codes::BAD_TOPIC, e))?;
-        if topic == "corral" || topic.starts_with("corral.") {
-            return Err(PluginError::new(
-                codes::DENIED,
-                format!("`{topic}` is under `corral.>`, which only corral publishes"),
-            ));
-        }
+        reserved(topic)?;
         let payload = Payload::from_json(payload)
             .map_err(|e| PluginError::bad_payload(format!("payload does not encode: {e}")))?;
         let bus = self.bus()?;
@@ -217,21 +174,9 @@ impl Context {
     }
 }
 
-fn deadline() -> tarpc::context::Context {
-    let mut ctx = tarpc::context::current();
-    // Long: under an `overflow = "block"` subscriber a publish waits for
-    // room as long as that takes.
-    ctx.deadline = Instant::now() + Duration::from_secs(24 * 3600);
-    ctx
-}
-
-fn rpc_error(e: tarpc::client::RpcError) -> PluginError {
-    PluginError::new(codes::DISCONNECTED, format!("event bus: {e}"))
-}
-
 /// Sends buffered publishes in batches, one batch in flight, and answers
 /// flushes once every publish before them is acknowledged.
-async fn flusher(link: Link, mut rx: mpsc::Receiver<Item>, budget: usize) {
+async fn flusher(link: Arc<dyn Link>, mut rx: mpsc::Receiver<Item>, budget: usize) {
     let mut refused: Option<PluginError> = None;
     let mut carried: Option<Item> = None;
     loop {

@@ -12,7 +12,13 @@
 //! Payloads are JSON values in this API and bytes on the wire.
 //!
 //! With the `testing` feature, [`testing::Harness`] runs a plugin in a unit
-//! test without a supervisor.
+//! test without a supervisor, through the same serve loop as [`run`].
+//!
+//! The modules: `serve` (the environment, the connections, the serve loop),
+//! `context` ([`Context`]: a plugin's identity and its publishes), `link` (the
+//! bus behind a context, as a trait with the wire implementation), `plugin`,
+//! `event` and `error` (the types a plugin author sees), and `testing`, which
+//! depends on the runtime and never the other way round.
 //!
 //! # Examples
 //!
@@ -39,6 +45,7 @@
 mod context;
 mod error;
 mod event;
+mod link;
 mod plugin;
 mod serve;
 #[cfg(feature = "testing")]

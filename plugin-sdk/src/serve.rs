@@ -1,19 +1,26 @@
 //! Connecting to the supervisor and serving [`PluginApi`] until told to stop.
+//!
+//! [`run`] reads the environment, opens the plugin and bus connections
+//! (the handshake's client step is proto's
+//! [`introduce`](corral_proto::introduce)) and hands the plugin connection
+//! to the serve loop. The serve loop works on any byte stream, so the
+//! `testing` harness drives this same code over an in-memory one; the bus
+//! behind a [`Context`] is a [`Link`], this module's being the wire.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_proto::codec::{self, Codec};
 use corral_proto::{
-    BusApiClient, ErrorReply, Hello, HelloReply, PROTOCOL_VERSION, Payload, PluginApi, Role,
-    check_version, env,
+    BusApiClient, ErrorReply, Hello, PROTOCOL_VERSION, Payload, PluginApi, Role, env, introduce,
 };
 use futures::StreamExt;
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use tarpc::server::{BaseChannel, Channel};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::context::Link;
+use crate::link::Link;
 use crate::{Context, Event, Plugin, RunError};
 
 /// Serves `plugin` until the supervisor stops it, then returns.
@@ -93,13 +100,34 @@ async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError>
         codec::into_transport(bus, settings.codec),
     );
     tokio::spawn(dispatch);
+    let link: Arc<dyn Link> = Arc::new(client);
+    let ctx = Context::new(settings.name, Some(link), settings.max_frame);
+    serve_connection(Arc::new(plugin), ctx, framed, settings.codec).await;
+    Ok(())
+}
+
+/// The serve loop: answers [`PluginApi`] requests on a connection that has
+/// passed its handshake, each request in a task of its own (a caller's
+/// cancel or deadline drops it), until the peer closes the connection; then
+/// runs `on_unload` unless a `shutdown` already did. `ctx` is the context
+/// every hook gets; the frame limit it bounds replies with is the
+/// connection's own.
+pub(crate) async fn serve_connection<P, S>(
+    plugin: Arc<P>,
+    ctx: Context,
+    framed: codec::Framed<S>,
+    codec: Codec,
+) where
+    P: Plugin,
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let server = Server {
-        plugin: Arc::new(plugin),
-        ctx: Context::new(settings.name, Some(Link::Wire(client)), settings.max_frame),
-        max_frame: settings.max_frame,
+        plugin,
+        ctx,
+        max_frame: framed.codec().max_frame_length(),
         unloaded: Arc::new(AtomicBool::new(false)),
     };
-    let transport = codec::into_transport(framed, settings.codec);
+    let transport = codec::into_transport(framed, codec);
     BaseChannel::with_defaults(transport)
         .execute(server.clone().serve())
         .for_each(|request| async {
@@ -109,7 +137,6 @@ async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError>
     // The supervisor closed the connection: after a shutdown request, or
     // because it is gone. Either way this plugin's life is over.
     server.unload_once().await;
-    Ok(())
 }
 
 /// Connects to the plugin's socket and shakes hands as the plugin itself,
@@ -136,22 +163,9 @@ async fn open(settings: &Settings, bus: bool) -> Result<codec::Framed<Stream>, R
         protocol_version: PROTOCOL_VERSION,
         role,
     };
-    let handshake = |e: codec::FrameError| RunError::Handshake(format!("{which}{e}"));
-    codec::send(&mut framed, settings.codec, &hello)
+    introduce(&mut framed, settings.codec, &hello)
         .await
-        .map_err(handshake)?;
-    match codec::recv(&mut framed, settings.codec)
-        .await
-        .map_err(handshake)?
-    {
-        HelloReply::Welcome { protocol_version } => {
-            check_version("the supervisor", protocol_version)
-                .map_err(|e| RunError::Handshake(format!("{which}{e}")))?
-        }
-        HelloReply::Refused { reason } => {
-            return Err(RunError::Handshake(format!("{which}{reason}")));
-        }
-    }
+        .map_err(|e| RunError::Handshake(format!("{which}{e}")))?;
     Ok(framed)
 }
 

@@ -3,10 +3,17 @@
 //! feature (add `corral-sdk = { …, features = ["testing"] }` under
 //! `[dev-dependencies]`).
 //!
-//! The [`Harness`] gives the plugin the same [`Context`] it gets under
-//! corral, with the bus replaced by a recorder that applies corral's
-//! allow-lists: publishing defaults to `<name>.>`, and topics under
-//! `corral.>` are refused.
+//! The [`Harness`] serves the plugin with the SDK's real serve loop, the one
+//! that serves it over its socket under corral, on an in-memory connection
+//! with the same framing and codec: every call goes through request
+//! dispatch, deadlines, cancellation and reply encoding as in production.
+//! The plugin gets the same [`Context`] it gets under corral, with the bus
+//! replaced by a recorder that applies corral's allow-lists: publishing
+//! defaults to `<name>.>`, and topics under `corral.>` are refused.
+//!
+//! This module depends on the runtime (the serve loop, the context, the
+//! `Link` trait it implements for its recorder); nothing in the runtime
+//! depends on it.
 //!
 //! ```
 //! use corral_sdk::testing::Harness;
@@ -39,14 +46,25 @@
 //! # }
 //! ```
 
+use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use corral_proto::codec::{self, Codec, MAX_FRAME_BYTES};
 use corral_proto::event::{check_pattern, check_topic, covers, matches};
-use corral_proto::{Denied, Publish, PublishReceipt, codes};
+use corral_proto::{Denied, Payload, PluginApiClient, Publish, PublishReceipt, codes};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::Value;
+use tokio::sync::mpsc;
 
-use crate::context::Link;
+use crate::link::Link;
+use crate::serve::serve_connection;
 use crate::{Context, Event, Plugin, PluginError};
+
+/// corral's default `call_timeout`, the deadline of every harness call
+/// unless [`Harness::call_timeout`] says otherwise.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One event the plugin published and the recorder accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +79,8 @@ pub struct Published {
 
 /// Stands in for the event bus: keeps what was published and the plugin's
 /// subscriptions, and applies the allow-lists.
-#[derive(Debug)]
-pub(crate) struct Recorder {
+#[derive(Debug, Default)]
+struct Recorder {
     state: Mutex<State>,
 }
 
@@ -79,7 +97,7 @@ impl Recorder {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn publish(&self, batch: Vec<Publish>) -> PublishReceipt {
+    fn record_publish(&self, batch: Vec<Publish>) -> PublishReceipt {
         let mut state = self.lock();
         let mut receipt = PublishReceipt::default();
         for (index, p) in batch.into_iter().enumerate() {
@@ -111,7 +129,7 @@ impl Recorder {
         receipt
     }
 
-    pub(crate) fn subscribe(&self, patterns: Vec<String>) -> Result<(), PluginError> {
+    fn record_subscribe(&self, patterns: Vec<String>) -> Result<(), PluginError> {
         let mut state = self.lock();
         for p in &patterns {
             check_pattern(p).map_err(|e| PluginError::new(codes::BAD_TOPIC, e))?;
@@ -130,7 +148,7 @@ impl Recorder {
         Ok(())
     }
 
-    pub(crate) fn unsubscribe(&self, patterns: &[String]) -> Result<(), PluginError> {
+    fn record_unsubscribe(&self, patterns: &[String]) -> Result<(), PluginError> {
         for p in patterns {
             check_pattern(p).map_err(|e| PluginError::new(codes::BAD_TOPIC, e))?;
         }
@@ -139,17 +157,94 @@ impl Recorder {
     }
 }
 
+impl Link for Recorder {
+    fn publish(&self, batch: Vec<Publish>) -> BoxFuture<'_, Result<PublishReceipt, PluginError>> {
+        Box::pin(std::future::ready(Ok(self.record_publish(batch))))
+    }
+
+    fn subscribe(&self, patterns: Vec<String>) -> BoxFuture<'_, Result<(), PluginError>> {
+        Box::pin(std::future::ready(self.record_subscribe(patterns)))
+    }
+
+    fn unsubscribe(&self, patterns: Vec<String>) -> BoxFuture<'_, Result<(), PluginError>> {
+        Box::pin(std::future::ready(self.record_unsubscribe(&patterns)))
+    }
+}
+
+/// A hook's panic, carried from the serve loop's task to the test.
+type Panic = Box<dyn Any + Send>;
+
+/// The plugin as the harness serves it: every hook as the plugin's own,
+/// except that a panic is handed to the harness (which resumes it in the
+/// test) instead of dying unseen in a request's task.
+struct Guarded<P> {
+    plugin: P,
+    panics: mpsc::UnboundedSender<Panic>,
+}
+
+impl<P: Plugin> Guarded<P> {
+    async fn run<T>(&self, hook: impl std::future::Future<Output = T>) -> T {
+        match std::panic::AssertUnwindSafe(hook).catch_unwind().await {
+            Ok(value) => value,
+            Err(panic) => {
+                let _ = self.panics.send(panic);
+                // Nobody is answered: the harness resumes the panic.
+                std::future::pending().await
+            }
+        }
+    }
+}
+
+impl<P: Plugin> Plugin for Guarded<P> {
+    async fn on_load(&self, ctx: &Context, config: Value) -> Result<(), PluginError> {
+        self.run(self.plugin.on_load(ctx, config)).await
+    }
+
+    async fn handle(
+        &self,
+        ctx: &Context,
+        action: &str,
+        payload: Value,
+    ) -> Result<Value, PluginError> {
+        self.run(self.plugin.handle(ctx, action, payload)).await
+    }
+
+    async fn on_reload(&self, ctx: &Context, config: Value) -> Result<(), PluginError> {
+        self.run(self.plugin.on_reload(ctx, config)).await
+    }
+
+    async fn on_event(&self, ctx: &Context, event: Event) {
+        self.run(self.plugin.on_event(ctx, event)).await;
+    }
+
+    async fn on_unload(&self, ctx: &Context) {
+        self.run(self.plugin.on_unload(ctx)).await;
+    }
+}
+
+/// The serve loop once started: the context its hooks get, and the
+/// client end of its connection.
+struct Running {
+    ctx: Context,
+    client: PluginApiClient,
+    panics: mpsc::UnboundedReceiver<Panic>,
+}
+
 /// One plugin, in this process, as corral would run it. Needs a tokio
 /// runtime (`#[tokio::test]`).
 ///
-/// Calls run concurrently when the test polls them together; dropping a
-/// call's future cancels its handler, as a caller's deadline does under
-/// corral (wrap a call in `tokio::time::timeout` to test that).
+/// The serve loop starts on first use (the first call, or
+/// [`ctx`](Harness::ctx)). Dropping a call's future cancels its handler, as a
+/// caller going away does under corral (wrap a call in
+/// `tokio::time::timeout` to test that); a call past its deadline
+/// ([`call_timeout`](Harness::call_timeout), corral's 30 s by default) is
+/// cancelled and answered `timeout`. A hook that panics panics the test.
 pub struct Harness<P> {
-    plugin: P,
+    plugin: Option<P>,
     name: String,
     recorder: Arc<Recorder>,
-    ctx: Option<Context>,
+    running: Option<Running>,
+    call_timeout: Duration,
     seq: u64,
     /// Whether `publish` set the allow-list (so `name` keeps it).
     publish_set: bool,
@@ -160,12 +255,11 @@ impl<P: Plugin> Harness<P> {
     /// says otherwise, subscribed to nothing.
     pub fn new(plugin: P) -> Self {
         let harness = Self {
-            plugin,
+            plugin: Some(plugin),
             name: String::new(),
-            recorder: Arc::new(Recorder {
-                state: Mutex::new(State::default()),
-            }),
-            ctx: None,
+            recorder: Arc::new(Recorder::default()),
+            running: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             seq: 0,
             publish_set: false,
         };
@@ -201,34 +295,53 @@ impl<P: Plugin> Harness<P> {
         self
     }
 
-    /// The context the plugin's hooks get (created on first use).
-    pub fn ctx(&mut self) -> &Context {
-        let (name, recorder) = (&self.name, &self.recorder);
-        self.ctx.get_or_insert_with(|| {
-            Context::new(
-                name.clone(),
-                Some(Link::Local(Arc::clone(recorder))),
-                corral_proto::MAX_FRAME_BYTES,
-            )
+    /// Sets the deadline of every call (the fleet config's `call_timeout`).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// The serve loop, started on first use.
+    fn running(&mut self) -> &mut Running {
+        let (name, recorder, plugin) = (&self.name, &self.recorder, &mut self.plugin);
+        self.running.get_or_insert_with(|| {
+            let plugin = plugin.take().expect("the plugin is served once");
+            start(plugin, name, recorder)
         })
+    }
+
+    /// The context the plugin's hooks get (the serve loop starts on first use).
+    pub fn ctx(&mut self) -> &Context {
+        &self.running().ctx
     }
 
     /// Runs `on_load` with `config`.
     pub async fn load(&mut self, config: Value) -> Result<(), PluginError> {
-        let ctx = self.ctx().clone();
-        self.plugin.on_load(&ctx, config).await
+        let config = encode(&config)?;
+        let ctx = self.deadline();
+        let client = self.running().client.clone();
+        self.answer(client.load(ctx, config)).await?
     }
 
     /// Runs `on_reload` with `config`.
     pub async fn reload(&mut self, config: Value) -> Result<(), PluginError> {
-        let ctx = self.ctx().clone();
-        self.plugin.on_reload(&ctx, config).await
+        let config = encode(&config)?;
+        let ctx = self.deadline();
+        let client = self.running().client.clone();
+        self.answer(client.reload(ctx, config)).await?
     }
 
     /// Calls `action` with `payload`, as `corral call` would.
     pub async fn call(&mut self, action: &str, payload: Value) -> Result<Value, PluginError> {
-        let ctx = self.ctx().clone();
-        self.plugin.handle(&ctx, action, payload).await
+        let payload = encode(&payload)?;
+        let ctx = self.deadline();
+        let client = self.running().client.clone();
+        let reply = self
+            .answer(client.handle(ctx, action.to_string(), payload))
+            .await??;
+        reply
+            .to_json()
+            .map_err(|e| PluginError::internal(format!("the reply is not JSON: {e}")))
     }
 
     /// Delivers an event from source `test`, if the plugin's subscriptions
@@ -243,9 +356,9 @@ impl<P: Plugin> Harness<P> {
             return false;
         }
         self.seq += 1;
-        let event = Event {
+        let event = corral_proto::Event {
             topic: topic.to_string(),
-            payload,
+            payload: encode(&payload).unwrap_or_else(|_| Payload::null()),
             source: "test".to_string(),
             seq: self.seq,
             at_unix_us: std::time::SystemTime::now()
@@ -253,8 +366,9 @@ impl<P: Plugin> Harness<P> {
                 .map_or(0, |d| d.as_micros() as u64),
             retained: false,
         };
-        let ctx = self.ctx().clone();
-        self.plugin.on_event(&ctx, event).await;
+        let ctx = self.deadline();
+        let client = self.running().client.clone();
+        let _ = self.answer(client.deliver(ctx, vec![event])).await;
         true
     }
 
@@ -270,9 +384,78 @@ impl<P: Plugin> Harness<P> {
         self.recorder.lock().subscriptions.clone()
     }
 
-    /// Runs `on_unload`.
+    /// Runs `on_unload` (once, as a `shutdown` request does under corral).
     pub async fn unload(&mut self) {
-        let ctx = self.ctx().clone();
-        self.plugin.on_unload(&ctx).await;
+        let ctx = self.deadline();
+        let client = self.running().client.clone();
+        let _ = self.answer(client.shutdown(ctx)).await;
+    }
+
+    /// A call context with this harness's deadline.
+    fn deadline(&self) -> tarpc::context::Context {
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = Instant::now() + self.call_timeout;
+        ctx
+    }
+
+    /// Waits for an answer from the serve loop; a hook's panic meanwhile is
+    /// resumed here, in the test.
+    async fn answer<T>(
+        &mut self,
+        call: impl std::future::Future<Output = Result<T, tarpc::client::RpcError>>,
+    ) -> Result<T, PluginError> {
+        let timeout = self.call_timeout;
+        let panics = &mut self.running().panics;
+        tokio::select! {
+            answer = call => answer.map_err(|e| rpc_error(e, timeout)),
+            Some(panic) = panics.recv() => std::panic::resume_unwind(panic),
+        }
     }
 }
+
+/// Starts the real serve loop on one end of an in-memory connection framed
+/// as a socket is, and connects a client to the other.
+fn start<P: Plugin>(plugin: P, name: &str, recorder: &Arc<Recorder>) -> Running {
+    // Rust plugins speak bincode unless their manifest says otherwise.
+    let codec = Codec::Bincode;
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let link: Arc<dyn Link> = Arc::clone(recorder) as Arc<dyn Link>;
+    let ctx = Context::new(name.to_string(), Some(link), MAX_FRAME_BYTES);
+    let (tx, panics) = mpsc::unbounded_channel();
+    let plugin = Arc::new(Guarded { plugin, panics: tx });
+    tokio::spawn(serve_connection(
+        plugin,
+        ctx.clone(),
+        codec::framed(theirs, MAX_FRAME_BYTES),
+        codec,
+    ));
+    let transport = codec::into_transport(codec::framed(ours, MAX_FRAME_BYTES), codec);
+    let client = PluginApiClient::new(tarpc::client::Config::default(), transport).spawn();
+    Running {
+        ctx,
+        client,
+        panics,
+    }
+}
+
+fn encode(value: &Value) -> Result<Payload, PluginError> {
+    Payload::from_json(value)
+        .map_err(|e| PluginError::bad_payload(format!("payload does not encode: {e}")))
+}
+
+/// What a caller under corral would see for a failed call.
+fn rpc_error(e: tarpc::client::RpcError, timeout: Duration) -> PluginError {
+    match e {
+        tarpc::client::RpcError::DeadlineExceeded => PluginError::new(
+            codes::TIMEOUT,
+            format!("the plugin did not answer within {timeout:?}"),
+        ),
+        other => PluginError::new(
+            codes::DISCONNECTED,
+            format!("lost the plugin before it answered: {other}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,11 @@
 //! (`sensor.kitchen.power`). A pattern may use `*` for exactly one segment
 //! and, as its last segment only, `>` for one or more trailing segments
 //! (`sensor.*.power`, `sensor.>`).
+//!
+//! Topics under `corral.>` (and `corral` itself) are corral's own: only the
+//! supervisor publishes there, and [`reserved`] is the one place that says
+//! so, for the bus and the SDKs alike. Allow-lists, queues and delivery are
+//! the supervisor's business, not this module's.
 
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +101,42 @@ pub fn check_topic(topic: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The namespace only corral publishes in, as a pattern (the topic
+/// `corral` itself is reserved too).
+pub const RESERVED: &str = "corral.>";
+
+/// Whether `topic` is corral's own: `corral` or anything under `corral.>`.
+///
+/// ```
+/// use corral_proto::event::is_reserved;
+/// assert!(is_reserved("corral") && is_reserved("corral.plugin.started"));
+/// assert!(!is_reserved("corrals.x") && !is_reserved("echo.corral"));
+/// ```
+pub fn is_reserved(topic: &str) -> bool {
+    topic == "corral" || topic.starts_with("corral.")
+}
+
+/// Refuses a topic only corral may publish on, with code `denied` and the
+/// one wording every peer uses.
+///
+/// ```
+/// use corral_proto::event::reserved;
+/// assert!(reserved("echo.out").is_ok());
+/// let err = reserved("corral.bus.dropped").unwrap_err();
+/// assert_eq!(err.code, "denied");
+/// assert_eq!(err.message, "`corral.bus.dropped` is under `corral.>`, which only corral publishes");
+/// ```
+pub fn reserved(topic: &str) -> Result<(), crate::ErrorReply> {
+    if is_reserved(topic) {
+        Err(crate::ErrorReply::new(
+            crate::codes::DENIED,
+            format!("`{topic}` is under `{RESERVED}`, which only corral publishes"),
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// Checks a pattern: a topic whose segments may also be `*`, and whose last

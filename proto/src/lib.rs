@@ -5,7 +5,13 @@
 //! ([`PluginApi`] served by every plugin, [`ControlApi`] served by the
 //! supervisor), the [`PROTOCOL_VERSION`], and (behind the default `transport`
 //! feature) the framing helper that turns a byte stream into a tarpc transport
-//! with a maximum frame size and the codec a plugin asked for.
+//! with a maximum frame size and the codec a plugin asked for, and the
+//! handshake's steps ([`handshake::introduce`] for clients,
+//! [`handshake::welcome`] and [`handshake::refuse`] for the server).
+//!
+//! Each protocol rule is written here once and called from every peer: the
+//! handshake, the topic grammar ([`event::check_topic`]) and the reservation
+//! of `corral.>` ([`event::reserved`]).
 //!
 //! It deliberately owns no process, socket or runtime policy: spawning,
 //! heartbeats and restarts live in the supervisor, serving lives in the SDKs.
@@ -26,7 +32,7 @@ pub mod codec;
 pub mod env;
 mod error;
 pub mod event;
-mod handshake;
+pub mod handshake;
 mod payload;
 mod service;
 mod status;
@@ -36,6 +42,8 @@ pub use codec::{Codec, FrameError, MAX_FRAME_BYTES};
 pub use error::{ErrorReply, codes};
 pub use event::{BusStats, Denied, Event, Publish, PublishReceipt};
 pub use handshake::{Hello, HelloReply, Role, check_version};
+#[cfg(feature = "transport")]
+pub use handshake::{IntroduceError, introduce};
 pub use payload::Payload;
 pub use service::{
     BusApi, BusApiClient, BusApiRequest, BusApiResponse, ControlApi, ControlApiClient,

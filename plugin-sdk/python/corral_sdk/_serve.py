@@ -1,4 +1,6 @@
-"""Serving a ``Plugin`` over its connections to the supervisor.
+"""Serving a ``Plugin`` over its connections to the supervisor: the
+environment, the handshake (``_wire.connect``) and the request loop. What
+runs a request is ``_host.Host``; this module never imports ``plugin``.
 
 The reader thread answers heartbeats itself and hands everything else off:
 actions and hooks to the invoker (threads, or the asyncio loop), event
@@ -16,9 +18,8 @@ import time
 
 from . import _wire
 from ._bus import Bus
+from ._host import Host, error_reply
 from .errors import INTERNAL
-from .plugin import Host, error_reply
-
 
 
 class _Call:

@@ -5,8 +5,8 @@ import asyncio
 import logging
 import threading
 
-from .errors import BAD_TOPIC, DENIED, DISCONNECTED, Cancelled, PluginError
-from .topics import check_pattern, check_topic
+from .errors import BAD_TOPIC, DISCONNECTED, Cancelled, PluginError
+from .topics import check_pattern, check_topic, check_unreserved
 
 
 class Context:
@@ -53,8 +53,7 @@ class Context:
             check_topic(topic)
         except ValueError as e:
             raise PluginError(BAD_TOPIC, str(e))
-        if topic == "corral" or topic.startswith("corral."):
-            raise PluginError(DENIED, "`%s` is under `corral.>`, which only corral publishes" % topic)
+        check_unreserved(topic)
         self._need_bus().publish(topic, payload, bool(retain))
 
     def flush(self):

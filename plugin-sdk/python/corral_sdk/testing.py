@@ -20,8 +20,8 @@ import json
 import threading
 import time
 
+from ._host import Host, error_reply
 from .errors import BAD_PAYLOAD, DENIED, INTERNAL, TIMEOUT, PluginError
-from .plugin import Host, error_reply
 from .topics import check_pattern, matches
 
 __all__ = ["PluginTester"]

@@ -3,9 +3,19 @@
 A topic is dot-separated segments of letters, digits, '-' and '_' (at most
 256 characters). A pattern may use ``*`` for one segment and a final ``>``
 for one or more.
+
+Topics under ``corral.>`` (and ``corral`` itself) are corral's own: only the
+supervisor publishes there. ``check_unreserved`` is the one place in this
+SDK that says so, with the same wording as the supervisor and the Rust SDK
+(proto's ``event::reserved``). Allow-lists are the supervisor's business.
 """
 
 import re
+
+from .errors import DENIED, PluginError
+
+# The namespace only corral publishes in, as a pattern (``corral`` itself too).
+RESERVED = "corral.>"
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -41,3 +51,14 @@ def matches(pattern, topic):
         if i >= len(t) or (seg != "*" and seg != t[i]):
             return False
     return len(p) == len(t)
+
+
+def is_reserved(topic):
+    """Whether ``topic`` is corral's own: ``corral`` or anything under ``corral.>``."""
+    return topic == "corral" or topic.startswith("corral.")
+
+
+def check_unreserved(topic):
+    """Raises ``PluginError`` (code ``denied``) if only corral may publish on ``topic``."""
+    if is_reserved(topic):
+        raise PluginError(DENIED, "`%s` is under `%s`, which only corral publishes" % (topic, RESERVED))

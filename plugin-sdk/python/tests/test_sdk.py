@@ -335,6 +335,18 @@ class TopicsTest(unittest.TestCase):
         for bad in ["a.>.b", "a..b", "", "a.**"]:
             self.assertRaises(ValueError, check_pattern, bad)
 
+    def test_the_reservation_agrees_with_the_supervisor(self):
+        from corral_sdk.topics import check_unreserved, is_reserved
+
+        self.assertTrue(is_reserved("corral") and is_reserved("corral.plugin.started"))
+        self.assertFalse(is_reserved("corrals.x") or is_reserved("echo.corral"))
+        check_unreserved("echo.out")
+        with self.assertRaises(PluginError) as e:
+            check_unreserved("corral.bus.dropped")
+        self.assertEqual(e.exception.code, "denied")
+        # The wording of proto's `event::reserved`, which the bus and the Rust SDK use.
+        self.assertEqual(e.exception.message, "`corral.bus.dropped` is under `corral.>`, which only corral publishes")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,11 +1,11 @@
 //! The client side of the control socket, used by the CLI: connect,
-//! introduce ourselves, check the supervisor's protocol version, and hand
-//! back a [`ControlApiClient`].
+//! introduce ourselves (the handshake's client step is proto's
+//! [`introduce`], shared with the SDKs), and hand back a [`ControlApiClient`].
 
 use std::path::Path;
 
 use corral_proto::codec::{self, Codec, MAX_FRAME_BYTES};
-use corral_proto::{ControlApiClient, Hello, HelloReply, PROTOCOL_VERSION, Role, check_version};
+use corral_proto::{ControlApiClient, Hello, PROTOCOL_VERSION, Role, introduce};
 use interprocess::local_socket::GenericFilePath;
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 
@@ -28,19 +28,9 @@ pub async fn connect(socket: &Path, found_via: &str) -> Result<ControlApiClient,
         protocol_version: PROTOCOL_VERSION,
         role: Role::Control,
     };
-    let refused = |e: codec::FrameError| Error::Refused(e.to_string());
-    codec::send(&mut framed, Codec::Json, &hello)
+    introduce(&mut framed, Codec::Json, &hello)
         .await
-        .map_err(refused)?;
-    match codec::recv(&mut framed, Codec::Json)
-        .await
-        .map_err(refused)?
-    {
-        HelloReply::Welcome { protocol_version } => {
-            check_version("the supervisor", protocol_version).map_err(Error::Refused)?;
-        }
-        HelloReply::Refused { reason } => return Err(Error::Refused(reason)),
-    }
+        .map_err(|e| Error::Refused(e.to_string()))?;
     let transport = codec::into_transport(framed, Codec::Json);
     Ok(ControlApiClient::new(tarpc::client::Config::default(), transport).spawn())
 }

@@ -6,7 +6,10 @@
 //! peer must also belong to the plugin's process group and present the
 //! per-spawn secret in its [`Hello`]. A stranger on a plugin socket is refused
 //! and ignored (it cannot get the real plugin killed); the plugin itself
-//! failing the handshake is a [`HandshakeError`].
+//! failing the handshake is a [`HandshakeError`]. Who is let in is decided
+//! here; the reply frames themselves are proto's
+//! [`welcome`](corral_proto::handshake::welcome) and
+//! [`refuse`](corral_proto::handshake::refuse), written once.
 //!
 //! After the handshake nothing a plugin sends is trusted either. On the
 //! plugin connection, [`PluginTransport`] checks each answer against the
@@ -25,9 +28,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use corral_proto::codec::{self, Codec, FrameError, Framed};
+use corral_proto::handshake::{refuse, welcome};
 use corral_proto::{
-    BusApiRequest, BusApiResponse, Hello, HelloReply, PluginApiRequest, PluginApiResponse, Role,
-    check_version,
+    BusApiRequest, BusApiResponse, Hello, PluginApiRequest, PluginApiResponse, Role, check_version,
 };
 use futures::{Sink, Stream};
 use interprocess::local_socket::tokio::{Listener, Stream as Socket, prelude::*};
@@ -137,15 +140,9 @@ pub async fn accept_plugin(
         });
         return match verdict {
             Ok(()) => {
-                codec::send(
-                    &mut framed,
-                    expected.codec,
-                    &HelloReply::Welcome {
-                        protocol_version: corral_proto::PROTOCOL_VERSION,
-                    },
-                )
-                .await
-                .map_err(|e| HandshakeError(format!("could not answer its hello: {e}")))?;
+                welcome(&mut framed, expected.codec)
+                    .await
+                    .map_err(|e| HandshakeError(format!("could not answer its hello: {e}")))?;
                 Ok(framed)
             }
             Err(why) => {
@@ -180,15 +177,9 @@ pub async fn accept_control(stream: Socket, max_frame: usize) -> Result<Framed<S
         });
     match verdict {
         Ok(()) => {
-            codec::send(
-                &mut framed,
-                Codec::Json,
-                &HelloReply::Welcome {
-                    protocol_version: corral_proto::PROTOCOL_VERSION,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            welcome(&mut framed, Codec::Json)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(framed)
         }
         Err(why) => {
@@ -215,17 +206,6 @@ fn check_peer_is_plugin(stream: &Socket, pgid: u32) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-async fn refuse(framed: &mut Framed<Socket>, codec: Codec, reason: &str) -> Result<(), FrameError> {
-    codec::send(
-        framed,
-        codec,
-        &HelloReply::Refused {
-            reason: reason.to_string(),
-        },
-    )
-    .await
 }
 
 /// A rule of the protocol that a plugin broke, in words for its exit reason.

@@ -1,0 +1,90 @@
+"""``Host``: runs one plugin's registered functions with its context, for
+the wire server (``_serve``) and the testing helper alike; and
+``error_reply``, the wire error for what a function raised.
+
+It knows nothing of sockets or frames: ``_serve`` answers the supervisor,
+``testing`` answers a unit test.
+"""
+
+import asyncio
+import sys
+import threading
+
+from ._invoke import Invoker
+from .context import Context
+from .errors import INTERNAL, Cancelled, PluginError
+from .topics import matches
+
+
+def error_reply(error):
+    """The wire error for an exception a plugin function raised, or None
+    when it was cancelled (nobody waits for that reply)."""
+    if isinstance(error, (Cancelled, asyncio.CancelledError)):
+        return None
+    if isinstance(error, PluginError):
+        return error.to_wire()
+    return {"code": INTERNAL, "message": "%s: %s" % (type(error).__name__, error)}
+
+
+class Host:
+    """Runs one plugin's functions with its context; shared by the wire
+    server and the testing helper."""
+
+    def __init__(self, plugin, name, bus):
+        self.plugin = plugin
+        self.ctx = Context(name, bus)
+        self.invoker = Invoker()
+        self._unloading = False
+        self._unloaded = threading.Event()
+        self._unload_lock = threading.Lock()
+
+    def load(self, config, on_done):
+        """Runs ``on_load`` in the background; ``on_done(value, error)``."""
+        self.ctx._shared["config"] = config
+        self._hook(self.plugin.load_hook, config, on_done)
+
+    def reload(self, config, on_done):
+        self.ctx._shared["config"] = config
+        self._hook(self.plugin.reload_hook or self.plugin.load_hook, config, on_done)
+
+    def _hook(self, fn, config, on_done):
+        if fn is None:
+            on_done(None, None)
+        else:
+            self.invoker.start(fn, (self.ctx, config), lambda _, e: on_done(None, e))
+
+    def handle(self, action, payload, cancel_event, on_done):
+        """Starts ``action``; returns a canceller (or None)."""
+        fn = self.plugin.actions.get(action)
+        if fn is None:
+            on_done(None, PluginError.unknown_action(action))
+            return None
+        return self.invoker.start(fn, (self.ctx._for_call(cancel_event), payload), on_done)
+
+    def deliver(self, events):
+        """Runs the matching event handlers for each event, in order, in the
+        calling thread. A failing handler is logged, never fatal."""
+        for event in events:
+            for pattern, fn in self.plugin.event_handlers:
+                if matches(pattern, event["topic"]):
+                    try:
+                        self.invoker.run(fn, (self.ctx, event))
+                    except Exception as e:
+                        sys.stderr.write("corral plugin: event handler %s failed: %s: %s\n" % (fn.__name__, type(e).__name__, e))
+
+    def unload(self):
+        """Runs ``on_unload`` once, in the calling thread; a second caller
+        waits until the first one's run has finished."""
+        with self._unload_lock:
+            first = not self._unloading
+            self._unloading = True
+        if not first:
+            self._unloaded.wait()
+            return
+        try:
+            if self.plugin.unload_hook is not None:
+                self.invoker.run(self.plugin.unload_hook, (self.ctx,))
+        except Exception as e:
+            sys.stderr.write("corral plugin: on_unload failed: %s: %s\n" % (type(e).__name__, e))
+        finally:
+            self._unloaded.set()

@@ -1,0 +1,116 @@
+//! The harness serves through the real serve loop: deadlines, cancellation
+//! and reply checks behave as they do over a socket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+
+#[derive(Default)]
+struct Probe {
+    dropped: Arc<AtomicBool>,
+    unloads: Arc<AtomicUsize>,
+}
+
+/// Sets its flag when dropped: a handler that never finished was cancelled.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Plugin for Probe {
+    async fn handle(&self, ctx: &Context, action: &str, _: Value) -> Result<Value, PluginError> {
+        match action {
+            "wait" => {
+                let _guard = SetOnDrop(Arc::clone(&self.dropped));
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(json!("woke"))
+            }
+            "huge" => Ok(json!("x".repeat(MAX_FRAME_BYTES))),
+            "reserved" => ctx
+                .publish("corral.plugin.started", &json!(1))
+                .await
+                .map(|()| json!(null)),
+            "boom" => panic!("boom"),
+            other => Err(PluginError::unknown_action(other)),
+        }
+    }
+
+    async fn on_unload(&self, _: &Context) {
+        self.unloads.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn until(flag: &AtomicBool) {
+    for _ in 0..200 {
+        if flag.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the handler was never cancelled");
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_is_answered_timeout_and_cancelled() {
+    let probe = Probe::default();
+    let dropped = Arc::clone(&probe.dropped);
+    let mut h = Harness::new(probe).call_timeout(Duration::from_millis(50));
+    let err = h.call("wait", json!(null)).await.unwrap_err();
+    assert_eq!(err.code, codes::TIMEOUT, "{err}");
+    until(&dropped).await;
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_cancels_the_handler() {
+    let probe = Probe::default();
+    let dropped = Arc::clone(&probe.dropped);
+    let mut h = Harness::new(probe);
+    let gone = tokio::time::timeout(Duration::from_millis(20), h.call("wait", json!(null))).await;
+    assert!(gone.is_err());
+    until(&dropped).await;
+    let err = h.call("nope", json!(null)).await.unwrap_err();
+    assert_eq!(err.code, codes::UNKNOWN_ACTION);
+}
+
+#[tokio::test]
+async fn a_reply_too_large_for_a_frame_is_answered_internal() {
+    let mut h = Harness::new(Probe::default());
+    let err = h.call("huge", json!(null)).await.unwrap_err();
+    assert_eq!(err.code, codes::INTERNAL);
+    assert!(err.message.contains("too large"), "{err}");
+}
+
+#[tokio::test]
+async fn corral_topics_are_refused_with_the_protocol_wording() {
+    let mut h = Harness::new(Probe::default()).publish(&[">"]);
+    let err = h.call("reserved", json!(null)).await.unwrap_err();
+    assert_eq!(
+        err,
+        corral_proto::event::reserved("corral.plugin.started").unwrap_err()
+    );
+    assert!(h.published().await.is_empty());
+}
+
+#[tokio::test]
+async fn unload_runs_on_unload_once() {
+    let probe = Probe::default();
+    let unloads = Arc::clone(&probe.unloads);
+    let mut h = Harness::new(probe);
+    h.unload().await;
+    h.unload().await;
+    assert_eq!(unloads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+#[should_panic(expected = "boom")]
+async fn a_panicking_handler_panics_the_test() {
+    let mut h = Harness::new(Probe::default());
+    let _ = h.call("boom", json!(null)).await;
+}
