@@ -157,7 +157,7 @@ fn one_supervisor_per_runtime_dir_and_a_clean_start_after_sigkill() {
     fleet.signal(Signal::SIGKILL);
     fleet.wait_exit(Duration::from_secs(5));
     wait_gone(
-        pid,
+        &[pid],
         Duration::from_secs(2),
         "the plugin to die with its supervisor",
     );
@@ -327,7 +327,7 @@ fn reload_applies_only_the_difference_and_refuses_a_broken_file() {
     assert_eq!(fleet.wait_running("keep"), pids[0]);
     assert!(fleet.ps().iter().all(|r| r.name != "gone"));
     wait_gone(
-        pids[1],
+        &[pids[1]],
         Duration::from_secs(5),
         "the removed plugin to stop",
     );

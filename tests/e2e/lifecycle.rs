@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use corral_e2e::{
     ExitReason, Fleet, FleetConfig, Plugin, PluginState, codes, echo_cmd, process_gone, repo_root,
-    wait_until,
+    wait_gone,
 };
 use nix::sys::signal::Signal;
 
@@ -98,10 +98,10 @@ fn plugins_die_with_a_supervisor_killed_outright() {
         .map(|n| fleet.wait_running(n))
         .collect();
     fleet.signal(Signal::SIGKILL);
-    wait_until(
+    wait_gone(
+        &pids,
         Duration::from_secs(1),
         "every plugin to die with the supervisor",
-        || pids.iter().all(|&p| process_gone(p)).then_some(()),
     );
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use corral_e2e::{
     Enforcement, ExitReason, Fleet, FleetConfig, Plugin, PluginState, codes, process_gone, rss_kib,
-    wait_until,
+    wait_gone, wait_until,
 };
 use serde_json::Value;
 
@@ -217,9 +217,7 @@ fn the_next_supervisor_removes_the_cgroups_and_orphans_of_one_killed_outright() 
     });
     let second = config.start();
     second.wait_running("parent");
-    wait_until(Duration::from_secs(5), "the orphans' death", || {
-        pids.iter().all(|p| process_gone(*p)).then_some(())
-    });
+    wait_gone(&pids, Duration::from_secs(5), "the orphans' death");
     let tree = dirs[0].parent().expect("tree");
     assert!(!tree.exists(), "{} left behind", tree.display());
     drop(first);

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use corral_e2e::{
-    ExitReason, Fleet, FleetConfig, Plugin, PluginState, fd_count, rss_kib, wait_until,
-    zombie_children,
+    ExitReason, Fleet, FleetConfig, Plugin, PluginState, fd_count, rss_kib, wait_steady,
+    wait_until, zombie_children,
 };
 use serde_json::json;
 
@@ -216,11 +216,12 @@ fn five_hundred_restarts_leak_no_fd_memory_or_zombie() {
     restarts(50);
     at_rest();
     // Pipe readers and sockets of the last process close shortly after it.
-    let fds = wait_until(Duration::from_secs(5), "fds to settle", || {
-        let a = fd_count(sup);
-        std::thread::sleep(Duration::from_millis(50));
-        (fd_count(sup) == a).then_some(a)
-    });
+    let fds = wait_steady(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        "fds to settle",
+        || fd_count(sup),
+    );
     let rss = rss_kib(sup);
     assert!(fleet.corral(&["start", "flaky"]).status.success());
     let done = restarts(550);

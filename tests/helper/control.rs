@@ -9,7 +9,7 @@
 //! drops it, and the next request connects again. [`Control::disconnect`]
 //! closes it at once: a supervisor going down waits a grace period for its
 //! open control connections, so one is closed before the supervisor is told
-//! to stop.
+//! to stop. Requests from several threads through one client take turns.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

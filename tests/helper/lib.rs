@@ -26,4 +26,4 @@ pub use corral_proto::{
 pub use fleet::Fleet;
 pub use paths::{bin, echo_cmd, fixture, repo_root, target_dir, tempdir};
 pub use proc::{fd_count, process_gone, rss_kib, zombie_children};
-pub use wait::{poll_until, wait_child, wait_gone, wait_until};
+pub use wait::{poll_until, wait_child, wait_gone, wait_steady, wait_until};

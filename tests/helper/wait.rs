@@ -35,9 +35,26 @@ pub fn wait_until<T>(timeout: Duration, what: &str, probe: impl FnMut() -> Optio
         .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
-/// Waits until `pid` no longer runs.
-pub fn wait_gone(pid: u32, timeout: Duration, what: &str) {
-    wait_until(timeout, what, || process_gone(pid).then_some(()));
+/// Waits until none of `pids` runs any more.
+pub fn wait_gone(pids: &[u32], timeout: Duration, what: &str) {
+    wait_until(timeout, what, || {
+        pids.iter().all(|&p| process_gone(p)).then_some(())
+    });
+}
+
+/// Waits until `probe` reads the same twice in a row, `gap` apart (a figure
+/// that has settled), returning that reading.
+pub fn wait_steady<T: PartialEq>(
+    timeout: Duration,
+    gap: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> T,
+) -> T {
+    wait_until(timeout, what, || {
+        let first = probe();
+        std::thread::sleep(gap);
+        (probe() == first).then_some(first)
+    })
 }
 
 /// Waits for a child process to end, then collects its output; panics if it
