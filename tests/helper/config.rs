@@ -168,7 +168,7 @@ impl Plugin {
         self.set("memory_max", size)
     }
 
-    /// `limits`: `auto`, `cgroup` or `sampling`.
+    /// `limits`: `auto` or `sampling`.
     pub fn limits(self, mode: &str) -> Self {
         self.set("limits", mode)
     }
