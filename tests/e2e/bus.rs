@@ -4,24 +4,14 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use corral_e2e::{Fleet, echo_cmd, echo_py_path, wait_until};
+use corral_e2e::{Fleet, FleetConfig, Plugin, codes, wait_until};
 use serde_json::{Value, json};
 
-fn received(fleet: &Fleet, name: &str) -> Value {
-    fleet
-        .call(name, "received", Some(r#"{"limit": 100000}"#))
-        .expect("received")
-}
-
+/// Waits until `name` has received at least `count` events.
 fn wait_count(fleet: &Fleet, name: &str, count: u64, timeout: Duration) -> Value {
-    wait_until(
-        timeout,
-        &format!("{name} to receive {count} events"),
-        || {
-            let r = received(fleet, name);
-            (r["count"].as_u64() >= Some(count)).then_some(r)
-        },
-    )
+    fleet.wait_received(name, timeout, &format!("{count} events"), |r| {
+        r["count"].as_u64() >= Some(count)
+    })
 }
 
 fn topics_and_n(r: &Value) -> Vec<(String, u64)> {
@@ -40,14 +30,12 @@ fn topics_and_n(r: &Value) -> Vec<(String, u64)> {
 
 #[test]
 fn each_subscriber_gets_exactly_its_matching_events_in_publish_order() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.pub]\ncmd = {echo}\n\
-         [plugins.all]\ncmd = {echo}\nsubscribe = [\"pub.>\"]\n\
-         [plugins.xs]\npath = {py}\nsubscribe = [\"pub.*.x\"]\n\
-         [plugins.ax]\ncmd = {echo}\nsubscribe = [\"pub.a.x\"]\n",
-        echo = echo_cmd(),
-        py = echo_py_path()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("pub"))
+        .plugin(Plugin::echo("all").subscribe(["pub.>"]))
+        .plugin(Plugin::echo_py("xs").subscribe(["pub.*.x"]))
+        .plugin(Plugin::echo("ax").subscribe(["pub.a.x"]))
+        .start();
     for name in ["pub", "all", "xs", "ax"] {
         fleet.wait_running(name);
     }
@@ -81,13 +69,11 @@ fn each_subscriber_gets_exactly_its_matching_events_in_publish_order() {
 
 #[test]
 fn a_denied_publish_or_subscribe_errors_and_reaches_no_one() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.pub]\ncmd = {echo}\n\
-         [plugins.pypub]\npath = {py}\n\
-         [plugins.spy]\ncmd = {echo}\nsubscribe = [\"other.>\", \"pub.>\", \"pypub.>\", \"corral.plugin.x.>\"]\n",
-        echo = echo_cmd(),
-        py = echo_py_path()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("pub"))
+        .plugin(Plugin::echo_py("pypub"))
+        .plugin(Plugin::echo("spy").subscribe(["other.>", "pub.>", "pypub.>", "corral.plugin.x.>"]))
+        .start();
     for name in ["pub", "pypub", "spy"] {
         fleet.wait_running(name);
     }
@@ -99,7 +85,7 @@ fn a_denied_publish_or_subscribe_errors_and_reaches_no_one() {
     ] {
         let payload = json!({"topic": topic}).to_string();
         let err = fleet.call(name, "publish", Some(&payload)).unwrap_err();
-        assert!(err.contains("denied"), "{name} {topic}: {err}");
+        assert_eq!(err.code, codes::DENIED, "{name} {topic}: {err}");
     }
     let out = fleet.corral(&["publish", "corral.plugin.x.running", "{}"]);
     assert!(!out.status.success());
@@ -107,7 +93,7 @@ fn a_denied_publish_or_subscribe_errors_and_reaches_no_one() {
     let err = fleet
         .call("spy", "subscribe", Some(r#"{"patterns": ["secret.>"]}"#))
         .unwrap_err();
-    assert!(err.contains("denied"), "{err}");
+    assert_eq!(err.code, codes::DENIED, "{err}");
     // A marker after the denied ones: once it arrived, anything published
     // before it by the same publisher would have too.
     fleet
@@ -120,20 +106,25 @@ fn a_denied_publish_or_subscribe_errors_and_reaches_no_one() {
     let topics: Vec<String> = topics_and_n(&r).into_iter().map(|(t, _)| t).collect();
     assert_eq!(topics, ["pub.marker", "pypub.marker"]);
     // `corral.>` is refused by the SDK already; `other.t` by the bus.
-    let stats = &fleet.inspect("pub")["bus"];
-    assert_eq!(stats["denied_publishes"], 1, "{stats}");
-    assert_eq!(fleet.inspect("spy")["bus"]["denied_subscriptions"], 1);
+    let stats = fleet.inspect("pub").bus;
+    assert_eq!(stats.denied_publishes, 1, "{stats:?}");
+    assert_eq!(fleet.inspect("spy").bus.denied_subscriptions, 1);
 }
 
 const BURST: u64 = 100_000;
 
 #[test]
 fn a_burst_into_a_slow_block_subscriber_arrives_whole_and_in_order() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.pub]\ncmd = {echo}\n\
-         [plugins.slow]\ncmd = {echo}\nsubscribe = [\"pub.>\"]\noverflow = \"block\"\nqueue = 1000\nconfig = {{ event_delay_us = 5 }}\n",
-        echo = echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("pub"))
+        .plugin(
+            Plugin::echo("slow")
+                .subscribe(["pub.>"])
+                .set("overflow", "block")
+                .set("queue", 1000)
+                .config(json!({"event_delay_us": 5})),
+        )
+        .start();
     fleet.wait_running("pub");
     fleet.wait_running("slow");
     let payload = json!({"topic": "pub.burst", "count": BURST}).to_string();
@@ -141,17 +132,21 @@ fn a_burst_into_a_slow_block_subscriber_arrives_whole_and_in_order() {
     let r = wait_count(&fleet, "slow", BURST, Duration::from_secs(60));
     assert_eq!(r["count"], BURST);
     assert_eq!(r["in_order"], true);
-    assert_eq!(fleet.inspect("slow")["bus"]["dropped"], 0);
+    assert_eq!(fleet.inspect("slow").bus.dropped, 0);
 }
 
 #[test]
 fn under_drop_oldest_a_slow_subscriber_loses_counted_events_and_a_fast_one_none() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.pub]\ncmd = {echo}\n\
-         [plugins.slow]\ncmd = {echo}\nsubscribe = [\"pub.>\"]\nqueue = 1000\nconfig = {{ event_delay_us = 50 }}\n\
-         [plugins.fast]\ncmd = {echo}\nsubscribe = [\"pub.>\"]\n",
-        echo = echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("pub"))
+        .plugin(
+            Plugin::echo("slow")
+                .subscribe(["pub.>"])
+                .set("queue", 1000)
+                .config(json!({"event_delay_us": 50})),
+        )
+        .plugin(Plugin::echo("fast").subscribe(["pub.>"]))
+        .start();
     for name in ["pub", "slow", "fast"] {
         fleet.wait_running(name);
     }
@@ -163,22 +158,25 @@ fn under_drop_oldest_a_slow_subscriber_loses_counted_events_and_a_fast_one_none(
         Duration::from_secs(60),
         "received + dropped to add up",
         || {
-            let got = received(&fleet, "slow")["count"].as_u64().unwrap();
-            let dropped = fleet.inspect("slow")["bus"]["dropped"].as_u64().unwrap();
+            let got = fleet.received("slow")["count"].as_u64().unwrap();
+            let dropped = fleet.inspect("slow").bus.dropped;
             (got + dropped == BURST).then_some((got, dropped))
         },
     );
     assert!(dropped > 0, "the slow subscriber kept up: {got} received");
-    assert_eq!(received(&fleet, "slow")["in_order"], true);
+    assert_eq!(fleet.received("slow")["in_order"], true);
 }
 
 #[test]
 fn a_late_subscriber_first_receives_the_retained_event() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.pub]\ncmd = {echo}\n\
-         [plugins.late]\ncmd = {echo}\nsubscribe = [\"pub.state\", \"pub.news\"]\nenabled = false\n",
-        echo = echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("pub"))
+        .plugin(
+            Plugin::echo("late")
+                .subscribe(["pub.state", "pub.news"])
+                .set("enabled", false),
+        )
+        .start();
     fleet.wait_running("pub");
     fleet
         .call(
@@ -206,11 +204,14 @@ fn a_late_subscriber_first_receives_the_retained_event() {
 
 #[test]
 fn a_durable_subscriber_gets_what_was_published_while_it_was_down() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.pub]\ncmd = {echo}\n\
-         [plugins.keeper]\ncmd = {echo}\nsubscribe = [\"pub.>\"]\ndurable = true\n",
-        echo = echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("pub"))
+        .plugin(
+            Plugin::echo("keeper")
+                .subscribe(["pub.>"])
+                .set("durable", true),
+        )
+        .start();
     fleet.wait_running("pub");
     fleet.wait_running("keeper");
     assert!(fleet.corral(&["stop", "keeper"]).status.success());
@@ -235,7 +236,7 @@ fn a_durable_subscriber_gets_what_was_published_while_it_was_down() {
 
 #[test]
 fn corral_events_shows_a_plugin_crashing_and_coming_back() {
-    let fleet = Fleet::start(&format!("[plugins.victim]\ncmd = {}\n", echo_cmd()));
+    let fleet = FleetConfig::new().plugin(Plugin::echo("victim")).start();
     let pid = fleet.wait_running("victim");
     let mut child = fleet.corral_spawn(&["events", "corral.plugin.>", "--json"]);
     let stdout = child.stdout.take().expect("stdout");
@@ -255,10 +256,10 @@ fn corral_events_shows_a_plugin_crashing_and_coming_back() {
         let _ = fleet.corral(&["restart", "victim"]);
         rx.recv_timeout(Duration::from_millis(200)).ok()
     });
-    let pid = wait_until(Duration::from_secs(5), "victim back", || {
-        let row = fleet.row("victim");
-        (row["state"] == "running" && row["pid"] != pid).then(|| row["pid"].as_u64().unwrap())
-    });
+    let pid = fleet
+        .wait_pid_change("victim", pid, Duration::from_secs(5))
+        .pid
+        .expect("running plugin has a pid");
     let _ = fleet.call("victim", "crash", None);
     let mut seen = Vec::new();
     let found = wait_until(Duration::from_secs(10), "exited then running", || {

@@ -22,7 +22,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use corral_e2e::{
-    Fleet, bin, echo_cmd, echo_py_path, fd_count, rss_kib, wait_until, zombie_children,
+    Enforcement, ExitReason, Fleet, FleetConfig, Plugin as Entry, PluginState, bin, fd_count,
+    poll_until, rss_kib, wait_until, zombie_children,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -176,48 +177,50 @@ fn fleet_toml(plan: &[Plugin], conf: &Conf) -> String {
     // on a loaded machine has 1 s to answer, three times in a row. Backoff
     // stays short so that repeated faults do not push a plugin past the
     // recovery deadline; the restart limit is generous except for `frag-*`.
-    let mut toml = format!(
-        r#"[defaults]
-heartbeat = {{ interval = "500ms", timeout = "1s", misses = 3 }}
-backoff = {{ initial = "50ms", max = "1s", reset_after = "2s" }}
-restart_limit = {{ count = 1000, within = "60s" }}
-stop_timeout = "2s"
-kill_timeout = "1s"
-memory_max = "{CAP_MIB}MiB"
-publish = ["flood.>"]
-"#
-    );
-    for (i, p) in plan.iter().enumerate() {
-        let _ = writeln!(toml, "\n[plugins.{}]", p.name);
-        match p.lang {
-            Lang::Rust => {
-                let _ = writeln!(toml, "cmd = {}", echo_cmd());
-            }
-            Lang::Python => {
-                let _ = writeln!(toml, "path = {}", echo_py_path());
-            }
-        }
+    let fleet = FleetConfig::new()
+        .defaults(
+            "heartbeat",
+            json!({"interval": "500ms", "timeout": "1s", "misses": 3}),
+        )
+        .defaults(
+            "backoff",
+            json!({"initial": "50ms", "max": "1s", "reset_after": "2s"}),
+        )
+        .defaults("restart_limit", json!({"count": 1000, "within": "60s"}))
+        .defaults("stop_timeout", "2s")
+        .defaults("kill_timeout", "1s")
+        .defaults("memory_max", format!("{CAP_MIB}MiB"))
+        .defaults("publish", ["flood.>"]);
+    let entries = plan.iter().enumerate().map(|(i, p)| {
+        let mut e = match p.lang {
+            Lang::Rust => Entry::echo(&p.name),
+            Lang::Python => Entry::echo_py(&p.name),
+        };
         if p.sampling {
-            toml.push_str("limits = \"sampling\"\n");
+            e = e.limits("sampling");
         }
-        match p.role {
-            Role::Sink => toml.push_str(
-                "subscribe = [\"flood.>\"]\noverflow = \"block\"\nqueue = 4096\nmemory_max = \"512MiB\"\n",
-            ),
-            Role::Calm => toml.push_str("memory_max = \"256MiB\"\n"),
-            Role::Sub => toml.push_str("subscribe = [\"flood.>\"]\nqueue = 2000\n"),
-            Role::BlockSub => toml
-                .push_str("subscribe = [\"flood.>\"]\noverflow = \"block\"\nqueue = 1024\n"),
-            Role::Fragile => toml.push_str("restart_limit = { count = 2, within = \"60s\" }\n"),
-            Role::Worker => {}
-        }
-        let mut config = format!("greeting = \"gen-{}\"", conf.generation[i]);
+        e = match p.role {
+            Role::Sink => e
+                .subscribe(["flood.>"])
+                .set("overflow", "block")
+                .set("queue", 4096)
+                .memory_max("512MiB"),
+            Role::Calm => e.memory_max("256MiB"),
+            Role::Sub => e.subscribe(["flood.>"]).set("queue", 2000),
+            Role::BlockSub => e
+                .subscribe(["flood.>"])
+                .set("overflow", "block")
+                .set("queue", 1024),
+            Role::Fragile => e.set("restart_limit", json!({"count": 2, "within": "60s"})),
+            Role::Worker => e,
+        };
+        let mut config = json!({"greeting": format!("gen-{}", conf.generation[i])});
         if let Some(us) = conf.event_delay_us[i] {
-            let _ = write!(config, ", event_delay_us = {us}");
+            config["event_delay_us"] = json!(us);
         }
-        let _ = writeln!(toml, "config = {{ {config} }}");
-    }
-    toml
+        e.config(config)
+    });
+    fleet.plugins(entries).toml()
 }
 
 // ---------------------------------------------------------------- faults
@@ -497,28 +500,23 @@ impl Chaos<'_> {
         since: Instant,
         pred: impl Fn(&Value) -> bool,
     ) -> Result<(Value, Instant), Value> {
-        let deadline = Instant::now() + RECOVERY;
         let mut last = Value::Null;
-        loop {
-            {
-                let snap = lock(&self.snapshot);
-                if snap.asked >= since
-                    && let Some(row) = snap.rows.get(name)
-                {
-                    if pred(row) {
-                        return Ok((row.clone(), snap.answered));
-                    }
-                    if row["state"] == "failed" {
-                        return Err(row.clone());
-                    }
-                    last = row.clone();
-                }
+        let found = poll_until(RECOVERY, || {
+            let snap = lock(&self.snapshot);
+            if snap.asked < since {
+                return None;
             }
-            if Instant::now() > deadline {
-                return Err(last);
+            let row = snap.rows.get(name)?;
+            if pred(row) {
+                return Some(Ok((row.clone(), snap.answered)));
             }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+            if row["state"] == "failed" {
+                return Some(Err(row.clone()));
+            }
+            last = row.clone();
+            None
+        });
+        found.unwrap_or(Err(last))
     }
 
     /// The first exit recorded in the history at or after `since_ms`.
@@ -546,16 +544,10 @@ impl Chaos<'_> {
 
     /// Whether the log's last lines come to contain `text`.
     fn log_has(&self, name: &str, text: &str, lines: usize) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.logs(name, lines).contains(text) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(Duration::from_secs(10), || {
+            self.logs(name, lines).contains(text).then_some(())
+        })
+        .is_some()
     }
 
     /// Rewrites the fleet file with `change` applied and reloads; returns
@@ -866,19 +858,12 @@ impl Chaos<'_> {
 
     /// Waits until the plugin's `config` action shows what `ok` wants.
     fn await_config(&self, name: &str, ok: impl Fn(&Value) -> bool) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let got = self.call(name, "config", &Value::Null, CLI_TIMEOUT);
-            if let Ok(config) = &got
-                && ok(config)
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("config never showed the reload: {got:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut got = Err(String::new());
+        poll_until(Duration::from_secs(10), || {
+            got = self.call(name, "config", &Value::Null, CLI_TIMEOUT);
+            got.as_ref().is_ok_and(&ok).then_some(())
+        })
+        .ok_or_else(|| format!("config never showed the reload: {got:?}"))
     }
 
     /// Knocks on a plugin's socket while the plugin comes back, writing
@@ -985,15 +970,10 @@ fn knock(mut stream: UnixStream, rng: &mut Rng, control: bool) -> bool {
 
 /// Waits for a CLI child, killing it past `timeout`.
 fn reap(child: &mut Child, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if poll_until(timeout, || child.try_wait().ok().flatten()).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Continues every process still stopped by the run when it ends, even by a
@@ -1111,6 +1091,11 @@ fn cgroup_trees(supervisor: u32) -> Vec<PathBuf> {
     found
 }
 
+/// Whether limits are enforced by the kernel (a cgroup), not by sampling.
+fn kernel_limits(limits: Enforcement) -> bool {
+    matches!(limits, Enforcement::Cgroup1 | Enforcement::Cgroup2)
+}
+
 fn env_u64(key: &str) -> Option<u64> {
     std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -1144,7 +1129,9 @@ fn a_fleet_under_random_faults_recovers_and_loses_nothing() {
 
     let rows = wait_until(Duration::from_secs(60), "all 30 plugins running", || {
         let rows = fleet.ps();
-        rows.iter().all(|r| r["state"] == "running").then_some(rows)
+        rows.iter()
+            .all(|r| r.state == PluginState::Running)
+            .then_some(rows)
     });
     assert_eq!(rows.len(), plan.len());
     // Every plugin answers before the faults start.
@@ -1154,9 +1141,12 @@ fn a_fleet_under_random_faults_recovers_and_loses_nothing() {
             true
         );
     }
-    let cgroup_mode = rows
+    let cgroup_mode = rows.iter().any(|r| kernel_limits(r.limits));
+    // The snapshot holds rows as `ps --json` prints them.
+    let rows: Vec<Value> = rows
         .iter()
-        .any(|r| r["limits"] == "cgroup1" || r["limits"] == "cgroup2");
+        .map(|r| serde_json::to_value(r).expect("a status row is JSON"))
+        .collect();
     let rss_start = rss_kib(supervisor);
     let fds_start = fd_count(supervisor);
 
@@ -1274,26 +1264,26 @@ fn a_fleet_under_random_faults_recovers_and_loses_nothing() {
         || {
             let rows = fleet.ps();
             rows.iter()
-                .all(|r| r["state"] == "running" || r["state"] == "failed")
+                .all(|r| matches!(r.state, PluginState::Running | PluginState::Failed))
                 .then_some(rows)
         },
     );
     let mut failed = Vec::new();
     for row in &settled {
-        let name = row["name"].as_str().expect("name");
+        let name = row.name.as_str();
         let p = &plan[chaos.index(name)];
-        if row["state"] == "failed" {
+        if row.state == PluginState::Failed {
             let note = chaos.failed_note(name);
-            let reason = &row["last_exit"]["reason"];
+            let reason = row.last_exit.as_ref().map(ExitReason::name);
             if p.role != Role::Fragile
                 || !note.contains("restart limit reached")
-                || !reason.is_string()
+                || reason.is_none()
             {
                 problem(format!(
-                    "{name} is failed, not by an allowed restart limit: {row}; {note}"
+                    "{name} is failed, not by an allowed restart limit: {row:?}; {note}"
                 ));
             }
-            failed.push(format!("{name} ({})", reason.as_str().unwrap_or("?")));
+            failed.push(format!("{name} ({})", reason.unwrap_or("?")));
         } else {
             match chaos.call(name, "ping", &Value::Null, CLI_TIMEOUT) {
                 Ok(r) if r["pong"] == true => {}
@@ -1366,8 +1356,8 @@ fn a_fleet_under_random_faults_recovers_and_loses_nothing() {
     // Every plugin's last line is kept.
     let running: Vec<&str> = settled
         .iter()
-        .filter(|r| r["state"] == "running")
-        .filter_map(|r| r["name"].as_str())
+        .filter(|r| r.state == PluginState::Running)
+        .map(|r| r.name.as_str())
         .collect();
     for name in &running {
         let marker = format!("chaos-last-{name}-{seed}");
@@ -1397,9 +1387,7 @@ fn a_fleet_under_random_faults_recovers_and_loses_nothing() {
     if cgroup_mode {
         let capped: usize = settled
             .iter()
-            .filter(|r| {
-                r["state"] == "running" && (r["limits"] == "cgroup1" || r["limits"] == "cgroup2")
-            })
+            .filter(|r| r.state == PluginState::Running && kernel_limits(r.limits))
             .count();
         // One leaf per running capped plugin; a dead spawn's is removed
         // (in the background, within about 2 s).
@@ -1415,10 +1403,9 @@ fn a_fleet_under_random_faults_recovers_and_loses_nothing() {
                 .max()
                 .unwrap_or(0)
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while leaves() != capped && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let _ = poll_until(Duration::from_secs(10), || {
+            (leaves() == capped).then_some(())
+        });
         if tree.is_empty() || leaves() != capped {
             problem(format!(
                 "cgroups: {} leaves under {tree:?}, {capped} running capped plugins",
@@ -1429,11 +1416,10 @@ fn a_fleet_under_random_faults_recovers_and_loses_nothing() {
     // fds: the same plugins hold the same pipes and sockets as at the start
     // (a failed one holds fewer); allow a few for a client connection closing.
     let mut fds_end = fd_count(supervisor);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fds_end > fds_start + 4 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    let _ = poll_until(Duration::from_secs(10), || {
         fds_end = fd_count(supervisor);
-    }
+        (fds_end <= fds_start + 4).then_some(())
+    });
     if fds_end > fds_start + 4 {
         problem(format!(
             "the supervisor's fds grew from {fds_start} to {fds_end}"
@@ -1561,12 +1547,11 @@ fn a_fleet_under_random_faults_recovers_and_loses_nothing() {
         other => problems.push(format!("down failed: {other:?}")),
     }
     // No process of this fleet is left: not a plugin, not a child of one.
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut orphans = processes_of(&dir);
-    while !orphans.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    let _ = poll_until(Duration::from_secs(10), || {
         orphans = processes_of(&dir);
-    }
+        orphans.is_empty().then_some(())
+    });
     // No recorded plugin pid is left as a zombie.
     let zombies: Vec<u32> = pids
         .iter()

@@ -13,49 +13,41 @@
 
 use std::time::{Duration, Instant};
 
-use corral_e2e::{Fleet, echo_cmd, echo_py_path, process_gone, rss_kib, wait_until};
+use corral_e2e::{
+    ExitReason, Fleet, FleetConfig, Plugin, PluginState, process_gone, rss_kib, wait_until,
+};
 use serde_json::{Value, json};
 
 /// How a fleet config names one implementation of the echo plugin.
 #[derive(Clone, Copy)]
 struct Impl {
-    /// The fleet config lines (`cmd = …` or `path = …`) that run it.
-    entry: fn() -> String,
+    /// The plugin table (`cmd = …` or `path = …`) that runs it under a name.
+    entry: fn(&str) -> Plugin,
 }
 
 impl Impl {
-    /// A `[plugins.NAME]` table running this implementation, plus `extra` lines.
-    fn plugin(self, name: &str, extra: &str) -> String {
-        format!("[plugins.{name}]\n{}\n{extra}\n", (self.entry)())
+    /// A plugin named `name` running this implementation.
+    fn plugin(self, name: &str) -> Plugin {
+        (self.entry)(name)
     }
 
-    fn fleet(self, extra: &str) -> Fleet {
-        Fleet::start(&self.plugin("p", extra))
+    /// A fleet of one plugin, `p`, with the settings `extra` adds.
+    fn config(self, extra: impl FnOnce(Plugin) -> Plugin) -> FleetConfig {
+        FleetConfig::new().plugin(extra(self.plugin("p")))
+    }
+
+    fn fleet(self, extra: impl FnOnce(Plugin) -> Plugin) -> Fleet {
+        self.config(extra).start()
     }
 }
 
-fn error_code(err: &str) -> &str {
-    // The CLI prints `corral: NAME ACTION failed: CODE: message`.
-    err.split("failed: ")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .unwrap_or(err)
-}
-
-fn logs(fleet: &Fleet, name: &str) -> String {
-    String::from_utf8_lossy(&fleet.corral(&["logs", name]).stdout).into_owned()
-}
-
-fn wait_log(fleet: &Fleet, name: &str, needle: &str) {
-    wait_until(
-        Duration::from_secs(5),
-        &format!("`{needle}` in {name}'s log"),
-        || logs(fleet, name).contains(needle).then_some(()),
-    );
+/// The heartbeat under which a busy or hung plugin is found out fast.
+fn fast_heartbeat(p: Plugin) -> Plugin {
+    p.heartbeat("100ms", "100ms", 2)
 }
 
 fn every_action_answers_as_specified(imp: Impl) {
-    let fleet = imp.fleet("[plugins.p.config]\ngreeting = \"hi\"\n");
+    let fleet = imp.fleet(|p| p.config(json!({"greeting": "hi"})));
     let pid = fleet.wait_running("p");
 
     let pong = fleet.call("p", "ping", None).unwrap();
@@ -81,9 +73,9 @@ fn every_action_answers_as_specified(imp: Impl) {
     let slept = fleet.call("p", "sleep", Some(r#"{"ms": 20}"#)).unwrap();
     assert_eq!(slept, json!({"slept_ms": 20}));
     let err = fleet.call("p", "sleep", Some(r#""soon""#)).unwrap_err();
-    assert_eq!(error_code(&err), "bad_payload", "{err}");
+    assert_eq!(err.code, "bad_payload", "{err}");
     let err = fleet.call("p", "no-such-action", None).unwrap_err();
-    assert_eq!(error_code(&err), "unknown_action", "{err}");
+    assert_eq!(err.code, "unknown_action", "{err}");
 
     let config = fleet.call("p", "config", None).unwrap();
     assert_eq!(config["greeting"], "hi", "{config}");
@@ -104,7 +96,7 @@ fn every_action_answers_as_specified(imp: Impl) {
         )
         .unwrap();
     assert_eq!(logged["logged"], 3);
-    wait_log(&fleet, "p", "conformance-line 2");
+    fleet.wait_log("p", "conformance-line 2");
 
     let spawned = fleet
         .call("p", "spawn", Some(r#"{"count": 2, "mb": 0}"#))
@@ -113,15 +105,12 @@ fn every_action_answers_as_specified(imp: Impl) {
 
     // Nothing above cost the plugin its life.
     let row = fleet.row("p");
-    assert_eq!(
-        (row["pid"].as_u64(), row["restarts"].as_u64()),
-        (Some(u64::from(pid)), Some(0))
-    );
+    assert_eq!((row.pid, row.restarts), (Some(pid), 0));
 }
 
 fn heartbeats_are_answered_while_a_handler_is_busy(imp: Impl) {
     // Three missed 100 ms heartbeats would kill it; the handler takes 1.5 s.
-    let fleet = imp.fleet(r#"heartbeat = { interval = "100ms", timeout = "100ms", misses = 2 }"#);
+    let fleet = imp.fleet(fast_heartbeat);
     let pid = fleet.wait_running("p");
     let busy = fleet.corral_spawn(&["call", "p", "sleep", r#"{"ms": 1500}"#]);
     let started = Instant::now();
@@ -137,8 +126,8 @@ fn heartbeats_are_answered_while_a_handler_is_busy(imp: Impl) {
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["slept_ms"], 1500);
     let row = fleet.row("p");
-    assert_eq!(row["state"], "running");
-    assert_eq!(row["pid"], pid);
+    assert_eq!(row.state, PluginState::Running);
+    assert_eq!(row.pid, Some(pid));
     assert!(
         !fleet.log().contains("missed a heartbeat"),
         "{}",
@@ -147,17 +136,15 @@ fn heartbeats_are_answered_while_a_handler_is_busy(imp: Impl) {
 }
 
 fn a_graceful_stop_runs_unload_and_ends_the_process(imp: Impl) {
-    let fleet = imp.fleet("");
+    let fleet = imp.fleet(|p| p);
     let pid = fleet.wait_running("p");
     let out = fleet.corral(&["stop", "p"]);
     assert!(out.status.success(), "{out:?}");
-    let row = fleet.wait_row("p", Duration::from_secs(10), "stopped", |r| {
-        r["state"] == "stopped"
-    });
-    assert_eq!(row["last_exit"]["reason"], "requested", "{row}");
+    let row = fleet.wait_state("p", PluginState::Stopped, Duration::from_secs(10));
+    assert_eq!(row.last_exit, Some(ExitReason::Requested), "{row:?}");
     assert!(process_gone(pid));
     // on_unload ran before the process exited, and was not cut short.
-    wait_log(&fleet, "p", "unloading");
+    fleet.wait_log("p", "unloading");
     assert!(
         !fleet.log().contains("sending SIGTERM"),
         "it needed a signal to stop: {}",
@@ -166,34 +153,30 @@ fn a_graceful_stop_runs_unload_and_ends_the_process(imp: Impl) {
 }
 
 fn exits_crashes_and_hangs_are_restarted_with_their_reason(imp: Impl) {
-    let fleet = imp.fleet(
-        r#"restart = "always"
-backoff = { initial = "10ms", max = "10ms" }
-heartbeat = { interval = "100ms", timeout = "100ms", misses = 2 }"#,
-    );
-    let cases: [(&str, Option<&str>, Value); 3] = [
-        (
-            "exit",
-            Some(r#"{"code": 3}"#),
-            json!({"reason": "exit", "code": 3}),
-        ),
+    let fleet = imp.fleet(|p| {
+        fast_heartbeat(p)
+            .restart("always")
+            .set("backoff", json!({"initial": "10ms", "max": "10ms"}))
+    });
+    let cases: [(&str, Option<&str>, ExitReason); 3] = [
+        ("exit", Some(r#"{"code": 3}"#), ExitReason::Exit { code: 3 }),
         (
             "crash",
             None,
-            json!({"reason": "signal", "signal": "SIGABRT"}),
+            ExitReason::Signal {
+                signal: "SIGABRT".into(),
+            },
         ),
-        ("hang", None, json!({"reason": "hang"})),
+        ("hang", None, ExitReason::Hang),
     ];
     for (restarts, (action, payload, reason)) in cases.into_iter().enumerate() {
         let pid = fleet.wait_running("p");
         let mut args = vec!["call", "p", action];
         args.extend(payload);
         let caller = fleet.corral_spawn(&args);
-        let row = fleet.wait_row("p", Duration::from_secs(10), action, |r| {
-            r["state"] == "running" && r["pid"].as_u64() != Some(u64::from(pid))
-        });
-        assert_eq!(row["last_exit"], reason, "after {action}");
-        assert_eq!(row["restarts"], restarts as u64 + 1, "{row}");
+        let row = fleet.wait_pid_change("p", pid, Duration::from_secs(10));
+        assert_eq!(row.last_exit, Some(reason), "after {action}");
+        assert_eq!(row.restarts as usize, restarts + 1, "{row:?}");
         assert!(process_gone(pid), "{action}: the old process is gone");
         let out = caller.wait_with_output().unwrap();
         assert!(!out.status.success(), "{action} returned a reply: {out:?}");
@@ -202,31 +185,24 @@ heartbeat = { interval = "100ms", timeout = "100ms", misses = 2 }"#,
 }
 
 fn over_its_memory_cap_it_is_killed_and_restarted(imp: Impl) {
-    let fleet = imp.fleet(r#"memory_max = "64MiB""#);
+    let fleet = imp.fleet(|p| p.memory_max("64MiB"));
     let pid = fleet.wait_running("p");
     let _ = fleet.call("p", "alloc", Some(r#"{"mb": 200}"#));
-    let row = fleet.wait_row(
-        "p",
-        Duration::from_secs(10),
-        "restarted after memory_cap",
-        |r| r["state"] == "running" && r["pid"].as_u64() != Some(u64::from(pid)),
-    );
-    assert_eq!(row["last_exit"]["reason"], "memory_cap", "{row}");
-    assert!(row["rss_bytes"].as_u64().unwrap() < 64 << 20, "{row}");
+    let row = fleet.wait_pid_change("p", pid, Duration::from_secs(10));
+    assert_eq!(row.last_exit, Some(ExitReason::MemoryCap), "{row:?}");
+    assert!(row.rss_bytes < 64 << 20, "{row:?}");
 }
 
-fn received(fleet: &Fleet, name: &str) -> Value {
-    fleet
-        .call(name, "received", Some(r#"{"limit": 100000}"#))
-        .unwrap()
+/// Waits until `name` has received exactly `count` events.
+fn wait_exactly(fleet: &Fleet, name: &str, count: u64, what: &str) -> Value {
+    fleet.wait_received(name, Duration::from_secs(10), what, |r| r["count"] == count)
 }
 
 fn publish_and_subscribe(imp: Impl) {
-    let fleet = Fleet::start(&format!(
-        "{}{}",
-        imp.plugin("pub", ""),
-        imp.plugin("sub", r#"subscribe = ["pub.>"]"#)
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(imp.plugin("pub"))
+        .plugin(imp.plugin("sub").subscribe(["pub.>"]))
+        .start();
     fleet.wait_running("pub");
     fleet.wait_running("sub");
     let sent = fleet
@@ -237,10 +213,7 @@ fn publish_and_subscribe(imp: Impl) {
         )
         .unwrap();
     assert_eq!(sent["published"], 500);
-    let got = wait_until(Duration::from_secs(10), "500 events", || {
-        let r = received(&fleet, "sub");
-        (r["count"] == 500).then_some(r)
-    });
+    let got = wait_exactly(&fleet, "sub", 500, "500 events");
     assert_eq!(got["in_order"], true);
     let first = &got["events"][0];
     assert_eq!(
@@ -271,14 +244,7 @@ fn publish_and_subscribe(imp: Impl) {
             Some(r#"{"topic": "pub.b", "payload": "after"}"#),
         )
         .unwrap();
-    let got = wait_until(
-        Duration::from_secs(10),
-        "the event after resubscribing",
-        || {
-            let r = received(&fleet, "sub");
-            (r["count"] == 501).then_some(r)
-        },
-    );
+    let got = wait_exactly(&fleet, "sub", 501, "the event after resubscribing");
     assert_eq!(
         got["events"][500]["payload"], "after",
         "pub.missed leaked through"
@@ -293,10 +259,7 @@ fn publish_and_subscribe(imp: Impl) {
             Some(r#"{"topic": "pub.b", "count": 5, "interval_us": 2000}"#),
         )
         .unwrap();
-    let got = wait_until(Duration::from_secs(10), "5 paced events", || {
-        let r = received(&fleet, "sub");
-        (r["count"] == 506).then_some(r)
-    });
+    let got = wait_exactly(&fleet, "sub", 506, "5 paced events");
     for e in &got["events"].as_array().unwrap()[501..] {
         let sent = e["payload"]["sent_us"].as_u64().expect("sent_us");
         let arrived = e["received_us"].as_u64().expect("received_us");
@@ -307,50 +270,47 @@ fn publish_and_subscribe(imp: Impl) {
     let err = fleet
         .call("pub", "publish", Some(r#"{"topic": "sub.x"}"#))
         .unwrap_err();
-    assert_eq!(error_code(&err), "denied", "{err}");
+    assert_eq!(err.code, "denied", "{err}");
     let err = fleet
         .call("pub", "publish", Some(r#"{"topic": "corral.plugin.x"}"#))
         .unwrap_err();
-    assert_eq!(error_code(&err), "denied", "{err}");
+    assert_eq!(err.code, "denied", "{err}");
     let err = fleet
         .call("sub", "subscribe", Some(r#"{"patterns": ["other.>"]}"#))
         .unwrap_err();
-    assert_eq!(error_code(&err), "denied", "{err}");
+    assert_eq!(err.code, "denied", "{err}");
 }
 
 fn config_reaches_it_and_a_reload_changes_it_in_place(imp: Impl) {
-    let fleet = imp.fleet("[plugins.p.config]\ngreeting = \"one\"\n");
+    let greeting = |g: &str| imp.config(|p| p.config(json!({"greeting": g})));
+    let fleet = greeting("one").start();
     let pid = fleet.wait_running("p");
     assert_eq!(fleet.call("p", "config", None).unwrap()["greeting"], "one");
-    let config = std::fs::read_to_string(fleet.config()).unwrap();
-    fleet.rewrite_config(&config.replace("\"one\"", "\"two\""));
+    fleet.rewrite_config(&greeting("two").toml());
     let out = fleet.corral(&["reload"]);
     assert!(out.status.success(), "{out:?}");
     wait_until(Duration::from_secs(5), "the new config", || {
         (fleet.call("p", "config", None).unwrap()["greeting"] == "two").then_some(())
     });
     let row = fleet.row("p");
-    assert_eq!(
-        (row["pid"].as_u64(), row["restarts"].as_u64()),
-        (Some(u64::from(pid)), Some(0))
-    );
+    assert_eq!((row.pid, row.restarts), (Some(pid), 0));
 }
 
 fn a_call_past_its_timeout_is_answered_timeout_and_cancelled(imp: Impl) {
-    let fleet = imp.fleet(r#"call_timeout = "200ms""#);
+    let fleet = imp.fleet(|p| p.set("call_timeout", "200ms"));
     fleet.wait_running("p");
     let started = Instant::now();
     let err = fleet
         .call("p", "sleep", Some(r#"{"ms": 5000}"#))
         .unwrap_err();
     let took = started.elapsed();
-    assert_eq!(error_code(&err), "timeout", "{err}");
+    assert_eq!(err.code, "timeout", "{err}");
     assert!(
         took >= Duration::from_millis(200) && took < Duration::from_millis(2000),
         "answered after {took:?}"
     );
     assert_eq!(fleet.call("p", "ping", None).unwrap()["pong"], true);
-    wait_log(&fleet, "p", "action `sleep` cancelled");
+    fleet.wait_log("p", "action `sleep` cancelled");
 }
 
 macro_rules! conformance {
@@ -395,6 +355,6 @@ macro_rules! conformance {
 }
 
 conformance! {
-    rust => || format!("cmd = {}", super::echo_cmd());
-    python => || format!("path = {}", super::echo_py_path());
+    rust => super::Plugin::echo;
+    python => super::Plugin::echo_py;
 }

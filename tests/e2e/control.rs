@@ -5,7 +5,9 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use corral_e2e::{Fleet, echo_cmd, fixture, process_gone, wait_until};
+use corral_e2e::{
+    Control, FleetConfig, Plugin, PluginState, fixture, process_gone, wait_gone, wait_until,
+};
 use nix::sys::signal::Signal;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
@@ -23,10 +25,10 @@ fn text(out: &std::process::Output) -> String {
 
 #[test]
 fn every_command_in_human_and_json_form_with_its_exit_code() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.a]\ncmd = {e}\n[plugins.b]\ncmd = {e}\n",
-        e = echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("a"))
+        .plugin(Plugin::echo("b"))
+        .start();
     let a = fleet.wait_running("a");
     let b = fleet.wait_running("b");
 
@@ -63,7 +65,7 @@ fn every_command_in_human_and_json_form_with_its_exit_code() {
 
     let out = fleet.corral(&["stop", "a"]);
     assert!(out.status.success());
-    assert_eq!(fleet.row("a")["state"], "stopped");
+    assert_eq!(fleet.row("a").state, PluginState::Stopped);
     assert!(process_gone(a));
     assert!(fleet.corral(&["start", "a"]).status.success());
     let a2 = fleet.wait_running("a");
@@ -74,7 +76,7 @@ fn every_command_in_human_and_json_form_with_its_exit_code() {
     let b2 = fleet.wait_running("b");
     assert!(a3 != a2 && b2 != b, "restart --all gives new pids");
     assert!(fleet.corral(&["stop", "--all"]).status.success());
-    assert!(fleet.ps().iter().all(|r| r["state"] == "stopped"));
+    assert!(fleet.ps().iter().all(|r| r.state == PluginState::Stopped));
     assert!(fleet.corral(&["start", "--all"]).status.success());
     fleet.wait_running("a");
     fleet.wait_running("b");
@@ -108,7 +110,7 @@ fn another_uid_is_refused_on_the_control_socket() {
         );
         return;
     }
-    let fleet = Fleet::start(&format!("[plugins.a]\ncmd = {}\n", echo_cmd()));
+    let fleet = FleetConfig::new().plugin(Plugin::echo("a")).start();
     fleet.wait_running("a");
     // Open the file permissions on purpose: the peer-credential check must
     // refuse the stranger even when the file system would let it in.
@@ -140,7 +142,7 @@ fn another_uid_is_refused_on_the_control_socket() {
 
 #[test]
 fn one_supervisor_per_runtime_dir_and_a_clean_start_after_sigkill() {
-    let mut fleet = Fleet::start(&format!("[plugins.a]\ncmd = {}\n", echo_cmd()));
+    let mut fleet = FleetConfig::new().plugin(Plugin::echo("a")).start();
     let pid = fleet.wait_running("a");
     let second = fleet.second_up();
     assert_eq!(second.status.code(), Some(1));
@@ -154,10 +156,10 @@ fn one_supervisor_per_runtime_dir_and_a_clean_start_after_sigkill() {
 
     fleet.signal(Signal::SIGKILL);
     fleet.wait_exit(Duration::from_secs(5));
-    wait_until(
+    wait_gone(
+        &[pid],
         Duration::from_secs(2),
         "the plugin to die with its supervisor",
-        || process_gone(pid).then_some(()),
     );
     // The stale control socket is still there; a new supervisor replaces it.
     assert!(fleet.socket().exists());
@@ -169,27 +171,32 @@ fn one_supervisor_per_runtime_dir_and_a_clean_start_after_sigkill() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // A client of its own, closed before `down` so the new supervisor does
+    // not wait for it.
+    let control = Control::new(fleet.socket());
     let row = wait_until(
         Duration::from_secs(10),
         "the new supervisor to run the plugin",
         || {
-            let out = fleet.corral(&["ps", "--json"]);
-            let rows: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            let row = rows.as_array()?.first()?.clone();
-            (row["state"] == "running").then_some(row)
+            let row = control.try_ps().ok()?.first()?.clone();
+            (row.state == PluginState::Running).then_some(row)
         },
     );
-    assert_ne!(row["pid"], pid);
+    drop(control);
+    assert_ne!(row.pid, Some(pid));
     assert!(fleet.corral(&["down"]).status.success());
     assert!(next.wait().unwrap().success());
 }
 
 #[test]
 fn logs_rotate_and_follow_through_rotation_and_restart() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.echo]\ncmd = {}\nlog_max_size = \"2KiB\"\nlog_keep = 2\n",
-        echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(
+            Plugin::echo("echo")
+                .set("log_max_size", "2KiB")
+                .set("log_keep", 2),
+        )
+        .start();
     fleet.wait_running("echo");
     let mut follower = fleet.corral_spawn(&["logs", "echo", "-f", "-n", "0"]);
     let mut stdout = follower.stdout.take().unwrap();
@@ -244,7 +251,7 @@ fn logs_rotate_and_follow_through_rotation_and_restart() {
     wait_for(&mut seen, "before-restart 119");
     let _ = fleet.call("echo", "crash", None);
     fleet.wait_row("echo", Duration::from_secs(10), "restarted", |r| {
-        r["restarts"] == 1 && r["state"] == "running"
+        r.restarts == 1 && r.state == PluginState::Running
     });
     fleet
         .call(
@@ -279,26 +286,19 @@ fn logs_rotate_and_follow_through_rotation_and_restart() {
     assert!(last["time"].as_str().unwrap().ends_with('Z'));
 }
 
-const RELOAD_BASE: &str = r#"
-[plugins.keep]
-cmd = {echo}
-[plugins.gone]
-cmd = {echo}
-[plugins.cmdchange]
-cmd = {echo}
-[plugins.confchange]
-cmd = {echo}
-config = { greeting = "old" }
-"#;
-
 #[test]
 fn reload_applies_only_the_difference_and_refuses_a_broken_file() {
-    let echo = echo_cmd();
-    let fleet = Fleet::start(&RELOAD_BASE.replace("{echo}", &echo));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("keep"))
+        .plugin(Plugin::echo("gone"))
+        .plugin(Plugin::echo("cmdchange"))
+        .plugin(Plugin::echo("confchange").config(serde_json::json!({"greeting": "old"})))
+        .start();
     let names = ["keep", "gone", "cmdchange", "confchange"];
     let pids: Vec<u32> = names.iter().map(|n| fleet.wait_running(n)).collect();
 
-    // A broken file changes nothing.
+    // A broken file changes nothing. Written by hand: the builder writes
+    // only valid settings, and this one must be refused.
     fleet.rewrite_config("[plugins.keep]\ncmd = 42\n");
     let out = fleet.corral(&["reload"]);
     assert_eq!(out.status.code(), Some(1));
@@ -312,21 +312,11 @@ fn reload_applies_only_the_difference_and_refuses_a_broken_file() {
     let now: Vec<u32> = names.iter().map(|n| fleet.wait_running(n)).collect();
     assert_eq!(now, pids);
 
-    let new = format!(
-        r#"
-[plugins.keep]
-cmd = {echo}
-[plugins.cmdchange]
-cmd = {echo}
-env = {{ NEW_SETTING = "1" }}
-[plugins.confchange]
-cmd = {echo}
-config = {{ greeting = "new" }}
-[plugins.added]
-cmd = {echo}
-"#
-    );
-    fleet.rewrite_config(&new);
+    let new = FleetConfig::new()
+        .plugin(Plugin::echo("keep"))
+        .plugin(Plugin::echo("cmdchange").set("env", serde_json::json!({"NEW_SETTING": "1"})))
+        .plugin(Plugin::echo("confchange").config(serde_json::json!({"greeting": "new"})));
+    fleet.rewrite_config(&new.clone().plugin(Plugin::echo("added")).toml());
     let report = json(&fleet.corral(&["reload", "--json"]));
     assert_eq!(report["added"], serde_json::json!(["added"]));
     assert_eq!(report["removed"], serde_json::json!(["gone"]));
@@ -335,14 +325,14 @@ cmd = {echo}
     assert_eq!(report["unchanged"], serde_json::json!(["keep"]));
 
     assert_eq!(fleet.wait_running("keep"), pids[0]);
-    assert!(fleet.ps().iter().all(|r| r["name"] != "gone"));
-    wait_until(Duration::from_secs(5), "the removed plugin to stop", || {
-        process_gone(pids[1]).then_some(())
-    });
-    let cmdchange = fleet.wait_row("cmdchange", Duration::from_secs(10), "restarted", |r| {
-        r["state"] == "running" && r["pid"] != pids[2]
-    });
-    assert!(cmdchange["pid"].is_u64());
+    assert!(fleet.ps().iter().all(|r| r.name != "gone"));
+    wait_gone(
+        &[pids[1]],
+        Duration::from_secs(5),
+        "the removed plugin to stop",
+    );
+    let cmdchange = fleet.wait_pid_change("cmdchange", pids[2], Duration::from_secs(10));
+    assert!(cmdchange.pid.is_some());
     assert_eq!(
         fleet.wait_running("confchange"),
         pids[3],
@@ -360,14 +350,10 @@ cmd = {echo}
     fleet.wait_running("added");
 
     // SIGHUP reloads too.
-    fleet.rewrite_config(&new.replace(
-        "[plugins.added]\ncmd = ",
-        "[plugins.added]\nrestart = \"never\"\ncmd = ",
-    ));
+    fleet.rewrite_config(&new.plugin(Plugin::echo("added").restart("never")).toml());
     fleet.signal(Signal::SIGHUP);
     wait_until(Duration::from_secs(5), "SIGHUP to reload", || {
-        let info = json(&fleet.corral(&["inspect", "added", "--json"]));
-        (info["settings"]["restart"] == "never").then_some(())
+        (fleet.settings("added")["restart"] == "never").then_some(())
     });
 }
 
@@ -379,19 +365,16 @@ fn ready_is_sent_to_the_service_manager_once_the_fleet_runs() {
     listener
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let fleet = Fleet::start_with_env(
-        &format!(
-            "[plugins.a]\ncmd = {e}\n[plugins.b]\ncmd = {e}\nrequires = [\"a\"]\n",
-            e = echo_cmd()
-        ),
-        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
-    );
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("a"))
+        .plugin(Plugin::echo("b").requires(["a"]))
+        .start_with_env(&[("NOTIFY_SOCKET", path.to_str().unwrap())]);
     let mut buf = [0u8; 256];
     let n = listener.recv(&mut buf).expect("a notification within 10 s");
     assert_eq!(String::from_utf8_lossy(&buf[..n]).trim_end(), "READY=1");
     // Ready means the initial fleet is up.
     assert!(
-        fleet.ps().iter().all(|r| r["state"] == "running"),
+        fleet.ps().iter().all(|r| r.state == PluginState::Running),
         "{:?}",
         fleet.ps()
     );
@@ -399,10 +382,14 @@ fn ready_is_sent_to_the_service_manager_once_the_fleet_runs() {
 
 #[test]
 fn a_plugin_flooding_its_output_does_not_grow_the_supervisor() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.loud]\ncmd = {e}\nlog_max_size = \"1MiB\"\nlog_keep = 1\n[plugins.quiet]\ncmd = {e}\n",
-        e = echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(
+            Plugin::echo("loud")
+                .set("log_max_size", "1MiB")
+                .set("log_keep", 1),
+        )
+        .plugin(Plugin::echo("quiet"))
+        .start();
     fleet.wait_running("loud");
     fleet.wait_running("quiet");
     let sup = fleet.supervisor_pid();

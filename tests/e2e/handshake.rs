@@ -2,36 +2,24 @@
 
 use std::time::Duration;
 
-use corral_e2e::{Fleet, echo_cmd, fixture, process_gone};
+use corral_e2e::{ExitReason, FleetConfig, Plugin, PluginState, process_gone};
 
 #[test]
 fn wrong_secret_and_silence_are_killed_as_handshake_failures() {
-    let fleet = Fleet::start(&format!(
-        r#"
-[plugins.liar]
-cmd = ["python3", {rogue:?}, "wrong-secret"]
-codec = "json"
-restart = "never"
-[plugins.mute]
-cmd = ["sleep", "30"]
-handshake_timeout = "500ms"
-restart = "never"
-[plugins.echo]
-cmd = {echo}
-"#,
-        rogue = fixture("rogue.py").display().to_string(),
-        echo = echo_cmd(),
-    ));
-    let liar = fleet.wait_row("liar", Duration::from_secs(10), "exited", |r| {
-        r["state"] == "exited"
-    });
-    assert_eq!(liar["last_exit"]["reason"], "handshake", "{liar}");
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::rogue("liar", "wrong-secret").restart("never"))
+        .plugin(
+            Plugin::new("mute")
+                .cmd(["sleep", "30"])
+                .set("handshake_timeout", "500ms")
+                .restart("never"),
+        )
+        .plugin(Plugin::echo("echo"))
+        .start();
+    let liar = fleet.wait_state("liar", PluginState::Exited, Duration::from_secs(10));
     assert!(
-        liar["last_exit"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("wrong secret"),
-        "{liar}"
+        matches!(&liar.last_exit, Some(ExitReason::Handshake { detail }) if detail.contains("wrong secret")),
+        "{liar:?}"
     );
     assert!(
         fleet.log().contains("handshake failed: wrong secret"),
@@ -39,16 +27,10 @@ cmd = {echo}
         fleet.log()
     );
 
-    let mute = fleet.wait_row("mute", Duration::from_secs(5), "exited", |r| {
-        r["state"] == "exited"
-    });
-    assert_eq!(mute["last_exit"]["reason"], "handshake", "{mute}");
+    let mute = fleet.wait_state("mute", PluginState::Exited, Duration::from_secs(5));
     assert!(
-        mute["last_exit"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("500ms"),
-        "{mute}"
+        matches!(&mute.last_exit, Some(ExitReason::Handshake { detail }) if detail.contains("500ms")),
+        "{mute:?}"
     );
 
     fleet.wait_running("echo");
@@ -57,7 +39,7 @@ cmd = {echo}
 
 #[test]
 fn a_stranger_on_the_plugin_socket_is_refused_without_harming_the_plugin() {
-    let fleet = Fleet::start(&format!("[plugins.echo]\ncmd = {}\n", echo_cmd()));
+    let fleet = FleetConfig::new().plugin(Plugin::echo("echo")).start();
     let pid = fleet.wait_running("echo");
     // The plugin socket is gone once the plugin is connected; the control
     // socket refuses a plugin hello. Either way a stranger gets nothing.
@@ -82,15 +64,13 @@ fn a_stranger_on_the_plugin_socket_is_refused_without_harming_the_plugin() {
 
 #[test]
 fn a_protocol_version_mismatch_names_both_versions() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.old]\ncmd = [\"python3\", {:?}, \"old-version\"]\ncodec = \"json\"\nrestart = \"never\"\n",
-        fixture("rogue.py").display().to_string()
-    ));
-    let row = fleet.wait_row("old", Duration::from_secs(10), "exited", |r| {
-        r["state"] == "exited"
-    });
-    let detail = row["last_exit"]["detail"].as_str().unwrap();
-    assert_eq!(row["last_exit"]["reason"], "handshake");
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::rogue("old", "old-version").restart("never"))
+        .start();
+    let row = fleet.wait_state("old", PluginState::Exited, Duration::from_secs(10));
+    let Some(ExitReason::Handshake { detail }) = &row.last_exit else {
+        panic!("not a handshake exit: {row:?}");
+    };
     assert!(
         detail.contains("999") && detail.contains("version 1"),
         "{detail}"

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use corral_e2e::{Fleet, bin, echo_cmd, process_gone, repo_root, wait_until};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use corral_e2e::{
+    ExitReason, Fleet, FleetConfig, Plugin, PluginState, codes, echo_cmd, process_gone, repo_root,
+    wait_gone,
+};
+use nix::sys::signal::Signal;
 
 #[test]
 fn demo_fleet_runs_calls_and_goes_down_cleanly() {
-    let echo = format!("[{:?}]", bin("echo-plugin").display().to_string());
+    let echo = echo_cmd();
     let mut fleet = Fleet::start_file(
         &repo_root().join("examples/demo.toml"),
         &[("CORRAL_PLUGINS__ECHO__CMD", &echo)],
@@ -17,10 +19,19 @@ fn demo_fleet_runs_calls_and_goes_down_cleanly() {
     let py_pid = fleet.wait_running("echo-py");
 
     let row = fleet.row("echo");
-    assert_eq!(row["restarts"], 0);
-    assert!(row["rss_bytes"].as_u64().unwrap() > 0, "{row}");
-    assert_eq!(row["memory_max_bytes"], 64 * 1024 * 1024);
-    assert!(row["last_exit"].is_null());
+    assert_eq!(row.restarts, 0);
+    assert!(row.rss_bytes > 0, "{row:?}");
+    assert_eq!(row.memory_max_bytes, Some(64 * 1024 * 1024));
+    assert!(row.last_exit.is_none());
+    // `ps --json` is what scripts read: every field is there by name.
+    let out = fleet.corral(&["ps", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "echo")
+        .unwrap();
     for key in [
         "name",
         "state",
@@ -48,7 +59,7 @@ fn demo_fleet_runs_calls_and_goes_down_cleanly() {
             serde_json::from_str::<serde_json::Value>(payload).unwrap()
         );
         let err = fleet.call(name, "no-such-action", None).unwrap_err();
-        assert!(err.contains("unknown_action"), "{name}: {err}");
+        assert_eq!(err.code, codes::UNKNOWN_ACTION, "{name}: {err}");
     }
     assert_eq!(
         fleet.call("echo", "config", None).unwrap(),
@@ -77,36 +88,28 @@ fn demo_fleet_runs_calls_and_goes_down_cleanly() {
 
 #[test]
 fn plugins_die_with_a_supervisor_killed_outright() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.a]\ncmd = {echo}\n[plugins.b]\ncmd = {echo}\n[plugins.py]\npath = {py:?}\n",
-        echo = echo_cmd(),
-        py = repo_root().join("examples/echo-py").display().to_string()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("a"))
+        .plugin(Plugin::echo("b"))
+        .plugin(Plugin::echo_py("py"))
+        .start();
     let pids: Vec<u32> = ["a", "b", "py"]
         .iter()
         .map(|n| fleet.wait_running(n))
         .collect();
-    kill(
-        Pid::from_raw(fleet.supervisor_pid() as i32),
-        Signal::SIGKILL,
-    )
-    .unwrap();
-    wait_until(
+    fleet.signal(Signal::SIGKILL);
+    wait_gone(
+        &pids,
         Duration::from_secs(1),
         "every plugin to die with the supervisor",
-        || pids.iter().all(|&p| process_gone(p)).then_some(()),
     );
 }
 
 #[test]
 fn sigterm_stops_the_fleet_gracefully() {
-    let mut fleet = Fleet::start(&format!("[plugins.echo]\ncmd = {}\n", echo_cmd()));
+    let mut fleet = FleetConfig::new().plugin(Plugin::echo("echo")).start();
     let pid = fleet.wait_running("echo");
-    kill(
-        Pid::from_raw(fleet.supervisor_pid() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
+    fleet.signal(Signal::SIGTERM);
     let status = fleet.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     assert!(process_gone(pid));
@@ -115,75 +118,63 @@ fn sigterm_stops_the_fleet_gracefully() {
 
 #[test]
 fn a_plugin_that_cannot_be_spawned_fails_alone() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.missing]\ncmd = [\"./no/such/program\"]\n[plugins.echo]\ncmd = {}\n",
-        echo_cmd()
-    ));
-    let row = fleet.wait_row("missing", Duration::from_secs(5), "failed", |r| {
-        r["state"] == "failed"
-    });
-    assert_eq!(row["last_exit"]["reason"], "spawn");
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::new("missing").cmd(["./no/such/program"]))
+        .plugin(Plugin::echo("echo"))
+        .start();
+    let row = fleet.wait_state("missing", PluginState::Failed, Duration::from_secs(5));
     assert!(
-        row["last_exit"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("No such file"),
-        "{row}"
+        matches!(&row.last_exit, Some(ExitReason::Spawn { error }) if error.contains("No such file")),
+        "{row:?}"
     );
     fleet.wait_running("echo");
     assert_eq!(fleet.call("echo", "ping", None).unwrap()["pong"], true);
     let err = fleet.call("missing", "ping", None).unwrap_err();
-    assert!(err.contains("not_running"), "{err}");
+    assert_eq!(err.code, codes::NOT_RUNNING, "{err}");
     let err = fleet.call("nobody", "ping", None).unwrap_err();
-    assert!(err.contains("unknown_plugin"), "{err}");
+    assert_eq!(err.code, codes::UNKNOWN_PLUGIN, "{err}");
 }
 
 #[test]
 fn exits_and_crashes_are_reported_with_their_reason() {
-    let fleet = Fleet::start(&format!(
-        "[defaults]\nrestart = \"never\"\n[plugins.a]\ncmd = {echo}\n[plugins.b]\ncmd = {echo}\n",
-        echo = echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .defaults("restart", "never")
+        .plugin(Plugin::echo("a"))
+        .plugin(Plugin::echo("b"))
+        .start();
     let a_pid = fleet.wait_running("a");
     fleet.wait_running("b");
     assert!(fleet.call("a", "exit", Some(r#"{"code": 3}"#)).is_err());
     assert!(fleet.call("b", "crash", None).is_err());
-    let a = fleet.wait_row("a", Duration::from_secs(5), "exited", |r| {
-        r["state"] == "exited"
-    });
-    assert_eq!(
-        a["last_exit"],
-        serde_json::json!({"reason": "exit", "code": 3})
-    );
-    assert!(a["pid"].is_null());
+    let a = fleet.wait_state("a", PluginState::Exited, Duration::from_secs(5));
+    assert_eq!(a.last_exit, Some(ExitReason::Exit { code: 3 }));
+    assert!(a.pid.is_none());
     // The history names the process that exited.
-    let history = fleet.inspect("a")["history"].clone();
+    let history = fleet.inspect("a").history;
     let exit = history
-        .as_array()
-        .and_then(|h| h.iter().rev().find(|t| t["to"] == "exited"))
+        .iter()
+        .rev()
+        .find(|t| t.to == PluginState::Exited)
         .expect("an exit in the history");
-    assert_eq!(exit["pid"], a_pid, "{exit}");
-    let b = fleet.wait_row("b", Duration::from_secs(5), "exited", |r| {
-        r["state"] == "exited"
-    });
+    assert_eq!(exit.pid, Some(a_pid), "{exit:?}");
+    let b = fleet.wait_state("b", PluginState::Exited, Duration::from_secs(5));
     assert_eq!(
-        b["last_exit"],
-        serde_json::json!({"reason": "signal", "signal": "SIGABRT"})
+        b.last_exit,
+        Some(ExitReason::Signal {
+            signal: "SIGABRT".into()
+        })
     );
 }
 
 #[test]
 fn a_plugin_that_ignores_shutdown_and_sigterm_is_killed_on_schedule() {
-    let mut fleet = Fleet::start(&format!(
-        r#"
-[plugins.stubborn]
-cmd = ["python3", {rogue:?}, "stubborn"]
-codec = "json"
-stop_timeout = "300ms"
-kill_timeout = "300ms"
-"#,
-        rogue = corral_e2e::fixture("rogue.py").display().to_string()
-    ));
+    let mut fleet = FleetConfig::new()
+        .plugin(
+            Plugin::rogue("stubborn", "stubborn")
+                .set("stop_timeout", "300ms")
+                .set("kill_timeout", "300ms"),
+        )
+        .start();
     let pid = fleet.wait_running("stubborn");
     let started = std::time::Instant::now();
     assert!(fleet.down().success());

@@ -5,20 +5,22 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use corral_e2e::{Fleet, echo_cmd, echo_py_path, rss_kib, wait_until};
+use corral_e2e::{
+    Enforcement, ExitReason, Fleet, FleetConfig, Plugin, PluginState, codes, process_gone, rss_kib,
+    wait_gone, wait_until,
+};
 use serde_json::Value;
 
 fn capped_fleet(limits: &str) -> Fleet {
-    Fleet::start(&format!(
-        "[plugins.capped]\ncmd = {echo}\nmemory_max = \"64MiB\"\nlimits = \"{limits}\"\n\
-         [plugins.bystander]\ncmd = {echo}\n",
-        echo = echo_cmd()
-    ))
+    FleetConfig::new()
+        .plugin(Plugin::echo("capped").memory_max("64MiB").limits(limits))
+        .plugin(Plugin::echo("bystander"))
+        .start()
 }
 
 /// The plugin's cgroup directories, from `inspect`.
 fn cgroups(fleet: &Fleet, name: &str) -> Vec<PathBuf> {
-    fleet.inspect(name)["settings"]["cgroups"]
+    fleet.settings(name)["cgroups"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -38,20 +40,20 @@ fn over_the_cap_is_killed_and_restarted(fleet: &Fleet, kernel: bool) {
     let reply = fleet.call("capped", "alloc", Some(r#"{"mb": 200}"#));
     if kernel {
         let err = reply.expect_err("the kernel kills it mid-allocation");
-        assert!(err.contains("disconnected"), "{err}");
+        assert_eq!(err.code, codes::DISCONNECTED, "{err}");
     }
     let row = fleet.wait_row(
         "capped",
         Duration::from_secs(10),
         "a restart after memory_cap",
         |r| {
-            r["last_exit"]["reason"] == "memory_cap"
-                && r["state"] == "running"
-                && r["pid"].as_u64() != Some(u64::from(pid))
+            r.last_exit == Some(ExitReason::MemoryCap)
+                && r.state == PluginState::Running
+                && r.pid != Some(pid)
         },
     );
-    assert_eq!(row["restarts"], 1, "{row}");
-    assert_eq!(row["memory_max_bytes"], 64 * 1024 * 1024);
+    assert_eq!(row.restarts, 1, "{row:?}");
+    assert_eq!(row.memory_max_bytes, Some(64 * 1024 * 1024));
     let reply = fleet
         .call("bystander", "ping", None)
         .expect("bystander answers");
@@ -67,7 +69,7 @@ fn over_the_cap_is_killed_and_restarted(fleet: &Fleet, kernel: bool) {
 fn over_its_memory_cap_a_plugin_is_killed_and_restarted_in_sampling_mode() {
     let fleet = capped_fleet("sampling");
     fleet.wait_running("capped");
-    assert_eq!(fleet.row("capped")["limits"], "sampling");
+    assert_eq!(fleet.row("capped").limits, Enforcement::Sampling);
     over_the_cap_is_killed_and_restarted(&fleet, false);
     eprintln!("memory cap enforced in mode: sampling");
 }
@@ -76,12 +78,15 @@ fn over_its_memory_cap_a_plugin_is_killed_and_restarted_in_sampling_mode() {
 fn over_its_memory_cap_a_plugin_is_killed_and_restarted_in_cgroup_mode() {
     let mut fleet = capped_fleet("auto");
     fleet.wait_running("capped");
-    let mode = fleet.row("capped")["limits"].clone();
-    if mode == "sampling" {
+    let mode = fleet.row("capped").limits;
+    if mode == Enforcement::Sampling {
         eprintln!("skipped: this machine gives the test no writable cgroup hierarchy");
         return;
     }
-    assert!(mode == "cgroup1" || mode == "cgroup2", "{mode}");
+    assert!(
+        mode == Enforcement::Cgroup1 || mode == Enforcement::Cgroup2,
+        "{mode}"
+    );
     let first = cgroups(&fleet, "capped");
     assert!(
         !first.is_empty() && first.iter().all(|p| p.is_dir()),
@@ -104,28 +109,31 @@ fn over_its_memory_cap_a_plugin_is_killed_and_restarted_in_cgroup_mode() {
 #[test]
 fn the_memory_cap_counts_a_plugins_children_too() {
     // Python, so the tree is an interpreter and forked children.
-    let fleet = Fleet::start(&format!(
-        "[plugins.tree]\npath = {}\nmemory_max = \"64MiB\"\nlimits = \"sampling\"\nrestart = \"never\"\n",
-        echo_py_path()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(
+            Plugin::echo_py("tree")
+                .memory_max("64MiB")
+                .limits("sampling")
+                .restart("never"),
+        )
+        .start();
     let pid = fleet.wait_running("tree");
     let reply = fleet
         .call("tree", "spawn", Some(r#"{"count": 3, "mb": 30}"#))
         .unwrap();
     assert_eq!(reply["spawned"], 3, "{reply}");
     let row = fleet.wait_row("tree", Duration::from_secs(10), "memory_cap", |r| {
-        r["last_exit"]["reason"] == "memory_cap"
+        r.last_exit == Some(ExitReason::MemoryCap)
     });
-    assert_eq!(row["state"], "exited");
-    assert!(corral_e2e::process_gone(pid));
+    assert_eq!(row.state, PluginState::Exited);
+    assert!(process_gone(pid));
 }
 
 #[test]
 fn pids_max_contains_a_fork_bomb() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.forks]\ncmd = {}\npids_max = 50\n",
-        echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("forks").set("pids_max", 50))
+        .start();
     fleet.wait_running("forks");
     let dirs = cgroups(&fleet, "forks");
     if !dirs.iter().any(|d| d.join("pids.max").exists()) {
@@ -139,16 +147,15 @@ fn pids_max_contains_a_fork_bomb() {
     assert!(spawned < 50, "{reply}");
     assert!(reply["error"].is_string(), "{reply}");
     assert_eq!(fleet.call("forks", "ping", None).unwrap()["pong"], true);
-    assert_eq!(fleet.row("forks")["state"], "running");
+    assert_eq!(fleet.row("forks").state, PluginState::Running);
     eprintln!("pids_max enforced: {spawned} children before the fork failed");
 }
 
 #[test]
 fn nofile_sets_the_plugins_open_file_limit() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.files]\ncmd = {}\nnofile = 123\n",
-        echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("files").set("nofile", 123))
+        .start();
     let pid = fleet.wait_running("files");
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let line = limits
@@ -161,17 +168,18 @@ fn nofile_sets_the_plugins_open_file_limit() {
 
 #[test]
 fn past_its_rate_limit_a_call_is_refused_then_served_after_the_period() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.limited]\ncmd = {}\nrate_limit = {{ calls = 2, per = \"4s\" }}\n",
-        echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(
+            Plugin::echo("limited").set("rate_limit", serde_json::json!({"calls": 2, "per": "4s"})),
+        )
+        .start();
     fleet.wait_running("limited");
     for _ in 0..2 {
         assert_eq!(fleet.call("limited", "ping", None).unwrap()["pong"], true);
     }
     let refused_at = Instant::now();
     let err = fleet.call("limited", "ping", None).unwrap_err();
-    assert!(err.contains("rate_limited"), "{err}");
+    assert_eq!(err.code, codes::RATE_LIMITED, "{err}");
     let reply: Value = wait_until(Duration::from_secs(6), "the limit to refill", || {
         fleet.call("limited", "ping", None).ok()
     });
@@ -186,11 +194,8 @@ fn past_its_rate_limit_a_call_is_refused_then_served_after_the_period() {
 
 #[test]
 fn the_next_supervisor_removes_the_cgroups_and_orphans_of_one_killed_outright() {
-    let config = format!(
-        "[plugins.parent]\ncmd = {}\nmemory_max = \"256MiB\"\n",
-        echo_cmd()
-    );
-    let first = Fleet::start(&config);
+    let config = FleetConfig::new().plugin(Plugin::echo("parent").memory_max("256MiB"));
+    let first = config.start();
     first.wait_running("parent");
     let dirs = cgroups(&first, "parent");
     if dirs.is_empty() {
@@ -208,20 +213,11 @@ fn the_next_supervisor_removes_the_cgroups_and_orphans_of_one_killed_outright() 
     // The plugin dies with its supervisor; its children are orphans until
     // the next supervisor starts.
     wait_until(Duration::from_secs(5), "the plugin's death", || {
-        (pids
-            .iter()
-            .filter(|p| !corral_e2e::process_gone(**p))
-            .count()
-            == 3)
-            .then_some(())
+        (pids.iter().filter(|p| !process_gone(**p)).count() == 3).then_some(())
     });
-    let second = Fleet::start(&config);
+    let second = config.start();
     second.wait_running("parent");
-    wait_until(Duration::from_secs(5), "the orphans' death", || {
-        pids.iter()
-            .all(|p| corral_e2e::process_gone(*p))
-            .then_some(())
-    });
+    wait_gone(&pids, Duration::from_secs(5), "the orphans' death");
     let tree = dirs[0].parent().expect("tree");
     assert!(!tree.exists(), "{} left behind", tree.display());
     drop(first);

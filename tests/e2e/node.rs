@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use corral_e2e::{Fleet, process_gone, repo_root};
+use corral_e2e::{ExitReason, FleetConfig, Plugin, PluginState, process_gone, repo_root};
 use serde_json::json;
 
 /// Whether a `node` executable is on PATH (the supervisor finds it there).
@@ -18,18 +18,17 @@ fn a_node_plugin_written_from_the_protocol_doc_answers_calls_and_heartbeats_and_
         eprintln!("skipped: node not found on PATH");
         return;
     }
-    let mut fleet = Fleet::start(&format!(
-        r#"
-[plugins.echo-node]
-path = {path:?}
-heartbeat = {{ interval = "50ms", timeout = "1s", misses = 2 }}
-stop_timeout = "10s"
-"#,
-        path = repo_root().join("examples/echo-node").display().to_string(),
-    ));
+    let mut fleet = FleetConfig::new()
+        .plugin(
+            Plugin::new("echo-node")
+                .path(repo_root().join("examples/echo-node").display().to_string())
+                .heartbeat("50ms", "1s", 2)
+                .set("stop_timeout", "10s"),
+        )
+        .start();
     let pid = fleet.wait_running("echo-node");
     let row = fleet.row("echo-node");
-    assert_eq!(row["codec"], "json", "{row}");
+    assert_eq!(row.codec, "json", "{row:?}");
 
     assert_eq!(
         fleet.call("echo-node", "ping", None).unwrap(),
@@ -45,7 +44,7 @@ stop_timeout = "10s"
         serde_json::Value::Null
     );
     let err = fleet.call("echo-node", "no-such-action", None).unwrap_err();
-    assert!(err.contains("unknown_action"), "{err}");
+    assert_eq!(err.code, "unknown_action", "{err}");
 
     // Pinged every 50 ms with two misses allowed: staying up for a second
     // means it answers its heartbeats.
@@ -53,11 +52,11 @@ stop_timeout = "10s"
         "echo-node",
         Duration::from_secs(10),
         "a second of uptime",
-        |r| r["uptime_ms"].as_u64().is_some_and(|ms| ms >= 1000) || r["state"] != "running",
+        |r| r.uptime_ms >= 1000 || r.state != PluginState::Running,
     );
-    assert_eq!(row["state"], "running", "{row}");
-    assert_eq!(row["pid"], pid, "{row}");
-    assert_eq!(row["restarts"], 0, "{row}");
+    assert_eq!(row.state, PluginState::Running, "{row:?}");
+    assert_eq!(row.pid, Some(pid), "{row:?}");
+    assert_eq!(row.restarts, 0, "{row:?}");
 
     let out = fleet.corral(&["stop", "echo-node"]);
     assert!(
@@ -65,10 +64,8 @@ stop_timeout = "10s"
         "stop failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let row = fleet.wait_row("echo-node", Duration::from_secs(10), "stopped", |r| {
-        r["state"] == "stopped"
-    });
-    assert_eq!(row["last_exit"]["reason"], "requested", "{row}");
+    let row = fleet.wait_state("echo-node", PluginState::Stopped, Duration::from_secs(10));
+    assert_eq!(row.last_exit, Some(ExitReason::Requested), "{row:?}");
     assert!(process_gone(pid), "the plugin process {pid} is still there");
     // It left on the shutdown request, not on the SIGTERM that follows a
     // stop_timeout.

@@ -3,36 +3,27 @@
 
 use std::time::Duration;
 
-use corral_e2e::{Fleet, echo_cmd, fixture, rss_kib, wait_until};
-use serde_json::Value;
+use corral_e2e::{
+    ExitReason, Fleet, FleetConfig, Plugin, PluginState, PluginStatus, rss_kib, wait_until,
+};
 
 #[test]
 fn an_oversized_frame_drops_the_plugin_without_growing_the_supervisor() {
-    let fleet = Fleet::start(&format!(
-        r#"
-[plugins.echo]
-cmd = {echo}
-[plugins.rogue]
-cmd = ["python3", {rogue:?}, "oversize"]
-codec = "json"
-"#,
-        rogue = fixture("rogue.py").display().to_string(),
-        echo = echo_cmd(),
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("echo"))
+        .plugin(Plugin::rogue("rogue", "oversize"))
+        .start();
     fleet.wait_running("echo");
     let before = rss_kib(fleet.supervisor_pid());
     let row = fleet.wait_row(
         "rogue",
         Duration::from_secs(10),
         "dropped for protocol",
-        |r| r["last_exit"]["reason"] == "protocol",
+        |r| matches!(r.last_exit, Some(ExitReason::Protocol { .. })),
     );
     assert!(
-        row["last_exit"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("larger than"),
-        "{row}"
+        detail(row.last_exit.as_ref().unwrap()).contains("larger than"),
+        "{row:?}"
     );
     let after = rss_kib(fleet.supervisor_pid());
     // The frame claimed 2 GiB; the supervisor must not have reserved it.
@@ -43,48 +34,41 @@ codec = "json"
     assert_eq!(fleet.call("echo", "ping", None).unwrap()["pong"], true);
 }
 
-/// A fleet entry running `rogue.py MODE` under `name`, with `extra` settings.
-fn rogue(name: &str, mode: &str, extra: &str) -> String {
-    format!(
-        "[plugins.{name}]\ncmd = [\"python3\", {rogue:?}, {mode:?}]\ncodec = \"json\"\n{extra}\n",
-        rogue = fixture("rogue.py").display().to_string(),
-    )
+/// The words of an exit reason that carries some.
+fn detail(reason: &ExitReason) -> &str {
+    match reason {
+        ExitReason::Protocol { detail } | ExitReason::Handshake { detail } => detail,
+        other => panic!("no detail in {other:?}"),
+    }
 }
 
 /// Waits until `name` was killed for `reason` and started again; its row then.
-fn wait_restarted_after(fleet: &Fleet, name: &str, reason: &str) -> Value {
+fn wait_restarted_after(fleet: &Fleet, name: &str, reason: &str) -> PluginStatus {
     fleet.wait_row(
         name,
         Duration::from_secs(20),
         &format!("killed for {reason}, then restarted"),
-        |r| r["last_exit"]["reason"] == reason && r["restarts"].as_u64() >= Some(1),
+        |r| r.last_exit.as_ref().map(ExitReason::name) == Some(reason) && r.restarts >= 1,
     )
 }
 
 /// The exit reason of the first `exited` transition in the plugin's history.
-fn first_exit(fleet: &Fleet, name: &str) -> Value {
+fn first_exit(fleet: &Fleet, name: &str) -> ExitReason {
     let info = fleet.inspect(name);
-    info["history"]
-        .as_array()
-        .expect("history")
+    info.history
         .iter()
-        .find(|t| t["to"] == "exited")
-        .map(|t| t["reason"].clone())
-        .unwrap_or_else(|| panic!("{name} never exited: {info}"))
+        .find(|t| t.to == PluginState::Exited)
+        .and_then(|t| t.reason.clone())
+        .unwrap_or_else(|| panic!("{name} never exited: {info:?}"))
 }
 
 #[test]
 fn an_answer_of_another_method_is_a_protocol_exit_not_a_crash() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.echo]\ncmd = {echo}\n{pings}{delivers}",
-        echo = echo_cmd(),
-        pings = rogue(
-            "pings",
-            "wrong-answer",
-            r#"heartbeat = { interval = "100ms", timeout = "1s", misses = 3 }"#
-        ),
-        delivers = rogue("delivers", "deliver-wrong-answer", r#"subscribe = ["x.>"]"#),
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("echo"))
+        .plugin(Plugin::rogue("pings", "wrong-answer").heartbeat("100ms", "1s", 3))
+        .plugin(Plugin::rogue("delivers", "deliver-wrong-answer").subscribe(["x.>"]))
+        .start();
     fleet.wait_running("echo");
     fleet.wait_running("delivers");
     let out = fleet.corral(&["publish", "x.y", r#"{"n": 1}"#]);
@@ -97,8 +81,8 @@ fn an_answer_of_another_method_is_a_protocol_exit_not_a_crash() {
     ] {
         wait_restarted_after(&fleet, name, "protocol");
         let reason = first_exit(&fleet, name);
-        assert_eq!(reason["reason"], "protocol", "{name}: {reason}");
-        let detail = reason["detail"].as_str().expect("detail");
+        assert_eq!(reason.name(), "protocol", "{name}: {reason:?}");
+        let detail = detail(&reason);
         assert!(
             detail.contains(&format!("(`{asked}`) with a `{got}` response")),
             "{name}: {detail}"
@@ -112,16 +96,15 @@ fn an_answer_of_another_method_is_a_protocol_exit_not_a_crash() {
 
 #[test]
 fn a_deliver_not_answered_in_time_or_answered_with_an_error_kills_and_restarts_the_plugin() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.echo]\ncmd = {echo}\nsubscribe = [\"x.>\"]\n{ignores}{refuses}",
-        echo = echo_cmd(),
-        ignores = rogue(
-            "ignores",
-            "deliver-ignore",
-            "subscribe = [\"x.>\"]\ncall_timeout = \"300ms\""
-        ),
-        refuses = rogue("refuses", "deliver-error", r#"subscribe = ["x.>"]"#),
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("echo").subscribe(["x.>"]))
+        .plugin(
+            Plugin::rogue("ignores", "deliver-ignore")
+                .subscribe(["x.>"])
+                .set("call_timeout", "300ms"),
+        )
+        .plugin(Plugin::rogue("refuses", "deliver-error").subscribe(["x.>"]))
+        .start();
     for name in ["echo", "ignores", "refuses"] {
         fleet.wait_running(name);
     }
@@ -131,25 +114,24 @@ fn a_deliver_not_answered_in_time_or_answered_with_an_error_kills_and_restarts_t
     // No answer within call_timeout: unhealthy, with a note saying why, then
     // killed for `hang`.
     wait_restarted_after(&fleet, "ignores", "hang");
-    assert_eq!(first_exit(&fleet, "ignores")["reason"], "hang");
+    assert_eq!(first_exit(&fleet, "ignores"), ExitReason::Hang);
     let info = fleet.inspect("ignores");
-    let note = info["history"]
-        .as_array()
-        .expect("history")
+    let note = info
+        .history
         .iter()
-        .find(|t| t["to"] == "unhealthy")
-        .map(|t| t["note"].clone())
-        .unwrap_or_else(|| panic!("no unhealthy transition: {info}"));
+        .find(|t| t.to == PluginState::Unhealthy)
+        .map(|t| t.note.clone())
+        .unwrap_or_else(|| panic!("no unhealthy transition: {info:?}"));
     assert!(
-        note.as_str()
+        note.as_deref()
             .is_some_and(|n| n.contains("did not answer a deliver of 1 event within 300ms")),
-        "{note}"
+        "{note:?}"
     );
 
     // An error answer: killed for `protocol`, naming the error.
     wait_restarted_after(&fleet, "refuses", "protocol");
     let reason = first_exit(&fleet, "refuses");
-    let detail = reason["detail"].as_str().expect("detail");
+    let detail = detail(&reason);
     assert!(
         detail.contains("answered a deliver of 1 event with an error")
             && detail.contains("no events here"),
@@ -161,25 +143,22 @@ fn a_deliver_not_answered_in_time_or_answered_with_an_error_kills_and_restarts_t
     wait_until(Duration::from_secs(5), "echo to receive the event", || {
         (fleet.call("echo", "received", None).unwrap()["count"] == 1).then_some(())
     });
-    fleet.wait_row("ignores", Duration::from_secs(10), "running again", |r| {
-        r["state"] == "running"
-    });
+    fleet.wait_state("ignores", PluginState::Running, Duration::from_secs(10));
     let out = fleet.corral(&["publish", "x.z", r#"{"n": 2}"#]);
     assert!(out.status.success(), "{out:?}");
     fleet.wait_row(
         "ignores",
         Duration::from_secs(10),
         "killed again by the next deliver",
-        |r| r["last_exit"]["reason"] == "hang" && r["restarts"].as_u64() >= Some(2),
+        |r| r.last_exit == Some(ExitReason::Hang) && r.restarts >= 2,
     );
 }
 
 #[test]
 fn a_retained_event_is_replayed_only_to_a_pattern_that_newly_matches_it() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.sub]\ncmd = {echo}\nsubscribe = [\"pub.>\"]\n",
-        echo = echo_cmd()
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("sub").subscribe(["pub.>"]))
+        .start();
     fleet.wait_running("sub");
     let publish = |topic: &str, retain: bool| {
         let mut args = vec!["publish", topic, "{}"];
@@ -241,13 +220,12 @@ fn a_retained_event_is_replayed_only_to_a_pattern_that_newly_matches_it() {
 
 #[test]
 fn garbage_on_the_bus_connection_is_a_protocol_exit() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.echo]\ncmd = {echo}\n{malformed}{oversize}{deadline}",
-        echo = echo_cmd(),
-        malformed = rogue("malformed", "bus-malformed", ""),
-        oversize = rogue("oversize", "bus-oversize", ""),
-        deadline = rogue("deadline", "bus-far-deadline", r#"subscribe = ["x.>"]"#),
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("echo"))
+        .plugin(Plugin::rogue("malformed", "bus-malformed"))
+        .plugin(Plugin::rogue("oversize", "bus-oversize"))
+        .plugin(Plugin::rogue("deadline", "bus-far-deadline").subscribe(["x.>"]))
+        .start();
     fleet.wait_running("echo");
     for (name, says) in [
         ("malformed", "bus connection: sent a malformed frame"),
@@ -260,7 +238,7 @@ fn garbage_on_the_bus_connection_is_a_protocol_exit() {
     ] {
         wait_restarted_after(&fleet, name, "protocol");
         let reason = first_exit(&fleet, name);
-        let detail = reason["detail"].as_str().expect("detail");
+        let detail = detail(&reason);
         assert!(detail.starts_with(says), "{name}: {detail}");
     }
     assert_eq!(fleet.call("echo", "ping", None).unwrap()["pong"], true);

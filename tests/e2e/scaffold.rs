@@ -26,6 +26,8 @@ fn corral_new(name: &str, lang: &str, dir: &Path) -> String {
 }
 
 fn ping_and_greet(fleet_lines: &str, name: &str) {
+    // The fleet file is the lines `corral new` printed, as they are: that
+    // they run as printed is what this checks.
     let fleet = Fleet::start(fleet_lines);
     fleet.wait_running(name);
     let pong = fleet.call(name, "ping", None).expect("ping");

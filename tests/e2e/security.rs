@@ -20,7 +20,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use corral_e2e::{
-    Fleet, bin, echo_cmd, echo_py_path, process_gone, repo_root, tempdir, wait_until,
+    ExitReason, FleetConfig, Plugin, PluginState, bin, process_gone, repo_root, tempdir,
+    wait_child, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -94,20 +95,21 @@ fn a_stranger_on_the_plugin_socket_is_refused_even_with_the_right_name_and_secre
     let tmp = tempdir();
     let go = tmp.path().join("go");
     let gate = script(tmp.path(), "gate.py", GATED);
-    let fleet = Fleet::start(&format!(
-        "[plugins.gated]\npath = {py}\ncmd = [\"python3\", {gate:?}, {go:?}, {main:?}]\nhandshake_timeout = \"30s\"\n",
-        py = echo_py_path(),
-        go = go.display().to_string(),
-        main = echo_py_main(),
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(
+            Plugin::echo_py("gated")
+                .cmd(["python3", &gate, &go.display().to_string(), &echo_py_main()])
+                .set("handshake_timeout", "30s"),
+        )
+        .start();
     let socket = fleet.dir().join(".corral/plugin-gated.sock");
     let row = fleet.wait_row(
         "gated",
         Duration::from_secs(10),
         "starting with a pid",
-        |r| r["state"] == "starting" && r["pid"].is_u64(),
+        |r| r.state == PluginState::Starting && r.pid.is_some(),
     );
-    let pid = row["pid"].as_u64().expect("pid") as u32;
+    let pid = row.pid.expect("pid");
     wait_until(Duration::from_secs(10), "the plugin socket", || {
         socket.exists().then_some(())
     });
@@ -161,8 +163,8 @@ fn a_stranger_on_the_plugin_socket_is_refused_even_with_the_right_name_and_secre
     std::fs::write(&go, b"").expect("open the gate");
     assert_eq!(fleet.wait_running("gated"), pid);
     let row = fleet.row("gated");
-    assert_eq!(row["restarts"], 0, "{row}");
-    assert!(row["last_exit"].is_null(), "{row}");
+    assert_eq!(row.restarts, 0, "{row:?}");
+    assert!(row.last_exit.is_none(), "{row:?}");
     assert_eq!(fleet.call("gated", "ping", None).unwrap()["pid"], pid);
     assert!(!socket.exists(), "the socket outlived the handshake");
 }
@@ -193,14 +195,15 @@ fn the_secret_of_a_previous_spawn_is_refused() {
     let tmp = tempdir();
     let stash = tmp.path().join("stash");
     let replay = script(tmp.path(), "replay.py", REPLAY);
-    let fleet = Fleet::start(&format!(
-        "[plugins.replay]\npath = {py}\ncmd = [\"python3\", {replay:?}, {stash:?}, {main:?}]\n\
-         [plugins.echo]\ncmd = {echo}\n",
-        py = echo_py_path(),
-        stash = stash.display().to_string(),
-        main = echo_py_main(),
-        echo = echo_cmd(),
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo_py("replay").cmd([
+            "python3",
+            &replay,
+            &stash.display().to_string(),
+            &echo_py_main(),
+        ]))
+        .plugin(Plugin::echo("echo"))
+        .start();
     let first = fleet.wait_running("replay");
     let old = secret_of(first);
     std::fs::write(&stash, &old).expect("stash the old secret");
@@ -217,21 +220,16 @@ fn the_secret_of_a_previous_spawn_is_refused() {
         Duration::from_secs(15),
         "the replayed secret to be refused",
         || {
-            let history = fleet.inspect("replay")["history"].clone();
-            history
-                .as_array()
-                .expect("history")
-                .iter()
-                .find(|t| t["reason"]["reason"] == "handshake")
-                .cloned()
+            fleet
+                .inspect("replay")
+                .history
+                .into_iter()
+                .find(|t| matches!(t.reason, Some(ExitReason::Handshake { .. })))
         },
     );
     assert!(
-        refused["reason"]["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("wrong secret"),
-        "{refused}"
+        matches!(&refused.reason, Some(ExitReason::Handshake { detail }) if detail.contains("wrong secret")),
+        "{refused:?}"
     );
     assert!(!stash.exists(), "the replaying spawn never ran");
     let log_file = fleet.dir().join(".corral/logs/replay.log");
@@ -241,10 +239,10 @@ fn the_secret_of_a_previous_spawn_is_refused() {
     });
     // Its restart policy brings it back with a fresh secret; the bystander
     // never noticed.
-    let third = wait_until(Duration::from_secs(15), "a clean spawn", || {
-        let row = fleet.row("replay");
-        (row["state"] == "running" && row["pid"] != first).then(|| row["pid"].as_u64())?
-    }) as u32;
+    let third = fleet
+        .wait_pid_change("replay", first, Duration::from_secs(15))
+        .pid
+        .expect("a running plugin has a pid");
     assert_ne!(secret_of(third), old);
     assert_eq!(fleet.call("echo", "ping", None).unwrap()["pong"], true);
 }
@@ -291,13 +289,17 @@ while True:
 fn the_bus_itself_refuses_corral_topics_and_foreign_subscriptions_from_a_raw_plugin() {
     let tmp = tempdir();
     let raw = script(tmp.path(), "raw.py", RAW_BUS);
-    let fleet = Fleet::start(&format!(
-        "[plugins.spy]\ncmd = {echo}\nsubscribe = [\"corral.plugin.echo.>\", \"corral\", \"raw.>\"]\n\
-         [plugins.raw]\ncmd = [\"python3\", {raw:?}, {sdk:?}]\ncodec = \"json\"\n\
-         publish = [\">\"]\nsubscribe = [\"raw.>\"]\nrequires = [\"spy\"]\n",
-        echo = echo_cmd(),
-        sdk = sdk_path(),
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("spy").subscribe(["corral.plugin.echo.>", "corral", "raw.>"]))
+        .plugin(
+            Plugin::new("raw")
+                .cmd(["python3", &raw, &sdk_path()])
+                .codec("json")
+                .set("publish", [">"])
+                .subscribe(["raw.>"])
+                .requires(["spy"]),
+        )
+        .start();
     fleet.wait_running("spy");
     fleet.wait_running("raw");
     let log_file = fleet.dir().join(".corral/logs/raw.log");
@@ -349,9 +351,9 @@ fn the_bus_itself_refuses_corral_topics_and_foreign_subscriptions_from_a_raw_plu
         .filter(|e| e["source"] == "raw" && e["topic"] != "raw.ok")
         .collect();
     assert!(forged.is_empty(), "{forged:?}");
-    let stats = &fleet.inspect("raw")["bus"];
-    assert_eq!(stats["denied_publishes"], 2, "{stats}");
-    assert_eq!(stats["denied_subscriptions"], 1, "{stats}");
+    let stats = fleet.inspect("raw").bus;
+    assert_eq!(stats.denied_publishes, 2, "{stats:?}");
+    assert_eq!(stats.denied_subscriptions, 1, "{stats:?}");
 }
 
 /// Every mode under the runtime and log directories, as `path → mode`.
@@ -372,14 +374,15 @@ fn modes_under(dir: &Path) -> Vec<(PathBuf, u32)> {
 fn sockets_logs_and_the_runtime_dir_are_the_owners_alone() {
     let tmp = tempdir();
     let logs = tmp.path().join("plugin-logs");
-    let fleet = Fleet::start(&format!(
-        "[supervisor]\nlog_dir = {logs:?}\n\
-         [plugins.echo]\ncmd = {echo}\nlog_max_size = \"1KiB\"\nlog_keep = 2\n\
-         [plugins.py]\npath = {py}\n",
-        logs = logs.display().to_string(),
-        echo = echo_cmd(),
-        py = echo_py_path(),
-    ));
+    let fleet = FleetConfig::new()
+        .supervisor("log_dir", logs.display().to_string())
+        .plugin(
+            Plugin::echo("echo")
+                .set("log_max_size", "1KiB")
+                .set("log_keep", 2),
+        )
+        .plugin(Plugin::echo_py("py"))
+        .start();
     fleet.wait_running("echo");
     fleet.wait_running("py");
     // Enough output to rotate: rotated files must be private too.
@@ -410,11 +413,10 @@ fn sockets_logs_and_the_runtime_dir_are_the_owners_alone() {
 
 #[test]
 fn the_secret_shows_in_no_output_and_no_log() {
-    let fleet = Fleet::start(&format!(
-        "[plugins.echo]\ncmd = {echo}\nsubscribe = [\"corral.>\"]\n[plugins.py]\npath = {py}\n",
-        echo = echo_cmd(),
-        py = echo_py_path(),
-    ));
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("echo").subscribe(["corral.>"]))
+        .plugin(Plugin::echo_py("py"))
+        .start();
     let mut secrets = Vec::new();
     for name in ["echo", "py"] {
         secrets.push(secret_of(fleet.wait_running(name)));
@@ -425,10 +427,10 @@ fn the_secret_shows_in_no_output_and_no_log() {
     let old = fleet.wait_running("py");
     let out = fleet.corral(&["restart", "py"]);
     assert!(out.status.success());
-    let new = wait_until(Duration::from_secs(10), "py to restart", || {
-        let row = fleet.row("py");
-        (row["state"] == "running" && row["pid"] != old).then(|| row["pid"].as_u64())?
-    }) as u32;
+    let new = fleet
+        .wait_pid_change("py", old, Duration::from_secs(10))
+        .pid
+        .expect("a running plugin has a pid");
     secrets.push(secret_of(new));
     fleet.call("py", "echo", Some(r#"{"x": 1}"#)).expect("echo");
     // The events stream has seen the restart once the spy has.
@@ -497,16 +499,12 @@ fn the_secret_shows_in_no_output_and_no_log() {
 fn up_on_runtime_dir(rt: &Path) -> std::process::Output {
     let dir = rt.parent().expect("parent");
     let config = dir.join("corral.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[supervisor]\nruntime_dir = {rt:?}\n[plugins.echo]\ncmd = {echo}\n",
-            rt = rt.display().to_string(),
-            echo = echo_cmd()
-        ),
-    )
-    .expect("config");
-    let mut child = Command::new(bin("corral"))
+    let toml = FleetConfig::new()
+        .supervisor("runtime_dir", rt.display().to_string())
+        .plugin(Plugin::echo("echo"))
+        .toml();
+    std::fs::write(&config, toml).expect("config");
+    let child = Command::new(bin("corral"))
         .arg("up")
         .arg("-c")
         .arg(&config)
@@ -516,12 +514,7 @@ fn up_on_runtime_dir(rt: &Path) -> std::process::Output {
         .spawn()
         .expect("corral up");
     // It must refuse at once; a supervisor that starts is killed here.
-    let status = wait_until(Duration::from_secs(10), "corral up to give up", || {
-        child.try_wait().expect("try_wait")
-    });
-    let mut out = child.wait_with_output().expect("output");
-    out.status = status;
-    out
+    wait_child(child, Duration::from_secs(10), "corral up to give up")
 }
 
 #[test]
@@ -566,7 +559,7 @@ fn a_runtime_dir_others_may_use_is_refused_by_name() {
 
 #[test]
 fn a_control_request_with_an_endless_deadline_harms_no_one() {
-    let fleet = Fleet::start(&format!("[plugins.echo]\ncmd = {}\n", echo_cmd()));
+    let fleet = FleetConfig::new().plugin(Plugin::echo("echo")).start();
     let pid = fleet.wait_running("echo");
     let mut stream = UnixStream::connect(fleet.socket()).expect("connect");
     stream
@@ -592,12 +585,12 @@ fn a_control_request_with_an_endless_deadline_harms_no_one() {
     drop(stream);
     assert!(!process_gone(fleet.supervisor_pid()), "the supervisor died");
     assert_eq!(fleet.call("echo", "ping", None).unwrap()["pid"], pid);
-    assert_eq!(fleet.row("echo")["state"], "running");
+    assert_eq!(fleet.row("echo").state, PluginState::Running);
 }
 
 #[test]
 fn a_control_client_that_never_says_hello_is_dropped() {
-    let fleet = Fleet::start(&format!("[plugins.echo]\ncmd = {}\n", echo_cmd()));
+    let fleet = FleetConfig::new().plugin(Plugin::echo("echo")).start();
     fleet.wait_running("echo");
     // Half a length header, then silence: the connection must not be held
     // open for as long as the client likes.
