@@ -70,7 +70,7 @@ impl Control {
         let via = "the test fleet's runtime dir";
         // The one place the supervisor crate's client is reached.
         let client = rt
-            .block_on(corral::client::connect(&self.socket, via))
+            .block_on(corral::cli::client::connect(&self.socket, via))
             .map_err(|e| e.to_string())?;
         Ok(Conn { rt, client })
     }
