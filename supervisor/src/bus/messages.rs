@@ -1,0 +1,99 @@
+//! What crosses the bus actor's edge: the [`Msg`]s the handle sends it, each
+//! with the channel its answer comes back on, the [`Attachment`] a running
+//! subscriber's deliveries go through, and the [`DeliveryFailure`]s that
+//! come back from those.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto::{BusStats, ErrorReply, Payload, PluginApiClient, Publish, PublishReceipt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::queue::Queue;
+use super::rules::BusRules;
+
+/// Why a plugin's `deliver` call failed, reported to its actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryFailure {
+    /// No answer within the deadline (the plugin's `call_timeout`).
+    Timeout {
+        /// Events in the batch.
+        events: usize,
+        /// The deadline it missed.
+        within: Duration,
+    },
+    /// Answered with a framework error instead of `null`.
+    Refused {
+        /// Events in the batch.
+        events: usize,
+        /// The error it answered.
+        error: String,
+    },
+}
+
+/// The connection a subscriber's deliveries go through while it runs, and
+/// where its failures are reported.
+#[derive(Debug, Clone)]
+pub(super) struct Attachment {
+    pub(super) client: PluginApiClient,
+    pub(super) timeout: Duration,
+    pub(super) failures: mpsc::UnboundedSender<DeliveryFailure>,
+}
+
+/// A subscriber's attachment, if its process runs.
+pub(super) type Attached = Option<Attachment>;
+
+/// A request to the bus actor. Those with a `reply` are answered on it.
+pub(super) enum Msg {
+    Publish {
+        source: Arc<str>,
+        events: Vec<Publish>,
+        reply: oneshot::Sender<PublishReceipt>,
+    },
+    Cli {
+        event: Publish,
+        reply: oneshot::Sender<Result<(), ErrorReply>>,
+    },
+    System {
+        topic: String,
+        payload: Payload,
+    },
+    Register {
+        name: Arc<str>,
+        rules: BusRules,
+    },
+    Unregister {
+        name: Arc<str>,
+    },
+    Attach {
+        name: Arc<str>,
+        attachment: Attachment,
+    },
+    Detach {
+        name: Arc<str>,
+    },
+    Subscribe {
+        name: Arc<str>,
+        patterns: Vec<String>,
+        add: bool,
+        reply: oneshot::Sender<Result<(), ErrorReply>>,
+    },
+    Stats {
+        name: String,
+        reply: oneshot::Sender<BusStats>,
+    },
+    OpenStream {
+        patterns: Vec<String>,
+        reply: oneshot::Sender<Result<u64, ErrorReply>>,
+    },
+    Stream {
+        id: u64,
+        reply: oneshot::Sender<Option<Arc<Queue>>>,
+    },
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("bus::Msg")
+    }
+}

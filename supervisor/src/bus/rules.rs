@@ -1,0 +1,148 @@
+//! The bus's decisions, as pure functions over what the actor holds: who
+//! may publish and subscribe to what (the allow-lists of [`BusRules`]), the
+//! `corral.>` reservation ([`reserved`], the one place the bus says it),
+//! which subscribers an event goes to, and which retained events a new
+//! subscription replays.
+
+use std::sync::Arc;
+
+use corral_proto::event::{check_pattern, check_topic, covers, matches};
+use corral_proto::{ErrorReply, Event, codes};
+
+use super::queue::Overflow;
+
+#[cfg(test)]
+mod tests;
+
+/// A plugin's place on the bus, from its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusRules {
+    /// Patterns it subscribes to at start; also what it may subscribe to.
+    pub subscribe: Vec<String>,
+    /// Patterns it may publish under.
+    pub publish: Vec<String>,
+    /// Its queue's size.
+    pub queue: usize,
+    /// What its full queue does.
+    pub overflow: Overflow,
+    /// Whether its queue outlives its process.
+    pub durable: bool,
+}
+
+/// Refuses a topic under `corral.>` (or `corral` itself): only corral
+/// publishes there. Called from [`publishable`] alone.
+pub(super) fn reserved(topic: &str) -> Result<(), ErrorReply> {
+    if topic == "corral" || topic.starts_with("corral.") {
+        Err(ErrorReply::new(
+            codes::DENIED,
+            format!("`{topic}` is under `corral.>`, which only corral publishes"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether anyone but corral may publish on `topic`: it is a well-formed
+/// topic, outside `corral.>`. The whole check for the CLI's publishes.
+pub(super) fn publishable(topic: &str) -> Result<(), ErrorReply> {
+    check_topic(topic).map_err(|e| ErrorReply::new(codes::BAD_TOPIC, e))?;
+    reserved(topic)
+}
+
+/// Whether the plugin `source`, whose `publish` list is `allowed`, may
+/// publish on `topic`.
+pub(super) fn may_publish(source: &str, allowed: &[String], topic: &str) -> Result<(), ErrorReply> {
+    publishable(topic)?;
+    if matches_any(allowed, topic) {
+        Ok(())
+    } else {
+        Err(ErrorReply::new(
+            codes::DENIED,
+            format!("`{source}` may not publish on `{topic}` (see its `publish` list)"),
+        ))
+    }
+}
+
+/// Refuses the first of `patterns` that is not a well-formed pattern.
+pub(super) fn check_patterns(patterns: &[String]) -> Result<(), ErrorReply> {
+    patterns
+        .iter()
+        .try_for_each(|p| check_pattern(p))
+        .map_err(|e| ErrorReply::new(codes::BAD_TOPIC, e))
+}
+
+/// Whether the plugin `name`, whose `subscribe` list is `allowed`, may
+/// subscribe to every one of `patterns`: each must be covered by one
+/// allowed pattern. Refuses the first that is not.
+pub(super) fn may_subscribe(
+    name: &str,
+    allowed: &[String],
+    patterns: &[String],
+) -> Result<(), ErrorReply> {
+    match patterns
+        .iter()
+        .find(|p| !allowed.iter().any(|a| covers(a, p)))
+    {
+        None => Ok(()),
+        Some(p) => Err(ErrorReply::new(
+            codes::DENIED,
+            format!("`{name}` may not subscribe to `{p}`: its `subscribe` list allows {allowed:?}"),
+        )),
+    }
+}
+
+/// Whether one of `patterns` matches `topic`.
+pub(super) fn matches_any(patterns: &[String], topic: &str) -> bool {
+    patterns.iter().any(|p| matches(p, topic))
+}
+
+/// Whether an event on `topic` is queued for a subscriber holding
+/// `patterns`: only while its process runs, unless it is durable.
+pub(super) fn receives(running: bool, durable: bool, patterns: &[String], topic: &str) -> bool {
+    (running || durable) && matches_any(patterns, topic)
+}
+
+/// Whether a subscriber's start replays the retained events matching its
+/// patterns: on every start, except a durable one's after its first (its
+/// queue kept what it was sent).
+pub(super) fn replays_on_attach(durable: bool, ever_attached: bool) -> bool {
+    !durable || !ever_attached
+}
+
+/// Whether a subscription's replay is left to the start that follows: the
+/// subscriber is between its load and its first delivery, and that start
+/// replays for every pattern it then holds.
+pub(super) fn replay_waits_for_attach(running: bool, durable: bool, ever_attached: bool) -> bool {
+    !running && replays_on_attach(durable, ever_attached)
+}
+
+/// The patterns of `asked` that `held` lacks: what a subscribe adds.
+pub(super) fn added(held: &[String], asked: Vec<String>) -> Vec<String> {
+    asked.into_iter().filter(|p| !held.contains(p)).collect()
+}
+
+/// Drops from `held` every pattern in `dropped`: what an unsubscribe does.
+pub(super) fn remove(held: &mut Vec<String>, dropped: &[String]) {
+    held.retain(|p| !dropped.contains(p));
+}
+
+/// The retained events to replay for `patterns`: those matching one of
+/// them and none of `held` (those were replayed when `held` was
+/// subscribed), each once, marked retained, oldest first.
+pub(super) fn replay<'a>(
+    retained: impl IntoIterator<Item = &'a Arc<Event>>,
+    patterns: &[String],
+    held: &[String],
+) -> Vec<Arc<Event>> {
+    let mut found: Vec<Arc<Event>> = retained
+        .into_iter()
+        .filter(|e| matches_any(patterns, &e.topic) && !matches_any(held, &e.topic))
+        .map(|e| {
+            let mut e = (**e).clone();
+            e.retained = true;
+            Arc::new(e)
+        })
+        .collect();
+    found.sort_by_key(|e| e.seq);
+    found
+}
