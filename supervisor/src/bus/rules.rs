@@ -30,17 +30,9 @@ pub struct BusRules {
 }
 
 /// Refuses a topic under `corral.>` (or `corral` itself): only corral
-/// publishes there. Called from [`publishable`] alone.
-pub(super) fn reserved(topic: &str) -> Result<(), ErrorReply> {
-    if topic == "corral" || topic.starts_with("corral.") {
-        Err(ErrorReply::new(
-            codes::DENIED,
-            format!("`{topic}` is under `corral.>`, which only corral publishes"),
-        ))
-    } else {
-        Ok(())
-    }
-}
+/// publishes there. The rule is the protocol's; called from [`publishable`]
+/// alone.
+pub(super) use corral_proto::event::reserved;
 
 /// Whether anyone but corral may publish on `topic`: it is a well-formed
 /// topic, outside `corral.>`. The whole check for the CLI's publishes.
