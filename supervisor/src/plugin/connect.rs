@@ -6,15 +6,16 @@
 
 use std::time::Instant;
 
-use corral_proto::codec::MAX_FRAME_BYTES;
+use corral_proto::codec::{Codec, Framed, MAX_FRAME_BYTES};
 use corral_proto::{Payload, PluginApiClient};
 use futures::FutureExt;
-use interprocess::local_socket::tokio::Listener;
+use interprocess::local_socket::tokio::{Listener, Stream as Socket};
 use tokio::sync::oneshot;
 
 use crate::bus::BusHandle;
 use crate::config::PluginSpec;
 use crate::wire::handshake::{self, Expected, HandshakeError, Want};
+use crate::wire::{BusTransport, PluginTransport, violation};
 
 /// The result of the connect task: a plugin that shook hands and loaded.
 pub(super) struct Connected {
@@ -37,67 +38,7 @@ pub(super) async fn connect(
     bus: BusHandle,
 ) -> Result<Connected, HandshakeError> {
     let timeout = spec.handshake_timeout;
-    let attempt = async {
-        let expected = Expected {
-            name: &spec.name,
-            secret: &secret,
-            pgid,
-            codec: spec.codec,
-            max_frame: MAX_FRAME_BYTES,
-        };
-        let framed = handshake::accept_plugin(&listener, &expected, Want::Plugin).await?;
-        // Answers are checked against their requests before the client sees them.
-        let transport = handshake::PluginTransport::new(framed, spec.codec);
-        let tarpc::client::NewClient { client, dispatch } =
-            PluginApiClient::new(tarpc::client::Config::default(), transport);
-        let (tx, closed) = oneshot::channel();
-        tokio::spawn(async move {
-            let cause = dispatch.await.err().and_then(|e| protocol_violation(&e));
-            let _ = tx.send(cause);
-        });
-        let config = Payload::from_json(&spec.config)
-            .map_err(|e| HandshakeError(format!("config does not encode: {e}")))?;
-        let mut ctx = tarpc::context::current();
-        ctx.deadline = Instant::now() + timeout;
-        // The plugin may open its bus connection before it answers `load`.
-        let (loaded, bus_conn) = {
-            let load = client.load(ctx, config);
-            let accept_bus = handshake::accept_plugin(&listener, &expected, Want::Bus);
-            tokio::pin!(load, accept_bus);
-            let mut bus_conn = None;
-            let loaded = loop {
-                tokio::select! {
-                    loaded = &mut load => break loaded,
-                    conn = &mut accept_bus, if bus_conn.is_none() => bus_conn = Some(conn),
-                }
-            };
-            if bus_conn.is_none() {
-                bus_conn = accept_bus.now_or_never();
-            }
-            (loaded, bus_conn)
-        };
-        drop(listener);
-        loaded
-            .map_err(|e| HandshakeError(format!("no answer to load: {e}")))?
-            .map_err(|e| HandshakeError(format!("on_load failed: {e}")))?;
-        let bus_broken = match bus_conn {
-            Some(Ok(framed)) => {
-                let (broken, bus_broken) = oneshot::channel();
-                let transport = handshake::BusTransport::new(framed, spec.codec, broken);
-                crate::bus::serve_plugin(spec.name.as_str().into(), bus, transport);
-                Some(bus_broken)
-            }
-            Some(Err(HandshakeError(why))) => {
-                return Err(HandshakeError(format!("bus connection refused: {why}")));
-            }
-            None => None,
-        };
-        Ok(Connected {
-            client,
-            closed,
-            bus_broken,
-        })
-    };
+    let attempt = handshake_and_load(listener, &spec, &secret, pgid, bus);
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| {
@@ -108,11 +49,97 @@ pub(super) async fn connect(
         })
 }
 
+async fn handshake_and_load(
+    listener: Listener,
+    spec: &PluginSpec,
+    secret: &str,
+    pgid: u32,
+    bus: BusHandle,
+) -> Result<Connected, HandshakeError> {
+    let expected = Expected {
+        name: &spec.name,
+        secret,
+        pgid,
+        codec: spec.codec,
+        max_frame: MAX_FRAME_BYTES,
+    };
+    let framed = handshake::accept_plugin(&listener, &expected, Want::Plugin).await?;
+    let (client, closed) = open_client(framed, spec.codec);
+    let config = Payload::from_json(&spec.config)
+        .map_err(|e| HandshakeError(format!("config does not encode: {e}")))?;
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = Instant::now() + spec.handshake_timeout;
+    // The plugin may open its bus connection before it answers `load`.
+    let (loaded, bus_conn) = {
+        let load = client.load(ctx, config);
+        let accept_bus = handshake::accept_plugin(&listener, &expected, Want::Bus);
+        tokio::pin!(load, accept_bus);
+        let mut bus_conn = None;
+        let loaded = loop {
+            tokio::select! {
+                loaded = &mut load => break loaded,
+                conn = &mut accept_bus, if bus_conn.is_none() => bus_conn = Some(conn),
+            }
+        };
+        if bus_conn.is_none() {
+            bus_conn = accept_bus.now_or_never();
+        }
+        (loaded, bus_conn)
+    };
+    drop(listener);
+    loaded
+        .map_err(|e| HandshakeError(format!("no answer to load: {e}")))?
+        .map_err(|e| HandshakeError(format!("on_load failed: {e}")))?;
+    let bus_broken = match bus_conn {
+        Some(Ok(framed)) => Some(serve_bus(framed, spec, bus)),
+        Some(Err(HandshakeError(why))) => {
+            return Err(HandshakeError(format!("bus connection refused: {why}")));
+        }
+        None => None,
+    };
+    Ok(Connected {
+        client,
+        closed,
+        bus_broken,
+    })
+}
+
+/// The RPC client on the plugin connection, and what resolves when that
+/// connection ends. Answers are checked against their requests before the
+/// client sees them.
+fn open_client(
+    framed: Framed<Socket>,
+    codec: Codec,
+) -> (PluginApiClient, oneshot::Receiver<Option<String>>) {
+    let transport = PluginTransport::new(framed, codec);
+    let tarpc::client::NewClient { client, dispatch } =
+        PluginApiClient::new(tarpc::client::Config::default(), transport);
+    let (tx, closed) = oneshot::channel();
+    tokio::spawn(async move {
+        let cause = dispatch.await.err().and_then(|e| protocol_violation(&e));
+        let _ = tx.send(cause);
+    });
+    (client, closed)
+}
+
+/// Serves the bus on the plugin's bus connection; the receiver resolves if
+/// the plugin breaks the protocol there.
+fn serve_bus(
+    framed: Framed<Socket>,
+    spec: &PluginSpec,
+    bus: BusHandle,
+) -> oneshot::Receiver<String> {
+    let (broken, bus_broken) = oneshot::channel();
+    let transport = BusTransport::new(framed, spec.codec, broken);
+    crate::bus::serve_plugin(spec.name.as_str().into(), bus, transport);
+    bus_broken
+}
+
 /// Names a protocol violation in a broken connection, if it was one (as
 /// opposed to the peer simply going away).
 fn protocol_violation(err: &tarpc::ChannelError<std::io::Error>) -> Option<String> {
     let tarpc::ChannelError::Read(e) = err else {
         return None;
     };
-    handshake::violation(e, MAX_FRAME_BYTES)
+    violation(e, MAX_FRAME_BYTES)
 }
