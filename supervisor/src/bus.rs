@@ -39,11 +39,10 @@ const STREAM_IDLE: Duration = Duration::from_secs(10);
 /// Queue size of a CLI stream.
 const STREAM_QUEUE: usize = 65_536;
 
-/// What a full queue does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// What a full queue does. Its default is in [`crate::config::defaults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Overflow {
     /// Drop the oldest queued event (counted and reported).
-    #[default]
     #[serde(rename = "drop-oldest")]
     DropOldest,
     /// Make publishers wait for room.
