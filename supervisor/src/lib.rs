@@ -9,10 +9,11 @@
 //! - [`control`]: serves the control socket the CLI talks to;
 //! - [`bus`]: the event bus between plugins, the CLI and corral.
 //!
-//! Around them: [`config`] (loading and checking), [`spawn`] (starting a
-//! process), [`listener`] (plugin sockets and their authentication),
-//! [`logs`] (capturing output), [`memory`] (measuring it), [`cgroup`] and
-//! [`rate`] (enforcing limits), [`cli`] and [`scaffold`] (`corral new`).
+//! Around them: [`config`] (loading and checking), [`deps`] (the `requires`
+//! graph), [`spawn`] (starting a process), [`listener`] (plugin sockets and
+//! their authentication), [`logs`] (capturing output), [`memory`] (measuring
+//! it), [`cgroup`] and [`rate`] (enforcing limits), [`cli`] and [`scaffold`]
+//! (`corral new`).
 #![deny(missing_docs)]
 
 pub mod bus;
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod deps;
 mod error;
 pub mod os;
 pub mod plugin;

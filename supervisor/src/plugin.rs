@@ -36,8 +36,8 @@
 //! `lifecycle` (state machine and history, pure), `process` (one spawn's
 //! life: the value that exists only while a process runs), `connect` (the
 //! handshake task), `health` (heartbeat and memory verdicts, pure), `stop`
-//! (the escalation schedule, pure), `reload` (what new settings change,
-//! pure) and `settings` (what `inspect` shows).
+//! (the escalation schedule, pure), and `reload` (what new settings
+//! change, pure).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,7 +59,6 @@ mod lifecycle;
 mod messages;
 mod process;
 mod reload;
-mod settings;
 mod stop;
 
 use actor::Actor;

@@ -7,13 +7,17 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter, clock::DefaultClock, state::InMemoryState, state::NotKeyed};
+use serde::Serialize;
+
+use crate::units::serialize_duration;
 
 /// A configured limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RateLimit {
     /// Calls allowed per period (at least 1).
     pub calls: u32,
     /// The period (above zero).
+    #[serde(serialize_with = "serialize_duration")]
     pub per: Duration,
 }
 

@@ -19,14 +19,16 @@ use std::time::{Duration, Instant};
 use corral_proto::ExitReason;
 use serde::{Deserialize, Serialize};
 
-/// When an ended plugin is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+use crate::units::serialize_duration;
+
+/// When an ended plugin is started again. Its default is in
+/// [`crate::config::defaults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     /// After every end, clean or not.
     Always,
     /// After a failure: any end but an exit with a success code.
-    #[default]
     OnFailure,
     /// Never: an ended plugin stays down.
     Never,
@@ -45,12 +47,12 @@ impl RestartPolicy {
     }
 }
 
-/// What else restarts when a plugin is restarted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// What else restarts when a plugin is restarted. Its default is in
+/// [`crate::config::defaults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Only the plugin that ended.
-    #[default]
     OneForOne,
     /// The plugin, then the plugins that require it (transitively), in order.
     RestForOne,
@@ -58,25 +60,19 @@ pub enum Strategy {
     OneForAll,
 }
 
-/// Delays between restarts in a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Delays between restarts in a row. Its default is in
+/// [`crate::config::defaults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Backoff {
     /// The delay before the second restart in a row.
+    #[serde(serialize_with = "serialize_duration")]
     pub initial: Duration,
     /// The longest delay.
+    #[serde(serialize_with = "serialize_duration")]
     pub max: Duration,
     /// Running this long resets the sequence.
+    #[serde(serialize_with = "serialize_duration")]
     pub reset_after: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(30),
-            reset_after: Duration::from_secs(10),
-        }
-    }
 }
 
 impl Backoff {
@@ -97,22 +93,15 @@ impl Backoff {
     }
 }
 
-/// At most `count` restarts within `within`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// At most `count` restarts within `within`. Its default is in
+/// [`crate::config::defaults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RestartLimit {
     /// Restarts allowed in the window.
     pub count: u32,
     /// The sliding window.
+    #[serde(serialize_with = "serialize_duration")]
     pub within: Duration,
-}
-
-impl Default for RestartLimit {
-    fn default() -> Self {
-        Self {
-            count: 5,
-            within: Duration::from_secs(60),
-        }
-    }
 }
 
 /// A plugin's restart settings, borrowed from its spec.

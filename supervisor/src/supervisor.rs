@@ -20,6 +20,7 @@ use std::path::PathBuf;
 
 use crate::bus::BusHandle;
 use crate::config::{ConfigError, Fleet, PluginSpec};
+use crate::deps::Graph;
 use crate::os::cgroup::Cgroups;
 use crate::plugin::{Applied, Event, Host, PluginHandle};
 use crate::restart::Strategy;
@@ -79,13 +80,12 @@ impl SupervisorHandle {
             .filter(|r| r.state == PluginState::Running)
             .map(|r| r.name.clone())
             .collect();
+        let graph = Graph::new(plugins.iter().map(|p| (p.name(), p.requires())));
         for (row, plugin) in rows.iter_mut().zip(&plugins) {
             if row.state == PluginState::Waiting {
-                row.waiting_for = plugin
-                    .requires()
-                    .iter()
-                    .find(|r| !running.contains(*r))
-                    .cloned();
+                row.waiting_for = graph
+                    .unmet(plugin.name(), |r| running.contains(r))
+                    .map(String::from);
             }
         }
         rows
@@ -329,13 +329,14 @@ impl Supervisor {
                 )
             )
         };
+        let graph = self.graph();
         self.plugins
             .iter()
             .all(|(p, _)| match self.states.get(p.name()) {
                 None | Some(PluginState::Starting) => false,
-                Some(PluginState::Waiting) => {
-                    p.requires().iter().any(|r| !may_run(self.states.get(r)))
-                }
+                Some(PluginState::Waiting) => graph
+                    .unmet(p.name(), |r| may_run(self.states.get(r)))
+                    .is_some(),
                 Some(_) => true,
             })
     }
@@ -344,16 +345,11 @@ impl Supervisor {
     /// Each is marked `starting` at once, so the events that follow do not
     /// send it again; its own events then report where it really is.
     fn start_ready(&mut self) {
-        let running = |n: &String| self.states.get(n) == Some(&PluginState::Running);
-        let ready: Vec<PluginHandle> = self
-            .plugins
-            .iter()
-            .filter(|(p, _)| {
-                self.states.get(p.name()) == Some(&PluginState::Waiting)
-                    && p.requires().iter().all(running)
-            })
-            .map(|(p, _)| p.clone())
-            .collect();
+        let is = |n: &str, state| self.states.get(n) == Some(&state);
+        let ready = self.handles(&self.graph().ready(
+            |n| is(n, PluginState::Waiting),
+            |n| is(n, PluginState::Running),
+        ));
         for plugin in ready {
             self.states
                 .insert(plugin.name().to_string(), PluginState::Starting);
@@ -392,27 +388,24 @@ impl Supervisor {
 
     /// Plugins grouped for stopping: dependents before what they require.
     fn stop_levels(&self) -> Vec<Vec<PluginHandle>> {
-        let mut level: HashMap<&str, usize> = HashMap::new();
-        for (p, _) in &self.plugins {
-            let l = p
-                .requires()
-                .iter()
-                .filter_map(|r| level.get(r.as_str()))
-                .map(|l| l + 1)
-                .max()
-                .unwrap_or(0);
-            level.insert(p.name(), l);
-        }
-        let deepest = level.values().copied().max().unwrap_or(0);
-        (0..=deepest)
-            .rev()
-            .map(|l| {
-                self.plugins
-                    .iter()
-                    .filter(|(p, _)| level.get(p.name()) == Some(&l))
-                    .map(|(p, _)| p.clone())
-                    .collect()
-            })
+        self.graph()
+            .stop_levels()
+            .iter()
+            .map(|level| self.handles(level))
+            .collect()
+    }
+
+    /// The `requires` graph of the plugins in force, in start order.
+    fn graph(&self) -> Graph<'_> {
+        Graph::new(self.plugins.iter().map(|(p, _)| (p.name(), p.requires())))
+    }
+
+    /// The handles of the plugins named, in that order.
+    fn handles(&self, names: &[&str]) -> Vec<PluginHandle> {
+        names
+            .iter()
+            .filter_map(|n| self.plugins.iter().find(|(p, _)| p.name() == *n))
+            .map(|(p, _)| p.clone())
             .collect()
     }
 }

@@ -1,5 +1,6 @@
 //! Human-friendly units in config files: durations ("500ms", "5s", "1m") and
-//! sizes ("64MiB", "1GiB", "512KB").
+//! sizes ("64MiB", "1GiB", "512KB"), read from text and written back as text
+//! (as `corral inspect` shows settings).
 
 use std::fmt;
 use std::time::Duration;
@@ -35,6 +36,14 @@ impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(self.0))
     }
+}
+
+/// Writes a duration as text, such as `"1s"` or `"1m 30s"`, to the
+/// millisecond (finer parts are dropped): for `#[serde(serialize_with)]` on
+/// the `Duration` fields of resolved settings.
+pub fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    let ms = Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    s.collect_str(&humantime::format_duration(ms))
 }
 
 /// A size in bytes written as text with a unit, such as `"64MiB"`.
@@ -92,6 +101,16 @@ mod tests {
         let t = parse("d = \"250ms\"\ns = \"64MiB\"").unwrap();
         assert_eq!(t.d, Some(HumanDuration(Duration::from_millis(250))));
         assert_eq!(t.s, Some(Size(64 * 1024 * 1024)));
+    }
+
+    #[test]
+    fn durations_are_written_as_text_to_the_millisecond() {
+        #[derive(Serialize)]
+        struct W(#[serde(serialize_with = "serialize_duration")] Duration);
+        let text = |d| serde_json::to_value(W(d)).unwrap();
+        assert_eq!(text(Duration::from_micros(1_500_900)), "1s 500ms");
+        assert_eq!(text(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(text(Duration::from_micros(999)), "0s");
     }
 
     #[test]

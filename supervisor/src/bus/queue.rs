@@ -9,11 +9,10 @@ use corral_proto::Event;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-/// What a full queue does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// What a full queue does. Its default is in [`crate::config::defaults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Overflow {
     /// Drop the oldest queued event (counted and reported).
-    #[default]
     #[serde(rename = "drop-oldest")]
     DropOldest,
     /// Make publishers wait for room.

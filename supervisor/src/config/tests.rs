@@ -1,4 +1,11 @@
+//! Loading whole fleet files: layering, defaults, and the problems named.
+
+use std::time::Duration;
+
+use corral_proto::Codec;
+
 use super::*;
+use crate::restart::{RestartLimit, RestartPolicy, Strategy};
 
 fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
     let p = dir.join(rel);
@@ -287,4 +294,57 @@ fn unknown_requirements_and_cycles_are_named() {
         "[plugins.a]\ncmd=[\"x\"]\nrequires=[\"a\"]\n",
     );
     assert!(problems(&f)[0].message.contains("itself"));
+}
+
+#[test]
+fn every_builtin_default_applies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(tmp.path(), "corral.toml", "[plugins.echo]\ncmd = [\"x\"]\n");
+    let fleet = load(&f).unwrap();
+    assert_eq!(fleet.supervisor.strategy, Strategy::OneForOne);
+    let p = &fleet.plugins[0];
+    let log = tmp.path().join("echo.log");
+    let want = serde_json::json!({
+        "cmd": ["x"],
+        "env": {},
+        "cwd": tmp.path(),
+        "enabled": true,
+        "codec": "bincode",
+        "config": null,
+        "handshake_timeout": "5s",
+        "heartbeat": {"interval": "1s", "timeout": "1s", "misses": 3},
+        "stop_timeout": "5s",
+        "kill_timeout": "2s",
+        "call_timeout": "30s",
+        "memory_max": null,
+        "memory_high": null,
+        "memory_check_interval": "250ms",
+        "pids_max": null,
+        "nofile": null,
+        "rate_limit": null,
+        "limits": "auto",
+        "cgroups": null,
+        "restart": "on-failure",
+        "success_codes": [0],
+        "backoff": {"initial": "100ms", "max": "30s", "reset_after": "10s"},
+        "restart_limit": {"count": 5, "within": "1m"},
+        "requires": [],
+        "log_max_size": 10_485_760,
+        "log_keep": 5,
+        "log_file": log,
+        "manifest": null,
+    });
+    assert_eq!(p.settings(&log, None), want);
+    assert_eq!(p.bus.publish, ["echo.>"]);
+    assert!(p.bus.subscribe.is_empty());
+    assert_eq!(p.bus.queue, 65_536);
+    assert_eq!(p.bus.overflow, crate::bus::Overflow::DropOldest);
+    assert!(!p.bus.durable);
+    // The types' own defaults are the config's.
+    assert_eq!(RestartPolicy::default(), p.restart);
+    assert_eq!(crate::restart::Backoff::default(), p.backoff);
+    assert_eq!(RestartLimit::default(), p.restart_limit);
+    assert_eq!(crate::os::cgroup::LimitsMode::default(), p.limits);
+    assert_eq!(crate::bus::Overflow::default(), p.bus.overflow);
+    assert_eq!(Strategy::default(), fleet.supervisor.strategy);
 }

@@ -36,12 +36,12 @@ use std::time::Duration;
 use corral_proto::Enforcement;
 use serde::{Deserialize, Serialize};
 
-/// The `limits` key: whether a plugin may get a cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+/// The `limits` key: whether a plugin may get a cgroup. Its default is in
+/// [`crate::config::defaults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitsMode {
     /// A cgroup where the machine allows one, sampling always.
-    #[default]
     Auto,
     /// Sampling only, even where cgroups are available.
     Sampling,

@@ -14,13 +14,13 @@ use corral_proto::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Interval;
 
+use super::Host;
 use super::connect::Connected;
 use super::health::{self, MemoryVerdict, PingVerdict};
 use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
 use super::messages::{Applied, CallTarget, Event, Msg};
 use super::process::{self, Reaped, Spawn, SpawnEvent, has_cgroup_limit};
 use super::reload::{self, Plan};
-use super::{Host, settings};
 use crate::bus::DeliveryFailure;
 use crate::config::PluginSpec;
 use crate::os::logs::LogSink;
@@ -181,7 +181,7 @@ impl Actor {
             .log_dir
             .join(format!("{}.log", self.spec.name));
         let cgroups = self.spawn.as_ref().and_then(Spawn::cgroup_paths);
-        let settings = settings::settings_json(&self.spec, &log_file, cgroups);
+        let settings = self.spec.settings(&log_file, cgroups);
         PluginInfo {
             status: self.status(),
             settings: Payload::from_json(&settings).unwrap_or_default(),

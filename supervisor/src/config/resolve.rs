@@ -1,0 +1,518 @@
+//! From layers to settings in force: the `[supervisor]` table to
+//! [`SupervisorSettings`], each plugin's layers (fleet entry over manifest
+//! over `[defaults]`) to a [`PluginSpec`], one function per group of keys,
+//! each filling in [`defaults`] and checking its values, and the fleet's
+//! `requires` checked and put in start order through [`crate::deps`].
+//!
+//! A plugin's problems are reported one at a time, in a fixed order: its
+//! name, its manifest, then the groups in the order `spec` resolves them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use corral_proto::Codec;
+
+use super::defaults;
+use super::error::{ConfigError, Problem};
+use super::layers::{
+    BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
+    RestartLimitLayer, SupervisorLayer,
+};
+use super::schema::{self, SchemaEntry};
+use super::spec::{Heartbeat, PluginSpec, SupervisorSettings};
+use crate::units::{HumanDuration, Size};
+
+use crate::bus::{BusRules, Overflow};
+use crate::deps::{Graph, OrderError};
+use crate::os::cgroup::LimitsMode;
+use crate::rate::RateLimit;
+use crate::restart::{Backoff, RestartLimit, RestartPolicy};
+
+/// The longest socket path the OS accepts (sun_path, less the terminator).
+const MAX_SOCKET_PATH: usize = 107;
+/// The longest plugin name.
+const MAX_NAME: usize = 64;
+/// The shortest `memory_check_interval`.
+const MIN_MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The `[supervisor]` table, with the control socket's path checked.
+pub(super) fn supervisor_settings(
+    raw: SupervisorLayer,
+    dir: &Path,
+    file: &Path,
+) -> Result<SupervisorSettings, ConfigError> {
+    let runtime_dir = dir.join(
+        raw.runtime_dir
+            .unwrap_or_else(|| defaults::RUNTIME_DIR.into()),
+    );
+    let log_dir = raw
+        .log_dir
+        .map(|d| dir.join(d))
+        .unwrap_or_else(|| runtime_dir.join(defaults::LOG_DIR_IN_RUNTIME_DIR));
+    let settings = SupervisorSettings {
+        runtime_dir,
+        log_dir,
+        strategy: raw.strategy.unwrap_or(defaults::STRATEGY),
+    };
+    // The longest socket name is checked per plugin; the control socket here.
+    let control = settings.control_socket();
+    if control.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(ConfigError::one(
+            file.display(),
+            "supervisor.runtime_dir",
+            format!(
+                "`{}` is too long for a socket path (the OS allows {MAX_SOCKET_PATH} bytes); choose a shorter runtime_dir",
+                control.display()
+            ),
+        ));
+    }
+    Ok(settings)
+}
+
+/// Which plugin of which file is being resolved: names the keys of its
+/// problems.
+struct At<'a> {
+    file: &'a str,
+    name: &'a str,
+}
+
+impl At<'_> {
+    fn key(&self, k: &str) -> String {
+        format!("plugins.{}.{k}", self.name)
+    }
+
+    fn err(&self, k: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::one(self.file, self.key(k), message)
+    }
+}
+
+/// One plugin's layers merged, with what its manifest (if any) brought.
+struct Layered {
+    layer: PluginLayer,
+    schema: BTreeMap<String, SchemaEntry>,
+    manifest: Option<PathBuf>,
+    /// Its folder: the manifest's, or the fleet file's.
+    home: PathBuf,
+}
+
+/// Resolves `[plugins.NAME]` over its manifest and the fleet's
+/// `[defaults]` (already anchored at `dir`, the fleet file's folder).
+pub(super) fn plugin(
+    name: &str,
+    entry: FleetEntry,
+    fleet_defaults: &PluginLayer,
+    dir: &Path,
+    file: &str,
+    supervisor: &SupervisorSettings,
+) -> Result<PluginSpec, ConfigError> {
+    let at = At { file, name };
+    check_name(&at, supervisor)?;
+    let layered = layered(&at, entry, fleet_defaults, dir)?;
+    spec(&at, layered)
+}
+
+/// Every group of keys resolved, in the order their problems are reported.
+fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
+    let Layered {
+        layer,
+        schema,
+        manifest,
+        home,
+    } = layered;
+    // Every key taken apart, by group: a key added to the grammar and not
+    // resolved below does not compile.
+    #[rustfmt::skip]
+    let PluginLayer {
+        cmd, env, cwd, enabled, codec,
+        config,
+        heartbeat,
+        handshake_timeout, stop_timeout, kill_timeout, call_timeout,
+        restart, success_codes, backoff, restart_limit,
+        requires,
+        rate_limit,
+        memory_max, memory_high, memory_check_interval,
+        subscribe, publish, queue, overflow, durable,
+        pids_max, nofile, limits,
+        log_max_size, log_keep,
+    } = layer;
+    let Process {
+        cmd,
+        env,
+        cwd,
+        enabled,
+        codec,
+    } = process(at, cmd, env, cwd, enabled, codec, home)?;
+    let config = config_table(at, &schema, manifest.as_deref(), config)?;
+    let heartbeat = heartbeats(at, heartbeat)?;
+    let (handshake_timeout, stop_timeout, kill_timeout, call_timeout) =
+        timeouts(handshake_timeout, stop_timeout, kill_timeout, call_timeout);
+    let (restart, success_codes, backoff, restart_limit) =
+        restarts(restart, success_codes, backoff, restart_limit);
+    let requires = requirements(at, requires)?;
+    let rate_limit = call_rate(at, rate_limit)?;
+    let (memory_max, memory_high, memory_check_interval) =
+        memory(at, memory_max, memory_high, memory_check_interval)?;
+    let bus = bus(at, subscribe, publish, queue, overflow, durable)?;
+    let (pids_max, nofile, limits) = process_limits(at, pids_max, nofile, limits)?;
+    let (log_max_size, log_keep) = logs(log_max_size, log_keep);
+    Ok(PluginSpec {
+        name: at.name.to_string(),
+        cmd,
+        env,
+        cwd,
+        enabled,
+        codec,
+        config,
+        handshake_timeout,
+        heartbeat,
+        stop_timeout,
+        kill_timeout,
+        call_timeout,
+        memory_max,
+        memory_high,
+        memory_check_interval,
+        pids_max,
+        nofile,
+        rate_limit,
+        limits,
+        bus,
+        restart,
+        success_codes,
+        backoff,
+        restart_limit,
+        requires,
+        log_max_size,
+        log_keep,
+        manifest,
+    })
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The plugin's name, and the socket path it makes.
+fn check_name(at: &At<'_>, supervisor: &SupervisorSettings) -> Result<(), ConfigError> {
+    let key = format!("plugins.{}", at.name);
+    if !valid_name(at.name) {
+        return Err(ConfigError::one(
+            at.file,
+            key,
+            format!("a plugin name is 1 to {MAX_NAME} characters of a-z, 0-9, '-' and '_'"),
+        ));
+    }
+    let socket = supervisor.plugin_socket(at.name);
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(ConfigError::one(
+            at.file,
+            key,
+            format!(
+                "socket path `{}` is too long (the OS allows {MAX_SOCKET_PATH} bytes); shorten the name or supervisor.runtime_dir",
+                socket.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The fleet entry over the manifest it points at (if any) over
+/// `fleet_defaults`, each anchored at its own folder.
+fn layered(
+    at: &At<'_>,
+    entry: FleetEntry,
+    fleet_defaults: &PluginLayer,
+    dir: &Path,
+) -> Result<Layered, ConfigError> {
+    let layer = entry.layer().anchored_at(dir);
+    let Some(path) = &entry.path else {
+        return Ok(Layered {
+            layer: layer.over(fleet_defaults.clone()),
+            schema: BTreeMap::new(),
+            manifest: None,
+            home: dir.to_path_buf(),
+        });
+    };
+    let folder = dir.join(path);
+    let manifest_file = folder.join("plugin.toml");
+    if !manifest_file.is_file() {
+        return Err(at.err("path", format!("`{}` has no plugin.toml", folder.display())));
+    }
+    let manifest = Manifest::read(&manifest_file)?;
+    let folder = std::path::absolute(&folder).unwrap_or(folder);
+    let layer = layer.over(manifest.layer().anchored_at(&folder));
+    Ok(Layered {
+        layer: layer.over(fleet_defaults.clone()),
+        schema: manifest.config_schema,
+        manifest: Some(manifest_file),
+        home: folder,
+    })
+}
+
+/// The process keys, resolved.
+struct Process {
+    cmd: Vec<String>,
+    env: BTreeMap<String, String>,
+    cwd: PathBuf,
+    enabled: bool,
+    codec: Codec,
+}
+
+/// `cmd` (there must be one, with a program), `env`, `cwd` (by default
+/// `home`, the plugin's folder), `enabled` and `codec`.
+fn process(
+    at: &At<'_>,
+    cmd: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    cwd: Option<PathBuf>,
+    enabled: Option<bool>,
+    codec: Option<Codec>,
+    home: PathBuf,
+) -> Result<Process, ConfigError> {
+    let cmd = match cmd {
+        Some(cmd) if !cmd.is_empty() && !cmd[0].is_empty() => cmd,
+        Some(_) => return Err(at.err("cmd", "`cmd` is empty; it needs at least the program")),
+        None => {
+            return Err(at.err(
+                "cmd",
+                "no command: set `cmd = [\"program\", \"arg\", …]` here, or `path` to a folder whose plugin.toml has one",
+            ));
+        }
+    };
+    Ok(Process {
+        cmd,
+        env: env.unwrap_or_default(),
+        cwd: cwd.unwrap_or(home),
+        enabled: enabled.unwrap_or(defaults::ENABLED),
+        codec: codec.unwrap_or(defaults::CODEC),
+    })
+}
+
+/// `config`, checked against the manifest's schema and its defaults filled
+/// in. A bad key is reported in the fleet file, naming where the schema is.
+fn config_table(
+    at: &At<'_>,
+    schema: &BTreeMap<String, SchemaEntry>,
+    manifest: Option<&Path>,
+    config: Option<serde_json::Value>,
+) -> Result<serde_json::Value, ConfigError> {
+    schema::apply(schema, config.unwrap_or(serde_json::Value::Null)).map_err(|(k, message)| {
+        let file = if k.is_empty() {
+            at.file.to_string()
+        } else {
+            let source = manifest.map_or_else(|| at.file.to_string(), |p| p.display().to_string());
+            format!("{} (schema in {source})", at.file)
+        };
+        let key = if k.is_empty() {
+            at.key("config")
+        } else {
+            at.key(&format!("config.{k}"))
+        };
+        ConfigError::one(file, key, message)
+    })
+}
+
+/// `heartbeat`: every part above zero.
+fn heartbeats(at: &At<'_>, hb: Option<HeartbeatLayer>) -> Result<Heartbeat, ConfigError> {
+    let hb = hb.unwrap_or_default();
+    let heartbeat = Heartbeat {
+        interval: hb.interval.map_or(defaults::HEARTBEAT_INTERVAL, |d| d.0),
+        timeout: hb.timeout.map_or(defaults::HEARTBEAT_TIMEOUT, |d| d.0),
+        misses: hb.misses.unwrap_or(defaults::HEARTBEAT_MISSES),
+    };
+    if heartbeat.misses == 0 || heartbeat.interval.is_zero() || heartbeat.timeout.is_zero() {
+        return Err(at.err(
+            "heartbeat",
+            "interval and timeout must be more than zero and misses at least 1",
+        ));
+    }
+    Ok(heartbeat)
+}
+
+/// `handshake_timeout`, `stop_timeout`, `kill_timeout` and `call_timeout`.
+fn timeouts(
+    handshake: Option<HumanDuration>,
+    stop: Option<HumanDuration>,
+    kill: Option<HumanDuration>,
+    call: Option<HumanDuration>,
+) -> (Duration, Duration, Duration, Duration) {
+    let or = |d: Option<HumanDuration>, default| d.map_or(default, |d| d.0);
+    (
+        or(handshake, defaults::HANDSHAKE_TIMEOUT),
+        or(stop, defaults::STOP_TIMEOUT),
+        or(kill, defaults::KILL_TIMEOUT),
+        or(call, defaults::CALL_TIMEOUT),
+    )
+}
+
+/// `restart`, `success_codes`, `backoff` and `restart_limit`.
+fn restarts(
+    policy: Option<RestartPolicy>,
+    success_codes: Option<Vec<i32>>,
+    backoff: Option<BackoffLayer>,
+    limit: Option<RestartLimitLayer>,
+) -> (RestartPolicy, Vec<i32>, Backoff, RestartLimit) {
+    let b = backoff.unwrap_or_default();
+    let backoff = Backoff {
+        initial: b.initial.map_or(defaults::BACKOFF_INITIAL, |d| d.0),
+        max: b.max.map_or(defaults::BACKOFF_MAX, |d| d.0),
+        reset_after: b.reset_after.map_or(defaults::BACKOFF_RESET_AFTER, |d| d.0),
+    };
+    let l = limit.unwrap_or_default();
+    let limit = RestartLimit {
+        count: l.count.unwrap_or(defaults::RESTART_LIMIT_COUNT),
+        within: l.within.map_or(defaults::RESTART_LIMIT_WITHIN, |d| d.0),
+    };
+    (
+        policy.unwrap_or(defaults::RESTART),
+        success_codes.unwrap_or_else(|| defaults::SUCCESS_CODES.to_vec()),
+        backoff,
+        limit,
+    )
+}
+
+/// `requires`: not the plugin itself (the rest is checked fleet-wide, by
+/// [`start_order`]).
+fn requirements(at: &At<'_>, requires: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let requires = requires.unwrap_or_default();
+    if requires.iter().any(|r| r == at.name) {
+        return Err(at.err("requires", "a plugin cannot require itself"));
+    }
+    Ok(requires)
+}
+
+/// `rate_limit`: at least one call, in a period above zero.
+fn call_rate(
+    at: &At<'_>,
+    rate_limit: Option<RateLimitLayer>,
+) -> Result<Option<RateLimit>, ConfigError> {
+    match rate_limit {
+        None => Ok(None),
+        Some(RateLimitLayer {
+            calls: Some(calls),
+            per,
+        }) if calls > 0 && per.is_none_or(|p| !p.0.is_zero()) => Ok(Some(RateLimit {
+            calls,
+            per: per.map_or(defaults::RATE_LIMIT_PER, |p| p.0),
+        })),
+        Some(_) => Err(at.err(
+            "rate_limit",
+            "write `rate_limit = { calls = N, per = \"1s\" }` with N at least 1 and a period above zero",
+        )),
+    }
+}
+
+/// `memory_max`, `memory_high` (bytes) and `memory_check_interval`.
+fn memory(
+    at: &At<'_>,
+    max: Option<Size>,
+    high: Option<Size>,
+    check_interval: Option<HumanDuration>,
+) -> Result<(Option<u64>, Option<u64>, Duration), ConfigError> {
+    let check_interval = check_interval.map_or(defaults::MEMORY_CHECK_INTERVAL, |d| d.0);
+    if check_interval < MIN_MEMORY_CHECK_INTERVAL {
+        return Err(at.err("memory_check_interval", "sample at most every 10ms"));
+    }
+    Ok((max.map(|s| s.0), high.map(|s| s.0), check_interval))
+}
+
+/// `subscribe`, `publish`, `queue`, `overflow` and `durable`.
+fn bus(
+    at: &At<'_>,
+    subscribe: Option<Vec<String>>,
+    publish: Option<Vec<String>>,
+    queue: Option<u32>,
+    overflow: Option<Overflow>,
+    durable: Option<bool>,
+) -> Result<BusRules, ConfigError> {
+    for (k, patterns) in [("subscribe", &subscribe), ("publish", &publish)] {
+        for p in patterns.iter().flatten() {
+            corral_proto::event::check_pattern(p).map_err(|e| at.err(k, e))?;
+        }
+    }
+    if queue == Some(0) {
+        return Err(at.err("queue", "must be at least 1"));
+    }
+    Ok(BusRules {
+        subscribe: subscribe.unwrap_or_default(),
+        publish: publish.unwrap_or_else(|| defaults::publish(at.name)),
+        queue: queue.map_or(defaults::QUEUE, |q| q as usize),
+        overflow: overflow.unwrap_or(defaults::OVERFLOW),
+        durable: durable.unwrap_or(defaults::DURABLE),
+    })
+}
+
+/// `pids_max` and `nofile` (at least 1 when set), and `limits`.
+fn process_limits(
+    at: &At<'_>,
+    pids_max: Option<u32>,
+    nofile: Option<u64>,
+    limits: Option<LimitsMode>,
+) -> Result<(Option<u32>, Option<u64>, LimitsMode), ConfigError> {
+    if pids_max == Some(0) {
+        return Err(at.err("pids_max", "must be at least 1"));
+    }
+    if nofile == Some(0) {
+        return Err(at.err("nofile", "must be at least 1"));
+    }
+    Ok((pids_max, nofile, limits.unwrap_or(defaults::LIMITS)))
+}
+
+/// `log_max_size` (bytes) and `log_keep`.
+fn logs(max_size: Option<Size>, keep: Option<u32>) -> (u64, u32) {
+    (
+        max_size.map_or(defaults::LOG_MAX_SIZE, |s| s.0),
+        keep.unwrap_or(defaults::LOG_KEEP),
+    )
+}
+
+/// The plugins in start order (every plugin after those it requires, ties
+/// by name), or every requirement that names no plugin, or the cycle that
+/// makes an order impossible.
+pub(super) fn start_order(
+    mut plugins: Vec<PluginSpec>,
+    file: &str,
+) -> Result<Vec<PluginSpec>, ConfigError> {
+    let graph = Graph::new(
+        plugins
+            .iter()
+            .map(|p| (p.name.as_str(), p.requires.as_slice())),
+    );
+    let order: Vec<String> = match graph.start_order() {
+        Ok(order) => order.into_iter().map(String::from).collect(),
+        Err(OrderError::Unknown(unknown)) => {
+            let names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+            let problems = unknown
+                .iter()
+                .map(|u| Problem {
+                    file: file.to_string(),
+                    key: format!("plugins.{}.requires", u.node),
+                    message: format!(
+                        "requires `{}`, which is not a plugin of this fleet (plugins: {})",
+                        u.requirement,
+                        names.join(", ")
+                    ),
+                })
+                .collect();
+            return Err(ConfigError { problems });
+        }
+        Err(OrderError::Cycle(cycle)) => {
+            return Err(ConfigError::one(
+                file,
+                format!("plugins.{}.requires", cycle.0[0]),
+                cycle.to_string(),
+            ));
+        }
+    };
+    let mut ordered = Vec::with_capacity(plugins.len());
+    for name in order {
+        if let Some(i) = plugins.iter().position(|p| p.name == name) {
+            ordered.push(plugins.swap_remove(i));
+        }
+    }
+    Ok(ordered)
+}

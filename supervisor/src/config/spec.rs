@@ -1,0 +1,293 @@
+//! The resolved config, what the rest of corral runs on: [`PluginSpec`] (one
+//! plugin's settings in force), [`Heartbeat`], [`SupervisorSettings`] and the
+//! whole [`Fleet`]; and the settings view `corral inspect` shows
+//! ([`PluginSpec::settings`]), derived from the spec through serde so a new
+//! field shows up there without anyone remembering to add it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use corral_proto::Codec;
+use serde::Serialize;
+
+use crate::bus::BusRules;
+use crate::deps::Graph;
+use crate::os::cgroup::LimitsMode;
+use crate::rate::RateLimit;
+use crate::restart::{Backoff, RestartLimit, RestartPolicy, Strategy};
+use crate::units::serialize_duration;
+
+/// Settings of the supervisor process itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorSettings {
+    /// Where sockets live (created 0700).
+    pub runtime_dir: PathBuf,
+    /// Where per-plugin log files live.
+    pub log_dir: PathBuf,
+    /// What else restarts with a restarted plugin.
+    pub strategy: Strategy,
+}
+
+impl SupervisorSettings {
+    /// Path of the control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.runtime_dir.join("control.sock")
+    }
+
+    /// Path of a plugin's socket.
+    pub fn plugin_socket(&self, name: &str) -> PathBuf {
+        self.runtime_dir.join(format!("plugin-{name}.sock"))
+    }
+}
+
+/// Heartbeat settings in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Heartbeat {
+    /// How often to ping.
+    #[serde(serialize_with = "serialize_duration")]
+    pub interval: Duration,
+    /// How long an answer may take.
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    /// Misses in a row that make the plugin unhealthy.
+    pub misses: u32,
+}
+
+/// Everything needed to run one plugin, resolved from all layers.
+///
+/// It serializes as the settings `corral inspect` shows (see
+/// [`settings`](Self::settings)): durations as text to the millisecond,
+/// sizes in bytes, unset limits as `null`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginSpec {
+    /// Its name in the fleet (`inspect` shows it beside the settings).
+    #[serde(skip)]
+    pub name: String,
+    /// Program (resolved when it is a path) then arguments.
+    pub cmd: Vec<String>,
+    /// Extra environment for the process.
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Whether `corral up` starts it.
+    pub enabled: bool,
+    /// Codec on its socket.
+    pub codec: Codec,
+    /// The config handed to `on_load` (schema defaults filled in).
+    pub config: serde_json::Value,
+    /// Time allowed from spawn to completed handshake.
+    #[serde(serialize_with = "serialize_duration")]
+    pub handshake_timeout: Duration,
+    /// Heartbeats.
+    pub heartbeat: Heartbeat,
+    /// Time allowed for a graceful stop before SIGTERM.
+    #[serde(serialize_with = "serialize_duration")]
+    pub stop_timeout: Duration,
+    /// Time allowed after SIGTERM before SIGKILL.
+    #[serde(serialize_with = "serialize_duration")]
+    pub kill_timeout: Duration,
+    /// Deadline of a call into the plugin.
+    #[serde(serialize_with = "serialize_duration")]
+    pub call_timeout: Duration,
+    /// Memory cap in bytes, over the whole process tree.
+    pub memory_max: Option<u64>,
+    /// Soft memory mark in bytes.
+    pub memory_high: Option<u64>,
+    /// How often the process tree's RSS is sampled.
+    #[serde(serialize_with = "serialize_duration")]
+    pub memory_check_interval: Duration,
+    /// Most processes its cgroup may hold.
+    pub pids_max: Option<u32>,
+    /// Open-file limit of its process.
+    pub nofile: Option<u64>,
+    /// Most calls into it per period.
+    pub rate_limit: Option<RateLimit>,
+    /// Whether a cgroup may be used.
+    pub limits: LimitsMode,
+    /// Its place on the event bus (not among the settings `inspect` shows).
+    #[serde(skip)]
+    pub bus: BusRules,
+    /// When it is restarted.
+    pub restart: RestartPolicy,
+    /// Exit codes that are not failures.
+    pub success_codes: Vec<i32>,
+    /// Delays between restarts in a row.
+    pub backoff: Backoff,
+    /// Restarts allowed before it is `failed`.
+    pub restart_limit: RestartLimit,
+    /// Plugins that must be running before it starts.
+    pub requires: Vec<String>,
+    /// Size at which its log file is rotated.
+    pub log_max_size: u64,
+    /// Rotated log files kept beside the current one.
+    pub log_keep: u32,
+    /// The manifest, when the plugin has one.
+    pub manifest: Option<PathBuf>,
+}
+
+/// What `corral inspect` shows as a plugin's settings: the spec, with where
+/// its log goes and the cgroups it is in (if any).
+#[derive(Serialize)]
+struct Settings<'a> {
+    #[serde(flatten)]
+    spec: &'a PluginSpec,
+    log_file: &'a Path,
+    cgroups: Option<&'a [PathBuf]>,
+}
+
+impl PluginSpec {
+    /// The settings in force, for `corral inspect`: every serialized field
+    /// of the spec, plus `log_file` and `cgroups`. `null` if a path in them
+    /// is not UTF-8 and so cannot be written as JSON.
+    pub fn settings(&self, log_file: &Path, cgroups: Option<&[PathBuf]>) -> serde_json::Value {
+        serde_json::to_value(Settings {
+            spec: self,
+            log_file,
+            cgroups,
+        })
+        .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A whole fleet, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The fleet file it came from.
+    pub file: PathBuf,
+    /// Supervisor settings.
+    pub supervisor: SupervisorSettings,
+    /// Plugins in start order: every plugin after those it requires, ties by name.
+    pub plugins: Vec<PluginSpec>,
+}
+
+impl Fleet {
+    /// The `requires` graph of its plugins, in start order.
+    pub fn graph(&self) -> Graph<'_> {
+        Graph::new(
+            self.plugins
+                .iter()
+                .map(|p| (p.name.as_str(), p.requires.as_slice())),
+        )
+    }
+
+    /// Plugins that require `name`, directly or through others, in start order.
+    pub fn dependents_of(&self, name: &str) -> Vec<String> {
+        self.graph()
+            .dependents(name)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Overflow;
+
+    fn sample() -> PluginSpec {
+        let ms = Duration::from_millis;
+        PluginSpec {
+            name: "echo".into(),
+            cmd: vec!["/srv/echo/run".into(), "--fast".into()],
+            env: BTreeMap::from([("LEVEL".into(), "2".into())]),
+            cwd: "/srv/echo".into(),
+            enabled: true,
+            codec: Codec::Json,
+            config: serde_json::json!({"greeting": "hello", "level": 2}),
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat: Heartbeat {
+                interval: ms(1500),
+                timeout: Duration::from_micros(250_900),
+                misses: 3,
+            },
+            stop_timeout: Duration::from_secs(90),
+            kill_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(3600),
+            memory_max: Some(64 * 1024 * 1024),
+            memory_high: None,
+            memory_check_interval: ms(250),
+            pids_max: Some(32),
+            nofile: None,
+            rate_limit: Some(RateLimit {
+                calls: 100,
+                per: Duration::from_secs(1),
+            }),
+            limits: LimitsMode::Sampling,
+            bus: BusRules {
+                subscribe: vec!["orders.>".into()],
+                publish: vec!["echo.>".into()],
+                queue: 16,
+                overflow: Overflow::Block,
+                durable: true,
+            },
+            restart: RestartPolicy::OnFailure,
+            success_codes: vec![0, 3],
+            backoff: Backoff {
+                initial: ms(100),
+                max: Duration::from_secs(30),
+                reset_after: Duration::from_secs(10),
+            },
+            restart_limit: RestartLimit {
+                count: 5,
+                within: Duration::from_secs(60),
+            },
+            requires: vec!["db".into()],
+            log_max_size: 10 * 1024 * 1024,
+            log_keep: 5,
+            manifest: Some("/srv/echo/plugin.toml".into()),
+        }
+    }
+
+    #[test]
+    fn settings_pin_what_inspect_shows() {
+        let cgroups = [PathBuf::from("/sys/fs/cgroup/corral/echo")];
+        let got = sample().settings(Path::new("/run/logs/echo.log"), Some(&cgroups));
+        let want = serde_json::json!({
+            "cmd": ["/srv/echo/run", "--fast"],
+            "env": {"LEVEL": "2"},
+            "cwd": "/srv/echo",
+            "enabled": true,
+            "codec": "json",
+            "config": {"greeting": "hello", "level": 2},
+            "handshake_timeout": "5s",
+            "heartbeat": {"interval": "1s 500ms", "timeout": "250ms", "misses": 3},
+            "stop_timeout": "1m 30s",
+            "kill_timeout": "2s",
+            "call_timeout": "1h",
+            "memory_max": 67_108_864,
+            "memory_high": null,
+            "memory_check_interval": "250ms",
+            "pids_max": 32,
+            "nofile": null,
+            "rate_limit": {"calls": 100, "per": "1s"},
+            "limits": "sampling",
+            "cgroups": ["/sys/fs/cgroup/corral/echo"],
+            "restart": "on-failure",
+            "success_codes": [0, 3],
+            "backoff": {"initial": "100ms", "max": "30s", "reset_after": "10s"},
+            "restart_limit": {"count": 5, "within": "1m"},
+            "requires": ["db"],
+            "log_max_size": 10_485_760,
+            "log_keep": 5,
+            "log_file": "/run/logs/echo.log",
+            "manifest": "/srv/echo/plugin.toml",
+        });
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn unset_parts_of_the_settings_are_null() {
+        let spec = PluginSpec {
+            rate_limit: None,
+            manifest: None,
+            ..sample()
+        };
+        let got = spec.settings(Path::new("/run/logs/echo.log"), None);
+        assert_eq!(got["rate_limit"], serde_json::Value::Null);
+        assert_eq!(got["manifest"], serde_json::Value::Null);
+        assert_eq!(got["cgroups"], serde_json::Value::Null);
+        assert!(got.get("name").is_none() && got.get("bus").is_none());
+    }
+}
