@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
+use crate::os::runtime_dir::DirError;
 
 /// What can stop the supervisor or a client command from doing its job.
 #[derive(Debug, thiserror::Error)]
@@ -11,22 +12,9 @@ pub enum Error {
     /// The config is invalid.
     #[error("{0}")]
     Config(#[from] ConfigError),
-    /// The runtime directory cannot be used.
-    #[error("runtime directory {path}: {detail}")]
-    RuntimeDir {
-        /// The directory.
-        path: PathBuf,
-        /// What is wrong.
-        detail: String,
-    },
-    /// Another supervisor already runs on this runtime directory.
-    #[error(
-        "another corral supervisor is already running on {path} (it holds {path}/supervisor.lock); stop it with `corral down` or use another runtime_dir"
-    )]
-    AlreadyRunning {
-        /// The runtime directory.
-        path: PathBuf,
-    },
+    /// The runtime or log directory cannot be used.
+    #[error("{0}")]
+    Dir(#[from] DirError),
     /// No supervisor answers on the control socket.
     #[error(
         "no corral supervisor is running: nothing answers at {socket} ({found_via}): {source}\nstart one with `corral up -c FILE`, or point at a running one with `-c FILE`, `--socket PATH` or CORRAL_SOCKET"

@@ -10,7 +10,39 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::Error;
+/// Why a private directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// The directory cannot be used as it is.
+    #[error("runtime directory {path}: {detail}")]
+    Unusable {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Another supervisor already runs on this runtime directory.
+    #[error(
+        "another corral supervisor is already running on {path} (it holds {path}/supervisor.lock); stop it with `corral down` or use another runtime_dir"
+    )]
+    AlreadyRunning {
+        /// The runtime directory.
+        path: PathBuf,
+    },
+    /// Any other I/O failure.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> DirError {
+    move |source| DirError::Io { context, source }
+}
 
 /// A runtime directory held by this supervisor until dropped.
 #[derive(Debug)]
@@ -21,8 +53,8 @@ pub struct RuntimeDir {
 
 impl RuntimeDir {
     /// Creates (0700) or checks the directory and takes its lock.
-    pub fn acquire(path: &Path) -> Result<Self, Error> {
-        let err = |detail: String| Error::RuntimeDir {
+    pub fn acquire(path: &Path) -> Result<Self, DirError> {
+        let err = |detail: String| DirError::Unusable {
             path: path.to_path_buf(),
             detail,
         };
@@ -58,7 +90,7 @@ impl RuntimeDir {
             .map_err(|e| err(format!("cannot open {}: {e}", lock_path.display())))?;
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
             if errno == nix::errno::Errno::EWOULDBLOCK {
-                Error::AlreadyRunning {
+                DirError::AlreadyRunning {
                     path: path.to_path_buf(),
                 }
             } else {
@@ -88,14 +120,14 @@ impl RuntimeDir {
 }
 
 /// Creates a directory for log files, readable by this user only.
-pub fn create_private_dir(path: &Path) -> Result<(), Error> {
+pub fn create_private_dir(path: &Path) -> Result<(), DirError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(Error::io(format!("cannot create {}", path.display())))?;
+        .map_err(io_err(format!("cannot create {}", path.display())))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-        .map_err(Error::io(format!("cannot restrict {}", path.display())))
+        .map_err(io_err(format!("cannot restrict {}", path.display())))
 }
 
 #[cfg(test)]
@@ -110,7 +142,7 @@ mod tests {
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
         assert!(matches!(
             RuntimeDir::acquire(&dir),
-            Err(Error::AlreadyRunning { .. })
+            Err(DirError::AlreadyRunning { .. })
         ));
         drop(first);
         RuntimeDir::acquire(&dir).unwrap();
