@@ -30,7 +30,76 @@ const PIPELINED: usize = 200_000;
 const PROCESS_RUNS: usize = 50;
 const RESTARTS: usize = 200;
 
+/// What every section of the benchmark shares.
+struct Bench {
+    echo: PathBuf,
+    corral: PathBuf,
+    tmp: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    /// `CORRAL_BENCH_ONLY=rpc,bus,…`: the sections to run (all when unset).
+    only: Option<Vec<String>>,
+}
+
+impl Bench {
+    fn wants(&self, section: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|s| s == section))
+    }
+
+    fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+/// The benchmark's sections, in the order they run; `CORRAL_BENCH_ONLY`
+/// takes their names.
+const SECTIONS: [&str; 6] = ["rpc", "restart", "bus", "sdk", "cli", "fleet"];
+
 fn main() {
+    let b = setup();
+    println!(
+        "corral benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<44} {:>12} {:>12} {:>10}",
+        "measure", "p50", "p99", "vs floor"
+    );
+    let floor = raw_socket_echo(b.dir());
+    row("raw Unix-socket echo, 64 B (floor)", &floor, None);
+    let exec_floor = process_times(PROCESS_RUNS, || {
+        Command::new("true")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    });
+    row("fork+exec of `true` (floor)", &exec_floor, None);
+    if b.wants("rpc") || b.wants("restart") {
+        rpc_and_restart(&b, &floor, &exec_floor);
+    }
+    if b.wants("bus") {
+        bus(&b);
+    }
+    if b.wants("sdk") {
+        sdk(&b, &floor);
+    }
+    if b.wants("cli") {
+        let cli = corral_call(b.dir(), &b.corral, &b.echo);
+        row(
+            "`corral call echo ping`, whole process",
+            &cli,
+            Some(&exec_floor),
+        );
+    }
+    if b.wants("fleet") {
+        fleets(&b, &exec_floor);
+    }
+}
+
+/// Finds the release binaries, points spawning at the shim, and makes the
+/// temp dir and runtime every section uses.
+fn setup() -> Bench {
     let bin_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent()?.parent().map(Path::to_path_buf))
@@ -50,58 +119,60 @@ fn main() {
             std::process::exit(1);
         }
     }
+    let only = std::env::var("CORRAL_BENCH_ONLY").ok().map(|v| {
+        let only: Vec<String> = v.split(',').map(|s| s.trim().to_string()).collect();
+        if let Some(bad) = only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+            eprintln!("CORRAL_BENCH_ONLY: unknown section `{bad}`; the sections are {SECTIONS:?}");
+            std::process::exit(2);
+        }
+        only
+    });
     // Start plugins the way the `corral` binary does, through its shim.
     corral::os::spawn::set_exec_shim(Some(bin_dir.join(corral::os::spawn::EXEC_SHIM_NAME)));
     let tmp = tempfile::Builder::new()
         .prefix("corral-bench-")
         .tempdir_in("/tmp")
         .expect("temp dir");
-
-    println!(
-        "corral benchmark ({} cores)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
-        "{:<44} {:>12} {:>12} {:>10}",
-        "measure", "p50", "p99", "vs floor"
-    );
-
-    let floor = raw_socket_echo(tmp.path());
-    row("raw Unix-socket echo, 64 B (floor)", &floor, None);
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let figures = rt.block_on(plugin_figures(tmp.path(), &echo));
-    row(
-        "supervisor -> plugin call, 64 B",
-        &figures.call,
-        Some(&floor),
-    );
-    println!(
-        "{:<44} {:>12} {:>12}",
-        format!("call throughput, {IN_FLIGHT} in flight"),
-        format!("{:.0}/s", figures.throughput),
-        ""
-    );
+    Bench {
+        echo,
+        corral,
+        tmp,
+        rt,
+        only,
+    }
+}
 
-    let exec_floor = process_times(PROCESS_RUNS, || {
-        Command::new("true")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    });
-    row("fork+exec of `true` (floor)", &exec_floor, None);
-    row("plugin spawn -> running", &figures.spawn, Some(&exec_floor));
+fn rpc_and_restart(b: &Bench, floor: &[Duration], exec_floor: &[Duration]) {
+    let figures = b.rt.block_on(plugin_figures(b.dir(), &b.echo));
+    if b.wants("rpc") {
+        row(
+            "supervisor -> plugin call, 64 B",
+            &figures.call,
+            Some(floor),
+        );
+        println!(
+            "{:<44} {:>12} {:>12}",
+            format!("call throughput, {IN_FLIGHT} in flight"),
+            format!("{:.0}/s", figures.throughput),
+            ""
+        );
+    }
+    if !b.wants("restart") {
+        return;
+    }
+    row("plugin spawn -> running", &figures.spawn, Some(exec_floor));
     row(
         &format!("SIGKILL -> replacement running ({RESTARTS}x)"),
         &figures.restart,
-        Some(&exec_floor),
+        Some(exec_floor),
     );
     for mode in ["sampling", "auto"] {
-        match rt.block_on(cap_to_death(tmp.path(), &echo, mode)) {
+        match b.rt.block_on(cap_to_death(b.dir(), &b.echo, mode)) {
             Some((enforcement, samples)) => row(
                 &format!("memory cap crossed -> dead, {enforcement}"),
                 &samples,
@@ -113,27 +184,34 @@ fn main() {
             ),
         }
     }
-    let (rate, cpu_per_million) = rt.block_on(bus_throughput(tmp.path(), &echo));
+}
+
+fn bus(b: &Bench) {
+    let (rate, cpu_per_million) = b.rt.block_on(bus_throughput(b.dir(), &b.echo));
     println!(
         "{:<44} {:>12} {:>12}",
         format!("bus: 1 publisher -> {SUBSCRIBERS} subscribers, 64 B"),
         format!("{rate:.0}/s"),
         format!("{cpu_per_million:.2} s CPU/M")
     );
-    let latency = rt.block_on(bus_latency(&tmp.path().join("latency"), &echo));
+    let latency =
+        b.rt.block_on(bus_latency(&b.dir().join("latency"), &b.echo));
     row("bus: publish -> on_event, steady 10,000/s", &latency, None);
+}
+
+fn sdk(b: &Bench, floor: &[Duration]) {
     let echo_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/echo-py");
-    let (rust_calls, rust_events) = rt.block_on(sdk_figures(
-        &tmp.path().join("sdk-rust"),
-        &format!("cmd = [{:?}]", echo.display().to_string()),
+    let (rust_calls, rust_events) = b.rt.block_on(sdk_figures(
+        &b.dir().join("sdk-rust"),
+        &format!("cmd = [{:?}]", b.echo.display().to_string()),
         &["echo"],
     ));
-    let (py_calls, py_events) = rt.block_on(sdk_figures(
-        &tmp.path().join("sdk-python"),
+    let (py_calls, py_events) = b.rt.block_on(sdk_figures(
+        &b.dir().join("sdk-python"),
         &format!("path = {:?}", echo_py.display().to_string()),
         &["echo", "ping"],
     ));
-    row("Rust SDK: call `echo`, 64 B", &rust_calls[0], Some(&floor));
+    row("Rust SDK: call `echo`, 64 B", &rust_calls[0], Some(floor));
     row(
         "Python SDK: call `echo` (async def), vs Rust",
         &py_calls[0],
@@ -151,14 +229,11 @@ fn main() {
             format!("{rate:.0}/s")
         );
     }
-    let cli = corral_call(tmp.path(), &corral, &echo);
-    row(
-        "`corral call echo ping`, whole process",
-        &cli,
-        Some(&exec_floor),
-    );
-    // An idle soak of the 200-plugin fleet: 10 s here, longer with
-    // CORRAL_BENCH_SOAK_SECS=600 (the 10-minute soak).
+}
+
+/// Whole fleets of 50 and 200 plugins: cold start, `ps --json`, RSS, and an
+/// idle soak of the 200 (10 s; `CORRAL_BENCH_SOAK_SECS=600` for 10 minutes).
+fn fleets(b: &Bench, exec_floor: &[Duration]) {
     let soak_secs = std::env::var("CORRAL_BENCH_SOAK_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -166,9 +241,9 @@ fn main() {
     let mut rss = Vec::new();
     for n in [50, 200] {
         let f = fleet_up(
-            tmp.path(),
-            &corral,
-            &echo,
+            b.dir(),
+            &b.corral,
+            &b.echo,
             n,
             if n == 200 { soak_secs } else { 0 },
         );
@@ -180,7 +255,7 @@ fn main() {
         row(
             &format!("`corral ps --json`, {n} plugins, whole process"),
             &f.ps_json,
-            Some(&exec_floor),
+            Some(exec_floor),
         );
         println!(
             "{:<44} {:>12}",
@@ -196,7 +271,7 @@ fn main() {
             );
             println!(
                 "{:<44} {:>12}",
-                format!("supervisor RSS over that soak"),
+                "supervisor RSS over that soak",
                 format!(
                     "{:.1} -> {:.1} MiB",
                     s.rss_start_kib as f64 / 1024.0,

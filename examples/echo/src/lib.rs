@@ -83,6 +83,14 @@ fn field_u64(payload: &Value, key: &str) -> Result<u64, PluginError> {
 }
 
 impl Echo {
+    /// `received {"limit"?}`: what arrived through `on_event`.
+    fn received(&self, payload: &Value) -> Value {
+        let limit = payload.get("limit").and_then(Value::as_u64).unwrap_or(1000);
+        let r = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        let events: Vec<Value> = r.events.iter().take(limit as usize).cloned().collect();
+        json!({"count": r.count, "in_order": r.count == 0 || r.in_order, "events": events})
+    }
+
     fn alloc(&self, mb: u64) -> Value {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         for block in touch_mib(mb) {
@@ -163,86 +171,15 @@ impl Plugin for Echo {
                 }
             }
             "alloc" => Ok(self.alloc(field_u64(&payload, "mb")?)),
-            "publish" => {
-                let topic = payload
-                    .get("topic")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| PluginError::bad_payload("expected {\"topic\": <string>}"))?;
-                let count = payload.get("count").and_then(Value::as_u64).unwrap_or(1);
-                let retain = payload.get("retain").and_then(Value::as_bool) == Some(true);
-                // Paced publishing, for latency: event i leaves at start + i × interval
-                // (in the timer's 1 ms steps) and carries the time it left.
-                let interval = payload
-                    .get("interval_us")
-                    .and_then(Value::as_u64)
-                    .filter(|&us| us > 0)
-                    .map(std::time::Duration::from_micros);
-                let start = tokio::time::Instant::now();
-                for i in 0..count {
-                    let body = match (payload.get("payload"), interval) {
-                        (Some(body), _) => body.clone(),
-                        (None, Some(every)) => {
-                            let n = u32::try_from(i).unwrap_or(u32::MAX);
-                            tokio::time::sleep_until(start + every.saturating_mul(n)).await;
-                            json!({"i": i, "sent_us": unix_us()})
-                        }
-                        (None, None) => json!({"i": i}),
-                    };
-                    if retain {
-                        ctx.publish_retained(topic, &body).await?;
-                    } else {
-                        ctx.publish(topic, &body).await?;
-                    }
-                }
-                ctx.flush().await?;
-                Ok(json!({"published": count}))
-            }
-            "subscribe" | "unsubscribe" => {
-                let patterns: Vec<&str> = payload
-                    .get("patterns")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                if action == "subscribe" {
-                    ctx.subscribe(&patterns).await?;
-                } else {
-                    ctx.unsubscribe(&patterns).await?;
-                }
-                Ok(json!({"patterns": patterns}))
-            }
-            "received" => {
-                let limit = payload.get("limit").and_then(Value::as_u64).unwrap_or(1000);
-                let r = self.received.lock().unwrap_or_else(|p| p.into_inner());
-                let events: Vec<Value> = r.events.iter().take(limit as usize).cloned().collect();
-                Ok(
-                    json!({"count": r.count, "in_order": r.count == 0 || r.in_order, "events": events}),
-                )
-            }
+            "publish" => publish(ctx, &payload).await,
+            "subscribe" | "unsubscribe" => subscription(ctx, action, &payload).await,
+            "received" => Ok(self.received(&payload)),
             "spawn" => {
                 let count = field_u64(&payload, "count")?;
                 let mb = payload.get("mb").and_then(Value::as_u64).unwrap_or(0);
                 Ok(self.spawn_children(count, mb))
             }
-            "log" => {
-                let count = field_u64(&payload, "count")?;
-                let text = payload
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .unwrap_or("line")
-                    .to_string();
-                // Writing blocks while the supervisor drains the pipe: off
-                // the runtime thread, so heartbeats keep being answered.
-                tokio::task::spawn_blocking(move || {
-                    let mut out = std::io::stdout().lock();
-                    for i in 0..count {
-                        let _ = writeln!(out, "{text} {i}");
-                    }
-                    let _ = out.flush();
-                })
-                .await
-                .map_err(|e| PluginError::internal(format!("log writer failed: {e}")))?;
-                Ok(json!({"logged": count}))
-            }
+            "log" => log(&payload).await,
             "config" => Ok(self
                 .config
                 .lock()
@@ -295,4 +232,77 @@ impl Plugin for Echo {
     async fn on_unload(&self, _ctx: &Context) {
         eprintln!("unloading");
     }
+}
+
+/// `publish {"topic", "payload"?, "count"?, "retain"?, "interval_us"?}`.
+async fn publish(ctx: &Context, payload: &Value) -> Result<Value, PluginError> {
+    let topic = payload
+        .get("topic")
+        .and_then(Value::as_str)
+        .ok_or_else(|| PluginError::bad_payload("expected {\"topic\": <string>}"))?;
+    let count = payload.get("count").and_then(Value::as_u64).unwrap_or(1);
+    let retain = payload.get("retain").and_then(Value::as_bool) == Some(true);
+    // Paced publishing, for latency: event i leaves at start + i × interval
+    // (in the timer's 1 ms steps) and carries the time it left.
+    let interval = payload
+        .get("interval_us")
+        .and_then(Value::as_u64)
+        .filter(|&us| us > 0)
+        .map(std::time::Duration::from_micros);
+    let start = tokio::time::Instant::now();
+    for i in 0..count {
+        let body = match (payload.get("payload"), interval) {
+            (Some(body), _) => body.clone(),
+            (None, Some(every)) => {
+                let n = u32::try_from(i).unwrap_or(u32::MAX);
+                tokio::time::sleep_until(start + every.saturating_mul(n)).await;
+                json!({"i": i, "sent_us": unix_us()})
+            }
+            (None, None) => json!({"i": i}),
+        };
+        if retain {
+            ctx.publish_retained(topic, &body).await?;
+        } else {
+            ctx.publish(topic, &body).await?;
+        }
+    }
+    ctx.flush().await?;
+    Ok(json!({"published": count}))
+}
+
+/// `subscribe {"patterns"}` / `unsubscribe {"patterns"}`.
+async fn subscription(ctx: &Context, action: &str, payload: &Value) -> Result<Value, PluginError> {
+    let patterns: Vec<&str> = payload
+        .get("patterns")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if action == "subscribe" {
+        ctx.subscribe(&patterns).await?;
+    } else {
+        ctx.unsubscribe(&patterns).await?;
+    }
+    Ok(json!({"patterns": patterns}))
+}
+
+/// `log {"count", "text"?}`: that many lines on stdout.
+async fn log(payload: &Value) -> Result<Value, PluginError> {
+    let count = field_u64(payload, "count")?;
+    let text = payload
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or("line")
+        .to_string();
+    // Writing blocks while the supervisor drains the pipe: off
+    // the runtime thread, so heartbeats keep being answered.
+    tokio::task::spawn_blocking(move || {
+        let mut out = std::io::stdout().lock();
+        for i in 0..count {
+            let _ = writeln!(out, "{text} {i}");
+        }
+        let _ = out.flush();
+    })
+    .await
+    .map_err(|e| PluginError::internal(format!("log writer failed: {e}")))?;
+    Ok(json!({"logged": count}))
 }

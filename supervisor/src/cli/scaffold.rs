@@ -226,6 +226,52 @@ fn render(text: &str, vars: &[(&str, String)]) -> String {
     })
 }
 
+/// The templates for `lang`, and the SDK the plugin will use: required for
+/// Rust (a path dependency), optional for Python (it may be installed).
+fn templates_and_sdk(
+    lang: Lang,
+    sdk: Option<&Path>,
+) -> Result<(&'static [Template], Option<PathBuf>), ScaffoldError> {
+    Ok(match lang {
+        Lang::Rust => (
+            RUST,
+            Some(
+                find_sdk(sdk, "plugin-sdk", "Cargo.toml")
+                    .ok_or(ScaffoldError::NoSdk { what: "plugin-sdk" })?,
+            ),
+        ),
+        Lang::Python => {
+            let found = find_sdk(sdk, "plugin-sdk/python", "corral_sdk/__init__.py");
+            if sdk.is_some() && found.is_none() {
+                return Err(ScaffoldError::NoSdk {
+                    what: "plugin-sdk/python",
+                });
+            }
+            (PYTHON, found)
+        }
+    })
+}
+
+/// Renders every template into `dir`.
+fn write_all(
+    dir: &Path,
+    templates: &[Template],
+    vars: &[(&str, String)],
+) -> Result<(), ScaffoldError> {
+    for t in templates {
+        let path = dir.join(t.path);
+        let io = |source| ScaffoldError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(io)?;
+        }
+        std::fs::write(&path, render(t.text, vars)).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// Writes the plugin `name` in `lang` into `parent/name`.
 pub fn new(
     name: &str,
@@ -253,24 +299,7 @@ pub fn new(
     if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(ScaffoldError::Exists(dir));
     }
-    let (templates, sdk) = match lang {
-        Lang::Rust => (
-            RUST,
-            Some(
-                find_sdk(sdk, "plugin-sdk", "Cargo.toml")
-                    .ok_or(ScaffoldError::NoSdk { what: "plugin-sdk" })?,
-            ),
-        ),
-        Lang::Python => {
-            let found = find_sdk(sdk, "plugin-sdk/python", "corral_sdk/__init__.py");
-            if sdk.is_some() && found.is_none() {
-                return Err(ScaffoldError::NoSdk {
-                    what: "plugin-sdk/python",
-                });
-            }
-            (PYTHON, found)
-        }
-    };
+    let (templates, sdk) = templates_and_sdk(lang, sdk)?;
     let sdk_text = sdk
         .as_deref()
         .map(|p| p.display().to_string())
@@ -291,17 +320,7 @@ pub fn new(
         ("env", env),
         ("path_quoted", quoted(&dir.display().to_string())),
     ];
-    for t in templates {
-        let path = dir.join(t.path);
-        let io = |source| ScaffoldError::Io {
-            path: path.clone(),
-            source,
-        };
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder).map_err(io)?;
-        }
-        std::fs::write(&path, render(t.text, &vars)).map_err(io)?;
-    }
+    write_all(&dir, templates, &vars)?;
     Ok(Scaffold {
         fleet_lines: format!(
             "[plugins.{name}]\npath = {}\n",
