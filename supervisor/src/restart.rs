@@ -10,6 +10,9 @@
 //!   plugin is `failed` until `corral start` (which clears the count).
 //! - [`Strategy`]: what else restarts with a plugin (Erlang/OTP's strategies
 //!   for OS processes); applied by the root supervisor.
+//! - [`spawn_error_is_transient`]: whether a spawn that failed (exit reason
+//!   `spawn`) may succeed later (out of fds, memory or processes), so the
+//!   policy retries it, or never will (no such program), so it is `failed`.
 //!
 //! This module decides; the plugin actor and the root supervisor act.
 
@@ -183,9 +186,55 @@ impl RestartTracker {
     }
 }
 
+/// Whether a spawn that failed with the OS error `errno` may succeed if
+/// tried again later: the machine (or the supervisor) ran out of file
+/// descriptors, memory, disk or processes for a moment. Such a failure is
+/// retried by the restart policy like any other end; every other one (no
+/// such program, not executable, a bad `cwd`, no OS error at all) would fail
+/// the same way again, so the plugin is `failed` at once.
+pub fn spawn_error_is_transient(errno: Option<i32>) -> bool {
+    use nix::errno::Errno;
+    errno.is_some_and(|raw| {
+        matches!(
+            Errno::from_raw(raw),
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOSPC | Errno::EAGAIN | Errno::ENOMEM
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_out_of_something_is_transient_and_a_missing_program_is_not() {
+        use nix::errno::Errno;
+        for transient in [
+            Errno::EMFILE,
+            Errno::ENFILE,
+            Errno::ENOSPC,
+            Errno::EAGAIN,
+            Errno::ENOMEM,
+        ] {
+            assert!(
+                spawn_error_is_transient(Some(transient as i32)),
+                "{transient}"
+            );
+        }
+        for lasting in [
+            Errno::ENOENT,
+            Errno::EACCES,
+            Errno::ENOEXEC,
+            Errno::ENOTDIR,
+            Errno::EPERM,
+        ] {
+            assert!(!spawn_error_is_transient(Some(lasting as i32)), "{lasting}");
+        }
+        assert!(
+            !spawn_error_is_transient(None),
+            "no OS error: not transient"
+        );
+    }
 
     fn crash() -> ExitReason {
         ExitReason::Signal {

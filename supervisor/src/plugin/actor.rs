@@ -6,7 +6,7 @@
 //! plugin's state; the [`PluginHandle`](super::PluginHandle) is the only way in.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use corral_proto::{
     Enforcement, ExitReason, Payload, PluginInfo, PluginState, PluginStatus, Transition,
@@ -19,7 +19,7 @@ use super::connect::Connected;
 use super::health::{self, MemoryVerdict, PingVerdict};
 use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
 use super::messages::{Applied, CallTarget, Event, Msg};
-use super::process::{self, Reaped, Spawn, SpawnEvent, has_cgroup_limit};
+use super::process::{self, Reaped, Spawn, SpawnEvent, SpawnFailure, has_cgroup_limit};
 use super::reload::{self, Plan};
 use crate::bus::DeliveryFailure;
 use crate::config::PluginSpec;
@@ -310,7 +310,14 @@ impl Actor {
                 self.backoff = None;
                 self.set_state(PluginState::Starting);
             }
-            Err(reason) => {
+            Err(SpawnFailure { reason, transient }) if transient => {
+                // Out of fds, memory or processes for now: the restart
+                // policy tries again, as after any other end.
+                tracing::warn!("cannot start for now, the restart policy decides: {reason}");
+                let plan = self.plan_after_end(reason.clone(), None, Duration::ZERO, None);
+                self.follow(plan, reason);
+            }
+            Err(SpawnFailure { reason, .. }) => {
                 tracing::error!("cannot start: {reason}");
                 self.lifecycle.spawn_failed(reason.clone());
                 self.transition(PluginState::Failed, Some(reason), None);
@@ -574,10 +581,26 @@ impl Actor {
         } = spawn.reap(status);
         self.target.send_replace(None);
         tracing::info!(pid, reason = %reason, "exited");
+        let plan = self.plan_after_end(reason.clone(), Some(pid), ran, restart_note);
+        self.follow(plan, reason);
+        for waiter in waiters {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Tells the lifecycle a process ended (or could not start) and returns
+    /// what its restart policy says follows.
+    fn plan_after_end(
+        &mut self,
+        reason: ExitReason,
+        pid: Option<u32>,
+        ran: Duration,
+        restart_note: Option<String>,
+    ) -> ExitPlan {
         let spec = &self.spec;
-        let plan = self.lifecycle.exited(Ended {
-            reason: reason.clone(),
-            pid: Some(pid),
+        self.lifecycle.exited(Ended {
+            reason,
+            pid,
             ran,
             restart_note,
             rules: Rules {
@@ -589,11 +612,7 @@ impl Actor {
             name: &spec.name,
             now: Instant::now(),
             random: fastrand::f64(),
-        });
-        self.follow(plan, reason);
-        for waiter in waiters {
-            let _ = waiter.send(());
-        }
+        })
     }
 
     /// Enters the states an exit's plan names.

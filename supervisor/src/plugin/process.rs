@@ -102,22 +102,21 @@ impl Spawn {
         cgroup: Option<PluginCgroup>,
         logs: &LogSink,
         bus: &BusHandle,
-    ) -> Result<Self, ExitReason> {
-        let spawn_err = |error: String| ExitReason::Spawn { error };
+    ) -> Result<Self, SpawnFailure> {
         let mut child = match spawn::spawn(launch, cgroup.as_ref()) {
             Ok(child) => child,
             Err(e) => {
                 if let Some(cgroup) = cgroup {
                     tokio::spawn(cgroup.remove());
                 }
-                return Err(spawn_err(format!("{}: {e}", spec.cmd[0])));
+                return Err(SpawnFailure::os(&spec.cmd[0], &e));
             }
         };
         let Some(pid) = child.id() else {
             if let Some(cgroup) = cgroup {
                 tokio::spawn(cgroup.remove());
             }
-            return Err(spawn_err("exited before it could be tracked".into()));
+            return Err(SpawnFailure::lasting("exited before it could be tracked"));
         };
         if let Some(out) = child.stdout.take() {
             logs.capture(Stream::Stdout, out);
@@ -363,6 +362,39 @@ impl Spawn {
     }
 }
 
+/// Why a spawn could not start: the exit reason (`spawn`) and whether
+/// trying again later may succeed.
+#[derive(Debug, Clone)]
+pub(super) struct SpawnFailure {
+    /// The exit reason to report.
+    pub(super) reason: ExitReason,
+    /// The OS ran out of something for a moment (fds, memory, processes):
+    /// the restart policy retries it instead of `failed`.
+    pub(super) transient: bool,
+}
+
+impl SpawnFailure {
+    /// A failure of an OS call, classified by its error number.
+    fn os(context: &str, e: &std::io::Error) -> Self {
+        Self {
+            reason: ExitReason::Spawn {
+                error: format!("{context}: {e}"),
+            },
+            transient: crate::restart::spawn_error_is_transient(e.raw_os_error()),
+        }
+    }
+
+    /// A failure that trying again would repeat.
+    fn lasting(error: &str) -> Self {
+        Self {
+            reason: ExitReason::Spawn {
+                error: error.to_string(),
+            },
+            transient: false,
+        }
+    }
+}
+
 /// Starts spawn number `spawns` of the plugin: opens its log file (once,
 /// into `logs`), binds its socket, makes its secret and its cgroup, and
 /// launches it. Returns the spawn and how its limits are enforced.
@@ -371,24 +403,21 @@ pub(super) fn start(
     host: &Host,
     logs: &mut Option<LogSink>,
     spawns: u32,
-) -> Result<(Spawn, Enforcement), ExitReason> {
-    let spawn_err = |error: String| ExitReason::Spawn { error };
+) -> Result<(Spawn, Enforcement), SpawnFailure> {
     if logs.is_none() {
         let log_dir = &host.settings.log_dir;
         let (sink, _) = LogSink::open(log_dir, &spec.name, spec.log_max_size, spec.log_keep)
             .map_err(|e| {
-                spawn_err(format!(
-                    "cannot open its log file in {}: {e}",
-                    log_dir.display()
-                ))
+                let context = format!("cannot open its log file in {}", log_dir.display());
+                SpawnFailure::os(&context, &e)
             })?;
         *logs = Some(sink);
     }
     let socket = host.settings.plugin_socket(&spec.name);
     let listener = handshake::bind(&socket)
-        .map_err(|e| spawn_err(format!("cannot bind {}: {e}", socket.display())))?;
+        .map_err(|e| SpawnFailure::os(&format!("cannot bind {}", socket.display()), &e))?;
     let secret =
-        spawn::new_secret().map_err(|e| spawn_err(format!("no randomness for its secret: {e}")))?;
+        spawn::new_secret().map_err(|e| SpawnFailure::os("no randomness for its secret", &e))?;
     let cgroup = make_cgroup(spec, &host.cgroups, spawns);
     let enforcement = cgroup
         .as_ref()
@@ -406,7 +435,7 @@ pub(super) fn start(
     };
     let logs = logs
         .as_ref()
-        .ok_or_else(|| spawn_err("no log file".into()))?;
+        .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
     let spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
     Ok((spawn, enforcement))
 }
