@@ -81,7 +81,7 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
 
     let cgroups = Arc::new(Cgroups::detect(runtime_dir.path()));
     let (handle, mut done) = start(&fleet, Arc::clone(&cgroups));
-    let control = ControlServer::start(&settings.control_socket(), handle.clone())?;
+    let control = ControlServer::start(&settings, handle.clone())?;
     tracing::info!(
         plugins = fleet.plugins.len(),
         control = %settings.control_socket().display(),

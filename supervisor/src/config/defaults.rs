@@ -24,6 +24,11 @@ pub const RUNTIME_DIR: &str = ".corral";
 pub const LOG_DIR_IN_RUNTIME_DIR: &str = "logs";
 /// `supervisor.strategy`.
 pub const STRATEGY: Strategy = Strategy::OneForOne;
+/// `supervisor.control_connections`: control connections open at once.
+pub const CONTROL_CONNECTIONS: usize = 64;
+/// `supervisor.control_idle_timeout`: a control connection with no request
+/// for this long is closed.
+pub const CONTROL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---- process
 

@@ -212,6 +212,8 @@ pub(super) struct SupervisorLayer {
     pub(super) runtime_dir: Option<PathBuf>,
     pub(super) log_dir: Option<PathBuf>,
     pub(super) strategy: Option<Strategy>,
+    pub(super) control_connections: Option<usize>,
+    pub(super) control_idle_timeout: Option<HumanDuration>,
 }
 
 /// The fleet file as written.

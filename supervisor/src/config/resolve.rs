@@ -54,7 +54,27 @@ pub(super) fn supervisor_settings(
         runtime_dir,
         log_dir,
         strategy: raw.strategy.unwrap_or(defaults::STRATEGY),
+        control_connections: raw
+            .control_connections
+            .unwrap_or(defaults::CONTROL_CONNECTIONS),
+        control_idle_timeout: raw
+            .control_idle_timeout
+            .map_or(defaults::CONTROL_IDLE_TIMEOUT, |d| d.0),
     };
+    if settings.control_connections == 0 {
+        return Err(ConfigError::one(
+            file.display(),
+            "supervisor.control_connections",
+            "must be at least 1 (the CLI needs a connection)",
+        ));
+    }
+    if settings.control_idle_timeout.is_zero() {
+        return Err(ConfigError::one(
+            file.display(),
+            "supervisor.control_idle_timeout",
+            "must be longer than zero",
+        ));
+    }
     // The longest socket name is checked per plugin; the control socket here.
     let control = settings.control_socket();
     if control.as_os_str().len() > MAX_SOCKET_PATH {

@@ -27,6 +27,10 @@ pub struct SupervisorSettings {
     pub log_dir: PathBuf,
     /// What else restarts with a restarted plugin.
     pub strategy: Strategy,
+    /// Most control connections open at once (at least 1).
+    pub control_connections: usize,
+    /// A control connection with no request for this long is closed.
+    pub control_idle_timeout: Duration,
 }
 
 impl SupervisorSettings {

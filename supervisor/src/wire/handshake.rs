@@ -6,7 +6,10 @@
 //! peer must also belong to the plugin's process group and present the
 //! per-spawn secret in its [`Hello`]. A stranger on a plugin socket is refused
 //! and ignored (it cannot get the real plugin killed); the plugin itself
-//! failing the handshake is a [`HandshakeError`]. Who is let in is decided
+//! failing the handshake is a [`HandshakeError`]. The control socket serves
+//! this user (or root), but never a plugin nor anything a plugin started:
+//! a peer whose ancestry or session reaches a process the supervisor spawned
+//! is refused ([`started_by_supervisor`]). Who is let in is decided
 //! here; the reply frames themselves are proto's
 //! [`welcome`](corral_proto::handshake::welcome) and
 //! [`refuse`](corral_proto::handshake::refuse), written once.
@@ -137,21 +140,74 @@ pub async fn accept_plugin(
     }
 }
 
-/// Checks a control client: this user (or root) only, then its hello.
-pub async fn accept_control(stream: Socket, max_frame: usize) -> Result<Framed<Socket>, String> {
+/// Who is on the other end of a control connection, from the kernel
+/// (`SO_PEERCRED`), read before a byte of it is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlPeer {
+    /// Its effective uid.
+    pub uid: u32,
+    /// Its pid (in the supervisor's pid namespace).
+    pub pid: u32,
+}
+
+/// Reads the credentials of a control connection's peer.
+pub fn control_peer(stream: &Socket) -> Result<ControlPeer, String> {
     let creds = stream
         .peer_creds()
         .map_err(|e| format!("cannot read peer credentials: {e}"))?;
     let uid = creds.euid().ok_or("the peer's uid is unknown")?;
+    let pid = creds.pid().ok_or("the peer's pid is unknown")?;
+    let pid = u32::try_from(pid).map_err(|_| format!("the peer's pid {pid} is not valid"))?;
+    Ok(ControlPeer { uid, pid })
+}
+
+/// Why a control connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlRefusal {
+    /// The peer is a plugin, or a process a plugin started.
+    #[error(
+        "the control socket does not serve plugins (pid {pid} descends from pid {origin}, which the supervisor started)"
+    )]
+    Plugin {
+        /// The peer.
+        pid: u32,
+        /// The plugin process (a child of the supervisor) it comes from.
+        origin: u32,
+    },
+    /// Another uid, a bad hello, a wrong version, …
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Checks a control client: this user (or root) only, not a plugin nor
+/// anything a plugin started (see [`started_by_supervisor`]), then its hello.
+/// The refusal is sent to the peer before the error is returned.
+pub async fn accept_control<S>(
+    stream: S,
+    peer: ControlPeer,
+    max_frame: usize,
+) -> Result<Framed<S>, ControlRefusal>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut framed = codec::framed(stream, max_frame);
-    if uid != Uid::effective().as_raw() && uid != 0 {
-        let why = format!("uid {uid} may not control this supervisor");
+    if peer.uid != Uid::effective().as_raw() && peer.uid != 0 {
+        let why = format!("uid {} may not control this supervisor", peer.uid);
         let _ = refuse(&mut framed, Codec::Json, &why).await;
+        return Err(ControlRefusal::Other(why));
+    }
+    let hello = codec::recv::<_, Hello>(&mut framed, Codec::Json).await;
+    // A plugin is refused once its hello is read, so that the refusal is
+    // the answer it reads (not a broken pipe while it writes).
+    if let Some(origin) = started_by_supervisor(peer.pid, std::process::id(), proc_link) {
+        let why = ControlRefusal::Plugin {
+            pid: peer.pid,
+            origin,
+        };
+        let _ = refuse(&mut framed, Codec::Json, &why.to_string()).await;
         return Err(why);
     }
-    let hello: Hello = codec::recv(&mut framed, Codec::Json)
-        .await
-        .map_err(|e| format!("bad hello: {e}"))?;
+    let hello = hello.map_err(|e| ControlRefusal::Other(format!("bad hello: {e}")))?;
     let verdict =
         check_version("the client", hello.protocol_version).and_then(|()| match hello.role {
             Role::Control => Ok(()),
@@ -163,14 +219,90 @@ pub async fn accept_control(stream: Socket, max_frame: usize) -> Result<Framed<S
         Ok(()) => {
             welcome(&mut framed, Codec::Json)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| ControlRefusal::Other(e.to_string()))?;
             Ok(framed)
         }
         Err(why) => {
             let _ = refuse(&mut framed, Codec::Json, &why).await;
-            Err(why)
+            Err(ControlRefusal::Other(why))
         }
     }
+}
+
+/// A process's place in the process tree, as `/proc/<pid>/stat` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcLink {
+    /// Its parent's pid (0 for the init process and kernel threads).
+    pub ppid: u32,
+    /// Its session id: the pid of its session's leader.
+    pub sid: u32,
+}
+
+/// The longest chain of parents followed; deeper trees are not real.
+const MAX_ANCESTRY: usize = 4096;
+
+/// Whether `peer` is a process the supervisor (pid `supervisor`) started,
+/// or one started by such a process: returns the supervisor's child it
+/// comes from. The CLI is never the supervisor's descendant, so any process
+/// whose ancestry reaches the supervisor is a plugin or a plugin's
+/// descendant. A daemon a plugin double-forked is reparented to the
+/// supervisor, a child subreaper, so it is caught by the same walk; and
+/// every plugin leads its own session (`setsid` at spawn), so a process
+/// that kept a plugin's session is caught through the session's leader
+/// even when it was reparented elsewhere. `lookup` gives a live process's
+/// link, `None` for a process that is gone.
+pub fn started_by_supervisor(
+    peer: u32,
+    supervisor: u32,
+    lookup: impl Fn(u32) -> Option<ProcLink>,
+) -> Option<u32> {
+    if peer == supervisor {
+        return None;
+    }
+    let child_of_supervisor = |start: u32| -> Option<u32> {
+        let mut pid = start;
+        for _ in 0..MAX_ANCESTRY {
+            if pid == supervisor {
+                return Some(start);
+            }
+            let ppid = lookup(pid)?.ppid;
+            if ppid == supervisor {
+                return Some(pid);
+            }
+            if ppid == 0 || ppid == pid {
+                return None;
+            }
+            pid = ppid;
+        }
+        None
+    };
+    if let Some(origin) = child_of_supervisor(peer) {
+        return Some(origin);
+    }
+    let leader = lookup(peer)?.sid;
+    if leader == 0 || leader == peer {
+        return None;
+    }
+    child_of_supervisor(leader)
+}
+
+/// Reads `/proc/<pid>/stat` for its parent and session.
+pub fn proc_link(pid: u32) -> Option<ProcLink> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)
+}
+
+/// The parent and session fields of a `/proc/<pid>/stat` line. The command
+/// name is in parentheses and may hold spaces and parentheses itself, so
+/// the fields are counted after the last `)`.
+fn parse_stat(stat: &str) -> Option<ProcLink> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let _state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let _pgrp = fields.next()?;
+    let sid = fields.next()?.parse().ok()?;
+    Some(ProcLink { ppid, sid })
 }
 
 fn check_peer_is_plugin(stream: &Socket, pgid: u32) -> Result<(), String> {
@@ -203,6 +335,73 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use super::{ProcLink, parse_stat, started_by_supervisor};
+
+    /// A process table: pid → (ppid, sid).
+    fn table(rows: &[(u32, u32, u32)]) -> impl Fn(u32) -> Option<ProcLink> + use<> {
+        let map: HashMap<u32, ProcLink> = rows
+            .iter()
+            .map(|&(pid, ppid, sid)| (pid, ProcLink { ppid, sid }))
+            .collect();
+        move |pid| map.get(&pid).copied()
+    }
+
+    // init 1; a shell 100 (session 100) runs the supervisor 200 and the CLI
+    // 300; plugin 400 leads session 400, its child 401 and grandchild 402.
+    const TREE: &[(u32, u32, u32)] = &[
+        (1, 0, 1),
+        (100, 1, 100),
+        (200, 100, 100),
+        (300, 100, 100),
+        (301, 300, 100),
+        (400, 200, 400),
+        (401, 400, 400),
+        (402, 401, 400),
+    ];
+
+    #[test]
+    fn a_plugin_and_its_descendants_are_the_supervisors_and_the_cli_is_not() {
+        let lookup = table(TREE);
+        assert_eq!(started_by_supervisor(400, 200, &lookup), Some(400));
+        assert_eq!(started_by_supervisor(401, 200, &lookup), Some(400));
+        assert_eq!(started_by_supervisor(402, 200, &lookup), Some(400));
+        assert_eq!(started_by_supervisor(300, 200, &lookup), None, "the CLI");
+        assert_eq!(started_by_supervisor(301, 200, &lookup), None, "a script");
+        assert_eq!(started_by_supervisor(100, 200, &lookup), None, "its parent");
+        assert_eq!(started_by_supervisor(200, 200, &lookup), None, "itself");
+    }
+
+    #[test]
+    fn a_double_forked_daemon_is_caught_by_its_new_parent_or_its_session() {
+        // Reparented to the supervisor (a child subreaper).
+        let adopted = table(&[TREE, &[(500, 200, 400)]].concat());
+        assert_eq!(started_by_supervisor(500, 200, &adopted), Some(500));
+        // Reparented to init, still in the plugin's session.
+        let to_init = table(&[TREE, &[(500, 1, 400)]].concat());
+        assert_eq!(started_by_supervisor(500, 200, &to_init), Some(400));
+        // Reparented to init, the plugin gone: nothing left to tie it to.
+        let orphan: Vec<_> = TREE.iter().copied().filter(|r| r.0 != 400).collect();
+        let orphan = table(&[&orphan[..], &[(500, 1, 400)]].concat());
+        assert_eq!(started_by_supervisor(500, 200, &orphan), None);
+    }
+
+    #[test]
+    fn a_vanished_peer_a_cycle_or_a_pid_0_end_the_walk() {
+        assert_eq!(started_by_supervisor(999, 200, table(TREE)), None);
+        let cycle = table(&[(10, 11, 10), (11, 10, 10)]);
+        assert_eq!(started_by_supervisor(10, 200, cycle), None);
+    }
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis() {
+        let stat = "42 (a) b (c)) S 7 42 9 0 -1 4194560 0 0";
+        assert_eq!(parse_stat(stat), Some(ProcLink { ppid: 7, sid: 9 }));
+        assert_eq!(parse_stat("42 (x"), None);
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
     #[test]
     fn secrets_compare_by_content() {
         assert!(super::same_secret("abc", "abc"));
