@@ -33,8 +33,9 @@ pub(super) const SMALL_FRAME: usize = 64 * 1024;
 /// Bytes of large frames all control connections may have unfinished at
 /// once: two calls of the largest frame.
 pub(super) const FRAME_BUDGET: usize = 2 * corral_proto::codec::MAX_FRAME_BYTES;
-/// How long a frame may take from its first byte to its last.
-pub(super) const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a frame may take from its first byte to its last. Longer than
+/// the hello's own timeout, so a client that stalls in its hello is told so.
+pub(super) const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The budget for large frames, shared by every control connection.
 #[derive(Debug, Clone)]
