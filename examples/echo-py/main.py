@@ -169,19 +169,23 @@ def daemon(ctx, payload):
     its parent}. With "hold", the parent waits for SIGUSR1 before it exits;
     otherwise it has exited before this answers. "mb": memory the daemon
     holds; "grow_mb": what it adds on each SIGUSR1; "publish": a topic it
-    publishes on as this plugin, through this plugin's bus connection."""
+    publishes on as this plugin, through this plugin's bus connection;
+    "setsid": false skips setsid(), so the daemon stays in the plugin's
+    session."""
     payload = payload if isinstance(payload, dict) else {}
     mb = field(payload, "mb") if "mb" in payload else 0
     grow_mb = field(payload, "grow_mb") if "grow_mb" in payload else 0
     topic = payload.get("publish")
     hold = bool(payload.get("hold"))
+    new_session = payload.get("setsid", True) is not False
     bus_fd = ctx._bus.conn.sock.fileno() if topic is not None else None
     read_end, write_end = os.pipe()
     parent = os.fork()
     if parent == 0:
         try:
             os.close(read_end)
-            os.setsid()
+            if new_session:
+                os.setsid()
             # Blocked before the fork: the daemon waits for it with sigtimedwait.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
             if os.fork() == 0:

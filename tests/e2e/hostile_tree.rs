@@ -325,3 +325,63 @@ fn a_plugin_allocating_past_its_cap_while_stopping_is_killed_for_memory_cap_at_o
     assert!(out.status.success(), "{out:?}");
     eprintln!("over its cap while stopping: killed for memory_cap {took:?} after the stop");
 }
+
+#[test]
+fn in_cgroup_mode_a_setsid_daemon_stays_in_its_plugins_cgroup_and_dies_with_it() {
+    let fleet = FleetConfig::new()
+        .plugin(host("host").memory_max("160MiB").restart("never"))
+        .start();
+    let mut daemons = Daemons::default();
+    let pid = fleet.wait_running("host");
+    if fleet.row("host").limits == corral_e2e::Enforcement::Sampling {
+        eprintln!("skipped: this machine gives the test no writable cgroup hierarchy");
+        return;
+    }
+    let cgroup = fleet.settings("host")["cgroups"][0]
+        .as_str()
+        .map(std::path::PathBuf::from)
+        .expect("the spawn's cgroup");
+    let daemon = daemonize(&fleet, &mut daemons, "host", pid, 16, &json!({}));
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).expect("cgroup.procs");
+    assert!(
+        procs.lines().any(|l| l.trim() == daemon.to_string()),
+        "the daemon left the cgroup: {procs}"
+    );
+    let _ = fleet.call("host", "exit", Some(r#"{"code": 0}"#));
+    fleet.wait_state("host", PluginState::Exited, LONG);
+    wait_gone(&[daemon], LONG, "the daemon of the spawn that ended");
+    wait_until(LONG, "the spawn's cgroup to be removed", || {
+        (!cgroup.exists()).then_some(())
+    });
+    no_zombies(&fleet);
+}
+
+#[test]
+fn a_double_forked_orphan_in_its_plugins_session_is_counted_and_dies_with_it() {
+    // Sampled once an hour: only the orphan's session ties it to the plugin.
+    let fleet = FleetConfig::new()
+        .plugin(
+            Plugin::echo_py("host")
+                .set("memory_check_interval", "1h")
+                .restart("never"),
+        )
+        .start();
+    let mut daemons = Daemons::default();
+    let pid = fleet.wait_running("host");
+    // Without `hold`, the daemon's parent has exited when this answers.
+    let reply = fleet
+        .call("host", "daemon", Some(r#"{"setsid": false, "mb": 48}"#))
+        .expect("daemon");
+    let daemon = u32::try_from(reply["pid"].as_u64().expect("pid")).expect("pid");
+    daemons.add(daemon);
+    assert_eq!(parent_of(daemon), Some(fleet.supervisor_pid()));
+    wait_until(LONG, "the orphan counted as the plugin's", || {
+        let floor = (rss_kib(pid) + 48 * 1024) * 1024;
+        (fleet.row("host").rss_bytes >= floor).then_some(())
+    });
+    assert!(!process_gone(daemon), "the plugin's own orphan was killed");
+    let _ = fleet.call("host", "exit", Some(r#"{"code": 0}"#));
+    fleet.wait_state("host", PluginState::Exited, LONG);
+    wait_gone(&[daemon], LONG, "the orphan of the spawn that ended");
+    no_zombies(&fleet);
+}

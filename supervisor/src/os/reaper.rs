@@ -7,9 +7,10 @@
 //! sweep takes, and never touched. Every other child was adopted. The sweep
 //! reaps each adopted child that has exited, with `waitid(P_PID, pid,
 //! WNOHANG)` for that pid alone, so tokio's statuses are never stolen; and it
-//! kills each live one that no running spawn accounts for (its
-//! [`ProcessTree`](super::tree::ProcessTree) never saw it): an escapee of
-//! unknown origin, logged. Spawns publish what their trees hold with
+//! kills each live one that no running spawn accounts for: its
+//! [`ProcessTree`](super::tree::ProcessTree) never saw it, and it is not in
+//! a plugin's session (each plugin leads a session of its own, which only
+//! its descendants can be in). That is an escapee of unknown origin, logged. Spawns publish what their trees hold with
 //! [`attribute`], and [`release`] when they end.
 //!
 //! The register is process-wide because the children it describes are: one
@@ -39,6 +40,9 @@ struct Register {
     leaders: HashSet<u32>,
     /// By leader: the processes its spawn's tree holds, with start times.
     trees: HashMap<u32, HashMap<u32, u64>>,
+    /// By leader: the adopted children the last sweep found in its session,
+    /// for its tree's next walk to take in.
+    adopted: HashMap<u32, Vec<u32>>,
 }
 
 static REGISTER: Mutex<Option<Register>> = Mutex::new(None);
@@ -76,12 +80,21 @@ pub fn attribute(leader: u32, known: &HashMap<u32, u64>) {
     }
 }
 
+/// The adopted children the last sweep found in the session of `leader`.
+pub fn adopted(leader: u32) -> Vec<u32> {
+    register()
+        .as_ref()
+        .and_then(|reg| reg.adopted.get(&leader).cloned())
+        .unwrap_or_default()
+}
+
 /// The spawn of `leader` ended (tokio reaped it): it accounts for nothing
 /// any more.
 pub fn release(leader: u32) {
     if let Some(reg) = register().as_mut() {
         reg.leaders.remove(&leader);
         reg.trees.remove(&leader);
+        reg.adopted.remove(&leader);
     }
 }
 
@@ -96,11 +109,13 @@ enum Judgement {
     Stray,
 }
 
-/// Judges child `pid`, which started at `start`.
-fn judge(pid: u32, start: u64, reg: &Register) -> Judgement {
+/// Judges child `pid`, which started at `start` in `session`.
+fn judge(pid: u32, start: u64, session: u32, reg: &Register) -> Judgement {
     if reg.leaders.contains(&pid) {
         Judgement::Tokio
-    } else if reg.trees.values().any(|t| t.get(&pid) == Some(&start)) {
+    } else if reg.leaders.contains(&session)
+        || reg.trees.values().any(|t| t.get(&pid) == Some(&start))
+    {
         Judgement::Owned
     } else {
         Judgement::Stray
@@ -124,19 +139,23 @@ pub fn sweep(everyone: bool) -> Swept {
     let me = std::process::id();
     let mut verdicts = Vec::new();
     {
-        let guard = register();
-        let empty = Register::default();
-        let reg = guard.as_ref().unwrap_or(&empty);
+        let mut guard = register();
+        let reg = guard.get_or_insert_with(Register::default);
+        let mut adopted: HashMap<u32, Vec<u32>> = HashMap::new();
         for pid in tree::children(me) {
             let Some(st) = tree::stat(pid) else { continue };
-            let judgement = match judge(pid, st.start, reg) {
+            let judgement = match judge(pid, st.start, st.session, reg) {
                 Judgement::Owned if everyone => Judgement::Stray,
                 j => j,
             };
+            if judgement == Judgement::Owned && reg.leaders.contains(&st.session) {
+                adopted.entry(st.session).or_default().push(pid);
+            }
             if judgement != Judgement::Tokio {
                 verdicts.push((pid, st, judgement));
             }
         }
+        reg.adopted = adopted;
     }
     let mut swept = Swept::default();
     for (pid, st, judgement) in verdicts {
@@ -236,22 +255,29 @@ mod tests {
 
     #[test]
     fn a_plugin_process_is_tokios_to_reap() {
-        assert_eq!(judge(10, 1, &reg()), Judgement::Tokio);
+        assert_eq!(judge(10, 1, 10, &reg()), Judgement::Tokio);
     }
 
     #[test]
     fn an_orphan_a_running_spawn_saw_is_left_to_that_spawn() {
-        assert_eq!(judge(11, 5, &reg()), Judgement::Owned);
-        assert_eq!(judge(12, 7, &reg()), Judgement::Owned);
+        assert_eq!(judge(11, 5, 99, &reg()), Judgement::Owned);
+        assert_eq!(judge(12, 7, 99, &reg()), Judgement::Owned);
+    }
+
+    #[test]
+    fn an_orphan_in_a_running_plugins_session_is_that_plugins() {
+        // Never walked, but only the plugin's descendants share its session.
+        assert_eq!(judge(20, 3, 10, &reg()), Judgement::Owned);
     }
 
     #[test]
     fn an_orphan_of_unknown_origin_or_a_reused_pid_is_a_stray() {
-        assert_eq!(judge(13, 5, &reg()), Judgement::Stray);
-        assert_eq!(judge(11, 6, &reg()), Judgement::Stray);
+        assert_eq!(judge(13, 5, 99, &reg()), Judgement::Stray);
+        assert_eq!(judge(11, 6, 99, &reg()), Judgement::Stray);
         let mut ended = reg();
         ended.trees.remove(&10);
         ended.leaders.remove(&10);
-        assert_eq!(judge(11, 5, &ended), Judgement::Stray);
+        assert_eq!(judge(11, 5, 99, &ended), Judgement::Stray);
+        assert_eq!(judge(20, 3, 10, &ended), Judgement::Stray);
     }
 }

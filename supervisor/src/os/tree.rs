@@ -26,6 +26,8 @@ pub struct Stat {
     pub state: char,
     /// Its parent's pid.
     pub ppid: u32,
+    /// Its session's id.
+    pub session: u32,
     /// When it started, in clock ticks since boot.
     pub start: u64,
 }
@@ -41,10 +43,12 @@ pub fn stat(pid: u32) -> Option<Stat> {
 pub fn parse_stat(text: &str) -> Option<Stat> {
     let (_, rest) = text.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state (field 3), ppid (4), … starttime (22).
+    // After the name: state (field 3), ppid (4), pgrp (5), session (6), …
+    // starttime (22).
     Some(Stat {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         start: fields.get(19)?.parse().ok()?,
     })
 }
@@ -144,6 +148,7 @@ mod tests {
             Some(Stat {
                 state: 'S',
                 ppid: 77,
+                session: 1234,
                 start: 98765
             })
         );
