@@ -7,11 +7,14 @@ Plain functions run in threads of their own; `echo` and `sleep` are
 import asyncio
 import os
 import signal
+import struct
 import sys
 import threading
 import time
 
 from corral_sdk import Plugin, PluginError
+# Only the hostile `daemon` action speaks the wire itself.
+from corral_sdk import _wire
 
 plugin = Plugin("echo-py")
 state = {"config": None, "held": []}
@@ -128,6 +131,79 @@ def spawn(ctx, payload):
                 os._exit(0)
         spawned += 1
     return {"spawned": spawned, "error": error}
+
+
+def run_daemon(report, mb, grow_mb, topic, bus_fd):
+    """The daemon of the `daemon` action: holds `mb` MiB, reports its pid,
+    publishes on `topic` every 20 ms (when asked) straight onto the plugin's
+    bus connection it inherited, and on each SIGUSR1 takes `grow_mb` more.
+    It never returns."""
+    try:
+        held = [bytearray(b"\x01") * (mb * 1024 * 1024)] if mb else []
+        os.write(report, b"%d\n" % os.getpid())
+        os.close(report)
+        n = 0
+        while True:
+            if topic is not None:
+                n += 1
+                event = {"topic": topic, "payload": {"n": n, "pid": os.getpid()}, "retain": False}
+                body = _wire.encode(_wire.request(1000000 + n, "Publish", {"events": [event]}))
+                frame = struct.pack(">I", len(body)) + body
+                try:
+                    while frame:
+                        frame = frame[os.write(bus_fd, frame):]
+                except OSError:
+                    topic = None  # the connection is closed: nothing more to say
+            if signal.sigtimedwait({signal.SIGUSR1}, 0.02) is not None and grow_mb:
+                held.append(bytearray(b"\x01") * (grow_mb * 1024 * 1024))
+    finally:
+        os._exit(0)
+
+
+@plugin.action("daemon")
+def daemon(ctx, payload):
+    """Starts a daemon the classic way, as a hostile plugin would: fork, the
+    child calls setsid() (leaving the plugin's session and process group)
+    and forks again, and the daemon's parent exits, so the daemon is no
+    longer the plugin's descendant either. Answers {"pid": daemon, "parent":
+    its parent}. With "hold", the parent waits for SIGUSR1 before it exits;
+    otherwise it has exited before this answers. "mb": memory the daemon
+    holds; "grow_mb": what it adds on each SIGUSR1; "publish": a topic it
+    publishes on as this plugin, through this plugin's bus connection;
+    "setsid": false skips setsid(), so the daemon stays in the plugin's
+    session."""
+    payload = payload if isinstance(payload, dict) else {}
+    mb = field(payload, "mb") if "mb" in payload else 0
+    grow_mb = field(payload, "grow_mb") if "grow_mb" in payload else 0
+    topic = payload.get("publish")
+    hold = bool(payload.get("hold"))
+    new_session = payload.get("setsid", True) is not False
+    bus_fd = ctx._bus.conn.sock.fileno() if topic is not None else None
+    read_end, write_end = os.pipe()
+    parent = os.fork()
+    if parent == 0:
+        try:
+            os.close(read_end)
+            if new_session:
+                os.setsid()
+            # Blocked before the fork: the daemon waits for it with sigtimedwait.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+            if os.fork() == 0:
+                run_daemon(write_end, mb, grow_mb, topic, bus_fd)
+            if hold:
+                signal.sigwait({signal.SIGUSR1})
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as report:
+        line = report.readline()
+    if not hold:
+        os.waitpid(parent, 0)
+    else:
+        threading.Thread(target=os.waitpid, args=(parent, 0), daemon=True).start()
+    if not line:
+        raise PluginError.bad_payload("the daemon did not start")
+    return {"pid": int(line), "parent": parent}
 
 
 @plugin.on_event(">")

@@ -3,7 +3,9 @@
 //! the runtime directory, detects cgroups, starts the root actor and the
 //! control server, tells a service manager when the fleet is ready (and pets
 //! its watchdog), and turns SIGTERM and SIGINT into a graceful stop and
-//! SIGHUP into a reload. It returns once every plugin process is reaped.
+//! SIGHUP into a reload. It makes the supervisor the child subreaper of its
+//! plugins' descendants and runs the [`Reaper`] over them. It returns once
+//! every plugin process, and every process adopted, is reaped.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,12 +20,17 @@ use crate::cli::fail;
 use crate::config::Fleet;
 use crate::control::ControlServer;
 use crate::os::cgroup::Cgroups;
+use crate::os::reaper::{self, Reaper};
 use crate::os::runtime_dir::{RuntimeDir, create_private_dir};
 use crate::supervisor::start;
 
 /// How long `corral up` waits, after the fleet stopped, for control clients
 /// to read their last answers.
 const CONTROL_GRACE: Duration = Duration::from_secs(2);
+
+/// How long `corral up` waits, after the fleet stopped, for the processes it
+/// adopted and killed to be reaped.
+const REAP_GRACE: Duration = Duration::from_secs(2);
 
 /// `corral up -c FILE`: loads the fleet, installs logging, and runs it on
 /// its own runtime until it is down; the exit code says how that went.
@@ -79,6 +86,10 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
     let mut int = signal(SignalKind::interrupt()).map_err(Error::io("cannot watch SIGINT"))?;
     let mut hup = signal(SignalKind::hangup()).map_err(Error::io("cannot watch SIGHUP"))?;
 
+    // Orphans among the plugins' descendants come back to the supervisor,
+    // which reaps them, or kills them when no running plugin accounts for them.
+    reaper::become_subreaper().map_err(Error::io("cannot become a child subreaper"))?;
+    let reaper = Reaper::start().map_err(Error::io("cannot watch SIGCHLD"))?;
     let cgroups = Arc::new(Cgroups::detect(runtime_dir.path()));
     let (handle, mut done) = start(&fleet, Arc::clone(&cgroups));
     let control = ControlServer::start(&settings, handle.clone())?;
@@ -124,6 +135,7 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
         }
     }
     control.shutdown(CONTROL_GRACE).await;
+    reaper.finish(REAP_GRACE).await;
     cgroups.remove_all();
     tracing::info!("corral is down");
     Ok(())

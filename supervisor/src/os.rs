@@ -1,11 +1,14 @@
 //! Mechanics that face the operating system, without policy: starting a
 //! process ([`spawn`]), cgroups ([`cgroup`]), measuring memory ([`memory`]),
-//! capturing output into rotated files ([`logs`]), and the private runtime
-//! directory ([`runtime_dir`]). These take plain values, never config types;
+//! capturing output into rotated files ([`logs`]), the private runtime
+//! directory ([`runtime_dir`]), which processes belong to a spawn ([`tree`])
+//! and the supervisor as child subreaper of them all ([`reaper`]). These take plain values, never config types;
 //! what to do with them is decided by the plugin actor and the root actor.
 
 pub mod cgroup;
 pub mod logs;
 pub mod memory;
+pub mod reaper;
 pub mod runtime_dir;
 pub mod spawn;
+pub mod tree;

@@ -11,6 +11,7 @@ mod control;
 mod handshake;
 mod heartbeat;
 mod hostile_control;
+mod hostile_tree;
 mod lifecycle;
 mod limits;
 mod node;

@@ -118,10 +118,11 @@ impl Fleet {
         })
     }
 
-    /// Waits (5 s) until `corral logs NAME` shows `needle`.
+    /// Waits (up to 20 s, for a loaded machine) until `corral logs NAME`
+    /// shows `needle`.
     pub fn wait_log(&self, name: &str, needle: &str) {
         wait_until(
-            Duration::from_secs(5),
+            Duration::from_secs(20),
             &format!("`{needle}` in {name}'s log"),
             || self.logs(name).contains(needle).then_some(()),
         );

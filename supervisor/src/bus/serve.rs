@@ -9,8 +9,9 @@ use corral_proto::{ErrorReply, Publish, PublishReceipt};
 use super::BusHandle;
 
 /// Serves [`BusApi`](corral_proto::BusApi) to one plugin on its bus
-/// connection until it closes. Everything it does is on behalf of `name`.
-pub fn serve_plugin<S>(name: Arc<str>, bus: BusHandle, transport: S)
+/// connection until it closes, or until the handle returned aborts it (which
+/// closes the connection). Everything it does is on behalf of `name`.
+pub fn serve_plugin<S>(name: Arc<str>, bus: BusHandle, transport: S) -> tokio::task::AbortHandle
 where
     S: tarpc::Transport<
             tarpc::Response<corral_proto::BusApiResponse>,
@@ -28,7 +29,8 @@ where
             .execute(server.serve())
             // In order: a plugin's batches are fanned out as they came.
             .for_each(|request| request),
-    );
+    )
+    .abort_handle()
 }
 
 /// The server behind one plugin's bus connection.

@@ -239,6 +239,20 @@ impl PluginCgroup {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
+    /// The processes in it now (from its first hierarchy's `cgroup.procs`).
+    pub fn members(&self) -> Vec<u32> {
+        self.dirs
+            .first()
+            .and_then(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .map(|procs| {
+                procs
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// How many processes the kernel's OOM killer ended in this cgroup.
     pub fn oom_kills(&self) -> u64 {
         let file = match self.enforcement {

@@ -39,6 +39,11 @@ impl MemoryProbe {
         system.process(pid).map_or(0, |p| p.memory())
     }
 
+    /// Resident bytes of the processes `pids` (those gone count 0).
+    pub fn rss_of(&mut self, pids: &[u32]) -> u64 {
+        pids.iter().map(|&p| self.rss(p)).sum()
+    }
+
     /// Resident bytes of `pid` and all its descendants, or 0 when it is gone.
     pub fn tree_rss(&mut self, pid: u32) -> u64 {
         if let Some(pids) = proc_descendants(pid) {

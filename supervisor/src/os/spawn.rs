@@ -172,7 +172,12 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    cmd.spawn()
+    // Registered as tokio's before the reaper can see it.
+    super::reaper::spawning(|| {
+        let child = cmd.spawn()?;
+        let pid = child.id();
+        Ok((child, pid))
+    })
 }
 
 /// The in-process equivalent of the shim, for when there is none.
@@ -255,6 +260,16 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     match killpg(Pid::from_raw(pgid as i32), signal) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
         Err(e) => tracing::warn!(pgid, "cannot send {signal} to process group: {e}"),
+    }
+}
+
+/// Sends `signal` to the plugin's process alone: until its shim has called
+/// `setsid()`, no group of its pid exists, and [`signal_group`] reaches
+/// nothing. Only for a process not yet reaped (its pid is still its own).
+pub fn signal_process(pid: u32, signal: Signal) {
+    match nix::sys::signal::kill(Pid::from_raw(pid as i32), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(pid, "cannot send {signal} to the plugin's process: {e}"),
     }
 }
 

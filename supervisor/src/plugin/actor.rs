@@ -16,7 +16,7 @@ use tokio::time::Interval;
 
 use super::Host;
 use super::connect::Connected;
-use super::health::{self, MemoryVerdict, PingVerdict};
+use super::health::{self, CapKill, MemoryVerdict, PingVerdict};
 use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
 use super::messages::{Applied, CallTarget, Event, Msg};
 use super::process::{self, Reaped, Spawn, SpawnEvent, SpawnFailure, has_cgroup_limit};
@@ -50,7 +50,8 @@ pub(super) struct Actor {
     /// How the current (or last) spawn's limits are enforced.
     enforcement: Enforcement,
     heartbeat: Interval,
-    memory_tick: Option<Interval>,
+    /// Walks the spawn's processes and judges their memory.
+    sample_tick: Interval,
 }
 
 impl Actor {
@@ -69,7 +70,7 @@ impl Actor {
         Self {
             name: spec.name.as_str().into(),
             heartbeat: health::heartbeat_tick(spec.heartbeat.interval),
-            memory_tick: memory_tick(&spec),
+            sample_tick: health::sample_tick(spec.memory_check_interval),
             limiter: spec.rate_limit.map(|l| Arc::new(Limiter::new(l))),
             spec,
             host,
@@ -106,7 +107,7 @@ impl Actor {
                 },
                 event = next_event(&mut self.spawn) => self.on_spawn_event(event),
                 _ = self.heartbeat.tick() => self.send_ping(),
-                _ = tick(&mut self.memory_tick) => self.check_memory(),
+                _ = self.sample_tick.tick() => self.check_memory(),
                 _ = until(self.backoff) => {
                     self.backoff = None;
                     self.transition(PluginState::Waiting, None, Some("backoff over".into()));
@@ -217,7 +218,7 @@ impl Actor {
                 .as_ref()
                 .and_then(Spawn::uptime)
                 .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            rss_bytes: pid.map_or(0, |pid| self.probe.tree_rss(pid)),
+            rss_bytes: self.spawn.as_mut().map_or(0, |s| s.sample(&mut self.probe)),
             memory_max_bytes: self.spec.memory_max,
             memory_high_bytes: self.spec.memory_high,
             limits: self.enforcement,
@@ -457,20 +458,26 @@ impl Actor {
         }
     }
 
+    /// Samples the spawn's processes, for as long as any exist (stopping
+    /// and already killed included): over `memory_max` is a SIGKILL now.
     fn check_memory(&mut self) {
-        let Some(spawn) = &self.spawn else { return };
-        if spawn.doomed() {
-            return;
-        }
+        let Some(spawn) = &mut self.spawn else { return };
+        let rss = spawn.sample(&mut self.probe);
         let pid = spawn.pid();
-        let rss = self.probe.tree_rss(pid);
         let (max, high) = (self.spec.memory_max, self.spec.memory_high);
-        let was_above = self.spawn.as_ref().is_some_and(|s| s.above_high());
+        let was_above = spawn.above_high();
         match health::memory_verdict(rss, max, high, was_above) {
-            MemoryVerdict::OverCap => {
-                tracing::warn!(rss, max, "over its memory cap; killing it");
-                self.kill(ExitReason::MemoryCap);
-            }
+            MemoryVerdict::OverCap => match health::cap_kill(spawn.stopping(), spawn.doomed()) {
+                CapKill::Now => {
+                    tracing::warn!(rss, max, "over its memory cap; killing it");
+                    self.kill(ExitReason::MemoryCap);
+                }
+                CapKill::WhileStopping => {
+                    tracing::warn!(rss, max, "over its memory cap while stopping; killing it");
+                    self.kill(ExitReason::MemoryCap);
+                }
+                CapKill::Again => spawn.kill(ExitReason::MemoryCap),
+            },
             MemoryVerdict::CrossedHigh => {
                 let note = format!(
                     "memory above memory_high: {} > {}",
@@ -500,7 +507,7 @@ impl Actor {
         if diff.heartbeat_interval {
             self.heartbeat = health::heartbeat_tick(self.spec.heartbeat.interval);
         }
-        self.memory_tick = memory_tick(&self.spec);
+        self.sample_tick = health::sample_tick(self.spec.memory_check_interval);
         if diff.rate_limit {
             self.limiter = self.spec.rate_limit.map(|l| Arc::new(Limiter::new(l)));
             let limiter = self.limiter.clone();
@@ -651,26 +658,9 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn memory_tick(spec: &PluginSpec) -> Option<Interval> {
-    health::memory_tick(
-        spec.memory_max,
-        spec.memory_high,
-        spec.memory_check_interval,
-    )
-}
-
 async fn next_event(spawn: &mut Option<Spawn>) -> SpawnEvent {
     match spawn {
         Some(spawn) => spawn.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn tick(interval: &mut Option<Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
-        }
         None => std::future::pending().await,
     }
 }

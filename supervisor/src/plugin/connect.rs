@@ -11,6 +11,7 @@ use corral_proto::{Payload, PluginApiClient};
 use futures::FutureExt;
 use interprocess::local_socket::tokio::{Listener, Stream as Socket};
 use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 
 use crate::bus::BusHandle;
 use crate::config::PluginSpec;
@@ -26,6 +27,8 @@ pub(super) struct Connected {
     /// Resolves with what was wrong if the plugin breaks the protocol on its
     /// bus connection (when it opened one).
     pub(super) bus_broken: Option<oneshot::Receiver<String>>,
+    /// The tasks that hold its connections open: aborting them closes both.
+    pub(super) tasks: Vec<AbortHandle>,
 }
 
 /// Waits for the plugin to connect, authenticates it and calls `load`, all
@@ -64,7 +67,8 @@ async fn handshake_and_load(
         max_frame: MAX_FRAME_BYTES,
     };
     let framed = handshake::accept_plugin(&listener, &expected, Want::Plugin).await?;
-    let (client, closed) = open_client(framed, spec.codec);
+    let (client, closed, dispatch) = open_client(framed, spec.codec);
+    let mut tasks = vec![dispatch];
     let config = Payload::from_json(&spec.config)
         .map_err(|e| HandshakeError(format!("config does not encode: {e}")))?;
     let mut ctx = tarpc::context::current();
@@ -91,7 +95,11 @@ async fn handshake_and_load(
         .map_err(|e| HandshakeError(format!("no answer to load: {e}")))?
         .map_err(|e| HandshakeError(format!("on_load failed: {e}")))?;
     let bus_broken = match bus_conn {
-        Some(Ok(framed)) => Some(serve_bus(framed, spec, bus)),
+        Some(Ok(framed)) => {
+            let (broken, serving) = serve_bus(framed, spec, bus);
+            tasks.push(serving);
+            Some(broken)
+        }
         Some(Err(HandshakeError(why))) => {
             return Err(HandshakeError(format!("bus connection refused: {why}")));
         }
@@ -101,38 +109,43 @@ async fn handshake_and_load(
         client,
         closed,
         bus_broken,
+        tasks,
     })
 }
 
-/// The RPC client on the plugin connection, and what resolves when that
-/// connection ends. Answers are checked against their requests before the
-/// client sees them.
+/// The RPC client on the plugin connection, what resolves when that
+/// connection ends, and the task that holds it. Answers are checked against
+/// their requests before the client sees them.
 fn open_client(
     framed: Framed<Socket>,
     codec: Codec,
-) -> (PluginApiClient, oneshot::Receiver<Option<String>>) {
+) -> (
+    PluginApiClient,
+    oneshot::Receiver<Option<String>>,
+    AbortHandle,
+) {
     let transport = PluginTransport::new(framed, codec);
     let tarpc::client::NewClient { client, dispatch } =
         PluginApiClient::new(tarpc::client::Config::default(), transport);
     let (tx, closed) = oneshot::channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let cause = dispatch.await.err().and_then(|e| protocol_violation(&e));
         let _ = tx.send(cause);
     });
-    (client, closed)
+    (client, closed, task.abort_handle())
 }
 
 /// Serves the bus on the plugin's bus connection; the receiver resolves if
-/// the plugin breaks the protocol there.
+/// the plugin breaks the protocol there, and the handle closes it.
 fn serve_bus(
     framed: Framed<Socket>,
     spec: &PluginSpec,
     bus: BusHandle,
-) -> oneshot::Receiver<String> {
+) -> (oneshot::Receiver<String>, AbortHandle) {
     let (broken, bus_broken) = oneshot::channel();
     let transport = BusTransport::new(framed, spec.codec, broken);
-    crate::bus::serve_plugin(spec.name.as_str().into(), bus, transport);
-    bus_broken
+    let serving = crate::bus::serve_plugin(spec.name.as_str().into(), bus, transport);
+    (bus_broken, serving)
 }
 
 /// Names a protocol violation in a broken connection, if it was one (as

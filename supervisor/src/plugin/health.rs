@@ -98,17 +98,36 @@ pub(super) fn memory_verdict(
     }
 }
 
-/// The memory sampler's timer, when the plugin has a memory limit.
-pub(super) fn memory_tick(
-    memory_max: Option<u64>,
-    memory_high: Option<u64>,
-    every: Duration,
-) -> Option<Interval> {
-    (memory_max.is_some() || memory_high.is_some()).then(|| {
-        let mut t = tokio::time::interval(every);
-        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        t
-    })
+/// What to do about a sample over `memory_max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CapKill {
+    /// Kill it now for `memory_cap`.
+    Now,
+    /// A stop is under way: kill it now for `memory_cap` anyway, without
+    /// waiting for the stop's deadlines.
+    WhileStopping,
+    /// Already being killed for another reason: send SIGKILL again (to
+    /// whatever of it is still alive), keeping that reason.
+    Again,
+}
+
+/// Over the cap: `stopping` when a stop was requested and nothing else has
+/// overtaken it, `killed` when a kill verdict was already reached.
+pub(super) fn cap_kill(stopping: bool, killed: bool) -> CapKill {
+    match (stopping, killed) {
+        (true, _) => CapKill::WhileStopping,
+        (false, true) => CapKill::Again,
+        (false, false) => CapKill::Now,
+    }
+}
+
+/// The sampler's timer: it walks the spawn's processes (which attributes
+/// every descendant to it) and, when the plugin has a memory limit, judges
+/// their memory. It runs for as long as the spawn exists, whatever its state.
+pub(super) fn sample_tick(every: Duration) -> Interval {
+    let mut t = tokio::time::interval(every);
+    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    t
 }
 
 /// The heartbeat timer.
@@ -183,6 +202,13 @@ mod tests {
             memory_verdict(60, None, Some(50), false),
             MemoryVerdict::CrossedHigh
         );
+    }
+
+    #[test]
+    fn over_the_cap_while_stopping_is_a_kill_now_and_a_kill_is_repeated() {
+        assert_eq!(cap_kill(false, false), CapKill::Now);
+        assert_eq!(cap_kill(true, false), CapKill::WhileStopping);
+        assert_eq!(cap_kill(false, true), CapKill::Again);
     }
 
     #[test]

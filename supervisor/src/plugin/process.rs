@@ -6,6 +6,13 @@
 //! spawn is one `take()`, and [`Spawn::reap`] turns what is left into the
 //! exit's report.
 //!
+//! A spawn is every process the plugin's process leads, not that process
+//! alone: its [`ProcessTree`] follows descendants that left its group or its
+//! tree (a `setsid()` daemon the supervisor adopted as subreaper), memory is
+//! sampled over all of them for as long as the spawn exists, signals reach
+//! all of them, and when the spawn ends all of them are killed and its
+//! connections (plugin and bus) closed, so nothing it left can act as it.
+//!
 //! A spawn knows nothing of states or policy; it answers "what happened next
 //! to this process" ([`Spawn::next`]) and carries out kills and stops.
 
@@ -22,7 +29,7 @@ use interprocess::local_socket::tokio::Listener;
 use nix::sys::signal::Signal;
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use super::Host;
 use super::connect::{Connected, connect};
@@ -32,7 +39,9 @@ use crate::bus::{BusHandle, DeliveryFailure};
 use crate::config::PluginSpec;
 use crate::os::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
 use crate::os::logs::{LogSink, Stream};
-use crate::os::spawn;
+use crate::os::memory::MemoryProbe;
+use crate::os::tree::ProcessTree;
+use crate::os::{reaper, spawn};
 use crate::wire::handshake::{self, HandshakeError};
 
 /// A plugin's process while it exists.
@@ -40,6 +49,10 @@ pub(super) struct Spawn {
     child: Child,
     pid: u32,
     cgroup: Option<PluginCgroup>,
+    /// Every process of the spawn seen so far.
+    tree: ProcessTree,
+    /// The tasks holding its connections open, aborted when it ends.
+    connections: Vec<AbortHandle>,
     /// Why it is being ended, decided before the kill so the exit reports it.
     verdict: Option<ExitReason>,
     connecting: Option<JoinHandle<Result<Connected, HandshakeError>>>,
@@ -131,6 +144,8 @@ impl Spawn {
             child,
             pid,
             cgroup,
+            tree: ProcessTree::new(pid),
+            connections: Vec::new(),
             verdict: None,
             connecting: Some(connecting),
             client: None,
@@ -211,6 +226,7 @@ impl Spawn {
         self.client = Some(conn.client);
         self.closed = Some(conn.closed);
         self.bus_broken = conn.bus_broken;
+        self.connections.extend(conn.tasks);
         self.heartbeats = Heartbeats::default();
         self.running_since = Some(Instant::now());
     }
@@ -248,13 +264,51 @@ impl Spawn {
         self.client = None;
     }
 
-    /// Ends the process now with SIGKILL to its group, reporting `reason`
-    /// (unless a verdict was already reached).
+    /// Ends the process now with SIGKILL to every process of the spawn,
+    /// reporting `reason` (unless a kill verdict was already reached: a kill
+    /// during a requested stop reports the kill's reason).
     pub(super) fn kill(&mut self, reason: ExitReason) {
-        self.verdict.get_or_insert(reason);
+        match &self.verdict {
+            None | Some(ExitReason::Requested) => self.verdict = Some(reason),
+            Some(_) => {}
+        }
         self.client = None;
         self.pings = FuturesUnordered::new();
-        spawn::signal_group(self.pid, Signal::SIGKILL);
+        self.signal_all(Signal::SIGKILL);
+    }
+
+    /// Whether a stop was requested and no kill has overtaken it.
+    pub(super) fn stopping(&self) -> bool {
+        self.verdict == Some(ExitReason::Requested)
+    }
+
+    /// Sends `signal` to the plugin's process (by pid while it is not reaped,
+    /// since its group exists only once its shim called `setsid()`), to its
+    /// group, and to every other process of the spawn.
+    fn signal_all(&self, signal: Signal) {
+        if self.child.id().is_some() {
+            spawn::signal_process(self.pid, signal);
+        }
+        spawn::signal_group(self.pid, signal);
+        self.tree.signal(signal);
+    }
+
+    /// Walks the spawn's processes (its cgroup's members and the orphans
+    /// adopted from its session included), tells the reaper which they are,
+    /// and returns their resident bytes.
+    pub(super) fn sample(&mut self, probe: &mut MemoryProbe) -> u64 {
+        let mut members = self
+            .cgroup
+            .as_ref()
+            .map(PluginCgroup::members)
+            .unwrap_or_default();
+        members.extend(reaper::adopted(self.pid));
+        let pids = self.tree.walk(&members);
+        reaper::attribute(self.pid, self.tree.known());
+        if pids.is_empty() && !cfg!(target_os = "linux") {
+            return probe.tree_rss(self.pid);
+        }
+        probe.rss_of(&pids)
     }
 
     /// Asks the process to shut down, escalating to signals on deadlines.
@@ -280,7 +334,7 @@ impl Spawn {
             }
         }
         if let Some(signal) = signal {
-            spawn::signal_group(self.pid, signal);
+            self.signal_all(signal);
         }
         self.escalation = Some((tokio::time::Instant::now() + wait, step));
     }
@@ -300,7 +354,7 @@ impl Spawn {
                 } else {
                     tracing::warn!("still alive {kill_timeout:?} after SIGTERM; sending SIGKILL");
                 }
-                spawn::signal_group(self.pid, signal);
+                self.signal_all(signal);
                 self.escalation =
                     next.map(|(step, wait)| (tokio::time::Instant::now() + wait, step));
                 None
@@ -327,23 +381,49 @@ impl Spawn {
         self.waiters.push(waiter);
     }
 
+    /// Closes its connections (plugin and bus) and ends its handshake.
+    fn close_connections(&mut self) {
+        if let Some(connecting) = self.connecting.take() {
+            connecting.abort();
+        }
+        self.client = None;
+        for task in self.connections.drain(..) {
+            task.abort();
+        }
+    }
+
     /// Sets (or clears) the restart this stop is half of.
     pub(super) fn restart_after_stop(&mut self, note: Option<String>) {
         self.restart_note = note;
     }
 
-    /// The process was reaped with `status`: kills what it left in its group,
-    /// removes its cgroup, and says why it ended.
+    /// The process was reaped with `status`: kills every process the spawn
+    /// left (in its group, in its tree, in its cgroup), closes its
+    /// connections, and says why it ended.
     pub(super) fn reap(mut self, status: std::io::Result<ExitStatus>) -> Reaped {
-        // Children it left behind in its group go with it.
+        // What it left behind goes with it: its group, and every descendant
+        // seen, found again from those still alive.
         spawn::signal_group(self.pid, Signal::SIGKILL);
-        if let Some(connecting) = self.connecting.take() {
-            connecting.abort();
-        }
+        let mut members = self
+            .cgroup
+            .as_ref()
+            .map(PluginCgroup::members)
+            .unwrap_or_default();
+        members.extend(reaper::adopted(self.pid));
+        self.tree.walk(&members);
+        self.tree.signal(Signal::SIGKILL);
+        // Nothing it left can speak for it: a daemon holding its sockets
+        // finds them closed.
+        self.close_connections();
+        reaper::release(self.pid);
         // The kernel's OOM killer in the plugin's cgroup is a memory cap too.
         let oom_killed = self.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0);
         if let Some(cgroup) = self.cgroup.take() {
             tokio::spawn(cgroup.remove());
+        }
+        // Over the cap while stopping is a memory cap too, whoever killed it.
+        if oom_killed && self.stopping() {
+            self.verdict = Some(ExitReason::MemoryCap);
         }
         let reason = self.verdict.take().unwrap_or_else(|| match status {
             _ if oom_killed => ExitReason::MemoryCap,
@@ -392,6 +472,12 @@ impl SpawnFailure {
             },
             transient: false,
         }
+    }
+}
+
+impl Drop for Spawn {
+    fn drop(&mut self) {
+        self.close_connections();
     }
 }
 

@@ -1,0 +1,200 @@
+//! Which processes belong to one spawn: the plugin's process and every
+//! descendant, including those that left the plugin's tree (a daemon that
+//! double-forked and called `setsid()` is no longer its descendant once its
+//! parent exits; the supervisor, as child subreaper, adopts it).
+//!
+//! A [`ProcessTree`] remembers each process it has seen with its start time,
+//! so a process stays attributed after its parent is gone and a reused pid is
+//! never mistaken for it. Each [`walk`](ProcessTree::walk) starts from the
+//! plugin's process, every process remembered, and any extra members (its
+//! cgroup's), and follows `/proc/<pid>/task/<tid>/children` down. Signals
+//! sent to the tree check the start time first.
+
+use std::collections::HashMap;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A tree deeper or wider than this is cut there (a fork bomb is the pids
+/// limit's business, not the walk's).
+const MAX_PROCESSES: usize = 4096;
+
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Its state letter (`R`, `S`, `Z`…).
+    pub state: char,
+    /// Its parent's pid.
+    pub ppid: u32,
+    /// Its session's id.
+    pub session: u32,
+    /// When it started, in clock ticks since boot.
+    pub start: u64,
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process is gone.
+pub fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses a `/proc/<pid>/stat` line. The command name may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let (_, rest) = text.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state (field 3), ppid (4), pgrp (5), session (6), …
+    // starttime (22).
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The children of every thread of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// The processes of one spawn.
+#[derive(Debug)]
+pub struct ProcessTree {
+    leader: u32,
+    /// Every process seen in it, by pid, with its start time.
+    known: HashMap<u32, u64>,
+}
+
+impl ProcessTree {
+    /// The tree of the process `leader` (the plugin's process, not yet
+    /// reaped, so its start time is read now and its pid never mistaken for
+    /// a later process's).
+    pub fn new(leader: u32) -> Self {
+        let known = stat(leader)
+            .map(|st| HashMap::from([(leader, st.start)]))
+            .unwrap_or_default();
+        Self { leader, known }
+    }
+
+    /// The processes remembered, with their start times (the leader's too,
+    /// once it has been walked).
+    pub fn known(&self) -> &HashMap<u32, u64> {
+        &self.known
+    }
+
+    /// Walks the tree from the leader, every process remembered and `extra`
+    /// (say, its cgroup's members), remembers what it finds, forgets what is
+    /// gone, and returns the pids of every live member.
+    pub fn walk(&mut self, extra: &[u32]) -> Vec<u32> {
+        let mut roots: Vec<u32> = vec![self.leader];
+        roots.extend(self.known.keys().copied());
+        roots.extend_from_slice(extra);
+        let mut found: HashMap<u32, u64> = HashMap::new();
+        let mut order = Vec::new();
+        let mut queue = roots;
+        let mut i = 0;
+        while i < queue.len() && found.len() < MAX_PROCESSES {
+            let pid = queue[i];
+            i += 1;
+            if found.contains_key(&pid) {
+                continue;
+            }
+            let Some(st) = stat(pid) else { continue };
+            // A remembered pid that now names another process is not ours.
+            if self.known.get(&pid).is_some_and(|&s| s != st.start) {
+                continue;
+            }
+            found.insert(pid, st.start);
+            order.push(pid);
+            queue.extend(children(pid));
+        }
+        self.known = found;
+        order
+    }
+
+    /// Sends `signal` to every process remembered (the leader included) that
+    /// still is the process it was; returns how many it reached.
+    pub fn signal(&self, signal: Signal) -> usize {
+        self.known
+            .iter()
+            .filter(|&(&pid, &start)| stat(pid).is_some_and(|st| st.start == start))
+            .filter(|&(&pid, _)| kill(Pid::from_raw(pid as i32), signal).is_ok())
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let line = "1234 (a (weird) name) S 77 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                ppid: 77,
+                session: 1234,
+                start: 98765
+            })
+        );
+        assert_eq!(parse_stat("1234 (cut"), None);
+        assert_eq!(parse_stat("1 (x) Z 0"), None);
+    }
+
+    #[test]
+    fn a_walk_remembers_children_and_forgets_the_dead() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let me = std::process::id();
+        let mut tree = ProcessTree::new(me);
+        let pids = tree.walk(&[]);
+        assert!(pids.contains(&me) && pids.contains(&child.id()), "{pids:?}");
+        assert!(tree.known().contains_key(&child.id()));
+        let _ = child.kill();
+        let _ = child.wait();
+        let pids = tree.walk(&[]);
+        assert!(!pids.contains(&child.id()), "{pids:?}");
+        assert!(!tree.known().contains_key(&child.id()));
+    }
+
+    #[test]
+    fn a_signal_reaches_every_member() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let mut tree = ProcessTree::new(child.id());
+        assert_eq!(tree.walk(&[]), vec![child.id()]);
+        assert_eq!(tree.signal(Signal::SIGKILL), 1);
+        let status = child.wait().expect("wait");
+        assert_eq!(status.signal(), Some(9));
+    }
+
+    #[test]
+    fn a_remembered_pid_with_another_start_time_is_not_a_member() {
+        let me = std::process::id();
+        let mut tree = ProcessTree::new(u32::MAX / 2);
+        tree.known.insert(me, 1); // not our start time
+        assert!(tree.walk(&[]).is_empty());
+        assert!(tree.known().is_empty());
+        assert_eq!(tree.signal(Signal::SIGKILL), 0);
+    }
+}
