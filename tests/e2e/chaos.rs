@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use corral_e2e::{
     Enforcement, ExitReason, Fleet, FleetConfig, Plugin as Entry, PluginState, bin, fd_count,
-    poll_until, rss_kib, wait_until, zombie_children,
+    poll_until, process_gone, rss_kib, wait_until, zombie_children,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -237,10 +237,11 @@ enum Kind {
     LogFlood,
     Stranger,
     Reload,
+    SetsidDaemon,
 }
 
 /// Every kind with its weight in the draw.
-const KINDS: [(Kind, u64); 10] = [
+const KINDS: [(Kind, u64); 11] = [
     (Kind::Sigkill, 12),
     (Kind::Sigstop, 12),
     (Kind::Exit, 10),
@@ -251,6 +252,7 @@ const KINDS: [(Kind, u64); 10] = [
     (Kind::LogFlood, 8),
     (Kind::Stranger, 10),
     (Kind::Reload, 10),
+    (Kind::SetsidDaemon, 6),
 ];
 
 impl Kind {
@@ -266,6 +268,7 @@ impl Kind {
             Self::LogFlood => "stdout flood",
             Self::Stranger => "stranger on sockets",
             Self::Reload => "reload (config)",
+            Self::SetsidDaemon => "setsid daemon",
         }
     }
 
@@ -273,6 +276,8 @@ impl Kind {
         match self {
             // `event_delay_us` is the Rust echo's.
             Self::SlowSubscriber => plugin.role == Role::Sub,
+            // `daemon` is the Python echo's.
+            Self::SetsidDaemon => plugin.lang == Lang::Python && plugin.faultable(),
             _ => plugin.faultable(),
         }
     }
@@ -678,6 +683,24 @@ impl Chaos<'_> {
         let t0_ms = unix_ms().saturating_sub(1);
         let target = Pid::from_raw(pid as i32);
         match kind {
+            Kind::SetsidDaemon => {
+                // A daemon double-forked out of the plugin's session and tree
+                // must not outlive the spawn that started it.
+                let reply = self.call(name, "daemon", &json!({}), CLI_TIMEOUT)?;
+                let daemon = reply["pid"]
+                    .as_u64()
+                    .and_then(|p| u32::try_from(p).ok())
+                    .ok_or_else(|| format!("daemon answered {reply}"))?;
+                lock(&self.pids).insert(daemon);
+                kill(target, Signal::SIGKILL).map_err(|e| format!("kill: {e}"))?;
+                let result = self.await_restart(i, pid, t0, t0_ms, "signal SIGKILL", |r| {
+                    r["reason"] == "signal" && r["signal"] == "SIGKILL"
+                })?;
+                if poll_until(RECOVERY, || process_gone(daemon).then_some(())).is_none() {
+                    return Err(format!("its daemon {daemon} outlived the spawn"));
+                }
+                Ok(result)
+            }
             Kind::Sigkill => {
                 kill(target, Signal::SIGKILL).map_err(|e| format!("kill: {e}"))?;
                 self.await_restart(i, pid, t0, t0_ms, "signal SIGKILL", |r| {
