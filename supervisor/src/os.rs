@@ -1,10 +1,11 @@
 //! Mechanics that face the operating system, without policy: starting a
 //! process ([`spawn`]), cgroups ([`cgroup`]), measuring memory ([`memory`]),
-//! capturing output into rotated files ([`logs`]), and the private runtime
+//! capturing output ([`logs`]) into safe rotated files ([`log_file`]), and the private runtime
 //! directory ([`runtime_dir`]). These take plain values, never config types;
 //! what to do with them is decided by the plugin actor and the root actor.
 
 pub mod cgroup;
+pub mod log_file;
 pub mod logs;
 pub mod memory;
 pub mod runtime_dir;
