@@ -21,6 +21,7 @@ use crate::config::Fleet;
 use crate::control::ControlServer;
 use crate::os::cgroup::Cgroups;
 use crate::os::log_file::Background;
+use crate::os::logs::{visible_line, visible_text};
 use crate::os::runtime_dir::{RuntimeDir, prepare_log_dir};
 use crate::supervisor::start;
 
@@ -75,11 +76,30 @@ pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
     }
 }
 
+/// How the supervisor's log writes fields: as the default does
+/// (`name=value`, the message bare), with control characters shown as
+/// escapes, since any field may carry a plugin's text (an exit's detail).
+fn visible_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static
+{
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            write!(w, "{}", visible_text(&text))
+        } else {
+            write!(w, "{}={}", field.name(), visible_line(&text))
+        }
+    })
+    .delimited(" ")
+}
+
 /// Installs the supervisor's log: to stderr, or to `--log-file` through a
 /// writer thread of its own (returned, to be synced before exit).
 fn install_logging(log: &OwnLog) -> Result<Option<Background>, String> {
     let filter = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .fmt_fields(visible_fields());
     let Some(path) = &log.log_file else {
         builder
             .with_writer(std::io::stderr)
