@@ -1,5 +1,6 @@
 //! `corral up`: everything the running supervisor is assembled from, above
-//! the actors. It loads the fleet, installs logging and the panic hook, takes
+//! the actors. It loads the fleet, installs logging (stderr, or a rotated
+//! `--log-file`) and the panic hook, takes
 //! the runtime directory, detects cgroups, starts the root actor and the
 //! control server, tells a service manager when the fleet is ready (and pets
 //! its watchdog), and turns SIGTERM and SIGINT into a graceful stop and
@@ -16,12 +17,15 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use crate::Error;
+use crate::cli::args::OwnLog;
 use crate::cli::fail;
 use crate::config::Fleet;
 use crate::control::ControlServer;
 use crate::os::cgroup::Cgroups;
+use crate::os::log_file::Background;
+use crate::os::logs::{visible_line, visible_text};
 use crate::os::reaper::{self, Reaper};
-use crate::os::runtime_dir::{RuntimeDir, create_private_dir};
+use crate::os::runtime_dir::{RuntimeDir, prepare_log_dir};
 use crate::supervisor::start;
 
 /// How long `corral up` waits, after the fleet stopped, for control clients
@@ -32,9 +36,10 @@ const CONTROL_GRACE: Duration = Duration::from_secs(2);
 /// adopted and killed to be reaped.
 const REAP_GRACE: Duration = Duration::from_secs(2);
 
-/// `corral up -c FILE`: loads the fleet, installs logging, and runs it on
-/// its own runtime until it is down; the exit code says how that went.
-pub fn up(config: &Path) -> ExitCode {
+/// `corral up -c FILE [--log-file PATH]`: loads the fleet, installs logging
+/// (to stderr, or to a rotated file), and runs it on its own runtime until it
+/// is down; the exit code says how that went.
+pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
     let fleet = match crate::config::load(config) {
         Ok(f) => f,
         Err(e) => {
@@ -44,12 +49,10 @@ pub fn up(config: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let filter = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let own_log = match install_logging(log) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
     // A panic while decoding a peer's frame is bad input, caught and turned
     // into an error by the codec: one log line, not a backtrace.
     let default_hook = std::panic::take_hook();
@@ -71,16 +74,56 @@ pub fn up(config: &Path) -> ExitCode {
         Ok(rt) => rt.block_on(run(fleet)),
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
+    if let Some(own) = own_log {
+        own.sync(CONTROL_GRACE);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
 }
 
+/// How the supervisor's log writes fields: as the default does
+/// (`name=value`, the message bare), with control characters shown as
+/// escapes, since any field may carry a plugin's text (an exit's detail).
+fn visible_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static
+{
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            write!(w, "{}", visible_text(&text))
+        } else {
+            write!(w, "{}={}", field.name(), visible_line(&text))
+        }
+    })
+    .delimited(" ")
+}
+
+/// Installs the supervisor's log: to stderr, or to `--log-file` through a
+/// writer thread of its own (returned, to be synced before exit).
+fn install_logging(log: &OwnLog) -> Result<Option<Background>, String> {
+    let filter = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .fmt_fields(visible_fields());
+    let Some(path) = &log.log_file else {
+        builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+        return Ok(None);
+    };
+    let writer = Background::start(path, log.log_max_size, log.log_keep)
+        .map_err(|e| format!("cannot use --log-file {}: {e}", path.display()))?;
+    builder.with_writer(writer.clone()).with_ansi(false).init();
+    Ok(Some(writer))
+}
+
 /// Runs a fleet in the foreground until SIGTERM, SIGINT or `corral down`.
 pub async fn run(fleet: Fleet) -> Result<(), Error> {
     let runtime_dir = RuntimeDir::acquire(&fleet.supervisor.runtime_dir)?;
-    create_private_dir(&fleet.supervisor.log_dir)?;
+    prepare_log_dir(&fleet.supervisor.log_dir)?;
     let settings = Arc::new(fleet.supervisor.clone());
     let mut term = signal(SignalKind::terminate()).map_err(Error::io("cannot watch SIGTERM"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(Error::io("cannot watch SIGINT"))?;

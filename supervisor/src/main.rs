@@ -9,7 +9,7 @@ use corral::cli::{self, Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { config } => corral::daemon::up(&config),
+        Command::Up { config, log } => corral::daemon::up(&config, &log),
         Command::Check { config, json } => cli::check(&config, json),
         Command::New {
             name,

@@ -1,11 +1,13 @@
 //! Mechanics that face the operating system, without policy: starting a
 //! process ([`spawn`]), cgroups ([`cgroup`]), measuring memory ([`memory`]),
-//! capturing output into rotated files ([`logs`]), the private runtime
-//! directory ([`runtime_dir`]), which processes belong to a spawn ([`tree`])
-//! and the supervisor as child subreaper of them all ([`reaper`]). These take plain values, never config types;
+//! capturing output ([`logs`]) into safe rotated files ([`log_file`]), the
+//! private runtime directory ([`runtime_dir`]), which processes belong to a
+//! spawn ([`tree`]) and the supervisor as child subreaper of them all
+//! ([`reaper`]). These take plain values, never config types;
 //! what to do with them is decided by the plugin actor and the root actor.
 
 pub mod cgroup;
+pub mod log_file;
 pub mod logs;
 pub mod memory;
 pub mod reaper;

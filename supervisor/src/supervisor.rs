@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use crate::bus::BusHandle;
 use crate::config::{ConfigError, Fleet, PluginSpec};
-use crate::deps::Graph;
+use crate::deps::{Graph, Links};
 use crate::os::cgroup::Cgroups;
 use crate::plugin::{Applied, Event, Host, PluginHandle};
 use crate::restart::Strategy;
@@ -130,12 +130,8 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
         cgroups,
         bus: bus.clone(),
     };
-    let dependents = fleet
-        .plugins
-        .iter()
-        .map(|p| (p.name.clone(), fleet.dependents_of(&p.name)))
-        .collect();
-    let plugins = fleet
+    let links = links_of(fleet);
+    let plugins: Vec<_> = fleet
         .plugins
         .iter()
         .map(|spec| PluginHandle::spawn(spec.clone(), host.clone(), events_tx.clone()))
@@ -149,9 +145,10 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
             .map(|p| (p.name.clone(), p.clone()))
             .collect(),
         events_tx,
+        states: vec![None; plugins.len()],
+        unsettled: plugins.len(),
         plugins,
-        states: HashMap::new(),
-        dependents,
+        links,
         strategy: fleet.supervisor.strategy,
         mailbox,
         events,
@@ -180,10 +177,13 @@ struct Supervisor {
     events_tx: mpsc::UnboundedSender<Event>,
     /// In start order.
     plugins: Vec<(PluginHandle, JoinHandle<()>)>,
-    /// Each plugin's last reported state.
-    states: HashMap<String, PluginState>,
-    /// Each plugin's transitive dependents, in start order.
-    dependents: HashMap<String, Vec<String>>,
+    /// Each plugin's last reported state, by its place in `plugins`.
+    states: Vec<Option<PluginState>>,
+    /// How many plugins have not reported or are `starting`: the fleet
+    /// cannot have settled while any is.
+    unsettled: usize,
+    /// The `requires` graph of `plugins`, by place.
+    links: Links,
     strategy: Strategy,
     mailbox: mpsc::Receiver<Msg>,
     events: mpsc::UnboundedReceiver<Event>,
@@ -235,14 +235,14 @@ impl Supervisor {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::State { name, state } => {
-                if !self.specs.contains_key(&*name) {
+                let Some(i) = self.links.position(&name) else {
                     return; // removed by a reload, still winding down
-                }
-                self.states.insert(name.to_string(), state);
+                };
+                self.set_state(i, state);
                 if !self.shutting_down {
-                    self.start_ready();
+                    self.start_ready(&self.links.touched_by(i));
                 }
-                if !*self.ready.borrow() && self.settled() {
+                if !*self.ready.borrow() && self.unsettled == 0 && self.settled() {
                     tracing::info!("the fleet is up");
                     let _ = self.ready.send(true);
                 }
@@ -264,6 +264,12 @@ impl Supervisor {
             report.needs_restart.push("supervisor.log_dir".into());
         }
         self.strategy = fleet.supervisor.strategy;
+        let old_states: HashMap<String, Option<PluginState>> = self
+            .plugins
+            .iter()
+            .zip(&self.states)
+            .map(|((h, _), s)| (h.name().to_string(), *s))
+            .collect();
         let mut old: HashMap<String, (PluginHandle, JoinHandle<()>)> = self
             .plugins
             .drain(..)
@@ -301,26 +307,38 @@ impl Supervisor {
         for (name, (handle, _task)) in old {
             report.removed.push(name.clone());
             self.specs.remove(&name);
-            self.states.remove(&name);
             // The actor ends once stopped and its last handle is gone.
             tokio::spawn(async move { handle.stop().await });
         }
-        self.dependents = fleet
+        self.links = links_of(&fleet);
+        self.states = self
             .plugins
             .iter()
-            .map(|p| (p.name.clone(), fleet.dependents_of(&p.name)))
+            .map(|(h, _)| old_states.get(h.name()).copied().flatten())
             .collect();
+        self.unsettled = self.states.iter().filter(|s| unsettled(**s)).count();
         tracing::info!(?report, "reloaded {}", self.file.display());
-        self.start_ready();
+        self.start_ready(&(0..self.plugins.len()).collect::<Vec<_>>());
         Ok(report)
+    }
+
+    /// Records plugin `i`'s state, keeping the count of unsettled plugins.
+    fn set_state(&mut self, i: usize, state: PluginState) {
+        let before = unsettled(self.states[i]);
+        self.states[i] = Some(state);
+        match (before, unsettled(Some(state))) {
+            (true, false) => self.unsettled -= 1,
+            (false, true) => self.unsettled += 1,
+            _ => {}
+        }
     }
 
     /// True when every plugin has reported, none is starting, and none waits
     /// for a plugin that may still come up.
     fn settled(&self) -> bool {
-        let may_run = |s: Option<&PluginState>| {
+        let may_run = |j: usize| {
             matches!(
-                s,
+                self.states[j],
                 None | Some(
                     PluginState::Waiting
                         | PluginState::Starting
@@ -329,57 +347,49 @@ impl Supervisor {
                 )
             )
         };
-        let graph = self.graph();
-        self.plugins
-            .iter()
-            .all(|(p, _)| match self.states.get(p.name()) {
-                None | Some(PluginState::Starting) => false,
-                Some(PluginState::Waiting) => graph
-                    .unmet(p.name(), |r| may_run(self.states.get(r)))
-                    .is_some(),
-                Some(_) => true,
-            })
+        (0..self.plugins.len()).all(|i| match self.states[i] {
+            None | Some(PluginState::Starting) => false,
+            Some(PluginState::Waiting) => self.links.unmet(i, |j| !may_run(j)).is_some(),
+            Some(_) => true,
+        })
     }
 
-    /// Starts every `waiting` plugin whose requirements are all running.
-    /// Each is marked `starting` at once, so the events that follow do not
-    /// send it again; its own events then report where it really is.
-    fn start_ready(&mut self) {
-        let is = |n: &str, state| self.states.get(n) == Some(&state);
-        let ready = self.handles(&self.graph().ready(
-            |n| is(n, PluginState::Waiting),
-            |n| is(n, PluginState::Running),
-        ));
-        for plugin in ready {
-            self.states
-                .insert(plugin.name().to_string(), PluginState::Starting);
+    /// Starts every `waiting` plugin among `candidates` whose requirements
+    /// are all running. Each is marked `starting` at once, so the events that
+    /// follow do not send it again; its own events then report where it
+    /// really is. Only the candidates are looked at: a state change can only
+    /// make the plugin itself or those that require it ready.
+    fn start_ready(&mut self, candidates: &[usize]) {
+        let is = |i: usize, state| self.states[i] == Some(state);
+        let ready = self.links.ready(
+            candidates,
+            |i| is(i, PluginState::Waiting),
+            |i| is(i, PluginState::Running),
+        );
+        for i in ready {
+            self.set_state(i, PluginState::Starting);
+            let plugin = self.plugins[i].0.clone();
             tokio::spawn(async move { plugin.start().await });
         }
     }
 
     /// Restarts what the strategy says goes with `name`.
     fn apply_strategy(&self, name: &str) {
-        let others: Vec<String> = match self.strategy {
+        let Some(i) = self.links.position(name) else {
+            return;
+        };
+        let (others, strategy): (Vec<usize>, _) = match self.strategy {
             Strategy::OneForOne => return,
-            Strategy::RestForOne => self.dependents.get(name).cloned().unwrap_or_default(),
-            Strategy::OneForAll => self
-                .plugins
-                .iter()
-                .map(|(p, _)| p.name().to_string())
-                .filter(|n| n != name)
-                .collect(),
+            Strategy::RestForOne => (self.links.dependents(i), "rest_for_one"),
+            Strategy::OneForAll => (
+                (0..self.plugins.len()).filter(|&j| j != i).collect(),
+                "one_for_all",
+            ),
         };
-        let strategy = match self.strategy {
-            Strategy::RestForOne => "rest_for_one",
-            _ => "one_for_all",
-        };
-        for (plugin, _) in &self.plugins {
-            let up = self
-                .states
-                .get(plugin.name())
-                .is_some_and(|s| s.has_process() || *s == PluginState::Backoff);
-            if up && others.iter().any(|o| o == plugin.name()) {
-                let plugin = plugin.clone();
+        for j in others {
+            let up = self.states[j].is_some_and(|s| s.has_process() || s == PluginState::Backoff);
+            if up {
+                let plugin = self.plugins[j].0.clone();
                 let note = format!("restarted with `{name}` ({strategy})");
                 tokio::spawn(async move { plugin.restart(note).await });
             }
@@ -404,10 +414,26 @@ impl Supervisor {
     fn handles(&self, names: &[&str]) -> Vec<PluginHandle> {
         names
             .iter()
-            .filter_map(|n| self.plugins.iter().find(|(p, _)| p.name() == *n))
-            .map(|(p, _)| p.clone())
+            .filter_map(|n| self.links.position(n))
+            .map(|i| self.plugins[i].0.clone())
             .collect()
     }
+}
+
+/// Whether a plugin in `state` keeps the fleet from having settled.
+fn unsettled(state: Option<PluginState>) -> bool {
+    matches!(state, None | Some(PluginState::Starting))
+}
+
+/// The `requires` links of a fleet's plugins, in start order (the order of
+/// the root actor's `plugins`).
+fn links_of(fleet: &Fleet) -> Links {
+    Links::new(
+        fleet
+            .plugins
+            .iter()
+            .map(|p| (p.name.as_str(), p.requires.as_slice())),
+    )
 }
 
 async fn stop_in_order(levels: Vec<Vec<PluginHandle>>) {

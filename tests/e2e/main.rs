@@ -12,6 +12,7 @@ mod handshake;
 mod heartbeat;
 mod hostile_control;
 mod hostile_tree;
+mod hostile_logs;
 mod lifecycle;
 mod limits;
 mod node;

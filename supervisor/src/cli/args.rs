@@ -39,6 +39,31 @@ pub struct Selection {
     pub all: bool,
 }
 
+/// `corral up`'s own log: stderr, or a rotated file.
+#[derive(Debug, Clone, Args)]
+pub struct OwnLog {
+    /// Write the supervisor's own log to this file, rotated, instead of stderr.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Size at which the --log-file is rotated (such as 10MiB).
+    #[arg(long, value_name = "SIZE", default_value = "10MiB", value_parser = parse_size)]
+    pub log_max_size: u64,
+    /// Rotated files of the --log-file kept (0 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::os::log_file::MAX_KEEP)))]
+    pub log_keep: u32,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    match text.parse::<bytesize::ByteSize>() {
+        Ok(s) if s.0 > 0 => Ok(s.0),
+        Ok(_) => Err("a log file's size must be more than zero".into()),
+        Err(e) => Err(format!(
+            "`{text}` is not a size ({e}); write a number and a unit, such as 10MiB"
+        )),
+    }
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -52,6 +77,9 @@ pub enum Command {
             default_value = "corral.toml"
         )]
         config: PathBuf,
+        /// Where the supervisor's own log goes.
+        #[command(flatten)]
+        log: OwnLog,
     },
     /// Validate a fleet config and its manifests.
     Check {

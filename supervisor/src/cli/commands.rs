@@ -60,9 +60,10 @@ fn unreachable_client() -> Result<ExitCode, Error> {
     Err(Error::Refused("not a client command".into()))
 }
 
-/// Prints `message` as an error and returns exit code 1.
+/// Prints `message` as an error (control characters shown as escapes: it
+/// may carry a plugin's text) and returns exit code 1.
 pub fn fail(message: &str) -> ExitCode {
-    eprintln!("corral: {message}");
+    eprintln!("corral: {}", crate::os::logs::visible_text(message));
     ExitCode::from(1)
 }
 
@@ -192,7 +193,8 @@ async fn events(target: &Target, patterns: Vec<String>, json: bool) -> Result<Ex
                 })
                 .to_string()
             } else {
-                format!("{} {} [{}] {payload}", event.seq, event.topic, event.source)
+                let line = format!("{} {} [{}] {payload}", event.seq, event.topic, event.source);
+                crate::os::logs::visible_line(&line).into_owned()
             };
             if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
                 return Ok(ExitCode::SUCCESS); // stdout closed: the reader is done

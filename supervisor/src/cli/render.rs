@@ -1,5 +1,7 @@
 //! How the CLI shows data to people: aligned tables, `inspect` and reload
-//! reports, sizes and durations in units, state colours on a terminal. JSON
+//! reports, sizes and durations in units, state colours on a terminal. Text
+//! that may come from a plugin (exit details, notes, settings) has its
+//! control characters shown as escapes, so it cannot drive the terminal. JSON
 //! output (`--json`) is printed as is and never passes through here.
 
 use std::io::Write;
@@ -7,6 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use corral_proto::{PluginInfo, PluginStatus, ReloadReport};
+
+use crate::os::logs::visible_line;
 
 /// Prints `value` as pretty JSON, or as `human` formats it for people.
 pub fn print_data<T: serde::Serialize + ?Sized>(
@@ -76,6 +80,12 @@ fn ps_table_styled(rows: &[PluginStatus], colour: bool) -> String {
             memory,
             r.last_exit.as_ref().map_or("-".into(), ToString::to_string),
         ]);
+        // Every cell may carry a plugin's text (an exit's detail): escaped.
+        if let Some(row) = table.last_mut() {
+            for cell in row.iter_mut() {
+                *cell = visible_line(cell).into_owned();
+            }
+        }
     }
     let widths: Vec<usize> = (0..header.len())
         .map(|c| {
@@ -124,7 +134,7 @@ fn human_uptime(ms: u64) -> String {
 pub fn inspect_text(info: &PluginInfo) -> String {
     let mut text = ps_table(std::slice::from_ref(&info.status));
     if let Some(w) = &info.status.waiting_for {
-        text.push_str(&format!("waiting for: {w}\n"));
+        text.push_str(&format!("waiting for: {}\n", visible_line(w)));
     }
     if let Some(ms) = info.status.backoff_ms {
         text.push_str(&format!("next start in: {ms} ms\n"));
@@ -132,7 +142,8 @@ pub fn inspect_text(info: &PluginInfo) -> String {
     text.push_str("\nsettings:\n");
     if let Ok(serde_json::Value::Object(map)) = info.settings.to_json::<serde_json::Value>() {
         for (k, v) in map {
-            text.push_str(&format!("  {k:<18} {v}\n"));
+            let (k, v) = (visible_line(&k), v.to_string());
+            text.push_str(&format!("  {k:<18} {}\n", visible_line(&v)));
         }
     }
     text.push_str("\nhistory (oldest first):\n");
@@ -150,7 +161,7 @@ pub fn inspect_text(info: &PluginInfo) -> String {
         if let Some(n) = &t.note {
             line.push_str(&format!("  ({n})"));
         }
-        text.push_str(line.trim_end());
+        text.push_str(&visible_line(line.trim_end()));
         text.push('\n');
     }
     text
@@ -171,4 +182,38 @@ pub fn reload_text(report: &ReloadReport) -> String {
         .filter(|(_, names)| !names.is_empty())
         .map(|(what, names)| format!("{what:<13} {}\n", names.join(", ")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_proto::{ExitReason, PluginState};
+
+    #[test]
+    fn plugin_text_in_a_table_is_escaped_and_colours_are_ours() {
+        let row = PluginStatus {
+            name: "p".into(),
+            state: PluginState::Failed,
+            last_exit: Some(ExitReason::Handshake {
+                detail: "on_load failed: \x1b]0;owned\x07".into(),
+            }),
+            pid: None,
+            restarts: 0,
+            uptime_ms: 0,
+            rss_bytes: 0,
+            memory_max_bytes: None,
+            memory_high_bytes: None,
+            limits: corral_proto::Enforcement::Sampling,
+            waiting_for: None,
+            backoff_ms: None,
+            codec: "json".into(),
+        };
+        let text = ps_table_styled(std::slice::from_ref(&row), true);
+        assert!(text.contains("\\x1b]0;owned\\x07"), "{text}");
+        assert_eq!(
+            text.matches('\x1b').count(),
+            2,
+            "only the state's colour: {text:?}"
+        );
+    }
 }

@@ -14,15 +14,17 @@ const POLL: Duration = Duration::from_millis(100);
 /// How `corral logs` prints a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// As stored: `<time> <stream> <text>`.
+    /// As stored, `<time> <stream> <text>`, with control characters shown as
+    /// escapes (`\x1b`) so a plugin's text cannot drive the terminal.
     Text,
-    /// One JSON object a line: `{"time": …, "stream": …, "line": …}`.
+    /// One JSON object a line: `{"time": …, "stream": …, "line": …}`, the
+    /// line exactly as written.
     Json,
 }
 
 fn emit(out: &mut impl Write, line: &str, format: Format) -> io::Result<()> {
     match format {
-        Format::Text => writeln!(out, "{line}"),
+        Format::Text => writeln!(out, "{}", crate::os::logs::visible_line(line)),
         Format::Json => {
             let mut parts = line.splitn(3, ' ');
             let (time, stream, text) = (parts.next(), parts.next(), parts.next());

@@ -26,6 +26,7 @@ use crate::units::{HumanDuration, Size};
 use crate::bus::{BusRules, Overflow};
 use crate::deps::{Graph, OrderError};
 use crate::os::cgroup::LimitsMode;
+use crate::os::log_file::MAX_KEEP;
 use crate::rate::RateLimit;
 use crate::restart::{Backoff, RestartLimit, RestartPolicy};
 
@@ -165,17 +166,22 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
     } = process(at, cmd, env, cwd, enabled, codec, home)?;
     let config = config_table(at, &schema, manifest.as_deref(), config)?;
     let heartbeat = heartbeats(at, heartbeat)?;
-    let (handshake_timeout, stop_timeout, kill_timeout, call_timeout) =
-        timeouts(handshake_timeout, stop_timeout, kill_timeout, call_timeout);
+    let (handshake_timeout, stop_timeout, kill_timeout, call_timeout) = timeouts(
+        at,
+        handshake_timeout,
+        stop_timeout,
+        kill_timeout,
+        call_timeout,
+    )?;
     let (restart, success_codes, backoff, restart_limit) =
-        restarts(restart, success_codes, backoff, restart_limit);
+        restarts(at, restart, success_codes, backoff, restart_limit)?;
     let requires = requirements(at, requires)?;
     let rate_limit = call_rate(at, rate_limit)?;
     let (memory_max, memory_high, memory_check_interval) =
         memory(at, memory_max, memory_high, memory_check_interval)?;
     let bus = bus(at, subscribe, publish, queue, overflow, durable)?;
     let (pids_max, nofile, limits) = process_limits(at, pids_max, nofile, limits)?;
-    let (log_max_size, log_keep) = logs(log_max_size, log_keep);
+    let (log_max_size, log_keep) = logs(at, log_max_size, log_keep)?;
     Ok(PluginSpec {
         name: at.name.to_string(),
         cmd,
@@ -336,6 +342,17 @@ fn config_table(
     })
 }
 
+/// A duration that must be more than zero, or the problem naming `key`.
+fn above_zero(at: &At<'_>, key: &str, d: Duration, example: &str) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(at.err(
+            key,
+            format!("must be more than zero, or it can never be met; write a duration such as \"{example}\""),
+        ));
+    }
+    Ok(d)
+}
+
 /// `heartbeat`: every part above zero.
 fn heartbeats(at: &At<'_>, hb: Option<HeartbeatLayer>) -> Result<Heartbeat, ConfigError> {
     let hb = hb.unwrap_or_default();
@@ -344,38 +361,49 @@ fn heartbeats(at: &At<'_>, hb: Option<HeartbeatLayer>) -> Result<Heartbeat, Conf
         timeout: hb.timeout.map_or(defaults::HEARTBEAT_TIMEOUT, |d| d.0),
         misses: hb.misses.unwrap_or(defaults::HEARTBEAT_MISSES),
     };
-    if heartbeat.misses == 0 || heartbeat.interval.is_zero() || heartbeat.timeout.is_zero() {
+    above_zero(at, "heartbeat.interval", heartbeat.interval, "1s")?;
+    above_zero(at, "heartbeat.timeout", heartbeat.timeout, "1s")?;
+    if heartbeat.misses == 0 {
         return Err(at.err(
-            "heartbeat",
-            "interval and timeout must be more than zero and misses at least 1",
+            "heartbeat.misses",
+            "must be at least 1 (the misses in a row that make a plugin unhealthy)",
         ));
     }
     Ok(heartbeat)
 }
 
-/// `handshake_timeout`, `stop_timeout`, `kill_timeout` and `call_timeout`.
+/// `handshake_timeout` and `call_timeout` (above zero), `stop_timeout` and
+/// `kill_timeout` (zero skips that step of a stop).
 fn timeouts(
+    at: &At<'_>,
     handshake: Option<HumanDuration>,
     stop: Option<HumanDuration>,
     kill: Option<HumanDuration>,
     call: Option<HumanDuration>,
-) -> (Duration, Duration, Duration, Duration) {
+) -> Result<(Duration, Duration, Duration, Duration), ConfigError> {
     let or = |d: Option<HumanDuration>, default| d.map_or(default, |d| d.0);
-    (
-        or(handshake, defaults::HANDSHAKE_TIMEOUT),
+    Ok((
+        above_zero(
+            at,
+            "handshake_timeout",
+            or(handshake, defaults::HANDSHAKE_TIMEOUT),
+            "5s",
+        )?,
         or(stop, defaults::STOP_TIMEOUT),
         or(kill, defaults::KILL_TIMEOUT),
-        or(call, defaults::CALL_TIMEOUT),
-    )
+        above_zero(at, "call_timeout", or(call, defaults::CALL_TIMEOUT), "30s")?,
+    ))
 }
 
-/// `restart`, `success_codes`, `backoff` and `restart_limit`.
+/// `restart`, `success_codes`, `backoff` and `restart_limit` (a count of
+/// at least 1 within a window above zero).
 fn restarts(
+    at: &At<'_>,
     policy: Option<RestartPolicy>,
     success_codes: Option<Vec<i32>>,
     backoff: Option<BackoffLayer>,
     limit: Option<RestartLimitLayer>,
-) -> (RestartPolicy, Vec<i32>, Backoff, RestartLimit) {
+) -> Result<(RestartPolicy, Vec<i32>, Backoff, RestartLimit), ConfigError> {
     let b = backoff.unwrap_or_default();
     let backoff = Backoff {
         initial: b.initial.map_or(defaults::BACKOFF_INITIAL, |d| d.0),
@@ -387,12 +415,19 @@ fn restarts(
         count: l.count.unwrap_or(defaults::RESTART_LIMIT_COUNT),
         within: l.within.map_or(defaults::RESTART_LIMIT_WITHIN, |d| d.0),
     };
-    (
+    if limit.count == 0 {
+        return Err(at.err(
+            "restart_limit.count",
+            "must be at least 1; to never restart a plugin, write `restart = \"never\"`",
+        ));
+    }
+    above_zero(at, "restart_limit.within", limit.within, "60s")?;
+    Ok((
         policy.unwrap_or(defaults::RESTART),
         success_codes.unwrap_or_else(|| defaults::SUCCESS_CODES.to_vec()),
         backoff,
         limit,
-    )
+    ))
 }
 
 /// `requires`: not the plugin itself (the rest is checked fleet-wide, by
@@ -482,12 +517,17 @@ fn process_limits(
     Ok((pids_max, nofile, limits.unwrap_or(defaults::LIMITS)))
 }
 
-/// `log_max_size` (bytes) and `log_keep`.
-fn logs(max_size: Option<Size>, keep: Option<u32>) -> (u64, u32) {
-    (
-        max_size.map_or(defaults::LOG_MAX_SIZE, |s| s.0),
-        keep.unwrap_or(defaults::LOG_KEEP),
-    )
+/// `log_max_size` (bytes; a size is above zero) and `log_keep` (at most
+/// [`MAX_KEEP`]: each rotation renames every kept file).
+fn logs(at: &At<'_>, max_size: Option<Size>, keep: Option<u32>) -> Result<(u64, u32), ConfigError> {
+    let keep = keep.unwrap_or(defaults::LOG_KEEP);
+    if keep > MAX_KEEP {
+        return Err(at.err(
+            "log_keep",
+            format!("{keep} is too many: keep at most {MAX_KEEP} rotated files (raise log_max_size to keep more)"),
+        ));
+    }
+    Ok((max_size.map_or(defaults::LOG_MAX_SIZE, |s| s.0), keep))
 }
 
 /// The plugins in start order (every plugin after those it requires, ties
@@ -528,11 +568,10 @@ pub(super) fn start_order(
             ));
         }
     };
-    let mut ordered = Vec::with_capacity(plugins.len());
-    for name in order {
-        if let Some(i) = plugins.iter().position(|p| p.name == name) {
-            ordered.push(plugins.swap_remove(i));
-        }
-    }
-    Ok(ordered)
+    let mut by_name: std::collections::HashMap<String, PluginSpec> =
+        plugins.drain(..).map(|p| (p.name.clone(), p)).collect();
+    Ok(order
+        .into_iter()
+        .filter_map(|name| by_name.remove(&name))
+        .collect())
 }

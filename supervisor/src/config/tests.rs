@@ -348,3 +348,45 @@ fn every_builtin_default_applies() {
     assert_eq!(crate::bus::Overflow::default(), p.bus.overflow);
     assert_eq!(Strategy::default(), fleet.supervisor.strategy);
 }
+
+#[test]
+fn values_that_cannot_work_are_refused_by_key() {
+    let cases = [
+        ("handshake_timeout = \"0s\"", "handshake_timeout"),
+        ("call_timeout = \"0ms\"", "call_timeout"),
+        ("heartbeat = { interval = \"0s\" }", "heartbeat.interval"),
+        ("heartbeat = { timeout = \"0s\" }", "heartbeat.timeout"),
+        ("heartbeat = { misses = 0 }", "heartbeat.misses"),
+        ("restart_limit = { count = 0 }", "restart_limit.count"),
+        (
+            "restart_limit = { within = \"0s\" }",
+            "restart_limit.within",
+        ),
+        ("memory_check_interval = \"0s\"", "memory_check_interval"),
+        ("queue = 0", "queue"),
+        ("log_keep = 100000", "log_keep"),
+        ("log_max_size = \"0B\"", "log_max_size"),
+    ];
+    for (line, key) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = write(
+            tmp.path(),
+            "corral.toml",
+            &format!("[plugins.echo]\ncmd = [\"x\"]\n{line}\n"),
+        );
+        let p = &problems(&f)[0];
+        assert_eq!(p.key, format!("plugins.echo.{key}"), "{line}: {p}");
+        assert!(p.file.ends_with("corral.toml"), "{p}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nlog_keep = 1000\nstop_timeout = \"0s\"\n",
+    );
+    let fleet = load(&f).unwrap();
+    assert_eq!(
+        fleet.plugins[0].log_keep, 1000,
+        "the bound itself is allowed"
+    );
+}

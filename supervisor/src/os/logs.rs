@@ -1,22 +1,24 @@
-//! Capturing a plugin's stdout and stderr.
-//!
-//! The file is rotated when it reaches `log_max_size`: `<name>.log` becomes
-//! `<name>.log.1`, older ones shift up, and at most `log_keep` are kept.
+//! Capturing a plugin's stdout and stderr, and showing plugin text safely.
 //!
 //! Each line goes to the supervisor's tracing output, tagged with the
-//! plugin's name and stream, and to `<log_dir>/<name>.log` (0600) as
-//! `<RFC 3339 time> <stream> <line>`. One writer task per plugin owns the file;
-//! pipe readers hand it lines through a bounded channel, so a plugin that
-//! floods its output is slowed by its own full pipe instead of growing the
-//! supervisor's memory. Readers drain a pipe to its end, so the last lines a
-//! plugin writes before it dies are kept.
+//! plugin's name and stream and with control characters escaped
+//! ([`visible_line`]), and to `<log_dir>/<name>.log` as
+//! `<RFC 3339 time> <stream> <line>`, exactly as written. The file is a
+//! [`LogFile`] (no symlink followed, 0600, rotated at `log_max_size`, at most
+//! `log_keep` kept). One writer task per plugin owns the file and does its
+//! file work on the blocking pool; pipe readers hand it lines through a
+//! bounded channel, so a plugin that floods its output is slowed by its own
+//! full pipe instead of growing the supervisor's memory or holding its async
+//! threads. Readers drain a pipe to its end, so the last lines a plugin
+//! writes before it dies are kept.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
+
+use super::log_file::{LOSS_REPORT_INTERVAL, LogFile, Losses};
 
 /// The longest line kept whole; longer ones are cut into pieces this long.
 const MAX_LINE: usize = 16 * 1024;
@@ -24,6 +26,8 @@ const MAX_LINE: usize = 16 * 1024;
 const READ_BUFFER: usize = 4096;
 /// Lines buffered between the pipes and the file.
 const QUEUE: usize = 1024;
+/// Lines written in one trip to the blocking pool.
+const BATCH: usize = 64;
 
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,107 +121,97 @@ async fn read_bounded_line<R: AsyncRead + Unpin>(
     }
 }
 
-/// The current log file, its size, and the rotation rule.
-struct LogFile {
-    path: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
-    size: u64,
-    max_size: u64,
-    keep: u32,
-}
-
-impl LogFile {
-    fn open(path: PathBuf, max_size: u64, keep: u32) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)?;
-        let size = file.metadata()?.len();
-        Ok(Self {
-            path,
-            out: std::io::BufWriter::new(file),
-            size,
-            max_size,
-            keep,
+/// Writes batches of lines to the file on the blocking pool, so file work
+/// (writes, rotations, a slow or full disk) never holds an async thread.
+async fn write_lines(name: String, file: LogFile, mut rx: mpsc::Receiver<(Stream, String)>) {
+    let mut writer = Writer {
+        name,
+        file,
+        losses: Losses::new(LOSS_REPORT_INTERVAL),
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let lines = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        match tokio::task::spawn_blocking(move || {
+            writer.write(lines);
+            writer
         })
-    }
-
-    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
-        if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_size {
-            self.rotate()?;
+        .await
+        {
+            Ok(w) => writer = w,
+            Err(_) => return, // the runtime is shutting down
         }
-        writeln!(self.out, "{line}")?;
-        self.size += line.len() as u64 + 1;
-        Ok(())
-    }
-
-    fn rotated(&self, n: u32) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
-    }
-
-    /// `<name>.log` → `.1` → `.2` … up to `keep`; the oldest falls off.
-    fn rotate(&mut self) -> std::io::Result<()> {
-        self.out.flush()?;
-        if self.keep == 0 {
-            std::fs::remove_file(&self.path)?;
-        } else {
-            let _ = std::fs::remove_file(self.rotated(self.keep));
-            for n in (1..self.keep).rev() {
-                let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
-            }
-            std::fs::rename(&self.path, self.rotated(1))?;
-        }
-        *self = Self::open(self.path.clone(), self.max_size, self.keep)?;
-        Ok(())
     }
 }
 
-async fn write_lines(name: String, mut file: LogFile, mut rx: mpsc::Receiver<(Stream, String)>) {
-    let mut batch = Vec::with_capacity(64);
-    while rx.recv_many(&mut batch, 64).await > 0 {
+/// A plugin's file and the count of lines it lost.
+struct Writer {
+    name: String,
+    file: LogFile,
+    losses: Losses,
+}
+
+impl Writer {
+    /// Writes `lines` to the supervisor's log (escaped) and to the file.
+    fn write(&mut self, lines: Vec<(Stream, String)>) {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-        for (stream, line) in batch.drain(..) {
-            tracing::info!(target: "corral::plugin_output", plugin = %name, stream = stream.as_str(), "{line}");
-            if let Err(e) = file.write_line(&format!("{now} {} {line}", stream.as_str())) {
-                tracing::warn!(plugin = %name, "cannot write its log file: {e}");
+        let name = &self.name;
+        for (stream, line) in lines {
+            tracing::info!(target: "corral::plugin_output", plugin = %name, stream = stream.as_str(), "{}", visible_line(&line));
+            let ok = self
+                .file
+                .write_line(&format!("{now} {} {line}", stream.as_str()))
+                .is_ok();
+            if let Some(lost) = self.losses.note(ok, std::time::Instant::now()) {
+                tracing::warn!(
+                    plugin = %name,
+                    "{lost} line(s) lost: cannot write {} (a full disk?); the next warning comes at most {}s from now",
+                    self.file.path().display(),
+                    LOSS_REPORT_INTERVAL.as_secs()
+                );
             }
         }
-        if let Err(e) = file.out.flush() {
+        if let Err(e) = self.file.flush() {
             tracing::warn!(plugin = %name, "cannot flush its log file: {e}");
         }
     }
 }
 
+/// `text` with every control character but tab shown as an escape (`\x1b`,
+/// `\x0d`, `\u{9b}`, …), and the characters that reorder text (bidi
+/// controls) too: what a plugin printed, safe to show on a terminal.
+pub fn visible_line(text: &str) -> Cow<'_, str> {
+    escape(text, false)
+}
+
+/// As [`visible_line`], keeping newlines: for messages of several lines.
+pub fn visible_text(text: &str) -> Cow<'_, str> {
+    escape(text, true)
+}
+
+fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let hidden = |c: char| {
+        c != '\t'
+            && !(keep_newlines && c == '\n')
+            && (c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    };
+    if !text.chars().any(hidden) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c as u32 {
+            _ if !hidden(c) => out.push(c),
+            n @ 0..=0xff => out.push_str(&format!("\\x{n:02x}")),
+            n => out.push_str(&format!("\\u{{{n:x}}}")),
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rotation_keeps_the_newest_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("p.log");
-        let mut file = LogFile::open(path.clone(), 100, 2).unwrap();
-        for i in 0..40 {
-            file.write_line(&format!("line {i:02} {}", "x".repeat(20)))
-                .unwrap();
-        }
-        file.out.flush().unwrap();
-        let mut names: Vec<String> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["p.log", "p.log.1", "p.log.2"]);
-        let current = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            current.len() <= 100 && current.ends_with(&format!("line 39 {}\n", "x".repeat(20)))
-        );
-        let older = std::fs::read_to_string(tmp.path().join("p.log.1")).unwrap();
-        assert!(older.len() <= 100 && !older.is_empty());
-    }
 
     #[tokio::test]
     async fn long_lines_are_cut_and_short_ones_kept() {
@@ -235,6 +229,16 @@ mod tests {
         assert_eq!(line, b"last", "a last line without newline is kept");
         line.clear();
         assert_eq!(read_bounded_line(&mut reader, &mut line).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn control_characters_are_shown_as_escapes() {
+        assert_eq!(visible_line("plain\ttext"), "plain\ttext");
+        assert!(matches!(visible_line("plain"), Cow::Borrowed(_)));
+        assert_eq!(visible_line("\x1b[2Jgone\r"), "\\x1b[2Jgone\\x0d");
+        assert_eq!(visible_line("a\nb\u{9b}c\u{7f}"), "a\\x0ab\\x9bc\\x7f");
+        assert_eq!(visible_line("\u{202e}evil"), "\\u{202e}evil");
+        assert_eq!(visible_text("one\ntwo\x07"), "one\ntwo\\x07");
     }
 
     #[tokio::test]

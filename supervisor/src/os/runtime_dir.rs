@@ -2,7 +2,8 @@
 //! live. It is created 0700 and must belong to the supervisor's user; a
 //! directory others can enter or write to is refused rather than trusted. A
 //! lock file in it makes sure only one supervisor runs per directory, and a
-//! control socket left by one that died is replaced.
+//! control socket left by one that died is replaced. The log directory
+//! follows the same rules ([`prepare_log_dir`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -19,6 +20,14 @@ pub enum DirError {
         /// The directory.
         path: PathBuf,
         /// What is wrong.
+        detail: String,
+    },
+    /// The log directory cannot be used as it is.
+    #[error("log directory {path}: {detail}")]
+    LogDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong, and the fix.
         detail: String,
     },
     /// Another supervisor already runs on this runtime directory.
@@ -38,10 +47,6 @@ pub enum DirError {
         #[source]
         source: std::io::Error,
     },
-}
-
-fn io_err(context: String) -> impl FnOnce(std::io::Error) -> DirError {
-    move |source| DirError::Io { context, source }
 }
 
 /// A runtime directory held by this supervisor until dropped.
@@ -74,11 +79,7 @@ impl RuntimeDir {
             )));
         }
         if meta.mode() & 0o077 != 0 {
-            return Err(err(format!(
-                "is open to other users (mode {:o}); run `chmod 700 {}` or choose another runtime_dir",
-                meta.mode() & 0o777,
-                path.display()
-            )));
+            return Err(err(open_to_others(path, &meta, "runtime_dir")));
         }
         let lock_path = path.join("supervisor.lock");
         let file = OpenOptions::new()
@@ -119,20 +120,84 @@ impl RuntimeDir {
     }
 }
 
-/// Creates a directory for log files, readable by this user only.
-pub fn create_private_dir(path: &Path) -> Result<(), DirError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_err(format!("cannot create {}", path.display())))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-        .map_err(io_err(format!("cannot restrict {}", path.display())))
+fn open_to_others(path: &Path, meta: &fs::Metadata, key: &str) -> String {
+    format!(
+        "is open to other users (mode {:o}); run `chmod 700 {}` or choose another {key}",
+        meta.mode() & 0o777,
+        path.display()
+    )
+}
+
+/// Makes sure `path` can hold log files no one else can touch: created
+/// 0700 when missing; when it exists, it must be a directory (not a link to
+/// one) that belongs to this user and is closed to others. A directory
+/// corral did not create is never chmodded: it is refused with the fix.
+pub fn prepare_log_dir(path: &Path) -> Result<(), DirError> {
+    let err = |detail: String| DirError::LogDir {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| err(format!("cannot create its parent: {e}")))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {
+            return fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+                .map_err(|e| err(format!("cannot restrict it to this user: {e}")));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(format!("cannot create it: {e}"))),
+    }
+    let meta = fs::symlink_metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.file_type().is_symlink() {
+        return Err(err(
+            "is a symbolic link; set log_dir to the directory itself".into(),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(err("is not a directory".into()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(err(format!(
+            "belongs to uid {}, not to this user (uid {me}); corral writes logs only into a directory of its own: run `chown {me} {}` or choose another log_dir",
+            meta.uid(),
+            path.display()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(err(open_to_others(path, &meta, "log_dir")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_dir_is_created_private_and_a_shared_one_refused_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/logs");
+        prepare_log_dir(&dir).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        prepare_log_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = prepare_log_dir(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("open to other users") && err.contains("chmod 700"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::metadata(&dir).unwrap().mode() & 0o777,
+            0o755,
+            "not chmodded"
+        );
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let err = prepare_log_dir(&link).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+    }
 
     #[test]
     fn second_acquire_is_refused_and_released_on_drop() {
