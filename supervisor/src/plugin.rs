@@ -83,7 +83,8 @@ pub struct Host {
 #[derive(Clone, Debug)]
 pub struct PluginHandle {
     name: Arc<str>,
-    requires: Arc<[String]>,
+    /// What it requires, as its actor last took from the config.
+    requires: watch::Receiver<Arc<[String]>>,
     tx: mpsc::Sender<Msg>,
     target: watch::Receiver<Option<CallTarget>>,
 }
@@ -99,10 +100,10 @@ impl PluginHandle {
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(64);
         let name: Arc<str> = spec.name.as_str().into();
-        let requires: Arc<[String]> = spec.requires.clone().into();
+        let (requires_tx, requires) = watch::channel::<Arc<[String]>>(spec.requires.clone().into());
         let span = tracing::info_span!("plugin", name = %name);
         let (target_tx, target) = watch::channel(None);
-        let actor = Actor::new(spec, host, rx, events, target_tx);
+        let actor = Actor::new(spec, host, rx, events, target_tx, requires_tx);
         let task = tokio::spawn(actor.run().instrument(span));
         (
             Self {
@@ -120,9 +121,9 @@ impl PluginHandle {
         &self.name
     }
 
-    /// The plugins it requires.
-    pub fn requires(&self) -> &[String] {
-        &self.requires
+    /// The plugins it requires, as the last reload left them.
+    pub fn requires(&self) -> Arc<[String]> {
+        Arc::clone(&self.requires.borrow())
     }
 
     /// Status, settings and history.

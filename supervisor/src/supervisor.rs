@@ -80,7 +80,13 @@ impl SupervisorHandle {
             .filter(|r| r.state == PluginState::Running)
             .map(|r| r.name.clone())
             .collect();
-        let graph = Graph::new(plugins.iter().map(|p| (p.name(), p.requires())));
+        let requires: Vec<_> = plugins.iter().map(PluginHandle::requires).collect();
+        let graph = Graph::new(
+            plugins
+                .iter()
+                .zip(&requires)
+                .map(|(p, r)| (p.name(), &r[..])),
+        );
         for (row, plugin) in rows.iter_mut().zip(&plugins) {
             if row.state == PluginState::Waiting {
                 row.waiting_for = graph
@@ -407,7 +413,13 @@ impl Supervisor {
 
     /// The `requires` graph of the plugins in force, in start order.
     fn graph(&self) -> Graph<'_> {
-        Graph::new(self.plugins.iter().map(|(p, _)| (p.name(), p.requires())))
+        Graph::new(self.plugins.iter().map(|(p, _)| {
+            let requires = self
+                .specs
+                .get(p.name())
+                .map_or(&[][..], |s| &s.requires[..]);
+            (p.name(), requires)
+        }))
     }
 
     /// The handles of the plugins named, in that order.

@@ -238,3 +238,21 @@ fn five_hundred_restarts_leak_no_fd_memory_or_zombie() {
     );
     assert!(zombie_children(sup) <= 1, "zombies left behind");
 }
+
+#[test]
+fn a_reload_that_adds_a_requirement_is_what_ps_and_the_start_order_follow() {
+    let two = |b: Plugin| FleetConfig::new().plugin(Plugin::echo("a")).plugin(b);
+    let fleet = two(Plugin::echo("b")).start();
+    fleet.wait_running("a");
+    fleet.wait_running("b");
+    fleet.rewrite_config(&two(Plugin::echo("b").set("requires", ["a"])).toml());
+    let report = fleet.control().reload().expect("reload");
+    assert_eq!(report.updated, vec!["b".to_string()], "{report:?}");
+    fleet.control().stop(&["a"]).expect("stop a");
+    fleet.control().restart(&["b"]).expect("restart b");
+    // b now waits for a, and says so.
+    let row = fleet.wait_state("b", PluginState::Waiting, Duration::from_secs(10));
+    assert_eq!(row.waiting_for.as_deref(), Some("a"), "{row:?}");
+    fleet.control().start(&["a"]).expect("start a");
+    fleet.wait_running("b");
+}

@@ -38,6 +38,8 @@ pub(super) struct Actor {
     events: mpsc::UnboundedSender<Event>,
     /// The connection callers use; `Some` exactly while `running`.
     target: watch::Sender<Option<CallTarget>>,
+    /// What it requires, for the handle's readers.
+    requires: watch::Sender<Arc<[String]>>,
     lifecycle: Lifecycle,
     /// The process, while one exists.
     spawn: Option<Spawn>,
@@ -61,6 +63,7 @@ impl Actor {
         mailbox: mpsc::Receiver<Msg>,
         events: mpsc::UnboundedSender<Event>,
         target: watch::Sender<Option<CallTarget>>,
+        requires: watch::Sender<Arc<[String]>>,
     ) -> Self {
         let enforcement = if has_cgroup_limit(&spec) {
             host.cgroups.enforcement(spec.limits)
@@ -78,6 +81,7 @@ impl Actor {
             mailbox_open: true,
             events,
             target,
+            requires,
             lifecycle: Lifecycle::new(),
             spawn: None,
             backoff: None,
@@ -504,6 +508,13 @@ impl Actor {
             return Applied::Unchanged;
         };
         self.spec = new;
+        self.requires.send_if_modified(|r| {
+            let changed = **r != *self.spec.requires;
+            if changed {
+                *r = self.spec.requires.clone().into();
+            }
+            changed
+        });
         if diff.heartbeat_interval {
             self.heartbeat = health::heartbeat_tick(self.spec.heartbeat.interval);
         }
