@@ -107,10 +107,23 @@ impl Context {
     }
 
     async fn send(&self, topic: &str, payload: &Value, retain: bool) -> Result<(), PluginError> {
-        check_topic(topic).map_err(|e| PluginError::new(codes::BAD_TOPIC, e))?;
-        reserved(topic)?;
         let payload = Payload::from_json(payload)
             .map_err(|e| PluginError::bad_payload(format!("payload does not encode: {e}")))?;
+        self.publish_payload(topic, payload, retain).await
+    }
+
+    /// Publishes an already encoded payload as it is (for example one taken
+    /// from another event), like [`publish`](Context::publish) or, with
+    /// `retain`, [`publish_retained`](Context::publish_retained). The bus
+    /// refuses a payload that is not one JSON text (`bad_payload`).
+    pub async fn publish_payload(
+        &self,
+        topic: &str,
+        payload: Payload,
+        retain: bool,
+    ) -> Result<(), PluginError> {
+        check_topic(topic).map_err(|e| PluginError::new(codes::BAD_TOPIC, e))?;
+        reserved(topic)?;
         let bus = self.bus()?;
         let publish = Publish {
             topic: topic.to_string(),

@@ -68,4 +68,6 @@ pub mod codes {
     pub const DENIED: &str = "denied";
     /// A topic or pattern that is not well formed.
     pub const BAD_TOPIC: &str = "bad_topic";
+    /// An event too large to be delivered in any frame.
+    pub const TOO_LARGE: &str = "too_large";
 }

@@ -34,6 +34,20 @@ pub struct Event {
     pub retained: bool,
 }
 
+/// What an event's fields other than its topic, payload and source add to
+/// its encoded size at most, in either codec: field names, numbers, quotes
+/// and length prefixes.
+pub const EVENT_OVERHEAD_BYTES: usize = 128;
+
+impl Event {
+    /// An upper bound of its encoded size in either codec: the payload is
+    /// carried verbatim in both, and topics and sources need no escaping.
+    /// The bus bounds its queues and batches with it.
+    pub fn wire_size(&self) -> usize {
+        self.payload.len() + self.topic.len() + self.source.len() + EVENT_OVERHEAD_BYTES
+    }
+}
+
 /// One event as a publisher sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Publish {
@@ -61,7 +75,7 @@ pub struct PublishReceipt {
 pub struct Denied {
     /// Its index in the batch.
     pub index: u64,
-    /// Why (code `denied` or `bad_topic`).
+    /// Why (code `denied`, `bad_topic`, `bad_payload` or `too_large`).
     pub error: crate::ErrorReply,
 }
 
@@ -82,6 +96,29 @@ pub struct BusStats {
     pub denied_publishes: u64,
     /// Subscriptions refused (outside its allow-list).
     pub denied_subscriptions: u64,
+    /// Bytes of the events waiting in its queue (bounded by `queue_bytes`).
+    #[serde(default)]
+    pub queued_bytes: u64,
+    /// Its publishes refused for their payload: not JSON (`bad_payload`) or
+    /// too large for any frame (`too_large`).
+    #[serde(default)]
+    pub refused_payloads: u64,
+    /// `deliver` calls to it that failed (timeout, error, or not sent).
+    #[serde(default)]
+    pub delivery_failures: u64,
+    /// Events for it that could not be sent at all, dropped and counted.
+    #[serde(default)]
+    pub undeliverable: u64,
+    /// Retained events it published that the bus holds.
+    #[serde(default)]
+    pub retained: u64,
+    /// Their bytes (bounded by `retained_bytes`).
+    #[serde(default)]
+    pub retained_bytes: u64,
+    /// Its retained events evicted, oldest first, to stay within
+    /// `retained_max` and `retained_bytes`.
+    #[serde(default)]
+    pub retained_evicted: u64,
 }
 
 /// Checks a topic: one or more non-empty segments of `[A-Za-z0-9_-]`.

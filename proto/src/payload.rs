@@ -38,6 +38,28 @@ impl Payload {
         Ok(Self(bytes))
     }
 
+    /// Checks that the bytes are one JSON text that every codec can carry:
+    /// exactly what the JSON codec needs to embed it. A bincode peer sends a
+    /// payload as raw bytes, so whoever forwards one to other peers (the bus,
+    /// a call's reply) checks it first.
+    pub fn check_json(&self) -> Result<(), String> {
+        let text = std::str::from_utf8(self.json_text())
+            .map_err(|e| format!("the payload is not UTF-8: {e}"))?;
+        serde_json::from_str::<&RawValue>(text)
+            .map(|_| ())
+            .map_err(|e| format!("the payload is not one JSON text: {e}"))
+    }
+
+    /// Its size in bytes, as it travels in either codec.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (stands for `null`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Decodes the payload into a serde value (`null` when empty).
     pub fn to_json<T: de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(self.json_text())

@@ -32,6 +32,7 @@ mod actor;
 mod delivery;
 mod messages;
 mod queue;
+mod retained;
 mod rules;
 mod serve;
 
@@ -51,6 +52,7 @@ use messages::{Attachment, Msg};
 // names as `crate::bus::…`.
 pub use messages::DeliveryFailure;
 pub use queue::{Overflow, Queue};
+pub use retained::RetainBound;
 pub use rules::BusRules;
 pub use serve::serve_plugin;
 
@@ -174,11 +176,15 @@ impl BusHandle {
                 ErrorReply::new(codes::BAD_REQUEST, format!("no open event stream {id}"))
             })?;
         let _ = tokio::time::timeout(wait, queue.readable()).await;
-        Ok(queue
-            .take(DELIVERY_BATCH)
-            .into_iter()
-            .map(|e| (*e).clone())
-            .collect())
+        let mut events = Vec::new();
+        // What the reader lost since it last read comes first, where the loss is.
+        let (dropped, total) = queue.unreported_drops();
+        if dropped > 0 {
+            events.push(rules::dropped_marker(id, dropped, total, actor::unix_us()));
+        }
+        let batch = queue.take_within(DELIVERY_BATCH, rules::BATCH_BYTES);
+        events.extend(batch.into_iter().map(|e| (*e).clone()));
+        Ok(events)
     }
 }
 

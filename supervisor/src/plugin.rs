@@ -175,6 +175,10 @@ impl PluginHandle {
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + target.call_timeout;
         match target.client.handle(ctx, action.clone(), payload).await {
+            // A bincode plugin's reply is raw bytes: forwarded only if JSON.
+            Ok(Ok(reply)) => reply.check_json().map(|()| reply).map_err(|e| {
+                ErrorReply::bad_payload(format!("`{}` answered `{action}` with {e}", self.name))
+            }),
             Ok(reply) => reply,
             Err(RpcError::DeadlineExceeded) => Err(ErrorReply::new(
                 codes::TIMEOUT,

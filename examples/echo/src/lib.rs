@@ -14,6 +14,8 @@
 //! | `config` | – | the config it was loaded with |
 //! | `log` | `{"count": N, "text": T}` | writes N numbered lines of T to stdout; `{"logged": N}` |
 //! | `publish` | `{"topic": T, "payload": P, "count": N, "retain": bool}` | publishes N events on T (payload P, or `{"i": i}` when P is absent), then flushes; `{"published": N}` or the refusal |
+//! | `publish_raw` | `{"topic": T, "bytes": [b, ...]}` | publishes one event whose payload is those bytes as they are, JSON or not (a hostile bincode publisher, for the bus's checks), then flushes; `{"published": 1}` or the refusal |
+//! | `flood` | `{"prefix": P, "count": N, "bytes": B, "retain": bool}` | publishes N events, event i on `P.i` with a string payload of B bytes (retained if asked), then flushes; `{"published": N}` or the refusal |
 //! | `subscribe` / `unsubscribe` | `{"patterns": [..]}` | changes its subscriptions at run time |
 //! | `received` | `{"limit": N}` | events received so far: `{"count", "in_order", "events": [first N (default 1000)]}` |
 //! | `spawn` | `{"count": N, "mb": M}` | starts N child processes, each holding M MiB (default 0) until killed; `{"spawned": k, "error": null or why the next one failed}` |
@@ -172,6 +174,8 @@ impl Plugin for Echo {
             }
             "alloc" => Ok(self.alloc(field_u64(&payload, "mb")?)),
             "publish" => publish(ctx, &payload).await,
+            "publish_raw" => publish_raw(ctx, &payload).await,
+            "flood" => flood(ctx, &payload).await,
             "subscribe" | "unsubscribe" => subscription(ctx, action, &payload).await,
             "received" => Ok(self.received(&payload)),
             "spawn" => {
@@ -264,6 +268,59 @@ async fn publish(ctx: &Context, payload: &Value) -> Result<Value, PluginError> {
             ctx.publish_retained(topic, &body).await?;
         } else {
             ctx.publish(topic, &body).await?;
+        }
+    }
+    ctx.flush().await?;
+    Ok(json!({"published": count}))
+}
+
+/// `publish_raw {"topic", "bytes"}`: one event whose payload is `bytes`
+/// unchecked. A payload travels as raw bytes in bincode, so it is built the
+/// way the codec would decode it from a peer.
+async fn publish_raw(ctx: &Context, payload: &Value) -> Result<Value, PluginError> {
+    let topic = payload
+        .get("topic")
+        .and_then(Value::as_str)
+        .ok_or_else(|| PluginError::bad_payload("expected {\"topic\": <string>}"))?;
+    let raw: Vec<u8> = payload
+        .get("bytes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect()
+        })
+        .ok_or_else(|| PluginError::bad_payload("expected {\"bytes\": [<0..255>, ...]}"))?;
+    // A byte sequence is written exactly as a byte string in bincode.
+    let wire = corral_proto::Codec::Bincode
+        .encode(&raw)
+        .map_err(|e| PluginError::internal(format!("cannot build the payload: {e}")))?;
+    let body: corral_proto::Payload = corral_proto::Codec::Bincode
+        .decode(&bytes::BytesMut::from(&wire[..]))
+        .map_err(|e| PluginError::internal(format!("cannot build the payload: {e}")))?;
+    ctx.publish_payload(topic, body, false).await?;
+    ctx.flush().await?;
+    Ok(json!({"published": 1}))
+}
+
+/// `flood {"prefix", "count", "bytes", "retain"?}`: event i on `prefix.i`.
+async fn flood(ctx: &Context, payload: &Value) -> Result<Value, PluginError> {
+    let prefix = payload
+        .get("prefix")
+        .and_then(Value::as_str)
+        .ok_or_else(|| PluginError::bad_payload("expected {\"prefix\": <string>}"))?;
+    let count = field_u64(payload, "count")?;
+    let bytes = field_u64(payload, "bytes")?;
+    let retain = payload.get("retain").and_then(Value::as_bool) == Some(true);
+    let body = Value::String("x".repeat(usize::try_from(bytes).unwrap_or(0)));
+    for i in 0..count {
+        let topic = format!("{prefix}.{i}");
+        // Let heartbeats through: the plugin runs on one thread.
+        tokio::task::yield_now().await;
+        if retain {
+            ctx.publish_retained(&topic, &body).await?;
+        } else {
+            ctx.publish(&topic, &body).await?;
         }
     }
     ctx.flush().await?;

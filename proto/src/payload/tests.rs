@@ -46,3 +46,25 @@ fn debug_output_is_bounded() {
     let big = Payload::from_json(&"x".repeat(10_000)).unwrap();
     assert!(format!("{big:?}").len() < 400);
 }
+
+#[cfg(feature = "transport")]
+fn from_bincode(json: &[u8]) -> Payload {
+    // A byte sequence is written exactly as a byte string in bincode.
+    let wire = crate::Codec::Bincode.encode(&json.to_vec()).unwrap();
+    crate::Codec::Bincode
+        .decode(&bytes::BytesMut::from(&wire[..]))
+        .unwrap()
+}
+
+#[cfg(feature = "transport")]
+#[test]
+fn raw_bytes_from_a_bincode_peer_are_checked_before_they_go_on() {
+    assert!(from_bincode(br#"{"a": [1, 2]}"#).check_json().is_ok());
+    assert!(from_bincode(b"").check_json().is_ok());
+    for bad in [&b"\xff\xfe"[..], b"{not json", b"1 2", b"\"\xc3\x28\""] {
+        let p = from_bincode(bad);
+        assert!(p.check_json().is_err(), "{bad:?}");
+        // What it protects: such a payload cannot be written in JSON.
+        assert!(crate::Codec::Json.encode(&p).is_err(), "{bad:?}");
+    }
+}

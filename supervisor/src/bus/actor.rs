@@ -1,24 +1,35 @@
 //! The bus actor: one task that owns every subscription, every retained
 //! event and every CLI tap (a stream), takes [`Msg`]s in order, and fans
 //! each accepted event out to the queues whose patterns match it. What it
-//! decides, it asks [`rules`] about.
+//! decides, it asks [`rules`] about; retained events are kept in a
+//! [`Retained`] store that charges each to its publisher.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use corral_proto::{BusStats, Denied, ErrorReply, Event, Payload, Publish, PublishReceipt, codes};
 use tokio::sync::{mpsc, watch};
 
-use super::delivery;
+use super::delivery::{self, DeliveryFigures};
 use super::messages::{Attached, Attachment, Msg};
 use super::queue::{Overflow, Queue};
+use super::retained::{RetainBound, Retained};
 use super::rules::{self, BusRules};
 
 /// A CLI stream not read for this long is closed.
 const STREAM_IDLE: Duration = Duration::from_secs(10);
-/// Queue size of a CLI stream.
+/// Queue size of a CLI stream, in events.
 const STREAM_QUEUE: usize = 65_536;
+/// Queue size of a CLI stream, in bytes: a reader that falls behind
+/// loses its oldest events, and is told how many.
+pub(super) const STREAM_BYTES: usize = 16 * 1024 * 1024;
+/// What the CLI (`corral publish --retain`) may keep retained.
+pub(super) const CLI_RETAINED: RetainBound = RetainBound {
+    max: 1024,
+    bytes: 4 * 1024 * 1024,
+};
 
 struct Subscriber {
     rules: BusRules,
@@ -33,19 +44,28 @@ struct Subscriber {
     published: u64,
     denied_publishes: u64,
     denied_subscriptions: u64,
+    refused_payloads: u64,
     dropped_reported: u64,
+    evicted_reported: u64,
+    delivery: Arc<DeliveryFigures>,
 }
 
 impl Subscriber {
     /// A subscriber that has not run yet, with its delivery task started.
     fn start(name: Arc<str>, rules: BusRules) -> Self {
-        let queue = Arc::new(Queue::new(rules.queue, rules.overflow));
+        let queue = Arc::new(Queue::bounded(
+            rules.queue,
+            rules.queue_bytes,
+            rules.overflow,
+        ));
         let (attached, watch_rx) = watch::channel(None);
+        let delivery = Arc::new(DeliveryFigures::default());
         tokio::spawn(delivery::deliver(
             name,
             Arc::clone(&queue),
             watch_rx,
             rules.durable,
+            Arc::clone(&delivery),
         ));
         Self {
             patterns: rules.subscribe.clone(),
@@ -57,12 +77,16 @@ impl Subscriber {
             published: 0,
             denied_publishes: 0,
             denied_subscriptions: 0,
+            refused_payloads: 0,
             dropped_reported: 0,
+            evicted_reported: 0,
+            delivery,
         }
     }
 
-    fn stats(&self) -> BusStats {
+    fn stats(&self, name: &str, retained: &Retained) -> BusStats {
         let q = self.queue.figures();
+        let r = retained.figures(name);
         BusStats {
             subscriptions: self.patterns.clone(),
             queued: q.queued,
@@ -71,6 +95,13 @@ impl Subscriber {
             published: self.published,
             denied_publishes: self.denied_publishes,
             denied_subscriptions: self.denied_subscriptions,
+            queued_bytes: q.queued_bytes,
+            refused_payloads: self.refused_payloads,
+            delivery_failures: self.delivery.failures.load(Ordering::Relaxed),
+            undeliverable: self.delivery.undeliverable.load(Ordering::Relaxed),
+            retained: r.count,
+            retained_bytes: r.bytes,
+            retained_evicted: r.evicted,
         }
     }
 }
@@ -88,7 +119,7 @@ pub(super) struct Bus {
     subscribers: HashMap<Arc<str>, Subscriber>,
     streams: HashMap<u64, Stream>,
     next_stream: u64,
-    retained: HashMap<String, Arc<Event>>,
+    retained: Retained,
     seq: u64,
 }
 
@@ -100,7 +131,7 @@ impl Bus {
             subscribers: HashMap::new(),
             streams: HashMap::new(),
             next_stream: 1,
-            retained: HashMap::new(),
+            retained: Retained::default(),
             seq: 0,
         }
     }
@@ -134,7 +165,8 @@ impl Bus {
                 let _ = reply.send(receipt);
             }
             Msg::Cli { event, reply } => {
-                let verdict = rules::publishable(&event.topic);
+                let verdict = rules::publishable(&event.topic)
+                    .and_then(|()| rules::deliverable("cli", &event));
                 if verdict.is_ok() {
                     self.fan_out("cli", event).await;
                 }
@@ -174,7 +206,10 @@ impl Bus {
                 let _ = reply.send(self.subscribe(&name, patterns, add));
             }
             Msg::Stats { name, reply } => {
-                let stats = self.subscribers.get(name.as_str()).map(Subscriber::stats);
+                let stats = self
+                    .subscribers
+                    .get(name.as_str())
+                    .map(|s| s.stats(&name, &self.retained));
                 let _ = reply.send(stats.unwrap_or_default());
             }
             Msg::OpenStream { patterns, reply } => {
@@ -272,7 +307,11 @@ impl Bus {
         rules::check_patterns(&patterns)?;
         let id = self.next_stream;
         self.next_stream += 1;
-        let queue = Arc::new(Queue::new(STREAM_QUEUE, Overflow::DropOldest));
+        let queue = Arc::new(Queue::bounded(
+            STREAM_QUEUE,
+            STREAM_BYTES,
+            Overflow::DropOldest,
+        ));
         for event in rules::replay(self.retained.values(), &patterns, &[]) {
             let _ = queue.try_push(event);
         }
@@ -299,6 +338,15 @@ impl Bus {
             let Some(sub) = self.subscribers.get_mut(source) else {
                 continue;
             };
+            if let Err(error) = rules::deliverable(source, &event) {
+                sub.refused_payloads += 1;
+                tracing::warn!(plugin = %source, "publish refused: {error}");
+                receipt.denied.push(Denied {
+                    index: index as u64,
+                    error,
+                });
+                continue;
+            }
             match rules::may_publish(source, &sub.rules.publish, &event.topic) {
                 Ok(()) => {
                     sub.published += 1;
@@ -329,8 +377,11 @@ impl Bus {
             retained: false,
         });
         if publish.retain {
-            self.retained
-                .insert(event.topic.clone(), Arc::clone(&event));
+            let bound = self
+                .subscribers
+                .get(source)
+                .map_or(CLI_RETAINED, |s| s.rules.retained);
+            self.retained.keep(Arc::clone(&event), bound);
         }
         let mut blocked = Vec::new();
         for sub in self.subscribers.values() {
@@ -370,14 +421,23 @@ impl Bus {
         }
     }
 
-    /// Once a second: closes idle CLI streams and reports on
-    /// `corral.bus.dropped` what each subscriber dropped since the last
-    /// report.
+    /// Once a second: closes idle CLI streams, logs retained evictions
+    /// and reports on `corral.bus.dropped` what each subscriber dropped
+    /// since the last report.
     async fn on_tick(&mut self) {
         self.streams
             .retain(|_, s| s.last_read.elapsed() < STREAM_IDLE);
         let mut reports = Vec::new();
         for (name, sub) in &mut self.subscribers {
+            let evicted = self.retained.figures(name).evicted;
+            if evicted > sub.evicted_reported {
+                tracing::warn!(
+                    plugin = %name,
+                    "{} retained events evicted (over its retained_max or retained_bytes), {evicted} in all",
+                    evicted - sub.evicted_reported
+                );
+                sub.evicted_reported = evicted;
+            }
             let dropped = sub.queue.figures().dropped;
             if dropped > sub.dropped_reported {
                 reports.push(serde_json::json!({
@@ -391,7 +451,7 @@ impl Bus {
         for report in reports {
             if let Ok(payload) = Payload::from_json(&report) {
                 let event = Publish {
-                    topic: "corral.bus.dropped".into(),
+                    topic: rules::DROPPED_TOPIC.into(),
                     payload,
                     retain: false,
                 };
@@ -401,7 +461,8 @@ impl Bus {
     }
 }
 
-fn unix_us() -> u64 {
+/// Now, in microseconds since the Unix epoch.
+pub(super) fn unix_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))

@@ -1,6 +1,11 @@
 //! The bounded queue between the bus and one reader (a subscriber's
 //! delivery task, or a CLI stream), and what a full one does: the
 //! [`Overflow`] policies.
+//!
+//! A queue is bounded in events and in bytes (each event counted at its
+//! [`Event::wire_size`]); an empty queue takes any one event, so its bytes
+//! never exceed the larger of its byte bound and one event. It gives back
+//! the memory of its buffer once drained.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -27,13 +32,21 @@ pub struct Queue {
     readable: Notify,
     writable: Notify,
     cap: usize,
+    cap_bytes: usize,
     overflow: Overflow,
 }
+
+/// Slots a drained queue keeps allocated; past them its buffer is shrunk.
+const KEEP_SLOTS: usize = 1024;
 
 #[derive(Debug, Default)]
 struct QueueState {
     events: VecDeque<Arc<Event>>,
+    /// The [`Event::wire_size`] of the queued events, summed.
+    bytes: usize,
     dropped: u64,
+    /// `dropped` when a reader was last told of drops.
+    dropped_reported: u64,
     delivered: u64,
     /// Its subscriber is gone (detached and not durable, or removed): what
     /// is pushed is discarded, so a publisher waiting for room stops waiting.
@@ -49,15 +62,24 @@ pub(super) struct Figures {
     pub(super) delivered: u64,
     /// Events dropped from it for room.
     pub(super) dropped: u64,
+    /// Bytes of the events waiting in it.
+    pub(super) queued_bytes: u64,
 }
 
 impl Queue {
+    #[cfg(test)]
     pub(super) fn new(cap: usize, overflow: Overflow) -> Self {
+        Self::bounded(cap, usize::MAX, overflow)
+    }
+
+    /// A queue of at most `cap` events and `cap_bytes` bytes.
+    pub(super) fn bounded(cap: usize, cap_bytes: usize, overflow: Overflow) -> Self {
         Self {
             state: Mutex::new(QueueState::default()),
             readable: Notify::new(),
             writable: Notify::new(),
             cap: cap.max(1),
+            cap_bytes: cap_bytes.max(1),
             overflow,
         }
     }
@@ -73,15 +95,27 @@ impl Queue {
         if state.closed {
             return Ok(());
         }
-        if state.events.len() >= self.cap {
+        let size = event.wire_size();
+        while !state.events.is_empty()
+            && !fits(
+                state.events.len(),
+                state.bytes,
+                size,
+                self.cap,
+                self.cap_bytes,
+            )
+        {
             match self.overflow {
                 Overflow::Block => return Err(event),
                 Overflow::DropOldest => {
-                    state.events.pop_front();
+                    if let Some(old) = state.events.pop_front() {
+                        state.bytes -= old.wire_size();
+                    }
                     state.dropped += 1;
                 }
             }
         }
+        state.bytes += size;
         state.events.push_back(event);
         drop(state);
         self.readable.notify_one();
@@ -101,9 +135,18 @@ impl Queue {
 
     /// Takes up to `max` events from the front.
     pub fn take(&self, max: usize) -> Vec<Arc<Event>> {
+        self.take_within(max, usize::MAX)
+    }
+
+    /// Takes up to `max` events from the front, and no more than
+    /// `max_bytes` bytes of them, but always the first (one event fits a
+    /// frame; the bus refuses any other).
+    pub fn take_within(&self, max: usize, max_bytes: usize) -> Vec<Arc<Event>> {
         let mut state = self.lock();
-        let n = state.events.len().min(max);
+        let n = batch_len(state.events.iter().map(|e| e.wire_size()), max, max_bytes);
         let batch: Vec<_> = state.events.drain(..n).collect();
+        state.bytes -= batch.iter().map(|e| e.wire_size()).sum::<usize>();
+        shrink_if_drained(&mut state.events);
         drop(state);
         if !batch.is_empty() {
             self.writable.notify_one();
@@ -115,8 +158,17 @@ impl Queue {
     pub(super) fn requeue(&self, batch: Vec<Arc<Event>>) {
         let mut state = self.lock();
         for event in batch.into_iter().rev() {
+            state.bytes += event.wire_size();
             state.events.push_front(event);
         }
+    }
+
+    /// Drops of this queue since the last call: (new, total).
+    pub(super) fn unreported_drops(&self) -> (u64, u64) {
+        let mut state = self.lock();
+        let new = state.dropped - state.dropped_reported;
+        state.dropped_reported = state.dropped;
+        (new, state.dropped)
     }
 
     pub(super) fn delivered(&self, n: usize) {
@@ -126,7 +178,8 @@ impl Queue {
     /// Empties the queue and discards what is pushed until it is opened.
     pub(super) fn close(&self) {
         let mut state = self.lock();
-        state.events.clear();
+        state.events = VecDeque::new();
+        state.bytes = 0;
         state.closed = true;
         drop(state);
         self.writable.notify_one();
@@ -143,6 +196,7 @@ impl Queue {
             queued: state.events.len() as u64,
             delivered: state.delivered,
             dropped: state.dropped,
+            queued_bytes: state.bytes as u64,
         }
     }
 
@@ -154,6 +208,35 @@ impl Queue {
             }
             self.readable.notified().await;
         }
+    }
+}
+
+/// Whether an event of `size` bytes fits beside `len` events of `bytes`
+/// bytes in a queue of `cap` events and `cap_bytes` bytes.
+fn fits(len: usize, bytes: usize, size: usize, cap: usize, cap_bytes: usize) -> bool {
+    len < cap && bytes.saturating_add(size) <= cap_bytes
+}
+
+/// How many of the events of `sizes` (front first) make one batch: at most
+/// `max`, within `max_bytes` in all, and at least one if there is one.
+fn batch_len(sizes: impl Iterator<Item = usize>, max: usize, max_bytes: usize) -> usize {
+    let mut total = 0usize;
+    let mut n = 0;
+    for size in sizes.take(max) {
+        total = total.saturating_add(size);
+        if n > 0 && total > max_bytes {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Gives back a buffer much larger than what it holds, so a queue that
+/// once filled does not keep its peak.
+fn shrink_if_drained(events: &mut VecDeque<Arc<Event>>) {
+    if events.capacity() > KEEP_SLOTS && events.len() < events.capacity() / 4 {
+        events.shrink_to(events.len().max(KEEP_SLOTS));
     }
 }
 
@@ -208,6 +291,69 @@ mod tests {
         q.open();
         q.try_push(event(3)).unwrap();
         assert_eq!(q.take(10)[0].seq, 3);
+    }
+
+    fn sized(seq: u64, payload_bytes: usize) -> Arc<Event> {
+        let mut e = (*event(seq)).clone();
+        e.payload = Payload::from_json(&"x".repeat(payload_bytes.saturating_sub(2))).unwrap();
+        Arc::new(e)
+    }
+
+    #[test]
+    fn a_queue_bounded_in_bytes_drops_the_oldest_to_make_room() {
+        let one = sized(0, 1000).wire_size();
+        let q = Queue::bounded(100, 3 * one, Overflow::DropOldest);
+        for seq in 1..=5 {
+            q.try_push(sized(seq, 1000)).unwrap();
+        }
+        let f = q.figures();
+        assert_eq!(
+            (f.queued, f.dropped, f.queued_bytes),
+            (3, 2, 3 * one as u64)
+        );
+        assert_eq!(q.unreported_drops(), (2, 2));
+        assert_eq!(q.unreported_drops(), (0, 2));
+        // One event larger than the whole bound still gets into an empty queue.
+        q.try_push(sized(6, 10 * one)).unwrap();
+        let f = q.figures();
+        assert_eq!((f.queued, f.dropped), (1, 5));
+        assert_eq!(q.take(10).len(), 1);
+        assert_eq!(q.figures().queued_bytes, 0);
+    }
+
+    #[test]
+    fn a_block_queue_full_in_bytes_hands_the_event_back() {
+        let one = sized(0, 1000).wire_size();
+        let q = Queue::bounded(100, 2 * one, Overflow::Block);
+        q.try_push(sized(1, 1000)).unwrap();
+        q.try_push(sized(2, 1000)).unwrap();
+        assert_eq!(q.try_push(sized(3, 1000)).unwrap_err().seq, 3);
+    }
+
+    #[test]
+    fn batches_are_bounded_in_bytes_but_never_empty() {
+        assert_eq!(batch_len([10, 10, 10].into_iter(), 10, 25), 2);
+        assert_eq!(batch_len([10, 10, 10].into_iter(), 2, 1000), 2);
+        assert_eq!(batch_len([100, 10].into_iter(), 10, 25), 1);
+        assert_eq!(batch_len(std::iter::empty(), 10, 25), 0);
+        let one = sized(0, 100_000).wire_size();
+        let q = Queue::new(1000, Overflow::DropOldest);
+        for seq in 1..=300 {
+            q.try_push(sized(seq, 100_000)).unwrap();
+        }
+        let batch = q.take_within(1024, 4 * 1024 * 1024);
+        assert_eq!(batch.len(), 4 * 1024 * 1024 / one);
+        assert_eq!(q.figures().queued_bytes, ((300 - batch.len()) * one) as u64);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_buffer_back() {
+        let q = Queue::new(100_000, Overflow::DropOldest);
+        for seq in 0..50_000 {
+            q.try_push(event(seq)).unwrap();
+        }
+        while !q.take(1024).is_empty() {}
+        assert!(q.lock().events.capacity() <= KEEP_SLOTS * 2);
     }
 
     #[test]

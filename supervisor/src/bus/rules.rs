@@ -6,10 +6,25 @@
 
 use std::sync::Arc;
 
-use corral_proto::event::{check_pattern, check_topic, covers, matches};
-use corral_proto::{ErrorReply, Event, codes};
+use corral_proto::codec::MAX_FRAME_BYTES;
+use corral_proto::event::{EVENT_OVERHEAD_BYTES, check_pattern, check_topic, covers, matches};
+use corral_proto::{ErrorReply, Event, Publish, codes};
 
 use super::queue::Overflow;
+use super::retained::RetainBound;
+
+/// What a `deliver` request adds around its events at most, in either
+/// codec: the request's envelope, method and context.
+const DELIVER_ENVELOPE_BYTES: usize = 4096;
+
+/// The largest event the bus takes, by [`Event::wire_size`]: one that fits
+/// a `deliver` frame on its own, so it can reach every subscriber.
+pub(super) const MAX_EVENT_BYTES: usize = MAX_FRAME_BYTES - DELIVER_ENVELOPE_BYTES;
+
+/// Bytes of events in one `deliver` call (or one read of a CLI stream) at
+/// most, besides a single larger event: half a frame, well clear of its
+/// limit.
+pub(super) const BATCH_BYTES: usize = MAX_FRAME_BYTES / 2;
 
 #[cfg(test)]
 mod tests;
@@ -27,6 +42,10 @@ pub struct BusRules {
     pub overflow: Overflow,
     /// Whether its queue outlives its process.
     pub durable: bool,
+    /// Its queue's size in bytes.
+    pub queue_bytes: usize,
+    /// How much it may keep retained.
+    pub retained: RetainBound,
 }
 
 /// Refuses a topic under `corral.>` (or `corral` itself): only corral
@@ -52,6 +71,49 @@ pub(super) fn may_publish(source: &str, allowed: &[String], topic: &str) -> Resu
             codes::DENIED,
             format!("`{source}` may not publish on `{topic}` (see its `publish` list)"),
         ))
+    }
+}
+
+/// Whether an event from `source` can go on the bus and reach every
+/// subscriber, whatever its codec: its payload is one JSON text (a bincode
+/// publisher sends raw bytes; refused `bad_payload`), and the event fits a
+/// frame on its own (refused `too_large`).
+pub(super) fn deliverable(source: &str, event: &Publish) -> Result<(), ErrorReply> {
+    event.payload.check_json().map_err(|e| {
+        ErrorReply::new(
+            codes::BAD_PAYLOAD,
+            format!("event on `{}` refused: {e}", event.topic),
+        )
+    })?;
+    let size = event.payload.len() + event.topic.len() + source.len() + EVENT_OVERHEAD_BYTES;
+    if size > MAX_EVENT_BYTES {
+        return Err(ErrorReply::new(
+            codes::TOO_LARGE,
+            format!(
+                "event on `{}` refused: {size} bytes, over the {MAX_EVENT_BYTES} bytes an event may take to fit a frame",
+                event.topic
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The topic of the bus's drop reports (subscribers' and streams').
+pub(super) const DROPPED_TOPIC: &str = "corral.bus.dropped";
+
+/// The marker a CLI stream's reader gets where it lost events: the stream
+/// fell `dropped` events behind its bound (`total` since it opened). It is
+/// no bus event: source `corral`, sequence number 0, seen by that stream
+/// alone.
+pub(super) fn dropped_marker(stream: u64, dropped: u64, total: u64, at_unix_us: u64) -> Event {
+    let report = serde_json::json!({"stream": stream, "dropped": dropped, "total": total});
+    Event {
+        topic: DROPPED_TOPIC.into(),
+        payload: corral_proto::Payload::from_json(&report).unwrap_or_default(),
+        source: "corral".into(),
+        seq: 0,
+        at_unix_us,
+        retained: false,
     }
 }
 

@@ -182,6 +182,16 @@ async fn events(target: &Target, patterns: Vec<String>, json: bool) -> Result<Ex
         let mut out = std::io::stdout().lock();
         for event in batch {
             let payload: serde_json::Value = event.payload.to_json().unwrap_or_default();
+            // The stream fell behind its bound and lost its oldest events.
+            let lost = (event.seq == 0 && event.source == "corral")
+                .then(|| payload["dropped"].as_u64())
+                .flatten();
+            if let Some(n) = lost {
+                eprintln!("# dropped {n} events");
+                if !json {
+                    continue;
+                }
+            }
             let line = if json {
                 serde_json::json!({
                     "topic": event.topic,

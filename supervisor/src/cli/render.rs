@@ -146,6 +146,7 @@ pub fn inspect_text(info: &PluginInfo) -> String {
             text.push_str(&format!("  {k:<18} {}\n", visible_line(&v)));
         }
     }
+    text.push_str(&bus_text(&info.bus));
     text.push_str("\nhistory (oldest first):\n");
     for t in &info.history {
         let at = humantime::format_rfc3339_millis(
@@ -165,6 +166,30 @@ pub fn inspect_text(info: &PluginInfo) -> String {
         text.push('\n');
     }
     text
+}
+
+/// A plugin's bus figures, for `corral inspect`.
+fn bus_text(b: &corral_proto::BusStats) -> String {
+    format!(
+        "\nbus:\n  subscriptions      {:?}\n  \
+         queued {} ({} bytes), delivered {}, dropped {}, undeliverable {}, failed delivers {}\n  \
+         published {}, denied {}, refused payloads {}, denied subscriptions {}\n  \
+         retained {} ({} bytes), evicted {}\n",
+        b.subscriptions,
+        b.queued,
+        b.queued_bytes,
+        b.delivered,
+        b.dropped,
+        b.undeliverable,
+        b.delivery_failures,
+        b.published,
+        b.denied_publishes,
+        b.refused_payloads,
+        b.denied_subscriptions,
+        b.retained,
+        b.retained_bytes,
+        b.retained_evicted,
+    )
 }
 
 /// Formats a reload report for people: one line per kind of change.

@@ -70,6 +70,12 @@ pub const LIMITS: LimitsMode = LimitsMode::Auto;
 
 /// `queue`: events a plugin's queue holds.
 pub const QUEUE: usize = 65_536;
+/// `queue_bytes`: bytes a plugin's queue holds.
+pub const QUEUE_BYTES: u64 = 16 * 1024 * 1024;
+/// `retained_max`: retained events a plugin may keep.
+pub const RETAINED_MAX: u32 = 1024;
+/// `retained_bytes`: bytes of retained events a plugin may keep.
+pub const RETAINED_BYTES: u64 = 4 * 1024 * 1024;
 /// `overflow`.
 pub const OVERFLOW: Overflow = Overflow::DropOldest;
 /// `durable`.

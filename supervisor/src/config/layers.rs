@@ -172,6 +172,12 @@ plugin_keys! {
     queue: u32,
     /// What its full event queue does: `drop-oldest` or `block`.
     overflow: Overflow,
+    /// Bytes its event queue holds.
+    queue_bytes: Size,
+    /// Retained events it may keep; past it, its oldest are evicted.
+    retained_max: u32,
+    /// Bytes of retained events it may keep; past it, its oldest are evicted.
+    retained_bytes: Size,
     /// Whether its event queue outlives its process.
     durable: bool,
     /// When it is restarted after it ends.

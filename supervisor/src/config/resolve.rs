@@ -23,7 +23,7 @@ use super::schema::{self, SchemaEntry};
 use super::spec::{Heartbeat, PluginSpec, SupervisorSettings};
 use crate::units::{HumanDuration, Size};
 
-use crate::bus::{BusRules, Overflow};
+use crate::bus::{BusRules, Overflow, RetainBound};
 use crate::deps::{Graph, OrderError};
 use crate::os::cgroup::LimitsMode;
 use crate::os::log_file::MAX_KEEP;
@@ -154,6 +154,7 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
         rate_limit,
         memory_max, memory_high, memory_check_interval,
         subscribe, publish, queue, overflow, durable,
+        queue_bytes, retained_max, retained_bytes,
         pids_max, nofile, limits,
         log_max_size, log_keep,
     } = layer;
@@ -179,7 +180,8 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
     let rate_limit = call_rate(at, rate_limit)?;
     let (memory_max, memory_high, memory_check_interval) =
         memory(at, memory_max, memory_high, memory_check_interval)?;
-    let bus = bus(at, subscribe, publish, queue, overflow, durable)?;
+    let mut bus = bus(at, subscribe, publish, queue, overflow, durable)?;
+    (bus.queue_bytes, bus.retained) = bus_memory(at, queue_bytes, retained_max, retained_bytes)?;
     let (pids_max, nofile, limits) = process_limits(at, pids_max, nofile, limits)?;
     let (log_max_size, log_keep) = logs(at, log_max_size, log_keep)?;
     Ok(PluginSpec {
@@ -498,7 +500,35 @@ fn bus(
         queue: queue.map_or(defaults::QUEUE, |q| q as usize),
         overflow: overflow.unwrap_or(defaults::OVERFLOW),
         durable: durable.unwrap_or(defaults::DURABLE),
+        queue_bytes: usize_of(defaults::QUEUE_BYTES),
+        retained: RetainBound {
+            max: defaults::RETAINED_MAX as usize,
+            bytes: usize_of(defaults::RETAINED_BYTES),
+        },
     })
+}
+
+/// `queue_bytes` (at least 1KiB), `retained_max` and `retained_bytes`: the
+/// bytes a plugin's queue and its retained events may hold.
+fn bus_memory(
+    at: &At<'_>,
+    queue_bytes: Option<Size>,
+    retained_max: Option<u32>,
+    retained_bytes: Option<Size>,
+) -> Result<(usize, RetainBound), ConfigError> {
+    let queue_bytes = queue_bytes.map_or(defaults::QUEUE_BYTES, |s| s.0);
+    if queue_bytes < 1024 {
+        return Err(at.err("queue_bytes", "must be at least 1KiB"));
+    }
+    let retained = RetainBound {
+        max: retained_max.map_or(defaults::RETAINED_MAX, |n| n) as usize,
+        bytes: usize_of(retained_bytes.map_or(defaults::RETAINED_BYTES, |s| s.0)),
+    };
+    Ok((usize_of(queue_bytes), retained))
+}
+
+fn usize_of(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 /// `pids_max` and `nofile` (at least 1 when set), and `limits`.

@@ -188,7 +188,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::Overflow;
+    use crate::bus::{Overflow, RetainBound};
 
     fn sample() -> PluginSpec {
         let ms = Duration::from_millis;
@@ -225,6 +225,11 @@ mod tests {
                 queue: 16,
                 overflow: Overflow::Block,
                 durable: true,
+                queue_bytes: 1024 * 1024,
+                retained: RetainBound {
+                    max: 10,
+                    bytes: 65_536,
+                },
             },
             restart: RestartPolicy::OnFailure,
             success_codes: vec![0, 3],

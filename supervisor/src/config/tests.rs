@@ -76,6 +76,27 @@ fn bad_duration_names_the_key() {
 }
 
 #[test]
+fn bus_memory_bounds_are_read_and_a_tiny_queue_bytes_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nqueue_bytes = \"2MiB\"\nretained_max = 7\nretained_bytes = \"64KiB\"\n",
+    );
+    let bus = &load(&f).unwrap().plugins[0].bus;
+    assert_eq!(bus.queue_bytes, 2 * 1024 * 1024);
+    assert_eq!((bus.retained.max, bus.retained.bytes), (7, 65_536));
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nqueue_bytes = \"512B\"\n",
+    );
+    let p = &problems(&f)[0];
+    assert_eq!(p.key, "plugins.echo.queue_bytes", "{p}");
+    assert!(p.message.contains("at least 1KiB"), "{p}");
+}
+
+#[test]
 fn missing_cmd_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let f = write(
@@ -340,6 +361,14 @@ fn every_builtin_default_applies() {
     assert_eq!(p.bus.queue, 65_536);
     assert_eq!(p.bus.overflow, crate::bus::Overflow::DropOldest);
     assert!(!p.bus.durable);
+    assert_eq!(p.bus.queue_bytes, 16 * 1024 * 1024);
+    assert_eq!(
+        p.bus.retained,
+        crate::bus::RetainBound {
+            max: 1024,
+            bytes: 4 * 1024 * 1024
+        }
+    );
     // The types' own defaults are the config's.
     assert_eq!(RestartPolicy::default(), p.restart);
     assert_eq!(crate::restart::Backoff::default(), p.backoff);
