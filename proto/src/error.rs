@@ -68,4 +68,7 @@ pub mod codes {
     pub const DENIED: &str = "denied";
     /// A topic or pattern that is not well formed.
     pub const BAD_TOPIC: &str = "bad_topic";
+    /// A bound set by the plugin's settings would be passed (for example
+    /// `max_subscriptions`); the message names it.
+    pub const LIMIT: &str = "limit";
 }

@@ -22,7 +22,7 @@ pub(super) async fn deliver(
     name: Arc<str>,
     queue: Arc<Queue>,
     mut attached: watch::Receiver<Attached>,
-    durable: bool,
+    durable: watch::Receiver<bool>,
 ) {
     loop {
         let current = attached.borrow_and_update().clone();
@@ -57,7 +57,7 @@ pub(super) async fn deliver(
             Ok(()) => queue.delivered(batch.len()),
             Err(e) => {
                 let events = batch.len();
-                if durable {
+                if *durable.borrow() {
                     queue.requeue(batch);
                 }
                 if let Some(failure) = failure(&name, e, events, timeout) {

@@ -132,7 +132,7 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
         requires,
         rate_limit,
         memory_max, memory_high, memory_check_interval,
-        subscribe, publish, queue, overflow, durable,
+        subscribe, publish, queue, overflow, durable, max_subscriptions,
         pids_max, nofile, limits,
         log_max_size, log_keep,
     } = layer;
@@ -153,7 +153,13 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
     let rate_limit = call_rate(at, rate_limit)?;
     let (memory_max, memory_high, memory_check_interval) =
         memory(at, memory_max, memory_high, memory_check_interval)?;
-    let bus = bus(at, subscribe, publish, queue, overflow, durable)?;
+    let bus = bus(
+        at,
+        (subscribe, publish, max_subscriptions),
+        queue,
+        overflow,
+        durable,
+    )?;
     let (pids_max, nofile, limits) = process_limits(at, pids_max, nofile, limits)?;
     let (log_max_size, log_keep) = logs(log_max_size, log_keep);
     Ok(PluginSpec {
@@ -420,11 +426,14 @@ fn memory(
     Ok((max.map(|s| s.0), high.map(|s| s.0), check_interval))
 }
 
-/// `subscribe`, `publish`, `queue`, `overflow` and `durable`.
+/// Patterns a plugin subscribes to, publishes under, and holds at most.
+type BusPatterns = (Option<Vec<String>>, Option<Vec<String>>, Option<u32>);
+
+/// `subscribe`, `publish`, `max_subscriptions` (at least 1, and at least
+/// as many as `subscribe` lists), `queue`, `overflow` and `durable`.
 fn bus(
     at: &At<'_>,
-    subscribe: Option<Vec<String>>,
-    publish: Option<Vec<String>>,
+    (subscribe, publish, max_subscriptions): BusPatterns,
     queue: Option<u32>,
     overflow: Option<Overflow>,
     durable: Option<bool>,
@@ -437,12 +446,26 @@ fn bus(
     if queue == Some(0) {
         return Err(at.err("queue", "must be at least 1"));
     }
+    let max_subscriptions = max_subscriptions.map_or(defaults::MAX_SUBSCRIPTIONS, |m| m as usize);
+    if max_subscriptions == 0 {
+        return Err(at.err("max_subscriptions", "must be at least 1"));
+    }
+    let listed = subscribe.as_ref().map_or(0, Vec::len);
+    if listed > max_subscriptions {
+        return Err(at.err(
+            "subscribe",
+            format!(
+                "lists {listed} patterns, more than its `max_subscriptions` ({max_subscriptions})"
+            ),
+        ));
+    }
     Ok(BusRules {
         subscribe: subscribe.unwrap_or_default(),
         publish: publish.unwrap_or_else(|| defaults::publish(at.name)),
         queue: queue.map_or(defaults::QUEUE, |q| q as usize),
         overflow: overflow.unwrap_or(defaults::OVERFLOW),
         durable: durable.unwrap_or(defaults::DURABLE),
+        max_subscriptions,
     })
 }
 

@@ -221,6 +221,7 @@ mod tests {
                 queue: 16,
                 overflow: Overflow::Block,
                 durable: true,
+                max_subscriptions: 1024,
             },
             restart: RestartPolicy::OnFailure,
             success_codes: vec![0, 3],

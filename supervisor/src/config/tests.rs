@@ -340,6 +340,7 @@ fn every_builtin_default_applies() {
     assert_eq!(p.bus.queue, 65_536);
     assert_eq!(p.bus.overflow, crate::bus::Overflow::DropOldest);
     assert!(!p.bus.durable);
+    assert_eq!(p.bus.max_subscriptions, 1024);
     // The types' own defaults are the config's.
     assert_eq!(RestartPolicy::default(), p.restart);
     assert_eq!(crate::restart::Backoff::default(), p.backoff);
@@ -347,4 +348,30 @@ fn every_builtin_default_applies() {
     assert_eq!(crate::os::cgroup::LimitsMode::default(), p.limits);
     assert_eq!(crate::bus::Overflow::default(), p.bus.overflow);
     assert_eq!(Strategy::default(), fleet.supervisor.strategy);
+}
+
+#[test]
+fn max_subscriptions_bounds_the_subscribe_list_and_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nsubscribe = [\"a\", \"b\", \"c\"]\nmax_subscriptions = 2\n",
+    );
+    let p = &problems(&f)[0];
+    assert_eq!(p.key, "plugins.echo.subscribe", "{p}");
+    assert!(p.message.contains("`max_subscriptions` (2)"), "{p}");
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nmax_subscriptions = 0\n",
+    );
+    assert_eq!(problems(&f)[0].key, "plugins.echo.max_subscriptions");
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nmax_subscriptions = 5000\n",
+    );
+    let fleet = load(&f).unwrap();
+    assert_eq!(fleet.plugins[0].bus.max_subscriptions, 5000);
 }
