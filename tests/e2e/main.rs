@@ -10,6 +10,7 @@ mod conformance;
 mod control;
 mod handshake;
 mod heartbeat;
+mod hostile_bus_fairness;
 mod lifecycle;
 mod limits;
 mod node;
