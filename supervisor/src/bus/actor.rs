@@ -97,6 +97,9 @@ pub(super) struct Bus {
     subscribers: HashMap<Arc<str>, Subscriber>,
     /// Every subscriber's patterns, for matching.
     index: Index,
+    /// The subscribers an event matched, kept to spare an allocation per
+    /// event.
+    matched: Vec<Arc<str>>,
     streams: HashMap<u64, Stream>,
     next_stream: u64,
     retained: HashMap<String, Arc<Event>>,
@@ -109,6 +112,7 @@ impl Bus {
             mailbox,
             subscribers: HashMap::new(),
             index: Index::default(),
+            matched: Vec::new(),
             streams: HashMap::new(),
             next_stream: 1,
             retained: HashMap::new(),
@@ -189,7 +193,10 @@ impl Bus {
     /// Declares a plugin, or takes its new rules in place: a new `queue`
     /// or `overflow` applies to the queue it has, at once.
     fn register(&mut self, name: Arc<str>, rules: BusRules) {
-        let Some(sub) = self.subscribers.get_mut(&name) else {
+        let Some((name, sub)) = self
+            .key(&name)
+            .and_then(|k| self.subscribers.get_mut(&k).map(|sub| (k, sub)))
+        else {
             let sub = Subscriber::start(Arc::clone(&name), rules);
             self.index.replace(&name, &[], &sub.patterns);
             self.subscribers.insert(name, sub);
@@ -384,7 +391,9 @@ impl Bus {
                 .insert(event.topic.clone(), Arc::clone(&event));
         }
         let mut waits = Waits::new();
-        for name in self.index.matching(&event.topic) {
+        let mut matched = std::mem::take(&mut self.matched);
+        self.index.matching_into(&event.topic, &mut matched);
+        for name in matched.drain(..) {
             let Some(sub) = self.subscribers.get(&name) else {
                 continue;
             };
@@ -395,6 +404,7 @@ impl Bus {
                 waits.push(Arc::clone(&sub.queue));
             }
         }
+        self.matched = matched;
         for stream in self.streams.values() {
             if rules::matches_any(&stream.patterns, &event.topic) {
                 let _ = stream.queue.try_push(Arc::clone(&event));
