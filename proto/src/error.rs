@@ -70,4 +70,7 @@ pub mod codes {
     pub const BAD_TOPIC: &str = "bad_topic";
     /// An event too large to be delivered in any frame.
     pub const TOO_LARGE: &str = "too_large";
+    /// A bound set by the plugin's settings would be passed (for example
+    /// `max_subscriptions`); the message names it.
+    pub const LIMIT: &str = "limit";
 }

@@ -187,12 +187,21 @@ fn rpc_and_restart(b: &Bench, floor: &[Duration], exec_floor: &[Duration]) {
 }
 
 fn bus(b: &Bench) {
-    let (rate, cpu_per_million) = b.rt.block_on(bus_throughput(b.dir(), &b.echo));
+    let (rate, cpu_per_million) = b.rt.block_on(bus_throughput(b.dir(), &b.echo, 0));
     println!(
         "{:<44} {:>12} {:>12}",
         format!("bus: 1 publisher -> {SUBSCRIBERS} subscribers, 64 B"),
         format!("{rate:.0}/s"),
         format!("{cpu_per_million:.2} s CPU/M")
+    );
+    let (crowded, cpu_crowded) =
+        b.rt.block_on(bus_throughput(b.dir(), &b.echo, UNRELATED_PATTERNS));
+    println!(
+        "{:<44} {:>12} {:>12} {:>8}",
+        "bus with 1,024 unrelated patterns",
+        format!("{crowded:.0}/s"),
+        format!("{cpu_crowded:.2} s CPU/M"),
+        format!("{:.2}x", crowded / rate)
     );
     let latency =
         b.rt.block_on(bus_latency(&b.dir().join("latency"), &b.echo));
@@ -373,18 +382,29 @@ fn own_cpu() -> Duration {
     tv(usage.user_time()) + tv(usage.system_time())
 }
 
+/// Patterns of the bystander in the crowded bus row: its `max_subscriptions`.
+const UNRELATED_PATTERNS: usize = 1024;
+
 /// One publisher plugin bursts `BUS_EVENTS` 64-byte events to four
 /// subscriber plugins: deliveries per second in total, and the supervisor's
-/// CPU time per million deliveries (this process is the supervisor).
-async fn bus_throughput(dir: &Path, echo: &Path) -> (f64, f64) {
+/// CPU time per million deliveries (this process is the supervisor). With
+/// `unrelated` > 0, a fifth plugin holds that many patterns that match none
+/// of the burst.
+async fn bus_throughput(dir: &Path, echo: &Path, unrelated: usize) -> (f64, f64) {
     let mut toml = format!("[plugins.pub]\ncmd = [{:?}]\n", echo.display().to_string());
+    if unrelated > 0 {
+        toml.push_str(&format!(
+            "[plugins.hog]\ncmd = [{:?}]\nsubscribe = [\"hog.>\"]\n",
+            echo.display().to_string()
+        ));
+    }
     for i in 0..SUBSCRIBERS {
         toml.push_str(&format!(
             "[plugins.sub{i}]\ncmd = [{:?}]\nsubscribe = [\"pub.>\"]\noverflow = \"block\"\n",
             echo.display().to_string()
         ));
     }
-    let fleet = fleet(&dir.join("bus"), &toml);
+    let fleet = fleet(&dir.join(format!("bus-{unrelated}")), &toml);
     std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
     let (supervisor, _done) = corral::supervisor::start(
         &fleet,
@@ -395,6 +415,18 @@ async fn bus_throughput(dir: &Path, echo: &Path) -> (f64, f64) {
         let sub = supervisor.plugin(&format!("sub{i}")).await.expect("sub");
         wait_running(&sub, None).await;
         subs.push(sub);
+    }
+    if unrelated > 0 {
+        let hog = supervisor.plugin("hog").await.expect("hog");
+        wait_running(&hog, None).await;
+        // It holds `hog.>` already.
+        let patterns: Vec<String> = (1..unrelated).map(|i| format!("hog.k{i}.*")).collect();
+        call_json(
+            &hog,
+            "subscribe",
+            serde_json::json!({ "patterns": patterns }),
+        )
+        .await;
     }
     let publisher = supervisor.plugin("pub").await.expect("pub");
     wait_running(&publisher, None).await;

@@ -16,12 +16,21 @@
 //! A queue holds at most `queue` events. Under `overflow = "drop-oldest"` a
 //! full queue drops its oldest event (counted, shown by `inspect`, reported
 //! on `corral.bus.dropped` at most once a second) and a slow subscriber
-//! slows no one. Under `"block"` the bus waits for room, so publishers wait
-//! and nothing is lost. A `durable` subscriber's queue (and subscriptions)
-//! outlive its process; other subscribers start afresh on each spawn.
+//! slows no one. Under `"block"`, while the subscriber runs, an event for
+//! its full queue is still queued and the publisher's request waits for
+//! room before it answers: that publisher goes at the subscriber's pace and
+//! nothing is lost, while the bus, other publishers and corral's own events
+//! go on. Once the subscriber's process is gone (killed for a `deliver` not
+//! answered within `call_timeout` or for missed heartbeats, stopped, failed)
+//! its queue holds no one back: a durable one keeps its newest `queue`
+//! events, counting drops, until the subscriber runs again. A `durable`
+//! subscriber's queue (and subscriptions) outlive its process; other
+//! subscribers start afresh on each spawn. Matching goes through an index
+//! of patterns, and a plugin holds at most `max_subscriptions` of them.
 //!
 //! Its rooms, bottom up (each uses only those before it in this list):
-//! `queue` (the bounded queue and its [`Overflow`] policies), `rules`
+//! `queue` (the bounded queue and its [`Overflow`] policies), `index` (the
+//! trie of every subscriber's patterns, for matching), `rules`
 //! (permissions, the `corral.>` reservation, subscriber matching and
 //! retained replay, as pure functions), `messages` (what crosses the
 //! actor's edge), `delivery` (a subscriber's delivery task), `actor` (the
@@ -30,6 +39,7 @@
 
 mod actor;
 mod delivery;
+mod index;
 mod messages;
 mod queue;
 mod retained;
@@ -76,22 +86,34 @@ impl BusHandle {
         rx.await.ok()
     }
 
-    /// Publishes a plugin's batch, checked against its allow-list.
+    /// Publishes a plugin's batch, checked against its allow-list. The
+    /// receipt comes once every full `block` queue the batch went into is
+    /// back within its bound (or holds no one back any more): the wait is
+    /// this request's, never the bus's.
     pub async fn publish(&self, source: Arc<str>, events: Vec<Publish>) -> PublishReceipt {
-        self.ask(|reply| Msg::Publish {
-            source,
-            events,
-            reply,
-        })
-        .await
-        .unwrap_or_default()
+        let Some(accepted) = self
+            .ask(|reply| Msg::Publish {
+                source,
+                events,
+                reply,
+            })
+            .await
+        else {
+            return PublishReceipt::default();
+        };
+        wait_for_room(&accepted.waits).await;
+        accepted.receipt
     }
 
-    /// Publishes one event from the CLI.
+    /// Publishes one event from the CLI; like a plugin's, its answer waits
+    /// for room in the full `block` queues it went into.
     pub async fn publish_cli(&self, event: Publish) -> Result<(), ErrorReply> {
-        self.ask(|reply| Msg::Cli { event, reply })
+        let waits = self
+            .ask(|reply| Msg::Cli { event, reply })
             .await
-            .unwrap_or_else(|| Err(shutting_down()))
+            .unwrap_or_else(|| Err(shutting_down()))?;
+        wait_for_room(&waits).await;
+        Ok(())
     }
 
     /// Publishes an event of corral's own (`corral.>`); never waits.
@@ -185,6 +207,13 @@ impl BusHandle {
         let batch = queue.take_within(DELIVERY_BATCH, rules::BATCH_BYTES);
         events.extend(batch.into_iter().map(|e| (*e).clone()));
         Ok(events)
+    }
+}
+
+/// Waits until each of `queues` lets its publishers go on.
+async fn wait_for_room(queues: &[Arc<Queue>]) {
+    for queue in queues {
+        queue.room().await;
     }
 }
 

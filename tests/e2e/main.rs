@@ -10,6 +10,7 @@ mod conformance;
 mod control;
 mod handshake;
 mod heartbeat;
+mod hostile_bus_fairness;
 mod hostile_bus_memory;
 mod hostile_control;
 mod hostile_logs;

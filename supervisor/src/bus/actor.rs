@@ -1,19 +1,27 @@
 //! The bus actor: one task that owns every subscription, every retained
 //! event and every CLI tap (a stream), takes [`Msg`]s in order, and fans
-//! each accepted event out to the queues whose patterns match it. What it
-//! decides, it asks [`rules`] about; retained events are kept in a
-//! [`Retained`] store that charges each to its publisher.
+//! each accepted event out to the queues whose patterns match it (found
+//! through the [`Index`]). What it decides, it asks [`rules`] about;
+//! retained events are kept in a [`Retained`] store that charges each to
+//! its publisher.
+//!
+//! It never waits on a subscriber: an event for a full `block` queue is
+//! queued past its bound, and the queue goes back with the publisher's
+//! answer, whose request waits for room (see [`Queue::offer`]). So only
+//! the publishers of events a stuck subscriber has not taken wait, and the
+//! bus goes on for everyone else, corral's own events included.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use corral_proto::{BusStats, Denied, ErrorReply, Event, Payload, Publish, PublishReceipt, codes};
+use corral_proto::{BusStats, Denied, ErrorReply, Event, Payload, Publish, codes};
 use tokio::sync::{mpsc, watch};
 
 use super::delivery::{self, DeliveryFigures};
-use super::messages::{Attached, Attachment, Msg};
+use super::index::Index;
+use super::messages::{Accepted, Attached, Attachment, Msg, Waits};
 use super::queue::{Overflow, Queue};
 use super::retained::{RetainBound, Retained};
 use super::rules::{self, BusRules};
@@ -36,6 +44,8 @@ struct Subscriber {
     patterns: Vec<String>,
     queue: Arc<Queue>,
     attached: watch::Sender<Attached>,
+    /// Whether its queue outlives its process, as its delivery task reads it.
+    durable: watch::Sender<bool>,
     /// Whether its process runs (events are queued only then, unless durable).
     running: bool,
     /// Whether it has run before (a durable subscriber's retained replay is
@@ -60,11 +70,12 @@ impl Subscriber {
         ));
         let (attached, watch_rx) = watch::channel(None);
         let delivery = Arc::new(DeliveryFigures::default());
+        let (durable, durable_rx) = watch::channel(rules.durable);
         tokio::spawn(delivery::deliver(
             name,
             Arc::clone(&queue),
             watch_rx,
-            rules.durable,
+            durable_rx,
             Arc::clone(&delivery),
         ));
         Self {
@@ -72,6 +83,7 @@ impl Subscriber {
             rules,
             queue,
             attached,
+            durable,
             running: false,
             ever_attached: false,
             published: 0,
@@ -114,9 +126,12 @@ struct Stream {
 
 pub(super) struct Bus {
     mailbox: mpsc::UnboundedReceiver<Msg>,
-    /// Publishing messages that came while a publish waited for room.
-    backlog: VecDeque<Msg>,
     subscribers: HashMap<Arc<str>, Subscriber>,
+    /// Every subscriber's patterns, for matching.
+    index: Index,
+    /// The subscribers an event matched, kept to spare an allocation per
+    /// event.
+    matched: Vec<Arc<str>>,
     streams: HashMap<u64, Stream>,
     next_stream: u64,
     retained: Retained,
@@ -127,8 +142,9 @@ impl Bus {
     pub(super) fn new(mailbox: mpsc::UnboundedReceiver<Msg>) -> Self {
         Self {
             mailbox,
-            backlog: VecDeque::new(),
             subscribers: HashMap::new(),
+            index: Index::default(),
+            matched: Vec::new(),
             streams: HashMap::new(),
             next_stream: 1,
             retained: Retained::default(),
@@ -140,36 +156,30 @@ impl Bus {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Some(msg) = self.backlog.pop_front() {
-                self.on_msg(msg).await;
-                continue;
-            }
             tokio::select! {
                 msg = self.mailbox.recv() => match msg {
-                    Some(msg) => self.on_msg(msg).await,
+                    Some(msg) => self.on_msg(msg),
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick().await,
+                _ = tick.tick() => self.on_tick(),
             }
         }
     }
 
-    async fn on_msg(&mut self, msg: Msg) {
+    fn on_msg(&mut self, msg: Msg) {
         match msg {
             Msg::Publish {
                 source,
                 events,
                 reply,
             } => {
-                let receipt = self.publish_batch(&source, events).await;
-                let _ = reply.send(receipt);
+                let accepted = self.publish_batch(&source, events);
+                let _ = reply.send(accepted);
             }
             Msg::Cli { event, reply } => {
                 let verdict = rules::publishable(&event.topic)
-                    .and_then(|()| rules::deliverable("cli", &event));
-                if verdict.is_ok() {
-                    self.fan_out("cli", event).await;
-                }
+                    .and_then(|()| rules::deliverable("cli", &event))
+                    .map(|()| self.fan_out("cli", event));
                 let _ = reply.send(verdict);
             }
             Msg::System { topic, payload } => {
@@ -178,21 +188,17 @@ impl Bus {
                     payload,
                     retain: false,
                 };
-                self.fan_out("corral", event).await;
+                // corral's own events never wait.
+                let _ = self.fan_out("corral", event);
             }
             other => self.on_control(other),
         }
     }
 
-    /// Handles a message that publishes nothing, and keeps publishing ones
-    /// for later. This also runs while a publish waits for room in a `block`
-    /// queue: the subscriber's detach (it died) or attach (it is back) is
-    /// what makes room.
+    /// Handles a message that publishes nothing.
     fn on_control(&mut self, msg: Msg) {
         match msg {
-            msg @ (Msg::Publish { .. } | Msg::Cli { .. } | Msg::System { .. }) => {
-                self.backlog.push_back(msg);
-            }
+            Msg::Publish { .. } | Msg::Cli { .. } | Msg::System { .. } => self.on_msg(msg),
             Msg::Register { name, rules } => self.register(name, rules),
             Msg::Unregister { name } => self.unregister(&name),
             Msg::Attach { name, attachment } => self.attach(&name, attachment),
@@ -221,16 +227,28 @@ impl Bus {
         }
     }
 
+    /// Declares a plugin, or takes its new rules in place: a new `queue`
+    /// or `overflow` applies to the queue it has, at once.
     fn register(&mut self, name: Arc<str>, rules: BusRules) {
-        let Some(sub) = self.subscribers.get_mut(&name) else {
+        let Some((name, sub)) = self
+            .key(&name)
+            .and_then(|k| self.subscribers.get_mut(&k).map(|sub| (k, sub)))
+        else {
             let sub = Subscriber::start(Arc::clone(&name), rules);
+            self.index.replace(&name, &[], &sub.patterns);
             self.subscribers.insert(name, sub);
             return;
         };
         if sub.rules.queue != rules.queue || sub.rules.overflow != rules.overflow {
-            tracing::info!(plugin = %name, "queue settings change at its next start");
+            sub.queue
+                .resize(rules.queue, rules.queue_bytes, rules.overflow);
+            tracing::info!(plugin = %name, queue = rules.queue, overflow = ?rules.overflow, "queue settings applied");
+        }
+        if sub.rules.durable != rules.durable {
+            sub.durable.send_replace(rules.durable);
         }
         if sub.rules.subscribe != rules.subscribe {
+            self.index.replace(&name, &sub.patterns, &rules.subscribe);
             sub.patterns = rules.subscribe.clone();
         }
         sub.rules = rules;
@@ -238,6 +256,9 @@ impl Bus {
 
     fn unregister(&mut self, name: &str) {
         if let Some(sub) = self.subscribers.remove(name) {
+            for p in &sub.patterns {
+                self.index.remove(name, p);
+            }
             sub.queue.close();
         }
     }
@@ -252,20 +273,31 @@ impl Bus {
             Vec::new()
         };
         sub.queue.open();
+        sub.queue.hold(true);
+        // Replayed past a full `block` queue's bound rather than lost: no
+        // publisher waits on it, and the retained store bounds it.
         for event in replay {
-            let _ = sub.queue.try_push(event);
+            sub.queue.offer(event);
         }
         sub.running = true;
         sub.ever_attached = true;
         sub.attached.send_replace(Some(attachment));
     }
 
+    /// Its process is gone or going: its queue holds no publisher back any
+    /// more, and goes with the process unless it is durable.
     fn detach(&mut self, name: &str) {
-        if let Some(sub) = self.subscribers.get_mut(name) {
+        let Some(name) = self.key(name) else {
+            return;
+        };
+        if let Some(sub) = self.subscribers.get_mut(&name) {
             sub.running = false;
             sub.attached.send_replace(None);
+            sub.queue.hold(false);
             if !sub.rules.durable {
                 sub.queue.close();
+                self.index
+                    .replace(&name, &sub.patterns, &sub.rules.subscribe);
                 sub.patterns = sub.rules.subscribe.clone();
             }
         }
@@ -278,18 +310,36 @@ impl Bus {
         add: bool,
     ) -> Result<(), ErrorReply> {
         rules::check_patterns(&patterns)?;
-        let Some(sub) = self.subscribers.get_mut(name) else {
+        let Some((name, sub)) = self
+            .key(name)
+            .and_then(|k| self.subscribers.get_mut(&k).map(|sub| (k, sub)))
+        else {
             return Err(ErrorReply::new(codes::UNKNOWN_PLUGIN, "not on the bus"));
         };
         if !add {
-            rules::remove(&mut sub.patterns, &patterns);
+            for p in rules::remove(&mut sub.patterns, &patterns) {
+                self.index.remove(&name, &p);
+            }
             return Ok(());
         }
-        if let Err(denied) = rules::may_subscribe(name, &sub.rules.subscribe, &patterns) {
+        if let Err(denied) = rules::may_subscribe(&name, &sub.rules.subscribe, &patterns) {
             sub.denied_subscriptions += 1;
             return Err(denied);
         }
         let new = rules::added(&sub.patterns, patterns);
+        if let Err(refused) = rules::within_limit(
+            &name,
+            sub.rules.max_subscriptions,
+            sub.patterns.len(),
+            new.len(),
+        ) {
+            sub.denied_subscriptions += 1;
+            tracing::warn!(plugin = %name, "{}", refused.message);
+            return Err(refused);
+        }
+        for p in &new {
+            self.index.insert(&name, p);
+        }
         let replay =
             if rules::replay_waits_for_attach(sub.running, sub.rules.durable, sub.ever_attached) {
                 Vec::new()
@@ -297,10 +347,19 @@ impl Bus {
                 rules::replay(self.retained.values(), &new, &sub.patterns)
             };
         sub.patterns.extend(new);
+        // Replayed past a full `block` queue's bound rather than lost: no
+        // publisher waits on it, and the retained store bounds it.
         for event in replay {
-            let _ = sub.queue.try_push(event);
+            sub.queue.offer(event);
         }
         Ok(())
+    }
+
+    /// The name a subscriber is keyed by, shared with the index.
+    fn key(&self, name: &str) -> Option<Arc<str>> {
+        self.subscribers
+            .get_key_value(name)
+            .map(|(k, _)| Arc::clone(k))
     }
 
     fn open_stream(&mut self, patterns: Vec<String>) -> Result<u64, ErrorReply> {
@@ -332,8 +391,11 @@ impl Bus {
         })
     }
 
-    async fn publish_batch(&mut self, source: &Arc<str>, events: Vec<Publish>) -> PublishReceipt {
-        let mut receipt = PublishReceipt::default();
+    /// Fans out what `source` may publish of `events`; what it may not is
+    /// in the receipt. The answer also names the full `block` queues its
+    /// request must wait on before it answers.
+    fn publish_batch(&mut self, source: &Arc<str>, events: Vec<Publish>) -> Accepted {
+        let mut accepted = Accepted::default();
         for (index, event) in events.into_iter().enumerate() {
             let Some(sub) = self.subscribers.get_mut(source) else {
                 continue;
@@ -341,7 +403,7 @@ impl Bus {
             if let Err(error) = rules::deliverable(source, &event) {
                 sub.refused_payloads += 1;
                 tracing::warn!(plugin = %source, "publish refused: {error}");
-                receipt.denied.push(Denied {
+                accepted.receipt.denied.push(Denied {
                     index: index as u64,
                     error,
                 });
@@ -350,23 +412,26 @@ impl Bus {
             match rules::may_publish(source, &sub.rules.publish, &event.topic) {
                 Ok(()) => {
                     sub.published += 1;
-                    receipt.accepted += 1;
-                    self.fan_out(source, event).await;
+                    accepted.receipt.accepted += 1;
+                    let waits = self.fan_out(source, event);
+                    accepted.add_waits(waits);
                 }
                 Err(error) => {
                     sub.denied_publishes += 1;
-                    receipt.denied.push(Denied {
+                    accepted.receipt.denied.push(Denied {
                         index: index as u64,
                         error,
                     });
                 }
             }
         }
-        receipt
+        accepted
     }
 
-    /// Stamps an accepted event and queues it for every matching subscriber.
-    async fn fan_out(&mut self, source: &str, publish: Publish) {
+    /// Stamps an accepted event and queues it for every matching subscriber
+    /// and stream, without waiting: the answer is the full `block` queues
+    /// it went into past their bound, which its publisher waits on.
+    fn fan_out(&mut self, source: &str, publish: Publish) -> Waits {
         self.seq += 1;
         let event = Arc::new(Event {
             topic: publish.topic,
@@ -383,48 +448,33 @@ impl Bus {
                 .map_or(CLI_RETAINED, |s| s.rules.retained);
             self.retained.keep(Arc::clone(&event), bound);
         }
-        let mut blocked = Vec::new();
-        for sub in self.subscribers.values() {
-            if !rules::receives(sub.running, sub.rules.durable, &sub.patterns, &event.topic) {
+        let mut waits = Waits::new();
+        let mut matched = std::mem::take(&mut self.matched);
+        self.index.matching_into(&event.topic, &mut matched);
+        for name in matched.drain(..) {
+            let Some(sub) = self.subscribers.get(&name) else {
+                continue;
+            };
+            if !rules::queues_for(sub.running, sub.rules.durable) {
                 continue;
             }
-            if let Err(back) = sub.queue.try_push(Arc::clone(&event)) {
-                blocked.push((Arc::clone(&sub.queue), back));
+            if sub.queue.offer(Arc::clone(&event)) {
+                waits.push(Arc::clone(&sub.queue));
             }
         }
+        self.matched = matched;
         for stream in self.streams.values() {
             if rules::matches_any(&stream.patterns, &event.topic) {
                 let _ = stream.queue.try_push(Arc::clone(&event));
             }
         }
-        // `block` queues that are full: the publisher waits for room.
-        for (queue, event) in blocked {
-            self.wait_for_room(&queue, event).await;
-        }
-    }
-
-    /// Pushes into a full `block` queue once it has room. Meanwhile other
-    /// publishes wait their turn, but control messages are handled: room
-    /// comes from the subscriber's deliveries, which need it attached, or
-    /// from its detach (its process died), which closes a non-durable queue.
-    async fn wait_for_room(&mut self, queue: &Queue, event: Arc<Event>) {
-        let push = queue.push(event);
-        tokio::pin!(push);
-        loop {
-            tokio::select! {
-                () = &mut push => return,
-                msg = self.mailbox.recv() => match msg {
-                    Some(msg) => self.on_control(msg),
-                    None => return,
-                },
-            }
-        }
+        waits
     }
 
     /// Once a second: closes idle CLI streams, logs retained evictions
     /// and reports on `corral.bus.dropped` what each subscriber dropped
     /// since the last report.
-    async fn on_tick(&mut self) {
+    fn on_tick(&mut self) {
         self.streams
             .retain(|_, s| s.last_read.elapsed() < STREAM_IDLE);
         let mut reports = Vec::new();
@@ -455,7 +505,7 @@ impl Bus {
                     payload,
                     retain: false,
                 };
-                self.fan_out("corral", event).await;
+                let _ = self.fan_out("corral", event);
             }
         }
     }

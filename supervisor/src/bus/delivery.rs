@@ -46,7 +46,7 @@ pub(super) async fn deliver(
     name: Arc<str>,
     queue: Arc<Queue>,
     mut attached: watch::Receiver<Attached>,
-    durable: bool,
+    durable: watch::Receiver<bool>,
     figures: Arc<DeliveryFigures>,
 ) {
     loop {
@@ -85,7 +85,7 @@ pub(super) async fn deliver(
         figures.failures.fetch_add(1, Ordering::Relaxed);
         let events = batch.len();
         let after = after(&e);
-        if durable && after == After::Reconnect {
+        if *durable.borrow() && after == After::Reconnect {
             queue.requeue(batch);
         } else {
             figures

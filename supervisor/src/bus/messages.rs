@@ -43,16 +43,41 @@ pub(super) struct Attachment {
 /// A subscriber's attachment, if its process runs.
 pub(super) type Attached = Option<Attachment>;
 
+/// The full `block` queues a publisher's request waits on (for
+/// [`Queue::room`]) before it answers: those its events went into past
+/// their bound.
+pub(super) type Waits = Vec<Arc<Queue>>;
+
+/// The bus's answer to a plugin's publish.
+#[derive(Debug, Default)]
+pub(super) struct Accepted {
+    /// What was accepted and what was denied.
+    pub(super) receipt: PublishReceipt,
+    /// The queues to wait on before the receipt goes back, each once.
+    pub(super) waits: Waits,
+}
+
+impl Accepted {
+    /// Adds the queues one event must wait on.
+    pub(super) fn add_waits(&mut self, waits: Waits) {
+        for q in waits {
+            if !self.waits.iter().any(|w| Arc::ptr_eq(w, &q)) {
+                self.waits.push(q);
+            }
+        }
+    }
+}
+
 /// A request to the bus actor. Those with a `reply` are answered on it.
 pub(super) enum Msg {
     Publish {
         source: Arc<str>,
         events: Vec<Publish>,
-        reply: oneshot::Sender<PublishReceipt>,
+        reply: oneshot::Sender<Accepted>,
     },
     Cli {
         event: Publish,
-        reply: oneshot::Sender<Result<(), ErrorReply>>,
+        reply: oneshot::Sender<Result<Waits, ErrorReply>>,
     },
     System {
         topic: String,

@@ -6,6 +6,14 @@
 //! [`Event::wire_size`]); an empty queue takes any one event, so its bytes
 //! never exceed the larger of its byte bound and one event. It gives back
 //! the memory of its buffer once drained.
+//!
+//! A full `block` queue never makes the bus wait: [`Queue::offer`] queues
+//! the event past the bound and tells the caller that its publisher must
+//! wait, which the publisher's own request does through [`Queue::room`].
+//! A `block` queue holds publishers back only while it is *held* (its
+//! subscriber runs and takes deliveries); released, it keeps the newest
+//! events within its bounds like `drop-oldest`, counting what it drops. Its
+//! bounds and policy can change in place ([`Queue::resize`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -31,15 +39,12 @@ pub struct Queue {
     state: Mutex<QueueState>,
     readable: Notify,
     writable: Notify,
-    cap: usize,
-    cap_bytes: usize,
-    overflow: Overflow,
 }
 
 /// Slots a drained queue keeps allocated; past them its buffer is shrunk.
 const KEEP_SLOTS: usize = 1024;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct QueueState {
     events: VecDeque<Arc<Event>>,
     /// The [`Event::wire_size`] of the queued events, summed.
@@ -51,6 +56,69 @@ struct QueueState {
     /// Its subscriber is gone (detached and not durable, or removed): what
     /// is pushed is discarded, so a publisher waiting for room stops waiting.
     closed: bool,
+    /// Events it holds (a `block` queue may hold more while publishers wait).
+    cap: usize,
+    /// Bytes it holds, likewise.
+    cap_bytes: usize,
+    overflow: Overflow,
+    /// Whether a full `block` queue holds publishers back (its subscriber
+    /// runs); released, it drops its oldest events instead.
+    held: bool,
+}
+
+impl QueueState {
+    /// Whether a full queue keeps what is pushed and holds its publisher.
+    fn blocks(&self) -> bool {
+        self.overflow == Overflow::Block && self.held && !self.closed
+    }
+
+    /// Whether an event of `size` bytes would pass a bound.
+    fn full_for(&self, size: usize) -> bool {
+        !self.events.is_empty()
+            && !fits(
+                self.events.len(),
+                self.bytes,
+                size,
+                self.cap,
+                self.cap_bytes,
+            )
+    }
+
+    /// Whether it holds no more than its bounds (one event always fits).
+    fn within(&self) -> bool {
+        self.events.len() <= self.cap && (self.bytes <= self.cap_bytes || self.events.len() <= 1)
+    }
+
+    /// Whether a publisher that queued into it must still wait.
+    fn over(&self) -> bool {
+        self.blocks() && !self.within()
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some(old) = self.events.pop_front() {
+            self.bytes -= old.wire_size();
+            self.dropped += 1;
+        }
+    }
+
+    /// Drops the oldest events until one of `size` bytes fits.
+    fn make_room(&mut self, size: usize) {
+        while self.full_for(size) {
+            self.drop_oldest();
+        }
+    }
+
+    /// Drops the oldest events until it is back within its bounds.
+    fn trim(&mut self) {
+        while !self.within() {
+            self.drop_oldest();
+        }
+    }
+
+    fn push(&mut self, event: Arc<Event>) {
+        self.bytes += event.wire_size();
+        self.events.push_back(event);
+    }
 }
 
 /// A queue's figures, read at one moment.
@@ -75,12 +143,20 @@ impl Queue {
     /// A queue of at most `cap` events and `cap_bytes` bytes.
     pub(super) fn bounded(cap: usize, cap_bytes: usize, overflow: Overflow) -> Self {
         Self {
-            state: Mutex::new(QueueState::default()),
+            state: Mutex::new(QueueState {
+                events: VecDeque::new(),
+                bytes: 0,
+                dropped: 0,
+                dropped_reported: 0,
+                delivered: 0,
+                closed: false,
+                cap: cap.max(1),
+                cap_bytes: cap_bytes.max(1),
+                overflow,
+                held: false,
+            }),
             readable: Notify::new(),
             writable: Notify::new(),
-            cap: cap.max(1),
-            cap_bytes: cap_bytes.max(1),
-            overflow,
         }
     }
 
@@ -88,49 +164,88 @@ impl Queue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends, dropping the oldest when full under `drop-oldest`; under
-    /// `block` a full queue hands the event back.
+    /// Appends, dropping the oldest when full under `drop-oldest`; a full
+    /// held `block` queue hands the event back.
     pub(super) fn try_push(&self, event: Arc<Event>) -> Result<(), Arc<Event>> {
         let mut state = self.lock();
         if state.closed {
             return Ok(());
         }
         let size = event.wire_size();
-        while !state.events.is_empty()
-            && !fits(
-                state.events.len(),
-                state.bytes,
-                size,
-                self.cap,
-                self.cap_bytes,
-            )
-        {
-            match self.overflow {
-                Overflow::Block => return Err(event),
-                Overflow::DropOldest => {
-                    if let Some(old) = state.events.pop_front() {
-                        state.bytes -= old.wire_size();
-                    }
-                    state.dropped += 1;
-                }
+        if state.full_for(size) {
+            if state.blocks() {
+                return Err(event);
             }
+            state.make_room(size);
         }
-        state.bytes += size;
-        state.events.push_back(event);
+        state.push(event);
         drop(state);
         self.readable.notify_one();
         Ok(())
     }
 
-    /// Appends, waiting for room under `block`.
-    pub(super) async fn push(&self, mut event: Arc<Event>) {
-        loop {
-            match self.try_push(event) {
-                Ok(()) => return,
-                Err(back) => event = back,
-            }
-            self.writable.notified().await;
+    /// Appends without ever waiting: a full held `block` queue keeps the
+    /// event past its bounds, and the answer is `true`: its publisher must
+    /// wait for [`room`](Self::room) before it publishes more. Otherwise a
+    /// full queue drops its oldest events (counted).
+    pub(super) fn offer(&self, event: Arc<Event>) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
         }
+        let size = event.wire_size();
+        if state.full_for(size) && !state.blocks() {
+            state.make_room(size);
+        }
+        state.push(event);
+        let wait = state.over();
+        drop(state);
+        self.readable.notify_one();
+        wait
+    }
+
+    /// Waits until a publisher that queued into this queue may go on: it is
+    /// back within its bounds, or no longer holds publishers back (its
+    /// subscriber stopped running, it was closed, or it is `drop-oldest`
+    /// now).
+    pub(super) async fn room(&self) {
+        loop {
+            let notified = self.writable.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.lock().over() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether a full `block` queue holds publishers back: `true` while its
+    /// subscriber runs. Released, it keeps the newest events within its
+    /// bounds, counting the drops, and every waiting publisher goes on.
+    pub(super) fn hold(&self, held: bool) {
+        let mut state = self.lock();
+        state.held = held;
+        if !state.blocks() {
+            state.trim();
+        }
+        drop(state);
+        self.writable.notify_waiters();
+    }
+
+    /// Takes new bounds and policy in place. A `drop-oldest` queue over its
+    /// new bounds drops its oldest events (counted); a `block` one keeps
+    /// them, and its publishers wait until it is back within the bounds.
+    pub(super) fn resize(&self, cap: usize, cap_bytes: usize, overflow: Overflow) {
+        let mut state = self.lock();
+        state.cap = cap.max(1);
+        state.cap_bytes = cap_bytes.max(1);
+        state.overflow = overflow;
+        if !state.blocks() {
+            state.trim();
+        }
+        drop(state);
+        self.writable.notify_waiters();
     }
 
     /// Takes up to `max` events from the front.
@@ -149,7 +264,7 @@ impl Queue {
         shrink_if_drained(&mut state.events);
         drop(state);
         if !batch.is_empty() {
-            self.writable.notify_one();
+            self.writable.notify_waiters();
         }
         batch
     }
@@ -182,7 +297,7 @@ impl Queue {
         state.bytes = 0;
         state.closed = true;
         drop(state);
-        self.writable.notify_one();
+        self.writable.notify_waiters();
     }
 
     pub(super) fn open(&self) {
@@ -270,27 +385,127 @@ mod tests {
         assert_eq!(q.lock().dropped, 3);
     }
 
-    #[tokio::test]
-    async fn closing_a_full_block_queue_releases_a_waiting_publisher() {
-        let q = Arc::new(Queue::new(1, Overflow::Block));
-        q.try_push(event(1)).unwrap();
-        let waiting = tokio::spawn({
-            let q = Arc::clone(&q);
-            async move { q.push(event(2)).await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished());
-        // The subscriber died: what it will never read is discarded.
-        q.close();
-        tokio::time::timeout(Duration::from_secs(5), waiting)
+    /// A held `block` queue of `cap`.
+    fn held(cap: usize) -> Arc<Queue> {
+        let q = Arc::new(Queue::new(cap, Overflow::Block));
+        q.hold(true);
+        q
+    }
+
+    /// Whether `room` is still waiting after the queue's wakers ran.
+    async fn waits(room: &tokio::task::JoinHandle<()>) -> bool {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        !room.is_finished()
+    }
+
+    fn wait_room(q: &Arc<Queue>) -> tokio::task::JoinHandle<()> {
+        let q = Arc::clone(q);
+        tokio::spawn(async move { q.room().await })
+    }
+
+    async fn released(room: tokio::task::JoinHandle<()>) {
+        tokio::time::timeout(Duration::from_secs(5), room)
             .await
             .expect("the publisher is released")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_held_block_queue_keeps_the_event_and_holds_only_its_publisher() {
+        let q = held(2);
+        assert!(!q.offer(event(1)));
+        assert!(!q.offer(event(2)));
+        // Past the bound: kept, and the publisher must wait.
+        assert!(q.offer(event(3)));
+        assert!(q.offer(event(4)));
+        let room = wait_room(&q);
+        assert!(waits(&room).await);
+        // One taken: still over the bound.
+        assert_eq!(q.take(1)[0].seq, 1);
+        assert!(waits(&room).await);
+        assert_eq!(q.take(1)[0].seq, 2);
+        released(room).await;
+        assert_eq!(q.figures().dropped, 0);
+        let rest: Vec<u64> = q.take(10).iter().map(|e| e.seq).collect();
+        assert_eq!(rest, [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn closing_a_full_block_queue_releases_a_waiting_publisher() {
+        let q = held(1);
+        q.offer(event(1));
+        assert!(q.offer(event(2)));
+        let room = wait_room(&q);
+        assert!(waits(&room).await);
+        // The subscriber died: what it will never read is discarded.
+        q.close();
+        released(room).await;
         assert!(q.take(10).is_empty());
         // Back: it queues again.
         q.open();
         q.try_push(event(3)).unwrap();
         assert_eq!(q.take(10)[0].seq, 3);
+    }
+
+    #[tokio::test]
+    async fn a_released_block_queue_frees_its_publishers_and_keeps_the_newest_counted() {
+        let q = held(2);
+        for seq in 1..=4 {
+            q.offer(event(seq));
+        }
+        let room = wait_room(&q);
+        assert!(waits(&room).await);
+        // Its subscriber stopped running (a durable queue stays).
+        q.hold(false);
+        released(room).await;
+        assert!(!q.offer(event(5)));
+        let kept: Vec<u64> = q.take(10).iter().map(|e| e.seq).collect();
+        assert_eq!(kept, [4, 5]);
+        assert_eq!(q.figures().dropped, 3);
+        // Running again: it holds publishers back again.
+        q.hold(true);
+        q.offer(event(6));
+        q.offer(event(7));
+        assert!(q.offer(event(8)));
+    }
+
+    #[tokio::test]
+    async fn a_resize_takes_effect_in_place() {
+        let q = Arc::new(Queue::new(8, Overflow::DropOldest));
+        q.hold(true);
+        for seq in 1..=6 {
+            q.offer(event(seq));
+        }
+        // Smaller, still drop-oldest: the oldest go, counted.
+        q.resize(2, usize::MAX, Overflow::DropOldest);
+        assert_eq!(q.figures().queued, 2);
+        assert_eq!(q.figures().dropped, 4);
+        // Block now: a full queue holds its publisher.
+        q.resize(2, usize::MAX, Overflow::Block);
+        assert!(q.offer(event(7)));
+        let room = wait_room(&q);
+        assert!(waits(&room).await);
+        // Larger: the waiting publisher fits.
+        q.resize(4, usize::MAX, Overflow::Block);
+        released(room).await;
+        // Back to drop-oldest: nothing waits, nothing more is kept.
+        assert!(!q.offer(event(8)));
+        q.resize(4, usize::MAX, Overflow::DropOldest);
+        assert!(!q.offer(event(9)));
+        assert_eq!(q.figures().queued, 4);
+        assert_eq!(q.figures().dropped, 5);
+    }
+
+    #[test]
+    fn a_full_block_queue_hands_the_event_back() {
+        let q = Queue::new(1, Overflow::Block);
+        q.hold(true);
+        q.try_push(event(1)).unwrap();
+        assert_eq!(q.try_push(event(2)).unwrap_err().seq, 2);
+        assert_eq!(q.take(1)[0].seq, 1);
+        q.try_push(event(2)).unwrap();
     }
 
     fn sized(seq: u64, payload_bytes: usize) -> Arc<Event> {
@@ -325,6 +540,7 @@ mod tests {
     fn a_block_queue_full_in_bytes_hands_the_event_back() {
         let one = sized(0, 1000).wire_size();
         let q = Queue::bounded(100, 2 * one, Overflow::Block);
+        q.hold(true);
         q.try_push(sized(1, 1000)).unwrap();
         q.try_push(sized(2, 1000)).unwrap();
         assert_eq!(q.try_push(sized(3, 1000)).unwrap_err().seq, 3);
@@ -354,14 +570,5 @@ mod tests {
         }
         while !q.take(1024).is_empty() {}
         assert!(q.lock().events.capacity() <= KEEP_SLOTS * 2);
-    }
-
-    #[test]
-    fn a_full_block_queue_hands_the_event_back() {
-        let q = Queue::new(1, Overflow::Block);
-        q.try_push(event(1)).unwrap();
-        assert_eq!(q.try_push(event(2)).unwrap_err().seq, 2);
-        assert_eq!(q.take(1)[0].seq, 1);
-        q.try_push(event(2)).unwrap();
     }
 }

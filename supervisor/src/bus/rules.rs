@@ -1,9 +1,10 @@
 //! The bus's decisions, as pure functions over what the actor holds: who
 //! may publish and subscribe to what (the allow-lists of [`BusRules`]), the
 //! `corral.>` reservation ([`reserved`], the one place the bus says it),
-//! which subscribers an event goes to, and which retained events a new
-//! subscription replays.
+//! how many patterns a plugin may hold, which subscribers an event goes to,
+//! and which retained events a new subscription replays.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use corral_proto::codec::MAX_FRAME_BYTES;
@@ -46,6 +47,8 @@ pub struct BusRules {
     pub queue_bytes: usize,
     /// How much it may keep retained.
     pub retained: RetainBound,
+    /// Most patterns it may hold at once.
+    pub max_subscriptions: usize,
 }
 
 /// Refuses a topic under `corral.>` (or `corral` itself): only corral
@@ -145,15 +148,35 @@ pub(super) fn may_subscribe(
     }
 }
 
+/// Refuses a subscribe that would make the plugin `name`, holding `held`
+/// patterns, hold more than `max` with `new` more: code `limit`, naming
+/// the setting.
+pub(super) fn within_limit(
+    name: &str,
+    max: usize,
+    held: usize,
+    new: usize,
+) -> Result<(), ErrorReply> {
+    if held.saturating_add(new) <= max {
+        return Ok(());
+    }
+    Err(ErrorReply::new(
+        codes::LIMIT,
+        format!(
+            "`{name}` may hold at most {max} subscriptions (its `max_subscriptions`); it holds {held} and asked for {new} more"
+        ),
+    ))
+}
+
 /// Whether one of `patterns` matches `topic`.
 pub(super) fn matches_any(patterns: &[String], topic: &str) -> bool {
     patterns.iter().any(|p| matches(p, topic))
 }
 
-/// Whether an event on `topic` is queued for a subscriber holding
-/// `patterns`: only while its process runs, unless it is durable.
-pub(super) fn receives(running: bool, durable: bool, patterns: &[String], topic: &str) -> bool {
-    (running || durable) && matches_any(patterns, topic)
+/// Whether events matching a subscriber's patterns are queued for it: only
+/// while its process runs, unless it is durable.
+pub(super) fn queues_for(running: bool, durable: bool) -> bool {
+    running || durable
 }
 
 /// Whether a subscriber's start replays the retained events matching its
@@ -170,14 +193,28 @@ pub(super) fn replay_waits_for_attach(running: bool, durable: bool, ever_attache
     !running && replays_on_attach(durable, ever_attached)
 }
 
-/// The patterns of `asked` that `held` lacks: what a subscribe adds.
+/// The patterns of `asked` that `held` lacks, each once, in the order
+/// asked: what a subscribe adds.
 pub(super) fn added(held: &[String], asked: Vec<String>) -> Vec<String> {
-    asked.into_iter().filter(|p| !held.contains(p)).collect()
+    let mut seen: HashSet<&str> = held.iter().map(String::as_str).collect();
+    let mut new = Vec::new();
+    for p in &asked {
+        if seen.insert(p) {
+            new.push(p.clone());
+        }
+    }
+    new
 }
 
-/// Drops from `held` every pattern in `dropped`: what an unsubscribe does.
-pub(super) fn remove(held: &mut Vec<String>, dropped: &[String]) {
-    held.retain(|p| !dropped.contains(p));
+/// Drops from `held` every pattern in `dropped`, and says which went: what
+/// an unsubscribe does.
+pub(super) fn remove(held: &mut Vec<String>, dropped: &[String]) -> Vec<String> {
+    let dropped: HashSet<&str> = dropped.iter().map(String::as_str).collect();
+    let (gone, kept) = std::mem::take(held)
+        .into_iter()
+        .partition(|p| dropped.contains(p.as_str()));
+    *held = kept;
+    gone
 }
 
 /// The retained events to replay for `patterns`: those matching one of

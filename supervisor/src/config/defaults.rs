@@ -80,6 +80,8 @@ pub const RETAINED_BYTES: u64 = 4 * 1024 * 1024;
 pub const OVERFLOW: Overflow = Overflow::DropOldest;
 /// `durable`.
 pub const DURABLE: bool = false;
+/// `max_subscriptions`: patterns a plugin may hold at once.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
 
 /// `publish`: a plugin may publish under its own name.
 pub fn publish(name: &str) -> Vec<String> {

@@ -180,6 +180,8 @@ plugin_keys! {
     retained_bytes: Size,
     /// Whether its event queue outlives its process.
     durable: bool,
+    /// Most bus patterns it may hold at once.
+    max_subscriptions: u32,
     /// When it is restarted after it ends.
     restart: RestartPolicy,
     /// Exit codes that count as success for `on-failure`.

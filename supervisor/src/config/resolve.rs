@@ -153,18 +153,14 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
         requires,
         rate_limit,
         memory_max, memory_high, memory_check_interval,
-        subscribe, publish, queue, overflow, durable,
+        subscribe, publish, queue, overflow, durable, max_subscriptions,
         queue_bytes, retained_max, retained_bytes,
         pids_max, nofile, limits,
         log_max_size, log_keep,
     } = layer;
-    let Process {
-        cmd,
-        env,
-        cwd,
-        enabled,
-        codec,
-    } = process(at, cmd, env, cwd, enabled, codec, home)?;
+    #[rustfmt::skip]
+    let Process { cmd, env, cwd, enabled, codec } =
+        process(at, cmd, env, cwd, enabled, codec, home)?;
     let config = config_table(at, &schema, manifest.as_deref(), config)?;
     let heartbeat = heartbeats(at, heartbeat)?;
     let (handshake_timeout, stop_timeout, kill_timeout, call_timeout) = timeouts(
@@ -180,7 +176,11 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
     let rate_limit = call_rate(at, rate_limit)?;
     let (memory_max, memory_high, memory_check_interval) =
         memory(at, memory_max, memory_high, memory_check_interval)?;
-    let mut bus = bus(at, subscribe, publish, queue, overflow, durable)?;
+    let mut bus = bus(
+        at,
+        (subscribe, publish, max_subscriptions),
+        (queue, overflow, durable),
+    )?;
     (bus.queue_bytes, bus.retained) = bus_memory(at, queue_bytes, retained_max, retained_bytes)?;
     let (pids_max, nofile, limits) = process_limits(at, pids_max, nofile, limits)?;
     let (log_max_size, log_keep) = logs(at, log_max_size, log_keep)?;
@@ -477,14 +477,15 @@ fn memory(
     Ok((max.map(|s| s.0), high.map(|s| s.0), check_interval))
 }
 
-/// `subscribe`, `publish`, `queue`, `overflow` and `durable`.
+/// Patterns a plugin subscribes to, publishes under, and holds at most.
+type BusPatterns = (Option<Vec<String>>, Option<Vec<String>>, Option<u32>);
+
+/// `subscribe`, `publish`, `max_subscriptions` (at least 1, and at least
+/// as many as `subscribe` lists), `queue`, `overflow` and `durable`.
 fn bus(
     at: &At<'_>,
-    subscribe: Option<Vec<String>>,
-    publish: Option<Vec<String>>,
-    queue: Option<u32>,
-    overflow: Option<Overflow>,
-    durable: Option<bool>,
+    (subscribe, publish, max_subscriptions): BusPatterns,
+    (queue, overflow, durable): (Option<u32>, Option<Overflow>, Option<bool>),
 ) -> Result<BusRules, ConfigError> {
     for (k, patterns) in [("subscribe", &subscribe), ("publish", &publish)] {
         for p in patterns.iter().flatten() {
@@ -493,6 +494,19 @@ fn bus(
     }
     if queue == Some(0) {
         return Err(at.err("queue", "must be at least 1"));
+    }
+    let max_subscriptions = max_subscriptions.map_or(defaults::MAX_SUBSCRIPTIONS, |m| m as usize);
+    if max_subscriptions == 0 {
+        return Err(at.err("max_subscriptions", "must be at least 1"));
+    }
+    let listed = subscribe.as_ref().map_or(0, Vec::len);
+    if listed > max_subscriptions {
+        return Err(at.err(
+            "subscribe",
+            format!(
+                "lists {listed} patterns, more than its `max_subscriptions` ({max_subscriptions})"
+            ),
+        ));
     }
     Ok(BusRules {
         subscribe: subscribe.unwrap_or_default(),
@@ -505,6 +519,7 @@ fn bus(
             max: defaults::RETAINED_MAX as usize,
             bytes: usize_of(defaults::RETAINED_BYTES),
         },
+        max_subscriptions,
     })
 }
 

@@ -230,6 +230,7 @@ mod tests {
                     max: 10,
                     bytes: 65_536,
                 },
+                max_subscriptions: 1024,
             },
             restart: RestartPolicy::OnFailure,
             success_codes: vec![0, 3],

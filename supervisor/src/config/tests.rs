@@ -369,6 +369,7 @@ fn every_builtin_default_applies() {
             bytes: 4 * 1024 * 1024
         }
     );
+    assert_eq!(p.bus.max_subscriptions, 1024);
     // The types' own defaults are the config's.
     assert_eq!(RestartPolicy::default(), p.restart);
     assert_eq!(crate::restart::Backoff::default(), p.backoff);
@@ -418,4 +419,30 @@ fn values_that_cannot_work_are_refused_by_key() {
         fleet.plugins[0].log_keep, 1000,
         "the bound itself is allowed"
     );
+}
+
+#[test]
+fn max_subscriptions_bounds_the_subscribe_list_and_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nsubscribe = [\"a\", \"b\", \"c\"]\nmax_subscriptions = 2\n",
+    );
+    let p = &problems(&f)[0];
+    assert_eq!(p.key, "plugins.echo.subscribe", "{p}");
+    assert!(p.message.contains("`max_subscriptions` (2)"), "{p}");
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nmax_subscriptions = 0\n",
+    );
+    assert_eq!(problems(&f)[0].key, "plugins.echo.max_subscriptions");
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.echo]\ncmd = [\"x\"]\nmax_subscriptions = 5000\n",
+    );
+    let fleet = load(&f).unwrap();
+    assert_eq!(fleet.plugins[0].bus.max_subscriptions, 5000);
 }

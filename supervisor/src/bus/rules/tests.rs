@@ -147,18 +147,30 @@ fn subscribers_are_picked_by_pattern_while_they_run_or_are_durable() {
     assert!(!matches_any(&patterns, "sensor.kitchen.power.peak"));
     assert!(!matches_any(&[], "sensor.kitchen.power"));
 
-    let topic = "alarm.fire";
-    assert!(receives(true, false, &patterns, topic));
-    assert!(receives(true, true, &patterns, topic));
-    assert!(
-        receives(false, true, &patterns, topic),
-        "durable: queued while down"
-    );
-    assert!(
-        !receives(false, false, &patterns, topic),
-        "not running, not durable"
-    );
-    assert!(!receives(true, true, &patterns, "other"));
+    assert!(queues_for(true, false));
+    assert!(queues_for(true, true));
+    assert!(queues_for(false, true), "durable: queued while down");
+    assert!(!queues_for(false, false), "not running, not durable");
+}
+
+#[test]
+fn a_subscribe_past_max_subscriptions_is_refused_naming_the_limit() {
+    assert!(within_limit("p", 4, 2, 2).is_ok());
+    let err = within_limit("p", 4, 2, 3).unwrap_err();
+    assert_eq!(err.code, codes::LIMIT);
+    assert!(err.message.contains("max_subscriptions"), "{}", err.message);
+    assert!(err.message.contains('4'), "{}", err.message);
+    // Asked alone past it, whatever it holds.
+    assert_eq!(code(within_limit("p", 4, 0, 5)), codes::LIMIT);
+}
+
+#[test]
+fn a_subscribe_adds_each_new_pattern_once_and_an_unsubscribe_says_what_went() {
+    let held = list(&["a.>"]);
+    assert_eq!(added(&held, list(&["b", "a.>", "b", "c"])), ["b", "c"]);
+    let mut held = list(&["a.>", "b", "c"]);
+    assert_eq!(remove(&mut held, &list(&["b", "x", "b"])), ["b"]);
+    assert_eq!(held, ["a.>", "c"]);
 }
 
 #[test]
