@@ -18,6 +18,10 @@ use crate::link::Link;
 const PUBLISH_BUFFER: usize = 65_536;
 /// Events sent to the supervisor in one batch at most.
 const PUBLISH_BATCH: usize = 4096;
+/// Bytes of events in one batch at most, besides a single larger event:
+/// small enough that no connection buffer grows to a whole frame for a run
+/// of large events, large enough that small ones still go 4,096 at a time.
+const BATCH_BYTES: usize = 1 << 20;
 /// Room kept in a frame for the request around a batch's events.
 const ENVELOPE_BYTES: usize = 1024;
 
@@ -64,7 +68,7 @@ impl Context {
         let budget = max_frame.saturating_sub(ENVELOPE_BYTES);
         let bus = link.map(|link| {
             let (publishes, rx) = mpsc::channel(PUBLISH_BUFFER);
-            tokio::spawn(flusher(Arc::clone(&link), rx, budget));
+            tokio::spawn(flusher(Arc::clone(&link), rx, budget.min(BATCH_BYTES)));
             Bus {
                 link,
                 publishes,

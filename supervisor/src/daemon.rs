@@ -36,6 +36,9 @@ const CONTROL_GRACE: Duration = Duration::from_secs(2);
 /// adopted and killed to be reaped.
 const REAP_GRACE: Duration = Duration::from_secs(2);
 
+/// How often the supervisor gives its freed memory back to the kernel.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
 /// `corral up -c FILE [--log-file PATH]`: loads the fleet, installs logging
 /// (to stderr, or to a rotated file), and runs it on its own runtime until it
 /// is down; the exit code says how that went.
@@ -147,8 +150,12 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
     let mut watchdog_tick =
         tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
     let mut notified_ready = false;
+    let mut trim_tick = tokio::time::interval(TRIM_EVERY);
     loop {
         tokio::select! {
+            _ = trim_tick.tick() => {
+                tokio::task::spawn_blocking(crate::os::memory::return_free_memory);
+            }
             _ = handle.ready(), if !notified_ready => {
                 notified_ready = true;
                 if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {

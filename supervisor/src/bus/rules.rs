@@ -23,9 +23,10 @@ const DELIVER_ENVELOPE_BYTES: usize = 4096;
 pub(super) const MAX_EVENT_BYTES: usize = MAX_FRAME_BYTES - DELIVER_ENVELOPE_BYTES;
 
 /// Bytes of events in one `deliver` call (or one read of a CLI stream) at
-/// most, besides a single larger event: half a frame, well clear of its
-/// limit.
-pub(super) const BATCH_BYTES: usize = MAX_FRAME_BYTES / 2;
+/// most, besides a single larger event: well clear of a frame's limit, and
+/// small enough that a subscriber's connection buffers do not grow to a
+/// whole frame for a run of large events (they keep their largest size).
+pub(super) const BATCH_BYTES: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,8 @@
 //! from `/proc/<pid>/statm` (a few small reads, no state to keep per
 //! plugin); elsewhere, or where the kernel lacks the `children` files,
 //! through sysinfo. Enforcement policy (what to do over a cap) is the plugin
-//! actor's; this module only measures.
+//! actor's; this module only measures. It also gives the supervisor's own
+//! freed memory back to the kernel ([`return_free_memory`]).
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -146,6 +147,19 @@ fn page_size() -> u64 {
         .ok()
         .flatten()
         .map_or(4096, |p| p as u64)
+}
+
+/// Gives the memory the allocator holds but no longer uses back to the
+/// kernel. glibc keeps freed memory in its arenas, so after a burst of large
+/// events the supervisor's RSS would stay at its peak; the daemon calls this
+/// every few seconds, on a blocking thread. Elsewhere it does nothing.
+pub fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and may be called from any
+    // thread at any time; it only returns free pages to the kernel.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

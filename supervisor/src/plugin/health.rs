@@ -57,10 +57,13 @@ pub(super) fn ping(
     timeout: Duration,
 ) -> BoxFuture<'static, bool> {
     async move {
-        // The client enforces the deadline itself (DeadlineExceeded).
+        // The deadline is kept here too, not only by the client: a plugin
+        // that stops reading while a large `deliver` fills its socket stalls
+        // the connection's writer, and its pings must still count as missed.
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + timeout;
-        matches!(client.ping(ctx, seq).await, Ok(s) if s == seq)
+        let answer = tokio::time::timeout(timeout, client.ping(ctx, seq)).await;
+        matches!(answer, Ok(Ok(s)) if s == seq)
     }
     .boxed()
 }
