@@ -35,3 +35,42 @@ fn a_hung_plugin_is_killed_for_hang_within_the_bound() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_subscriber_that_hangs_while_a_large_deliver_fills_its_socket_is_still_killed_on_time() {
+    // call_timeout is long: only the heartbeats can catch the hang in time.
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("pub").set("publish", ["big.>"]))
+        .plugin(
+            Plugin::echo("sub")
+                .restart("never")
+                .subscribe(["big.>"])
+                .heartbeat("200ms", "200ms", 3)
+                .set("call_timeout", "60s"),
+        )
+        .start();
+    fleet.wait_running("pub");
+    fleet.wait_running("sub");
+    let caller = fleet.corral_spawn(&["call", "sub", "hang"]);
+    fleet.wait_log("sub", "hanging as asked");
+    let started = Instant::now();
+    // 300 events of 100 KB: the supervisor's deliver to `sub` blocks on its
+    // full socket, and the pings behind it with it.
+    let flood = serde_json::json!({"prefix": "big", "count": 300, "bytes": 100_000});
+    fleet
+        .control()
+        .call("pub", "flood", &flood)
+        .expect("the flood is accepted");
+    let row = fleet.wait_row("sub", Duration::from_secs(20), "killed for hang", |r| {
+        r.last_exit == Some(ExitReason::Hang)
+    });
+    let took = started.elapsed();
+    // interval × misses + timeout = 800 ms; generous slack, far below the
+    // 60 s call_timeout that alone ended it before.
+    assert!(
+        took < Duration::from_secs(8),
+        "hang detected after {took:?}"
+    );
+    assert_eq!(row.state, PluginState::Exited);
+    let _ = wait_child(caller, Duration::from_secs(5), "the hung call to return");
+}
