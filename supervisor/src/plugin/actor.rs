@@ -73,7 +73,7 @@ impl Actor {
         Self {
             name: spec.name.as_str().into(),
             heartbeat: health::heartbeat_tick(spec.heartbeat.interval),
-            sample_tick: health::sample_tick(spec.memory_check_interval),
+            sample_tick: health::sample_tick(sample_every(&spec)),
             limiter: spec.rate_limit.map(|l| Arc::new(Limiter::new(l))),
             spec,
             host,
@@ -518,7 +518,7 @@ impl Actor {
         if diff.heartbeat_interval {
             self.heartbeat = health::heartbeat_tick(self.spec.heartbeat.interval);
         }
-        self.sample_tick = health::sample_tick(self.spec.memory_check_interval);
+        self.sample_tick = health::sample_tick(sample_every(&self.spec));
         if diff.rate_limit {
             self.limiter = self.spec.rate_limit.map(|l| Arc::new(Limiter::new(l)));
             let limiter = self.limiter.clone();
@@ -681,4 +681,10 @@ async fn until(deadline: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// How often the plugin's processes are walked and judged.
+fn sample_every(spec: &PluginSpec) -> std::time::Duration {
+    let limited = spec.memory_max.is_some() || spec.memory_high.is_some();
+    health::sample_every(limited, spec.memory_check_interval)
 }
