@@ -143,6 +143,11 @@ pub fn sweep(everyone: bool) -> Swept {
         let reg = guard.get_or_insert_with(Register::default);
         let mut adopted: HashMap<u32, Vec<u32>> = HashMap::new();
         for pid in tree::children(me) {
+            // A plugin process is tokio's, known by pid alone (it cannot be
+            // reused while unreaped): no need to read its stat.
+            if reg.leaders.contains(&pid) {
+                continue;
+            }
             let Some(st) = tree::stat(pid) else { continue };
             let judgement = match judge(pid, st.start, st.session, reg) {
                 Judgement::Owned if everyone => Judgement::Stray,
