@@ -133,7 +133,7 @@ def spawn(ctx, payload):
     return {"spawned": spawned, "error": error}
 
 
-def run_daemon(report, mb, grow_mb, topic, bus_fd):
+def run_daemon(report, ready, mb, grow_mb, topic, bus_fd):
     """The daemon of the `daemon` action: holds `mb` MiB, reports its pid,
     publishes on `topic` every 20 ms (when asked) straight onto the plugin's
     bus connection it inherited, and on each SIGUSR1 takes `grow_mb` more.
@@ -142,6 +142,9 @@ def run_daemon(report, mb, grow_mb, topic, bus_fd):
         held = [bytearray(b"\x01") * (mb * 1024 * 1024)] if mb else []
         os.write(report, b"%d\n" % os.getpid())
         os.close(report)
+        # Reported: its parent may leave it now.
+        os.write(ready, b".")
+        os.close(ready)
         n = 0
         while True:
             if topic is not None:
@@ -188,8 +191,14 @@ def daemon(ctx, payload):
                 os.setsid()
             # Blocked before the fork: the daemon waits for it with sigtimedwait.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+            ready_r, ready_w = os.pipe()
             if os.fork() == 0:
-                run_daemon(write_end, mb, grow_mb, topic, bus_fd)
+                os.close(ready_r)
+                run_daemon(write_end, ready_w, mb, grow_mb, topic, bus_fd)
+            os.close(ready_w)
+            # Orphan the daemon only once it has reported its pid, so the
+            # answer names it even if it is killed at once.
+            os.read(ready_r, 1)
             if hold:
                 signal.sigwait({signal.SIGUSR1})
         finally:
