@@ -36,6 +36,10 @@ const CONTROL_GRACE: Duration = Duration::from_secs(2);
 /// adopted and killed to be reaped.
 const REAP_GRACE: Duration = Duration::from_secs(2);
 
+/// How long `corral up` waits at exit for its own log file to take every
+/// record written so far (a writer behind on a busy machine, rotating).
+const LOG_SYNC_GRACE: Duration = Duration::from_secs(10);
+
 /// How often the supervisor gives its freed memory back to the kernel.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 
@@ -78,7 +82,7 @@ pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     if let Some(own) = own_log {
-        own.sync(CONTROL_GRACE);
+        own.sync(LOG_SYNC_GRACE);
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -285,8 +285,10 @@ impl Kind {
             // `daemon` is the Python echo's.
             Self::SetsidDaemon => plugin.lang == Lang::Python && plugin.faultable(),
             // `flood` is the Rust echo's.
+            // A subscriber to `flood.>` would also take what it floods,
+            // and rightly be killed for its memory cap.
             Self::RetainedFlood | Self::OversizedBatch => {
-                plugin.lang == Lang::Rust && plugin.faultable()
+                plugin.lang == Lang::Rust && plugin.role == Role::Worker
             }
             _ => plugin.faultable(),
         }
@@ -807,7 +809,8 @@ impl Chaos<'_> {
                 let (count, bytes, retain) = if kind == Kind::RetainedFlood {
                     (rng.range(2_000, 6_000), 2_048, true)
                 } else {
-                    (300, 100_000, false)
+                    // 12 MB: more than a frame, and well within its cap.
+                    (120, 100_000, false)
                 };
                 let prefix = format!("flood.{}.{name}", if retain { "kept" } else { "big" });
                 let payload =

@@ -370,7 +370,6 @@ fn up_with_a_log_file_writes_its_own_log_there_and_rotates_it() {
         .arg("--log-file")
         .arg(&log)
         .args(["--log-max-size", "4KiB", "--log-keep", "2"])
-        .env("CORRAL_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

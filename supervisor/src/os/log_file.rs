@@ -281,6 +281,7 @@ impl Background {
                         match job {
                             Job::Record(r) => write_own(&mut file, &mut losses, &r, &counter),
                             Job::Sync(done) => {
+                                report_dropped(&mut file, &counter);
                                 let _ = file.flush();
                                 let _ = done.send(());
                             }
@@ -302,13 +303,18 @@ impl Background {
     }
 }
 
-fn write_own(file: &mut LogFile, losses: &mut Losses, record: &[u8], dropped: &AtomicU64) {
+/// Writes how many records were dropped since the last such line, if any.
+fn report_dropped(file: &mut LogFile, dropped: &AtomicU64) {
     let skipped = dropped.swap(0, Ordering::Relaxed);
     if skipped > 0 {
         let _ = file.write_line(&format!(
             "corral: {skipped} log record(s) dropped: the log writer fell behind"
         ));
     }
+}
+
+fn write_own(file: &mut LogFile, losses: &mut Losses, record: &[u8], dropped: &AtomicU64) {
+    report_dropped(file, dropped);
     let ok = file.write_record(record).is_ok();
     if let Some(lost) = losses.note(ok, Instant::now()) {
         eprintln!(
