@@ -141,8 +141,7 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
         manifest,
         home,
     } = layered;
-    // Every key taken apart, by group: a key added to the grammar and not
-    // resolved below does not compile.
+    // Every key taken apart: a key added to the grammar and not resolved does not compile.
     #[rustfmt::skip]
     let PluginLayer {
         cmd, env, cwd, enabled, codec,

@@ -131,6 +131,20 @@ impl<S> Metered<S> {
     }
 }
 
+impl<S> Metered<S> {
+    /// The error to answer when the frame being read took too long.
+    fn overdue(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let deadline = self.deadline.as_mut()?;
+        if deadline.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        Some(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("a frame did not complete within {:?}", self.timeout),
+        ))
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -139,13 +153,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if let Some(deadline) = this.deadline.as_mut()
-                && deadline.as_mut().poll(cx).is_ready()
-            {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("a frame did not complete within {:?}", this.timeout),
-                )));
+            if let Some(late) = this.overdue(cx) {
+                return Poll::Ready(Err(late));
             }
             match &mut this.state {
                 State::Length { bytes, got } => {
