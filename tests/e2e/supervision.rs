@@ -256,3 +256,24 @@ fn a_reload_that_adds_a_requirement_is_what_ps_and_the_start_order_follow() {
     fleet.control().start(&["a"]).expect("start a");
     fleet.wait_running("b");
 }
+
+#[test]
+fn corral_start_on_a_failed_plugin_clears_the_restart_count_ps_shows() {
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("frail").set("restart_limit", json!({"count": 2, "within": "60s"})))
+        .start();
+    let mut pid = fleet.wait_running("frail");
+    for _ in 0..2 {
+        let _ = fleet.call("frail", "exit", Some(r#"{"code": 3}"#));
+        pid = fleet
+            .wait_pid_change("frail", pid, Duration::from_secs(10))
+            .pid
+            .expect("pid");
+    }
+    let _ = fleet.call("frail", "exit", Some(r#"{"code": 3}"#));
+    let row = fleet.wait_state("frail", PluginState::Failed, Duration::from_secs(10));
+    assert_eq!(row.restarts, 2, "{row:?}");
+    assert!(fleet.corral(&["start", "frail"]).status.success());
+    let row = fleet.wait_state("frail", PluginState::Running, Duration::from_secs(10));
+    assert_eq!(row.restarts, 0, "{row:?}");
+}

@@ -24,6 +24,8 @@ pub(super) struct Lifecycle {
     /// The pid of the process that ended last, for the entries that report it.
     exited_pid: Option<u32>,
     tracker: RestartTracker,
+    /// The restart count was cleared: the next spawn is not a restart.
+    counted_afresh: bool,
 }
 
 /// A process that ended, as the lifecycle needs to know it.
@@ -94,6 +96,7 @@ impl Lifecycle {
             last_exit: None,
             exited_pid: None,
             tracker: RestartTracker::default(),
+            counted_afresh: false,
         }
     }
 
@@ -129,9 +132,10 @@ impl Lifecycle {
 
     /// Counts a spawn about to be tried; every one after the first is a restart.
     pub(super) fn spawning(&mut self) {
-        if self.spawns > 0 {
+        if self.spawns > 0 && !self.counted_afresh {
             self.restarts += 1;
         }
+        self.counted_afresh = false;
         self.spawns += 1;
     }
 
@@ -145,9 +149,12 @@ impl Lifecycle {
         self.last_exit = Some(reason);
     }
 
-    /// Forgets the restarts counted against the limit (`corral start`).
+    /// Forgets the restarts counted against the limit, and the count `ps`
+    /// shows (`corral start`): the next spawn starts the count afresh.
     pub(super) fn reset_restarts(&mut self) {
         self.tracker.reset();
+        self.restarts = 0;
+        self.counted_afresh = true;
     }
 
     /// Enters `to`. `live_pid` is the running process, if any. Returns the

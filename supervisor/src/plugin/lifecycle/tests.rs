@@ -268,3 +268,18 @@ fn a_failed_spawn_is_the_last_exit() {
     l.spawn_failed(reason.clone());
     assert_eq!(l.last_exit(), Some(&reason));
 }
+
+#[test]
+fn a_reset_clears_the_count_and_the_next_spawn_is_not_a_restart() {
+    let mut l = Lifecycle::new();
+    l.spawning();
+    l.spawning();
+    l.spawning();
+    assert_eq!(l.restarts(), 2);
+    l.reset_restarts();
+    assert_eq!(l.restarts(), 0);
+    l.spawning();
+    assert_eq!((l.restarts(), l.spawns()), (0, 4));
+    l.spawning();
+    assert_eq!(l.restarts(), 1);
+}
