@@ -18,6 +18,6 @@ pub mod render;
 pub mod scaffold;
 pub mod tail;
 
-pub use args::{Cli, Command, Selection, Target};
+pub use args::{Cli, Command, Selection, Target, Wait};
 pub use commands::{check, fail, new_plugin, run_client};
 pub use render::{inspect_text, ps_table};

@@ -423,3 +423,53 @@ fn a_plugin_flooding_its_output_does_not_grow_the_supervisor() {
         },
     );
 }
+
+#[test]
+fn start_and_restart_wait_until_the_plugin_runs_or_say_why_not() {
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("a"))
+        .plugin(Plugin::echo_py("p"))
+        .plugin(Plugin::echo("needy").requires(["a"]))
+        .plugin(Plugin::new("broken").cmd(["/nonexistent/program"]))
+        .start();
+    fleet.wait_running("a");
+    fleet.wait_running("p");
+    fleet.wait_running("needy");
+    for name in ["a", "p"] {
+        let out = fleet.corral(&["restart", name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // At once, with no polling: the plugin it restarted answers.
+        let out = fleet.corral(&["call", name, "ping"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A plugin that cannot run: the command fails and says why.
+    let out = fleet.corral(&["start", "broken"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`broken` is failed") && err.contains("spawn"),
+        "{err}"
+    );
+    // One that waits for a requirement that is stopped: past --timeout,
+    // named; with --no-wait, the command returns at once.
+    fleet.control().stop(&["a", "needy"]).expect("stop");
+    let out = fleet.corral(&["start", "needy", "--timeout", "500ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not running after 500ms: needy"), "{err}");
+    let out = fleet.corral(&["restart", "needy", "--no-wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fleet.row("needy").state, PluginState::Waiting);
+}

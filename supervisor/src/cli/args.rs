@@ -64,6 +64,19 @@ fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// How `start` and `restart` wait for the plugins they name.
+#[derive(Debug, Clone, Args)]
+pub struct Wait {
+    /// Return once the supervisor took the request, without waiting for the
+    /// plugins to run.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// The longest wait for every named plugin to be `running`; past it the
+    /// command fails naming those that are not.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -161,6 +174,9 @@ pub enum Command {
         /// Which plugins, on which supervisor.
         #[command(flatten)]
         selection: Selection,
+        /// Whether to wait until they run.
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Stop plugins; they stay stopped until started.
     Stop {
@@ -173,6 +189,9 @@ pub enum Command {
         /// Which plugins, on which supervisor.
         #[command(flatten)]
         selection: Selection,
+        /// Whether to wait until they run.
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Show a plugin's status, settings in force and last transitions.
     Inspect {

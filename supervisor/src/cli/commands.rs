@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use corral_proto::{ControlApiClient, Payload};
+use corral_proto::{ControlApiClient, Payload, PluginState};
 
-use super::args::{Command, Selection, Target};
+use super::args::{Command, Selection, Target, Wait};
 use super::render::{inspect_text, print_data, ps_table, reload_text};
 use crate::cli::client;
 use crate::{Error, config};
@@ -36,9 +36,9 @@ pub async fn run_client(command: Command) -> ExitCode {
             json,
         } => events(&target, patterns, json).await,
         Command::Down { target } => down(&target).await,
-        Command::Start { selection } => lifecycle(selection, "start").await,
-        Command::Stop { selection } => lifecycle(selection, "stop").await,
-        Command::Restart { selection } => lifecycle(selection, "restart").await,
+        Command::Start { selection, wait } => lifecycle(selection, "start", Some(wait)).await,
+        Command::Stop { selection } => lifecycle(selection, "stop", None).await,
+        Command::Restart { selection, wait } => lifecycle(selection, "restart", Some(wait)).await,
         Command::Reload { target, json } => reload(&target, json).await,
         Command::Logs {
             target,
@@ -246,7 +246,11 @@ async fn call(
     }
 }
 
-async fn lifecycle(selection: Selection, verb: &str) -> Result<ExitCode, Error> {
+async fn lifecycle(
+    selection: Selection,
+    verb: &str,
+    wait: Option<Wait>,
+) -> Result<ExitCode, Error> {
     let Selection { target, names, all } = selection;
     let target = &target;
     let client = connect(target).await?;
@@ -261,18 +265,92 @@ async fn lifecycle(selection: Selection, verb: &str) -> Result<ExitCode, Error> 
         names
     };
     let ctx = context(Duration::from_secs(3600));
+    let since_ms = unix_ms();
     let result = match verb {
         "start" => client.start(ctx, names.clone()).await?,
         "stop" => client.stop(ctx, names.clone()).await?,
         _ => client.restart(ctx, names.clone()).await?,
     };
-    match result {
-        Ok(()) => {
-            println!("{verb}: {}", names.join(", "));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => Ok(fail(&format!("{verb} failed: {}: {}", e.code, e.message))),
+    if let Err(e) = result {
+        return Ok(fail(&format!("{verb} failed: {}: {}", e.code, e.message)));
     }
+    if let Some(wait) = wait.filter(|w| !w.no_wait)
+        && let Err(why) = until_running(&client, &names, since_ms, wait.timeout).await?
+    {
+        return Ok(fail(&format!("{verb}: {why}")));
+    }
+    println!("{verb}: {}", names.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until every plugin of `names` runs, or has run since `since_ms`
+/// (one that crashes at once still started); `Err` names a plugin that
+/// failed or stopped, with its last exit reason, or those still not
+/// running after `timeout`.
+async fn until_running(
+    client: &ControlApiClient,
+    names: &[String],
+    since_ms: u64,
+    timeout: Duration,
+) -> Result<Result<(), String>, Error> {
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<String> = names.to_vec();
+    loop {
+        let rows = client.ps(context(Duration::from_secs(10))).await?;
+        let mut still = Vec::new();
+        for name in pending {
+            let Some(row) = rows.iter().find(|r| r.name == name) else {
+                return Ok(Err(format!("no plugin named `{name}`")));
+            };
+            if row.state == PluginState::Running || ran_since(client, &name, since_ms).await? {
+                continue;
+            }
+            if matches!(
+                row.state,
+                PluginState::Failed | PluginState::Exited | PluginState::Stopped
+            ) {
+                let reason = row
+                    .last_exit
+                    .as_ref()
+                    .map_or("none".into(), ToString::to_string);
+                return Ok(Err(format!(
+                    "`{name}` is {} (last exit: {reason}); see `corral logs {name}`",
+                    row.state
+                )));
+            }
+            still.push(name);
+        }
+        if still.is_empty() {
+            return Ok(Ok(()));
+        }
+        if Instant::now() >= deadline {
+            return Ok(Err(format!(
+                "not running after {}: {}",
+                humantime::format_duration(timeout),
+                still.join(", ")
+            )));
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether `name`'s history shows it entered `running` since `since_ms`.
+async fn ran_since(client: &ControlApiClient, name: &str, since_ms: u64) -> Result<bool, Error> {
+    let info = client
+        .inspect(context(Duration::from_secs(10)), name.to_string())
+        .await?;
+    Ok(info.is_ok_and(|i| {
+        i.history
+            .iter()
+            .any(|t| t.to == PluginState::Running && t.at_unix_ms >= since_ms)
+    }))
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn inspect(target: &Target, name: String, json: bool) -> Result<ExitCode, Error> {
