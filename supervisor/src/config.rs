@@ -48,6 +48,28 @@ pub fn load_supervisor_settings(file: &Path) -> Result<SupervisorSettings, Confi
     resolve::supervisor_settings(raw.supervisor, &base_dir(file), file)
 }
 
+/// Where the control socket of `file`'s fleet is, for client commands. Only
+/// `supervisor.runtime_dir` must be readable, so a file broken elsewhere (a
+/// typo in a plugin, say) still leads to the running fleet: its problems
+/// come back beside the path, for a warning. `Err` when not even that key
+/// can be read.
+pub fn control_socket_of(file: &Path) -> Result<(PathBuf, Option<ConfigError>), ConfigError> {
+    let problems = match load_supervisor_settings(file) {
+        Ok(settings) => return Ok((settings.control_socket(), None)),
+        Err(problems) => problems,
+    };
+    let Ok(runtime_dir) = FleetFile::runtime_dir_only(file) else {
+        return Err(problems);
+    };
+    let runtime_dir =
+        base_dir(file).join(runtime_dir.unwrap_or_else(|| defaults::RUNTIME_DIR.into()));
+    let settings = SupervisorSettings {
+        runtime_dir,
+        ..resolve::supervisor_settings(Default::default(), &base_dir(file), file)?
+    };
+    Ok((settings.control_socket(), Some(problems)))
+}
+
 /// Loads, layers and checks a fleet file and the manifests it points at.
 pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
     let raw = FleetFile::read(file)?;

@@ -2,11 +2,11 @@
 //! one supervisor per runtime directory, logs, hot reload and readiness.
 
 use std::io::Read;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use corral_e2e::{
-    Control, FleetConfig, Plugin, PluginState, fixture, process_gone, wait_gone, wait_until,
+    Control, FleetConfig, Plugin, PluginState, bin, fixture, process_gone, wait_gone, wait_until,
 };
 use nix::sys::signal::Signal;
 
@@ -472,4 +472,53 @@ fn start_and_restart_wait_until_the_plugin_runs_or_say_why_not() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(fleet.row("needy").state, PluginState::Waiting);
+}
+
+#[test]
+fn a_broken_config_file_never_locks_the_operator_out_of_the_running_fleet() {
+    let mut fleet = FleetConfig::new().plugin(Plugin::echo("a")).start();
+    fleet.wait_running("a");
+    // A typo under a plugin: the file no longer validates.
+    let broken = FleetConfig::new()
+        .plugin(Plugin::echo("a").set("memory_maxx", "64MiB"))
+        .toml();
+    fleet.rewrite_config(&broken);
+    let config = fleet.config().to_str().expect("utf-8").to_string();
+    let ps = Command::new(bin("corral"))
+        .args(["ps", "-c", &config])
+        .output()
+        .expect("corral ps");
+    assert!(
+        ps.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ps.stderr)
+    );
+    let err = String::from_utf8_lossy(&ps.stderr);
+    assert!(
+        err.contains("warning") && err.contains("memory_maxx"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&ps.stdout).contains("running"));
+    // reload still refuses the broken file, naming the key.
+    let reload = Command::new(bin("corral"))
+        .args(["reload", "-c", &config])
+        .output()
+        .expect("corral reload");
+    assert_eq!(reload.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&reload.stderr).contains("memory_maxx"),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    // And the fleet can still be stopped through that file.
+    let down = Command::new(bin("corral"))
+        .args(["down", "-c", &config])
+        .output()
+        .expect("corral down");
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(fleet.wait_exit(Duration::from_secs(20)).success());
 }

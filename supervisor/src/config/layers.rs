@@ -246,18 +246,44 @@ impl FleetFile {
                 "no such file; pass the fleet config with `-c FILE` (default `corral.toml`)",
             ));
         }
-        Figment::from(Toml::file_exact(file))
-            // Only keys of the fleet file: other CORRAL_ variables (CORRAL_SOCKET,
-            // CORRAL_LOG) belong to the CLI.
-            .merge(Env::prefixed("CORRAL_").split("__").filter(|k| {
-                let key = k.as_str().to_ascii_lowercase();
-                ["supervisor.", "defaults.", "plugins."]
-                    .iter()
-                    .any(|p| key.starts_with(p))
-            }))
+        layered(file)
             .extract()
             .map_err(|e| ConfigError::from_figment(e, file, ""))
     }
+
+    /// Reads `supervisor.runtime_dir` of `file` alone, whatever the rest of
+    /// it holds; `None` when it is not set. `Err` when the file is not TOML
+    /// or that key is not a string.
+    pub(super) fn runtime_dir_only(file: &Path) -> Result<Option<String>, ConfigError> {
+        let figment = layered(file);
+        if !figment.contains("supervisor.runtime_dir") {
+            // Still refuse a file that is not TOML at all.
+            return figment
+                .find_value("supervisor")
+                .map(|_| None)
+                .or_else(|e| match e.missing() {
+                    true => Ok(None),
+                    false => Err(ConfigError::from_figment(e, file, "")),
+                });
+        }
+        figment
+            .extract_inner::<String>("supervisor.runtime_dir")
+            .map(Some)
+            .map_err(|e| ConfigError::from_figment(e, file, "supervisor.runtime_dir"))
+    }
+}
+
+/// `file` with the `CORRAL_` environment variables over it.
+fn layered(file: &Path) -> Figment {
+    Figment::from(Toml::file_exact(file))
+        // Only keys of the fleet file: other CORRAL_ variables (CORRAL_SOCKET,
+        // CORRAL_LOG) belong to the CLI.
+        .merge(Env::prefixed("CORRAL_").split("__").filter(|k| {
+            let key = k.as_str().to_ascii_lowercase();
+            ["supervisor.", "defaults.", "plugins."]
+                .iter()
+                .any(|p| key.starts_with(p))
+        }))
 }
 
 impl Manifest {
