@@ -42,7 +42,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_proto::{ErrorReply, Payload, PluginInfo, PluginStatus, codes};
+use corral_proto::{ErrorReply, ExitReason, Payload, PluginInfo, PluginStatus, codes};
 use tarpc::client::RpcError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -66,6 +66,9 @@ use lifecycle::round_ms;
 use messages::{CallTarget, Msg};
 
 pub use lifecycle::HISTORY;
+
+/// How long a caller whose call died waits to learn the plugin's exit reason.
+const EXIT_REASON_WAIT: Duration = Duration::from_secs(2);
 pub use messages::{Applied, Event};
 
 /// What every plugin actor gets from the supervisor that runs it.
@@ -188,11 +191,32 @@ impl PluginHandle {
                     humantime::format_duration(target.call_timeout)
                 ),
             )),
-            Err(e) => Err(ErrorReply::new(
-                codes::DISCONNECTED,
-                format!("lost `{}` before it answered `{action}`: {e}", self.name),
-            )),
+            Err(e) => {
+                // Tell the caller why, once the actor knows the exit reason.
+                let why = match self.exit_of(target.pid).await {
+                    Some(reason) => format!("it ended ({reason})"),
+                    None => e.to_string(),
+                };
+                Err(ErrorReply::new(
+                    codes::DISCONNECTED,
+                    format!("lost `{}` before it answered `{action}`: {why}", self.name),
+                ))
+            }
         }
+    }
+
+    /// Why the process `pid` ended, once its actor has reaped it (waited
+    /// for up to [`EXIT_REASON_WAIT`]); `None` if it still runs.
+    async fn exit_of(&self, pid: u32) -> Option<ExitReason> {
+        let deadline = Instant::now() + EXIT_REASON_WAIT;
+        while Instant::now() < deadline {
+            let status = self.status().await?;
+            if status.pid != Some(pid) {
+                return status.last_exit;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
     }
 
     /// Spawns the plugin now if it is `waiting` (the supervisor's call, once

@@ -522,3 +522,18 @@ fn a_broken_config_file_never_locks_the_operator_out_of_the_running_fleet() {
     );
     assert!(fleet.wait_exit(Duration::from_secs(20)).success());
 }
+
+#[test]
+fn a_caller_whose_plugin_dies_mid_call_is_told_the_exit_reason() {
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("hog").memory_max("64MiB"))
+        .start();
+    fleet.wait_running("hog");
+    let out = fleet.corral(&["call", "hog", "alloc", r#"{"mb": 200}"#]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("disconnected") && err.contains("memory_cap"),
+        "{err}"
+    );
+}

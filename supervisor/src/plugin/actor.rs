@@ -253,6 +253,7 @@ impl Actor {
         let target = match (client, to) {
             (Some(client), PluginState::Running) => Some(CallTarget {
                 client,
+                pid: self.pid().unwrap_or(0),
                 call_timeout: self.spec.call_timeout,
                 limiter: self.limiter.clone(),
             }),

@@ -40,6 +40,8 @@ pub(super) enum Msg {
 #[derive(Clone, Debug)]
 pub(super) struct CallTarget {
     pub(super) client: PluginApiClient,
+    /// The process it reaches.
+    pub(super) pid: u32,
     pub(super) call_timeout: Duration,
     pub(super) limiter: Option<Arc<Limiter>>,
 }
