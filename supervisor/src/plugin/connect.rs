@@ -31,6 +31,9 @@ pub(super) struct Connected {
     pub(super) tasks: Vec<AbortHandle>,
 }
 
+/// How a handshake error that the plugin's own `on_load` answered begins.
+pub(super) const LOAD_FAILED: &str = "on_load failed";
+
 /// Waits for the plugin to connect, authenticates it and calls `load`, all
 /// within its handshake timeout.
 pub(super) async fn connect(
@@ -93,7 +96,7 @@ async fn handshake_and_load(
     drop(listener);
     loaded
         .map_err(|e| HandshakeError(format!("no answer to load: {e}")))?
-        .map_err(|e| HandshakeError(format!("on_load failed: {e}")))?;
+        .map_err(|e| HandshakeError(format!("{LOAD_FAILED}: {e}")))?;
     let bus_broken = match bus_conn {
         Some(Ok(framed)) => {
             let (broken, serving) = serve_bus(framed, spec, bus);

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::Host;
-use super::connect::{Connected, connect};
+use super::connect::{Connected, LOAD_FAILED, connect};
 use super::health::{self, Heartbeats, PingVerdict};
 use super::stop::{self, Escalation, Step};
 use crate::bus::{BusHandle, DeliveryFailure};
@@ -191,7 +191,10 @@ impl Spawn {
     pub(super) async fn next(&mut self) -> SpawnEvent {
         loop {
             tokio::select! {
-                status = self.child.wait() => return SpawnEvent::Exited(status),
+                status = self.child.wait() => {
+                    self.load_refusal_before_exit().await;
+                    return SpawnEvent::Exited(status);
+                }
                 joined = join(&mut self.connecting) => {
                     self.connecting = None;
                     return SpawnEvent::Handshake(joined.unwrap_or_else(|e| {
@@ -218,6 +221,26 @@ impl Spawn {
                     return SpawnEvent::Escalate(step);
                 }
             }
+        }
+    }
+
+    /// A plugin whose `on_load` failed may exit before the handshake task
+    /// reports it; the exit is then reported as that handshake failure, not
+    /// as a bare exit code. The task gets a moment to finish.
+    async fn load_refusal_before_exit(&mut self) {
+        let Some(connecting) = self.connecting.as_mut() else {
+            return;
+        };
+        let Ok(finished) = tokio::time::timeout(Duration::from_millis(100), connecting).await
+        else {
+            return;
+        };
+        self.connecting = None;
+        if let Ok(Err(HandshakeError(detail))) = finished
+            && detail.starts_with(LOAD_FAILED)
+        {
+            tracing::warn!("handshake failed: {detail}");
+            self.verdict.get_or_insert(ExitReason::Handshake { detail });
         }
     }
 
