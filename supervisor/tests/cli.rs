@@ -30,6 +30,21 @@ fn check_accepts_a_good_config() {
 }
 
 #[test]
+fn check_counts_plugins_in_words() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let one = "[plugins.echo]\ncmd = [\"/bin/true\"]\n";
+    std::fs::write(tmp.path().join("corral.toml"), one).expect("write config");
+    let out = corral(&["check", "-c", "corral.toml"], tmp.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ok, 1 plugin (echo)"), "{text}");
+    let two = format!("{one}[plugins.other]\ncmd = [\"/bin/true\"]\n");
+    std::fs::write(tmp.path().join("corral.toml"), two).expect("write config");
+    let out = corral(&["check", "-c", "corral.toml"], tmp.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ok, 2 plugins (echo, other)"), "{text}");
+}
+
+#[test]
 fn check_names_file_and_key_of_an_unknown_key() {
     let (code, err) = check("[plugins.echo]\ncmd = [\"/bin/true\"]\nrestrat = \"always\"\n");
     assert_eq!(code, 1);

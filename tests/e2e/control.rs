@@ -537,3 +537,33 @@ fn a_caller_whose_plugin_dies_mid_call_is_told_the_exit_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn events_marks_retained_events_for_people() {
+    let fleet = FleetConfig::new().plugin(Plugin::echo("a")).start();
+    fleet.wait_running("a");
+    fleet
+        .control()
+        .publish("note.kept", &serde_json::json!({"n": 1}), true)
+        .expect("publish");
+    let mut child = fleet.corral_spawn(&["events", "note.>"]);
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the retained event");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("note.kept [cli] (retained)"), "{line}");
+}

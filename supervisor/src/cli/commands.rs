@@ -210,7 +210,11 @@ async fn events(target: &Target, patterns: Vec<String>, json: bool) -> Result<Ex
                 })
                 .to_string()
             } else {
-                let line = format!("{} {} [{}] {payload}", event.seq, event.topic, event.source);
+                let kept = if event.retained { " (retained)" } else { "" };
+                let line = format!(
+                    "{} {} [{}]{kept} {payload}",
+                    event.seq, event.topic, event.source
+                );
                 crate::os::logs::visible_line(&line).into_owned()
             };
             if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
@@ -472,8 +476,9 @@ pub fn check(file: &Path, json: bool) -> ExitCode {
                 }
             }
             let names: Vec<&str> = fleet.plugins.iter().map(|p| p.name.as_str()).collect();
+            let plural = if names.len() == 1 { "" } else { "s" };
             println!(
-                "{}: ok, {} plugins ({})",
+                "{}: ok, {} plugin{plural} ({})",
                 file.display(),
                 names.len(),
                 names.join(", ")
