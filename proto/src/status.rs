@@ -210,6 +210,16 @@ pub struct Transition {
     pub note: Option<String>,
 }
 
+impl Transition {
+    /// Now, on the clock `at_unix_ms` is read on (milliseconds since the
+    /// Unix epoch).
+    pub fn now_unix_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
 /// What `corral inspect` shows: status, the settings in force, and history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {

@@ -61,13 +61,9 @@ pub fn control_socket_of(file: &Path) -> Result<(PathBuf, Option<ConfigError>), 
     let Ok(runtime_dir) = FleetFile::runtime_dir_only(file) else {
         return Err(problems);
     };
-    let runtime_dir =
-        base_dir(file).join(runtime_dir.unwrap_or_else(|| defaults::RUNTIME_DIR.into()));
-    let settings = SupervisorSettings {
-        runtime_dir,
-        ..resolve::supervisor_settings(Default::default(), &base_dir(file), file)?
-    };
-    Ok((settings.control_socket(), Some(problems)))
+    let runtime_dir = runtime_dir.unwrap_or_else(|| defaults::RUNTIME_DIR.into());
+    let socket = SupervisorSettings::control_socket_in(&base_dir(file).join(runtime_dir));
+    Ok((socket, Some(problems)))
 }
 
 /// Loads, layers and checks a fleet file and the manifests it points at.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::units::serialize_duration;
 
 /// When an ended plugin is started again. Its default is in
-/// [`crate::config::defaults`].
+/// `config::defaults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
@@ -51,7 +51,7 @@ impl RestartPolicy {
 }
 
 /// What else restarts when a plugin is restarted. Its default is in
-/// [`crate::config::defaults`].
+/// `config::defaults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -64,7 +64,7 @@ pub enum Strategy {
 }
 
 /// Delays between restarts in a row. Its default is in
-/// [`crate::config::defaults`].
+/// `config::defaults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Backoff {
     /// The delay before the second restart in a row.
@@ -97,7 +97,7 @@ impl Backoff {
 }
 
 /// At most `count` restarts within `within`. Its default is in
-/// [`crate::config::defaults`].
+/// `config::defaults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RestartLimit {
     /// Restarts allowed in the window.

@@ -5,7 +5,7 @@
 //! reported state; each plugin actor owns the rest of its own.
 //!
 //! `corral up`, which assembles this actor with the control server, signals
-//! and the runtime directory, lives in [`daemon`](crate::daemon).
+//! and the runtime directory, lives in `daemon`.
 
 use std::sync::Arc;
 

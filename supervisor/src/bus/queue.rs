@@ -22,7 +22,7 @@ use corral_proto::Event;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-/// What a full queue does. Its default is in [`crate::config::defaults`].
+/// What a full queue does. Its default is in `config::defaults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Overflow {
     /// Drop the oldest queued event (counted and reported).

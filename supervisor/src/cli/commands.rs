@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use corral_proto::{ControlApiClient, Payload, PluginState};
+use corral_proto::{ControlApiClient, Payload, PluginState, Transition};
 
 use super::args::{Command, Selection, Target, Wait};
 use super::render::{inspect_text, print_data, ps_table, reload_text};
@@ -276,7 +276,7 @@ async fn lifecycle(
         names
     };
     let ctx = context(Duration::from_secs(3600));
-    let since_ms = unix_ms();
+    let since_ms = Transition::now_unix_ms();
     let result = match verb {
         "start" => client.start(ctx, names.clone()).await?,
         "stop" => client.stop(ctx, names.clone()).await?,
@@ -356,12 +356,6 @@ async fn ran_since(client: &ControlApiClient, name: &str, since_ms: u64) -> Resu
             .iter()
             .any(|t| t.to == PluginState::Running && t.at_unix_ms >= since_ms)
     }))
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn inspect(target: &Target, name: String, json: bool) -> Result<ExitCode, Error> {

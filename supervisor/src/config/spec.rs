@@ -36,7 +36,12 @@ pub struct SupervisorSettings {
 impl SupervisorSettings {
     /// Path of the control socket.
     pub fn control_socket(&self) -> PathBuf {
-        self.runtime_dir.join("control.sock")
+        Self::control_socket_in(&self.runtime_dir)
+    }
+
+    /// Path of the control socket in `runtime_dir`.
+    pub fn control_socket_in(runtime_dir: &Path) -> PathBuf {
+        runtime_dir.join("control.sock")
     }
 
     /// Path of a plugin's socket.

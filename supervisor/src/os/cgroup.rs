@@ -37,7 +37,7 @@ use corral_proto::Enforcement;
 use serde::{Deserialize, Serialize};
 
 /// The `limits` key: whether a plugin may get a cgroup. Its default is in
-/// [`crate::config::defaults`].
+/// `config::defaults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitsMode {

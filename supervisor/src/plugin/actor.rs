@@ -72,8 +72,8 @@ impl Actor {
         };
         Self {
             name: spec.name.as_str().into(),
-            heartbeat: health::heartbeat_tick(spec.heartbeat.interval),
-            sample_tick: health::sample_tick(sample_every(&spec)),
+            heartbeat: health::every(spec.heartbeat.interval),
+            sample_tick: health::every(sample_every(&spec)),
             limiter: spec.rate_limit.map(|l| Arc::new(Limiter::new(l))),
             spec,
             host,
@@ -245,7 +245,7 @@ impl Actor {
         tracing::debug!(%from, %to, note = note.as_deref().unwrap_or(""), "state");
         let Some(t) = self
             .lifecycle
-            .enter(to, reason, note, self.pid(), unix_ms())
+            .enter(to, reason, note, self.pid(), Transition::now_unix_ms())
         else {
             return;
         };
@@ -490,7 +490,8 @@ impl Actor {
                     bytesize::ByteSize(high.unwrap_or(0)).display().iec()
                 );
                 tracing::warn!("{note}");
-                self.lifecycle.note(note, Some(pid), unix_ms());
+                self.lifecycle
+                    .note(note, Some(pid), Transition::now_unix_ms());
                 self.set_above_high(true);
             }
             MemoryVerdict::Fine { above_high } => self.set_above_high(above_high),
@@ -517,9 +518,9 @@ impl Actor {
             changed
         });
         if diff.heartbeat_interval {
-            self.heartbeat = health::heartbeat_tick(self.spec.heartbeat.interval);
+            self.heartbeat = health::every(self.spec.heartbeat.interval);
         }
-        self.sample_tick = health::sample_tick(sample_every(&self.spec));
+        self.sample_tick = health::every(sample_every(&self.spec));
         if diff.rate_limit {
             self.limiter = self.spec.rate_limit.map(|l| Arc::new(Limiter::new(l)));
             let limiter = self.limiter.clone();
@@ -662,12 +663,6 @@ impl Actor {
             }
         }
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn next_event(spawn: &mut Option<Spawn>) -> SpawnEvent {

@@ -140,18 +140,11 @@ pub(super) fn sample_every(limited: bool, memory_check_interval: Duration) -> Du
     }
 }
 
-/// The sampler's timer: it walks the spawn's processes (which attributes
-/// every descendant to it) and, when the plugin has a memory limit, judges
-/// their memory. It runs for as long as the spawn exists, whatever its state.
-pub(super) fn sample_tick(every: Duration) -> Interval {
-    let mut t = tokio::time::interval(every);
-    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    t
-}
-
-/// The heartbeat timer.
-pub(super) fn heartbeat_tick(every: Duration) -> Interval {
-    let mut t = tokio::time::interval(every);
+/// A timer of the actor's (heartbeats; the sampler, which walks the spawn's
+/// processes and judges their memory): a late tick delays the next ones
+/// rather than bunching them.
+pub(super) fn every(period: Duration) -> Interval {
+    let mut t = tokio::time::interval(period);
     t.set_missed_tick_behavior(MissedTickBehavior::Delay);
     t
 }

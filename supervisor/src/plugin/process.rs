@@ -316,17 +316,23 @@ impl Spawn {
         self.tree.signal(signal);
     }
 
-    /// Walks the spawn's processes (its cgroup's members and the orphans
-    /// adopted from its session included), tells the reaper which they are,
-    /// and returns their resident bytes.
-    pub(super) fn sample(&mut self, probe: &mut MemoryProbe) -> u64 {
+    /// Walks the spawn's tree from its leader, its cgroup's members and the
+    /// orphans adopted from its session: the pids it holds now.
+    fn walk(&mut self) -> Vec<u32> {
         let mut members = self
             .cgroup
             .as_ref()
             .map(PluginCgroup::members)
             .unwrap_or_default();
         members.extend(reaper::adopted(self.pid));
-        let pids = self.tree.walk(&members);
+        self.tree.walk(&members)
+    }
+
+    /// Walks the spawn's processes (its cgroup's members and the orphans
+    /// adopted from its session included), tells the reaper which they are,
+    /// and returns their resident bytes.
+    pub(super) fn sample(&mut self, probe: &mut MemoryProbe) -> u64 {
+        let pids = self.walk();
         reaper::attribute(self.pid, self.tree.known());
         if pids.is_empty() && !cfg!(target_os = "linux") {
             return probe.tree_rss(self.pid);
@@ -427,13 +433,7 @@ impl Spawn {
         // What it left behind goes with it: its group, and every descendant
         // seen, found again from those still alive.
         spawn::signal_group(self.pid, Signal::SIGKILL);
-        let mut members = self
-            .cgroup
-            .as_ref()
-            .map(PluginCgroup::members)
-            .unwrap_or_default();
-        members.extend(reaper::adopted(self.pid));
-        self.tree.walk(&members);
+        self.walk();
         self.tree.signal(Signal::SIGKILL);
         // Nothing it left can speak for it: a daemon holding its sockets
         // finds them closed.
