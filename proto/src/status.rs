@@ -180,6 +180,10 @@ pub struct PluginStatus {
     pub limits: Enforcement,
     /// Why its last process ended, if one has.
     pub last_exit: Option<ExitReason>,
+    /// The last lines (at most three, oldest first) its last process wrote
+    /// to stderr before it ended: a crash loop's likely cause.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_stderr: Vec<String>,
     /// The plugin it waits for, while `waiting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,

@@ -277,3 +277,78 @@ fn corral_start_on_a_failed_plugin_clears_the_restart_count_ps_shows() {
     let row = fleet.wait_state("frail", PluginState::Running, Duration::from_secs(10));
     assert_eq!(row.restarts, 0, "{row:?}");
 }
+
+#[test]
+fn a_crash_loop_shows_its_last_stderr_lines_in_ps_and_inspect_and_its_logs_hold_them() {
+    let mut fleet = FleetConfig::new()
+        .plugin(
+            Plugin::new("broken")
+                .cmd([
+                    "sh",
+                    "-c",
+                    "echo starting up; echo 'warming the cache' >&2; \
+                     echo 'Error: cannot read /etc/broken/app.conf' >&2; exit 3",
+                ])
+                .set("backoff", json!({"initial": "50ms", "max": "100ms"}))
+                .set("restart_limit", json!({"count": 1, "within": "60s"})),
+        )
+        .plugin(Plugin::echo("fine"))
+        .start();
+    let row = fleet.wait_state("broken", PluginState::Failed, Duration::from_secs(15));
+    assert_eq!(row.last_exit, Some(ExitReason::Exit { code: 3 }));
+    assert_eq!(
+        row.last_stderr,
+        [
+            "warming the cache",
+            "Error: cannot read /etc/broken/app.conf"
+        ]
+    );
+    // Each exit was seen at once, though `ps` was polled all along (a
+    // restarting wait before its report would stretch it to the 5 s
+    // handshake timeout).
+    let starts = fleet.entered("broken", PluginState::Starting);
+    let exits = fleet.entered("broken", PluginState::Exited);
+    for (start, exit) in starts.iter().zip(&exits) {
+        assert!(
+            exit - start < 2500,
+            "exited {} ms after its start",
+            exit - start
+        );
+    }
+    // Its last words were in its log before its exit was reported.
+    let logs = fleet.logs("broken");
+    assert_eq!(
+        logs.matches("Error: cannot read /etc/broken/app.conf")
+            .count(),
+        2,
+        "{logs}"
+    );
+
+    let ps = fleet.corral(&["ps"]);
+    let text = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        text.contains("broken is failed after exit(3); the last lines its process wrote to stderr:\n  | warming the cache\n  | Error: cannot read /etc/broken/app.conf\nsee `corral logs broken`\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("fine is"),
+        "a running plugin has no such note: {text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&fleet.corral(&["ps", "--json"]).stdout).expect("ps --json");
+    let broken = json
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == "broken"))
+        .expect("broken's row");
+    assert_eq!(
+        broken["last_stderr"][1],
+        "Error: cannot read /etc/broken/app.conf"
+    );
+    let inspect = fleet.corral(&["inspect", "broken"]);
+    assert!(
+        String::from_utf8_lossy(&inspect.stdout).contains("see `corral logs broken`"),
+        "{}",
+        String::from_utf8_lossy(&inspect.stdout)
+    );
+    assert!(fleet.down().success());
+}

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use corral_proto::{PluginInfo, PluginStatus, ReloadReport};
+use corral_proto::{PluginInfo, PluginState, PluginStatus, ReloadReport};
 
 use crate::os::logs::visible_line;
 
@@ -43,9 +43,37 @@ fn state_colour(state: &str) -> &'static str {
     }
 }
 
-/// Formats status rows as an aligned table, colouring states on a terminal.
+/// Formats status rows as an aligned table, colouring states on a terminal,
+/// followed by what each plugin in a crash loop last wrote to stderr.
 pub fn ps_table(rows: &[PluginStatus]) -> String {
-    ps_table_styled(rows, use_colour())
+    let mut text = ps_table_styled(rows, use_colour());
+    for row in rows {
+        text.push_str(&last_words(row));
+    }
+    text
+}
+
+/// For a plugin in `backoff` or `failed`: the last lines its last process
+/// wrote to stderr (escaped), and where to read the rest.
+fn last_words(row: &PluginStatus) -> String {
+    if !matches!(row.state, PluginState::Backoff | PluginState::Failed) {
+        return String::new();
+    }
+    let name = visible_line(&row.name);
+    let after = row.last_exit.as_ref().map_or(String::new(), |r| {
+        format!(" after {}", visible_line(&r.to_string()))
+    });
+    let mut text = format!("\n{name} is {}{after}", row.state);
+    if row.last_stderr.is_empty() {
+        text.push_str("; its last process wrote nothing to stderr\n");
+    } else {
+        text.push_str("; the last lines its process wrote to stderr:\n");
+        for line in &row.last_stderr {
+            text.push_str(&format!("  | {}\n", visible_line(line)));
+        }
+    }
+    text.push_str(&format!("see `corral logs {name}`\n"));
+    text
 }
 
 fn ps_table_styled(rows: &[PluginStatus], colour: bool) -> String {
@@ -212,11 +240,10 @@ pub fn reload_text(report: &ReloadReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corral_proto::{ExitReason, PluginState};
+    use corral_proto::ExitReason;
 
-    #[test]
-    fn plugin_text_in_a_table_is_escaped_and_colours_are_ours() {
-        let row = PluginStatus {
+    fn failed_row() -> PluginStatus {
+        PluginStatus {
             name: "p".into(),
             state: PluginState::Failed,
             last_exit: Some(ExitReason::Handshake {
@@ -232,7 +259,28 @@ mod tests {
             waiting_for: None,
             backoff_ms: None,
             codec: "json".into(),
-        };
+            last_stderr: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_crash_loop_shows_its_last_stderr_lines_escaped_and_points_to_the_logs() {
+        let mut row = failed_row();
+        row.last_stderr = vec!["Error: no config".into(), "\x1b[2Jgone".into()];
+        let text = last_words(&row);
+        assert!(text.contains("p is failed after handshake"), "{text}");
+        assert!(text.contains("  | Error: no config\n"), "{text}");
+        assert!(text.contains("  | \\x1b[2Jgone\n"), "{text}");
+        assert!(text.ends_with("see `corral logs p`\n"), "{text}");
+        row.last_stderr.clear();
+        assert!(last_words(&row).contains("wrote nothing to stderr"));
+        row.state = PluginState::Running;
+        assert_eq!(last_words(&row), "");
+    }
+
+    #[test]
+    fn plugin_text_in_a_table_is_escaped_and_colours_are_ours() {
+        let row = failed_row();
         let text = ps_table_styled(std::slice::from_ref(&row), true);
         assert!(text.contains("\\x1b]0;owned\\x07"), "{text}");
         assert_eq!(

@@ -10,13 +10,18 @@
 //! bounded channel, so a plugin that floods its output is slowed by its own
 //! full pipe instead of growing the supervisor's memory or holding its async
 //! threads. Readers drain a pipe to its end, so the last lines a plugin
-//! writes before it dies are kept.
+//! writes before it dies are kept; each reader hands back the last lines it
+//! read ([`Tail`]), and [`LogSink::flushed`] says when every line handed to
+//! the writer so far is written, so an exit is reported after its last
+//! words are in the log.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::log_file::{LOSS_REPORT_INTERVAL, LogFile, Losses};
 
@@ -28,6 +33,10 @@ const READ_BUFFER: usize = 4096;
 const QUEUE: usize = 1024;
 /// Lines written in one trip to the blocking pool.
 const BATCH: usize = 64;
+/// Lines a reader keeps as the tail of its pipe.
+pub const TAIL_LINES: usize = 3;
+/// The longest tail line kept, in characters; longer ones are cut.
+const TAIL_LINE_CHARS: usize = 300;
 
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +56,44 @@ impl Stream {
     }
 }
 
+/// What a writer is handed: a line, or a request to say when every line
+/// before it is written.
+#[derive(Debug)]
+enum Entry {
+    Line(Stream, String),
+    Flushed(oneshot::Sender<()>),
+}
+
+/// The last lines read from a pipe, oldest first, each cut to a bounded
+/// length: what a plugin said just before it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tail(VecDeque<String>);
+
+impl Tail {
+    /// Keeps `line` as the newest, forgetting the oldest past
+    /// [`TAIL_LINES`]; blank lines are not kept.
+    pub fn push(&mut self, line: &str) {
+        let line = line.trim_end();
+        if line.trim().is_empty() {
+            return;
+        }
+        if self.0.len() == TAIL_LINES {
+            self.0.pop_front();
+        }
+        self.0
+            .push_back(line.chars().take(TAIL_LINE_CHARS).collect());
+    }
+
+    /// The lines, oldest first.
+    pub fn into_lines(self) -> Vec<String> {
+        self.0.into()
+    }
+}
+
 /// Where a plugin's output lines go; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct LogSink {
-    tx: mpsc::Sender<(Stream, String)>,
+    tx: mpsc::Sender<Entry>,
 }
 
 impl LogSink {
@@ -70,25 +113,42 @@ impl LogSink {
         Ok((Self { tx }, path))
     }
 
-    /// Reads `pipe` line by line until it closes, forwarding every line.
-    pub fn capture(&self, stream: Stream, pipe: impl AsyncRead + Unpin + Send + 'static) {
+    /// Reads `pipe` line by line until it closes, forwarding every line;
+    /// the task's result is the pipe's [`Tail`].
+    pub fn capture(
+        &self,
+        stream: Stream,
+        pipe: impl AsyncRead + Unpin + Send + 'static,
+    ) -> JoinHandle<Tail> {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::with_capacity(READ_BUFFER, pipe);
             let mut line = Vec::with_capacity(256);
+            let mut tail = Tail::default();
             loop {
                 line.clear();
                 match read_bounded_line(&mut reader, &mut line).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&line).into_owned();
-                        if tx.send((stream, text)).await.is_err() {
+                        tail.push(&text);
+                        if tx.send(Entry::Line(stream, text)).await.is_err() {
                             break;
                         }
                     }
                 }
             }
-        });
+            tail
+        })
+    }
+
+    /// Resolves once every line handed to the writer before this call is
+    /// written (or the writer is gone).
+    pub async fn flushed(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Entry::Flushed(done)).await.is_ok() {
+            let _ = wait.await;
+        }
     }
 }
 
@@ -123,7 +183,7 @@ async fn read_bounded_line<R: AsyncRead + Unpin>(
 
 /// Writes batches of lines to the file on the blocking pool, so file work
 /// (writes, rotations, a slow or full disk) never holds an async thread.
-async fn write_lines(name: String, file: LogFile, mut rx: mpsc::Receiver<(Stream, String)>) {
+async fn write_lines(name: String, file: LogFile, mut rx: mpsc::Receiver<Entry>) {
     let mut writer = Writer {
         name,
         file,
@@ -152,11 +212,20 @@ struct Writer {
 }
 
 impl Writer {
-    /// Writes `lines` to the supervisor's log (escaped) and to the file.
-    fn write(&mut self, lines: Vec<(Stream, String)>) {
+    /// Writes the lines among `entries` to the supervisor's log (escaped)
+    /// and to the file, then answers the flush requests among them.
+    fn write(&mut self, entries: Vec<Entry>) {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         let name = &self.name;
-        for (stream, line) in lines {
+        let mut flushed = Vec::new();
+        for entry in entries {
+            let (stream, line) = match entry {
+                Entry::Line(stream, line) => (stream, line),
+                Entry::Flushed(done) => {
+                    flushed.push(done);
+                    continue;
+                }
+            };
             tracing::info!(target: "corral::plugin_output", plugin = %name, stream = stream.as_str(), "{}", visible_line(&line));
             let ok = self
                 .file
@@ -173,6 +242,9 @@ impl Writer {
         }
         if let Err(e) = self.file.flush() {
             tracing::warn!(plugin = %name, "cannot flush its log file: {e}");
+        }
+        for done in flushed {
+            let _ = done.send(());
         }
     }
 }

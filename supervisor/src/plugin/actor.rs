@@ -227,6 +227,7 @@ impl Actor {
             memory_high_bytes: self.spec.memory_high,
             limits: self.enforcement,
             last_exit: self.lifecycle.last_exit().cloned(),
+            last_stderr: self.lifecycle.last_stderr().to_vec(),
             waiting_for: None,
             backoff_ms,
             codec: self.spec.codec.to_string(),
@@ -320,7 +321,8 @@ impl Actor {
                 // Out of fds, memory or processes for now: the restart
                 // policy tries again, as after any other end.
                 tracing::warn!("cannot start for now, the restart policy decides: {reason}");
-                let plan = self.plan_after_end(reason.clone(), None, Duration::ZERO, None);
+                let plan =
+                    self.plan_after_end(reason.clone(), None, Duration::ZERO, None, Vec::new());
                 self.follow(plan, reason);
             }
             Err(SpawnFailure { reason, .. }) => {
@@ -598,10 +600,11 @@ impl Actor {
             ran,
             waiters,
             restart_note,
+            last_stderr,
         } = spawn.reap(status);
         self.target.send_replace(None);
         tracing::info!(pid, reason = %reason, "exited");
-        let plan = self.plan_after_end(reason.clone(), Some(pid), ran, restart_note);
+        let plan = self.plan_after_end(reason.clone(), Some(pid), ran, restart_note, last_stderr);
         self.follow(plan, reason);
         for waiter in waiters {
             let _ = waiter.send(());
@@ -616,12 +619,14 @@ impl Actor {
         pid: Option<u32>,
         ran: Duration,
         restart_note: Option<String>,
+        last_stderr: Vec<String>,
     ) -> ExitPlan {
         let spec = &self.spec;
         self.lifecycle.exited(Ended {
             reason,
             pid,
             ran,
+            last_stderr,
             restart_note,
             rules: Rules {
                 policy: spec.restart,

@@ -21,6 +21,8 @@ pub(super) struct Lifecycle {
     restarts: u32,
     spawns: u32,
     last_exit: Option<ExitReason>,
+    /// The last lines its last process wrote to stderr.
+    last_stderr: Vec<String>,
     /// The pid of the process that ended last, for the entries that report it.
     exited_pid: Option<u32>,
     tracker: RestartTracker,
@@ -37,6 +39,8 @@ pub(super) struct Ended<'a> {
     pub pid: Option<u32>,
     /// How long it had been running.
     pub ran: Duration,
+    /// The last lines it wrote to stderr.
+    pub last_stderr: Vec<String>,
     /// `Some(note)` when a restart was asked for (the stop was its first half).
     pub restart_note: Option<String>,
     /// The plugin's restart rules.
@@ -94,6 +98,7 @@ impl Lifecycle {
             restarts: 0,
             spawns: 0,
             last_exit: None,
+            last_stderr: Vec::new(),
             exited_pid: None,
             tracker: RestartTracker::default(),
             counted_afresh: false,
@@ -118,6 +123,11 @@ impl Lifecycle {
     /// Why its last process ended (or could not start).
     pub(super) fn last_exit(&self) -> Option<&ExitReason> {
         self.last_exit.as_ref()
+    }
+
+    /// The last lines its last process wrote to stderr, oldest first.
+    pub(super) fn last_stderr(&self) -> &[String] {
+        &self.last_stderr
     }
 
     /// The pid to report beside the live one: the one that ended last.
@@ -147,6 +157,7 @@ impl Lifecycle {
     /// A spawn failed for `reason` (it never ran).
     pub(super) fn spawn_failed(&mut self, reason: ExitReason) {
         self.last_exit = Some(reason);
+        self.last_stderr.clear();
     }
 
     /// Forgets the restarts counted against the limit, and the count `ps`
@@ -214,6 +225,7 @@ impl Lifecycle {
     pub(super) fn exited(&mut self, ended: Ended<'_>) -> ExitPlan {
         self.exited_pid = ended.pid;
         self.last_exit = Some(ended.reason.clone());
+        self.last_stderr = ended.last_stderr;
         if self.state == PluginState::Stopping {
             return match ended.restart_note {
                 Some(note) => ExitPlan::Requested {

@@ -38,7 +38,7 @@ use super::stop::{self, Escalation, Step};
 use crate::bus::{BusHandle, DeliveryFailure};
 use crate::config::PluginSpec;
 use crate::os::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
-use crate::os::logs::{LogSink, Stream};
+use crate::os::logs::{LogSink, Stream, Tail};
 use crate::os::memory::MemoryProbe;
 use crate::os::tree::ProcessTree;
 use crate::os::{reaper, spawn};
@@ -71,7 +71,52 @@ pub(super) struct Spawn {
     waiters: Vec<oneshot::Sender<()>>,
     /// When the stop in progress is half of a restart: the note for `waiting`.
     restart_note: Option<String>,
+    /// The readers of its stdout and stderr.
+    output: Output,
+    /// When its exit was seen.
+    ended_at: Option<tokio::time::Instant>,
 }
+
+/// A spawn's captured output: the pipe readers, the sink they write to,
+/// and, once the process has ended, the last lines it wrote to stderr.
+struct Output {
+    stdout: Option<JoinHandle<Tail>>,
+    stderr: Option<JoinHandle<Tail>>,
+    sink: LogSink,
+    last_stderr: Vec<String>,
+}
+
+impl Output {
+    /// After the process ended: waits (a bounded time) for its pipes to be
+    /// read to their end and for every line to be written, so the exit is
+    /// reported after its last lines are in the log, and keeps the stderr
+    /// tail. A descendant still holding a pipe open only shortens the wait:
+    /// its reader goes on, and ends when the spawn's processes are killed.
+    /// Deadlines count from the exit (`ended`).
+    async fn drain(&mut self, ended: tokio::time::Instant) {
+        let eof = ended + OUTPUT_EOF_GRACE;
+        if let Some(out) = self.stdout.as_mut()
+            && tokio::time::timeout_at(eof, out).await.is_ok()
+        {
+            self.stdout = None;
+        }
+        if let Some(err) = self.stderr.as_mut()
+            && let Ok(tail) = tokio::time::timeout_at(eof, err).await
+        {
+            self.stderr = None;
+            self.last_stderr = tail.unwrap_or_default().into_lines();
+        }
+        let _ = tokio::time::timeout_at(eof + OUTPUT_FLUSH_GRACE, self.sink.flushed()).await;
+    }
+}
+
+/// How long after an exit the handshake task is given to report a refused
+/// `on_load`.
+const LOAD_REFUSAL_GRACE: Duration = Duration::from_millis(100);
+/// How long an ended process's pipes are given to reach their end.
+const OUTPUT_EOF_GRACE: Duration = Duration::from_millis(250);
+/// How long the log writer is given to write an ended process's last lines.
+const OUTPUT_FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 /// What happened next to a spawn.
 pub(super) enum SpawnEvent {
@@ -103,6 +148,8 @@ pub(super) struct Reaped {
     pub(super) waiters: Vec<oneshot::Sender<()>>,
     /// The restart the stop was half of.
     pub(super) restart_note: Option<String>,
+    /// The last lines it wrote to stderr.
+    pub(super) last_stderr: Vec<String>,
 }
 
 impl Spawn {
@@ -131,12 +178,18 @@ impl Spawn {
             }
             return Err(SpawnFailure::lasting("exited before it could be tracked"));
         };
-        if let Some(out) = child.stdout.take() {
-            logs.capture(Stream::Stdout, out);
-        }
-        if let Some(err) = child.stderr.take() {
-            logs.capture(Stream::Stderr, err);
-        }
+        let output = Output {
+            stdout: child
+                .stdout
+                .take()
+                .map(|out| logs.capture(Stream::Stdout, out)),
+            stderr: child
+                .stderr
+                .take()
+                .map(|err| logs.capture(Stream::Stderr, err)),
+            sink: logs.clone(),
+            last_stderr: Vec::new(),
+        };
         tracing::info!(pid, "spawned");
         let secret = launch.secret.to_string();
         let connecting = tokio::spawn(connect(listener, spec.clone(), secret, pid, bus.clone()));
@@ -159,6 +212,8 @@ impl Spawn {
             above_high: false,
             waiters: Vec::new(),
             restart_note: None,
+            output,
+            ended_at: None,
         })
     }
 
@@ -192,7 +247,11 @@ impl Spawn {
         loop {
             tokio::select! {
                 status = self.child.wait() => {
-                    self.load_refusal_before_exit().await;
+                    // The waits below are measured from the exit, so a wait
+                    // cut short by the actor's other work resumes, not restarts.
+                    let ended = *self.ended_at.get_or_insert_with(tokio::time::Instant::now);
+                    self.load_refusal_before_exit(ended).await;
+                    self.output.drain(ended).await;
                     return SpawnEvent::Exited(status);
                 }
                 joined = join(&mut self.connecting) => {
@@ -226,12 +285,13 @@ impl Spawn {
 
     /// A plugin whose `on_load` failed may exit before the handshake task
     /// reports it; the exit is then reported as that handshake failure, not
-    /// as a bare exit code. The task gets a moment to finish.
-    async fn load_refusal_before_exit(&mut self) {
+    /// as a bare exit code. The task gets a moment after the exit (`ended`)
+    /// to finish.
+    async fn load_refusal_before_exit(&mut self, ended: tokio::time::Instant) {
         let Some(connecting) = self.connecting.as_mut() else {
             return;
         };
-        let Ok(finished) = tokio::time::timeout(Duration::from_millis(100), connecting).await
+        let Ok(finished) = tokio::time::timeout_at(ended + LOAD_REFUSAL_GRACE, connecting).await
         else {
             return;
         };
@@ -461,6 +521,7 @@ impl Spawn {
             ran: self.uptime().unwrap_or(Duration::ZERO),
             waiters: std::mem::take(&mut self.waiters),
             restart_note: self.restart_note.take(),
+            last_stderr: std::mem::take(&mut self.output.last_stderr),
         }
     }
 }

@@ -29,6 +29,7 @@ fn ended(reason: ExitReason, policy: RestartPolicy, now: Instant) -> Ended<'stat
         reason,
         pid: Some(42),
         ran: Duration::from_millis(50),
+        last_stderr: vec!["boom".into()],
         restart_note: None,
         rules: rules(policy),
         name: "db",
