@@ -567,3 +567,120 @@ fn events_marks_retained_events_for_people() {
     let _ = child.wait();
     assert!(line.contains("note.kept [cli] (retained)"), "{line}");
 }
+
+#[test]
+fn logs_without_a_name_interleave_every_plugin_by_time_and_follow_ends_when_the_fleet_goes_down() {
+    let mut fleet = FleetConfig::new()
+        .plugin(Plugin::echo("alpha"))
+        .plugin(Plugin::echo("beta"))
+        .plugin(Plugin::echo("quiet").set("enabled", false))
+        .start();
+    fleet.wait_running("alpha");
+    fleet.wait_running("beta");
+    // Each line is stamped to the millisecond when written: wait until it is
+    // in its log (and the clock past its stamp) before the next one.
+    for (plugin, text) in [
+        ("alpha", "first-alpha"),
+        ("beta", "then-beta"),
+        ("alpha", "last-alpha"),
+    ] {
+        fleet
+            .call(
+                plugin,
+                "log",
+                Some(format!(r#"{{"count": 1, "text": "{text}"}}"#).as_str()),
+            )
+            .unwrap();
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{text} in the log"),
+            || fleet.logs(plugin).contains(text).then_some(()),
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let all = fleet.corral(&["logs"]);
+    assert!(all.status.success());
+    let out = text(&all);
+    let at = |needle: &str| {
+        out.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{out}"))
+    };
+    assert!(
+        at("first-alpha") < at("then-beta") && at("then-beta") < at("last-alpha"),
+        "{out}"
+    );
+    assert!(
+        out.contains("beta  | ") && out.contains("stdout then-beta"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("alpha | ") || l.starts_with("beta  | ")),
+        "{out}"
+    );
+    assert!(
+        String::from_utf8_lossy(&all.stderr).contains("empty logs (nothing written yet): quiet"),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let quiet = fleet.corral(&["logs", "quiet"]);
+    assert!(quiet.status.success());
+    assert!(text(&quiet).is_empty());
+    assert!(
+        String::from_utf8_lossy(&quiet.stderr).contains("the log of quiet is empty"),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    let json_line = json(&fleet.corral(&["logs", "-n", "1", "--json", "beta"]));
+    assert_eq!(
+        (json_line["plugin"].as_str(), json_line["line"].as_str()),
+        (Some("beta"), Some("then-beta 0"))
+    );
+
+    // Following every plugin ends by itself when the fleet goes down.
+    let mut follower = fleet.corral_spawn(&["logs", "-f", "-n", "0"]);
+    let mut stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    wait_until(
+        Duration::from_secs(10),
+        "logs -f to show beta's new line",
+        || {
+            fleet
+                .call("beta", "log", Some(r#"{"count": 1, "text": "followed"}"#))
+                .unwrap();
+            while let Ok(chunk) = rx.try_recv() {
+                seen.push_str(&chunk);
+            }
+            seen.contains("beta  | ")
+                .then_some(())
+                .filter(|()| seen.contains("followed 0"))
+        },
+    );
+    assert!(fleet.down().success());
+    let status = wait_until(Duration::from_secs(10), "logs -f to end after down", || {
+        follower.try_wait().expect("try_wait")
+    });
+    assert!(status.success());
+    let mut err = String::new();
+    follower
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("the supervisor went down"), "{err}");
+}

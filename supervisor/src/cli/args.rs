@@ -218,15 +218,17 @@ pub enum Command {
         /// Where the running supervisor is.
         #[command(flatten)]
         target: Target,
-        /// The plugin.
-        name: String,
-        /// Keep printing new lines, across rotations and restarts.
+        /// The plugins; with none, every plugin, interleaved by time and
+        /// prefixed with its name.
+        names: Vec<String>,
+        /// Keep printing new lines, across rotations and restarts, until the
+        /// supervisor goes down.
         #[arg(short = 'f', long)]
         follow: bool,
-        /// How many of the last lines to print first.
+        /// How many of the last lines of each log to print first.
         #[arg(short = 'n', long = "lines", default_value_t = 20)]
         lines: usize,
-        /// One JSON object a line: time, stream, line.
+        /// One JSON object a line: plugin, time, stream, line.
         #[arg(long)]
         json: bool,
     },

@@ -42,11 +42,11 @@ pub async fn run_client(command: Command) -> ExitCode {
         Command::Reload { target, json } => reload(&target, json).await,
         Command::Logs {
             target,
-            name,
+            names,
             follow,
             lines,
             json,
-        } => logs(&target, &name, follow, lines, json).await,
+        } => logs(&target, names, follow, lines, json).await,
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
         Command::Up { .. } | Command::Check { .. } | Command::New { .. } => unreachable_client(),
     };
@@ -389,32 +389,59 @@ async fn reload(target: &Target, json: bool) -> Result<ExitCode, Error> {
 
 async fn logs(
     target: &Target,
-    name: &str,
+    names: Vec<String>,
     follow: bool,
     lines: usize,
     json: bool,
 ) -> Result<ExitCode, Error> {
     let client = connect(target).await?;
-    let info = match client
-        .inspect(context(Duration::from_secs(10)), name.to_string())
-        .await?
-    {
-        Ok(info) => info,
-        Err(e) => return Ok(fail(&format!("logs failed: {}: {}", e.code, e.message))),
+    let names = if names.is_empty() {
+        let all: Vec<String> = client
+            .ps(context(Duration::from_secs(10)))
+            .await?
+            .into_iter()
+            .map(|row| row.name)
+            .collect();
+        if all.is_empty() {
+            return Ok(fail("the fleet has no plugins"));
+        }
+        all
+    } else {
+        names
     };
-    let settings: serde_json::Value = info.settings.to_json().unwrap_or_default();
-    let Some(path) = settings["log_file"].as_str().map(PathBuf::from) else {
-        return Ok(fail("the supervisor did not say where the log file is"));
-    };
-    drop(client);
+    let mut sources = Vec::with_capacity(names.len());
+    for name in names {
+        let info = match client
+            .inspect(context(Duration::from_secs(10)), name.clone())
+            .await?
+        {
+            Ok(info) => info,
+            Err(e) => return Ok(fail(&format!("logs failed: {}: {}", e.code, e.message))),
+        };
+        let settings: serde_json::Value = info.settings.to_json().unwrap_or_default();
+        let Some(path) = settings["log_file"].as_str().map(PathBuf::from) else {
+            return Ok(fail(&format!(
+                "the supervisor did not say where the log file of {name} is"
+            )));
+        };
+        sources.push(crate::cli::tail::Source { name, path });
+    }
     let format = if json {
         crate::cli::tail::Format::Json
     } else {
         crate::cli::tail::Format::Text
     };
-    match crate::cli::tail::print(&path, lines, follow, format) {
+    // Following ends when the supervisor no longer answers.
+    let first = sources[0].name.clone();
+    let alive = async || {
+        client
+            .inspect(context(Duration::from_secs(5)), first.clone())
+            .await
+            .is_ok()
+    };
+    match crate::cli::tail::print(&sources, lines, format, follow.then_some(alive)).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => Ok(fail(&format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Ok(fail(&format!("cannot read the logs: {e}"))),
     }
 }
 
