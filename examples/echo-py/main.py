@@ -32,6 +32,14 @@ def field(payload, key):
 @plugin.on_load
 def on_load(ctx, config):
     state["config"] = config
+    # The bus works while loading: subscribe, publish and flush from here.
+    patterns = (config or {}).get("load_subscribe")
+    if isinstance(patterns, list):
+        ctx.subscribe(patterns)
+    topic = (config or {}).get("load_publish")
+    if isinstance(topic, str):
+        ctx.publish(topic, {"from": "on_load"})
+        ctx.flush()
     crash_after_ms = (config or {}).get("crash_after_ms")
     if isinstance(crash_after_ms, int):
         threading.Timer(crash_after_ms / 1000.0, os.abort).start()

@@ -281,6 +281,40 @@ fn publish_and_subscribe(imp: Impl) {
     assert_eq!(err.code, "denied", "{err}");
 }
 
+fn the_bus_works_inside_on_load(imp: Impl) {
+    let fleet = FleetConfig::new()
+        .plugin(imp.plugin("watch").subscribe(["p.>"]))
+        .plugin(
+            imp.plugin("p")
+                .subscribe(["news.>"])
+                .requires(["watch"])
+                .config(json!({"load_subscribe": ["news.a"], "load_publish": "p.boot"})),
+        )
+        .plugin(imp.plugin("news"))
+        .start();
+    // It loads at once: the bus answers while `load` is still unanswered.
+    fleet.wait_running("p");
+    let got = wait_exactly(&fleet, "watch", 1, "the event published in on_load");
+    let event = &got["events"][0];
+    assert_eq!(
+        (event["topic"].as_str(), event["source"].as_str()),
+        (Some("p.boot"), Some("p"))
+    );
+    assert_eq!(event["payload"], json!({"from": "on_load"}));
+    fleet.wait_running("news");
+    fleet
+        .call(
+            "news",
+            "publish",
+            Some(r#"{"topic": "news.a", "payload": "fresh"}"#),
+        )
+        .unwrap();
+    let got = wait_exactly(&fleet, "p", 1, "news.a");
+    assert_eq!(got["events"][0]["payload"], "fresh");
+    let row = fleet.row("p");
+    assert_eq!((row.restarts, row.last_exit), (0, None));
+}
+
 fn config_reaches_it_and_a_reload_changes_it_in_place(imp: Impl) {
     let greeting = |g: &str| imp.config(|p| p.config(json!({"greeting": g})));
     let fleet = greeting("one").start();
@@ -341,6 +375,10 @@ macro_rules! conformance {
             #[test]
             fn publish_and_subscribe() {
                 super::publish_and_subscribe(IMPL)
+            }
+            #[test]
+            fn the_bus_works_inside_on_load() {
+                super::the_bus_works_inside_on_load(IMPL)
             }
             #[test]
             fn config_reaches_it_and_a_reload_changes_it_in_place() {

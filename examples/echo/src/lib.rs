@@ -23,7 +23,9 @@
 //! Config key `crash_after_ms` (integer) makes it abort that long after
 //! loading: a crash loop on demand, for restart tests. Config key
 //! `event_delay_us` makes each received event take that long: a slow
-//! subscriber on demand.
+//! subscriber on demand. Config keys `load_subscribe` (patterns) and
+//! `load_publish` (a topic) make `on_load` itself subscribe, and publish one
+//! event `{"from": "on_load"}` and flush: the bus works while loading.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -130,7 +132,15 @@ impl Echo {
 }
 
 impl Plugin for Echo {
-    async fn on_load(&self, _ctx: &Context, config: Value) -> Result<(), PluginError> {
+    async fn on_load(&self, ctx: &Context, config: Value) -> Result<(), PluginError> {
+        if let Some(patterns) = config.get("load_subscribe").and_then(Value::as_array) {
+            let patterns: Vec<&str> = patterns.iter().filter_map(Value::as_str).collect();
+            ctx.subscribe(&patterns).await?;
+        }
+        if let Some(topic) = config.get("load_publish").and_then(Value::as_str) {
+            ctx.publish(topic, &json!({"from": "on_load"})).await?;
+            ctx.flush().await?;
+        }
         if let Some(ms) = config.get("crash_after_ms").and_then(Value::as_u64) {
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;

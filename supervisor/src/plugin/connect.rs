@@ -1,8 +1,10 @@
 //! The handshake task of one spawn: wait for the plugin to connect on its
 //! socket, authenticate it (through [`wire::handshake`](crate::wire::handshake)),
-//! open the RPC client, accept its bus connection if it opens one, and call
+//! open the RPC client, accept its bus connection if it opens one (and serve
+//! the bus on it at once, so `on_load` may publish and subscribe), and call
 //! `load` with its config, all within `handshake_timeout`. The actor gets a
-//! [`Connected`] or the reason the handshake failed.
+//! [`Connected`] or the reason the handshake failed; a failed handshake
+//! closes every connection it opened.
 
 use std::time::Instant;
 
@@ -71,49 +73,78 @@ async fn handshake_and_load(
     };
     let framed = handshake::accept_plugin(&listener, &expected, Want::Plugin).await?;
     let (client, closed, dispatch) = open_client(framed, spec.codec);
-    let mut tasks = vec![dispatch];
+    // Whatever fails from here closes the connections opened so far.
+    let mut tasks = Tasks(vec![dispatch]);
     let config = Payload::from_json(&spec.config)
         .map_err(|e| HandshakeError(format!("config does not encode: {e}")))?;
     let mut ctx = tarpc::context::current();
     ctx.deadline = Instant::now() + spec.handshake_timeout;
-    // The plugin may open its bus connection before it answers `load`.
-    let (loaded, bus_conn) = {
+    // The plugin may open its bus connection before it answers `load`, and
+    // use it from `on_load`: it is served as soon as it is accepted.
+    let mut bus_broken = None;
+    let loaded = {
         let load = client.load(ctx, config);
         let accept_bus = handshake::accept_plugin(&listener, &expected, Want::Bus);
         tokio::pin!(load, accept_bus);
-        let mut bus_conn = None;
+        let mut accepted = false;
         let loaded = loop {
             tokio::select! {
                 loaded = &mut load => break loaded,
-                conn = &mut accept_bus, if bus_conn.is_none() => bus_conn = Some(conn),
+                conn = &mut accept_bus, if !accepted => {
+                    accepted = true;
+                    bus_broken = Some(open_bus(conn, spec, &bus, &mut tasks)?);
+                }
             }
         };
-        if bus_conn.is_none() {
-            bus_conn = accept_bus.now_or_never();
+        if !accepted && let Some(conn) = accept_bus.now_or_never() {
+            bus_broken = Some(open_bus(conn, spec, &bus, &mut tasks)?);
         }
-        (loaded, bus_conn)
+        loaded
     };
     drop(listener);
     loaded
         .map_err(|e| HandshakeError(format!("no answer to load: {e}")))?
         .map_err(|e| HandshakeError(format!("{LOAD_FAILED}: {e}")))?;
-    let bus_broken = match bus_conn {
-        Some(Ok(framed)) => {
-            let (broken, serving) = serve_bus(framed, spec, bus);
-            tasks.push(serving);
-            Some(broken)
-        }
-        Some(Err(HandshakeError(why))) => {
-            return Err(HandshakeError(format!("bus connection refused: {why}")));
-        }
-        None => None,
-    };
     Ok(Connected {
         client,
         closed,
         bus_broken,
-        tasks,
+        tasks: tasks.keep(),
     })
+}
+
+/// The tasks holding a spawn's connections while its handshake runs:
+/// aborted (closing the connections) unless the handshake completes.
+struct Tasks(Vec<AbortHandle>);
+
+impl Tasks {
+    /// The handshake completed: the tasks live on, for the actor to own.
+    fn keep(mut self) -> Vec<AbortHandle> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Serves the bus on an accepted bus connection at once (so `on_load` may
+/// publish and subscribe), or fails the handshake with why it was refused.
+fn open_bus(
+    conn: Result<Framed<Socket>, HandshakeError>,
+    spec: &PluginSpec,
+    bus: &BusHandle,
+    tasks: &mut Tasks,
+) -> Result<oneshot::Receiver<String>, HandshakeError> {
+    let framed = conn
+        .map_err(|HandshakeError(why)| HandshakeError(format!("bus connection refused: {why}")))?;
+    let (broken, serving) = serve_bus(framed, spec, bus.clone());
+    tasks.0.push(serving);
+    Ok(broken)
 }
 
 /// The RPC client on the plugin connection, what resolves when that
