@@ -48,6 +48,9 @@ def on_load(ctx, config):
 @plugin.on_reload
 def on_reload(ctx, config):
     # Unlike on_load, this does not arm crash_after_ms again.
+    why = (config or {}).get("refuse_reload")
+    if isinstance(why, str):
+        raise PluginError("refused", why)
     ctx.log.info("config reloaded")
     state["config"] = config
 

@@ -33,15 +33,17 @@ pub trait Plugin: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Value, PluginError>> + Send;
 
     /// Runs when the fleet config's `config` table for this plugin changed
-    /// and corral reloaded it, without a restart. An error makes corral
-    /// restart the plugin so the new config applies through `on_load`.
+    /// and corral reloaded it, without a restart. By default it runs
+    /// [`on_load`](Plugin::on_load) with the new config, as the Python SDK
+    /// does, so a plugin that keeps its config from `on_load` never goes on
+    /// with the old one. An error makes corral restart the plugin so the new
+    /// config applies through `on_load`; `corral reload` reports it.
     fn on_reload(
         &self,
         ctx: &Context,
         config: Value,
     ) -> impl Future<Output = Result<(), PluginError>> + Send {
-        let _ = (ctx, config);
-        async { Ok(()) }
+        self.on_load(ctx, config)
     }
 
     /// Runs for each event matching the plugin's subscriptions, in order.

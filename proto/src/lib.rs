@@ -51,7 +51,8 @@ pub use service::{
     PluginApiResponse, ServeBusApi, ServeControlApi, ServePluginApi,
 };
 pub use status::{
-    Enforcement, ExitReason, PluginInfo, PluginState, PluginStatus, ReloadReport, Transition,
+    Enforcement, ExitReason, HookFailure, PluginInfo, PluginState, PluginStatus, ReloadReport,
+    Transition,
 };
 
 /// The version of the wire protocol spoken on plugin and control sockets.

@@ -255,4 +255,18 @@ pub struct ReloadReport {
     pub unchanged: Vec<String>,
     /// Settings that only take effect when `corral up` starts again.
     pub needs_restart: Vec<String>,
+    /// Plugins whose reload hook failed (or did not answer): each was
+    /// restarted instead, so the new config applies through its load hook,
+    /// and is listed under `restarted` too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_hooks: Vec<HookFailure>,
+}
+
+/// A plugin whose reload hook failed during `corral reload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookFailure {
+    /// The plugin.
+    pub plugin: String,
+    /// What the hook answered, or why it did not.
+    pub error: String,
 }

@@ -181,9 +181,13 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", fleet.file.display());
-                if let Err(e) = handle.reload().await {
-                    tracing::error!("reload refused, nothing changed:\n{e}");
-                }
+                // Its reload hooks may take a while: signals keep being heard.
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle.reload().await {
+                        tracing::error!("reload refused, nothing changed:\n{e}");
+                    }
+                });
             }
             _ = done.wait_for(|d| *d) => break,
         }

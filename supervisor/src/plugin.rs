@@ -253,8 +253,9 @@ impl PluginHandle {
     }
 
     /// Gives a running plugin a new `config` through its `on_reload` hook; if
-    /// that fails, restarts it so the config applies through `on_load`.
-    pub async fn reconfigure(&self, config: serde_json::Value) {
+    /// that fails, restarts it so the config applies through `on_load`, and
+    /// returns what the hook said.
+    pub async fn reconfigure(&self, config: serde_json::Value) -> Result<(), String> {
         let target = self.target.borrow().clone();
         let outcome = match (target, Payload::from_json(&config)) {
             (Some(target), Ok(payload)) => {
@@ -269,10 +270,11 @@ impl PluginHandle {
             (None, _) => Ok(()), // not running: it loads the new config when it starts
             (_, Err(e)) => Err(e.to_string()),
         };
-        if let Err(why) = outcome {
+        if let Err(why) = &outcome {
             tracing::warn!(plugin = %self.name, "on_reload failed ({why}); restarting it instead");
             self.restart(format!("on_reload failed: {why}")).await;
         }
+        outcome
     }
 
     /// Stops the plugin, then puts it in `waiting`; returns once stopped.

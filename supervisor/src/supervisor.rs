@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use std::collections::{HashMap, HashSet};
 
-use corral_proto::{PluginState, PluginStatus, ReloadReport};
+use corral_proto::{HookFailure, PluginState, PluginStatus, ReloadReport};
 use futures::future::join_all;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -28,7 +28,16 @@ use crate::restart::Strategy;
 enum Msg {
     Plugins(oneshot::Sender<Vec<PluginHandle>>),
     Shutdown(oneshot::Sender<()>),
-    Reload(oneshot::Sender<Result<ReloadReport, ConfigError>>),
+    Reload(oneshot::Sender<Result<Reloaded, ConfigError>>),
+}
+
+/// What the root actor applied of a reload, and the reload hooks left to
+/// run: those run in the caller's task, so a slow hook holds up only the
+/// reload that asked for it, never the fleet.
+struct Reloaded {
+    report: ReloadReport,
+    /// Running plugins whose `config` alone changed, with the new config.
+    hooks: Vec<(PluginHandle, serde_json::Value)>,
 }
 
 /// The way to reach the root supervisor. Cheap to clone.
@@ -98,7 +107,10 @@ impl SupervisorHandle {
     }
 
     /// Re-reads the fleet config and applies only the difference. A config
-    /// that does not validate changes nothing.
+    /// that does not validate changes nothing. Returns once every reload
+    /// hook has answered: a plugin is reported `reconfigured` only once its
+    /// hook accepted the new config; one whose hook failed was restarted,
+    /// and is reported so.
     pub async fn reload(&self) -> Result<ReloadReport, ConfigError> {
         let (tx, rx) = oneshot::channel();
         let gone = || ConfigError {
@@ -109,7 +121,27 @@ impl SupervisorHandle {
             }],
         };
         self.tx.send(Msg::Reload(tx)).await.map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        let Reloaded { mut report, hooks } = rx.await.map_err(|_| gone())??;
+        let outcomes = join_all(
+            hooks
+                .iter()
+                .map(|(handle, config)| handle.reconfigure(config.clone())),
+        )
+        .await;
+        for ((handle, _), outcome) in hooks.iter().zip(outcomes) {
+            let name = handle.name().to_string();
+            match outcome {
+                Ok(()) => report.reconfigured.push(name),
+                Err(error) => {
+                    report.restarted.push(name.clone());
+                    report.failed_hooks.push(HookFailure {
+                        plugin: name,
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Stops every plugin, dependents before what they require; returns once
@@ -219,7 +251,7 @@ impl Supervisor {
                     }
                     Some(Msg::Reload(reply)) => {
                         let report = if self.shutting_down {
-                            Ok(ReloadReport::default())
+                            Ok(Reloaded { report: ReloadReport::default(), hooks: Vec::new() })
                         } else {
                             self.reload().await
                         };
@@ -260,9 +292,10 @@ impl Supervisor {
 
     /// Applies a re-read config: starts added plugins, stops removed ones,
     /// and hands each kept plugin its new settings.
-    async fn reload(&mut self) -> Result<ReloadReport, ConfigError> {
+    async fn reload(&mut self) -> Result<Reloaded, ConfigError> {
         let fleet = crate::config::load(&self.file)?;
         let mut report = ReloadReport::default();
+        let mut hooks = Vec::new();
         if fleet.supervisor.runtime_dir != self.host.settings.runtime_dir {
             report.needs_restart.push("supervisor.runtime_dir".into());
         }
@@ -290,11 +323,7 @@ impl Supervisor {
                         Applied::Updated | Applied::Stopped => report.updated.push(name.clone()),
                         Applied::Started => report.added.push(name.clone()),
                         Applied::Restarted => report.restarted.push(name.clone()),
-                        Applied::Reconfigure => {
-                            report.reconfigured.push(name.clone());
-                            let (h, config) = (handle.clone(), spec.config.clone());
-                            tokio::spawn(async move { h.reconfigure(config).await });
-                        }
+                        Applied::Reconfigure => hooks.push((handle.clone(), spec.config.clone())),
                     }
                     self.plugins.push((handle, task));
                 }
@@ -325,7 +354,7 @@ impl Supervisor {
         self.unsettled = self.states.iter().filter(|s| unsettled(**s)).count();
         tracing::info!(?report, "reloaded {}", self.file.display());
         self.start_ready(&(0..self.plugins.len()).collect::<Vec<_>>());
-        Ok(report)
+        Ok(Reloaded { report, hooks })
     }
 
     /// Records plugin `i`'s state, keeping the count of unsettled plugins.

@@ -330,6 +330,36 @@ fn config_reaches_it_and_a_reload_changes_it_in_place(imp: Impl) {
     assert_eq!((row.pid, row.restarts), (Some(pid), 0));
 }
 
+fn a_reload_is_reported_once_the_hook_answered_and_a_failing_hook_restarts_it(imp: Impl) {
+    let config = |c: Value| imp.config(|p| p.config(c)).toml();
+    let fleet = Fleet::start(&config(json!({"greeting": "one"})));
+    let pid = fleet.wait_running("p");
+    fleet.rewrite_config(&config(json!({"greeting": "two"})));
+    let report: Value =
+        serde_json::from_slice(&fleet.corral(&["reload", "--json"]).stdout).unwrap();
+    assert_eq!(report["reconfigured"], json!(["p"]), "{report}");
+    // Reported once the hook answered: the plugin has the new config now.
+    assert_eq!(fleet.call("p", "config", None).unwrap()["greeting"], "two");
+
+    fleet.rewrite_config(&config(
+        json!({"greeting": "three", "refuse_reload": "not today"}),
+    ));
+    let out = fleet.corral(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("restarted     p"), "{text}");
+    assert!(
+        text.contains("on_reload of p failed (refused: not today): restarted with the new config"),
+        "{text}"
+    );
+    let row = fleet.wait_pid_change("p", pid, Duration::from_secs(10));
+    assert_eq!(row.state, PluginState::Running);
+    assert_eq!(
+        fleet.call("p", "config", None).unwrap()["greeting"],
+        "three"
+    );
+}
+
 fn a_call_past_its_timeout_is_answered_timeout_and_cancelled(imp: Impl) {
     let fleet = imp.fleet(|p| p.set("call_timeout", "200ms"));
     fleet.wait_running("p");
@@ -383,6 +413,10 @@ macro_rules! conformance {
             #[test]
             fn config_reaches_it_and_a_reload_changes_it_in_place() {
                 super::config_reaches_it_and_a_reload_changes_it_in_place(IMPL)
+            }
+            #[test]
+            fn a_reload_is_reported_once_the_hook_answered_and_a_failing_hook_restarts_it() {
+                super::a_reload_is_reported_once_the_hook_answered_and_a_failing_hook_restarts_it(IMPL)
             }
             #[test]
             fn a_call_past_its_timeout_is_answered_timeout_and_cancelled() {

@@ -26,6 +26,8 @@
 //! subscriber on demand. Config keys `load_subscribe` (patterns) and
 //! `load_publish` (a topic) make `on_load` itself subscribe, and publish one
 //! event `{"from": "on_load"}` and flush: the bus works while loading.
+//! Config key `refuse_reload` (text) makes `on_reload` refuse the config it
+//! is handed with that text: a failing reload hook on demand.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -204,6 +206,9 @@ impl Plugin for Echo {
     }
 
     async fn on_reload(&self, _ctx: &Context, config: Value) -> Result<(), PluginError> {
+        if let Some(why) = config.get("refuse_reload").and_then(Value::as_str) {
+            return Err(PluginError::new("refused", why));
+        }
         eprintln!("config reloaded");
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())

@@ -114,3 +114,41 @@ async fn a_panicking_handler_panics_the_test() {
     let mut h = Harness::new(Probe::default());
     let _ = h.call("boom", json!(null)).await;
 }
+
+/// Keeps the config `on_load` gives it; has no `on_reload` of its own.
+#[derive(Default)]
+struct Keeper {
+    config: std::sync::Mutex<Value>,
+}
+
+impl Plugin for Keeper {
+    async fn on_load(&self, _: &Context, config: Value) -> Result<(), PluginError> {
+        if config["port"].is_string() {
+            return Err(PluginError::bad_payload("port must be a number"));
+        }
+        *self.config.lock().unwrap() = config;
+        Ok(())
+    }
+
+    async fn handle(&self, _: &Context, action: &str, _: Value) -> Result<Value, PluginError> {
+        match action {
+            "config" => Ok(self.config.lock().unwrap().clone()),
+            other => Err(PluginError::unknown_action(other)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_an_on_reload_a_reload_runs_on_load_with_the_new_config() {
+    let mut h = Harness::new(Keeper::default());
+    h.load(json!({"port": 1})).await.unwrap();
+    h.reload(json!({"port": 2})).await.unwrap();
+    assert_eq!(
+        h.call("config", json!(null)).await.unwrap(),
+        json!({"port": 2})
+    );
+    // A config on_load refuses is refused by the reload too, so corral
+    // restarts the plugin rather than have it run on the old one.
+    let err = h.reload(json!({"port": "x"})).await.unwrap_err();
+    assert_eq!(err.code, "bad_payload");
+}

@@ -372,7 +372,8 @@ async fn inspect(target: &Target, name: String, json: bool) -> Result<ExitCode, 
 
 async fn reload(target: &Target, json: bool) -> Result<ExitCode, Error> {
     let client = connect(target).await?;
-    match client.reload(context(Duration::from_secs(60))).await? {
+    // The supervisor bounds the hooks (`call_timeout`) and the restarts.
+    match client.reload(context(Duration::from_secs(3600))).await? {
         Ok(report) => {
             if !json {
                 for key in &report.needs_restart {

@@ -230,11 +230,19 @@ pub fn reload_text(report: &ReloadReport) -> String {
         ("updated", &report.updated),
         ("unchanged", &report.unchanged),
     ];
-    groups
+    let mut text: String = groups
         .iter()
         .filter(|(_, names)| !names.is_empty())
         .map(|(what, names)| format!("{what:<13} {}\n", names.join(", ")))
-        .collect()
+        .collect();
+    for f in &report.failed_hooks {
+        text.push_str(&visible_line(&format!(
+            "on_reload of {} failed ({}): restarted with the new config",
+            f.plugin, f.error
+        )));
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]
