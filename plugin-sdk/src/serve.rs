@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral_proto::codec::{self, Codec};
 use corral_proto::{
-    BusApiClient, ErrorReply, Hello, PROTOCOL_VERSION, Payload, PluginApi, Role, env, introduce,
+    BusApiClient, ErrorReply, Hello, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Payload, PluginApi,
+    Role, env, introduce,
 };
 use futures::StreamExt;
 use interprocess::local_socket::tokio::{Stream, prelude::*};
@@ -63,13 +64,17 @@ impl Settings {
                 name: env::PLUGIN_CODEC,
                 detail,
             })?;
+        // The handshake picks the version; an older supervisor than any
+        // version this SDK speaks is told apart before it is tried.
         if let Ok(theirs) = std::env::var(env::PROTOCOL_VERSION)
-            && theirs != PROTOCOL_VERSION.to_string()
+            && theirs
+                .parse::<u32>()
+                .is_ok_and(|v| v < MIN_PROTOCOL_VERSION)
         {
             return Err(RunError::BadEnv {
                 name: env::PROTOCOL_VERSION,
                 detail: format!(
-                    "the supervisor speaks protocol version {theirs} and this SDK version {PROTOCOL_VERSION}"
+                    "the supervisor speaks protocol versions up to {theirs} and this SDK versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
                 ),
             });
         }
@@ -159,10 +164,7 @@ async fn open(settings: &Settings, bus: bool) -> Result<codec::Framed<Stream>, R
     } else {
         (Role::Plugin { name, secret }, "")
     };
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        role,
-    };
+    let hello = Hello::new(role);
     introduce(&mut framed, settings.codec, &hello)
         .await
         .map_err(|e| RunError::Handshake(format!("{which}{e}")))?;

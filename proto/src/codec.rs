@@ -213,13 +213,22 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     T: DeserializeOwned,
 {
+    let frame = recv_frame(framed).await?;
+    codec.decode(&frame).map_err(FrameError::Malformed)
+}
+
+/// Reads the next frame whole, undecoded.
+pub async fn recv_frame<S>(framed: &mut Framed<S>) -> Result<BytesMut, FrameError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     match framed.next().await {
         None => Err(FrameError::Closed),
         Some(Err(e)) if is_frame_too_big(&e) => Err(FrameError::TooBig {
             max: framed.codec().max_frame_length(),
         }),
         Some(Err(e)) => Err(FrameError::Io(e)),
-        Some(Ok(frame)) => codec.decode(&frame).map_err(FrameError::Malformed),
+        Some(Ok(frame)) => Ok(frame),
     }
 }
 

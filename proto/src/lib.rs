@@ -7,7 +7,8 @@
 //! feature) the framing helper that turns a byte stream into a tarpc transport
 //! with a maximum frame size and the codec a plugin asked for, and the
 //! handshake's steps ([`handshake::introduce`] for clients,
-//! [`handshake::welcome`] and [`handshake::refuse`] for the server).
+//! [`handshake::recv_hello`], [`handshake::welcome`] and
+//! [`handshake::refuse`] for the server).
 //!
 //! Each protocol rule is written here once and called from every peer: the
 //! handshake, the topic grammar ([`event::check_topic`]) and the reservation
@@ -41,7 +42,7 @@ mod status;
 pub use codec::{Codec, FrameError, MAX_FRAME_BYTES};
 pub use error::{ErrorReply, codes};
 pub use event::{BusStats, Denied, Event, Publish, PublishReceipt};
-pub use handshake::{Hello, HelloReply, Role, check_version};
+pub use handshake::{Agreed, FEATURES, Hello, HelloReply, MIN_PROTOCOL_VERSION, Role, negotiate};
 #[cfg(feature = "transport")]
 pub use handshake::{IntroduceError, introduce};
 pub use payload::Payload;
@@ -57,8 +58,10 @@ pub use status::{
 
 /// The version of the wire protocol spoken on plugin and control sockets.
 ///
-/// Both ends send it in their first frame; a peer speaking another version is
-/// refused with an error that names both versions. There is no negotiation.
+/// The newest version this crate speaks ([`MIN_PROTOCOL_VERSION`] is the
+/// oldest). Both ends name their range in the first frame; the newest version
+/// both speak is used, and a peer with none in common is refused with an
+/// error that names both ranges.
 ///
 /// bincode encodes structs by position, without field names, so any change to
 /// the fields of a message type that crosses the wire (added, removed,

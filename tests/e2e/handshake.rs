@@ -76,3 +76,25 @@ fn a_protocol_version_mismatch_names_both_versions() {
         "{detail}"
     );
 }
+
+#[test]
+fn a_version_range_is_welcomed_in_the_newest_common_version_and_a_disjoint_one_refused_naming_both()
+{
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::rogue("wide", "wide-range"))
+        .plugin(Plugin::rogue("future", "future-range").restart("never"))
+        .start();
+    fleet.wait_running("wide");
+    fleet.wait_log(
+        "wide",
+        "Plugin hello answered: {'Welcome': {'protocol_version': 1, 'features': ['bus_in_load']}}",
+    );
+    let row = fleet.wait_state("future", PluginState::Exited, Duration::from_secs(10));
+    let Some(ExitReason::Handshake { detail }) = &row.last_exit else {
+        panic!("not a handshake exit: {row:?}");
+    };
+    assert!(
+        detail.contains("the plugin speaks versions 5 to 7, this corral speaks version 1"),
+        "{detail}"
+    );
+}

@@ -128,11 +128,13 @@ def serve(plugin):
     secret = _env("CORRAL_PLUGIN_SECRET")
     # The secret is this process's alone: the plugin's own children do not inherit it.
     os.environ.pop("CORRAL_PLUGIN_SECRET", None)
+    # The handshake picks the version; a supervisor older than any version
+    # this SDK speaks is told apart before it is tried.
     version = os.environ.get("CORRAL_PROTOCOL_VERSION")
-    if version is not None and version != str(_wire.PROTOCOL_VERSION):
+    if version is not None and version.isdigit() and int(version) < _wire.MIN_PROTOCOL_VERSION:
         sys.stderr.write(
-            "corral plugin: the supervisor speaks protocol version %s and this SDK version %d\n"
-            % (version, _wire.PROTOCOL_VERSION)
+            "corral plugin: the supervisor speaks protocol versions up to %s and this SDK versions %d to %d\n"
+            % (version, _wire.MIN_PROTOCOL_VERSION, _wire.PROTOCOL_VERSION)
         )
         sys.exit(1)
     if _env("CORRAL_PLUGIN_CODEC") != "json":

@@ -10,6 +10,10 @@ import struct
 import threading
 
 PROTOCOL_VERSION = 1
+# The oldest protocol version this SDK speaks; the hello offers the range.
+MIN_PROTOCOL_VERSION = 1
+# Optional behaviours this SDK knows (docs/protocol.md, Versions).
+FEATURES = ["bus_in_load"]
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 
 # tarpc's trace context; corral ignores it, but the field must be present.
@@ -76,17 +80,25 @@ def connect(path, role, name, secret, max_frame=MAX_FRAME_BYTES):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
     conn = Connection(sock, max_frame)
-    conn.send({"protocol_version": PROTOCOL_VERSION, "role": {role: {"name": name, "secret": secret}}})
+    conn.send(
+        {
+            "protocol_version": PROTOCOL_VERSION,
+            "role": {role: {"name": name, "secret": secret}},
+            "protocol_min": MIN_PROTOCOL_VERSION,
+            "features": FEATURES,
+        }
+    )
     reply = conn.recv()
     if not isinstance(reply, dict) or "Welcome" not in reply:
         conn.close()
         reason = reply.get("Refused", {}).get("reason") if isinstance(reply, dict) else None
         raise ProtocolError("%s connection refused: %s" % (role.lower(), reason or repr(reply)))
     theirs = (reply["Welcome"] or {}).get("protocol_version")
-    if theirs != PROTOCOL_VERSION:
+    if not isinstance(theirs, int) or not MIN_PROTOCOL_VERSION <= theirs <= PROTOCOL_VERSION:
         conn.close()
         raise ProtocolError(
-            "the supervisor speaks protocol version %s and this SDK version %d" % (theirs, PROTOCOL_VERSION)
+            "the supervisor welcomed us in protocol version %s and this SDK speaks versions %d to %d"
+            % (theirs, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION)
         )
     return conn
 

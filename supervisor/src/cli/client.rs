@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use corral_proto::codec::{self, Codec, MAX_FRAME_BYTES};
-use corral_proto::{ControlApiClient, Hello, PROTOCOL_VERSION, Role, introduce};
+use corral_proto::{ControlApiClient, Hello, Role, introduce};
 use interprocess::local_socket::GenericFilePath;
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 
@@ -24,10 +24,7 @@ pub async fn connect(socket: &Path, found_via: &str) -> Result<ControlApiClient,
         .map_err(not_running)?;
     let stream = Stream::connect(name).await.map_err(not_running)?;
     let mut framed = codec::framed(stream, MAX_FRAME_BYTES);
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        role: Role::Control,
-    };
+    let hello = Hello::new(Role::Control);
     introduce(&mut framed, Codec::Json, &hello)
         .await
         .map_err(|e| Error::Refused(e.to_string()))?;

@@ -21,8 +21,8 @@ use std::io;
 use std::path::Path;
 
 use corral_proto::codec::{self, Codec, FrameError, Framed};
-use corral_proto::handshake::{refuse, welcome};
-use corral_proto::{Hello, Role, check_version};
+use corral_proto::handshake::{recv_hello, refuse, welcome};
+use corral_proto::{Role, negotiate};
 use interprocess::local_socket::tokio::{Listener, Stream as Socket, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
@@ -92,7 +92,7 @@ pub async fn accept_plugin(
             continue;
         }
         let mut framed = codec::framed(stream, expected.max_frame);
-        let hello: Hello = match codec::recv(&mut framed, expected.codec).await {
+        let hello = match recv_hello(&mut framed, expected.codec).await {
             Ok(h) => h,
             Err(FrameError::Closed) => {
                 return Err(HandshakeError(
@@ -105,7 +105,7 @@ pub async fn accept_plugin(
                 return Err(HandshakeError(why));
             }
         };
-        let verdict = check_version("the plugin", hello.protocol_version).and_then(|()| {
+        let verdict = negotiate("the plugin", &hello).and_then(|agreed| {
             let (name, secret) = match (&hello.role, role) {
                 (Role::Plugin { name, secret }, Want::Plugin)
                 | (Role::Bus { name, secret }, Want::Bus) => (name, secret),
@@ -122,12 +122,12 @@ pub async fn accept_plugin(
             } else if !same_secret(secret, expected.secret) {
                 Err("wrong secret".to_string())
             } else {
-                Ok(())
+                Ok(agreed)
             }
         });
         return match verdict {
-            Ok(()) => {
-                welcome(&mut framed, expected.codec)
+            Ok(agreed) => {
+                welcome(&mut framed, expected.codec, &agreed)
                     .await
                     .map_err(|e| HandshakeError(format!("could not answer its hello: {e}")))?;
                 Ok(framed)
@@ -196,7 +196,7 @@ where
         let _ = refuse(&mut framed, Codec::Json, &why).await;
         return Err(ControlRefusal::Other(why));
     }
-    let hello = codec::recv::<_, Hello>(&mut framed, Codec::Json).await;
+    let hello = recv_hello(&mut framed, Codec::Json).await;
     // A plugin is refused once its hello is read, so that the refusal is
     // the answer it reads (not a broken pipe while it writes).
     if let Some(origin) = started_by_supervisor(peer.pid, std::process::id(), proc_link) {
@@ -208,16 +208,15 @@ where
         return Err(why);
     }
     let hello = hello.map_err(|e| ControlRefusal::Other(format!("bad hello: {e}")))?;
-    let verdict =
-        check_version("the client", hello.protocol_version).and_then(|()| match hello.role {
-            Role::Control => Ok(()),
-            Role::Plugin { .. } | Role::Bus { .. } => {
-                Err("a plugin hello on the control socket".to_string())
-            }
-        });
+    let verdict = negotiate("the client", &hello).and_then(|agreed| match hello.role {
+        Role::Control => Ok(agreed),
+        Role::Plugin { .. } | Role::Bus { .. } => {
+            Err("a plugin hello on the control socket".to_string())
+        }
+    });
     match verdict {
-        Ok(()) => {
-            welcome(&mut framed, Codec::Json)
+        Ok(agreed) => {
+            welcome(&mut framed, Codec::Json, &agreed)
                 .await
                 .map_err(|e| ControlRefusal::Other(e.to_string()))?;
             Ok(framed)
