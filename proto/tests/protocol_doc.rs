@@ -96,6 +96,7 @@ fn check(kind: &str, body: &str) -> Result<(), String> {
         "Event" => round_trip::<Event>(body),
         "Publish" => round_trip::<Publish>(body),
         "PublishReceipt" => round_trip::<PublishReceipt>(body),
+        "Denied" => round_trip::<corral_proto::Denied>(body),
         "ErrorReply" => round_trip::<ErrorReply>(body),
         "ExitReason" => round_trip::<ExitReason>(body),
         other => Err(format!("unknown type `{other}` in decode=")),

@@ -109,6 +109,12 @@ fn a_denied_publish_or_subscribe_errors_and_reaches_no_one() {
     let stats = fleet.inspect("pub").bus;
     assert_eq!(stats.denied_publishes, 1, "{stats:?}");
     assert_eq!(fleet.inspect("spy").bus.denied_subscriptions, 1);
+    // A malformed pattern is refused `bad_topic`, and counted like the others.
+    let err = fleet
+        .call("spy", "subscribe", Some(r#"{"patterns": ["pub..x"]}"#))
+        .unwrap_err();
+    assert_eq!(err.code, codes::BAD_TOPIC, "{err}");
+    assert_eq!(fleet.inspect("spy").bus.denied_subscriptions, 2);
 }
 
 const BURST: u64 = 100_000;

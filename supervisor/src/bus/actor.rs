@@ -309,13 +309,19 @@ impl Bus {
         patterns: Vec<String>,
         add: bool,
     ) -> Result<(), ErrorReply> {
-        rules::check_patterns(&patterns)?;
         let Some((name, sub)) = self
             .key(name)
             .and_then(|k| self.subscribers.get_mut(&k).map(|sub| (k, sub)))
         else {
             return Err(ErrorReply::new(codes::UNKNOWN_PLUGIN, "not on the bus"));
         };
+        if let Err(malformed) = rules::check_patterns(&patterns) {
+            // A malformed subscribe is a refused one, counted as the others.
+            if add {
+                sub.denied_subscriptions += 1;
+            }
+            return Err(malformed);
+        }
         if !add {
             for p in rules::remove(&mut sub.patterns, &patterns) {
                 self.index.remove(&name, &p);
