@@ -292,7 +292,7 @@ impl Supervisor {
                         Applied::Restarted => report.restarted.push(name.clone()),
                         Applied::Reconfigure => {
                             report.reconfigured.push(name.clone());
-                            let (h, config) = (handle.clone(), spec.config.clone());
+                            let (h, config) = (handle.clone(), spec.config.for_plugin().clone());
                             tokio::spawn(async move { h.reconfigure(config).await });
                         }
                     }

@@ -422,6 +422,7 @@ fn manifest_text(valid: bool) -> BoxedStrategy<String> {
         ("default", any_value().boxed()),
         ("required", any::<bool>().prop_map(Toml::Bool).boxed()),
         ("description", ".{0,10}".prop_map(Toml::Str).boxed()),
+        ("secret", any::<bool>().prop_map(Toml::Bool).boxed()),
     ]);
     let schema = if valid {
         Just(BTreeMap::new()).boxed()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use corral_proto::Codec;
 use serde::Serialize;
 
+use super::schema::PluginConfig;
 use crate::bus::BusRules;
 use crate::deps::Graph;
 use crate::os::cgroup::LimitsMode;
@@ -83,8 +84,9 @@ pub struct PluginSpec {
     pub enabled: bool,
     /// Codec on its socket.
     pub codec: Codec,
-    /// The config handed to `on_load` (schema defaults filled in).
-    pub config: serde_json::Value,
+    /// The config handed to `on_load` (schema defaults filled in); shown
+    /// with its secret values masked.
+    pub config: PluginConfig,
     /// Time allowed from spawn to completed handshake.
     #[serde(serialize_with = "serialize_duration")]
     pub handshake_timeout: Duration,
@@ -147,8 +149,9 @@ struct Settings<'a> {
 
 impl PluginSpec {
     /// The settings in force, for `corral inspect`: every serialized field
-    /// of the spec, plus `log_file` and `cgroups`. `null` if a path in them
-    /// is not UTF-8 and so cannot be written as JSON.
+    /// of the spec (secret config values masked), plus `log_file` and
+    /// `cgroups`. `null` if a path in them is not UTF-8 and so cannot be
+    /// written as JSON.
     pub fn settings(&self, log_file: &Path, cgroups: Option<&[PathBuf]>) -> serde_json::Value {
         serde_json::to_value(Settings {
             spec: self,
@@ -204,7 +207,7 @@ mod tests {
             cwd: "/srv/echo".into(),
             enabled: true,
             codec: Codec::Json,
-            config: serde_json::json!({"greeting": "hello", "level": 2}),
+            config: serde_json::json!({"greeting": "hello", "level": 2}).into(),
             handshake_timeout: Duration::from_secs(5),
             heartbeat: Heartbeat {
                 interval: ms(1500),
@@ -304,5 +307,21 @@ mod tests {
         assert_eq!(got["manifest"], serde_json::Value::Null);
         assert_eq!(got["cgroups"], serde_json::Value::Null);
         assert!(got.get("name").is_none() && got.get("bus").is_none());
+    }
+
+    #[test]
+    fn secret_config_values_are_masked_wherever_the_spec_is_shown() {
+        let secrets = std::collections::BTreeSet::from(["token".to_string()]);
+        let config = serde_json::json!({"token": "hunter2", "greeting": "hi"});
+        let spec = PluginSpec {
+            config: PluginConfig::new(config, secrets),
+            ..sample()
+        };
+        let got = spec.settings(Path::new("/run/logs/echo.log"), None);
+        let masked = serde_json::json!({"token": super::super::schema::MASK, "greeting": "hi"});
+        assert_eq!(got["config"], masked);
+        assert!(!got.to_string().contains("hunter2"));
+        assert!(!format!("{spec:?}").contains("hunter2"));
+        assert_eq!(spec.config.for_plugin()["token"], "hunter2");
     }
 }

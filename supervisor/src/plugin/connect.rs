@@ -72,7 +72,7 @@ async fn handshake_and_load(
     let framed = handshake::accept_plugin(&listener, &expected, Want::Plugin).await?;
     let (client, closed, dispatch) = open_client(framed, spec.codec);
     let mut tasks = vec![dispatch];
-    let config = Payload::from_json(&spec.config)
+    let config = Payload::from_json(spec.config.for_plugin())
         .map_err(|e| HandshakeError(format!("config does not encode: {e}")))?;
     let mut ctx = tarpc::context::current();
     ctx.deadline = Instant::now() + spec.handshake_timeout;
