@@ -12,7 +12,7 @@ use corral_proto::Codec;
 use serde::Serialize;
 
 use super::schema::PluginConfig;
-use crate::bus::BusRules;
+use crate::bus::{BusRules, Overflow};
 use crate::deps::Graph;
 use crate::os::cgroup::LimitsMode;
 use crate::rate::RateLimit;
@@ -116,7 +116,8 @@ pub struct PluginSpec {
     pub rate_limit: Option<RateLimit>,
     /// Whether a cgroup may be used.
     pub limits: LimitsMode,
-    /// Its place on the event bus (not among the settings `inspect` shows).
+    /// Its place on the event bus (`inspect` shows it under the keys that
+    /// set it: `subscribe`, `queue`, …).
     #[serde(skip)]
     pub bus: BusRules,
     /// When it is restarted.
@@ -137,24 +138,57 @@ pub struct PluginSpec {
     pub manifest: Option<PathBuf>,
 }
 
-/// What `corral inspect` shows as a plugin's settings: the spec, with where
-/// its log goes and the cgroups it is in (if any).
+/// What `corral inspect` shows as a plugin's settings: the spec, its bus
+/// settings, where its log goes and the cgroups it is in (if any).
 #[derive(Serialize)]
 struct Settings<'a> {
     #[serde(flatten)]
     spec: &'a PluginSpec,
+    #[serde(flatten)]
+    bus: BusSettings<'a>,
     log_file: &'a Path,
     cgroups: Option<&'a [PathBuf]>,
 }
 
+/// A plugin's bus settings, under the keys that set them.
+#[derive(Serialize)]
+struct BusSettings<'a> {
+    subscribe: &'a [String],
+    publish: &'a [String],
+    queue: usize,
+    queue_bytes: usize,
+    overflow: Overflow,
+    durable: bool,
+    max_subscriptions: usize,
+    retained_max: usize,
+    retained_bytes: usize,
+}
+
+impl<'a> From<&'a BusRules> for BusSettings<'a> {
+    fn from(b: &'a BusRules) -> Self {
+        Self {
+            subscribe: &b.subscribe,
+            publish: &b.publish,
+            queue: b.queue,
+            queue_bytes: b.queue_bytes,
+            overflow: b.overflow,
+            durable: b.durable,
+            max_subscriptions: b.max_subscriptions,
+            retained_max: b.retained.max,
+            retained_bytes: b.retained.bytes,
+        }
+    }
+}
+
 impl PluginSpec {
     /// The settings in force, for `corral inspect`: every serialized field
-    /// of the spec (secret config values masked), plus `log_file` and
-    /// `cgroups`. `null` if a path in them is not UTF-8 and so cannot be
-    /// written as JSON.
+    /// of the spec (secret config values masked), its bus settings, plus
+    /// `log_file` and `cgroups`. `null` if a path in them is not UTF-8 and
+    /// so cannot be written as JSON.
     pub fn settings(&self, log_file: &Path, cgroups: Option<&[PathBuf]>) -> serde_json::Value {
         serde_json::to_value(Settings {
             spec: self,
+            bus: (&self.bus).into(),
             log_file,
             cgroups,
         })
@@ -196,7 +230,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::{Overflow, RetainBound};
+    use crate::bus::RetainBound;
 
     fn sample() -> PluginSpec {
         let ms = Duration::from_millis;
@@ -291,6 +325,15 @@ mod tests {
             "log_keep": 5,
             "log_file": "/run/logs/echo.log",
             "manifest": "/srv/echo/plugin.toml",
+            "subscribe": ["orders.>"],
+            "publish": ["echo.>"],
+            "queue": 16,
+            "queue_bytes": 1_048_576,
+            "overflow": "block",
+            "durable": true,
+            "max_subscriptions": 1024,
+            "retained_max": 10,
+            "retained_bytes": 65_536,
         });
         assert_eq!(got, want);
     }

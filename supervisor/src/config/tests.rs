@@ -354,6 +354,15 @@ fn every_builtin_default_applies() {
         "log_keep": 5,
         "log_file": log,
         "manifest": null,
+        "subscribe": [],
+        "publish": ["echo.>"],
+        "queue": 65_536,
+        "queue_bytes": 16_777_216,
+        "overflow": "drop-oldest",
+        "durable": false,
+        "max_subscriptions": 1024,
+        "retained_max": 1024,
+        "retained_bytes": 4_194_304,
     });
     assert_eq!(p.settings(&log, None), want);
     assert_eq!(p.bus.publish, ["echo.>"]);
