@@ -5,23 +5,29 @@
 //! built-in defaults, the fleet's `[defaults]`, the plugin's manifest (when the
 //! entry has `path`), and the fleet's `[plugins.NAME]` entry. `CORRAL_`
 //! environment variables override the fleet file (`CORRAL_PLUGINS__ECHO__CMD`,
-//! `CORRAL_SUPERVISOR__RUNTIME_DIR`, …). Unknown keys are errors, and every
-//! error names the file, the key and the problem.
+//! `CORRAL_SUPERVISOR__RUNTIME_DIR`, …). Unknown keys are errors, every
+//! error names the file, the key and the problem, and every problem of a
+//! config is found at once: the documents are read key by key, and a bad
+//! value does not stop the others being checked.
 //!
 //! This module only reads and checks; it starts nothing. It owns the entry
 //! points ([`load`], [`load_supervisor_settings`]); the parts live in:
 //!
 //! - `layers`: the key grammar, what each layer may say, and reading it;
+//! - `check`: a document read key by key against the grammar (unknown keys
+//!   with the nearest known one, wrong types with an example);
 //! - `resolve`: layers to settings in force, one function per group of keys;
 //! - `spec`: what the rest of corral runs on ([`PluginSpec`], [`Fleet`], …,
 //!   re-exported here) and the settings `corral inspect` shows;
 //! - [`defaults`]: every built-in default;
 //! - `error`: [`Problem`] and [`ConfigError`];
 //! - [`units`]: durations and sizes written as text;
-//! - `schema`: a manifest's `config_schema`.
+//! - `schema`: a manifest's `config_schema`, and the checked `config`
+//!   ([`PluginConfig`]) that shows its secret values masked.
 //!
 //! The `requires` graph itself is [`crate::deps`].
 
+mod check;
 pub mod defaults;
 mod error;
 mod layers;
@@ -36,16 +42,23 @@ pub use layers::{
     BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
     RestartLimitLayer,
 };
-pub use schema::{SchemaEntry, SchemaType};
+pub use schema::{MASK, PluginConfig, SchemaEntry, SchemaType};
 pub use spec::{Fleet, Heartbeat, PluginSpec, SupervisorSettings};
 
 use layers::FleetFile;
 
 /// Reads only the supervisor settings of a fleet file (for client commands,
-/// which need the control socket's path and nothing else).
+/// which need the control socket's path and nothing else). `Err` with every
+/// problem of the file when it has any.
 pub fn load_supervisor_settings(file: &Path) -> Result<SupervisorSettings, ConfigError> {
-    let raw = FleetFile::read(file)?;
-    resolve::supervisor_settings(raw.supervisor, &base_dir(file), file)
+    let read = FleetFile::read(file)?;
+    let (settings, mut problems) =
+        resolve::supervisor_settings(read.value.supervisor, &base_dir(file), file);
+    if read.problems.is_empty() && problems.is_empty() {
+        return Ok(settings);
+    }
+    problems.splice(0..0, read.problems);
+    Err(ConfigError { problems })
 }
 
 /// Where the control socket of `file`'s fleet is, for client commands. Only
@@ -67,30 +80,64 @@ pub fn control_socket_of(file: &Path) -> Result<(PathBuf, Option<ConfigError>), 
 }
 
 /// Loads, layers and checks a fleet file and the manifests it points at.
+/// `Err` carries every problem found in them, each with its file and key:
+/// every unknown key, value of the wrong type and value that cannot work,
+/// in every plugin.
 pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
-    let raw = FleetFile::read(file)?;
+    let read = FleetFile::read(file)?;
     let dir = base_dir(file);
-    let supervisor = resolve::supervisor_settings(raw.supervisor, &dir, file)?;
+    let raw = read.value;
+    let mut problems = read.problems;
+    let (supervisor, supervisor_problems) =
+        resolve::supervisor_settings(raw.supervisor, &dir, file);
+    problems.extend(supervisor_problems);
     let defaults = raw.defaults.anchored_at(&dir);
     let file_name = file.display().to_string();
 
-    let mut problems = Vec::new();
     let mut plugins = Vec::new();
+    let mut unresolved = Vec::new();
     for (name, entry) in raw.plugins {
-        match resolve::plugin(&name, entry, &defaults, &dir, &file_name, &supervisor) {
-            Ok(spec) => plugins.push(spec),
-            Err(e) => problems.extend(e.problems),
+        let refused = refused_under(&read.refused, &name);
+        let (spec, plugin_problems) = resolve::plugin(
+            (&name, entry),
+            &defaults,
+            (&dir, &file_name),
+            &supervisor,
+            refused,
+        );
+        problems.extend(plugin_problems);
+        match spec {
+            Some(spec) => plugins.push(spec),
+            None => unresolved.push(name),
         }
     }
-    if !problems.is_empty() {
-        return Err(ConfigError { problems });
+    // Its requires are checked even when some plugins have problems.
+    match resolve::start_order(plugins, &unresolved, &file_name) {
+        Ok(plugins) if problems.is_empty() => Ok(Fleet {
+            file: file.to_path_buf(),
+            supervisor,
+            plugins,
+        }),
+        Ok(_) => Err(ConfigError { problems }),
+        Err(e) => {
+            problems.extend(e.problems);
+            Err(ConfigError { problems })
+        }
     }
-    let plugins = resolve::start_order(plugins, &file_name)?;
-    Ok(Fleet {
-        file: file.to_path_buf(),
-        supervisor,
-        plugins,
-    })
+}
+
+/// The keys of plugin `name` (as under `plugins.NAME.`) that were refused
+/// while the fleet file was read, in its entry or in `[defaults]`.
+fn refused_under(refused: &[String], name: &str) -> Vec<String> {
+    let entry = format!("plugins.{name}.");
+    refused
+        .iter()
+        .filter_map(|k| {
+            k.strip_prefix(&entry)
+                .or_else(|| k.strip_prefix("defaults."))
+        })
+        .map(String::from)
+        .collect()
 }
 
 /// The fleet file's folder, absolute: what relative paths in it are

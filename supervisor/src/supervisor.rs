@@ -323,7 +323,9 @@ impl Supervisor {
                         Applied::Updated | Applied::Stopped => report.updated.push(name.clone()),
                         Applied::Started => report.added.push(name.clone()),
                         Applied::Restarted => report.restarted.push(name.clone()),
-                        Applied::Reconfigure => hooks.push((handle.clone(), spec.config.clone())),
+                        Applied::Reconfigure => {
+                            hooks.push((handle.clone(), spec.config.for_plugin().clone()));
+                        }
                     }
                     self.plugins.push((handle, task));
                 }

@@ -396,6 +396,15 @@ struct Files {
     names: Vec<String>,
 }
 
+/// The plugin names a fleet file's text holds, when it is TOML.
+fn plugin_names(text: &str) -> Option<Vec<String>> {
+    use figment::providers::{Format, Toml};
+    let plugins = figment::Figment::from(Toml::string(text))
+        .find_value("plugins")
+        .ok()?;
+    Some(plugins.into_dict()?.into_keys().collect())
+}
+
 fn plugin_name(valid: bool) -> BoxedStrategy<String> {
     let good = "[a-z][a-z0-9_-]{0,8}";
     if valid {
@@ -422,6 +431,7 @@ fn manifest_text(valid: bool) -> BoxedStrategy<String> {
         ("default", any_value().boxed()),
         ("required", any::<bool>().prop_map(Toml::Bool).boxed()),
         ("description", ".{0,10}".prop_map(Toml::Str).boxed()),
+        ("secret", any::<bool>().prop_map(Toml::Bool).boxed()),
     ]);
     let schema = if valid {
         Just(BTreeMap::new()).boxed()
@@ -717,6 +727,10 @@ proptest! {
         })
     ) {
         let mut files = files;
+        // An edit may rename a plugin: its names are those of the text as edited.
+        if let Some(names) = plugin_names(&fleet_text) {
+            files.names = names;
+        }
         files.fleet = fleet_text;
         if let Some(first) = files.manifests.values_mut().next() {
             *first = manifest_text;

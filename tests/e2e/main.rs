@@ -6,6 +6,7 @@
 
 mod bus;
 mod chaos;
+mod check;
 mod conformance;
 mod control;
 mod handshake;
@@ -15,6 +16,7 @@ mod hostile_bus_memory;
 mod hostile_control;
 mod hostile_logs;
 mod hostile_tree;
+mod inspect;
 mod lifecycle;
 mod limits;
 mod node;

@@ -511,6 +511,9 @@ pub fn check(file: &Path, json: bool) -> ExitCode {
             for p in &e.problems {
                 eprintln!("error: {p}");
             }
+            let n = e.problems.len();
+            let plural = if n == 1 { "" } else { "s" };
+            eprintln!("{}: {n} problem{plural}", file.display());
             ExitCode::from(1)
         }
     }

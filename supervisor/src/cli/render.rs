@@ -1,16 +1,20 @@
-//! How the CLI shows data to people: aligned tables, `inspect` and reload
-//! reports, sizes and durations in units, state colours on a terminal. Text
+//! How the CLI shows data to people: aligned tables, `inspect` (in
+//! `inspect`) and reload reports, sizes and durations in units, state
+//! colours on a terminal. Text
 //! that may come from a plugin (exit details, notes, settings) has its
 //! control characters shown as escapes, so it cannot drive the terminal. JSON
 //! output (`--json`) is printed as is and never passes through here.
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use corral_proto::{PluginInfo, PluginState, PluginStatus, ReloadReport};
+use corral_proto::{PluginState, PluginStatus, ReloadReport};
 
 use crate::os::logs::visible_line;
+
+mod inspect;
+
+pub use inspect::inspect_text;
 
 /// Prints `value` as pretty JSON, or as `human` formats it for people.
 pub fn print_data<T: serde::Serialize + ?Sized>(
@@ -156,68 +160,6 @@ fn human_uptime(ms: u64) -> String {
         60..3600 => format!("{}m{}s", s / 60, s % 60),
         _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
     }
-}
-
-/// Formats `corral inspect` for people.
-pub fn inspect_text(info: &PluginInfo) -> String {
-    let mut text = ps_table(std::slice::from_ref(&info.status));
-    if let Some(w) = &info.status.waiting_for {
-        text.push_str(&format!("waiting for: {}\n", visible_line(w)));
-    }
-    if let Some(ms) = info.status.backoff_ms {
-        text.push_str(&format!("next start in: {ms} ms\n"));
-    }
-    text.push_str("\nsettings:\n");
-    if let Ok(serde_json::Value::Object(map)) = info.settings.to_json::<serde_json::Value>() {
-        for (k, v) in map {
-            let (k, v) = (visible_line(&k), v.to_string());
-            text.push_str(&format!("  {k:<18} {}\n", visible_line(&v)));
-        }
-    }
-    text.push_str(&bus_text(&info.bus));
-    text.push_str("\nhistory (oldest first):\n");
-    for t in &info.history {
-        let at = humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + Duration::from_millis(t.at_unix_ms),
-        );
-        let mut line = format!("  {at}  {:<9} -> {:<9}", t.from.as_str(), t.to.as_str());
-        if let Some(pid) = t.pid {
-            line.push_str(&format!("  pid {pid}"));
-        }
-        if let Some(r) = &t.reason {
-            line.push_str(&format!("  {r}"));
-        }
-        if let Some(n) = &t.note {
-            line.push_str(&format!("  ({n})"));
-        }
-        text.push_str(&visible_line(line.trim_end()));
-        text.push('\n');
-    }
-    text
-}
-
-/// A plugin's bus figures, for `corral inspect`.
-fn bus_text(b: &corral_proto::BusStats) -> String {
-    format!(
-        "\nbus:\n  subscriptions      {:?}\n  \
-         queued {} ({} bytes), delivered {}, dropped {}, undeliverable {}, failed delivers {}\n  \
-         published {}, denied {}, refused payloads {}, denied subscriptions {}\n  \
-         retained {} ({} bytes), evicted {}\n",
-        b.subscriptions,
-        b.queued,
-        b.queued_bytes,
-        b.delivered,
-        b.dropped,
-        b.undeliverable,
-        b.delivery_failures,
-        b.published,
-        b.denied_publishes,
-        b.refused_payloads,
-        b.denied_subscriptions,
-        b.retained,
-        b.retained_bytes,
-        b.retained_evicted,
-    )
 }
 
 /// Formats a reload report for people: one line per kind of change.

@@ -68,20 +68,7 @@ impl ConfigError {
         let problems = err
             .into_iter()
             .map(|e| {
-                let file = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-                    Some(figment::Source::File(p)) => p.display().to_string(),
-                    Some(other) => other.to_string(),
-                    None => match &e.metadata {
-                        Some(m) if m.name.contains("environment") => {
-                            format!(
-                                "environment variable {}{}",
-                                "CORRAL_",
-                                e.path.join("__").to_uppercase()
-                            )
-                        }
-                        _ => fallback_file.display().to_string(),
-                    },
-                };
+                let file = source_name(e.metadata.as_ref(), &e.path, fallback_file);
                 let mut key: Vec<&str> = Vec::new();
                 if !prefix.is_empty() {
                     key.push(prefix);
@@ -99,5 +86,48 @@ impl ConfigError {
             })
             .collect();
         Self { problems }
+    }
+}
+
+/// The name of where a value at `path` came from: its file, or the
+/// `CORRAL_` environment variable that set it; `fallback_file` when the
+/// metadata does not say.
+pub(super) fn source_name(
+    metadata: Option<&figment::Metadata>,
+    path: &[String],
+    fallback_file: &Path,
+) -> String {
+    match metadata.and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(p)) => p.display().to_string(),
+        Some(other) => other.to_string(),
+        None => match metadata {
+            Some(m) if m.name.contains("environment") => {
+                format!(
+                    "environment variable CORRAL_{}",
+                    path.join("__").to_uppercase()
+                )
+            }
+            _ => fallback_file.display().to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_is_named_by_its_file_or_its_environment_variable() {
+        let path = ["plugins".to_string(), "echo".into(), "queue".into()];
+        let fallback = Path::new("/srv/corral.toml");
+        let env = figment::Metadata::named("`CORRAL_` environment variable(s)");
+        assert_eq!(
+            source_name(Some(&env), &path, fallback),
+            "environment variable CORRAL_PLUGINS__ECHO__QUEUE"
+        );
+        let file =
+            figment::Metadata::from("TOML file", figment::Source::File("/srv/fleet.toml".into()));
+        assert_eq!(source_name(Some(&file), &path, fallback), "/srv/fleet.toml");
+        assert_eq!(source_name(None, &path, fallback), "/srv/corral.toml");
     }
 }

@@ -5,8 +5,11 @@
 //! The plugin keys are declared once, in `plugin_keys!`, which derives the
 //! plugin part of every layer ([`PluginLayer`] for `[defaults]`,
 //! [`FleetEntry`] for `[plugins.NAME]`, [`Manifest`] for `plugin.toml`), so a
-//! key cannot be accepted in one place and forgotten in another. Nothing
-//! here chooses a default or checks a value beyond its type; that is
+//! key cannot be accepted in one place and forgotten in another. Each key
+//! is declared with an example of its right form, and every table's
+//! grammar (its keys and their shapes, for `check`, which reads a document
+//! key by key) is derived from the same list as its struct. Nothing here
+//! chooses a default or checks a value beyond its type; that is
 //! [`super::resolve`].
 
 use std::collections::BTreeMap;
@@ -17,6 +20,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use super::check::{self, Grammar, Key, Keys, Read, Shape, Table, values};
 use super::error::ConfigError;
 use super::schema::SchemaEntry;
 use crate::bus::Overflow;
@@ -24,54 +28,104 @@ use crate::os::cgroup::LimitsMode;
 use crate::restart::{RestartPolicy, Strategy};
 use crate::units::{HumanDuration, Size};
 
-/// Heartbeat settings as written in a config layer.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeartbeatLayer {
-    /// How often to ping.
-    pub interval: Option<HumanDuration>,
-    /// How long an answer may take before it counts as a miss.
-    pub timeout: Option<HumanDuration>,
-    /// Misses in a row that make the plugin unhealthy.
-    pub misses: Option<u32>,
+/// Declares a table of keys that may each be left out: the struct (with
+/// `None` for "not set here") and its grammar, from one list.
+macro_rules! table {
+    ($(#[doc = $sdoc:literal])+ $vis:vis struct $name:ident {
+        $($(#[doc = $doc:literal])+ $field:ident : $ty:ty = $example:literal,)*
+    }) => {
+        $(#[doc = $sdoc])+
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        $vis struct $name {
+            $($(#[doc = $doc])+ $vis $field: Option<$ty>,)*
+        }
+
+        impl Table for $name {
+            const KEYS: Keys = &[&[
+                $(Key::new(stringify!($field), <$ty as Grammar>::SHAPE, $example),)*
+            ]];
+        }
+
+        impl Grammar for $name {
+            const SHAPE: Shape = Shape::Table(<$name as Table>::KEYS);
+        }
+    };
 }
 
-/// Backoff settings as written in a config layer.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackoffLayer {
-    /// Delay before the second restart in a row.
-    pub initial: Option<HumanDuration>,
-    /// Longest delay.
-    pub max: Option<HumanDuration>,
-    /// Running this long resets the delays.
-    pub reset_after: Option<HumanDuration>,
+values!(
+    String,
+    bool,
+    u32,
+    u64,
+    usize,
+    PathBuf,
+    Vec<String>,
+    Vec<i32>,
+    BTreeMap<String, String>,
+    serde_json::Value,
+    Codec,
+    HumanDuration,
+    Size,
+    LimitsMode,
+    Overflow,
+    RestartPolicy,
+    Strategy,
+);
+
+table! {
+    /// Heartbeat settings as written in a config layer.
+    pub struct HeartbeatLayer {
+        /// How often to ping.
+        interval: HumanDuration = "\"1s\"",
+        /// How long an answer may take before it counts as a miss.
+        timeout: HumanDuration = "\"1s\"",
+        /// Misses in a row that make the plugin unhealthy.
+        misses: u32 = "3",
+    }
 }
 
-/// Restart limit as written in a config layer.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestartLimitLayer {
-    /// Restarts allowed within the window.
-    pub count: Option<u32>,
-    /// The window.
-    pub within: Option<HumanDuration>,
+table! {
+    /// Backoff settings as written in a config layer.
+    pub struct BackoffLayer {
+        /// Delay before the second restart in a row.
+        initial: HumanDuration = "\"100ms\"",
+        /// Longest delay.
+        max: HumanDuration = "\"30s\"",
+        /// Running this long resets the delays.
+        reset_after: HumanDuration = "\"10s\"",
+    }
 }
 
-/// A rate limit as written in a config layer.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitLayer {
-    /// Calls allowed per period.
-    pub calls: Option<u32>,
-    /// The period (default one second).
-    pub per: Option<HumanDuration>,
+table! {
+    /// Restart limit as written in a config layer.
+    pub struct RestartLimitLayer {
+        /// Restarts allowed within the window.
+        count: u32 = "5",
+        /// The window.
+        within: HumanDuration = "\"60s\"",
+    }
+}
+
+table! {
+    /// A rate limit as written in a config layer.
+    pub struct RateLimitLayer {
+        /// Calls allowed per period.
+        calls: u32 = "100",
+        /// The period (default one second).
+        per: HumanDuration = "\"1s\"",
+    }
 }
 
 /// Declares the plugin keys once and derives from them the structs of each
 /// layer, so a key cannot be accepted in one place and forgotten in another.
 macro_rules! plugin_keys {
-    ($($(#[doc = $doc:literal])+ $field:ident : $ty:ty,)*) => {
+    ($($(#[doc = $doc:literal])+ $field:ident : $ty:ty = $example:literal,)*) => {
+        /// The plugin keys, allowed in every layer.
+        const PLUGIN_KEYS: &[Key] = &[
+            $(Key::new(stringify!($field), <$ty as Grammar>::SHAPE, $example),)*
+        ];
+
         /// Plugin settings from one layer; `None` means "not set here".
         #[derive(Debug, Clone, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -127,75 +181,118 @@ macro_rules! plugin_keys {
     };
 }
 
+impl Table for PluginLayer {
+    const KEYS: Keys = &[PLUGIN_KEYS];
+}
+
+impl Grammar for PluginLayer {
+    const SHAPE: Shape = Shape::Table(Self::KEYS);
+}
+
+impl Table for FleetEntry {
+    const KEYS: Keys = &[
+        &[Key::new(
+            "path",
+            <PathBuf as Grammar>::SHAPE,
+            "\"plugins/echo\"",
+        )],
+        PLUGIN_KEYS,
+    ];
+}
+
+impl Grammar for BTreeMap<String, FleetEntry> {
+    const SHAPE: Shape = Shape::Named(FleetEntry::KEYS);
+}
+
+impl Table for Manifest {
+    const KEYS: Keys = &[
+        &[
+            Key::new("name", <String as Grammar>::SHAPE, "\"echo\"").required(),
+            Key::new("version", <String as Grammar>::SHAPE, "\"0.1.0\""),
+            Key::new(
+                "description",
+                <String as Grammar>::SHAPE,
+                "\"what it does\"",
+            ),
+            Key::new(
+                "config_schema",
+                <BTreeMap<String, SchemaEntry> as Grammar>::SHAPE,
+                "{ greeting = { type = \"string\" } }",
+            ),
+        ],
+        PLUGIN_KEYS,
+    ];
+}
+
 plugin_keys! {
     /// The program and its arguments.
-    cmd: Vec<String>,
+    cmd: Vec<String> = "[\"bin/plugin\", \"--flag\"]",
     /// Extra environment variables for the process.
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, String> = "{ LEVEL = \"2\" }",
     /// Working directory of the process.
-    cwd: PathBuf,
+    cwd: PathBuf = "\"data\"",
     /// Whether `corral up` starts it.
-    enabled: bool,
+    enabled: bool = "true",
     /// The codec on its socket.
-    codec: Codec,
+    codec: Codec = "\"json\"",
     /// The table handed to its `on_load` hook.
-    config: serde_json::Value,
+    config: serde_json::Value = "{ greeting = \"hello\" }",
     /// How long it has to connect and shake hands.
-    handshake_timeout: HumanDuration,
+    handshake_timeout: HumanDuration = "\"5s\"",
     /// Heartbeat settings.
-    heartbeat: HeartbeatLayer,
+    heartbeat: HeartbeatLayer = "{ interval = \"1s\", timeout = \"1s\", misses = 3 }",
     /// How long a stop request may take before SIGTERM.
-    stop_timeout: HumanDuration,
+    stop_timeout: HumanDuration = "\"5s\"",
     /// How long after SIGTERM before SIGKILL.
-    kill_timeout: HumanDuration,
+    kill_timeout: HumanDuration = "\"2s\"",
     /// Deadline of a call into the plugin.
-    call_timeout: HumanDuration,
+    call_timeout: HumanDuration = "\"30s\"",
     /// Memory cap of its process tree.
-    memory_max: Size,
+    memory_max: Size = "\"256MiB\"",
     /// Soft memory mark: crossing it is logged and reported, once per crossing.
-    memory_high: Size,
+    memory_high: Size = "\"192MiB\"",
     /// How often its process tree's RSS is sampled.
-    memory_check_interval: HumanDuration,
+    memory_check_interval: HumanDuration = "\"250ms\"",
     /// Most processes (and threads) its cgroup may hold.
-    pids_max: u32,
+    pids_max: u32 = "64",
     /// Open-file limit (soft and hard) of its process.
-    nofile: u64,
+    nofile: u64 = "1024",
     /// Most calls into it per period; more are answered `rate_limited`.
-    rate_limit: RateLimitLayer,
+    rate_limit: RateLimitLayer = "{ calls = 100, per = \"1s\" }",
     /// `auto` (a cgroup where the machine allows, else sampling) or `sampling`.
-    limits: LimitsMode,
+    limits: LimitsMode = "\"sampling\"",
     /// Bus patterns it subscribes to at start (and may subscribe to).
-    subscribe: Vec<String>,
+    subscribe: Vec<String> = "[\"sensor.*\"]",
     /// Bus patterns it may publish under (default `<name>.>`).
-    publish: Vec<String>,
+    publish: Vec<String> = "[\"sensor.kitchen.>\"]",
     /// Size of its event queue.
-    queue: u32,
+    queue: u32 = "65536",
     /// What its full event queue does: `drop-oldest` or `block`.
-    overflow: Overflow,
+    overflow: Overflow = "\"drop-oldest\"",
     /// Bytes its event queue holds.
-    queue_bytes: Size,
+    queue_bytes: Size = "\"16MiB\"",
     /// Retained events it may keep; past it, its oldest are evicted.
-    retained_max: u32,
+    retained_max: u32 = "1024",
     /// Bytes of retained events it may keep; past it, its oldest are evicted.
-    retained_bytes: Size,
+    retained_bytes: Size = "\"4MiB\"",
     /// Whether its event queue outlives its process.
-    durable: bool,
+    durable: bool = "true",
     /// Most bus patterns it may hold at once.
-    max_subscriptions: u32,
+    max_subscriptions: u32 = "1024",
     /// When it is restarted after it ends.
-    restart: RestartPolicy,
+    restart: RestartPolicy = "\"on-failure\"",
     /// Exit codes that count as success for `on-failure`.
-    success_codes: Vec<i32>,
+    success_codes: Vec<i32> = "[0, 3]",
     /// Delays between restarts in a row.
-    backoff: BackoffLayer,
+    backoff: BackoffLayer = "{ initial = \"100ms\", max = \"30s\", reset_after = \"10s\" }",
     /// How many restarts in how long before it is `failed`.
-    restart_limit: RestartLimitLayer,
+    restart_limit: RestartLimitLayer = "{ count = 5, within = \"60s\" }",
     /// Plugins that must be running before it starts.
-    requires: Vec<String>,
+    requires: Vec<String> = "[\"db\"]",
     /// Size at which its log file is rotated.
-    log_max_size: Size,
+    log_max_size: Size = "\"10MiB\"",
     /// Rotated log files kept.
-    log_keep: u32,
+    log_keep: u32 = "5",
 }
 
 impl PluginLayer {
@@ -213,15 +310,20 @@ impl PluginLayer {
     }
 }
 
-/// The `[supervisor]` table as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SupervisorLayer {
-    pub(super) runtime_dir: Option<PathBuf>,
-    pub(super) log_dir: Option<PathBuf>,
-    pub(super) strategy: Option<Strategy>,
-    pub(super) control_connections: Option<usize>,
-    pub(super) control_idle_timeout: Option<HumanDuration>,
+table! {
+    /// The `[supervisor]` table as written.
+    pub(super) struct SupervisorLayer {
+        /// Where sockets live.
+        runtime_dir: PathBuf = "\".corral\"",
+        /// Where plugin log files live.
+        log_dir: PathBuf = "\".corral/logs\"",
+        /// What else restarts with a restarted plugin.
+        strategy: Strategy = "\"one_for_one\"",
+        /// Control connections open at once.
+        control_connections: usize = "64",
+        /// An idle control connection is closed after this long.
+        control_idle_timeout: HumanDuration = "\"60s\"",
+    }
 }
 
 /// The fleet file as written.
@@ -236,9 +338,26 @@ pub(super) struct FleetFile {
     pub(super) plugins: BTreeMap<String, FleetEntry>,
 }
 
+impl Table for FleetFile {
+    const KEYS: Keys = &[&[
+        Key::new(
+            "supervisor",
+            SupervisorLayer::SHAPE,
+            "{ runtime_dir = \".corral\" }",
+        ),
+        Key::new("defaults", PluginLayer::SHAPE, "{ stop_timeout = \"3s\" }"),
+        Key::new(
+            "plugins",
+            <BTreeMap<String, FleetEntry> as Grammar>::SHAPE,
+            "{ echo = { cmd = [\"bin/echo\"] } }",
+        ),
+    ]];
+}
+
 impl FleetFile {
-    /// Reads `file` with the `CORRAL_` environment variables over it.
-    pub(super) fn read(file: &Path) -> Result<Self, ConfigError> {
+    /// Reads `file` with the `CORRAL_` environment variables over it, key
+    /// by key: what passed, with every problem of what did not.
+    pub(super) fn read(file: &Path) -> Result<Read<Self>, ConfigError> {
         if !file.is_file() {
             return Err(ConfigError::one(
                 file.display(),
@@ -246,9 +365,7 @@ impl FleetFile {
                 "no such file; pass the fleet config with `-c FILE` (default `corral.toml`)",
             ));
         }
-        layered(file)
-            .extract()
-            .map_err(|e| ConfigError::from_figment(e, file, ""))
+        check::read(&layered(file), file, Self::KEYS)
     }
 
     /// Reads `supervisor.runtime_dir` of `file` alone, whatever the rest of
@@ -287,10 +404,9 @@ fn layered(file: &Path) -> Figment {
 }
 
 impl Manifest {
-    /// Reads a `plugin.toml`.
-    pub(super) fn read(file: &Path) -> Result<Self, ConfigError> {
-        Figment::from(Toml::file_exact(file))
-            .extract()
-            .map_err(|e| ConfigError::from_figment(e, file, ""))
+    /// Reads a `plugin.toml` key by key: what passed, with every problem of
+    /// what did not.
+    pub(super) fn read(file: &Path) -> Result<Read<Self>, ConfigError> {
+        check::read(&Figment::from(Toml::file_exact(file)), file, Self::KEYS)
     }
 }

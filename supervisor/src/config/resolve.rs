@@ -4,8 +4,11 @@
 //! each filling in [`defaults`] and checking its values, and the fleet's
 //! `requires` checked and put in start order through [`crate::deps`].
 //!
-//! A plugin's problems are reported one at a time, in a fixed order: its
-//! name, its manifest, then the groups in the order `spec` resolves them.
+//! Every problem of a plugin is reported, in a fixed order: its name, its
+//! manifest, then the groups in the order `spec` resolves them. A value
+//! that cannot work is reported and replaced by its default, so the groups
+//! after it are still checked; a key already refused while the layers were
+//! read (unknown, or of the wrong type) is not reported again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,7 @@ use super::layers::{
     BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
     RestartLimitLayer, SupervisorLayer,
 };
-use super::schema::{self, SchemaEntry};
+use super::schema::{self, PluginConfig, SchemaEntry};
 use super::spec::{Heartbeat, PluginSpec, SupervisorSettings};
 use crate::units::{HumanDuration, Size};
 
@@ -37,12 +40,14 @@ const MAX_NAME: usize = 64;
 /// The shortest `memory_check_interval`.
 const MIN_MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
-/// The `[supervisor]` table, with the control socket's path checked.
+/// The `[supervisor]` table, with the control socket's path checked: the
+/// settings (a value that cannot work replaced by its default, so the
+/// plugins can still be checked) and every problem found.
 pub(super) fn supervisor_settings(
     raw: SupervisorLayer,
     dir: &Path,
     file: &Path,
-) -> Result<SupervisorSettings, ConfigError> {
+) -> (SupervisorSettings, Vec<Problem>) {
     let runtime_dir = dir.join(
         raw.runtime_dir
             .unwrap_or_else(|| defaults::RUNTIME_DIR.into()),
@@ -51,7 +56,7 @@ pub(super) fn supervisor_settings(
         .log_dir
         .map(|d| dir.join(d))
         .unwrap_or_else(|| runtime_dir.join(defaults::LOG_DIR_IN_RUNTIME_DIR));
-    let settings = SupervisorSettings {
+    let mut settings = SupervisorSettings {
         runtime_dir,
         log_dir,
         strategy: raw.strategy.unwrap_or(defaults::STRATEGY),
@@ -62,40 +67,51 @@ pub(super) fn supervisor_settings(
             .control_idle_timeout
             .map_or(defaults::CONTROL_IDLE_TIMEOUT, |d| d.0),
     };
+    let mut problems = Vec::new();
+    let mut refuse = |key: &str, message: String| {
+        problems.push(Problem {
+            file: file.display().to_string(),
+            key: key.into(),
+            message,
+        });
+    };
     if settings.control_connections == 0 {
-        return Err(ConfigError::one(
-            file.display(),
+        refuse(
             "supervisor.control_connections",
-            "must be at least 1 (the CLI needs a connection)",
-        ));
+            "must be at least 1 (the CLI needs a connection)".into(),
+        );
+        settings.control_connections = defaults::CONTROL_CONNECTIONS;
     }
     if settings.control_idle_timeout.is_zero() {
-        return Err(ConfigError::one(
-            file.display(),
+        refuse(
             "supervisor.control_idle_timeout",
-            "must be longer than zero",
-        ));
+            "must be longer than zero".into(),
+        );
+        settings.control_idle_timeout = defaults::CONTROL_IDLE_TIMEOUT;
     }
     // The longest socket name is checked per plugin; the control socket here.
     let control = settings.control_socket();
     if control.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(ConfigError::one(
-            file.display(),
+        refuse(
             "supervisor.runtime_dir",
             format!(
                 "`{}` is too long for a socket path (the OS allows {MAX_SOCKET_PATH} bytes); choose a shorter runtime_dir",
                 control.display()
             ),
-        ));
+        );
     }
-    Ok(settings)
+    (settings, problems)
 }
 
-/// Which plugin of which file is being resolved: names the keys of its
-/// problems.
+/// Which plugin of which file is being resolved, and what is wrong with it
+/// so far: names the keys of its problems and collects them.
 struct At<'a> {
     file: &'a str,
     name: &'a str,
+    problems: Vec<Problem>,
+    /// Keys (under `plugins.NAME.`) already refused while the layers were
+    /// read: a problem resolving them again is not said twice.
+    refused: Vec<String>,
 }
 
 impl At<'_> {
@@ -103,8 +119,17 @@ impl At<'_> {
         format!("plugins.{}.{k}", self.name)
     }
 
-    fn err(&self, k: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::one(self.file, self.key(k), message)
+    /// Notes a problem with key `k` of this plugin.
+    fn refuse(&mut self, k: &str, message: impl Into<String>) {
+        if self.refused.iter().any(|r| r == k) {
+            return;
+        }
+        let problem = Problem {
+            file: self.file.to_string(),
+            key: self.key(k),
+            message: message.into(),
+        };
+        self.problems.push(problem);
     }
 }
 
@@ -118,23 +143,32 @@ struct Layered {
 }
 
 /// Resolves `[plugins.NAME]` over its manifest and the fleet's
-/// `[defaults]` (already anchored at `dir`, the fleet file's folder).
+/// `[defaults]` (already anchored at `dir`, the fleet file's folder): its
+/// spec, with every problem found. With problems, the spec is only good for
+/// checking the fleet's `requires`; it is `None` when not even that is
+/// known (its manifest cannot be read). `refused` are its keys (under
+/// `plugins.NAME.`, or of `[defaults]`) already refused as the fleet file
+/// was read.
 pub(super) fn plugin(
-    name: &str,
-    entry: FleetEntry,
+    (name, entry): (&str, FleetEntry),
     fleet_defaults: &PluginLayer,
-    dir: &Path,
-    file: &str,
+    (dir, file): (&Path, &str),
     supervisor: &SupervisorSettings,
-) -> Result<PluginSpec, ConfigError> {
-    let at = At { file, name };
-    check_name(&at, supervisor)?;
-    let layered = layered(&at, entry, fleet_defaults, dir)?;
-    spec(&at, layered)
+    refused: Vec<String>,
+) -> (Option<PluginSpec>, Vec<Problem>) {
+    let mut at = At {
+        file,
+        name,
+        problems: Vec::new(),
+        refused,
+    };
+    check_name(&mut at, supervisor);
+    let spec = layered(&mut at, entry, fleet_defaults, dir).map(|l| spec(&mut at, l));
+    (spec, at.problems)
 }
 
-/// Every group of keys resolved, in the order their problems are reported.
-fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
+/// Every group of keys resolved, each problem noted in `at`.
+fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     let Layered {
         layer,
         schema,
@@ -159,31 +193,31 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
     } = layer;
     #[rustfmt::skip]
     let Process { cmd, env, cwd, enabled, codec } =
-        process(at, cmd, env, cwd, enabled, codec, home)?;
-    let config = config_table(at, &schema, manifest.as_deref(), config)?;
-    let heartbeat = heartbeats(at, heartbeat)?;
+        process(at, cmd, env, cwd, enabled, codec, home);
+    let config = config_table(at, &schema, manifest.as_deref(), config);
+    let heartbeat = heartbeats(at, heartbeat);
     let (handshake_timeout, stop_timeout, kill_timeout, call_timeout) = timeouts(
         at,
         handshake_timeout,
         stop_timeout,
         kill_timeout,
         call_timeout,
-    )?;
+    );
     let (restart, success_codes, backoff, restart_limit) =
-        restarts(at, restart, success_codes, backoff, restart_limit)?;
-    let requires = requirements(at, requires)?;
-    let rate_limit = call_rate(at, rate_limit)?;
+        restarts(at, restart, success_codes, backoff, restart_limit);
+    let requires = requirements(at, requires);
+    let rate_limit = call_rate(at, rate_limit);
     let (memory_max, memory_high, memory_check_interval) =
-        memory(at, memory_max, memory_high, memory_check_interval)?;
+        memory(at, memory_max, memory_high, memory_check_interval);
     let mut bus = bus(
         at,
         (subscribe, publish, max_subscriptions),
         (queue, overflow, durable),
-    )?;
-    (bus.queue_bytes, bus.retained) = bus_memory(at, queue_bytes, retained_max, retained_bytes)?;
-    let (pids_max, nofile, limits) = process_limits(at, pids_max, nofile, limits)?;
-    let (log_max_size, log_keep) = logs(at, log_max_size, log_keep)?;
-    Ok(PluginSpec {
+    );
+    (bus.queue_bytes, bus.retained) = bus_memory(at, queue_bytes, retained_max, retained_bytes);
+    let (pids_max, nofile, limits) = process_limits(at, pids_max, nofile, limits);
+    let (log_max_size, log_keep) = logs(at, log_max_size, log_keep);
+    PluginSpec {
         name: at.name.to_string(),
         cmd,
         env,
@@ -212,7 +246,7 @@ fn spec(at: &At<'_>, layered: Layered) -> Result<PluginSpec, ConfigError> {
         log_max_size,
         log_keep,
         manifest,
-    })
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -224,40 +258,42 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// The plugin's name, and the socket path it makes.
-fn check_name(at: &At<'_>, supervisor: &SupervisorSettings) -> Result<(), ConfigError> {
+fn check_name(at: &mut At<'_>, supervisor: &SupervisorSettings) {
     let key = format!("plugins.{}", at.name);
+    let mut refuse = |message: String| {
+        at.problems.push(Problem {
+            file: at.file.to_string(),
+            key: key.clone(),
+            message,
+        });
+    };
     if !valid_name(at.name) {
-        return Err(ConfigError::one(
-            at.file,
-            key,
-            format!("a plugin name is 1 to {MAX_NAME} characters of a-z, 0-9, '-' and '_'"),
+        refuse(format!(
+            "a plugin name is 1 to {MAX_NAME} characters of a-z, 0-9, '-' and '_'"
         ));
+        return;
     }
     let socket = supervisor.plugin_socket(at.name);
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(ConfigError::one(
-            at.file,
-            key,
-            format!(
-                "socket path `{}` is too long (the OS allows {MAX_SOCKET_PATH} bytes); shorten the name or supervisor.runtime_dir",
-                socket.display()
-            ),
+        refuse(format!(
+            "socket path `{}` is too long (the OS allows {MAX_SOCKET_PATH} bytes); shorten the name or supervisor.runtime_dir",
+            socket.display()
         ));
     }
-    Ok(())
 }
 
 /// The fleet entry over the manifest it points at (if any) over
-/// `fleet_defaults`, each anchored at its own folder.
+/// `fleet_defaults`, each anchored at its own folder. `None` when the
+/// manifest cannot be read at all (what it would have set is unknown).
 fn layered(
-    at: &At<'_>,
+    at: &mut At<'_>,
     entry: FleetEntry,
     fleet_defaults: &PluginLayer,
     dir: &Path,
-) -> Result<Layered, ConfigError> {
+) -> Option<Layered> {
     let layer = entry.layer().anchored_at(dir);
     let Some(path) = &entry.path else {
-        return Ok(Layered {
+        return Some(Layered {
             layer: layer.over(fleet_defaults.clone()),
             schema: BTreeMap::new(),
             manifest: None,
@@ -267,12 +303,22 @@ fn layered(
     let folder = dir.join(path);
     let manifest_file = folder.join("plugin.toml");
     if !manifest_file.is_file() {
-        return Err(at.err("path", format!("`{}` has no plugin.toml", folder.display())));
+        at.refuse("path", format!("`{}` has no plugin.toml", folder.display()));
+        return None;
     }
-    let manifest = Manifest::read(&manifest_file)?;
+    let read = match Manifest::read(&manifest_file) {
+        Ok(read) => read,
+        Err(e) => {
+            at.problems.extend(e.problems);
+            return None;
+        }
+    };
+    at.problems.extend(read.problems);
+    at.refused.extend(read.refused);
+    let manifest = read.value;
     let folder = std::path::absolute(&folder).unwrap_or(folder);
     let layer = layer.over(manifest.layer().anchored_at(&folder));
-    Ok(Layered {
+    Some(Layered {
         layer: layer.over(fleet_defaults.clone()),
         schema: manifest.config_schema,
         manifest: Some(manifest_file),
@@ -292,42 +338,47 @@ struct Process {
 /// `cmd` (there must be one, with a program), `env`, `cwd` (by default
 /// `home`, the plugin's folder), `enabled` and `codec`.
 fn process(
-    at: &At<'_>,
+    at: &mut At<'_>,
     cmd: Option<Vec<String>>,
     env: Option<BTreeMap<String, String>>,
     cwd: Option<PathBuf>,
     enabled: Option<bool>,
     codec: Option<Codec>,
     home: PathBuf,
-) -> Result<Process, ConfigError> {
+) -> Process {
     let cmd = match cmd {
         Some(cmd) if !cmd.is_empty() && !cmd[0].is_empty() => cmd,
-        Some(_) => return Err(at.err("cmd", "`cmd` is empty; it needs at least the program")),
+        Some(_) => {
+            at.refuse("cmd", "`cmd` is empty; it needs at least the program");
+            Vec::new()
+        }
         None => {
-            return Err(at.err(
+            at.refuse(
                 "cmd",
                 "no command: set `cmd = [\"program\", \"arg\", …]` here, or `path` to a folder whose plugin.toml has one",
-            ));
+            );
+            Vec::new()
         }
     };
-    Ok(Process {
+    Process {
         cmd,
         env: env.unwrap_or_default(),
         cwd: cwd.unwrap_or(home),
         enabled: enabled.unwrap_or(defaults::ENABLED),
         codec: codec.unwrap_or(defaults::CODEC),
-    })
+    }
 }
 
 /// `config`, checked against the manifest's schema and its defaults filled
 /// in. A bad key is reported in the fleet file, naming where the schema is.
 fn config_table(
-    at: &At<'_>,
+    at: &mut At<'_>,
     schema: &BTreeMap<String, SchemaEntry>,
     manifest: Option<&Path>,
     config: Option<serde_json::Value>,
-) -> Result<serde_json::Value, ConfigError> {
-    schema::apply(schema, config.unwrap_or(serde_json::Value::Null)).map_err(|(k, message)| {
+) -> PluginConfig {
+    let (config, problems) = schema::apply(schema, config.unwrap_or(serde_json::Value::Null));
+    for (k, message) in problems {
         let file = if k.is_empty() {
             at.file.to_string()
         } else {
@@ -339,72 +390,70 @@ fn config_table(
         } else {
             at.key(&format!("config.{k}"))
         };
-        ConfigError::one(file, key, message)
-    })
+        at.problems.push(Problem { file, key, message });
+    }
+    config
 }
 
-/// A duration that must be more than zero, or the problem naming `key`.
-fn above_zero(at: &At<'_>, key: &str, d: Duration, example: &str) -> Result<Duration, ConfigError> {
+/// A duration that must be more than zero; the problem naming `key` if not.
+fn above_zero(at: &mut At<'_>, key: &str, d: Duration, example: &str) -> Duration {
     if d.is_zero() {
-        return Err(at.err(
+        at.refuse(
             key,
             format!("must be more than zero, or it can never be met; write a duration such as \"{example}\""),
-        ));
+        );
     }
-    Ok(d)
+    d
 }
 
 /// `heartbeat`: every part above zero.
-fn heartbeats(at: &At<'_>, hb: Option<HeartbeatLayer>) -> Result<Heartbeat, ConfigError> {
+fn heartbeats(at: &mut At<'_>, hb: Option<HeartbeatLayer>) -> Heartbeat {
     let hb = hb.unwrap_or_default();
     let heartbeat = Heartbeat {
         interval: hb.interval.map_or(defaults::HEARTBEAT_INTERVAL, |d| d.0),
         timeout: hb.timeout.map_or(defaults::HEARTBEAT_TIMEOUT, |d| d.0),
         misses: hb.misses.unwrap_or(defaults::HEARTBEAT_MISSES),
     };
-    above_zero(at, "heartbeat.interval", heartbeat.interval, "1s")?;
-    above_zero(at, "heartbeat.timeout", heartbeat.timeout, "1s")?;
+    above_zero(at, "heartbeat.interval", heartbeat.interval, "1s");
+    above_zero(at, "heartbeat.timeout", heartbeat.timeout, "1s");
     if heartbeat.misses == 0 {
-        return Err(at.err(
+        at.refuse(
             "heartbeat.misses",
             "must be at least 1 (the misses in a row that make a plugin unhealthy)",
-        ));
+        );
     }
-    Ok(heartbeat)
+    heartbeat
 }
 
 /// `handshake_timeout` and `call_timeout` (above zero), `stop_timeout` and
 /// `kill_timeout` (zero skips that step of a stop).
 fn timeouts(
-    at: &At<'_>,
+    at: &mut At<'_>,
     handshake: Option<HumanDuration>,
     stop: Option<HumanDuration>,
     kill: Option<HumanDuration>,
     call: Option<HumanDuration>,
-) -> Result<(Duration, Duration, Duration, Duration), ConfigError> {
+) -> (Duration, Duration, Duration, Duration) {
     let or = |d: Option<HumanDuration>, default| d.map_or(default, |d| d.0);
-    Ok((
-        above_zero(
-            at,
-            "handshake_timeout",
-            or(handshake, defaults::HANDSHAKE_TIMEOUT),
-            "5s",
-        )?,
+    let handshake = or(handshake, defaults::HANDSHAKE_TIMEOUT);
+    let call = or(call, defaults::CALL_TIMEOUT);
+    (
+        above_zero(at, "handshake_timeout", handshake, "5s"),
         or(stop, defaults::STOP_TIMEOUT),
         or(kill, defaults::KILL_TIMEOUT),
-        above_zero(at, "call_timeout", or(call, defaults::CALL_TIMEOUT), "30s")?,
-    ))
+        above_zero(at, "call_timeout", call, "30s"),
+    )
 }
 
 /// `restart`, `success_codes`, `backoff` and `restart_limit` (a count of
 /// at least 1 within a window above zero).
 fn restarts(
-    at: &At<'_>,
+    at: &mut At<'_>,
     policy: Option<RestartPolicy>,
     success_codes: Option<Vec<i32>>,
     backoff: Option<BackoffLayer>,
     limit: Option<RestartLimitLayer>,
-) -> Result<(RestartPolicy, Vec<i32>, Backoff, RestartLimit), ConfigError> {
+) -> (RestartPolicy, Vec<i32>, Backoff, RestartLimit) {
     let b = backoff.unwrap_or_default();
     let backoff = Backoff {
         initial: b.initial.map_or(defaults::BACKOFF_INITIAL, |d| d.0),
@@ -417,63 +466,63 @@ fn restarts(
         within: l.within.map_or(defaults::RESTART_LIMIT_WITHIN, |d| d.0),
     };
     if limit.count == 0 {
-        return Err(at.err(
+        at.refuse(
             "restart_limit.count",
             "must be at least 1; to never restart a plugin, write `restart = \"never\"`",
-        ));
+        );
     }
-    above_zero(at, "restart_limit.within", limit.within, "60s")?;
-    Ok((
+    above_zero(at, "restart_limit.within", limit.within, "60s");
+    (
         policy.unwrap_or(defaults::RESTART),
         success_codes.unwrap_or_else(|| defaults::SUCCESS_CODES.to_vec()),
         backoff,
         limit,
-    ))
+    )
 }
 
 /// `requires`: not the plugin itself (the rest is checked fleet-wide, by
 /// [`start_order`]).
-fn requirements(at: &At<'_>, requires: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+fn requirements(at: &mut At<'_>, requires: Option<Vec<String>>) -> Vec<String> {
     let requires = requires.unwrap_or_default();
     if requires.iter().any(|r| r == at.name) {
-        return Err(at.err("requires", "a plugin cannot require itself"));
+        at.refuse("requires", "a plugin cannot require itself");
     }
-    Ok(requires)
+    requires
 }
 
 /// `rate_limit`: at least one call, in a period above zero.
-fn call_rate(
-    at: &At<'_>,
-    rate_limit: Option<RateLimitLayer>,
-) -> Result<Option<RateLimit>, ConfigError> {
+fn call_rate(at: &mut At<'_>, rate_limit: Option<RateLimitLayer>) -> Option<RateLimit> {
     match rate_limit {
-        None => Ok(None),
+        None => None,
         Some(RateLimitLayer {
             calls: Some(calls),
             per,
-        }) if calls > 0 && per.is_none_or(|p| !p.0.is_zero()) => Ok(Some(RateLimit {
+        }) if calls > 0 && per.is_none_or(|p| !p.0.is_zero()) => Some(RateLimit {
             calls,
             per: per.map_or(defaults::RATE_LIMIT_PER, |p| p.0),
-        })),
-        Some(_) => Err(at.err(
-            "rate_limit",
-            "write `rate_limit = { calls = N, per = \"1s\" }` with N at least 1 and a period above zero",
-        )),
+        }),
+        Some(_) => {
+            at.refuse(
+                "rate_limit",
+                "write `rate_limit = { calls = N, per = \"1s\" }` with N at least 1 and a period above zero",
+            );
+            None
+        }
     }
 }
 
 /// `memory_max`, `memory_high` (bytes) and `memory_check_interval`.
 fn memory(
-    at: &At<'_>,
+    at: &mut At<'_>,
     max: Option<Size>,
     high: Option<Size>,
     check_interval: Option<HumanDuration>,
-) -> Result<(Option<u64>, Option<u64>, Duration), ConfigError> {
+) -> (Option<u64>, Option<u64>, Duration) {
     let check_interval = check_interval.map_or(defaults::MEMORY_CHECK_INTERVAL, |d| d.0);
     if check_interval < MIN_MEMORY_CHECK_INTERVAL {
-        return Err(at.err("memory_check_interval", "sample at most every 10ms"));
+        at.refuse("memory_check_interval", "sample at most every 10ms");
     }
-    Ok((max.map(|s| s.0), high.map(|s| s.0), check_interval))
+    (max.map(|s| s.0), high.map(|s| s.0), check_interval)
 }
 
 /// Patterns a plugin subscribes to, publishes under, and holds at most.
@@ -482,32 +531,34 @@ type BusPatterns = (Option<Vec<String>>, Option<Vec<String>>, Option<u32>);
 /// `subscribe`, `publish`, `max_subscriptions` (at least 1, and at least
 /// as many as `subscribe` lists), `queue`, `overflow` and `durable`.
 fn bus(
-    at: &At<'_>,
+    at: &mut At<'_>,
     (subscribe, publish, max_subscriptions): BusPatterns,
     (queue, overflow, durable): (Option<u32>, Option<Overflow>, Option<bool>),
-) -> Result<BusRules, ConfigError> {
+) -> BusRules {
     for (k, patterns) in [("subscribe", &subscribe), ("publish", &publish)] {
         for p in patterns.iter().flatten() {
-            corral_proto::event::check_pattern(p).map_err(|e| at.err(k, e))?;
+            if let Err(e) = corral_proto::event::check_pattern(p) {
+                at.refuse(k, e);
+            }
         }
     }
     if queue == Some(0) {
-        return Err(at.err("queue", "must be at least 1"));
+        at.refuse("queue", "must be at least 1");
     }
     let max_subscriptions = max_subscriptions.map_or(defaults::MAX_SUBSCRIPTIONS, |m| m as usize);
     if max_subscriptions == 0 {
-        return Err(at.err("max_subscriptions", "must be at least 1"));
+        at.refuse("max_subscriptions", "must be at least 1");
     }
     let listed = subscribe.as_ref().map_or(0, Vec::len);
-    if listed > max_subscriptions {
-        return Err(at.err(
+    if listed > max_subscriptions && max_subscriptions > 0 {
+        at.refuse(
             "subscribe",
             format!(
                 "lists {listed} patterns, more than its `max_subscriptions` ({max_subscriptions})"
             ),
-        ));
+        );
     }
-    Ok(BusRules {
+    BusRules {
         subscribe: subscribe.unwrap_or_default(),
         publish: publish.unwrap_or_else(|| defaults::publish(at.name)),
         queue: queue.map_or(defaults::QUEUE, |q| q as usize),
@@ -519,26 +570,26 @@ fn bus(
             bytes: usize_of(defaults::RETAINED_BYTES),
         },
         max_subscriptions,
-    })
+    }
 }
 
 /// `queue_bytes` (at least 1KiB), `retained_max` and `retained_bytes`: the
 /// bytes a plugin's queue and its retained events may hold.
 fn bus_memory(
-    at: &At<'_>,
+    at: &mut At<'_>,
     queue_bytes: Option<Size>,
     retained_max: Option<u32>,
     retained_bytes: Option<Size>,
-) -> Result<(usize, RetainBound), ConfigError> {
+) -> (usize, RetainBound) {
     let queue_bytes = queue_bytes.map_or(defaults::QUEUE_BYTES, |s| s.0);
     if queue_bytes < 1024 {
-        return Err(at.err("queue_bytes", "must be at least 1KiB"));
+        at.refuse("queue_bytes", "must be at least 1KiB");
     }
     let retained = RetainBound {
         max: retained_max.map_or(defaults::RETAINED_MAX, |n| n) as usize,
         bytes: usize_of(retained_bytes.map_or(defaults::RETAINED_BYTES, |s| s.0)),
     };
-    Ok((usize_of(queue_bytes), retained))
+    (usize_of(queue_bytes), retained)
 }
 
 fn usize_of(bytes: u64) -> usize {
@@ -547,49 +598,57 @@ fn usize_of(bytes: u64) -> usize {
 
 /// `pids_max` and `nofile` (at least 1 when set), and `limits`.
 fn process_limits(
-    at: &At<'_>,
+    at: &mut At<'_>,
     pids_max: Option<u32>,
     nofile: Option<u64>,
     limits: Option<LimitsMode>,
-) -> Result<(Option<u32>, Option<u64>, LimitsMode), ConfigError> {
+) -> (Option<u32>, Option<u64>, LimitsMode) {
     if pids_max == Some(0) {
-        return Err(at.err("pids_max", "must be at least 1"));
+        at.refuse("pids_max", "must be at least 1");
     }
     if nofile == Some(0) {
-        return Err(at.err("nofile", "must be at least 1"));
+        at.refuse("nofile", "must be at least 1");
     }
-    Ok((pids_max, nofile, limits.unwrap_or(defaults::LIMITS)))
+    (pids_max, nofile, limits.unwrap_or(defaults::LIMITS))
 }
 
 /// `log_max_size` (bytes; a size is above zero) and `log_keep` (at most
 /// [`MAX_KEEP`]: each rotation renames every kept file).
-fn logs(at: &At<'_>, max_size: Option<Size>, keep: Option<u32>) -> Result<(u64, u32), ConfigError> {
+fn logs(at: &mut At<'_>, max_size: Option<Size>, keep: Option<u32>) -> (u64, u32) {
     let keep = keep.unwrap_or(defaults::LOG_KEEP);
     if keep > MAX_KEEP {
-        return Err(at.err(
+        at.refuse(
             "log_keep",
             format!("{keep} is too many: keep at most {MAX_KEEP} rotated files (raise log_max_size to keep more)"),
-        ));
+        );
     }
-    Ok((max_size.map_or(defaults::LOG_MAX_SIZE, |s| s.0), keep))
+    (max_size.map_or(defaults::LOG_MAX_SIZE, |s| s.0), keep)
 }
 
 /// The plugins in start order (every plugin after those it requires, ties
 /// by name), or every requirement that names no plugin, or the cycle that
-/// makes an order impossible.
+/// makes an order impossible. `unresolved` are the fleet's other plugins,
+/// whose manifests cannot be read: they may be required, and what they
+/// require is unknown.
 pub(super) fn start_order(
     mut plugins: Vec<PluginSpec>,
+    unresolved: &[String],
     file: &str,
 ) -> Result<Vec<PluginSpec>, ConfigError> {
     let graph = Graph::new(
         plugins
             .iter()
-            .map(|p| (p.name.as_str(), p.requires.as_slice())),
+            .map(|p| (p.name.as_str(), p.requires.as_slice()))
+            .chain(unresolved.iter().map(|n| (n.as_str(), &[][..]))),
     );
     let order: Vec<String> = match graph.start_order() {
         Ok(order) => order.into_iter().map(String::from).collect(),
         Err(OrderError::Unknown(unknown)) => {
-            let names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+            let names: Vec<&str> = plugins
+                .iter()
+                .map(|p| p.name.as_str())
+                .chain(unresolved.iter().map(String::as_str))
+                .collect();
             let problems = unknown
                 .iter()
                 .map(|u| Problem {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use corral_proto::Codec;
 use serde::Serialize;
 
-use crate::bus::BusRules;
+use super::schema::PluginConfig;
+use crate::bus::{BusRules, Overflow};
 use crate::deps::Graph;
 use crate::os::cgroup::LimitsMode;
 use crate::rate::RateLimit;
@@ -83,8 +84,9 @@ pub struct PluginSpec {
     pub enabled: bool,
     /// Codec on its socket.
     pub codec: Codec,
-    /// The config handed to `on_load` (schema defaults filled in).
-    pub config: serde_json::Value,
+    /// The config handed to `on_load` (schema defaults filled in); shown
+    /// with its secret values masked.
+    pub config: PluginConfig,
     /// Time allowed from spawn to completed handshake.
     #[serde(serialize_with = "serialize_duration")]
     pub handshake_timeout: Duration,
@@ -114,7 +116,8 @@ pub struct PluginSpec {
     pub rate_limit: Option<RateLimit>,
     /// Whether a cgroup may be used.
     pub limits: LimitsMode,
-    /// Its place on the event bus (not among the settings `inspect` shows).
+    /// Its place on the event bus (`inspect` shows it under the keys that
+    /// set it: `subscribe`, `queue`, …).
     #[serde(skip)]
     pub bus: BusRules,
     /// When it is restarted.
@@ -135,23 +138,57 @@ pub struct PluginSpec {
     pub manifest: Option<PathBuf>,
 }
 
-/// What `corral inspect` shows as a plugin's settings: the spec, with where
-/// its log goes and the cgroups it is in (if any).
+/// What `corral inspect` shows as a plugin's settings: the spec, its bus
+/// settings, where its log goes and the cgroups it is in (if any).
 #[derive(Serialize)]
 struct Settings<'a> {
     #[serde(flatten)]
     spec: &'a PluginSpec,
+    #[serde(flatten)]
+    bus: BusSettings<'a>,
     log_file: &'a Path,
     cgroups: Option<&'a [PathBuf]>,
 }
 
+/// A plugin's bus settings, under the keys that set them.
+#[derive(Serialize)]
+struct BusSettings<'a> {
+    subscribe: &'a [String],
+    publish: &'a [String],
+    queue: usize,
+    queue_bytes: usize,
+    overflow: Overflow,
+    durable: bool,
+    max_subscriptions: usize,
+    retained_max: usize,
+    retained_bytes: usize,
+}
+
+impl<'a> From<&'a BusRules> for BusSettings<'a> {
+    fn from(b: &'a BusRules) -> Self {
+        Self {
+            subscribe: &b.subscribe,
+            publish: &b.publish,
+            queue: b.queue,
+            queue_bytes: b.queue_bytes,
+            overflow: b.overflow,
+            durable: b.durable,
+            max_subscriptions: b.max_subscriptions,
+            retained_max: b.retained.max,
+            retained_bytes: b.retained.bytes,
+        }
+    }
+}
+
 impl PluginSpec {
     /// The settings in force, for `corral inspect`: every serialized field
-    /// of the spec, plus `log_file` and `cgroups`. `null` if a path in them
-    /// is not UTF-8 and so cannot be written as JSON.
+    /// of the spec (secret config values masked), its bus settings, plus
+    /// `log_file` and `cgroups`. `null` if a path in them is not UTF-8 and
+    /// so cannot be written as JSON.
     pub fn settings(&self, log_file: &Path, cgroups: Option<&[PathBuf]>) -> serde_json::Value {
         serde_json::to_value(Settings {
             spec: self,
+            bus: (&self.bus).into(),
             log_file,
             cgroups,
         })
@@ -193,7 +230,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::{Overflow, RetainBound};
+    use crate::bus::RetainBound;
 
     fn sample() -> PluginSpec {
         let ms = Duration::from_millis;
@@ -204,7 +241,7 @@ mod tests {
             cwd: "/srv/echo".into(),
             enabled: true,
             codec: Codec::Json,
-            config: serde_json::json!({"greeting": "hello", "level": 2}),
+            config: serde_json::json!({"greeting": "hello", "level": 2}).into(),
             handshake_timeout: Duration::from_secs(5),
             heartbeat: Heartbeat {
                 interval: ms(1500),
@@ -288,6 +325,15 @@ mod tests {
             "log_keep": 5,
             "log_file": "/run/logs/echo.log",
             "manifest": "/srv/echo/plugin.toml",
+            "subscribe": ["orders.>"],
+            "publish": ["echo.>"],
+            "queue": 16,
+            "queue_bytes": 1_048_576,
+            "overflow": "block",
+            "durable": true,
+            "max_subscriptions": 1024,
+            "retained_max": 10,
+            "retained_bytes": 65_536,
         });
         assert_eq!(got, want);
     }
@@ -304,5 +350,21 @@ mod tests {
         assert_eq!(got["manifest"], serde_json::Value::Null);
         assert_eq!(got["cgroups"], serde_json::Value::Null);
         assert!(got.get("name").is_none() && got.get("bus").is_none());
+    }
+
+    #[test]
+    fn secret_config_values_are_masked_wherever_the_spec_is_shown() {
+        let secrets = std::collections::BTreeSet::from(["token".to_string()]);
+        let config = serde_json::json!({"token": "hunter2", "greeting": "hi"});
+        let spec = PluginSpec {
+            config: PluginConfig::new(config, secrets),
+            ..sample()
+        };
+        let got = spec.settings(Path::new("/run/logs/echo.log"), None);
+        let masked = serde_json::json!({"token": super::super::schema::MASK, "greeting": "hi"});
+        assert_eq!(got["config"], masked);
+        assert!(!got.to_string().contains("hunter2"));
+        assert!(!format!("{spec:?}").contains("hunter2"));
+        assert_eq!(spec.config.for_plugin()["token"], "hunter2");
     }
 }

@@ -354,6 +354,15 @@ fn every_builtin_default_applies() {
         "log_keep": 5,
         "log_file": log,
         "manifest": null,
+        "subscribe": [],
+        "publish": ["echo.>"],
+        "queue": 65_536,
+        "queue_bytes": 16_777_216,
+        "overflow": "drop-oldest",
+        "durable": false,
+        "max_subscriptions": 1024,
+        "retained_max": 1024,
+        "retained_bytes": 4_194_304,
     });
     assert_eq!(p.settings(&log, None), want);
     assert_eq!(p.bus.publish, ["echo.>"]);
@@ -445,4 +454,150 @@ fn max_subscriptions_bounds_the_subscribe_list_and_is_named() {
     );
     let fleet = load(&f).unwrap();
     assert_eq!(fleet.plugins[0].bus.max_subscriptions, 5000);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_across_plugins_and_manifests() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "p/plugin.toml",
+        "name = \"p\"\ncmd = [\"x\"]\nstop_timout = \"1s\"\n[config_schema.level]\ntype = \"integer\"\n",
+    );
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        r#"
+[supervisor]
+strategy = "one_for_none"
+[plugins.a]
+cmd = ["x"]
+memory_mx = "64MiB"
+greeting = "hi"
+stop_timeout = 5
+queue = 0
+heartbeat = { interval = "fast", misses = 0 }
+[plugins.b]
+path = "p"
+restart = "sometimes"
+config = { levl = 3 }
+requires = ["ghost"]
+"#,
+    );
+    let problems = problems(&f);
+    let said = |key: &str| {
+        problems
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("nothing on `{key}` in {problems:#?}"))
+    };
+    assert!(said("supervisor.strategy").message.contains("one_for_one"));
+    let typo = said("plugins.a.memory_mx");
+    assert!(
+        typo.message.contains("did you mean `memory_max`?"),
+        "{typo}"
+    );
+    assert!(typo.file.ends_with("corral.toml"), "{typo}");
+    let stray = said("plugins.a.greeting");
+    assert!(stray.message.contains("`[plugins.a.config]`"), "{stray}");
+    let ty = said("plugins.a.stop_timeout");
+    assert!(ty.message.contains("`stop_timeout = \"5s\"`"), "{ty}");
+    assert!(
+        said("plugins.a.heartbeat.interval")
+            .message
+            .contains("500ms")
+    );
+    assert!(
+        said("plugins.a.heartbeat.misses")
+            .message
+            .contains("at least 1")
+    );
+    assert!(said("plugins.a.queue").message.contains("at least 1"));
+    let manifest = said("stop_timout");
+    assert!(manifest.file.ends_with("p/plugin.toml"), "{manifest}");
+    assert!(manifest.message.contains("did you mean `stop_timeout`?"));
+    assert!(
+        said("plugins.b.restart")
+            .message
+            .contains("`restart = \"on-failure\"`")
+    );
+    assert!(
+        said("plugins.b.config.levl")
+            .message
+            .contains("did you mean `level`?")
+    );
+    assert!(said("plugins.b.requires").message.contains("`ghost`"));
+    assert_eq!(problems.len(), 11, "{problems:#?}");
+}
+
+#[test]
+fn a_key_refused_for_its_type_is_not_reported_again_by_its_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[defaults]\nkill_timeout = 3\n[plugins.a]\ncmd = 42\n[plugins.b]\ncmd = [\"x\"]\n",
+    );
+    let keys: Vec<String> = problems(&f).into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["defaults.kill_timeout", "plugins.a.cmd"]);
+}
+
+/// The fields serde's derive reads for `T`.
+fn serde_fields<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+    use serde::de::{self, Visitor};
+    struct Fields(std::cell::RefCell<Vec<&'static str>>);
+    impl<'de> de::Deserializer<'de> for &Fields {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.replace(fields.to_vec());
+            Err(de::Error::custom("fields read"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let fields = Fields(std::cell::RefCell::new(Vec::new()));
+    let _ = T::deserialize(&fields);
+    fields.0.into_inner()
+}
+
+#[test]
+fn the_grammar_of_every_table_is_its_struct() {
+    use check::Table;
+    fn names<T: Table + serde::de::DeserializeOwned>() -> (Vec<&'static str>, Vec<&'static str>) {
+        let mut grammar: Vec<&str> = T::KEYS
+            .iter()
+            .flat_map(|g| g.iter().map(|k| k.name))
+            .collect();
+        let mut fields = serde_fields::<T>();
+        grammar.sort_unstable();
+        fields.sort_unstable();
+        (grammar, fields)
+    }
+    let tables = [
+        names::<layers::FleetFile>(),
+        names::<layers::SupervisorLayer>(),
+        names::<PluginLayer>(),
+        names::<FleetEntry>(),
+        names::<Manifest>(),
+        names::<HeartbeatLayer>(),
+        names::<BackoffLayer>(),
+        names::<RestartLimitLayer>(),
+        names::<RateLimitLayer>(),
+        names::<SchemaEntry>(),
+    ];
+    for (grammar, fields) in tables {
+        assert!(!fields.is_empty());
+        assert_eq!(grammar, fields);
+    }
 }

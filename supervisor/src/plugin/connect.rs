@@ -75,7 +75,7 @@ async fn handshake_and_load(
     let (client, closed, dispatch) = open_client(framed, spec.codec);
     // Whatever fails from here closes the connections opened so far.
     let mut tasks = Tasks(vec![dispatch]);
-    let config = Payload::from_json(&spec.config)
+    let config = Payload::from_json(spec.config.for_plugin())
         .map_err(|e| HandshakeError(format!("config does not encode: {e}")))?;
     let mut ctx = tarpc::context::current();
     ctx.deadline = Instant::now() + spec.handshake_timeout;
