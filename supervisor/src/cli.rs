@@ -9,10 +9,13 @@
 //! - [`render`]: tables and reports for people;
 //! - [`client`]: connecting to the control socket;
 //! - [`tail`]: reading log files (`corral logs`);
-//! - [`scaffold`]: `corral new`.
+//! - [`scaffold`]: `corral new`;
+//! - [`colour`]: when output is coloured (`--color`, `NO_COLOR`,
+//!   `CLICOLOR_FORCE`).
 
 pub mod args;
 pub mod client;
+pub mod colour;
 pub mod commands;
 pub mod render;
 pub mod scaffold;

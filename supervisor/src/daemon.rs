@@ -107,8 +107,9 @@ fn visible_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 
     .delimited(" ")
 }
 
-/// Installs the supervisor's log: to stderr, or to `--log-file` through a
-/// writer thread of its own (returned, to be synced before exit).
+/// Installs the supervisor's log: to stderr (coloured by the CLI's
+/// [`colour`](crate::cli::colour) rule), or to `--log-file` through a writer
+/// thread of its own (returned, to be synced before exit).
 fn install_logging(log: &OwnLog) -> Result<Option<Background>, String> {
     let filter = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -117,7 +118,9 @@ fn install_logging(log: &OwnLog) -> Result<Option<Background>, String> {
     let Some(path) = &log.log_file else {
         builder
             .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(crate::cli::colour::enabled(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ))
             .init();
         return Ok(None);
     };

@@ -8,6 +8,7 @@ use corral::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::colour::set_choice(cli.color);
     match cli.command {
         Command::Up { config, log } => corral::daemon::up(&config, &log),
         Command::Check { config, json } => cli::check(&config, json),

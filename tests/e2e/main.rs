@@ -6,6 +6,7 @@
 
 mod bus;
 mod chaos;
+mod cli_extras;
 mod conformance;
 mod control;
 mod handshake;

@@ -66,7 +66,7 @@ impl Fleet {
 
     fn launch(dir: tempfile::TempDir, config: PathBuf, envs: Vec<(String, String)>) -> Self {
         let log = std::fs::File::create(dir.path().join("supervisor.log")).expect("log file");
-        let supervisor = Command::new(bin("corral"))
+        let supervisor = without_colour_env(&mut Command::new(bin("corral")))
             .arg("up")
             .arg("-c")
             .arg(&config)
@@ -168,10 +168,14 @@ impl Fleet {
             .expect("spawn corral")
     }
 
-    /// A `corral` client command aimed at this fleet's control socket.
-    fn client(&self, args: &[&str]) -> Command {
+    /// A `corral` client command aimed at this fleet's control socket,
+    /// with no colour variable from the environment the tests run in.
+    pub fn client(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("corral"));
-        cmd.args(args).arg("--socket").arg(self.socket());
+        without_colour_env(&mut cmd)
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket());
         cmd
     }
 
@@ -258,6 +262,15 @@ impl Fleet {
     pub fn config(&self) -> &Path {
         &self.config
     }
+}
+
+/// `cmd` without the variables that turn colour on or off, so what corral
+/// prints does not depend on the environment the tests run in.
+pub fn without_colour_env(cmd: &mut Command) -> &mut Command {
+    for var in ["NO_COLOR", "CLICOLOR_FORCE", "CLICOLOR"] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// The control socket of a fleet in `dir` with these `CORRAL_` overrides.

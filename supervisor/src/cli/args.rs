@@ -12,6 +12,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// When to colour output: `auto` colours a terminal only, and follows
+    /// NO_COLOR (off) and CLICOLOR_FORCE (on).
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = clap::ColorChoice::Auto)]
+    pub color: clap::ColorChoice,
 }
 
 /// Where client commands find the running supervisor.

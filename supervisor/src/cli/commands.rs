@@ -61,9 +61,12 @@ fn unreachable_client() -> Result<ExitCode, Error> {
 }
 
 /// Prints `message` as an error (control characters shown as escapes: it
-/// may carry a plugin's text) and returns exit code 1.
+/// may carry a plugin's text; the `corral:` prefix red when stderr is
+/// coloured) and returns exit code 1.
 pub fn fail(message: &str) -> ExitCode {
-    eprintln!("corral: {}", crate::os::logs::visible_text(message));
+    let red = anstyle::AnsiColor::Red.on_default();
+    let prefix = super::colour::paint("corral:", red, super::colour::stderr());
+    eprintln!("{prefix} {}", crate::os::logs::visible_text(message));
     ExitCode::from(1)
 }
 
