@@ -1,11 +1,14 @@
 //! The comforts of the CLI, from the real binary: `--color`, `NO_COLOR` and
 //! `CLICOLOR_FORCE` decide colour in `ps`, errors and the supervisor's own
-//! log.
+//! log; `CORRAL_LOG_FORMAT=json` writes one JSON object a line (and an
+//! unknown format is refused).
 
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use corral_e2e::{Fleet, FleetConfig, Plugin, PluginState};
+use corral_e2e::fleet::without_colour_env;
+use corral_e2e::{Fleet, FleetConfig, Plugin, PluginState, bin, tempdir, wait_child, wait_until};
+use serde_json::{Value, json};
 
 const ESC: char = '\u{1b}';
 
@@ -125,4 +128,109 @@ fn strip_ansi(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+#[test]
+fn a_json_log_is_one_object_a_line_with_its_fields_and_plugin_text_exact() {
+    let own = tempdir();
+    let log_file = own.path().join("corral.json.log");
+    let toml = FleetConfig::new().plugin(Plugin::echo("echo")).toml();
+    let log_arg = log_file.display().to_string();
+    let mut fleet = Fleet::start_up(
+        &toml,
+        &["--log-file", &log_arg],
+        &[("CORRAL_LOG_FORMAT", "json")],
+    );
+    fleet.wait_running("echo");
+    let evil = "red \x1b[31m csi \u{9b}2J rtl \u{202e} end";
+    fleet
+        .call(
+            "echo",
+            "log",
+            Some(&json!({"count": 1, "text": evil}).to_string()),
+        )
+        .expect("log");
+    let wanted = format!("{evil} 0");
+    wait_until(Duration::from_secs(10), "the line in the JSON log", || {
+        std::fs::read_to_string(&log_file)
+            .ok()
+            .filter(|t| t.contains("plugin_output"))
+    });
+    assert!(fleet.down().success());
+    let raw = std::fs::read_to_string(&log_file).expect("the log file");
+    for line in raw.lines() {
+        assert!(
+            !line.chars().any(|c| c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
+            "a raw control character in {line:?}"
+        );
+    }
+    let records: Vec<Value> = raw
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for r in &records {
+        for key in ["timestamp", "level", "target", "fields"] {
+            assert!(r.get(key).is_some(), "no {key}: {r}");
+        }
+    }
+    let find = |message: &str| {
+        records
+            .iter()
+            .find(|r| r["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no `{message}` in {raw}"))
+    };
+    let up = find("corral is up");
+    assert_eq!(up["level"], "INFO");
+    assert_eq!(up["target"], "corral::daemon");
+    assert_eq!(up["fields"]["plugins"], 1);
+    assert!(
+        up["fields"]["control"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("control.sock"))
+    );
+    assert!(up["fields"]["runtime_dir"].is_string());
+    let line = find(&wanted);
+    assert_eq!(line["target"], "corral::plugin_output");
+    assert_eq!(line["fields"]["plugin"], "echo");
+    assert_eq!(line["fields"]["stream"], "stdout");
+    let running = find("running");
+    assert_eq!(running["span"]["plugin"], "echo", "{running}");
+    find("corral is down");
+    assert!(
+        !fleet.log().contains("corral is up"),
+        "the log went to stderr too: {}",
+        fleet.log()
+    );
+}
+
+#[test]
+fn an_unknown_log_format_is_refused_at_up_naming_the_variable_and_the_choices() {
+    let dir = tempdir();
+    let config = dir.path().join("corral.toml");
+    let toml = FleetConfig::new()
+        .supervisor("runtime_dir", dir.path().join("rt").display().to_string())
+        .plugin(Plugin::echo("echo"))
+        .toml();
+    std::fs::write(&config, toml).expect("config");
+    let config = config.display().to_string();
+    for args in [&["up", "-c", &config][..]] {
+        let child = without_colour_env(&mut Command::new(bin("corral")))
+            .args(args)
+            .env("CORRAL_LOG_FORMAT", "yaml")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("corral up");
+        let out = wait_child(child, Duration::from_secs(10), "corral up to refuse");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = text(&out.stderr);
+        for needle in ["CORRAL_LOG_FORMAT", "yaml", "`text`", "`json`"] {
+            assert!(err.contains(needle), "{args:?}: no {needle} in {err}");
+        }
+        assert!(
+            !dir.path().join("rt/control.sock").exists(),
+            "nothing started"
+        );
+    }
 }
