@@ -11,12 +11,14 @@
 //! - [`tail`]: reading log files (`corral logs`);
 //! - [`scaffold`]: `corral new`;
 //! - [`colour`]: when output is coloured (`--color`, `NO_COLOR`,
-//!   `CLICOLOR_FORCE`).
+//!   `CLICOLOR_FORCE`);
+//! - [`generate`]: `corral completions` and `corral man`.
 
 pub mod args;
 pub mod client;
 pub mod colour;
 pub mod commands;
+pub mod generate;
 pub mod render;
 pub mod scaffold;
 pub mod tail;

@@ -18,6 +18,8 @@ fn main() -> ExitCode {
             dir,
             sdk,
         } => cli::new_plugin(&name, lang, &dir, sdk.as_deref()),
+        Command::Completions { shell } => cli::generate::completions(shell),
+        Command::Man => cli::generate::man(),
         client => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,6 +1,7 @@
-//! The comforts of the CLI, from the real binary: `--color`, `NO_COLOR` and
-//! `CLICOLOR_FORCE` decide colour in `ps`, errors and the supervisor's own
-//! log; `CORRAL_LOG_FORMAT=json` writes one JSON object a line (and an
+//! The comforts of the CLI, from the real binary: completion scripts and
+//! the man page name every command of the grammar; `--color`, `NO_COLOR`
+//! and `CLICOLOR_FORCE` decide colour in `ps`, errors and the supervisor's
+//! own log; `CORRAL_LOG_FORMAT=json` writes one JSON object a line (and an
 //! unknown format is refused).
 
 use std::process::{Command, Output, Stdio};
@@ -14,6 +15,89 @@ const ESC: char = '\u{1b}';
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `corral ARGS` with no colour variable but `envs`.
+fn corral(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    without_colour_env(&mut Command::new(bin("corral")))
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run corral")
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = corral(args, &[]);
+    assert!(out.status.success(), "corral {args:?}: {out:?}");
+    text(&out.stdout)
+}
+
+#[test]
+fn completions_and_the_man_page_name_every_command() {
+    let names = corral::cli::args::subcommand_names();
+    assert!(names.len() >= 16, "the grammar's commands: {names:?}");
+    let dir = tempdir();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = stdout_of(&["completions", shell]);
+        for name in &names {
+            // How each shell's script offers a command.
+            let offer = match shell {
+                "bash" => format!("corral,{name})"),
+                "zsh" => format!("'{name}:"),
+                _ => format!("-a \"{name}\""),
+            };
+            assert!(script.contains(&offer), "{shell}: no `{offer}`");
+        }
+        if shell == "bash" {
+            let file = dir.path().join("corral.bash");
+            std::fs::write(&file, &script).expect("write script");
+            let check = Command::new("bash").arg("-n").arg(&file).output();
+            let check = check.expect("bash");
+            assert!(check.status.success(), "bash -n: {check:?}");
+            // And it completes: `corral st<TAB>`.
+            let complete = Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "source {}; COMP_WORDS=(corral st); COMP_CWORD=1; _corral corral st corral; echo \"${{COMPREPLY[@]}}\"",
+                    file.display()
+                ))
+                .output()
+                .expect("bash");
+            let offered = text(&complete.stdout);
+            assert_eq!(offered.trim(), "start stop", "{complete:?}");
+        }
+    }
+    let out = corral(&["completions", "tcsh"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+
+    let page = stdout_of(&["man"]);
+    assert!(page.is_ascii(), "roff in ASCII, escapes for the rest");
+    for line in [".TH CORRAL 1", ".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS"] {
+        assert!(
+            page.lines().any(|l| l.starts_with(line)),
+            "no `{line}` line"
+        );
+    }
+    for section in ["SUBCOMMANDS", "ENVIRONMENT"] {
+        assert!(page.contains(&format!(".SH {section}\n")), "no {section}");
+    }
+    for name in &names {
+        let roff_name = name.replace('-', "\\-");
+        assert!(
+            page.contains(&format!("\n\\fBcorral {roff_name}\\fR\n")),
+            "`{name}` is not listed"
+        );
+        let heading = format!(".SH \"CORRAL {}\"\n", roff_name.to_uppercase());
+        assert!(page.contains(&heading), "`{name}` has no section");
+    }
+    for flag in ["\\-\\-color", "CORRAL_LOG_FORMAT", "NO_COLOR"] {
+        assert!(page.contains(flag), "the page does not mention {flag}");
+    }
 }
 
 /// A fleet with a running, a stopped and an exited plugin.

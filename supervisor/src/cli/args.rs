@@ -18,6 +18,15 @@ pub struct Cli {
     pub color: clap::ColorChoice,
 }
 
+/// The name of every subcommand, as the grammar defines them (for the
+/// completions and man page, and for tests that must not forget one).
+pub fn subcommand_names() -> Vec<String> {
+    <Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect()
+}
+
 /// Where client commands find the running supervisor.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
@@ -240,4 +249,14 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print a shell completion script (such as `corral completions bash >
+    /// ~/.local/share/bash-completion/completions/corral`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print corral's man page (roff) to stdout (such as `corral man >
+    /// corral.1`).
+    Man,
 }

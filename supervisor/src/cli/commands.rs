@@ -48,7 +48,11 @@ pub async fn run_client(command: Command) -> ExitCode {
             json,
         } => logs(&target, &name, follow, lines, json).await,
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
-        Command::Up { .. } | Command::Check { .. } | Command::New { .. } => unreachable_client(),
+        Command::Up { .. }
+        | Command::Check { .. }
+        | Command::New { .. }
+        | Command::Completions { .. }
+        | Command::Man => unreachable_client(),
     };
     match result {
         Ok(code) => code,
