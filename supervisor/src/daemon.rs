@@ -87,6 +87,10 @@ pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     if let Some(own) = own_log {
+        if let Err(e) = &result {
+            // Whoever reads the file (`up --detach` among them) learns why.
+            tracing::error!("{e}");
+        }
         own.sync(LOG_SYNC_GRACE);
     }
     match result {

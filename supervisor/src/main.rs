@@ -10,7 +10,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::colour::set_choice(cli.color);
     match cli.command {
-        Command::Up { config, log } => corral::daemon::up(&config, &log),
+        Command::Up {
+            config,
+            log,
+            detach,
+        } if detach.detach => cli::detach::up(&config, &log, &detach, cli.color),
+        Command::Up { config, log, .. } => corral::daemon::up(&config, &log),
         Command::Check { config, json } => cli::check(&config, json),
         Command::New {
             name,

@@ -2,13 +2,19 @@
 //! the man page name every command of the grammar; `--color`, `NO_COLOR`
 //! and `CLICOLOR_FORCE` decide colour in `ps`, errors and the supervisor's
 //! own log; `CORRAL_LOG_FORMAT=json` writes one JSON object a line (and an
-//! unknown format is refused).
+//! unknown format is refused); `corral up --detach` returns once the fleet
+//! settled, or fails saying why.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use corral_e2e::fleet::without_colour_env;
-use corral_e2e::{Fleet, FleetConfig, Plugin, PluginState, bin, tempdir, wait_child, wait_until};
+use corral_e2e::{
+    Fleet, FleetConfig, Plugin, PluginState, bin, process_gone, tempdir, wait_child, wait_gone,
+    wait_until,
+};
 use serde_json::{Value, json};
 
 const ESC: char = '\u{1b}';
@@ -95,7 +101,12 @@ fn completions_and_the_man_page_name_every_command() {
         let heading = format!(".SH \"CORRAL {}\"\n", roff_name.to_uppercase());
         assert!(page.contains(&heading), "`{name}` has no section");
     }
-    for flag in ["\\-\\-color", "CORRAL_LOG_FORMAT", "NO_COLOR"] {
+    for flag in [
+        "\\-\\-color",
+        "\\-\\-detach",
+        "CORRAL_LOG_FORMAT",
+        "NO_COLOR",
+    ] {
         assert!(page.contains(flag), "the page does not mention {flag}");
     }
 }
@@ -213,6 +224,7 @@ fn strip_ansi(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
 #[test]
 fn a_json_log_is_one_object_a_line_with_its_fields_and_plugin_text_exact() {
     let own = tempdir();
@@ -297,7 +309,10 @@ fn an_unknown_log_format_is_refused_at_up_naming_the_variable_and_the_choices() 
         .toml();
     std::fs::write(&config, toml).expect("config");
     let config = config.display().to_string();
-    for args in [&["up", "-c", &config][..]] {
+    for args in [
+        &["up", "-c", &config][..],
+        &["up", "-c", &config, "--detach"],
+    ] {
         let child = without_colour_env(&mut Command::new(bin("corral")))
             .args(args)
             .env("CORRAL_LOG_FORMAT", "yaml")
@@ -317,4 +332,192 @@ fn an_unknown_log_format_is_refused_at_up_naming_the_variable_and_the_choices() 
             "nothing started"
         );
     }
+}
+
+/// A supervisor started with `--detach`: not our child, so it is stopped
+/// (SIGTERM, then SIGKILL) by pid when the test ends with it still alive.
+struct Detached(Option<u32>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.filter(|&p| !process_gone(p)) else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let gone = corral_e2e::poll_until(Duration::from_secs(10), || {
+            process_gone(pid.as_raw() as u32).then_some(())
+        });
+        if gone.is_none() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// A fleet config in `dir` (runtime dir inside it), its path.
+fn fleet_file(dir: &Path, fleet: &FleetConfig) -> PathBuf {
+    let config = dir.join("corral.toml");
+    let toml = fleet
+        .clone()
+        .supervisor("runtime_dir", dir.join("rt").display().to_string())
+        .toml();
+    std::fs::write(&config, toml).expect("config");
+    config
+}
+
+/// Runs `corral up -c CONFIG --detach EXTRA…` to its end; the guard holds
+/// the supervisor's pid once known.
+fn detach(config: &Path, extra: &[&str], guard: &mut Detached) -> Output {
+    let child = without_colour_env(&mut Command::new(bin("corral")))
+        .arg("up")
+        .arg("-c")
+        .arg(config)
+        .arg("--detach")
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("corral up --detach");
+    let out = wait_child(child, Duration::from_secs(60), "corral up --detach");
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    guard.0 = said
+        .split("pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|pid| pid.parse().ok());
+    out
+}
+
+#[test]
+fn up_detach_returns_once_the_fleet_settled_and_down_stops_it() {
+    let dir = tempdir();
+    let config = fleet_file(
+        dir.path(),
+        &FleetConfig::new()
+            .plugin(Plugin::echo("db"))
+            .plugin(Plugin::echo("web").requires(["db"]))
+            .plugin(Plugin::new("oneshot").cmd(["/bin/false"]).restart("never"))
+            .plugin(Plugin::new("nowhere").cmd(["/nonexistent/program"])),
+    );
+    let mut guard = Detached(None);
+    let out = detach(&config, &[], &mut guard);
+    assert!(out.status.success(), "{out:?}");
+    let warned = text(&out.stderr);
+    assert!(
+        warned.contains("warning: `nowhere` is failed (last exit: spawn"),
+        "{warned}"
+    );
+    let said = text(&out.stdout);
+    let pid = guard.0.expect("the supervisor's pid is printed");
+    let rt = dir.path().join("rt");
+    let log = rt.join("logs/corral.log");
+    assert!(
+        said.starts_with(&format!("corral is up: pid {pid}\n")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "control socket: {}",
+            rt.join("control.sock").display()
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("log file: {}", log.display())),
+        "{said}"
+    );
+    assert!(!process_gone(pid), "the supervisor runs on");
+    let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid as i32))).expect("getsid");
+    assert_eq!(sid.as_raw() as u32, pid, "a session of its own");
+
+    // Settled when it returned: nothing is still on its way up.
+    let ps = corral(&["ps", "--json", "-c", &config.display().to_string()], &[]);
+    assert!(ps.status.success(), "{ps:?}");
+    let rows: Value = serde_json::from_slice(&ps.stdout).expect("ps --json");
+    let state = |name: &str| {
+        rows.as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == name))
+            .map(|r| r["state"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        [
+            state("db"),
+            state("web"),
+            state("oneshot"),
+            state("nowhere")
+        ],
+        ["running", "running", "exited", "failed"]
+    );
+    let plugin_pids: Vec<u32> = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["pid"].as_u64().map(|p| p as u32))
+        .collect();
+    assert_eq!(plugin_pids.len(), 2);
+
+    let again = detach(&config, &[], &mut Detached(None));
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert!(text(&again.stderr).contains("already running"), "{again:?}");
+
+    let down = corral(&["down", "-c", &config.display().to_string()], &[]);
+    assert!(down.status.success(), "{down:?}");
+    wait_gone(&[pid], Duration::from_secs(20), "the supervisor to exit");
+    wait_gone(&plugin_pids, Duration::from_secs(5), "its plugins to exit");
+    let text = std::fs::read_to_string(&log).expect("the log file");
+    assert!(text.contains("corral is up"), "{text}");
+    assert!(text.contains("corral is down"), "{text}");
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&log), 0o600);
+    assert_eq!(mode(&rt.join("logs")), 0o700);
+}
+
+#[test]
+fn up_detach_fails_with_the_log_when_the_supervisor_dies_and_names_the_slow_at_its_timeout() {
+    // A plugin that kills its supervisor while it is still starting, once
+    // the supervisor's log says it is up.
+    let dir = tempdir();
+    let log = dir.path().join("rt/logs/corral.log");
+    let script = format!(
+        "until grep -q 'corral is up' '{}'; do sleep 0.02; done; kill -KILL $PPID; sleep 30",
+        log.display()
+    );
+    let config = fleet_file(
+        dir.path(),
+        &FleetConfig::new().plugin(Plugin::new("killer").cmd(["/bin/sh", "-c", &script])),
+    );
+    let mut guard = Detached(None);
+    let out = detach(&config, &[], &mut guard);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("before the fleet settled"), "{err}");
+    assert!(err.contains("signal: 9"), "{err}");
+    assert!(err.contains("the last lines of its log"), "{err}");
+    assert!(err.contains("corral is up"), "the log's lines: {err}");
+    assert!(guard.0.is_some_and(process_gone), "{err}");
+
+    // A plugin that never finishes its handshake within --timeout.
+    let dir = tempdir();
+    let config = fleet_file(
+        dir.path(),
+        &FleetConfig::new().plugin(Plugin::echo("fine")).plugin(
+            Plugin::new("mute")
+                .cmd(["/bin/sleep", "30"])
+                .set("handshake_timeout", "20s"),
+        ),
+    );
+    let mut guard = Detached(None);
+    let out = detach(&config, &["--timeout", "1s"], &mut guard);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("has not settled after 1s"), "{err}");
+    assert!(err.contains("mute (starting)"), "{err}");
+    assert!(!err.contains("fine ("), "only the slow one is named: {err}");
+    let pid = guard.0.expect("the pid is named");
+    assert!(!process_gone(pid), "it keeps running after the timeout");
+    let down = corral(&["down", "-c", &config.display().to_string()], &[]);
+    assert!(down.status.success(), "{down:?}");
+    wait_gone(&[pid], Duration::from_secs(20), "the supervisor to exit");
 }

@@ -77,6 +77,20 @@ fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `corral up --detach`: run the supervisor in the background.
+#[derive(Debug, Clone, Args)]
+pub struct Detach {
+    /// Start the supervisor in the background (its own log to --log-file,
+    /// by default `<log_dir>/corral.log`) and return once the fleet has
+    /// settled, printing its pid, control socket and log file.
+    #[arg(long)]
+    pub detach: bool,
+    /// With --detach: the longest wait for the fleet to settle; past it the
+    /// command fails (the supervisor keeps running).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration, requires = "detach")]
+    pub timeout: std::time::Duration,
+}
+
 /// How `start` and `restart` wait for the plugins they name.
 #[derive(Debug, Clone, Args)]
 pub struct Wait {
@@ -93,7 +107,8 @@ pub struct Wait {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the supervisor and its fleet in the foreground.
+    /// Run the supervisor and its fleet, in the foreground or (--detach) in
+    /// the background.
     Up {
         /// The fleet config.
         #[arg(
@@ -106,6 +121,9 @@ pub enum Command {
         /// Where the supervisor's own log goes.
         #[command(flatten)]
         log: OwnLog,
+        /// Whether to run in the background.
+        #[command(flatten)]
+        detach: Detach,
     },
     /// Validate a fleet config and its manifests.
     Check {
