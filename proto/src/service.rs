@@ -70,4 +70,8 @@ pub trait ControlApi {
     /// The next events of an open stream: waits up to a second for some.
     /// A stream not read for 10 s is closed.
     async fn events_next(id: u64) -> Result<Vec<Event>, ErrorReply>;
+    /// Whether the initial fleet has settled: every plugin has started,
+    /// failed, or waits on one that failed (when `READY=1` goes to a
+    /// service manager). Answers at once.
+    async fn ready() -> bool;
 }

@@ -274,6 +274,7 @@ fn control_request() -> impl Strategy<Value = ControlApiRequest> {
         prop::collection::vec(text(), 0..3)
             .prop_map(|patterns| ControlApiRequest::EventsOpen { patterns }),
         any::<u64>().prop_map(|id| ControlApiRequest::EventsNext { id }),
+        Just(()).prop_map(|()| ControlApiRequest::Ready {}),
     ]
 }
 

@@ -9,11 +9,18 @@
 //! - [`render`]: tables and reports for people;
 //! - [`client`]: connecting to the control socket;
 //! - [`tail`]: reading log files (`corral logs`);
-//! - [`scaffold`]: `corral new`.
+//! - [`scaffold`]: `corral new`;
+//! - [`colour`]: when output is coloured (`--color`, `NO_COLOR`,
+//!   `CLICOLOR_FORCE`);
+//! - [`generate`]: `corral completions` and `corral man`;
+//! - [`detach`]: `corral up --detach`.
 
 pub mod args;
 pub mod client;
+pub mod colour;
 pub mod commands;
+pub mod detach;
+pub mod generate;
 pub mod render;
 pub mod scaffold;
 pub mod tail;

@@ -1,6 +1,6 @@
 //! `corral up`: everything the running supervisor is assembled from, above
-//! the actors. It loads the fleet, installs logging (stderr, or a rotated
-//! `--log-file`) and the panic hook, takes
+//! the actors. It loads the fleet, installs its own log ([`own_log`]:
+//! stderr or a rotated `--log-file`, text or JSON) and the panic hook, takes
 //! the runtime directory, detects cgroups, starts the root actor and the
 //! control server, tells a service manager when the fleet is ready (and pets
 //! its watchdog), and turns SIGTERM and SIGINT into a graceful stop and
@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 
 use crate::Error;
 use crate::cli::args::OwnLog;
@@ -22,11 +21,13 @@ use crate::cli::fail;
 use crate::config::Fleet;
 use crate::control::ControlServer;
 use crate::os::cgroup::Cgroups;
-use crate::os::log_file::Background;
-use crate::os::logs::{visible_line, visible_text};
 use crate::os::reaper::{self, Reaper};
 use crate::os::runtime_dir::{RuntimeDir, prepare_log_dir};
 use crate::supervisor::start;
+
+pub mod own_log;
+
+use own_log::LogFormat;
 
 /// How long `corral up` waits, after the fleet stopped, for control clients
 /// to read their last answers.
@@ -47,6 +48,10 @@ const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// (to stderr, or to a rotated file), and runs it on its own runtime until it
 /// is down; the exit code says how that went.
 pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
+    let format = match LogFormat::from_env() {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
     let fleet = match crate::config::load(config) {
         Ok(f) => f,
         Err(e) => {
@@ -56,7 +61,7 @@ pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let own_log = match install_logging(log) {
+    let own_log = match own_log::install(log, format) {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
@@ -82,49 +87,16 @@ pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     if let Some(own) = own_log {
+        if let Err(e) = &result {
+            // Whoever reads the file (`up --detach` among them) learns why.
+            tracing::error!("{e}");
+        }
         own.sync(LOG_SYNC_GRACE);
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
-}
-
-/// How the supervisor's log writes fields: as the default does
-/// (`name=value`, the message bare), with control characters shown as
-/// escapes, since any field may carry a plugin's text (an exit's detail).
-fn visible_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static
-{
-    use tracing_subscriber::field::MakeExt;
-    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
-        let text = format!("{value:?}");
-        if field.name() == "message" {
-            write!(w, "{}", visible_text(&text))
-        } else {
-            write!(w, "{}={}", field.name(), visible_line(&text))
-        }
-    })
-    .delimited(" ")
-}
-
-/// Installs the supervisor's log: to stderr, or to `--log-file` through a
-/// writer thread of its own (returned, to be synced before exit).
-fn install_logging(log: &OwnLog) -> Result<Option<Background>, String> {
-    let filter = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .fmt_fields(visible_fields());
-    let Some(path) = &log.log_file else {
-        builder
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
-        return Ok(None);
-    };
-    let writer = Background::start(path, log.log_max_size, log.log_keep)
-        .map_err(|e| format!("cannot use --log-file {}: {e}", path.display()))?;
-    builder.with_writer(writer.clone()).with_ansi(false).init();
-    Ok(Some(writer))
 }
 
 /// Runs a fleet in the foreground until SIGTERM, SIGINT or `corral down`.

@@ -8,8 +8,14 @@ use corral::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::colour::set_choice(cli.color);
     match cli.command {
-        Command::Up { config, log } => corral::daemon::up(&config, &log),
+        Command::Up {
+            config,
+            log,
+            detach,
+        } if detach.detach => cli::detach::up(&config, &log, &detach, cli.color),
+        Command::Up { config, log, .. } => corral::daemon::up(&config, &log),
         Command::Check { config, json } => cli::check(&config, json),
         Command::New {
             name,
@@ -17,6 +23,8 @@ fn main() -> ExitCode {
             dir,
             sdk,
         } => cli::new_plugin(&name, lang, &dir, sdk.as_deref()),
+        Command::Completions { shell } => cli::generate::completions(shell),
+        Command::Man => cli::generate::man(),
         client => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -104,7 +104,7 @@ impl PluginHandle {
         let (tx, rx) = mpsc::channel(64);
         let name: Arc<str> = spec.name.as_str().into();
         let (requires_tx, requires) = watch::channel::<Arc<[String]>>(spec.requires.clone().into());
-        let span = tracing::info_span!("plugin", name = %name);
+        let span = tracing::info_span!("plugin", plugin = %name);
         let (target_tx, target) = watch::channel(None);
         let actor = Actor::new(spec, host, rx, events, target_tx, requires_tx);
         let task = tokio::spawn(actor.run().instrument(span));

@@ -61,6 +61,11 @@ impl SupervisorHandle {
         let _ = ready.wait_for(|r| *r).await;
     }
 
+    /// Whether the initial fleet has settled (see [`ready`](Self::ready)).
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// Every plugin's handle, in start order.
     pub async fn plugins(&self) -> Vec<PluginHandle> {
         let (tx, rx) = oneshot::channel();
@@ -159,7 +164,8 @@ impl SupervisorHandle {
 pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::Receiver<bool>) {
     let (tx, mailbox) = mpsc::channel(64);
     let (done, done_rx) = watch::channel(false);
-    let (ready, ready_rx) = watch::channel(false);
+    // A fleet of no plugin has settled from the start.
+    let (ready, ready_rx) = watch::channel(fleet.plugins.is_empty());
     let (events_tx, events) = mpsc::unbounded_channel();
     let settings = Arc::new(fleet.supervisor.clone());
     let bus = BusHandle::spawn();

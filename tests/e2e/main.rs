@@ -7,6 +7,7 @@
 mod bus;
 mod chaos;
 mod check;
+mod cli_extras;
 mod conformance;
 mod control;
 mod handshake;

@@ -35,6 +35,12 @@ impl Fleet {
 
     /// Like [`Fleet::start`], with extra environment for the supervisor.
     pub fn start_with_env(toml: &str, envs: &[(&str, &str)]) -> Self {
+        Self::start_up(toml, &[], envs)
+    }
+
+    /// Like [`Fleet::start_with_env`], with extra arguments to `corral up`
+    /// (such as `--log-file PATH`).
+    pub fn start_up(toml: &str, up_args: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempdir();
         let config = dir.path().join("corral.toml");
         std::fs::write(&config, toml).expect("write config");
@@ -42,7 +48,7 @@ impl Fleet {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::launch(dir, config, envs)
+        Self::launch_with(dir, config, envs, up_args)
     }
 
     /// Starts the supervisor on an existing config file, with a private
@@ -61,15 +67,21 @@ impl Fleet {
             "CORRAL_SUPERVISOR__LOG_DIR".into(),
             dir.path().join("logs").display().to_string(),
         ));
-        Self::launch(dir, config.to_path_buf(), envs)
+        Self::launch_with(dir, config.to_path_buf(), envs, &[])
     }
 
-    fn launch(dir: tempfile::TempDir, config: PathBuf, envs: Vec<(String, String)>) -> Self {
+    fn launch_with(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        envs: Vec<(String, String)>,
+        up_args: &[&str],
+    ) -> Self {
         let log = std::fs::File::create(dir.path().join("supervisor.log")).expect("log file");
-        let supervisor = Command::new(bin("corral"))
+        let supervisor = without_colour_env(&mut Command::new(bin("corral")))
             .arg("up")
             .arg("-c")
             .arg(&config)
+            .args(up_args)
             .envs(envs.iter().map(|(k, v)| (k, v)))
             .env("CORRAL_LOG", "debug")
             .stdin(Stdio::null())
@@ -168,10 +180,14 @@ impl Fleet {
             .expect("spawn corral")
     }
 
-    /// A `corral` client command aimed at this fleet's control socket.
-    fn client(&self, args: &[&str]) -> Command {
+    /// A `corral` client command aimed at this fleet's control socket,
+    /// with no colour variable from the environment the tests run in.
+    pub fn client(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("corral"));
-        cmd.args(args).arg("--socket").arg(self.socket());
+        without_colour_env(&mut cmd)
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket());
         cmd
     }
 
@@ -258,6 +274,15 @@ impl Fleet {
     pub fn config(&self) -> &Path {
         &self.config
     }
+}
+
+/// `cmd` without the variables that turn colour on or off, so what corral
+/// prints does not depend on the environment the tests run in.
+pub fn without_colour_env(cmd: &mut Command) -> &mut Command {
+    for var in ["NO_COLOR", "CLICOLOR_FORCE", "CLICOLOR"] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// The control socket of a fleet in `dir` with these `CORRAL_` overrides.

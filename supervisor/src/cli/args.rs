@@ -12,6 +12,19 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// When to colour output: `auto` colours a terminal only, and follows
+    /// NO_COLOR (off) and CLICOLOR_FORCE (on).
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = clap::ColorChoice::Auto)]
+    pub color: clap::ColorChoice,
+}
+
+/// The name of every subcommand, as the grammar defines them (for the
+/// completions and man page, and for tests that must not forget one).
+pub fn subcommand_names() -> Vec<String> {
+    <Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect()
 }
 
 /// Where client commands find the running supervisor.
@@ -64,6 +77,20 @@ fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `corral up --detach`: run the supervisor in the background.
+#[derive(Debug, Clone, Args)]
+pub struct Detach {
+    /// Start the supervisor in the background (its own log to --log-file,
+    /// by default `<log_dir>/corral.log`) and return once the fleet has
+    /// settled, printing its pid, control socket and log file.
+    #[arg(long)]
+    pub detach: bool,
+    /// With --detach: the longest wait for the fleet to settle; past it the
+    /// command fails (the supervisor keeps running).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration, requires = "detach")]
+    pub timeout: std::time::Duration,
+}
+
 /// How `start` and `restart` wait for the plugins they name.
 #[derive(Debug, Clone, Args)]
 pub struct Wait {
@@ -80,7 +107,8 @@ pub struct Wait {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the supervisor and its fleet in the foreground.
+    /// Run the supervisor and its fleet, in the foreground or (--detach) in
+    /// the background.
     Up {
         /// The fleet config.
         #[arg(
@@ -93,6 +121,9 @@ pub enum Command {
         /// Where the supervisor's own log goes.
         #[command(flatten)]
         log: OwnLog,
+        /// Whether to run in the background.
+        #[command(flatten)]
+        detach: Detach,
     },
     /// Validate a fleet config and its manifests.
     Check {
@@ -238,4 +269,14 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print a shell completion script (such as `corral completions bash >
+    /// ~/.local/share/bash-completion/completions/corral`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print corral's man page (roff) to stdout (such as `corral man >
+    /// corral.1`).
+    Man,
 }

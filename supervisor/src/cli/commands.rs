@@ -48,7 +48,11 @@ pub async fn run_client(command: Command) -> ExitCode {
             json,
         } => logs(&target, names, follow, lines, json).await,
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
-        Command::Up { .. } | Command::Check { .. } | Command::New { .. } => unreachable_client(),
+        Command::Up { .. }
+        | Command::Check { .. }
+        | Command::New { .. }
+        | Command::Completions { .. }
+        | Command::Man => unreachable_client(),
     };
     match result {
         Ok(code) => code,
@@ -61,9 +65,12 @@ fn unreachable_client() -> Result<ExitCode, Error> {
 }
 
 /// Prints `message` as an error (control characters shown as escapes: it
-/// may carry a plugin's text) and returns exit code 1.
+/// may carry a plugin's text; the `corral:` prefix red when stderr is
+/// coloured) and returns exit code 1.
 pub fn fail(message: &str) -> ExitCode {
-    eprintln!("corral: {}", crate::os::logs::visible_text(message));
+    let red = anstyle::AnsiColor::Red.on_default();
+    let prefix = super::colour::paint("corral:", red, super::colour::stderr());
+    eprintln!("{prefix} {}", crate::os::logs::visible_text(message));
     ExitCode::from(1)
 }
 

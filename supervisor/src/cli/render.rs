@@ -1,9 +1,9 @@
 //! How the CLI shows data to people: aligned tables, `inspect` (in
 //! `inspect`) and reload reports, sizes and durations in units, state
-//! colours on a terminal. Text
-//! that may come from a plugin (exit details, notes, settings) has its
-//! control characters shown as escapes, so it cannot drive the terminal. JSON
-//! output (`--json`) is printed as is and never passes through here.
+//! colours (when [`colour`](super::colour) says so). Text that may come from
+//! a plugin (exit details, notes, settings) has its control characters shown
+//! as escapes, so it cannot drive the terminal. JSON output (`--json`) is
+//! printed as is and never passes through here.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,26 +31,24 @@ pub fn print_data<T: serde::Serialize + ?Sized>(
     ExitCode::SUCCESS
 }
 
-/// Whether to colour output: stdout is a terminal and `NO_COLOR` is unset.
-fn use_colour() -> bool {
-    std::io::IsTerminal::is_terminal(&std::io::stdout())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// The ANSI colour a state is shown in.
-fn state_colour(state: &str) -> &'static str {
+/// The style a state is shown in: green when running, yellow on its way
+/// (waiting, starting, backoff, stopping), red when failed or unhealthy,
+/// dim when down (stopped, exited).
+fn state_style(state: &str) -> anstyle::Style {
+    use anstyle::AnsiColor;
     match state {
-        "running" => "32",
-        "failed" | "unhealthy" => "31",
-        "waiting" | "starting" | "backoff" | "stopping" => "33",
-        _ => "2",
+        "running" => AnsiColor::Green.on_default(),
+        "failed" | "unhealthy" => AnsiColor::Red.on_default(),
+        "waiting" | "starting" | "backoff" | "stopping" => AnsiColor::Yellow.on_default(),
+        _ => anstyle::Style::new().dimmed(),
     }
 }
 
-/// Formats status rows as an aligned table, colouring states on a terminal,
-/// followed by what each plugin in a crash loop last wrote to stderr.
+/// Formats status rows as an aligned table, colouring states when stdout
+/// is coloured (see [`colour`](super::colour)), followed by what each plugin
+/// in a crash loop last wrote to stderr.
 pub fn ps_table(rows: &[PluginStatus]) -> String {
-    let mut text = ps_table_styled(rows, use_colour());
+    let mut text = ps_table_styled(rows, super::colour::stdout());
     for row in rows {
         text.push_str(&last_words(row));
     }
@@ -136,11 +134,8 @@ fn ps_table_styled(rows: &[PluginStatus], colour: bool) -> String {
             .enumerate()
             .map(|(c, (cell, w))| {
                 let padded = format!("{cell:<w$}");
-                if colour && c == 1 && cell != "STATE" {
-                    format!("\x1b[{}m{padded}\x1b[0m", state_colour(cell))
-                } else {
-                    padded
-                }
+                let on = colour && c == 1 && cell != "STATE";
+                super::colour::paint(&padded, state_style(cell), on)
             })
             .collect();
         text.push_str(cells.join("  ").trim_end());

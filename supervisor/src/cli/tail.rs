@@ -261,7 +261,7 @@ impl<'a> Follower<'a> {
 }
 
 /// The last `n` lines of a file.
-fn last_lines(file: &mut File, n: usize) -> io::Result<Vec<String>> {
+pub(crate) fn last_lines(file: &mut File, n: usize) -> io::Result<Vec<String>> {
     const CHUNK: u64 = 64 * 1024;
     let len = file.metadata()?.len();
     let mut start = len;

@@ -151,4 +151,8 @@ impl ControlApi for Server {
             .next_in_stream(id, Duration::from_secs(1))
             .await
     }
+
+    async fn ready(self, _: tarpc::context::Context) -> bool {
+        self.supervisor.is_ready()
+    }
 }

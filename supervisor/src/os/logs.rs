@@ -1,8 +1,8 @@
 //! Capturing a plugin's stdout and stderr, and showing plugin text safely.
 //!
 //! Each line goes to the supervisor's tracing output, tagged with the
-//! plugin's name and stream and with control characters escaped
-//! ([`visible_line`]), and to `<log_dir>/<name>.log` as
+//! plugin's name and stream (its log shows control characters as escapes,
+//! [`visible_line`], or escapes them as JSON), and to `<log_dir>/<name>.log` as
 //! `<RFC 3339 time> <stream> <line>`, exactly as written. The file is a
 //! [`LogFile`] (no symlink followed, 0600, rotated at `log_max_size`, at most
 //! `log_keep` kept). One writer task per plugin owns the file and does its
@@ -226,7 +226,9 @@ impl Writer {
                     continue;
                 }
             };
-            tracing::info!(target: "corral::plugin_output", plugin = %name, stream = stream.as_str(), "{}", visible_line(&line));
+            // The line as written: the supervisor's log escapes it for people
+            // (text) or as JSON.
+            tracing::info!(target: "corral::plugin_output", plugin = %name, stream = stream.as_str(), "{line}");
             let ok = self
                 .file
                 .write_line(&format!("{now} {} {line}", stream.as_str()))
@@ -261,12 +263,14 @@ pub fn visible_text(text: &str) -> Cow<'_, str> {
     escape(text, true)
 }
 
+/// Whether `c` may drive a terminal or reorder what it shows: a control
+/// character (C0, DEL, C1) or a bidi control.
+pub fn drives_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
-    let hidden = |c: char| {
-        c != '\t'
-            && !(keep_newlines && c == '\n')
-            && (c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
-    };
+    let hidden = |c: char| c != '\t' && !(keep_newlines && c == '\n') && drives_terminal(c);
     if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }
