@@ -192,3 +192,41 @@ fn inspect_shows_every_setting_in_units_and_a_secret_nowhere_but_in_the_plugin()
         );
     }
 }
+
+#[test]
+fn a_fleet_env_merges_over_its_manifests_and_the_manifests_metadata_shows_in_inspect() {
+    // echo-py's manifest sets PYTHONPATH, without which it cannot start;
+    // the fleet adds a variable of its own.
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo_py("py").set("env", json!({"EXTRA": "1"})))
+        .start();
+    fleet.wait_running("py");
+    let settings = fleet.settings("py");
+    let env = &settings["env"];
+    assert_eq!(env["EXTRA"], "1", "{settings}");
+    assert!(
+        env["PYTHONPATH"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("plugin-sdk/python")),
+        "{settings}"
+    );
+    assert_eq!(
+        settings["metadata"]["license"], "MIT OR Apache-2.0",
+        "{settings}"
+    );
+    let text = stdout(&fleet.corral(&["inspect", "py"]));
+    assert!(
+        text.contains("metadata") && text.contains("conformance"),
+        "{text}"
+    );
+    let check = std::process::Command::new(bin("corral"))
+        .args(["check", "-c"])
+        .arg(fleet.config())
+        .output()
+        .expect("corral check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

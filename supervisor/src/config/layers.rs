@@ -64,6 +64,7 @@ values!(
     Vec<i32>,
     BTreeMap<String, String>,
     serde_json::Value,
+    serde_json::Map<String, serde_json::Value>,
     Codec,
     HumanDuration,
     Size,
@@ -134,9 +135,13 @@ macro_rules! plugin_keys {
         }
 
         impl PluginLayer {
-            /// This layer on top of `base`: keys set here win.
-            pub(super) fn over(self, base: PluginLayer) -> PluginLayer {
-                PluginLayer { $($field: self.$field.or(base.$field),)* }
+            /// This layer on top of `base`: keys set here win, except
+            /// `env`, whose variables merge one by one (those set here win).
+            pub(super) fn over(mut self, mut base: PluginLayer) -> PluginLayer {
+                let env = merge_env(self.env.take(), base.env.take());
+                let mut layered = PluginLayer { $($field: self.$field.or(base.$field),)* };
+                layered.env = env;
+                layered
             }
         }
 
@@ -169,6 +174,10 @@ macro_rules! plugin_keys {
             /// The keys its `config` table takes.
             #[serde(default)]
             pub config_schema: BTreeMap<String, SchemaEntry>,
+            /// Free-form facts about the plugin (author, license, tags,
+            /// homepage, anything): shown by `inspect`, never checked.
+            #[serde(default)]
+            pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
             $($(#[doc = $doc])+ pub $field: Option<$ty>,)*
         }
 
@@ -179,6 +188,22 @@ macro_rules! plugin_keys {
             }
         }
     };
+}
+
+/// `env` of a layer over the `env` of the layer below: variable by variable,
+/// those of the upper layer winning, so a fleet that sets one variable keeps
+/// the others its manifest sets (a manifest's `PYTHONPATH`, say).
+fn merge_env(
+    upper: Option<BTreeMap<String, String>>,
+    lower: Option<BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    match (upper, lower) {
+        (Some(upper), Some(mut lower)) => {
+            lower.extend(upper);
+            Some(lower)
+        }
+        (upper, lower) => upper.or(lower),
+    }
 }
 
 impl Table for PluginLayer {
@@ -218,6 +243,11 @@ impl Table for Manifest {
                 "config_schema",
                 <BTreeMap<String, SchemaEntry> as Grammar>::SHAPE,
                 "{ greeting = { type = \"string\" } }",
+            ),
+            Key::new(
+                "metadata",
+                <serde_json::Map<String, serde_json::Value> as Grammar>::SHAPE,
+                "{ author = \"Ann\", license = \"MIT\", tags = [\"sensors\"] }",
             ),
         ],
         PLUGIN_KEYS,
@@ -408,5 +438,34 @@ impl Manifest {
     /// what did not.
     pub(super) fn read(file: &Path) -> Result<Read<Self>, ConfigError> {
         check::read(&Figment::from(Toml::file_exact(file)), file, Self::KEYS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn env_merges_variable_by_variable_the_upper_layer_winning() {
+        let fleet = PluginLayer {
+            env: env(&[("LEVEL", "2"), ("MODE", "fleet")]),
+            ..PluginLayer::default()
+        };
+        let manifest = PluginLayer {
+            env: env(&[("PYTHONPATH", "lib"), ("MODE", "manifest")]),
+            cwd: Some("data".into()),
+            ..PluginLayer::default()
+        };
+        let layered = fleet.over(manifest);
+        assert_eq!(
+            layered.env,
+            env(&[("LEVEL", "2"), ("MODE", "fleet"), ("PYTHONPATH", "lib")])
+        );
+        assert_eq!(layered.cwd, Some("data".into()));
+        assert_eq!(PluginLayer::default().over(PluginLayer::default()).env, None);
     }
 }

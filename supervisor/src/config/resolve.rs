@@ -138,6 +138,8 @@ struct Layered {
     layer: PluginLayer,
     schema: BTreeMap<String, SchemaEntry>,
     manifest: Option<PathBuf>,
+    /// The manifest's free-form `[metadata]`.
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Its folder: the manifest's, or the fleet file's.
     home: PathBuf,
 }
@@ -173,6 +175,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         layer,
         schema,
         manifest,
+        metadata,
         home,
     } = layered;
     // Every key taken apart: a key added to the grammar and not resolved does not compile.
@@ -246,6 +249,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         log_max_size,
         log_keep,
         manifest,
+        metadata,
     }
 }
 
@@ -297,6 +301,7 @@ fn layered(
             layer: layer.over(fleet_defaults.clone()),
             schema: BTreeMap::new(),
             manifest: None,
+            metadata: None,
             home: dir.to_path_buf(),
         });
     };
@@ -320,6 +325,7 @@ fn layered(
     let layer = layer.over(manifest.layer().anchored_at(&folder));
     Some(Layered {
         layer: layer.over(fleet_defaults.clone()),
+        metadata: manifest.metadata,
         schema: manifest.config_schema,
         manifest: Some(manifest_file),
         home: folder,

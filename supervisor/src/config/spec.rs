@@ -136,6 +136,9 @@ pub struct PluginSpec {
     pub log_keep: u32,
     /// The manifest, when the plugin has one.
     pub manifest: Option<PathBuf>,
+    /// The manifest's free-form `[metadata]` (author, license, tags, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What `corral inspect` shows as a plugin's settings: the spec, its bus
@@ -289,6 +292,7 @@ mod tests {
             log_max_size: 10 * 1024 * 1024,
             log_keep: 5,
             manifest: Some("/srv/echo/plugin.toml".into()),
+            metadata: None,
         }
     }
 
@@ -343,6 +347,7 @@ mod tests {
         let spec = PluginSpec {
             rate_limit: None,
             manifest: None,
+            metadata: None,
             ..sample()
         };
         let got = spec.settings(Path::new("/run/logs/echo.log"), None);

@@ -17,7 +17,9 @@ use crate::os::logs::visible_line;
 const GROUPS: &[(&str, &[&str])] = &[
     (
         "process",
-        &["cmd", "cwd", "env", "codec", "enabled", "manifest"],
+        &[
+            "cmd", "cwd", "env", "codec", "enabled", "manifest", "metadata",
+        ],
     ),
     (
         "timeouts",
