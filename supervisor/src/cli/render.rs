@@ -117,11 +117,13 @@ fn ps_table_styled(rows: &[PluginStatus], colour: bool) -> String {
     text
 }
 
-fn human_bytes(n: u64) -> String {
+/// A size for people, such as `11.8M`.
+pub(super) fn human_bytes(n: u64) -> String {
     bytesize::ByteSize(n).display().iec_short().to_string()
 }
 
-fn human_uptime(ms: u64) -> String {
+/// A duration for people, such as `4m12s`.
+pub(super) fn human_uptime(ms: u64) -> String {
     let s = ms / 1000;
     match s {
         0..60 => format!("{s}s"),
@@ -232,6 +234,10 @@ mod tests {
             waiting_for: None,
             backoff_ms: None,
             codec: "json".into(),
+            cpu_ms: 0,
+            calls: 0,
+            bus_in: 0,
+            bus_out: 0,
         };
         let text = ps_table_styled(std::slice::from_ref(&row), true);
         assert!(text.contains("\\x1b]0;owned\\x07"), "{text}");

@@ -328,6 +328,12 @@ impl Spawn {
         self.tree.walk(&members)
     }
 
+    /// CPU time its processes used, as of the last [`sample`](Self::sample),
+    /// in milliseconds.
+    pub(super) fn cpu_ms(&self) -> u64 {
+        self.tree.cpu_ms()
+    }
+
     /// Walks the spawn's processes (its cgroup's members and the orphans
     /// adopted from its session included), tells the reaper which they are,
     /// and returns their resident bytes.
