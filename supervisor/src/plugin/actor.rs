@@ -227,8 +227,11 @@ impl Actor {
                 .as_ref()
                 .and_then(Spawn::uptime)
                 .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            rss_bytes: self.spawn.as_mut().map_or(0, |s| s.sample(&mut self.probe)),
-            // Read after `sample`, whose walk measured it.
+            rss_bytes: self
+                .spawn
+                .as_mut()
+                .map_or(0, |s| s.last_rss(&mut self.probe)),
+            // Read after `last_rss`: the same walk measured it.
             cpu_ms: self.spawn.as_ref().map_or(0, Spawn::cpu_ms),
             calls: self.calls.load(Ordering::Relaxed),
             bus_in: 0,

@@ -67,6 +67,8 @@ pub(super) struct Spawn {
     running_since: Option<Instant>,
     /// Whether the last memory sample was above `memory_high`.
     above_high: bool,
+    /// The last sample's resident bytes, for `ps` between samples.
+    last_rss: Option<u64>,
     /// Who waits for this process to be reaped.
     waiters: Vec<oneshot::Sender<()>>,
     /// When the stop in progress is half of a restart: the note for `waiting`.
@@ -157,6 +159,7 @@ impl Spawn {
             escalation: None,
             running_since: None,
             above_high: false,
+            last_rss: None,
             waiters: Vec::new(),
             restart_note: None,
         })
@@ -334,16 +337,30 @@ impl Spawn {
         self.tree.cpu_ms()
     }
 
+    /// Resident bytes as of the last [`sample`](Self::sample) (the memory
+    /// check takes one every `memory_check_interval`, at least once a
+    /// second), sampling now if none was taken yet: `ps` reads this, so a
+    /// fleet's `ps` walks no process tree.
+    pub(super) fn last_rss(&mut self, probe: &mut MemoryProbe) -> u64 {
+        match self.last_rss {
+            Some(rss) => rss,
+            None => self.sample(probe),
+        }
+    }
+
     /// Walks the spawn's processes (its cgroup's members and the orphans
     /// adopted from its session included), tells the reaper which they are,
     /// and returns their resident bytes.
     pub(super) fn sample(&mut self, probe: &mut MemoryProbe) -> u64 {
         let pids = self.walk();
         reaper::attribute(self.pid, self.tree.known());
-        if pids.is_empty() && !cfg!(target_os = "linux") {
-            return probe.tree_rss(self.pid);
-        }
-        probe.rss_of(&pids)
+        let rss = if pids.is_empty() && !cfg!(target_os = "linux") {
+            probe.tree_rss(self.pid)
+        } else {
+            probe.rss_of(&pids)
+        };
+        self.last_rss = Some(rss);
+        rss
     }
 
     /// Asks the process to shut down, escalating to signals on deadlines.
