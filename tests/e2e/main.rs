@@ -23,3 +23,4 @@ mod scaffold;
 mod sdk;
 mod security;
 mod supervision;
+mod top;
