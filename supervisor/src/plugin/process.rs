@@ -44,6 +44,10 @@ use crate::os::tree::ProcessTree;
 use crate::os::{reaper, spawn};
 use crate::wire::handshake::{self, HandshakeError};
 
+/// How long a memory sample stands for `ps` (the sampler's own once a
+/// second, with some room for a late tick).
+const SAMPLE_FRESH_FOR: Duration = Duration::from_millis(1500);
+
 /// A plugin's process while it exists.
 pub(super) struct Spawn {
     child: Child,
@@ -67,8 +71,9 @@ pub(super) struct Spawn {
     running_since: Option<Instant>,
     /// Whether the last memory sample was above `memory_high`.
     above_high: bool,
-    /// The last sample's resident bytes, for `ps` between samples.
-    last_rss: Option<u64>,
+    /// The last sample's resident bytes and when it was taken, for `ps`
+    /// between samples.
+    last_rss: Option<(Instant, u64)>,
     /// Who waits for this process to be reaped.
     waiters: Vec<oneshot::Sender<()>>,
     /// When the stop in progress is half of a restart: the note for `waiting`.
@@ -337,14 +342,16 @@ impl Spawn {
         self.tree.cpu_ms()
     }
 
-    /// Resident bytes as of the last [`sample`](Self::sample) (the memory
-    /// check takes one every `memory_check_interval`, at least once a
-    /// second), sampling now if none was taken yet: `ps` reads this, so a
-    /// fleet's `ps` walks no process tree.
+    /// Resident bytes as of the last [`sample`](Self::sample) if it is
+    /// younger than [`SAMPLE_FRESH_FOR`], else of a sample taken now. The
+    /// memory check samples every `memory_check_interval` (every second
+    /// for a plugin without a memory limit, by default), so with default
+    /// settings a fleet's `ps` walks no process tree; with a longer
+    /// interval `ps` still shows figures no older than that bound.
     pub(super) fn last_rss(&mut self, probe: &mut MemoryProbe) -> u64 {
         match self.last_rss {
-            Some(rss) => rss,
-            None => self.sample(probe),
+            Some((at, rss)) if at.elapsed() < SAMPLE_FRESH_FOR => rss,
+            _ => self.sample(probe),
         }
     }
 
@@ -359,7 +366,7 @@ impl Spawn {
         } else {
             probe.rss_of(&pids)
         };
-        self.last_rss = Some(rss);
+        self.last_rss = Some((Instant::now(), rss));
         rss
     }
 
