@@ -192,6 +192,20 @@ pub struct PluginStatus {
     pub backoff_ms: Option<u64>,
     /// The codec its connection uses (`bincode` or `json`).
     pub codec: String,
+    /// CPU time (user and system) used by its current process tree, in
+    /// milliseconds: its live processes and the children they reaped. It
+    /// starts again from 0 with each spawn; 0 when it has no process.
+    #[serde(default)]
+    pub cpu_ms: u64,
+    /// Calls handed to it since the supervisor started, over every spawn.
+    #[serde(default)]
+    pub calls: u64,
+    /// Events the bus delivered to it since the supervisor started.
+    #[serde(default)]
+    pub bus_in: u64,
+    /// Events it published that the bus accepted since the supervisor started.
+    #[serde(default)]
+    pub bus_out: u64,
 }
 
 /// One change of a plugin's state, as kept in its history.

@@ -60,7 +60,7 @@ use messages::{Attachment, Msg};
 
 // The bus's whole outside, besides the handle: what the rest of corral
 // names as `crate::bus::…`.
-pub use messages::DeliveryFailure;
+pub use messages::{DeliveryFailure, Traffic};
 pub use queue::{Overflow, Queue};
 pub use retained::RetainBound;
 pub use rules::BusRules;
@@ -177,6 +177,13 @@ impl BusHandle {
     pub async fn stats(&self, name: &str) -> BusStats {
         let name = name.to_string();
         self.ask(|reply| Msg::Stats { name, reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Every plugin's delivered and published counts, in one request.
+    pub async fn traffic(&self) -> Vec<Traffic> {
+        self.ask(|reply| Msg::Traffic { reply })
             .await
             .unwrap_or_default()
     }

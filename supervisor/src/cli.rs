@@ -9,6 +9,7 @@
 //! - [`render`]: tables and reports for people;
 //! - [`client`]: connecting to the control socket;
 //! - [`tail`]: reading log files (`corral logs`);
+//! - [`top`]: `corral top`, the live view of the fleet;
 //! - [`scaffold`]: `corral new`;
 //! - [`colour`]: when output is coloured (`--color`, `NO_COLOR`,
 //!   `CLICOLOR_FORCE`);
@@ -24,6 +25,7 @@ pub mod generate;
 pub mod render;
 pub mod scaffold;
 pub mod tail;
+pub mod top;
 
 pub use args::{Cli, Command, Selection, Target, Wait};
 pub use commands::{check, fail, new_plugin, run_client};

@@ -22,7 +22,8 @@
 //!
 //! Calls do not pass through the actor's loop: a caller asks for the live
 //! connection and calls the plugin itself, so a slow action never delays
-//! heartbeats or status.
+//! heartbeats or status. The handles count the calls they hand over, in a
+//! counter the actor reads for `ps`.
 //!
 //! When a process ends, the plugin's [restart policy](crate::restart)
 //! decides: stay `exited`, go to `backoff` for the computed delay, or give up
@@ -40,6 +41,7 @@
 //! change, pure).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use corral_proto::{ErrorReply, ExitReason, Payload, PluginInfo, PluginStatus, codes};
@@ -90,6 +92,8 @@ pub struct PluginHandle {
     requires: watch::Receiver<Arc<[String]>>,
     tx: mpsc::Sender<Msg>,
     target: watch::Receiver<Option<CallTarget>>,
+    /// Calls handed to the plugin, shared by every clone and its actor.
+    calls: Arc<AtomicU64>,
 }
 
 impl PluginHandle {
@@ -106,7 +110,16 @@ impl PluginHandle {
         let (requires_tx, requires) = watch::channel::<Arc<[String]>>(spec.requires.clone().into());
         let span = tracing::info_span!("plugin", plugin = %name);
         let (target_tx, target) = watch::channel(None);
-        let actor = Actor::new(spec, host, rx, events, target_tx, requires_tx);
+        let calls = Arc::new(AtomicU64::new(0));
+        let actor = Actor::new(
+            spec,
+            host,
+            rx,
+            events,
+            target_tx,
+            Arc::clone(&calls),
+            requires_tx,
+        );
         let task = tokio::spawn(actor.run().instrument(span));
         (
             Self {
@@ -114,6 +127,7 @@ impl PluginHandle {
                 requires,
                 tx,
                 target,
+                calls,
             },
             task,
         )
@@ -177,6 +191,7 @@ impl PluginHandle {
         }
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + target.call_timeout;
+        self.calls.fetch_add(1, Ordering::Relaxed);
         match target.client.handle(ctx, action.clone(), payload).await {
             // A bincode plugin's reply is raw bytes: forwarded only if JSON.
             Ok(Ok(reply)) => reply.check_json().map(|()| reply).map_err(|e| {

@@ -81,7 +81,8 @@ impl SupervisorHandle {
     }
 
     /// Every plugin's status row, gathered concurrently; a `waiting` plugin
-    /// names the first plugin it requires that is not running.
+    /// names the first plugin it requires that is not running. Bus figures
+    /// come from the bus in one request for the whole fleet.
     pub async fn ps(&self) -> Vec<PluginStatus> {
         let plugins = self.plugins().await;
         let mut rows: Vec<PluginStatus> = join_all(plugins.iter().map(PluginHandle::status))
@@ -106,6 +107,19 @@ impl SupervisorHandle {
                 row.waiting_for = graph
                     .unmet(plugin.name(), |r| running.contains(r))
                     .map(String::from);
+            }
+        }
+        let traffic: HashMap<Arc<str>, _> = self
+            .bus
+            .traffic()
+            .await
+            .into_iter()
+            .map(|t| (Arc::clone(&t.name), t))
+            .collect();
+        for row in &mut rows {
+            if let Some(t) = traffic.get(row.name.as_str()) {
+                row.bus_in = t.delivered;
+                row.bus_out = t.published;
             }
         }
         rows

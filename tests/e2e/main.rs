@@ -26,3 +26,4 @@ mod scaffold;
 mod sdk;
 mod security;
 mod supervision;
+mod top;

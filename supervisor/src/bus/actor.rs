@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::delivery::{self, DeliveryFigures};
 use super::index::Index;
-use super::messages::{Accepted, Attached, Attachment, Msg, Waits};
+use super::messages::{Accepted, Attached, Attachment, Msg, Traffic, Waits};
 use super::queue::{Overflow, Queue};
 use super::retained::{RetainBound, Retained};
 use super::rules::{self, BusRules};
@@ -217,6 +217,18 @@ impl Bus {
                     .get(name.as_str())
                     .map(|s| s.stats(&name, &self.retained));
                 let _ = reply.send(stats.unwrap_or_default());
+            }
+            Msg::Traffic { reply } => {
+                let traffic = self
+                    .subscribers
+                    .iter()
+                    .map(|(name, sub)| Traffic {
+                        name: Arc::clone(name),
+                        delivered: sub.queue.figures().delivered,
+                        published: sub.published,
+                    })
+                    .collect();
+                let _ = reply.send(traffic);
             }
             Msg::OpenStream { patterns, reply } => {
                 let _ = reply.send(self.open_stream(patterns));

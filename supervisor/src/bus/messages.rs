@@ -1,7 +1,7 @@
 //! What crosses the bus actor's edge: the [`Msg`]s the handle sends it, each
 //! with the channel its answer comes back on, the [`Attachment`] a running
-//! subscriber's deliveries go through, and the [`DeliveryFailure`]s that
-//! come back from those.
+//! subscriber's deliveries go through, the [`DeliveryFailure`]s that come
+//! back from those, and the [`Traffic`] figures `ps` asks for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +68,18 @@ impl Accepted {
     }
 }
 
+/// One plugin's events through the bus since the supervisor started, for
+/// `ps`: fewer figures than [`BusStats`], all plugins in one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traffic {
+    /// The plugin.
+    pub name: Arc<str>,
+    /// Events delivered to it.
+    pub delivered: u64,
+    /// Events it published that the bus accepted.
+    pub published: u64,
+}
+
 /// A request to the bus actor. Those with a `reply` are answered on it.
 pub(super) enum Msg {
     Publish {
@@ -106,6 +118,9 @@ pub(super) enum Msg {
     Stats {
         name: String,
         reply: oneshot::Sender<BusStats>,
+    },
+    Traffic {
+        reply: oneshot::Sender<Vec<Traffic>>,
     },
     OpenStream {
         patterns: Vec<String>,

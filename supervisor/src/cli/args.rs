@@ -91,6 +91,17 @@ pub struct Detach {
     pub timeout: std::time::Duration,
 }
 
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write one such as 1s or 500ms"))?;
+    if interval < std::time::Duration::from_millis(100) {
+        return Err(format!(
+            "`{text}` is too short: refresh at most every 100ms"
+        ));
+    }
+    Ok(interval)
+}
+
 /// How `start` and `restart` wait for the plugins they name.
 #[derive(Debug, Clone, Args)]
 pub struct Wait {
@@ -147,6 +158,16 @@ pub enum Command {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// A live, full-screen view of the fleet: state, memory, CPU, calls and
+    /// bus traffic per plugin; keys restart, stop and start the selected one.
+    Top {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+        /// How often to refresh (at least 100ms).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
     },
     /// Write a new plugin's folder (manifest, source, README, a test) that
     /// runs as generated, and print the lines that add it to a fleet.

@@ -48,6 +48,7 @@ pub async fn run_client(command: Command) -> ExitCode {
             json,
         } => logs(&target, names, follow, lines, json).await,
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
+        Command::Top { target, interval } => crate::cli::top::run(&target, interval).await,
         Command::Up { .. }
         | Command::Check { .. }
         | Command::New { .. }
@@ -75,8 +76,8 @@ pub fn fail(message: &str) -> ExitCode {
 }
 
 /// Resolves the control socket: `--socket`, then `-c FILE`, then
-/// `CORRAL_SOCKET`, then `corral.toml`.
-fn socket_of(target: &Target) -> Result<(PathBuf, String), Error> {
+/// `CORRAL_SOCKET`, then `corral.toml`; with where it came from.
+pub(super) fn socket_of(target: &Target) -> Result<(PathBuf, String), Error> {
     if let Some(path) = &target.socket {
         return Ok((path.clone(), "from --socket".into()));
     }

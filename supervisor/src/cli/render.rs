@@ -144,11 +144,13 @@ fn ps_table_styled(rows: &[PluginStatus], colour: bool) -> String {
     text
 }
 
-fn human_bytes(n: u64) -> String {
+/// A size for people, such as `11.8M`.
+pub(super) fn human_bytes(n: u64) -> String {
     bytesize::ByteSize(n).display().iec_short().to_string()
 }
 
-fn human_uptime(ms: u64) -> String {
+/// A duration for people, such as `4m12s`.
+pub(super) fn human_uptime(ms: u64) -> String {
     let s = ms / 1000;
     match s {
         0..60 => format!("{s}s"),
@@ -205,6 +207,10 @@ mod tests {
             backoff_ms: None,
             codec: "json".into(),
             last_stderr: Vec::new(),
+            cpu_ms: 0,
+            calls: 0,
+            bus_in: 0,
+            bus_out: 0,
         }
     }
 

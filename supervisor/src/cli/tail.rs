@@ -3,6 +3,7 @@
 //! (the same file keeps growing), until the supervisor goes down. One plugin's
 //! lines print as stored; several plugins' lines are interleaved by time,
 //! each prefixed with its plugin's name.
+//! `corral top` reads a bounded tail through [`tail_of`].
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -262,13 +263,26 @@ impl<'a> Follower<'a> {
 
 /// The last `n` lines of a file.
 pub(crate) fn last_lines(file: &mut File, n: usize) -> io::Result<Vec<String>> {
+    last_lines_within(file, n, u64::MAX)
+}
+
+/// The last `n` lines of the file at `path`, read from at most its last
+/// `max_bytes` bytes (a line cut there comes first, as it is).
+pub fn tail_of(path: &Path, n: usize, max_bytes: u64) -> io::Result<Vec<String>> {
+    last_lines_within(&mut File::open(path)?, n, max_bytes)
+}
+
+/// The last `n` lines of a file, read from at most its last `max_bytes`.
+fn last_lines_within(file: &mut File, n: usize, max_bytes: u64) -> io::Result<Vec<String>> {
     const CHUNK: u64 = 64 * 1024;
     let len = file.metadata()?.len();
+    let floor = len.saturating_sub(max_bytes);
     let mut start = len;
     let mut buf = Vec::new();
-    // Read backwards until the buffer holds n + 1 newlines or the whole file.
-    while start > 0 && buf.iter().filter(|&&b| b == b'\n').count() <= n {
-        let from = start.saturating_sub(CHUNK);
+    // Read backwards until the buffer holds n + 1 newlines, the whole file
+    // or `max_bytes` of it.
+    while start > floor && buf.iter().filter(|&&b| b == b'\n').count() <= n {
+        let from = start.saturating_sub(CHUNK).max(floor);
         let mut chunk = vec![0; (start - from) as usize];
         file.seek(SeekFrom::Start(from))?;
         file.read_exact(&mut chunk)?;
@@ -354,5 +368,24 @@ mod tests {
         std::fs::write(&source.path, "three\n").unwrap();
         assert_eq!(f.poll().unwrap(), ["three"]);
         assert!(f.poll().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_tail_reads_no_further_back_than_its_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("x.log");
+        // One huge line without an end, then two short ones.
+        let text = format!("{}\nshort 1\nshort 2\n", "x".repeat(300_000));
+        std::fs::write(&p, text).unwrap();
+        let lines = super::tail_of(&p, 10, 1000).unwrap();
+        assert_eq!(
+            lines.len(),
+            3,
+            "{:?}",
+            lines.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert!(lines[0].len() < 1000);
+        assert_eq!(lines[1..], ["short 1", "short 2"]);
+        assert_eq!(super::tail_of(&p, 1, 1000).unwrap(), ["short 2"]);
     }
 }

@@ -113,6 +113,8 @@ impl ControlApi for Server {
             ErrorReply::new(codes::SHUTTING_DOWN, "the supervisor is shutting down")
         })?;
         info.bus = self.supervisor.bus().stats(&name).await;
+        info.status.bus_in = info.bus.delivered;
+        info.status.bus_out = info.bus.published;
         Ok(info)
     }
 

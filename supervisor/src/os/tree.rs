@@ -8,7 +8,9 @@
 //! never mistaken for it. Each [`walk`](ProcessTree::walk) starts from the
 //! plugin's process, every process remembered, and any extra members (its
 //! cgroup's), and follows `/proc/<pid>/task/<tid>/children` down. Signals
-//! sent to the tree check the start time first.
+//! sent to the tree check the start time first. The same walk adds up the
+//! CPU time of the processes it finds, read from the `stat` files it reads
+//! anyway.
 
 use std::collections::HashMap;
 
@@ -36,6 +38,45 @@ pub struct Stat {
 pub fn stat(pid: u32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&text)
+}
+
+/// Reads `/proc/<pid>/stat` once for both what [`parse_stat`] and
+/// [`parse_cpu_ticks`] say (a CPU time it cannot read counts 0).
+fn stat_and_cpu(pid: u32) -> Option<(Stat, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some((parse_stat(&text)?, parse_cpu_ticks(&text).unwrap_or(0)))
+}
+
+/// The CPU time in a `/proc/<pid>/stat` line, in clock ticks: the process's
+/// own user and system time and that of the children it has reaped (fields
+/// 14 to 17), counted from the last `)` as in [`parse_stat`].
+pub fn parse_cpu_ticks(text: &str) -> Option<u64> {
+    let (_, rest) = text.rsplit_once(')')?;
+    // Field 3 (the state) is the first after the name: field n is n - 3.
+    let fields: Vec<&str> = rest.split_whitespace().skip(11).take(4).collect();
+    if fields.len() < 4 {
+        return None;
+    }
+    fields.iter().try_fold(0u64, |sum, f| {
+        // cutime and cstime are signed in the kernel's format.
+        let ticks = f.parse::<i64>().ok()?.max(0).unsigned_abs();
+        Some(sum.saturating_add(ticks))
+    })
+}
+
+/// Milliseconds in `ticks` clock ticks (`sysconf(_SC_CLK_TCK)`, 100 when
+/// it cannot be read).
+pub fn ticks_to_ms(ticks: u64) -> u64 {
+    static PER_SECOND: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let per_second = *PER_SECOND.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    });
+    ticks.saturating_mul(1000) / per_second
 }
 
 /// Parses a `/proc/<pid>/stat` line. The command name may hold spaces and
@@ -76,6 +117,8 @@ pub struct ProcessTree {
     leader: u32,
     /// Every process seen in it, by pid, with its start time.
     known: HashMap<u32, u64>,
+    /// CPU time of the processes the last walk found, in clock ticks.
+    cpu_ticks: u64,
 }
 
 impl ProcessTree {
@@ -86,7 +129,18 @@ impl ProcessTree {
         let known = stat(leader)
             .map(|st| HashMap::from([(leader, st.start)]))
             .unwrap_or_default();
-        Self { leader, known }
+        Self {
+            leader,
+            known,
+            cpu_ticks: 0,
+        }
+    }
+
+    /// CPU time (user and system, with that of the children they reaped)
+    /// of the processes the last [`walk`](Self::walk) found, in
+    /// milliseconds.
+    pub fn cpu_ms(&self) -> u64 {
+        ticks_to_ms(self.cpu_ticks)
     }
 
     /// The processes remembered, with their start times (the leader's too,
@@ -104,6 +158,7 @@ impl ProcessTree {
         roots.extend_from_slice(extra);
         let mut found: HashMap<u32, u64> = HashMap::new();
         let mut order = Vec::new();
+        let mut cpu_ticks = 0u64;
         let mut queue = roots;
         let mut i = 0;
         while i < queue.len() && found.len() < MAX_PROCESSES {
@@ -112,16 +167,20 @@ impl ProcessTree {
             if found.contains_key(&pid) {
                 continue;
             }
-            let Some(st) = stat(pid) else { continue };
+            let Some((st, cpu)) = stat_and_cpu(pid) else {
+                continue;
+            };
             // A remembered pid that now names another process is not ours.
             if self.known.get(&pid).is_some_and(|&s| s != st.start) {
                 continue;
             }
             found.insert(pid, st.start);
             order.push(pid);
+            cpu_ticks = cpu_ticks.saturating_add(cpu);
             queue.extend(children(pid));
         }
         self.known = found;
+        self.cpu_ticks = cpu_ticks;
         order
     }
 
@@ -138,6 +197,8 @@ impl ProcessTree {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     #[test]
@@ -154,6 +215,28 @@ mod tests {
         );
         assert_eq!(parse_stat("1234 (cut"), None);
         assert_eq!(parse_stat("1 (x) Z 0"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_the_four_time_fields_after_the_name() {
+        let line = "1234 (a (weird) name) S 77 1234 1234 0 -1 4194560 100 0 0 0 11 22 3 4 20 0 1 0 98765 1000 200";
+        assert_eq!(parse_cpu_ticks(line), Some(11 + 22 + 3 + 4));
+        assert_eq!(parse_cpu_ticks("1 (x) S 0 1 1 0 -1 0 0 0 0 0 5 6"), None);
+        assert_eq!(parse_cpu_ticks("1234 (cut"), None);
+    }
+
+    #[test]
+    fn a_walk_counts_the_cpu_time_its_processes_used() {
+        let start = Instant::now();
+        // Burn a little CPU of our own, so the walk has some to count.
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let mut tree = ProcessTree::new(std::process::id());
+        tree.walk(&[]);
+        assert!(tree.cpu_ms() >= 20, "cpu {} ms", tree.cpu_ms());
+        assert_eq!(ticks_to_ms(0), 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! plugin's state; the [`PluginHandle`](super::PluginHandle) is the only way in.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use corral_proto::{
@@ -38,6 +39,8 @@ pub(super) struct Actor {
     events: mpsc::UnboundedSender<Event>,
     /// The connection callers use; `Some` exactly while `running`.
     target: watch::Sender<Option<CallTarget>>,
+    /// Calls its handles handed to the plugin, for `ps`.
+    calls: Arc<AtomicU64>,
     /// What it requires, for the handle's readers.
     requires: watch::Sender<Arc<[String]>>,
     lifecycle: Lifecycle,
@@ -63,6 +66,7 @@ impl Actor {
         mailbox: mpsc::Receiver<Msg>,
         events: mpsc::UnboundedSender<Event>,
         target: watch::Sender<Option<CallTarget>>,
+        calls: Arc<AtomicU64>,
         requires: watch::Sender<Arc<[String]>>,
     ) -> Self {
         let enforcement = if has_cgroup_limit(&spec) {
@@ -81,6 +85,7 @@ impl Actor {
             mailbox_open: true,
             events,
             target,
+            calls,
             requires,
             lifecycle: Lifecycle::new(),
             spawn: None,
@@ -222,7 +227,15 @@ impl Actor {
                 .as_ref()
                 .and_then(Spawn::uptime)
                 .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            rss_bytes: self.spawn.as_mut().map_or(0, |s| s.sample(&mut self.probe)),
+            rss_bytes: self
+                .spawn
+                .as_mut()
+                .map_or(0, |s| s.last_rss(&mut self.probe)),
+            // Read after `last_rss`: the same walk measured it.
+            cpu_ms: self.spawn.as_ref().map_or(0, Spawn::cpu_ms),
+            calls: self.calls.load(Ordering::Relaxed),
+            bus_in: 0,
+            bus_out: 0,
             memory_max_bytes: self.spec.memory_max,
             memory_high_bytes: self.spec.memory_high,
             limits: self.enforcement,

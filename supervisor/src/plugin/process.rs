@@ -44,6 +44,10 @@ use crate::os::tree::ProcessTree;
 use crate::os::{reaper, spawn};
 use crate::wire::handshake::{self, HandshakeError};
 
+/// How long a memory sample stands for `ps` (the sampler's own once a
+/// second, with some room for a late tick).
+const SAMPLE_FRESH_FOR: Duration = Duration::from_millis(1500);
+
 /// A plugin's process while it exists.
 pub(super) struct Spawn {
     child: Child,
@@ -67,6 +71,9 @@ pub(super) struct Spawn {
     running_since: Option<Instant>,
     /// Whether the last memory sample was above `memory_high`.
     above_high: bool,
+    /// The last sample's resident bytes and when it was taken, for `ps`
+    /// between samples.
+    last_rss: Option<(Instant, u64)>,
     /// Who waits for this process to be reaped.
     waiters: Vec<oneshot::Sender<()>>,
     /// When the stop in progress is half of a restart: the note for `waiting`.
@@ -210,6 +217,7 @@ impl Spawn {
             escalation: None,
             running_since: None,
             above_high: false,
+            last_rss: None,
             waiters: Vec::new(),
             restart_note: None,
             output,
@@ -388,16 +396,38 @@ impl Spawn {
         self.tree.walk(&members)
     }
 
+    /// CPU time its processes used, as of the last [`sample`](Self::sample),
+    /// in milliseconds.
+    pub(super) fn cpu_ms(&self) -> u64 {
+        self.tree.cpu_ms()
+    }
+
+    /// Resident bytes as of the last [`sample`](Self::sample) if it is
+    /// younger than [`SAMPLE_FRESH_FOR`], else of a sample taken now. The
+    /// memory check samples every `memory_check_interval` (every second
+    /// for a plugin without a memory limit, by default), so with default
+    /// settings a fleet's `ps` walks no process tree; with a longer
+    /// interval `ps` still shows figures no older than that bound.
+    pub(super) fn last_rss(&mut self, probe: &mut MemoryProbe) -> u64 {
+        match self.last_rss {
+            Some((at, rss)) if at.elapsed() < SAMPLE_FRESH_FOR => rss,
+            _ => self.sample(probe),
+        }
+    }
+
     /// Walks the spawn's processes (its cgroup's members and the orphans
     /// adopted from its session included), tells the reaper which they are,
     /// and returns their resident bytes.
     pub(super) fn sample(&mut self, probe: &mut MemoryProbe) -> u64 {
         let pids = self.walk();
         reaper::attribute(self.pid, self.tree.known());
-        if pids.is_empty() && !cfg!(target_os = "linux") {
-            return probe.tree_rss(self.pid);
-        }
-        probe.rss_of(&pids)
+        let rss = if pids.is_empty() && !cfg!(target_os = "linux") {
+            probe.tree_rss(self.pid)
+        } else {
+            probe.rss_of(&pids)
+        };
+        self.last_rss = Some((Instant::now(), rss));
+        rss
     }
 
     /// Asks the process to shut down, escalating to signals on deadlines.
