@@ -21,6 +21,7 @@ pub(crate) fn status(name: &str, pid: u32) -> PluginStatus {
         waiting_for: None,
         backoff_ms: None,
         codec: "bincode".into(),
+        last_stderr: Vec::new(),
         cpu_ms: 0,
         calls: 0,
         bus_in: 0,
