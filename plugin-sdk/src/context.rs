@@ -110,8 +110,8 @@ impl Context {
     /// Publishes `payload` on `topic`. Events are sent in batches behind
     /// the caller's back, in order; this waits only when the SDK's buffer
     /// is full (the bus applies backpressure). A topic outside the plugin's
-    /// `publish` allow-list is refused by the supervisor: [`flush`]
-    /// (Context::flush) reports it. A malformed topic, or one under
+    /// `publish` allow-list is refused by the supervisor:
+    /// [`flush`](Context::flush) reports it. A malformed topic, or one under
     /// `corral.>`, is refused here at once.
     pub async fn publish(&self, topic: &str, payload: &Value) -> Result<(), PluginError> {
         self.send(topic, payload, false).await

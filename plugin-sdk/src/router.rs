@@ -111,7 +111,10 @@ struct Route<S> {
 }
 
 /// Event handlers on patterns, by priority, for a plugin whose state is
-/// `S` (see the [module docs](self)). Build it once, for instance in
+/// `S`: an event runs every handler whose pattern matches its topic, higher
+/// priority first, equal priorities in the order added, and a handler's
+/// failure (an error or a panic) is logged and stops none of the others.
+/// Build it once, for instance in
 /// `on_load` or the plugin's constructor, and call
 /// [`dispatch`](Router::dispatch) from [`Plugin::on_event`](crate::Plugin::on_event).
 pub struct Router<S> {
