@@ -1,7 +1,9 @@
 """The Python twin of examples/echo: the same actions, for the same tests.
 
 Plain functions run in threads of their own; `echo` and `sleep` are
-`async def`, run as asyncio tasks, to show both kinds.
+`async def`, run as asyncio tasks, to show both kinds. Its background task
+(`ticker_ms`) loops until `ctx.stopping` is set; `ordered_handlers` adds two
+event handlers by priority.
 """
 
 import asyncio
@@ -20,6 +22,10 @@ plugin = Plugin("echo-py")
 state = {"config": None, "held": []}
 received = {"count": 0, "last_seq": 0, "in_order": True, "events": []}
 received_lock = threading.Lock()
+# The background task: runs of the ticker_ms job, and starts in this process.
+ticker = {"ticks": 0, "tasks_started": 0}
+# The ordered_handlers' names, in the order they ran.
+handled = []
 
 
 def field(payload, key):
@@ -40,9 +46,44 @@ def on_load(ctx, config):
     if isinstance(topic, str):
         ctx.publish(topic, {"from": "on_load"})
         ctx.flush()
+    if (config or {}).get("ordered_handlers") is True:
+        # Registered low first: the priority, not the order, decides.
+        plugin.on_event(">", priority=1)(handled_low)
+        plugin.on_event(">", priority=10)(handled_high)
     crash_after_ms = (config or {}).get("crash_after_ms")
     if isinstance(crash_after_ms, int):
         threading.Timer(crash_after_ms / 1000.0, os.abort).start()
+
+
+def handled_high(ctx, event):
+    handled.append("high")
+
+
+def handled_low(ctx, event):
+    handled.append("low")
+
+
+@plugin.task
+def ticker_task(ctx):
+    """Started once per process after on_load, whatever reloads follow."""
+    ticker["tasks_started"] += 1
+    ms = (ctx.config or {}).get("ticker_ms")
+    if not isinstance(ms, int) or isinstance(ms, bool) or ms <= 0:
+        return
+    while not ctx.stopping.wait(ms / 1000.0):
+        ticker["ticks"] += 1
+    sys.stderr.write("background task stopped\n")
+    sys.stderr.flush()
+
+
+@plugin.action("ticks")
+def ticks(ctx, payload):
+    return dict(ticker)
+
+
+@plugin.action("handled")
+def handled_(ctx, payload):
+    return list(handled)
 
 
 @plugin.on_reload

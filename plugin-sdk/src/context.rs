@@ -1,7 +1,7 @@
-//! [`Context`]: what a plugin knows about where it runs, and its way onto
-//! the event bus: publishes are checked here (the topic grammar and the
-//! `corral.>` reservation, both proto's), buffered and sent in batches over a
-//! [`Link`], whichever one it was given. Where the link leads (the
+//! [`Context`]: what a plugin knows about where it runs (its name, its stop
+//! signal), and its way onto the event bus: publishes are checked here (the
+//! topic grammar and the `corral.>` reservation, both proto's), buffered and
+//! sent in batches over a [`Link`], whichever one it was given. Where the link leads (the
 //! supervisor, or a test's recorder) is not this module's concern.
 
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use corral_proto::{Payload, Publish, codes};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::PluginError;
 use crate::link::Link;
+use crate::{PluginError, Stop};
 
 /// Publishes buffered in the SDK before `publish` waits (backpressure).
 const PUBLISH_BUFFER: usize = 65_536;
@@ -36,6 +36,7 @@ pub struct Context {
 struct Inner {
     name: String,
     bus: Option<Bus>,
+    stopping: Stop,
 }
 
 #[derive(Debug)]
@@ -76,13 +77,25 @@ impl Context {
             }
         });
         Self {
-            inner: Arc::new(Inner { name, bus }),
+            inner: Arc::new(Inner {
+                name,
+                bus,
+                stopping: Stop::default(),
+            }),
         }
     }
 
     /// The name this plugin runs under in the fleet config.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The signal raised when the plugin unloads (a stop request, or the
+    /// connection to the supervisor closing): the one
+    /// [`Plugin::background`](crate::Plugin::background) is handed, for
+    /// work started elsewhere.
+    pub fn stopping(&self) -> &Stop {
+        &self.inner.stopping
     }
 
     fn bus(&self) -> Result<&Bus, PluginError> {
@@ -97,8 +110,8 @@ impl Context {
     /// Publishes `payload` on `topic`. Events are sent in batches behind
     /// the caller's back, in order; this waits only when the SDK's buffer
     /// is full (the bus applies backpressure). A topic outside the plugin's
-    /// `publish` allow-list is refused by the supervisor: [`flush`]
-    /// (Context::flush) reports it. A malformed topic, or one under
+    /// `publish` allow-list is refused by the supervisor:
+    /// [`flush`](Context::flush) reports it. A malformed topic, or one under
     /// `corral.>`, is refused here at once.
     pub async fn publish(&self, topic: &str, payload: &Value) -> Result<(), PluginError> {
         self.send(topic, payload, false).await

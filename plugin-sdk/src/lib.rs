@@ -14,10 +14,19 @@
 //! With the `testing` feature, [`testing::Harness`] runs a plugin in a unit
 //! test without a supervisor, through the same serve loop as [`run`].
 //!
+//! Background work (pollers, timers, sensors) is the
+//! [`Plugin::background`] hook: started once per process after the first
+//! `on_load`, stopped through its [`Stop`] signal before `on_unload`. Event
+//! handlers on patterns, by priority, are a [`Router`] called from
+//! [`Plugin::on_event`].
+//!
 //! The modules: `serve` (the environment, the connections, the serve loop),
 //! `context` ([`Context`]: a plugin's identity and its publishes), `link` (the
-//! bus behind a context, as a trait with the wire implementation), `plugin`,
-//! `event` and `error` (the types a plugin author sees), and `testing`, which
+//! bus behind a context, as a trait with the wire implementation),
+//! `background` (the background work's one life) and `stop` ([`Stop`], its
+//! signal), `router` ([`Router`]: event handlers by pattern and priority),
+//! `outcome` ([`Outcome`]: how a job or handler fails), `plugin`, `event`
+//! and `error` (the types a plugin author sees), and `testing`, which
 //! depends on the runtime and never the other way round.
 //!
 //! # Examples
@@ -42,12 +51,16 @@
 //! ```
 #![deny(missing_docs)]
 
+mod background;
 mod context;
 mod error;
 mod event;
 mod link;
+mod outcome;
 mod plugin;
+mod router;
 mod serve;
+mod stop;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -55,6 +68,10 @@ pub use context::Context;
 pub use corral_proto::{ErrorReply as PluginError, codes};
 pub use error::RunError;
 pub use event::Event;
+pub use outcome::Outcome;
 pub use plugin::Plugin;
+pub use router::{EventHandler, Router};
 pub use serde_json::Value;
 pub use serve::{run, try_run};
+pub use stop::Stop;
+pub use tokio_util::sync::CancellationToken;

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use crate::{Context, Event, PluginError};
+use crate::{Context, Event, PluginError, Stop};
 
 /// A corral plugin. Only [`handle`](Plugin::handle) is required.
 ///
@@ -46,16 +46,66 @@ pub trait Plugin: Send + Sync + 'static {
         self.on_load(ctx, config)
     }
 
+    /// The plugin's background work: pollers, timers, sensors. Runs once
+    /// per process, in a task of its own, after the first `on_load`
+    /// succeeded; a reload never starts it again. It runs until it returns
+    /// or `stop` is raised, when the plugin unloads (a stop request, or the
+    /// connection to the supervisor closing): then the SDK waits up to 2 s
+    /// for it to return, drops it at its next `.await` if it has not
+    /// (saying so on stderr), and only then runs
+    /// [`on_unload`](Plugin::on_unload). An error or a panic is logged to
+    /// stderr, and the plugin goes on serving.
+    ///
+    /// Run several jobs at once with `tokio::join!`, and periodic ones with
+    /// [`Stop::every`]; like every hook it shares the plugin's thread, so
+    /// blocking work belongs in `tokio::task::spawn_blocking`.
+    ///
+    /// ```
+    /// # use std::sync::atomic::{AtomicU64, Ordering};
+    /// # use std::time::Duration;
+    /// # use corral_sdk::{Context, Plugin, PluginError, Stop, Value};
+    /// #[derive(Default)]
+    /// struct Meter {
+    ///     readings: AtomicU64,
+    /// }
+    ///
+    /// impl Plugin for Meter {
+    ///     # async fn handle(&self, _: &Context, a: &str, _: Value) -> Result<Value, PluginError> {
+    ///     #     Err(PluginError::unknown_action(a))
+    ///     # }
+    ///     async fn background(&self, ctx: &Context, stop: Stop) -> Result<(), PluginError> {
+    ///         stop.every(Duration::from_secs(1), || async {
+    ///             let n = self.readings.fetch_add(1, Ordering::Relaxed);
+    ///             ctx.publish("meter.reading", &serde_json::json!({"n": n})).await
+    ///         })
+    ///         .await;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn background(
+        &self,
+        ctx: &Context,
+        stop: Stop,
+    ) -> impl Future<Output = Result<(), PluginError>> + Send {
+        let _ = (ctx, stop);
+        async { Ok(()) }
+    }
+
     /// Runs for each event matching the plugin's subscriptions, in order.
-    /// The next batch of events is not delivered until this returns, so a
-    /// slow handler slows only this plugin's queue.
+    /// An event that matches several of them arrives once, and does not say
+    /// which matched: a [`Router`](crate::Router) runs every handler whose
+    /// pattern matches it, by priority. The next batch of events is not
+    /// delivered until this returns, so a slow handler slows only this
+    /// plugin's queue.
     fn on_event(&self, ctx: &Context, event: Event) -> impl Future<Output = ()> + Send {
         let _ = (ctx, event);
         async {}
     }
 
     /// Runs once before the process exits: on a stop request, or when the
-    /// connection to the supervisor closes.
+    /// connection to the supervisor closes; after the
+    /// [`background`](Plugin::background) work stopped.
     fn on_unload(&self, ctx: &Context) -> impl Future<Output = ()> + Send {
         let _ = ctx;
         async {}

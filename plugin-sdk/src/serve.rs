@@ -5,10 +5,13 @@
 //! [`introduce`](corral_proto::introduce)) and hands the plugin connection
 //! to the serve loop. The serve loop works on any byte stream, so the
 //! `testing` harness drives this same code over an in-memory one; the bus
-//! behind a [`Context`] is a [`Link`], this module's being the wire.
+//! behind a [`Context`] is a [`Link`], this module's being the wire. The
+//! plugin's background work is started after its first successful load and
+//! stopped before its unload, through [`Background`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use corral_proto::codec::{self, Codec};
 use corral_proto::{
@@ -21,6 +24,7 @@ use interprocess::local_socket::{GenericFilePath, ToFsName};
 use tarpc::server::{BaseChannel, Channel};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::background::{Background, STOP_GRACE};
 use crate::link::Link;
 use crate::{Context, Event, Plugin, RunError};
 
@@ -107,21 +111,23 @@ async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError>
     tokio::spawn(dispatch);
     let link: Arc<dyn Link> = Arc::new(client);
     let ctx = Context::new(settings.name, Some(link), settings.max_frame);
-    serve_connection(Arc::new(plugin), ctx, framed, settings.codec).await;
+    serve_connection(Arc::new(plugin), ctx, framed, settings.codec, STOP_GRACE).await;
     Ok(())
 }
 
 /// The serve loop: answers [`PluginApi`] requests on a connection that has
 /// passed its handshake, each request in a task of its own (a caller's
 /// cancel or deadline drops it), until the peer closes the connection; then
-/// runs `on_unload` unless a `shutdown` already did. `ctx` is the context
-/// every hook gets; the frame limit it bounds replies with is the
-/// connection's own.
+/// stops the background work (waiting up to `grace` for it) and runs
+/// `on_unload`, unless a `shutdown` already did. `ctx` is the context every
+/// hook gets; the frame limit it bounds replies with is the connection's
+/// own.
 pub(crate) async fn serve_connection<P, S>(
     plugin: Arc<P>,
     ctx: Context,
     framed: codec::Framed<S>,
     codec: Codec,
+    grace: Duration,
 ) where
     P: Plugin,
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -131,6 +137,8 @@ pub(crate) async fn serve_connection<P, S>(
         ctx,
         max_frame: framed.codec().max_frame_length(),
         unloaded: Arc::new(AtomicBool::new(false)),
+        background: Arc::new(Background::default()),
+        grace,
     };
     let transport = codec::into_transport(framed, codec);
     BaseChannel::with_defaults(transport)
@@ -178,6 +186,10 @@ struct Server<P> {
     unloaded: Arc<AtomicBool>,
     /// The largest frame: a reply that would not fit is answered `internal`.
     max_frame: usize,
+    /// The plugin's background work, started by the first successful load.
+    background: Arc<Background>,
+    /// How long an unload waits for the background work to stop.
+    grace: Duration,
 }
 
 impl<P> Clone for Server<P> {
@@ -187,6 +199,8 @@ impl<P> Clone for Server<P> {
             ctx: self.ctx.clone(),
             unloaded: Arc::clone(&self.unloaded),
             max_frame: self.max_frame,
+            background: Arc::clone(&self.background),
+            grace: self.grace,
         }
     }
 }
@@ -194,6 +208,7 @@ impl<P> Clone for Server<P> {
 impl<P: Plugin> Server<P> {
     async fn unload_once(&self) {
         if !self.unloaded.swap(true, Ordering::SeqCst) {
+            self.background.stop(self.ctx.stopping(), self.grace).await;
             self.plugin.on_unload(&self.ctx).await;
         }
     }
@@ -224,7 +239,11 @@ fn decode(payload: &Payload) -> Result<serde_json::Value, ErrorReply> {
 
 impl<P: Plugin> PluginApi for Server<P> {
     async fn load(self, _: tarpc::context::Context, config: Payload) -> Result<(), ErrorReply> {
-        self.plugin.on_load(&self.ctx, decode(&config)?).await
+        self.plugin.on_load(&self.ctx, decode(&config)?).await?;
+        // Once per process: a second load (there is none under corral) or
+        // a reload finds it started.
+        self.background.start(&self.plugin, &self.ctx);
+        Ok(())
     }
 
     async fn ping(self, _: tarpc::context::Context, seq: u64) -> u64 {

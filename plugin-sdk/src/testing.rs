@@ -9,7 +9,10 @@
 //! dispatch, deadlines, cancellation and reply encoding as in production.
 //! The plugin gets the same [`Context`] it gets under corral, with the bus
 //! replaced by a recorder that applies corral's allow-lists: publishing
-//! defaults to `<name>.>`, and topics under `corral.>` are refused.
+//! defaults to `<name>.>`, and topics under `corral.>` are refused. The
+//! plugin's [`background`](Plugin::background) work starts after the first
+//! successful [`load`](Harness::load) and stops on [`unload`](Harness::unload)
+//! (signal, bounded wait, then `on_unload`), as under corral.
 //!
 //! This module depends on the runtime (the serve loop, the context, the
 //! `Link` trait it implements for its recorder); nothing in the runtime
@@ -58,9 +61,10 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::background::STOP_GRACE;
 use crate::link::Link;
 use crate::serve::serve_connection;
-use crate::{Context, Event, Plugin, PluginError};
+use crate::{Context, Event, Plugin, PluginError, Stop};
 
 /// corral's default `call_timeout`, the deadline of every harness call
 /// unless [`Harness::call_timeout`] says otherwise.
@@ -220,6 +224,12 @@ impl<P: Plugin> Plugin for Guarded<P> {
     async fn on_unload(&self, ctx: &Context) {
         self.run(self.plugin.on_unload(ctx)).await;
     }
+
+    /// As under corral: a panic is logged and the plugin goes on, so the
+    /// test sees what the plugin's users would.
+    async fn background(&self, ctx: &Context, stop: Stop) -> Result<(), PluginError> {
+        self.plugin.background(ctx, stop).await
+    }
 }
 
 /// The serve loop once started: the context its hooks get, and the
@@ -238,13 +248,15 @@ struct Running {
 /// caller going away does under corral (wrap a call in
 /// `tokio::time::timeout` to test that); a call past its deadline
 /// ([`call_timeout`](Harness::call_timeout), corral's 30 s by default) is
-/// cancelled and answered `timeout`. A hook that panics panics the test.
+/// cancelled and answered `timeout`. A hook that panics panics the test,
+/// except the background work, whose panic is logged as under corral.
 pub struct Harness<P> {
     plugin: Option<P>,
     name: String,
     recorder: Arc<Recorder>,
     running: Option<Running>,
     call_timeout: Duration,
+    stop_timeout: Duration,
     seq: u64,
     /// Whether `publish` set the allow-list (so `name` keeps it).
     publish_set: bool,
@@ -260,6 +272,7 @@ impl<P: Plugin> Harness<P> {
             recorder: Arc::new(Recorder::default()),
             running: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            stop_timeout: STOP_GRACE,
             seq: 0,
             publish_set: false,
         };
@@ -301,12 +314,20 @@ impl<P: Plugin> Harness<P> {
         self
     }
 
+    /// Sets how long [`unload`](Harness::unload) waits for the background
+    /// work to stop before it drops it (the SDK's 2 s by default).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
     /// The serve loop, started on first use.
     fn running(&mut self) -> &mut Running {
         let (name, recorder, plugin) = (&self.name, &self.recorder, &mut self.plugin);
+        let grace = self.stop_timeout;
         self.running.get_or_insert_with(|| {
             let plugin = plugin.take().expect("the plugin is served once");
-            start(plugin, name, recorder)
+            start(plugin, name, recorder, grace)
         })
     }
 
@@ -315,7 +336,8 @@ impl<P: Plugin> Harness<P> {
         &self.running().ctx
     }
 
-    /// Runs `on_load` with `config`.
+    /// Runs `on_load` with `config`; the first time it succeeds, the
+    /// plugin's background work starts.
     pub async fn load(&mut self, config: Value) -> Result<(), PluginError> {
         let config = encode(&config)?;
         let ctx = self.deadline();
@@ -323,7 +345,8 @@ impl<P: Plugin> Harness<P> {
         self.answer(client.load(ctx, config)).await?
     }
 
-    /// Runs `on_reload` with `config`.
+    /// Runs `on_reload` with `config` (the background work goes on as it
+    /// was: a reload never starts it again).
     pub async fn reload(&mut self, config: Value) -> Result<(), PluginError> {
         let config = encode(&config)?;
         let ctx = self.deadline();
@@ -384,7 +407,10 @@ impl<P: Plugin> Harness<P> {
         self.recorder.lock().subscriptions.clone()
     }
 
-    /// Runs `on_unload` (once, as a `shutdown` request does under corral).
+    /// Stops the background work, then runs `on_unload` (once, as a
+    /// `shutdown` request does under corral): raises the stop signal, waits
+    /// up to [`stop_timeout`](Harness::stop_timeout) for the work to
+    /// return, and drops it if it has not.
     pub async fn unload(&mut self) {
         let ctx = self.deadline();
         let client = self.running().client.clone();
@@ -415,7 +441,7 @@ impl<P: Plugin> Harness<P> {
 
 /// Starts the real serve loop on one end of an in-memory connection framed
 /// as a socket is, and connects a client to the other.
-fn start<P: Plugin>(plugin: P, name: &str, recorder: &Arc<Recorder>) -> Running {
+fn start<P: Plugin>(plugin: P, name: &str, recorder: &Arc<Recorder>, grace: Duration) -> Running {
     // Rust plugins speak bincode unless their manifest says otherwise.
     let codec = Codec::Bincode;
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
@@ -428,6 +454,7 @@ fn start<P: Plugin>(plugin: P, name: &str, recorder: &Arc<Recorder>) -> Running 
         ctx.clone(),
         codec::framed(theirs, MAX_FRAME_BYTES),
         codec,
+        grace,
     ));
     let transport = codec::into_transport(codec::framed(ours, MAX_FRAME_BYTES), codec);
     let client = PluginApiClient::new(tarpc::client::Config::default(), transport).spawn();

@@ -377,6 +377,109 @@ fn a_call_past_its_timeout_is_answered_timeout_and_cancelled(imp: Impl) {
     fleet.wait_log("p", "action `sleep` cancelled");
 }
 
+/// The echo plugin's `ticks` answer: ticks so far, and background starts.
+fn ticks(fleet: &Fleet) -> (u64, u64) {
+    let reply = fleet.call("p", "ticks", None).unwrap();
+    let field = |k: &str| {
+        reply[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {reply}"))
+    };
+    (field("ticks"), field("tasks_started"))
+}
+
+/// Waits until the ticker has run more than `than` times, returning the
+/// `ticks` answer.
+fn wait_ticks_past(fleet: &Fleet, than: u64) -> (u64, u64) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("more than {than} ticks"),
+        || Some(ticks(fleet)).filter(|&(n, _)| n > than),
+    )
+}
+
+fn background_work_runs_once_across_a_reload_and_stops_on_corral_stop(imp: Impl) {
+    let config = |c: Value| imp.config(|p| p.config(c)).toml();
+    let fleet = Fleet::start(&config(json!({"ticker_ms": 20})));
+    let pid = fleet.wait_running("p");
+    let (first, started) = wait_ticks_past(&fleet, 0);
+    assert_eq!(started, 1);
+    wait_ticks_past(&fleet, first);
+
+    // A reload hands the new config to the running process; it does not
+    // start the background work again.
+    fleet.rewrite_config(&config(json!({"ticker_ms": 10, "greeting": "changed"})));
+    let out = fleet.corral(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(Duration::from_secs(5), "the new config", || {
+        (fleet.call("p", "config", None).unwrap()["greeting"] == "changed").then_some(())
+    });
+    let (now, started) = ticks(&fleet);
+    assert_eq!(started, 1, "the reload started the background work again");
+    wait_ticks_past(&fleet, now);
+    let row = fleet.row("p");
+    assert_eq!((row.pid, row.restarts), (Some(pid), 0));
+
+    // A stop tells it to finish, and waits for it before on_unload.
+    let out = fleet.corral(&["stop", "p"]);
+    assert!(out.status.success(), "{out:?}");
+    let row = fleet.wait_state("p", PluginState::Stopped, Duration::from_secs(10));
+    assert_eq!(row.last_exit, Some(ExitReason::Requested), "{row:?}");
+    fleet.wait_log("p", "background task stopped");
+    fleet.wait_log("p", "unloading");
+    let log = fleet.logs("p");
+    assert_eq!(log.matches("background task stopped").count(), 1, "{log}");
+    assert!(
+        log.find("background task stopped") < log.find("unloading"),
+        "on_unload ran before the background work stopped: {log}"
+    );
+    assert!(
+        !fleet.log().contains("sending SIGTERM"),
+        "it needed a signal to stop: {}",
+        fleet.log()
+    );
+}
+
+fn an_event_matching_two_patterns_arrives_once_and_runs_its_handlers_by_priority(imp: Impl) {
+    let fleet = FleetConfig::new()
+        .plugin(imp.plugin("pub"))
+        .plugin(
+            imp.plugin("sub")
+                .subscribe(["pub.>", "pub.*"])
+                .config(json!({"ordered_handlers": true})),
+        )
+        .start();
+    fleet.wait_running("pub");
+    fleet.wait_running("sub");
+    fleet
+        .call("pub", "publish", Some(r#"{"topic": "pub.a", "count": 3}"#))
+        .unwrap();
+    // Events reach a subscriber in publish order: once the marker is in,
+    // any second copy of the first three would be in too.
+    fleet
+        .call(
+            "pub",
+            "publish",
+            Some(r#"{"topic": "pub.end", "payload": "end"}"#),
+        )
+        .unwrap();
+    let got = fleet.wait_received("sub", Duration::from_secs(10), "the marker", |r| {
+        r["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["topic"] == "pub.end"))
+    });
+    assert_eq!(got["count"], 4, "each event arrives once: {got}");
+    let handled = wait_until(Duration::from_secs(10), "8 handler runs", || {
+        let handled = fleet.call("sub", "handled", None).unwrap();
+        (handled.as_array().map(Vec::len) == Some(8)).then_some(handled)
+    });
+    assert_eq!(
+        handled,
+        json!(["high", "low", "high", "low", "high", "low", "high", "low"]),
+        "every event runs high, then low"
+    );
+}
+
 macro_rules! conformance {
     ($($lang:ident => $entry:expr;)*) => {$(
         mod $lang {
@@ -421,6 +524,14 @@ macro_rules! conformance {
             #[test]
             fn a_call_past_its_timeout_is_answered_timeout_and_cancelled() {
                 super::a_call_past_its_timeout_is_answered_timeout_and_cancelled(IMPL)
+            }
+            #[test]
+            fn background_work_runs_once_across_a_reload_and_stops_on_corral_stop() {
+                super::background_work_runs_once_across_a_reload_and_stops_on_corral_stop(IMPL)
+            }
+            #[test]
+            fn an_event_matching_two_patterns_arrives_once_and_runs_its_handlers_by_priority() {
+                super::an_event_matching_two_patterns_arrives_once_and_runs_its_handlers_by_priority(IMPL)
             }
         }
     )*};

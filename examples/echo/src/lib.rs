@@ -19,6 +19,8 @@
 //! | `subscribe` / `unsubscribe` | `{"patterns": [..]}` | changes its subscriptions at run time |
 //! | `received` | `{"limit": N}` | events received so far: `{"count", "in_order", "events": [first N (default 1000)]}` |
 //! | `spawn` | `{"count": N, "mb": M}` | starts N child processes, each holding M MiB (default 0) until killed; `{"spawned": k, "error": null or why the next one failed}` |
+//! | `ticks` | – | `{"ticks": N, "tasks_started": K}`: runs of the `ticker_ms` job so far, and how many times this process started its background work (1 once loaded, whatever reloads came) |
+//! | `handled` | – | the names of the `ordered_handlers` run so far, in the order they ran |
 //!
 //! Config key `crash_after_ms` (integer) makes it abort that long after
 //! loading: a crash loop on demand, for restart tests. Config key
@@ -28,11 +30,21 @@
 //! event `{"from": "on_load"}` and flush: the bus works while loading.
 //! Config key `refuse_reload` (text) makes `on_reload` refuse the config it
 //! is handed with that text: a failing reload hook on demand.
+//!
+//! Its background work counts itself started, and with config key
+//! `ticker_ms` (integer) runs a job that often, publishing nothing and
+//! counting ticks; when the plugin stops, the job writes `background task
+//! stopped` to stderr (before `unloading`). Config key `ordered_handlers:
+//! true` adds two event handlers on `>`, `low` (priority 1, added first) and
+//! `high` (priority 10), each noting its name for `handled`: every event
+//! runs `high`, then `low`.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use corral_sdk::{Context, Event, Plugin, PluginError, Value};
+use corral_sdk::{Context, Event, Plugin, PluginError, Router, Stop, Value};
 use serde_json::json;
 
 /// The echo plugin's state: what it was configured with and what it holds.
@@ -42,6 +54,13 @@ pub struct Echo {
     held: Mutex<Vec<Vec<u8>>>,
     children: Mutex<Vec<std::process::Child>>,
     received: Mutex<Received>,
+    /// Runs of the `ticker_ms` job.
+    ticks: AtomicU64,
+    /// Times the background work started in this process.
+    tasks_started: AtomicU64,
+    /// With `ordered_handlers`: the handlers on `>`, and what they noted.
+    router: Mutex<Option<Arc<Router<Echo>>>>,
+    handled: Mutex<Vec<&'static str>>,
 }
 
 /// What the plugin has received from the bus.
@@ -89,6 +108,58 @@ fn field_u64(payload: &Value, key: &str) -> Result<u64, PluginError> {
 }
 
 impl Echo {
+    /// The `ordered_handlers` handler of priority 10.
+    async fn high(&self, _ctx: &Context, _event: &Event) {
+        self.handled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push("high");
+    }
+
+    /// The `ordered_handlers` handler of priority 1.
+    async fn low(&self, _ctx: &Context, _event: &Event) {
+        self.handled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push("low");
+    }
+
+    /// Notes an event for `received`, after the `event_delay_us` it is
+    /// configured to take.
+    fn record(&self, event: &Event) {
+        let delay = self
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("event_delay_us")
+            .and_then(Value::as_u64);
+        if let Some(us) = delay {
+            // Spin: timers are too coarse for a few microseconds.
+            let until = std::time::Instant::now() + Duration::from_micros(us);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+        let mut r = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        r.in_order = if r.count == 0 {
+            true
+        } else {
+            r.in_order && event.seq > r.last_seq
+        };
+        r.count += 1;
+        r.last_seq = event.seq;
+        if r.events.len() < KEEP_EVENTS {
+            r.events.push(json!({
+                "topic": event.topic,
+                "payload": event.payload,
+                "source": event.source,
+                "seq": event.seq,
+                "retained": event.retained,
+                "received_us": unix_us(),
+            }));
+        }
+    }
+
     /// `received {"limit"?}`: what arrived through `on_event`.
     fn received(&self, payload: &Value) -> Value {
         let limit = payload.get("limit").and_then(Value::as_u64).unwrap_or(1000);
@@ -143,6 +214,11 @@ impl Plugin for Echo {
             ctx.publish(topic, &json!({"from": "on_load"})).await?;
             ctx.flush().await?;
         }
+        if config.get("ordered_handlers") == Some(&Value::Bool(true)) {
+            // Added low first: the priority, not the order, decides.
+            let router = Router::new().on(">", 1, Echo::low).on(">", 10, Echo::high);
+            *self.router.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(router));
+        }
         if let Some(ms) = config.get("crash_after_ms").and_then(Value::as_u64) {
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -196,6 +272,13 @@ impl Plugin for Echo {
                 Ok(self.spawn_children(count, mb))
             }
             "log" => log(&payload).await,
+            "ticks" => Ok(json!({
+                "ticks": self.ticks.load(Ordering::SeqCst),
+                "tasks_started": self.tasks_started.load(Ordering::SeqCst),
+            })),
+            "handled" => Ok(json!(
+                *self.handled.lock().unwrap_or_else(|p| p.into_inner())
+            )),
             "config" => Ok(self
                 .config
                 .lock()
@@ -214,37 +297,34 @@ impl Plugin for Echo {
         Ok(())
     }
 
-    async fn on_event(&self, _ctx: &Context, event: Event) {
-        let delay = self
+    async fn background(&self, _ctx: &Context, stop: Stop) -> Result<(), PluginError> {
+        self.tasks_started.fetch_add(1, Ordering::SeqCst);
+        let period = self
             .config
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get("event_delay_us")
-            .and_then(Value::as_u64);
-        if let Some(us) = delay {
-            // Spin: timers are too coarse for a few microseconds.
-            let until = std::time::Instant::now() + std::time::Duration::from_micros(us);
-            while std::time::Instant::now() < until {
-                std::hint::spin_loop();
-            }
+            .get("ticker_ms")
+            .and_then(Value::as_u64)
+            .filter(|&ms| ms > 0);
+        if let Some(ms) = period {
+            stop.every(Duration::from_millis(ms), || async {
+                self.ticks.fetch_add(1, Ordering::SeqCst);
+            })
+            .await;
+            eprintln!("background task stopped");
         }
-        let mut r = self.received.lock().unwrap_or_else(|p| p.into_inner());
-        r.in_order = if r.count == 0 {
-            true
-        } else {
-            r.in_order && event.seq > r.last_seq
-        };
-        r.count += 1;
-        r.last_seq = event.seq;
-        if r.events.len() < KEEP_EVENTS {
-            r.events.push(json!({
-                "topic": event.topic,
-                "payload": event.payload,
-                "source": event.source,
-                "seq": event.seq,
-                "retained": event.retained,
-                "received_us": unix_us(),
-            }));
+        Ok(())
+    }
+
+    async fn on_event(&self, ctx: &Context, event: Event) {
+        self.record(&event);
+        let router = self
+            .router
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(router) = router {
+            router.dispatch(self, ctx, &event).await;
         }
     }
 

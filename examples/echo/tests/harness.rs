@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use corral_sdk::testing::Harness;
 use echo_plugin::Echo;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn actions_events_and_publishes_without_a_supervisor() {
@@ -71,4 +71,36 @@ async fn a_call_past_its_deadline_is_cancelled() {
     .await;
     assert!(late.is_err(), "sleep finished early: {late:?}");
     assert_eq!(h.call("ping", json!(null)).await.unwrap()["pong"], true);
+}
+
+#[tokio::test]
+async fn the_ticker_runs_once_per_process_and_handlers_run_by_priority() {
+    let mut h = Harness::new(Echo::default())
+        .name("echo")
+        .subscribe(&["news.>"]);
+    h.load(json!({"ticker_ms": 1, "ordered_handlers": true}))
+        .await
+        .unwrap();
+    let ticks = |reply: Value| reply["ticks"].as_u64().unwrap();
+    let mut seen = 0;
+    for _ in 0..1000 {
+        seen = ticks(h.call("ticks", json!(null)).await.unwrap());
+        if seen >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(seen >= 2, "the ticker did not tick");
+    h.reload(json!({"ticker_ms": 50})).await.unwrap();
+    let reply = h.call("ticks", json!(null)).await.unwrap();
+    assert_eq!(reply["tasks_started"], 1, "{reply}");
+
+    assert!(h.deliver("news.a", json!(1)).await);
+    assert!(h.deliver("news.b", json!(2)).await);
+    assert_eq!(
+        h.call("handled", json!(null)).await.unwrap(),
+        json!(["high", "low", "high", "low"])
+    );
+    h.unload().await;
+    assert!(h.ctx().stopping().is_stopped());
 }

@@ -16,9 +16,18 @@ decorators, then run it::
         await asyncio.sleep(1)
         return "done"
 
-    @plugin.on_event("clock.>")
+    @plugin.on_event("clock.>", priority=10)   # higher priorities run first
     def tick(ctx, event):
         ctx.publish("greeter.ticked", event["payload"])
+
+    @plugin.every("30s")               # background work, once per process
+    def heartbeat(ctx):
+        ctx.publish("greeter.alive", True)
+
+    @plugin.task                       # runs until the plugin unloads
+    def poll(ctx):
+        while not ctx.stopping.wait(1.0):
+            pass
 
     if __name__ == "__main__":
         plugin.run()
@@ -33,6 +42,7 @@ the supervisor closes. ``corral_sdk.testing`` runs a plugin in a unit test.
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
 from .context import Context
 from .errors import Cancelled, PluginError
+from ._stop import StopSignal
 from .plugin import Plugin
 from .topics import check_pattern, check_topic, matches
 
@@ -41,6 +51,7 @@ __all__ = [
     "PluginError",
     "Cancelled",
     "Context",
+    "StopSignal",
     "run",
     "check_topic",
     "check_pattern",

@@ -1,5 +1,7 @@
 """``Host``: runs one plugin's registered functions with its context, for
-the wire server (``_serve``) and the testing helper alike; and
+the wire server (``_serve``) and the testing helper alike: hooks, actions,
+event handlers by priority, and background work (``_tasks``) started after
+the first successful load and stopped before the unload hook; and
 ``error_reply``, the wire error for what a function raised.
 
 It knows nothing of sockets or frames: ``_serve`` answers the supervisor,
@@ -11,6 +13,7 @@ import sys
 import threading
 
 from ._invoke import Invoker
+from ._tasks import STOP_GRACE, Tasks
 from .context import Context
 from .errors import INTERNAL, Cancelled, PluginError
 from .topics import matches
@@ -30,18 +33,27 @@ class Host:
     """Runs one plugin's functions with its context; shared by the wire
     server and the testing helper."""
 
-    def __init__(self, plugin, name, bus):
+    def __init__(self, plugin, name, bus, stop_timeout=STOP_GRACE):
         self.plugin = plugin
         self.ctx = Context(name, bus)
         self.invoker = Invoker()
+        self.tasks = Tasks(self.invoker, self.ctx.stopping)
+        self.stop_timeout = stop_timeout
         self._unloading = False
         self._unloaded = threading.Event()
         self._unload_lock = threading.Lock()
 
     def load(self, config, on_done):
-        """Runs ``on_load`` in the background; ``on_done(value, error)``."""
+        """Runs ``on_load`` in the background; ``on_done(value, error)``.
+        Once it has succeeded, the background work starts (once)."""
         self.ctx._shared["config"] = config
-        self._hook(self.plugin.load_hook, config, on_done)
+
+        def loaded(value, error):
+            if error is None:
+                self.tasks.start(self.plugin.tasks, self.ctx)
+            on_done(value, error)
+
+        self._hook(self.plugin.load_hook, config, loaded)
 
     def reload(self, config, on_done):
         self.ctx._shared["config"] = config
@@ -63,9 +75,10 @@ class Host:
 
     def deliver(self, events):
         """Runs the matching event handlers for each event, in order, in the
-        calling thread. A failing handler is logged, never fatal."""
+        calling thread: by priority, then registration. A failing handler is
+        logged, never fatal."""
         for event in events:
-            for pattern, fn in self.plugin.event_handlers:
+            for pattern, fn, _ in self.plugin.event_handlers:
                 if matches(pattern, event["topic"]):
                     try:
                         self.invoker.run(fn, (self.ctx, event))
@@ -73,8 +86,9 @@ class Host:
                         sys.stderr.write("corral plugin: event handler %s failed: %s: %s\n" % (fn.__name__, type(e).__name__, e))
 
     def unload(self):
-        """Runs ``on_unload`` once, in the calling thread; a second caller
-        waits until the first one's run has finished."""
+        """Stops the background work (bounded), then runs ``on_unload``,
+        once, in the calling thread; a second caller waits until the first
+        one's run has finished."""
         with self._unload_lock:
             first = not self._unloading
             self._unloading = True
@@ -82,6 +96,7 @@ class Host:
             self._unloaded.wait()
             return
         try:
+            self.tasks.stop(self.stop_timeout)
             if self.plugin.unload_hook is not None:
                 self.invoker.run(self.plugin.unload_hook, (self.ctx,))
         except Exception as e:

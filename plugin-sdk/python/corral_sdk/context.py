@@ -5,6 +5,7 @@ import asyncio
 import logging
 import threading
 
+from ._stop import StopSignal
 from .errors import BAD_TOPIC, DISCONNECTED, Cancelled, PluginError
 from .topics import check_pattern, check_topic, check_unreserved
 
@@ -15,7 +16,8 @@ class Context:
     ``name`` is the plugin's name in the fleet, ``config`` its config table
     as last loaded, ``log`` a logger writing to stderr (which corral keeps in
     the plugin's log). Inside an action, ``cancelled`` turns true when the
-    caller's deadline passes or the caller goes away.
+    caller's deadline passes or the caller goes away. ``stopping`` is set
+    when the plugin unloads: background work loops until it is.
     """
 
     def __init__(self, name, bus=None, cancel_event=None, shared=None):
@@ -23,7 +25,7 @@ class Context:
         self.log = logging.getLogger("corral_sdk.plugin").getChild(name or "plugin")
         self._bus = bus
         self._cancel = cancel_event or threading.Event()
-        self._shared = shared if shared is not None else {"config": None}
+        self._shared = shared if shared is not None else {"config": None, "stopping": StopSignal()}
 
     def _for_call(self, cancel_event):
         return Context(self.name, self._bus, cancel_event, self._shared)
@@ -32,6 +34,13 @@ class Context:
     def config(self):
         """The plugin's config table (a dict, or None when it has none)."""
         return self._shared["config"]
+
+    @property
+    def stopping(self):
+        """Set when the plugin unloads (a stop request, or the connection to
+        the supervisor closing): ``while not ctx.stopping.wait(1): ...`` in a
+        thread, ``await ctx.stopping`` in async code. See ``StopSignal``."""
+        return self._shared["stopping"]
 
     @property
     def cancelled(self):

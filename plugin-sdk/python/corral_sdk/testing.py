@@ -12,7 +12,14 @@ events, see what it published::
 
 Actions run as they do under corral (plain functions in a thread, ``async
 def`` on the SDK's asyncio loop), and errors arrive as ``PluginError`` with
-the code a caller would see.
+the code a caller would see. Background work (``@plugin.task``,
+``@plugin.every``) starts once the first load succeeded and stops on
+``unload`` (``ctx.stopping`` set, a bounded wait, then ``on_unload``)::
+
+    def test_ticks():
+        with PluginTester(plugin) as t:
+            assert ticked.wait(5)          # a threading.Event the job sets
+        assert t.ctx.stopping.is_set()     # unloaded: the job was told to stop
 """
 
 import itertools
@@ -21,6 +28,7 @@ import threading
 import time
 
 from ._host import Host, error_reply
+from ._tasks import STOP_GRACE
 from .errors import BAD_PAYLOAD, DENIED, INTERNAL, TIMEOUT, PluginError
 from .topics import check_pattern, matches
 
@@ -100,12 +108,14 @@ class PluginTester:
     keys); they default to corral's: publish under ``<name>.>``, subscribe
     to nothing. Payloads, replies and configs make the same trip through
     JSON as under corral, so what would not encode fails here too.
+    ``stop_timeout`` is how long ``unload`` waits for background work to
+    stop (the SDK's 2 s by default).
     """
 
-    def __init__(self, plugin, name=None, config=None, publish=None, subscribe=(), load=True):
+    def __init__(self, plugin, name=None, config=None, publish=None, subscribe=(), load=True, stop_timeout=STOP_GRACE):
         self.name = name or plugin.name or "test"
         self._bus = _RecordingBus(publish if publish is not None else [self.name + ".>"], subscribe)
-        self._host = Host(plugin, self.name, self._bus)
+        self._host = Host(plugin, self.name, self._bus, stop_timeout)
         self._seq = itertools.count(1)
         if load:
             self.load(config)
@@ -128,7 +138,8 @@ class PluginTester:
             return list(self._bus.subscriptions)
 
     def load(self, config=None):
-        """Runs ``on_load``; raises ``PluginError`` if it fails."""
+        """Runs ``on_load``; raises ``PluginError`` if it fails. The first
+        time it succeeds, the background work starts."""
         config = _as_json(config, BAD_PAYLOAD, "the config")
         self._wait(lambda done: self._host.load(config, done), 30)
 
@@ -182,7 +193,8 @@ class PluginTester:
         return True
 
     def unload(self):
-        """Runs ``on_unload`` (once)."""
+        """Stops the background work (sets ``ctx.stopping``, waits up to
+        ``stop_timeout``), then runs ``on_unload``; once."""
         self._host.unload()
 
     def __enter__(self):

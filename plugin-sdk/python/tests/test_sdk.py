@@ -4,6 +4,8 @@ Run with: python3 -m unittest discover -s plugin-sdk/python/tests
 """
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import socket
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -151,6 +154,201 @@ class TesterTest(unittest.TestCase):
         with self.assertRaises(PluginError) as e:
             t.call("follow", ["news.>"])
         self.assertEqual(e.exception.code, "denied")
+
+
+def eventually(cond, what, timeout=5.0):
+    """Waits until ``cond()`` holds, or fails the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(0.005)
+
+
+class BackgroundTest(unittest.TestCase):
+    """Background work: started once after a successful load, stopped
+    (signal, bounded wait) before on_unload, failures logged."""
+
+    def make(self):
+        plugin = Plugin("worker")
+        seen = {"life": [], "ticks": 0, "async_ticks": 0, "flaky": 0}
+
+        @plugin.on_load
+        def load(ctx, config):
+            if (config or {}).get("fail"):
+                raise PluginError("bad_config", "asked to fail")
+
+        @plugin.task
+        def poll(ctx):
+            seen["life"].append("started")
+            while not ctx.stopping.wait(0.002):
+                seen["ticks"] += 1
+            seen["life"].append("stopped")
+
+        @plugin.task(name="watcher")
+        async def watch(ctx):
+            await ctx.stopping
+            seen["life"].append("async stopped")
+
+        @plugin.every("2ms")
+        async def beat(ctx):
+            seen["async_ticks"] += 1
+
+        @plugin.every(0.002)
+        def flaky(ctx):
+            seen["flaky"] += 1
+            raise ValueError("sensor %d unplugged" % seen["flaky"])
+
+        @plugin.on_unload
+        def unload(ctx):
+            seen["life"].append("unloaded")
+
+        return plugin, seen
+
+    def test_tasks_start_once_after_load_and_stop_before_on_unload(self):
+        plugin, seen = self.make()
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            t = PluginTester(plugin)
+            eventually(lambda: seen["ticks"] >= 2 and seen["async_ticks"] >= 2, "ticks")
+            t.reload({"greeting": "again"})
+            before = seen["ticks"]
+            eventually(lambda: seen["ticks"] > before, "ticks after the reload")
+            # The failing job kept its schedule.
+            eventually(lambda: seen["flaky"] >= 3, "the flaky job's runs")
+            self.assertFalse(t.ctx.stopping.is_set())
+            t.unload()
+        self.assertTrue(t.ctx.stopping.is_set())
+        self.assertEqual(seen["life"][0], "started")
+        self.assertEqual(sorted(seen["life"][1:3]), ["async stopped", "stopped"])
+        self.assertEqual(seen["life"][3:], ["unloaded"])
+        self.assertIn("periodic job `flaky` failed: ValueError: sensor 1 unplugged", err.getvalue())
+        self.assertNotIn("did not stop", err.getvalue())
+
+    def test_a_failed_load_starts_nothing_and_an_unload_ends_it_for_good(self):
+        plugin, seen = self.make()
+        with self.assertRaises(PluginError):
+            PluginTester(plugin, config={"fail": True})
+        self.assertEqual(seen["life"], [])
+        t = PluginTester(plugin, load=False)
+        t.unload()
+        t.load()
+        self.assertEqual(seen["life"], ["unloaded"])
+
+    def test_a_task_that_ignores_the_stop_is_named_and_unload_goes_on(self):
+        plugin = Plugin("stubborn")
+        release = threading.Event()
+        seen = []
+
+        @plugin.task
+        def stubborn(ctx):
+            release.wait(10)
+
+        @plugin.task
+        async def stubborn_async(ctx):
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        @plugin.on_unload
+        def unload(ctx):
+            seen.append("unloaded")
+
+        err = io.StringIO()
+        t = PluginTester(plugin, stop_timeout=0.05)
+        started = time.monotonic()
+        with contextlib.redirect_stderr(err):
+            t.unload()
+        took = time.monotonic() - started
+        release.set()
+        self.assertGreaterEqual(took, 0.05)
+        self.assertLess(took, 2)
+        self.assertIn("background task `stubborn` did not stop within 0.05s", err.getvalue())
+        self.assertIn("background task `stubborn_async` did not stop", err.getvalue())
+        eventually(lambda: "cancelled" in seen, "the async task's cancellation")
+        self.assertIn("unloaded", seen)
+
+    def test_a_task_that_raises_is_logged(self):
+        plugin = Plugin("broken")
+
+        @plugin.task
+        def broken(ctx):
+            raise RuntimeError("no sensor")
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            with PluginTester(plugin):
+                eventually(lambda: "no sensor" in err.getvalue(), "the failure in the log")
+        self.assertIn("background task `broken` failed: RuntimeError: no sensor", err.getvalue())
+
+    def test_periods(self):
+        from corral_sdk._tasks import _next_run, parse_period
+
+        self.assertEqual(parse_period("200ms"), 0.2)
+        self.assertEqual(parse_period("1.5s"), 1.5)
+        self.assertEqual(parse_period("2m"), 120)
+        self.assertEqual(parse_period(3), 3)
+        self.assertEqual(parse_period(" 250us "), 0.00025)
+        for bad in ["0s", "fast", -1, 0, True, "1 parsec", None, float("nan")]:
+            self.assertRaises(ValueError, parse_period, bad)
+        with self.assertRaises(ValueError):
+            Plugin("x").every("soon")
+        # A run that overran skips the ticks it missed.
+        self.assertEqual(_next_run(10.0, 1.0, 10.5), 11.0)
+        self.assertEqual(_next_run(10.0, 1.0, 12.5), 13.0)
+
+    def test_the_stop_signal_wakes_threads_and_coroutines(self):
+        from corral_sdk import StopSignal
+
+        stop = StopSignal()
+        self.assertFalse(stop.wait(0.001))
+
+        async def waits():
+            timed_out = await stop.wait_async(0.001)
+            threading.Timer(0.01, stop.set).start()
+            await stop
+            return timed_out, await stop.wait_async(10)
+
+        self.assertEqual(asyncio.run(waits()), (False, True))
+        self.assertTrue(stop.is_set() and stop.wait(0))
+
+
+class PriorityTest(unittest.TestCase):
+    def test_every_matching_handler_runs_by_priority_and_a_failure_stops_none(self):
+        plugin = Plugin("router")
+        calls = []
+
+        @plugin.on_event(">", priority=-1)
+        def last(ctx, event):
+            calls.append("last")
+
+        @plugin.on_event("sensor.*")
+        def plain(ctx, event):
+            calls.append("plain")
+
+        @plugin.on_event("sensor.power", priority=10)
+        def first(ctx, event):
+            calls.append("first")
+
+        @plugin.on_event("sensor.>", priority=10)
+        async def second(ctx, event):
+            calls.append("second")
+            raise ValueError("second always fails")
+
+        @plugin.on_event("other.>", priority=100)
+        def elsewhere(ctx, event):
+            calls.append("elsewhere")
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            t = PluginTester(plugin, subscribe=["sensor.>", "sensor.*"])
+            self.assertTrue(t.deliver("sensor.power", 1))
+        self.assertEqual(calls, ["first", "second", "plain", "last"])
+        self.assertIn("event handler second failed: ValueError", err.getvalue())
+        with self.assertRaises(ValueError):
+            plugin.on_event(">", priority="high")
 
 
 class ContainmentTest(unittest.TestCase):

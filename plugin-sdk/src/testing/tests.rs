@@ -152,3 +152,143 @@ async fn without_an_on_reload_a_reload_runs_on_load_with_the_new_config() {
     let err = h.reload(json!({"port": "x"})).await.unwrap_err();
     assert_eq!(err.code, "bad_payload");
 }
+
+/// Background work in the mode its config names, recording its life.
+#[derive(Default)]
+struct Worker {
+    life: Arc<std::sync::Mutex<Vec<&'static str>>>,
+    ticks: Arc<AtomicUsize>,
+    dropped: Arc<AtomicBool>,
+    mode: std::sync::Mutex<String>,
+}
+
+impl Worker {
+    fn note(&self, what: &'static str) {
+        self.life.lock().unwrap().push(what);
+    }
+}
+
+impl Plugin for Worker {
+    async fn on_load(&self, _: &Context, config: Value) -> Result<(), PluginError> {
+        let mode = config["mode"].as_str().unwrap_or_default();
+        if mode == "refuse" {
+            return Err(PluginError::bad_payload("no mode"));
+        }
+        *self.mode.lock().unwrap() = mode.to_string();
+        Ok(())
+    }
+
+    async fn handle(&self, _: &Context, action: &str, _: Value) -> Result<Value, PluginError> {
+        match action {
+            "ping" => Ok(json!("pong")),
+            other => Err(PluginError::unknown_action(other)),
+        }
+    }
+
+    async fn background(&self, _: &Context, stop: Stop) -> Result<(), PluginError> {
+        self.note("started");
+        let mode = self.mode.lock().unwrap().clone();
+        match mode.as_str() {
+            "tick" => {
+                stop.every(Duration::from_millis(1), || async {
+                    self.ticks.fetch_add(1, Ordering::SeqCst);
+                })
+                .await;
+            }
+            "stubborn" => {
+                let _guard = SetOnDrop(Arc::clone(&self.dropped));
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            "panic" => panic!("the sensor is gone"),
+            "fail" => return Err(PluginError::internal("no sensor")),
+            _ => {}
+        }
+        self.note("stopped");
+        Ok(())
+    }
+
+    async fn on_unload(&self, _: &Context) {
+        self.note("unloaded");
+    }
+}
+
+/// Waits (up to 5 s) until `cond` holds.
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn background_work_starts_once_after_load_and_stops_before_on_unload() {
+    let worker = Worker::default();
+    let (life, ticks) = (Arc::clone(&worker.life), Arc::clone(&worker.ticks));
+    let mut h = Harness::new(worker);
+    h.load(json!({"mode": "tick"})).await.unwrap();
+    eventually("ticks", || ticks.load(Ordering::SeqCst) >= 2).await;
+    h.reload(json!({"mode": "tick"})).await.unwrap();
+    let before = ticks.load(Ordering::SeqCst);
+    eventually("ticks after the reload", || {
+        ticks.load(Ordering::SeqCst) > before
+    })
+    .await;
+    assert!(!h.ctx().stopping().is_stopped());
+    h.unload().await;
+    assert!(h.ctx().stopping().is_stopped());
+    // Started once; returned on the stop signal, before on_unload ran.
+    assert_eq!(*life.lock().unwrap(), ["started", "stopped", "unloaded"]);
+}
+
+#[tokio::test]
+async fn background_work_that_ignores_the_stop_is_dropped_after_the_timeout() {
+    let worker = Worker::default();
+    let (life, dropped) = (Arc::clone(&worker.life), Arc::clone(&worker.dropped));
+    let mut h = Harness::new(worker).stop_timeout(Duration::from_millis(50));
+    h.load(json!({"mode": "stubborn"})).await.unwrap();
+    eventually("the start", || !life.lock().unwrap().is_empty()).await;
+    let started = std::time::Instant::now();
+    h.unload().await;
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    until(&dropped).await;
+    assert_eq!(*life.lock().unwrap(), ["started", "unloaded"]);
+}
+
+#[tokio::test]
+async fn background_work_that_fails_or_panics_leaves_the_plugin_serving() {
+    for mode in ["panic", "fail"] {
+        let worker = Worker::default();
+        let life = Arc::clone(&worker.life);
+        let mut h = Harness::new(worker);
+        h.load(json!({ "mode": mode })).await.unwrap();
+        eventually("the start", || !life.lock().unwrap().is_empty()).await;
+        assert_eq!(h.call("ping", json!(null)).await.unwrap(), "pong", "{mode}");
+        h.unload().await;
+        assert_eq!(*life.lock().unwrap(), ["started", "unloaded"], "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn only_a_successful_load_starts_background_work_and_an_unload_ends_it_for_good() {
+    let worker = Worker::default();
+    let life = Arc::clone(&worker.life);
+    let mut h = Harness::new(worker);
+    h.load(json!({"mode": "refuse"})).await.unwrap_err();
+    assert!(life.lock().unwrap().is_empty());
+    h.load(json!({"mode": "idle"})).await.unwrap();
+    eventually("the start", || !life.lock().unwrap().is_empty()).await;
+
+    // Unloaded before it ever loaded: nothing starts afterwards.
+    let worker = Worker::default();
+    let life = Arc::clone(&worker.life);
+    let mut h = Harness::new(worker);
+    h.unload().await;
+    h.load(json!({"mode": "idle"})).await.unwrap();
+    assert_eq!(h.call("ping", json!(null)).await.unwrap(), "pong");
+    assert_eq!(*life.lock().unwrap(), ["unloaded"]);
+}

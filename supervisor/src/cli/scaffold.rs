@@ -157,6 +157,10 @@ fn rust_clash(name: &str) -> Option<&'static str> {
         "Value",
         "Mutex",
         "Harness",
+        "Stop",
+        "Duration",
+        "AtomicU64",
+        "Ordering",
     ]
     .contains(&ty.as_str())
     {
@@ -370,6 +374,8 @@ mod tests {
             "plugin",
             "plugin-error",
             "value",
+            "stop",
+            "ordering",
         ] {
             assert!(rust_clash(name).is_some(), "{name}");
         }
