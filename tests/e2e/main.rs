@@ -8,6 +8,7 @@ mod bus;
 mod chaos;
 mod conformance;
 mod control;
+mod control_api;
 mod handshake;
 mod heartbeat;
 mod hostile_bus_fairness;
