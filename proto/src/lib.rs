@@ -47,9 +47,9 @@ pub use handshake::{Agreed, FEATURES, Hello, HelloReply, MIN_PROTOCOL_VERSION, R
 pub use handshake::{IntroduceError, introduce};
 pub use payload::Payload;
 pub use service::{
-    BusApi, BusApiClient, BusApiRequest, BusApiResponse, ControlApi, ControlApiClient,
-    ControlApiRequest, ControlApiResponse, PluginApi, PluginApiClient, PluginApiRequest,
-    PluginApiResponse, ServeBusApi, ServeControlApi, ServePluginApi,
+    BusApi, BusApiClient, BusApiRequest, BusApiResponse, CONTROL_METHODS, ControlApi,
+    ControlApiClient, ControlApiRequest, ControlApiResponse, PluginApi, PluginApiClient,
+    PluginApiRequest, PluginApiResponse, ServeBusApi, ServeControlApi, ServePluginApi,
 };
 pub use status::{
     Enforcement, ExitReason, HookFailure, PluginInfo, PluginState, PluginStatus, ReloadReport,

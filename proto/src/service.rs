@@ -75,3 +75,44 @@ pub trait ControlApi {
     /// service manager). Answers at once.
     async fn ready() -> bool;
 }
+
+/// The methods of [`ControlApi`] as they appear on the wire (the key of a
+/// request's `message` in the JSON codec), in declaration order. The control
+/// server names them when it answers a request for a method it does not
+/// have.
+pub const CONTROL_METHODS: &[&str] = &[
+    "Ps",
+    "Call",
+    "Down",
+    "Start",
+    "Stop",
+    "Restart",
+    "Inspect",
+    "Reload",
+    "Publish",
+    "EventsOpen",
+    "EventsNext",
+    "Ready",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::{CONTROL_METHODS, ControlApiRequest};
+
+    #[test]
+    fn control_methods_are_exactly_the_variants_serde_knows() {
+        // serde lists every variant of the request enum when it meets an
+        // unknown one: the list above must be that list.
+        let err = serde_json::from_str::<ControlApiRequest>(r#"{"Frobnicate":{}}"#)
+            .expect_err("no such method");
+        let expected: Vec<String> = CONTROL_METHODS.iter().map(|m| format!("`{m}`")).collect();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!(
+                "unknown variant `Frobnicate`, expected one of {} at line",
+                expected.join(", ")
+            )),
+            "{message}"
+        );
+    }
+}

@@ -8,8 +8,9 @@ use std::path::Path;
 use bytes::BytesMut;
 use corral_proto::codec::Codec;
 use corral_proto::{
-    BusApiRequest, BusApiResponse, ErrorReply, Event, ExitReason, Hello, HelloReply,
-    PluginApiRequest, PluginApiResponse, Publish, PublishReceipt,
+    BusApiRequest, BusApiResponse, CONTROL_METHODS, ControlApiRequest, ControlApiResponse,
+    ErrorReply, Event, ExitReason, Hello, HelloReply, PluginApiRequest, PluginApiResponse, Publish,
+    PublishReceipt,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -85,6 +86,20 @@ fn round_trip<T: DeserializeOwned + Serialize>(body: &str) -> Result<(), String>
     }
 }
 
+/// A request the control API must answer with a framework error: a JSON
+/// request envelope with an id, which does not decode as a request.
+fn undecodable_request(body: &str) -> Result<(), String> {
+    let value: Value = serde_json::from_str(body).map_err(|e| format!("is not JSON: {e}"))?;
+    if value["Request"]["id"].as_u64().is_none() {
+        return Err("has no Request.id to answer".into());
+    }
+    let frame = BytesMut::from(body.trim().as_bytes());
+    match Codec::Json.decode::<tarpc::ClientMessage<ControlApiRequest>>(&frame) {
+        Ok(_) => Err("decodes as a control request".into()),
+        Err(_) => Ok(()),
+    }
+}
+
 fn check(kind: &str, body: &str) -> Result<(), String> {
     match kind {
         "Hello" => round_trip::<Hello>(body),
@@ -93,6 +108,9 @@ fn check(kind: &str, body: &str) -> Result<(), String> {
         "PluginResponse" => round_trip::<tarpc::Response<PluginApiResponse>>(body),
         "BusRequest" => round_trip::<tarpc::ClientMessage<BusApiRequest>>(body),
         "BusResponse" => round_trip::<tarpc::Response<BusApiResponse>>(body),
+        "ControlRequest" => round_trip::<tarpc::ClientMessage<ControlApiRequest>>(body),
+        "ControlResponse" => round_trip::<tarpc::Response<ControlApiResponse>>(body),
+        "BadControlRequest" => undecodable_request(body),
         "Event" => round_trip::<Event>(body),
         "Publish" => round_trip::<Publish>(body),
         "PublishReceipt" => round_trip::<PublishReceipt>(body),
@@ -162,10 +180,28 @@ fn every_kind_of_frame_has_an_example() {
         ("BusResponse", "\"Subscribe\""),
         ("BusResponse", "\"Unsubscribe\""),
         ("BusResponse", "\"denied\""),
+        ("Hello", "\"Control\""),
+        // The framework error of a request the control API cannot decode.
+        ("BadControlRequest", "\"Frobnicate\""),
+        ("ControlResponse", "\"kind\":11"),
+        ("ControlResponse", "\"Err\":{\"code\""),
     ] {
         assert!(
             has(kind, needle),
             "docs/protocol.md has no {kind} example containing {needle}"
+        );
+    }
+    // Every method of the control API, asked and answered.
+    for method in CONTROL_METHODS {
+        let needle = format!("\"message\":{{\"{method}\":");
+        let answer = format!("{{\"Ok\":{{\"{method}\":");
+        assert!(
+            has("ControlRequest", &needle),
+            "docs/protocol.md has no ControlRequest example of `{method}`"
+        );
+        assert!(
+            has("ControlResponse", &answer),
+            "docs/protocol.md has no ControlResponse example answering `{method}`"
         );
     }
 }

@@ -21,14 +21,18 @@
 //!   of the ones left out.
 //!
 //! The control socket speaks the JSON codec, so any language can drive a
-//! fleet with the same frames the CLI sends. The parts: `api` (the
-//! requests), `connection` (one connection's life and the slot table),
+//! fleet with the same frames the CLI sends (docs/protocol.md, "The control
+//! API"). A request for a method it does not have is answered with an
+//! error naming the methods it has. The parts: `api` (the requests),
+//! `connection` (one connection's life and the slot table), `transport`
+//! (frames to requests, and the answer to one that does not decode),
 //! `metered` (the frame budget), `limits` (the pure decisions).
 
 mod api;
 mod connection;
 mod limits;
 mod metered;
+mod transport;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

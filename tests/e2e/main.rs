@@ -10,6 +10,7 @@ mod check;
 mod cli_extras;
 mod conformance;
 mod control;
+mod control_api;
 mod handshake;
 mod heartbeat;
 mod hostile_bus_fairness;

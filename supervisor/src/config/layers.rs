@@ -446,7 +446,12 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
-        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -466,6 +471,9 @@ mod tests {
             env(&[("LEVEL", "2"), ("MODE", "fleet"), ("PYTHONPATH", "lib")])
         );
         assert_eq!(layered.cwd, Some("data".into()));
-        assert_eq!(PluginLayer::default().over(PluginLayer::default()).env, None);
+        assert_eq!(
+            PluginLayer::default().over(PluginLayer::default()).env,
+            None
+        );
     }
 }

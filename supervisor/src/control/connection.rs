@@ -22,6 +22,7 @@ use super::MAX_REQUESTS;
 use super::api::Server;
 use super::limits::{Occupant, Seen, Throttle, suppressed_note, victim};
 use super::metered::{FRAME_TIMEOUT, FrameBudget, Metered};
+use super::transport::ControlTransport;
 use crate::supervisor::SupervisorHandle;
 use crate::wire::handshake::{self, ControlRefusal};
 
@@ -233,7 +234,7 @@ async fn checked_and_served(stream: Socket, shared: &Arc<Shared>, activity: &Arc
             return refused(shared, &ControlRefusal::Other(why)).await;
         }
     };
-    let transport = codec::into_transport(framed, Codec::Json);
+    let transport = ControlTransport::new(framed);
     let server = Server {
         supervisor: shared.supervisor.clone(),
     };
