@@ -73,4 +73,7 @@ pub mod codes {
     /// A bound set by the plugin's settings would be passed (for example
     /// `max_subscriptions`); the message names it.
     pub const LIMIT: &str = "limit";
+    /// The plugin cannot do what was asked of it (a call to a plugin that
+    /// runs with `protocol = "none"`); the message says why.
+    pub const NOT_SUPPORTED: &str = "not_supported";
 }

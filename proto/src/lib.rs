@@ -52,8 +52,8 @@ pub use service::{
     PluginApiRequest, PluginApiResponse, ServeBusApi, ServeControlApi, ServePluginApi,
 };
 pub use status::{
-    Enforcement, ExitReason, HookFailure, PluginInfo, PluginState, PluginStatus, ReloadReport,
-    Transition,
+    Enforcement, ExitReason, HookFailure, PluginInfo, PluginState, PluginStatus, Protocol,
+    ReloadReport, Transition,
 };
 
 /// The version of the wire protocol spoken on plugin and control sockets.

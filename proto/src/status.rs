@@ -206,6 +206,42 @@ pub struct PluginStatus {
     /// Events it published that the bus accepted since the supervisor started.
     #[serde(default)]
     pub bus_out: u64,
+    /// How it talks to the supervisor (left out for `corral`, the default).
+    #[serde(default, skip_serializing_if = "Protocol::is_corral")]
+    pub protocol: Protocol,
+}
+
+/// How a plugin talks to the supervisor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// corral's protocol: handshake, heartbeats, calls, the bus.
+    #[default]
+    Corral,
+    /// None: any program. corral spawns, watches, limits, logs, stops and
+    /// restarts it; calls, heartbeats and the bus do not apply.
+    None,
+}
+
+impl Protocol {
+    /// Whether it is [`Protocol::Corral`].
+    pub fn is_corral(&self) -> bool {
+        *self == Self::Corral
+    }
+
+    /// Its name in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Corral => "corral",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One change of a plugin's state, as kept in its history.

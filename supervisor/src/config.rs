@@ -31,6 +31,7 @@ mod check;
 pub mod defaults;
 mod error;
 mod layers;
+mod protocol;
 mod resolve;
 mod schema;
 mod spec;

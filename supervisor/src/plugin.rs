@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use corral_proto::{ErrorReply, ExitReason, Payload, PluginInfo, PluginStatus, codes};
+use corral_proto::{ErrorReply, ExitReason, Payload, PluginInfo, PluginStatus, Protocol, codes};
 use tarpc::client::RpcError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -165,10 +165,20 @@ impl PluginHandle {
         // without a round trip through the actor's mailbox.
         let target = self.target.borrow().clone();
         let Some(target) = target else {
-            let state = self
-                .status()
-                .await
-                .map_or("shutting down".into(), |s| s.state.to_string());
+            let status = self.status().await;
+            if status
+                .as_ref()
+                .is_some_and(|s| s.protocol == Protocol::None)
+            {
+                return Err(ErrorReply::new(
+                    codes::NOT_SUPPORTED,
+                    format!(
+                        "plugin `{}` runs with protocol = \"none\": it takes no calls",
+                        self.name
+                    ),
+                ));
+            }
+            let state = status.map_or("shutting down".into(), |s| s.state.to_string());
             return Err(ErrorReply::new(
                 codes::NOT_RUNNING,
                 format!("plugin `{}` is {state}, not running", self.name),

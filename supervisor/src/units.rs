@@ -1,6 +1,7 @@
-//! Human-friendly units in config files: durations ("500ms", "5s", "1m") and
-//! sizes ("64MiB", "1GiB", "512KB"), read from text and written back as text
-//! (as `corral inspect` shows settings).
+//! Human-friendly units in config files: durations ("500ms", "5s", "1m"),
+//! sizes ("64MiB", "1GiB", "512KB") and signal names ("SIGTERM", "INT"),
+//! read from text and written back as text (as `corral inspect` shows
+//! settings).
 
 use std::fmt;
 use std::time::Duration;
@@ -120,5 +121,56 @@ mod tests {
         let err = parse("s = \"lots\"").unwrap_err();
         assert!(err.contains("64MiB"), "{err}");
         assert!(parse("s = \"0B\"").unwrap_err().contains("more than zero"));
+    }
+}
+
+/// The signals a stop may begin with (`stop_signal`).
+const STOP_SIGNALS: &[nix::sys::signal::Signal] = {
+    use nix::sys::signal::Signal::*;
+    &[SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
+};
+
+/// A signal a stop begins with, written by name: `"SIGTERM"` or `"TERM"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopSignal(pub nix::sys::signal::Signal);
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        Self(nix::sys::signal::Signal::SIGTERM)
+    }
+}
+
+impl<'de> Deserialize<'de> for StopSignal {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let name = text.trim().to_ascii_uppercase();
+        let name = if name.starts_with("SIG") {
+            name
+        } else {
+            format!("SIG{name}")
+        };
+        STOP_SIGNALS
+            .iter()
+            .find(|s| s.as_str() == name)
+            .map(|s| Self(*s))
+            .ok_or_else(|| {
+                let known: Vec<&str> = STOP_SIGNALS.iter().map(|s| s.as_str()).collect();
+                de::Error::custom(format!(
+                    "`{text}` is not a signal a stop may begin with; write one of {}",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+impl Serialize for StopSignal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl fmt::Display for StopSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
     }
 }

@@ -22,6 +22,7 @@ mod inspect;
 mod lifecycle;
 mod limits;
 mod node;
+mod plain;
 mod protocol;
 mod scaffold;
 mod sdk;

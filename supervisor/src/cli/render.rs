@@ -211,6 +211,7 @@ mod tests {
             calls: 0,
             bus_in: 0,
             bus_out: 0,
+            protocol: corral_proto::Protocol::Corral,
         }
     }
 

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use corral_proto::Codec;
+use corral_proto::{Codec, Protocol};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
@@ -26,7 +26,7 @@ use super::schema::SchemaEntry;
 use crate::bus::Overflow;
 use crate::os::cgroup::LimitsMode;
 use crate::restart::{RestartPolicy, Strategy};
-use crate::units::{HumanDuration, Size};
+use crate::units::{HumanDuration, Size, StopSignal};
 
 /// Declares a table of keys that may each be left out: the struct (with
 /// `None` for "not set here") and its grammar, from one list.
@@ -72,6 +72,8 @@ values!(
     Overflow,
     RestartPolicy,
     Strategy,
+    Protocol,
+    StopSignal,
 );
 
 table! {
@@ -263,6 +265,8 @@ plugin_keys! {
     cwd: PathBuf = "\"data\"",
     /// Whether `corral up` starts it.
     enabled: bool = "true",
+    /// How it talks to corral: `corral` (its protocol) or `none` (any program).
+    protocol: Protocol = "\"none\"",
     /// The codec on its socket.
     codec: Codec = "\"json\"",
     /// The table handed to its `on_load` hook.
@@ -275,6 +279,8 @@ plugin_keys! {
     stop_timeout: HumanDuration = "\"5s\"",
     /// How long after SIGTERM before SIGKILL.
     kill_timeout: HumanDuration = "\"2s\"",
+    /// The signal a stop sends its process group first (then SIGKILL).
+    stop_signal: StopSignal = "\"SIGINT\"",
     /// Deadline of a call into the plugin.
     call_timeout: HumanDuration = "\"30s\"",
     /// Memory cap of its process tree.

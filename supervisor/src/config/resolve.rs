@@ -181,10 +181,10 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     // Every key taken apart: a key added to the grammar and not resolved does not compile.
     #[rustfmt::skip]
     let PluginLayer {
-        cmd, env, cwd, enabled, codec,
+        cmd, env, cwd, enabled, protocol, codec,
         config,
         heartbeat,
-        handshake_timeout, stop_timeout, kill_timeout, call_timeout,
+        handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
         restart, success_codes, backoff, restart_limit,
         requires,
         rate_limit,
@@ -199,13 +199,9 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         process(at, cmd, env, cwd, enabled, codec, home);
     let config = config_table(at, &schema, manifest.as_deref(), config);
     let heartbeat = heartbeats(at, heartbeat);
-    let (handshake_timeout, stop_timeout, kill_timeout, call_timeout) = timeouts(
-        at,
-        handshake_timeout,
-        stop_timeout,
-        kill_timeout,
-        call_timeout,
-    );
+    #[rustfmt::skip]
+    let (handshake_timeout, stop_timeout, kill_timeout, call_timeout) =
+        timeouts(at, handshake_timeout, stop_timeout, kill_timeout, call_timeout);
     let (restart, success_codes, backoff, restart_limit) =
         restarts(at, restart, success_codes, backoff, restart_limit);
     let requires = requirements(at, requires);
@@ -226,12 +222,14 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         env,
         cwd,
         enabled,
+        protocol: protocol.unwrap_or_default(),
         codec,
         config,
         handshake_timeout,
         heartbeat,
         stop_timeout,
         kill_timeout,
+        stop_signal: stop_signal.unwrap_or_default(),
         call_timeout,
         memory_max,
         memory_high,
@@ -297,6 +295,7 @@ fn layered(
 ) -> Option<Layered> {
     let layer = entry.layer().anchored_at(dir);
     let Some(path) = &entry.path else {
+        super::protocol::refused(&layer, fleet_defaults).for_each(|(k, m)| at.refuse(k, m));
         return Some(Layered {
             layer: layer.over(fleet_defaults.clone()),
             schema: BTreeMap::new(),
@@ -323,6 +322,7 @@ fn layered(
     let manifest = read.value;
     let folder = std::path::absolute(&folder).unwrap_or(folder);
     let layer = layer.over(manifest.layer().anchored_at(&folder));
+    super::protocol::refused(&layer, fleet_defaults).for_each(|(k, m)| at.refuse(k, m));
     Some(Layered {
         layer: layer.over(fleet_defaults.clone()),
         metadata: manifest.metadata,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use corral_proto::Codec;
+use corral_proto::{Codec, Protocol};
 use serde::Serialize;
 
 use super::schema::PluginConfig;
@@ -17,7 +17,7 @@ use crate::deps::Graph;
 use crate::os::cgroup::LimitsMode;
 use crate::rate::RateLimit;
 use crate::restart::{Backoff, RestartLimit, RestartPolicy, Strategy};
-use crate::units::serialize_duration;
+use crate::units::{StopSignal, serialize_duration};
 
 /// Settings of the supervisor process itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,8 @@ pub struct PluginSpec {
     pub cwd: PathBuf,
     /// Whether `corral up` starts it.
     pub enabled: bool,
+    /// How it talks to corral.
+    pub protocol: Protocol,
     /// Codec on its socket.
     pub codec: Codec,
     /// The config handed to `on_load` (schema defaults filled in); shown
@@ -98,6 +100,8 @@ pub struct PluginSpec {
     /// Time allowed after SIGTERM before SIGKILL.
     #[serde(serialize_with = "serialize_duration")]
     pub kill_timeout: Duration,
+    /// The signal a stop sends first (before SIGKILL).
+    pub stop_signal: StopSignal,
     /// Deadline of a call into the plugin.
     #[serde(serialize_with = "serialize_duration")]
     pub call_timeout: Duration,
@@ -243,6 +247,7 @@ mod tests {
             env: BTreeMap::from([("LEVEL".into(), "2".into())]),
             cwd: "/srv/echo".into(),
             enabled: true,
+            protocol: Protocol::Corral,
             codec: Codec::Json,
             config: serde_json::json!({"greeting": "hello", "level": 2}).into(),
             handshake_timeout: Duration::from_secs(5),
@@ -253,6 +258,7 @@ mod tests {
             },
             stop_timeout: Duration::from_secs(90),
             kill_timeout: Duration::from_secs(2),
+            stop_signal: StopSignal::default(),
             call_timeout: Duration::from_secs(3600),
             memory_max: Some(64 * 1024 * 1024),
             memory_high: None,
@@ -305,12 +311,14 @@ mod tests {
             "env": {"LEVEL": "2"},
             "cwd": "/srv/echo",
             "enabled": true,
+            "protocol": "corral",
             "codec": "json",
             "config": {"greeting": "hello", "level": 2},
             "handshake_timeout": "5s",
             "heartbeat": {"interval": "1s 500ms", "timeout": "250ms", "misses": 3},
             "stop_timeout": "1m 30s",
             "kill_timeout": "2s",
+            "stop_signal": "SIGTERM",
             "call_timeout": "1h",
             "memory_max": 67_108_864,
             "memory_high": null,

@@ -115,10 +115,10 @@ pub struct Launch<'a> {
     pub nofile: Option<u64>,
     /// The codec it speaks on its socket.
     pub codec: Codec,
-    /// The socket it connects to.
-    pub socket: &'a Path,
-    /// This spawn's secret.
-    pub secret: &'a str,
+    /// The socket it connects to and this spawn's secret; `None` for a
+    /// program that does not speak corral's protocol (it gets neither, and
+    /// only its name of the protocol's variables).
+    pub socket: Option<(&'a Path, &'a str)>,
     /// The largest frame either side may send.
     pub max_frame: usize,
 }
@@ -156,17 +156,18 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
             cmd
         }
     };
-    cmd.envs(spec.env)
-        .env(env::PLUGIN_NAME, spec.name)
-        .env(env::PLUGIN_SOCKET, spec.socket)
-        .env(env::PLUGIN_SECRET, spec.secret)
-        .env(env::PLUGIN_CODEC, spec.codec.as_str())
-        .env(
-            env::PROTOCOL_VERSION,
-            corral_proto::PROTOCOL_VERSION.to_string(),
-        )
-        .env(env::MAX_FRAME, spec.max_frame.to_string())
-        .env_remove("CORRAL_SOCKET")
+    cmd.envs(spec.env).env(env::PLUGIN_NAME, spec.name);
+    if let Some((socket, secret)) = spec.socket {
+        cmd.env(env::PLUGIN_SOCKET, socket)
+            .env(env::PLUGIN_SECRET, secret)
+            .env(env::PLUGIN_CODEC, spec.codec.as_str())
+            .env(
+                env::PROTOCOL_VERSION,
+                corral_proto::PROTOCOL_VERSION.to_string(),
+            )
+            .env(env::MAX_FRAME, spec.max_frame.to_string());
+    }
+    cmd.env_remove("CORRAL_SOCKET")
         .current_dir(spec.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

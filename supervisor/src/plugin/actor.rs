@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use corral_proto::{
-    Enforcement, ExitReason, Payload, PluginInfo, PluginState, PluginStatus, Transition,
+    Enforcement, ExitReason, Payload, PluginInfo, PluginState, PluginStatus, Protocol, Transition,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Interval;
@@ -236,6 +236,7 @@ impl Actor {
             calls: self.calls.load(Ordering::Relaxed),
             bus_in: 0,
             bus_out: 0,
+            protocol: self.spec.protocol,
             memory_max_bytes: self.spec.memory_max,
             memory_high_bytes: self.spec.memory_high,
             limits: self.enforcement,
@@ -323,12 +324,21 @@ impl Actor {
             self.lifecycle.spawns(),
         );
         match started {
-            Ok((spawn, enforcement)) => {
+            Ok((mut spawn, enforcement)) => {
                 self.enforcement = enforcement;
-                self.spawn = Some(spawn);
                 self.lifecycle.spawned();
                 self.backoff = None;
-                self.set_state(PluginState::Starting);
+                if self.spec.protocol == Protocol::None {
+                    // Nothing to shake hands with: it runs once spawned.
+                    spawn.running_without_connection();
+                    self.spawn = Some(spawn);
+                    self.set_state(PluginState::Starting);
+                    tracing::info!(pid = self.pid(), "running");
+                    self.set_state(PluginState::Running);
+                } else {
+                    self.spawn = Some(spawn);
+                    self.set_state(PluginState::Starting);
+                }
             }
             Err(SpawnFailure { reason, transient }) if transient => {
                 // Out of fds, memory or processes for now: the restart
@@ -356,10 +366,11 @@ impl Actor {
             SpawnEvent::Pinged(answered) => self.on_ping(answered),
             SpawnEvent::Escalate(step) => {
                 let (stop, kill) = (self.spec.stop_timeout, self.spec.kill_timeout);
+                let signal = self.spec.stop_signal.0;
                 let kill_for = self
                     .spawn
                     .as_mut()
-                    .and_then(|s| s.escalate(step, stop, kill));
+                    .and_then(|s| s.escalate(step, stop, kill, signal));
                 if let Some(reason) = kill_for {
                     self.kill(reason);
                 }
@@ -598,8 +609,9 @@ impl Actor {
         self.set_state(PluginState::Stopping);
         self.target.send_replace(None);
         let (stop, kill) = (self.spec.stop_timeout, self.spec.kill_timeout);
+        let signal = self.spec.stop_signal.0;
         if let Some(spawn) = &mut self.spawn {
-            spawn.begin_stop(stop, kill);
+            spawn.begin_stop(stop, kill, signal);
         }
     }
 

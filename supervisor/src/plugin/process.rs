@@ -21,7 +21,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use corral_proto::codec::MAX_FRAME_BYTES;
-use corral_proto::{Enforcement, ExitReason, PluginApiClient};
+use corral_proto::{Enforcement, ExitReason, PluginApiClient, Protocol};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -161,10 +161,11 @@ pub(super) struct Reaped {
 
 impl Spawn {
     /// Spawns the plugin's process with its socket bound and its secret made,
-    /// captures its output into `logs`, and starts the handshake task.
+    /// captures its output into `logs`, and starts the handshake task (for a
+    /// plugin of corral's protocol: `listener` is `Some`).
     pub(super) fn launch(
         spec: &PluginSpec,
-        listener: Listener,
+        listener: Option<Listener>,
         launch: &spawn::Launch<'_>,
         cgroup: Option<PluginCgroup>,
         logs: &LogSink,
@@ -198,8 +199,10 @@ impl Spawn {
             last_stderr: Vec::new(),
         };
         tracing::info!(pid, "spawned");
-        let secret = launch.secret.to_string();
-        let connecting = tokio::spawn(connect(listener, spec.clone(), secret, pid, bus.clone()));
+        let connecting = listener.zip(launch.socket).map(|(listener, (_, secret))| {
+            let secret = secret.to_string();
+            tokio::spawn(connect(listener, spec.clone(), secret, pid, bus.clone()))
+        });
         Ok(Self {
             child,
             pid,
@@ -207,7 +210,7 @@ impl Spawn {
             tree: ProcessTree::new(pid),
             connections: Vec::new(),
             verdict: None,
-            connecting: Some(connecting),
+            connecting,
             client: None,
             closed: None,
             bus_broken: None,
@@ -322,6 +325,12 @@ impl Spawn {
         self.running_since = Some(Instant::now());
     }
 
+    /// A program without corral's protocol runs once spawned: its uptime
+    /// counts from now.
+    pub(super) fn running_without_connection(&mut self) {
+        self.running_since = Some(Instant::now());
+    }
+
     /// Watches the bus's reports of failed deliveries to it.
     pub(super) fn watch_deliveries(&mut self, failures: mpsc::UnboundedReceiver<DeliveryFailure>) {
         self.delivery_failures = Some(failures);
@@ -431,11 +440,17 @@ impl Spawn {
     }
 
     /// Asks the process to shut down, escalating to signals on deadlines.
-    pub(super) fn begin_stop(&mut self, stop_timeout: Duration, kill_timeout: Duration) {
+    pub(super) fn begin_stop(
+        &mut self,
+        stop_timeout: Duration,
+        kill_timeout: Duration,
+        stop_signal: Signal,
+    ) {
         self.verdict.get_or_insert(ExitReason::Requested);
         self.pings = FuturesUnordered::new();
         let client = self.client.take();
-        let (signal, step, wait) = stop::begin(client.is_some(), stop_timeout, kill_timeout);
+        let (signal, step, wait) =
+            stop::begin(client.is_some(), stop_timeout, kill_timeout, stop_signal);
         match client {
             Some(client) => {
                 tokio::spawn(async move {
@@ -465,13 +480,16 @@ impl Spawn {
         step: Step,
         stop_timeout: Duration,
         kill_timeout: Duration,
+        stop_signal: Signal,
     ) -> Option<ExitReason> {
-        match stop::escalate(step, kill_timeout) {
+        match stop::escalate(step, kill_timeout, stop_signal) {
             Escalation::Signal { signal, next } => {
-                if signal == Signal::SIGTERM {
-                    tracing::warn!("did not stop within {stop_timeout:?}; sending SIGTERM");
+                if signal == Signal::SIGKILL {
+                    tracing::warn!(
+                        "still alive {kill_timeout:?} after {stop_signal}; sending SIGKILL"
+                    );
                 } else {
-                    tracing::warn!("still alive {kill_timeout:?} after SIGTERM; sending SIGKILL");
+                    tracing::warn!("did not stop within {stop_timeout:?}; sending {signal}");
                 }
                 self.signal_all(signal);
                 self.escalation =
@@ -614,10 +632,16 @@ pub(super) fn start(
         *logs = Some(sink);
     }
     let socket = host.settings.plugin_socket(&spec.name);
-    let listener = handshake::bind(&socket)
-        .map_err(|e| SpawnFailure::os(&format!("cannot bind {}", socket.display()), &e))?;
-    let secret =
-        spawn::new_secret().map_err(|e| SpawnFailure::os("no randomness for its secret", &e))?;
+    let (listener, secret) = match spec.protocol {
+        Protocol::Corral => {
+            let listener = handshake::bind(&socket)
+                .map_err(|e| SpawnFailure::os(&format!("cannot bind {}", socket.display()), &e))?;
+            let secret = spawn::new_secret()
+                .map_err(|e| SpawnFailure::os("no randomness for its secret", &e))?;
+            (Some(listener), secret)
+        }
+        Protocol::None => (None, String::new()),
+    };
     let cgroup = make_cgroup(spec, &host.cgroups, spawns);
     let enforcement = cgroup
         .as_ref()
@@ -629,8 +653,9 @@ pub(super) fn start(
         cwd: &spec.cwd,
         nofile: spec.nofile,
         codec: spec.codec,
-        socket: &socket,
-        secret: &secret,
+        socket: listener
+            .as_ref()
+            .map(|_| (socket.as_path(), secret.as_str())),
         max_frame: MAX_FRAME_BYTES,
     };
     let logs = logs

@@ -15,7 +15,8 @@ pub(super) struct Diff {
     pub rate_limit: bool,
     /// `call_timeout` changed.
     pub call_timeout: bool,
-    /// `cmd`, `env`, `cwd` or `codec` changed: the process must restart.
+    /// `cmd`, `env`, `cwd`, `protocol` or `codec` changed: the process must
+    /// restart.
     pub process: bool,
     /// `config` changed.
     pub config: bool,
@@ -34,6 +35,7 @@ pub(super) fn diff(old: &PluginSpec, new: &PluginSpec) -> Option<Diff> {
         process: old.cmd != new.cmd
             || old.env != new.env
             || old.cwd != new.cwd
+            || old.protocol != new.protocol
             || old.codec != new.codec,
         config: old.config != new.config,
         was_enabled: old.enabled,

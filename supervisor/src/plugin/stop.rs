@@ -1,6 +1,6 @@
-//! Stop escalation as a schedule: ask the plugin to shut down, then SIGTERM
-//! its process group after `stop_timeout`, then SIGKILL after
-//! `kill_timeout`; and the grace a plugin gets after closing its connection.
+//! Stop escalation as a schedule: ask the plugin to shut down, then send its
+//! process group its `stop_signal` (SIGTERM unless configured) after
+//! `stop_timeout`, then SIGKILL after `kill_timeout`; and the grace a plugin gets after closing its connection.
 //! Pure: the spawn sends the signals these steps name.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 /// The next step of an escalating stop, or a pending kill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
-    /// Send SIGTERM to the group.
+    /// Send the stop signal (SIGTERM unless configured) to the group.
     Term,
     /// Send SIGKILL to the group.
     Kill,
@@ -22,17 +22,19 @@ pub(super) enum Step {
 pub(super) const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 
 /// The first step of a stop. A connected plugin is asked to shut down and
-/// gets `stop_timeout` before SIGTERM; one that is not connected gets
-/// SIGTERM at once (`Some`) and `kill_timeout` before SIGKILL.
+/// gets `stop_timeout` before `signal`; one that is not connected (or does
+/// not speak the protocol) gets `signal` at once (`Some`) and
+/// `kill_timeout` before SIGKILL.
 pub(super) fn begin(
     connected: bool,
     stop_timeout: Duration,
     kill_timeout: Duration,
+    signal: Signal,
 ) -> (Option<Signal>, Step, Duration) {
     if connected {
         (None, Step::Term, stop_timeout)
     } else {
-        (Some(Signal::SIGTERM), Step::Kill, kill_timeout)
+        (Some(signal), Step::Kill, kill_timeout)
     }
 }
 
@@ -51,11 +53,12 @@ pub(super) enum Escalation {
     KillDisconnected,
 }
 
-/// What `step` does; `kill_timeout` is the wait between SIGTERM and SIGKILL.
-pub(super) fn escalate(step: Step, kill_timeout: Duration) -> Escalation {
+/// What `step` does; `signal` is the stop signal and `kill_timeout` the
+/// wait between it and SIGKILL.
+pub(super) fn escalate(step: Step, kill_timeout: Duration, signal: Signal) -> Escalation {
     match step {
         Step::Term => Escalation::Signal {
-            signal: Signal::SIGTERM,
+            signal,
             next: Some((Step::Kill, kill_timeout)),
         },
         Step::Kill => Escalation::Signal {
@@ -75,16 +78,19 @@ mod tests {
 
     #[test]
     fn a_connected_plugin_is_asked_first_then_termed_then_killed() {
-        assert_eq!(begin(true, STOP, KILL), (None, Step::Term, STOP));
         assert_eq!(
-            escalate(Step::Term, KILL),
+            begin(true, STOP, KILL, Signal::SIGTERM),
+            (None, Step::Term, STOP)
+        );
+        assert_eq!(
+            escalate(Step::Term, KILL, Signal::SIGTERM),
             Escalation::Signal {
                 signal: Signal::SIGTERM,
                 next: Some((Step::Kill, KILL))
             }
         );
         assert_eq!(
-            escalate(Step::Kill, KILL),
+            escalate(Step::Kill, KILL, Signal::SIGTERM),
             Escalation::Signal {
                 signal: Signal::SIGKILL,
                 next: None
@@ -95,15 +101,30 @@ mod tests {
     #[test]
     fn a_plugin_not_connected_is_termed_at_once() {
         assert_eq!(
-            begin(false, STOP, KILL),
+            begin(false, STOP, KILL, Signal::SIGTERM),
             (Some(Signal::SIGTERM), Step::Kill, KILL)
+        );
+    }
+
+    #[test]
+    fn a_configured_stop_signal_replaces_sigterm() {
+        assert_eq!(
+            begin(false, STOP, KILL, Signal::SIGINT),
+            (Some(Signal::SIGINT), Step::Kill, KILL)
+        );
+        assert_eq!(
+            escalate(Step::Term, KILL, Signal::SIGINT),
+            Escalation::Signal {
+                signal: Signal::SIGINT,
+                next: Some((Step::Kill, KILL))
+            }
         );
     }
 
     #[test]
     fn a_disconnected_plugin_past_its_grace_is_killed() {
         assert_eq!(
-            escalate(Step::DisconnectGrace, KILL),
+            escalate(Step::DisconnectGrace, KILL, Signal::SIGTERM),
             Escalation::KillDisconnected
         );
     }

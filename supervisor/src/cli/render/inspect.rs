@@ -18,7 +18,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     (
         "process",
         &[
-            "cmd", "cwd", "env", "codec", "enabled", "manifest", "metadata",
+            "cmd", "cwd", "env", "protocol", "codec", "enabled", "manifest", "metadata",
         ],
     ),
     (
@@ -29,6 +29,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "call_timeout",
             "stop_timeout",
             "kill_timeout",
+            "stop_signal",
         ],
     ),
     (
@@ -291,6 +292,7 @@ mod tests {
                 calls: 0,
                 bus_in: 0,
                 bus_out: 0,
+                protocol: corral_proto::Protocol::Corral,
             },
             settings: Payload::from_json(&settings).unwrap(),
             history: Vec::new(),

@@ -26,6 +26,7 @@ pub(crate) fn status(name: &str, pid: u32) -> PluginStatus {
         calls: 0,
         bus_in: 0,
         bus_out: 0,
+        protocol: corral_proto::Protocol::Corral,
     }
 }
 
