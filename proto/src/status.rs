@@ -209,6 +209,9 @@ pub struct PluginStatus {
     /// How it talks to the supervisor (left out for `corral`, the default).
     #[serde(default, skip_serializing_if = "Protocol::is_corral")]
     pub protocol: Protocol,
+    /// The TCP port its current process was given (`port`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// How a plugin talks to the supervisor.

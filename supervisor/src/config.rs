@@ -35,6 +35,7 @@ mod protocol;
 mod resolve;
 mod schema;
 mod spec;
+mod variables;
 
 use std::path::{Path, PathBuf};
 

@@ -29,6 +29,7 @@ pub mod rate;
 pub mod restart;
 pub mod supervisor;
 pub mod units;
+pub mod vars;
 pub mod wire;
 
 pub use error::Error;

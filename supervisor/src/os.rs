@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod log_file;
 pub mod logs;
 pub mod memory;
+pub mod port;
 pub mod reaper;
 pub mod runtime_dir;
 pub mod spawn;

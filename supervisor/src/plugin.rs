@@ -60,6 +60,7 @@ mod health;
 mod lifecycle;
 mod messages;
 mod process;
+mod program;
 mod reload;
 mod stop;
 

@@ -174,3 +174,48 @@ impl fmt::Display for StopSignal {
         f.write_str(self.0.as_str())
     }
 }
+
+/// `port`: a free loopback TCP port taken for each spawn (`"auto"`), or a
+/// fixed one (1 to 65535).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortSetting {
+    /// A free port on 127.0.0.1, chosen at each spawn.
+    Auto,
+    /// This port.
+    Fixed(u16),
+}
+
+impl<'de> Deserialize<'de> for PortSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) if t == "auto" => Ok(Self::Auto),
+            Raw::Number(n) => u16::try_from(n)
+                .ok()
+                .filter(|p| *p > 0)
+                .map(Self::Fixed)
+                .ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "port {n} is outside 1 to 65535; write a port in that range, or \"auto\""
+                    ))
+                }),
+            Raw::Text(t) => Err(de::Error::custom(format!(
+                "`{t}` is not a port; write \"auto\" or a number from 1 to 65535"
+            ))),
+        }
+    }
+}
+
+impl Serialize for PortSetting {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Fixed(p) => s.serialize_u16(*p),
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use corral_e2e::{
-    ExitReason, FleetConfig, Plugin, PluginState, bin, process_gone, tempdir, wait_gone,
+    ExitReason, FleetConfig, Plugin, PluginState, bin, process_gone, tempdir, wait_gone, wait_until,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -148,5 +148,118 @@ fn check_refuses_keys_that_need_the_protocol_on_a_program_without_it() {
     assert!(
         !err.contains("call_timeout"),
         "[defaults] is for every plugin:\n{err}"
+    );
+}
+
+#[test]
+fn auto_ports_differ_and_answer_variables_reach_the_program_and_a_held_port_is_named() {
+    let server = |name: &str| {
+        Plugin::new(name)
+            .cmd([
+                "python3",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "${port}",
+            ])
+            .set("protocol", "none")
+            .set("port", "auto")
+    };
+    let held = std::net::TcpListener::bind("0.0.0.0:0").expect("a port to hold");
+    let taken = held.local_addr().expect("its address").port();
+    let fleet = FleetConfig::new()
+        .plugins(["web0", "web1", "web2"].map(server))
+        .plugin(
+            Plugin::new("vars")
+                .cmd(["sh", "-c", "echo \"name=$WHO port=$PORT corral=$CORRAL_PORT home=$H dollar=$$D\"; exec sleep 300"])
+                .set("protocol", "none")
+                .set("port", "auto")
+                .set(
+                    "env",
+                    serde_json::json!({"WHO": "${name}", "H": "${env:HOME:-none}", "D": "$$5"}),
+                ),
+        )
+        .plugin(
+            Plugin::new("clash")
+                .cmd(["sleep", "300"])
+                .set("protocol", "none")
+                .set("port", taken),
+        )
+        .start();
+    let mut ports = Vec::new();
+    for name in ["web0", "web1", "web2"] {
+        fleet.wait_running(name);
+        let port = fleet.row(name).port.expect("a port");
+        // Reachable: the program bound the port it was given.
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{name} to answer on {port}"),
+            || {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .ok()
+                    .map(drop)
+            },
+        );
+        ports.push(port);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "{ports:?}");
+    let ps: serde_json::Value =
+        serde_json::from_slice(&fleet.corral(&["ps", "--json"]).stdout).expect("ps --json");
+    let web0 = ps
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == "web0"))
+        .expect("web0's row");
+    assert!(web0["port"].is_u64(), "{ps}");
+
+    let port = fleet.row("vars").port.expect("a port");
+    fleet.wait_log(
+        "vars",
+        &format!(
+            "name=vars port={port} corral={port} home={} dollar=$5",
+            std::env::var("HOME").unwrap_or_else(|_| "none".into())
+        ),
+    );
+
+    let clash = fleet.wait_state("clash", PluginState::Failed, Duration::from_secs(10));
+    let Some(ExitReason::Spawn { error }) = &clash.last_exit else {
+        panic!("not a spawn failure: {clash:?}");
+    };
+    assert!(
+        error.contains(&format!(
+            "port {taken} is in use by pid {}",
+            std::process::id()
+        )),
+        "{error}"
+    );
+    drop(held);
+}
+
+#[test]
+fn an_unknown_variable_is_refused_by_check_naming_the_key() {
+    let dir = tempdir();
+    let config = dir.path().join("corral.toml");
+    std::fs::write(
+        &config,
+        "[plugins.p]\ncmd = [\"sleep\", \"${prot}\"]\nprotocol = \"none\"\n\
+         env = { A = \"${env:CORRAL_TEST_SURELY_UNSET}\" }\n",
+    )
+    .expect("config");
+    let out = Command::new(bin("corral"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .expect("corral check");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugins.p.cmd") && err.contains("`${prot}` is not a variable"),
+        "{err}"
+    );
+    assert!(
+        err.contains("plugins.p.env.A") && err.contains("CORRAL_TEST_SURELY_UNSET is not set"),
+        "{err}"
     );
 }

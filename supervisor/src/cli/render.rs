@@ -212,6 +212,7 @@ mod tests {
             bus_in: 0,
             bus_out: 0,
             protocol: corral_proto::Protocol::Corral,
+            port: None,
         }
     }
 

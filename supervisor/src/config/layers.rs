@@ -26,7 +26,7 @@ use super::schema::SchemaEntry;
 use crate::bus::Overflow;
 use crate::os::cgroup::LimitsMode;
 use crate::restart::{RestartPolicy, Strategy};
-use crate::units::{HumanDuration, Size, StopSignal};
+use crate::units::{HumanDuration, PortSetting, Size, StopSignal};
 
 /// Declares a table of keys that may each be left out: the struct (with
 /// `None` for "not set here") and its grammar, from one list.
@@ -74,6 +74,7 @@ values!(
     Strategy,
     Protocol,
     StopSignal,
+    PortSetting,
 );
 
 table! {
@@ -263,6 +264,8 @@ plugin_keys! {
     env: BTreeMap<String, String> = "{ LEVEL = \"2\" }",
     /// Working directory of the process.
     cwd: PathBuf = "\"data\"",
+    /// A TCP port for it: `"auto"` (a free one at each spawn) or a number.
+    port: PortSetting = "\"auto\"",
     /// Whether `corral up` starts it.
     enabled: bool = "true",
     /// How it talks to corral: `corral` (its protocol) or `none` (any program).
@@ -333,13 +336,18 @@ plugin_keys! {
 
 impl PluginLayer {
     /// Makes relative `cmd[0]` (when it names a path) and `cwd` relative to `base`.
+    /// One that starts with a variable (`${plugin_dir}/bin/x`) is left for
+    /// the spawn to expand.
     pub(super) fn anchored_at(mut self, base: &Path) -> Self {
         if let Some(program) = self.cmd.as_mut().and_then(|c| c.first_mut())
             && program.contains('/')
+            && !program.starts_with("${")
         {
             *program = base.join(&*program).to_string_lossy().into_owned();
         }
-        if let Some(cwd) = self.cwd.as_mut() {
+        if let Some(cwd) = self.cwd.as_mut()
+            && !cwd.starts_with("${")
+        {
             *cwd = base.join(&*cwd);
         }
         self

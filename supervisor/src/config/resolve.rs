@@ -138,6 +138,8 @@ struct Layered {
     layer: PluginLayer,
     schema: BTreeMap<String, SchemaEntry>,
     manifest: Option<PathBuf>,
+    /// The fleet file's folder.
+    fleet_dir: PathBuf,
     /// The manifest's free-form `[metadata]`.
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Its folder: the manifest's, or the fleet file's.
@@ -175,13 +177,14 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         layer,
         schema,
         manifest,
+        fleet_dir,
         metadata,
         home,
     } = layered;
     // Every key taken apart: a key added to the grammar and not resolved does not compile.
     #[rustfmt::skip]
     let PluginLayer {
-        cmd, env, cwd, enabled, protocol, codec,
+        cmd, env, cwd, port, enabled, protocol, codec,
         config,
         heartbeat,
         handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
@@ -196,7 +199,10 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     } = layer;
     #[rustfmt::skip]
     let Process { cmd, env, cwd, enabled, codec } =
-        process(at, cmd, env, cwd, enabled, codec, home);
+        process(at, cmd, env, cwd, enabled, codec, home.clone());
+    for (key, why) in super::variables::problems(&cmd, &env, &cwd, port.is_some()) {
+        at.refuse(&key, why);
+    }
     let config = config_table(at, &schema, manifest.as_deref(), config);
     let heartbeat = heartbeats(at, heartbeat);
     #[rustfmt::skip]
@@ -216,39 +222,17 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     (bus.queue_bytes, bus.retained) = bus_memory(at, queue_bytes, retained_max, retained_bytes);
     let (pids_max, nofile, limits) = process_limits(at, pids_max, nofile, limits);
     let (log_max_size, log_keep) = logs(at, log_max_size, log_keep);
-    PluginSpec {
-        name: at.name.to_string(),
-        cmd,
-        env,
-        cwd,
-        enabled,
-        protocol: protocol.unwrap_or_default(),
-        codec,
-        config,
-        handshake_timeout,
-        heartbeat,
-        stop_timeout,
-        kill_timeout,
-        stop_signal: stop_signal.unwrap_or_default(),
-        call_timeout,
-        memory_max,
-        memory_high,
-        memory_check_interval,
-        pids_max,
-        nofile,
-        rate_limit,
-        limits,
-        bus,
-        restart,
-        success_codes,
-        backoff,
-        restart_limit,
-        requires,
-        log_max_size,
-        log_keep,
-        manifest,
-        metadata,
-    }
+    #[rustfmt::skip]
+    let spec = PluginSpec {
+        name: at.name.to_string(), cmd, env, cwd, port, enabled,
+        protocol: protocol.unwrap_or_default(), codec, config,
+        handshake_timeout, heartbeat, stop_timeout, kill_timeout,
+        stop_signal: stop_signal.unwrap_or_default(), call_timeout,
+        memory_max, memory_high, memory_check_interval, pids_max, nofile, rate_limit, limits,
+        bus, restart, success_codes, backoff, restart_limit, requires,
+        log_max_size, log_keep, manifest, metadata, plugin_dir: home, fleet_dir,
+    };
+    spec
 }
 
 fn valid_name(name: &str) -> bool {
@@ -300,6 +284,7 @@ fn layered(
             layer: layer.over(fleet_defaults.clone()),
             schema: BTreeMap::new(),
             manifest: None,
+            fleet_dir: dir.to_path_buf(),
             metadata: None,
             home: dir.to_path_buf(),
         });
@@ -326,6 +311,7 @@ fn layered(
     Some(Layered {
         layer: layer.over(fleet_defaults.clone()),
         metadata: manifest.metadata,
+        fleet_dir: dir.to_path_buf(),
         schema: manifest.config_schema,
         manifest: Some(manifest_file),
         home: folder,

@@ -17,7 +17,7 @@ use crate::deps::Graph;
 use crate::os::cgroup::LimitsMode;
 use crate::rate::RateLimit;
 use crate::restart::{Backoff, RestartLimit, RestartPolicy, Strategy};
-use crate::units::{StopSignal, serialize_duration};
+use crate::units::{PortSetting, StopSignal, serialize_duration};
 
 /// Settings of the supervisor process itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,8 @@ pub struct PluginSpec {
     pub env: BTreeMap<String, String>,
     /// Working directory.
     pub cwd: PathBuf,
+    /// Its TCP port, if it has one.
+    pub port: Option<PortSetting>,
     /// Whether `corral up` starts it.
     pub enabled: bool,
     /// How it talks to corral.
@@ -143,6 +145,12 @@ pub struct PluginSpec {
     /// The manifest's free-form `[metadata]` (author, license, tags, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `${plugin_dir}`: its manifest's folder, or the fleet file's.
+    #[serde(skip)]
+    pub plugin_dir: PathBuf,
+    /// `${fleet_dir}`: the fleet file's folder.
+    #[serde(skip)]
+    pub fleet_dir: PathBuf,
 }
 
 /// What `corral inspect` shows as a plugin's settings: the spec, its bus
@@ -246,6 +254,7 @@ mod tests {
             cmd: vec!["/srv/echo/run".into(), "--fast".into()],
             env: BTreeMap::from([("LEVEL".into(), "2".into())]),
             cwd: "/srv/echo".into(),
+            port: None,
             enabled: true,
             protocol: Protocol::Corral,
             codec: Codec::Json,
@@ -299,6 +308,8 @@ mod tests {
             log_keep: 5,
             manifest: Some("/srv/echo/plugin.toml".into()),
             metadata: None,
+            plugin_dir: "/srv/echo".into(),
+            fleet_dir: "/srv".into(),
         }
     }
 
@@ -310,6 +321,7 @@ mod tests {
             "cmd": ["/srv/echo/run", "--fast"],
             "env": {"LEVEL": "2"},
             "cwd": "/srv/echo",
+            "port": null,
             "enabled": true,
             "protocol": "corral",
             "codec": "json",

@@ -329,6 +329,7 @@ fn every_builtin_default_applies() {
         "cmd": ["x"],
         "env": {},
         "cwd": tmp.path(),
+        "port": null,
         "enabled": true,
         "protocol": "corral",
         "codec": "bincode",

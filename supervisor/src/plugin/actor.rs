@@ -237,6 +237,7 @@ impl Actor {
             bus_in: 0,
             bus_out: 0,
             protocol: self.spec.protocol,
+            port: self.spawn.as_ref().and_then(|s| s.port),
             memory_max_bytes: self.spec.memory_max,
             memory_high_bytes: self.spec.memory_high,
             limits: self.enforcement,

@@ -82,6 +82,8 @@ pub(super) struct Spawn {
     output: Output,
     /// When its exit was seen.
     ended_at: Option<tokio::time::Instant>,
+    /// The TCP port it was given, if any.
+    pub(super) port: Option<u16>,
 }
 
 /// A spawn's captured output: the pipe readers, the sink they write to,
@@ -225,6 +227,7 @@ impl Spawn {
             restart_note: None,
             output,
             ended_at: None,
+            port: None,
         })
     }
 
@@ -631,6 +634,13 @@ pub(super) fn start(
             })?;
         *logs = Some(sink);
     }
+    let port = spec
+        .port
+        .map(crate::os::port::take)
+        .transpose()
+        .map_err(|e| SpawnFailure::lasting(&e))?;
+    let program = super::program::Program::of(spec, &host.settings.runtime_dir, port)
+        .map_err(|e| SpawnFailure::lasting(&e))?;
     let socket = host.settings.plugin_socket(&spec.name);
     let (listener, secret) = match spec.protocol {
         Protocol::Corral => {
@@ -648,9 +658,9 @@ pub(super) fn start(
         .map_or(Enforcement::Sampling, PluginCgroup::enforcement);
     let launch = spawn::Launch {
         name: &spec.name,
-        cmd: &spec.cmd,
-        env: &spec.env,
-        cwd: &spec.cwd,
+        cmd: &program.cmd,
+        env: &program.env,
+        cwd: &program.cwd,
         nofile: spec.nofile,
         codec: spec.codec,
         socket: listener
@@ -661,7 +671,8 @@ pub(super) fn start(
     let logs = logs
         .as_ref()
         .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
-    let spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
+    let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
+    spawn.port = port;
     Ok((spawn, enforcement))
 }
 

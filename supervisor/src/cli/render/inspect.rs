@@ -18,7 +18,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     (
         "process",
         &[
-            "cmd", "cwd", "env", "protocol", "codec", "enabled", "manifest", "metadata",
+            "cmd", "cwd", "env", "port", "protocol", "codec", "enabled", "manifest", "metadata",
         ],
     ),
     (
@@ -88,6 +88,9 @@ type Section = (String, Vec<(String, String)>);
 /// Formats `corral inspect` for people.
 pub fn inspect_text(info: &PluginInfo) -> String {
     let mut text = super::ps_table(std::slice::from_ref(&info.status));
+    if let Some(port) = info.status.port {
+        text.push_str(&format!("port: {port}\n"));
+    }
     if let Some(w) = &info.status.waiting_for {
         text.push_str(&format!("waiting for: {}\n", visible_line(w)));
     }
@@ -293,6 +296,7 @@ mod tests {
                 bus_in: 0,
                 bus_out: 0,
                 protocol: corral_proto::Protocol::Corral,
+                port: None,
             },
             settings: Payload::from_json(&settings).unwrap(),
             history: Vec::new(),

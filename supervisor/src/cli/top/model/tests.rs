@@ -27,6 +27,7 @@ pub(crate) fn status(name: &str, pid: u32) -> PluginStatus {
         bus_in: 0,
         bus_out: 0,
         protocol: corral_proto::Protocol::Corral,
+        port: None,
     }
 }
 

@@ -1,0 +1,65 @@
+//! What one spawn runs: the plugin's `cmd`, `env` and `cwd` with their
+//! variables expanded for this spawn (its port is known only now), and the
+//! port in `PORT` and `CORRAL_PORT`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::PluginSpec;
+use crate::vars::{Values, expand};
+
+/// The environment variables a spawn's port is given in.
+pub(super) const PORT_VARS: [&str; 2] = ["PORT", "CORRAL_PORT"];
+
+/// A spawn's program, arguments, environment and working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Program {
+    pub(super) cmd: Vec<String>,
+    pub(super) env: BTreeMap<String, String>,
+    pub(super) cwd: PathBuf,
+}
+
+impl Program {
+    /// `spec`'s process settings for a spawn with `port`, under the
+    /// supervisor's `runtime_dir`; what cannot be expanded (an environment
+    /// variable unset since the config was read) is the error.
+    pub(super) fn of(
+        spec: &PluginSpec,
+        runtime_dir: &Path,
+        port: Option<u16>,
+    ) -> Result<Self, String> {
+        let (plugin_dir, fleet_dir) = (
+            spec.plugin_dir.to_string_lossy(),
+            spec.fleet_dir.to_string_lossy(),
+        );
+        let runtime_dir = runtime_dir.to_string_lossy();
+        let values = Values {
+            port,
+            name: &spec.name,
+            plugin_dir: &plugin_dir,
+            fleet_dir: &fleet_dir,
+            runtime_dir: &runtime_dir,
+        };
+        let one = |key: &str, text: &str| {
+            expand(text, &values, |name| std::env::var(name).ok())
+                .map_err(|e| format!("`{key}` of `{}`: {e}", spec.name))
+        };
+        let cmd = spec
+            .cmd
+            .iter()
+            .map(|a| one("cmd", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut env = spec
+            .env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), one(&format!("env.{k}"), v)?)))
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        if let Some(port) = port {
+            for var in PORT_VARS {
+                env.insert(var.to_string(), port.to_string());
+            }
+        }
+        let cwd = PathBuf::from(one("cwd", &spec.cwd.to_string_lossy())?);
+        Ok(Self { cmd, env, cwd })
+    }
+}
