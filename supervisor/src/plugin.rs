@@ -62,6 +62,7 @@ mod messages;
 mod process;
 mod program;
 mod reload;
+mod start;
 mod stop;
 
 use actor::Actor;

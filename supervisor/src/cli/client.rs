@@ -1,15 +1,16 @@
-//! The client side of the control socket, used by the CLI: connect,
-//! introduce ourselves (the handshake's client step is proto's
+//! The client side of the control socket, used by the CLI: find it
+//! ([`socket_of`]), connect, introduce ourselves (the handshake's client step is proto's
 //! [`introduce`], shared with the SDKs), and hand back a [`ControlApiClient`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use corral_proto::codec::{self, Codec, MAX_FRAME_BYTES};
 use corral_proto::{ControlApiClient, Hello, Role, introduce};
 use interprocess::local_socket::GenericFilePath;
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 
-use crate::Error;
+use super::args::Target;
+use crate::{Error, config};
 
 /// Connects to the supervisor listening at `socket`; `found_via` says where
 /// the path came from, for the error when nothing answers.
@@ -30,4 +31,33 @@ pub async fn connect(socket: &Path, found_via: &str) -> Result<ControlApiClient,
         .map_err(|e| Error::Refused(e.to_string()))?;
     let transport = codec::into_transport(framed, Codec::Json);
     Ok(ControlApiClient::new(tarpc::client::Config::default(), transport).spawn())
+}
+
+/// Resolves the control socket: `--socket`, then `-c FILE`, then
+/// `CORRAL_SOCKET`, then `corral.toml`; with where it came from.
+pub fn socket_of(target: &Target) -> Result<(PathBuf, String), Error> {
+    if let Some(path) = &target.socket {
+        return Ok((path.clone(), "from --socket".into()));
+    }
+    let from_file = |file: &Path| -> Result<(PathBuf, String), Error> {
+        let (socket, problems) = config::control_socket_of(file)?;
+        if let Some(problems) = problems {
+            let first = problems.problems.first().map(ToString::to_string);
+            eprintln!(
+                "corral: warning: {} has problems ({}; `corral check -c {}` lists them all); \
+                 reaching the fleet through its supervisor.runtime_dir anyway",
+                file.display(),
+                first.unwrap_or_default(),
+                file.display()
+            );
+        }
+        Ok((socket, format!("the runtime_dir of {}", file.display())))
+    };
+    if let Some(file) = &target.config {
+        return from_file(file);
+    }
+    if let Some(path) = std::env::var_os("CORRAL_SOCKET") {
+        return Ok((PathBuf::from(path), "from CORRAL_SOCKET".into()));
+    }
+    from_file(Path::new("corral.toml"))
 }

@@ -75,37 +75,8 @@ pub fn fail(message: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Resolves the control socket: `--socket`, then `-c FILE`, then
-/// `CORRAL_SOCKET`, then `corral.toml`; with where it came from.
-pub(super) fn socket_of(target: &Target) -> Result<(PathBuf, String), Error> {
-    if let Some(path) = &target.socket {
-        return Ok((path.clone(), "from --socket".into()));
-    }
-    let from_file = |file: &Path| -> Result<(PathBuf, String), Error> {
-        let (socket, problems) = config::control_socket_of(file)?;
-        if let Some(problems) = problems {
-            let first = problems.problems.first().map(ToString::to_string);
-            eprintln!(
-                "corral: warning: {} has problems ({}; `corral check -c {}` lists them all); \
-                 reaching the fleet through its supervisor.runtime_dir anyway",
-                file.display(),
-                first.unwrap_or_default(),
-                file.display()
-            );
-        }
-        Ok((socket, format!("the runtime_dir of {}", file.display())))
-    };
-    if let Some(file) = &target.config {
-        return from_file(file);
-    }
-    if let Some(path) = std::env::var_os("CORRAL_SOCKET") {
-        return Ok((PathBuf::from(path), "from CORRAL_SOCKET".into()));
-    }
-    from_file(Path::new("corral.toml"))
-}
-
 async fn connect(target: &Target) -> Result<ControlApiClient, Error> {
-    let (socket, via) = socket_of(target)?;
+    let (socket, via) = client::socket_of(target)?;
     client::connect(&socket, &via).await
 }
 

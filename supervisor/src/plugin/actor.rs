@@ -6,12 +6,10 @@
 //! plugin's state; the [`PluginHandle`](super::PluginHandle) is the only way in.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use corral_proto::{
-    Enforcement, ExitReason, Payload, PluginInfo, PluginState, PluginStatus, Protocol, Transition,
-};
+use corral_proto::{Enforcement, ExitReason, Payload, PluginState, Protocol, Transition};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Interval;
 
@@ -20,8 +18,9 @@ use super::connect::Connected;
 use super::health::{self, CapKill, MemoryVerdict, PingVerdict};
 use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
 use super::messages::{Applied, CallTarget, Event, Msg};
-use super::process::{self, Reaped, Spawn, SpawnEvent, SpawnFailure, has_cgroup_limit};
+use super::process::{Reaped, Spawn, SpawnEvent, SpawnFailure};
 use super::reload::{self, Plan};
+use super::start::{self, has_cgroup_limit};
 use crate::bus::DeliveryFailure;
 use crate::config::PluginSpec;
 use crate::os::logs::LogSink;
@@ -29,6 +28,8 @@ use crate::os::memory::MemoryProbe;
 use crate::rate::Limiter;
 use crate::restart::Rules;
 use crate::wire::handshake::HandshakeError;
+
+mod report;
 
 pub(super) struct Actor {
     name: Arc<str>,
@@ -184,69 +185,8 @@ impl Actor {
         }
     }
 
-    fn info(&mut self) -> PluginInfo {
-        let log_file = self
-            .host
-            .settings
-            .log_dir
-            .join(format!("{}.log", self.spec.name));
-        let cgroups = self.spawn.as_ref().and_then(Spawn::cgroup_paths);
-        let settings = self.spec.settings(&log_file, cgroups);
-        PluginInfo {
-            status: self.status(),
-            settings: Payload::from_json(&settings).unwrap_or_default(),
-            history: self.lifecycle.history(),
-            bus: Default::default(),
-        }
-    }
-
     fn pid(&self) -> Option<u32> {
         self.spawn.as_ref().map(Spawn::pid)
-    }
-
-    fn status(&mut self) -> PluginStatus {
-        let pid = self.pid();
-        let state = self.lifecycle.state();
-        let backoff_ms = match (state, self.backoff) {
-            (PluginState::Backoff, Some(at)) => Some(
-                u64::try_from(
-                    at.saturating_duration_since(tokio::time::Instant::now())
-                        .as_millis(),
-                )
-                .unwrap_or(u64::MAX),
-            ),
-            _ => None,
-        };
-        PluginStatus {
-            name: self.spec.name.clone(),
-            state,
-            pid,
-            restarts: self.lifecycle.restarts(),
-            uptime_ms: self
-                .spawn
-                .as_ref()
-                .and_then(Spawn::uptime)
-                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            rss_bytes: self
-                .spawn
-                .as_mut()
-                .map_or(0, |s| s.last_rss(&mut self.probe)),
-            // Read after `last_rss`: the same walk measured it.
-            cpu_ms: self.spawn.as_ref().map_or(0, Spawn::cpu_ms),
-            calls: self.calls.load(Ordering::Relaxed),
-            bus_in: 0,
-            bus_out: 0,
-            protocol: self.spec.protocol,
-            port: self.spawn.as_ref().and_then(|s| s.port),
-            memory_max_bytes: self.spec.memory_max,
-            memory_high_bytes: self.spec.memory_high,
-            limits: self.enforcement,
-            last_exit: self.lifecycle.last_exit().cloned(),
-            last_stderr: self.lifecycle.last_stderr().to_vec(),
-            waiting_for: None,
-            backoff_ms,
-            codec: self.spec.codec.to_string(),
-        }
     }
 
     fn set_state(&mut self, state: PluginState) {
@@ -318,7 +258,7 @@ impl Actor {
 
     fn start_process(&mut self) {
         self.lifecycle.spawning();
-        let started = process::start(
+        let started = start::start(
             &self.spec,
             &self.host,
             &mut self.logs,

@@ -20,7 +20,7 @@ use super::view::View;
 use crate::Error;
 use crate::cli::args::Target;
 use crate::cli::client;
-use crate::cli::commands::socket_of;
+use crate::cli::client::socket_of;
 
 /// How `corral top` ended.
 enum End {

@@ -1,0 +1,102 @@
+//! Launching a spawn: opening the plugin's log file (once), taking its port,
+//! expanding its program for this spawn, binding its socket and making its
+//! secret (for corral's protocol), making its cgroup, and spawning it.
+
+use corral_proto::codec::MAX_FRAME_BYTES;
+use corral_proto::{Enforcement, Protocol};
+
+use super::Host;
+use super::process::{Spawn, SpawnFailure};
+use crate::config::PluginSpec;
+use crate::os::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
+use crate::os::logs::LogSink;
+use crate::os::spawn;
+use crate::wire::handshake;
+
+/// Starts spawn number `spawns` of the plugin: opens its log file (once,
+/// into `logs`), binds its socket, makes its secret and its cgroup, and
+/// launches it. Returns the spawn and how its limits are enforced.
+pub(super) fn start(
+    spec: &PluginSpec,
+    host: &Host,
+    logs: &mut Option<LogSink>,
+    spawns: u32,
+) -> Result<(Spawn, Enforcement), SpawnFailure> {
+    if logs.is_none() {
+        let log_dir = &host.settings.log_dir;
+        let (sink, _) = LogSink::open(log_dir, &spec.name, spec.log_max_size, spec.log_keep)
+            .map_err(|e| {
+                let context = format!("cannot open its log file in {}", log_dir.display());
+                SpawnFailure::os(&context, &e)
+            })?;
+        *logs = Some(sink);
+    }
+    let port = spec
+        .port
+        .map(crate::os::port::take)
+        .transpose()
+        .map_err(|e| SpawnFailure::lasting(&e))?;
+    let program = super::program::Program::of(spec, &host.settings.runtime_dir, port)
+        .map_err(|e| SpawnFailure::lasting(&e))?;
+    let socket = host.settings.plugin_socket(&spec.name);
+    let (listener, secret) = match spec.protocol {
+        Protocol::Corral => {
+            let listener = handshake::bind(&socket)
+                .map_err(|e| SpawnFailure::os(&format!("cannot bind {}", socket.display()), &e))?;
+            let secret = spawn::new_secret()
+                .map_err(|e| SpawnFailure::os("no randomness for its secret", &e))?;
+            (Some(listener), secret)
+        }
+        Protocol::None => (None, String::new()),
+    };
+    let cgroup = make_cgroup(spec, &host.cgroups, spawns);
+    let enforcement = cgroup
+        .as_ref()
+        .map_or(Enforcement::Sampling, PluginCgroup::enforcement);
+    let launch = spawn::Launch {
+        name: &spec.name,
+        cmd: &program.cmd,
+        env: &program.env,
+        cwd: &program.cwd,
+        nofile: spec.nofile,
+        codec: spec.codec,
+        socket: listener
+            .as_ref()
+            .map(|_| (socket.as_path(), secret.as_str())),
+        max_frame: MAX_FRAME_BYTES,
+    };
+    let logs = logs
+        .as_ref()
+        .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
+    let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
+    spawn.port = port;
+    Ok((spawn, enforcement))
+}
+
+/// Whether the plugin has a limit a cgroup would hold.
+pub(super) fn has_cgroup_limit(spec: &PluginSpec) -> bool {
+    spec.memory_max.is_some() || spec.memory_high.is_some() || spec.pids_max.is_some()
+}
+
+/// The cgroup of the spawn about to start: only when the plugin has a limit
+/// for it to hold and `limits` is not `sampling`. A cgroup that cannot be
+/// made leaves this spawn to sampling, with a warning.
+fn make_cgroup(spec: &PluginSpec, cgroups: &Cgroups, spawns: u32) -> Option<PluginCgroup> {
+    if !has_cgroup_limit(spec) || spec.limits == LimitsMode::Sampling {
+        return None;
+    }
+    if spec.pids_max.is_some() && !cgroups.has_pids() {
+        tracing::warn!("pids_max is not enforced: no writable pids cgroup controller");
+    }
+    let limits = CgroupLimits {
+        memory_max: spec.memory_max,
+        memory_high: spec.memory_high,
+        pids_max: spec.pids_max,
+    };
+    cgroups
+        .create(&spec.name, spawns, &limits)
+        .unwrap_or_else(|e| {
+            tracing::warn!("no cgroup for this spawn, sampling only: {e}");
+            None
+        })
+}
