@@ -29,6 +29,7 @@
 
 mod check;
 pub mod defaults;
+mod env_file;
 mod error;
 mod layers;
 mod protocol;

@@ -263,3 +263,46 @@ fn an_unknown_variable_is_refused_by_check_naming_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn env_files_reach_the_program_under_the_env_table_and_a_changed_one_restarts_it_on_reload() {
+    let dir = tempdir();
+    let env_file = dir.path().join("app.env");
+    std::fs::write(&env_file, "# settings\nFROM_FILE=\"one $x\"\nOVER=file\n").expect("env file");
+    let fleet_toml = |file: &std::path::Path| {
+        FleetConfig::new()
+            .plugin(
+                Plugin::new("app")
+                    .cmd(["sh", "-c", "echo \"from_file=$FROM_FILE over=$OVER\"; exec sleep 300"])
+                    .set("protocol", "none")
+                    .set(
+                        "env_file",
+                        [file.display().to_string(), "-/nonexistent/optional.env".into()],
+                    )
+                    .set("env", serde_json::json!({"OVER": "table"})),
+            )
+            .toml()
+    };
+    let config = dir.path().join("corral.toml");
+    std::fs::write(&config, fleet_toml(&env_file)).expect("config");
+    let fleet = corral_e2e::Fleet::start_file(&config, &[]);
+    let pid = fleet.wait_running("app");
+    fleet.wait_log("app", "from_file=one $x over=table");
+
+    std::fs::write(&env_file, "FROM_FILE=two\n").expect("env file");
+    let out = fleet.corral(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("restarted     app"), "{out:?}");
+    fleet.wait_pid_change("app", pid, Duration::from_secs(10));
+    fleet.wait_log("app", "from_file=two over=table");
+
+    std::fs::remove_file(&env_file).expect("remove");
+    let out = Command::new(bin("corral"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .expect("corral check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("plugins.app.env_file") && err.contains("app.env"), "{err}");
+}

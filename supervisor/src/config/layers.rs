@@ -21,6 +21,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 use super::check::{self, Grammar, Key, Keys, Read, Shape, Table, values};
+use super::env_file::EnvFiles;
 use super::error::ConfigError;
 use super::schema::SchemaEntry;
 use crate::bus::Overflow;
@@ -75,6 +76,7 @@ values!(
     Protocol,
     StopSignal,
     PortSetting,
+    EnvFiles,
 );
 
 table! {
@@ -262,6 +264,8 @@ plugin_keys! {
     cmd: Vec<String> = "[\"bin/plugin\", \"--flag\"]",
     /// Extra environment variables for the process.
     env: BTreeMap<String, String> = "{ LEVEL = \"2\" }",
+    /// Environment files (systemd `EnvironmentFile=` lines), under `env`.
+    env_file: EnvFiles = "[\"app.env\", \"-local.env\"]",
     /// Working directory of the process.
     cwd: PathBuf = "\"data\"",
     /// A TCP port for it: `"auto"` (a free one at each spawn) or a number.
@@ -350,6 +354,7 @@ impl PluginLayer {
         {
             *cwd = base.join(&*cwd);
         }
+        self.env_file = self.env_file.map(|f| f.anchored_at(base));
         self
     }
 }

@@ -184,7 +184,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     // Every key taken apart: a key added to the grammar and not resolved does not compile.
     #[rustfmt::skip]
     let PluginLayer {
-        cmd, env, cwd, port, enabled, protocol, codec,
+        cmd, env, env_file, cwd, port, enabled, protocol, codec,
         config,
         heartbeat,
         handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
@@ -200,6 +200,13 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     #[rustfmt::skip]
     let Process { cmd, env, cwd, enabled, codec } =
         process(at, cmd, env, cwd, enabled, codec, home.clone());
+    let env = match &env_file {
+        Some(files) => super::env_file::layered(files, env).unwrap_or_else(|why| {
+            at.refuse("env_file", why);
+            BTreeMap::new()
+        }),
+        None => env,
+    };
     for (key, why) in super::variables::problems(&cmd, &env, &cwd, port.is_some()) {
         at.refuse(&key, why);
     }
@@ -225,6 +232,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     #[rustfmt::skip]
     let spec = PluginSpec {
         name: at.name.to_string(), cmd, env, cwd, port, enabled,
+        env_file: env_file.map(|f| f.0).unwrap_or_default(),
         protocol: protocol.unwrap_or_default(), codec, config,
         handshake_timeout, heartbeat, stop_timeout, kill_timeout,
         stop_signal: stop_signal.unwrap_or_default(), call_timeout,

@@ -76,8 +76,12 @@ pub struct PluginSpec {
     pub name: String,
     /// Program (resolved when it is a path) then arguments.
     pub cmd: Vec<String>,
-    /// Extra environment for the process.
+    /// Extra environment for the process (its `env_file`s' variables
+    /// included, under its `env` table).
     pub env: BTreeMap<String, String>,
+    /// The environment files it read (a leading `-`: optional).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_file: Vec<String>,
     /// Working directory.
     pub cwd: PathBuf,
     /// Its TCP port, if it has one.
@@ -253,6 +257,7 @@ mod tests {
             name: "echo".into(),
             cmd: vec!["/srv/echo/run".into(), "--fast".into()],
             env: BTreeMap::from([("LEVEL".into(), "2".into())]),
+            env_file: Vec::new(),
             cwd: "/srv/echo".into(),
             port: None,
             enabled: true,

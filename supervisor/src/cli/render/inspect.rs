@@ -18,7 +18,8 @@ const GROUPS: &[(&str, &[&str])] = &[
     (
         "process",
         &[
-            "cmd", "cwd", "env", "port", "protocol", "codec", "enabled", "manifest", "metadata",
+            "cmd", "cwd", "env", "env_file", "port", "protocol", "codec", "enabled", "manifest",
+            "metadata",
         ],
     ),
     (
