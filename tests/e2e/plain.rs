@@ -273,11 +273,18 @@ fn env_files_reach_the_program_under_the_env_table_and_a_changed_one_restarts_it
         FleetConfig::new()
             .plugin(
                 Plugin::new("app")
-                    .cmd(["sh", "-c", "echo \"from_file=$FROM_FILE over=$OVER\"; exec sleep 300"])
+                    .cmd([
+                        "sh",
+                        "-c",
+                        "echo \"from_file=$FROM_FILE over=$OVER\"; exec sleep 300",
+                    ])
                     .set("protocol", "none")
                     .set(
                         "env_file",
-                        [file.display().to_string(), "-/nonexistent/optional.env".into()],
+                        [
+                            file.display().to_string(),
+                            "-/nonexistent/optional.env".into(),
+                        ],
                     )
                     .set("env", serde_json::json!({"OVER": "table"})),
             )
@@ -292,7 +299,10 @@ fn env_files_reach_the_program_under_the_env_table_and_a_changed_one_restarts_it
     std::fs::write(&env_file, "FROM_FILE=two\n").expect("env file");
     let out = fleet.corral(&["reload"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("restarted     app"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("restarted     app"),
+        "{out:?}"
+    );
     fleet.wait_pid_change("app", pid, Duration::from_secs(10));
     fleet.wait_log("app", "from_file=two over=table");
 
@@ -304,5 +314,8 @@ fn env_files_reach_the_program_under_the_env_table_and_a_changed_one_restarts_it
         .expect("corral check");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("plugins.app.env_file") && err.contains("app.env"), "{err}");
+    assert!(
+        err.contains("plugins.app.env_file") && err.contains("app.env"),
+        "{err}"
+    );
 }
