@@ -276,8 +276,9 @@ fn plugin_keys(valid: bool, others: Vec<String>) -> Vec<(&'static str, BoxedStra
             .prop_map(|v| Toml::Arr(v.into_iter().map(Toml::Str).collect()))]
         .boxed()
     };
+    // Values hold no variable: a `$` is written `$$`.
     let strs = |n: usize| {
-        prop::collection::btree_map("[A-Z_]{1,8}", ".{0,8}", 0..n)
+        prop::collection::btree_map("[A-Z_]{1,8}", "([^$]|[$][$]){0,8}", 0..n)
             .prop_map(|m| Toml::Tbl(m.into_iter().map(|(k, v)| (k, Toml::Str(v))).collect()))
     };
     let patterns = prop::collection::vec(pattern_text(valid), 0..3).prop_map(Toml::Arr);
