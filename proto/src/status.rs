@@ -95,6 +95,12 @@ pub enum ExitReason {
     },
     /// It was stopped on request (`corral stop`, `corral down`, a signal to the supervisor).
     Requested,
+    /// Its health probe failed `misses` times in a row and it was killed.
+    Health {
+        /// Which probe and its last failure, such as `http 503` or
+        /// `tcp: connection refused`.
+        detail: String,
+    },
 }
 
 impl ExitReason {
@@ -109,6 +115,7 @@ impl ExitReason {
             Self::Spawn { .. } => "spawn",
             Self::Protocol { .. } => "protocol",
             Self::Requested => "requested",
+            Self::Health { .. } => "health",
         }
     }
 }
@@ -121,6 +128,7 @@ impl fmt::Display for ExitReason {
             Self::Handshake { detail } => write!(f, "handshake: {detail}"),
             Self::Spawn { error } => write!(f, "spawn: {error}"),
             Self::Protocol { detail } => write!(f, "protocol: {detail}"),
+            Self::Health { detail } => write!(f, "health: {detail}"),
             other => f.write_str(other.name()),
         }
     }

@@ -31,6 +31,7 @@ mod check;
 pub mod defaults;
 mod env_file;
 mod error;
+mod health;
 mod layers;
 mod protocol;
 mod resolve;
@@ -40,7 +41,9 @@ mod variables;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::units::ReadyOn;
 pub use error::{ConfigError, Problem};
+pub use health::{Health, Probe};
 pub use layers::{
     BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
     RestartLimitLayer,

@@ -59,11 +59,14 @@ mod connect;
 mod health;
 mod lifecycle;
 mod messages;
+mod probe;
 mod process;
 mod program;
 mod reload;
 mod start;
 mod stop;
+
+pub use probe::client as probe_client;
 
 use actor::Actor;
 use lifecycle::round_ms;
@@ -84,6 +87,8 @@ pub struct Host {
     pub cgroups: Arc<Cgroups>,
     /// The event bus.
     pub bus: BusHandle,
+    /// The HTTP client every plugin's `http` health probe shares.
+    pub http: reqwest::Client,
 }
 
 /// The way to reach one plugin's actor. Cheap to clone.

@@ -187,6 +187,7 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
         settings: Arc::clone(&settings),
         cgroups,
         bus: bus.clone(),
+        http: crate::plugin::probe_client(),
     };
     let links = links_of(fleet);
     let plugins: Vec<_> = fleet

@@ -1,7 +1,7 @@
 //! Human-friendly units in config files: durations ("500ms", "5s", "1m"),
-//! sizes ("64MiB", "1GiB", "512KB") and signal names ("SIGTERM", "INT"),
-//! read from text and written back as text (as `corral inspect` shows
-//! settings).
+//! sizes ("64MiB", "1GiB", "512KB"), signal names ("SIGTERM", "INT"), ports
+//! (`"auto"` or a number) and `ready` (`"started"` or `"health"`), read
+//! from text and written back as text (as `corral inspect` shows settings).
 
 use std::fmt;
 use std::time::Duration;
@@ -74,6 +74,17 @@ impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", bytesize::ByteSize(self.0).display().iec())
     }
+}
+
+/// When a plugin counts as running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyOn {
+    /// Once spawned (`protocol = "none"`) or once it shook hands.
+    #[default]
+    Started,
+    /// Besides, once its health probe first passes.
+    Health,
 }
 
 #[cfg(test)]

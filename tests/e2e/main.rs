@@ -12,6 +12,7 @@ mod conformance;
 mod control;
 mod control_api;
 mod handshake;
+mod health;
 mod heartbeat;
 mod hostile_bus_fairness;
 mod hostile_bus_memory;

@@ -56,6 +56,14 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
 /// `heartbeat.misses`.
 pub const HEARTBEAT_MISSES: u32 = 3;
+/// `health.interval`.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// `health.timeout`.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// `health.misses`.
+pub const HEALTH_MISSES: u32 = 3;
+/// `health.start_period`.
+pub const HEALTH_START_PERIOD: Duration = Duration::ZERO;
 
 // ---- limits
 

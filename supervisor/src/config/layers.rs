@@ -27,7 +27,7 @@ use super::schema::SchemaEntry;
 use crate::bus::Overflow;
 use crate::os::cgroup::LimitsMode;
 use crate::restart::{RestartPolicy, Strategy};
-use crate::units::{HumanDuration, PortSetting, Size, StopSignal};
+use crate::units::{HumanDuration, PortSetting, ReadyOn, Size, StopSignal};
 
 /// Declares a table of keys that may each be left out: the struct (with
 /// `None` for "not set here") and its grammar, from one list.
@@ -77,7 +77,33 @@ values!(
     StopSignal,
     PortSetting,
     EnvFiles,
+    ReadyOn,
 );
+
+table! {
+    /// A health probe as written in a config layer: one of `http`, `tcp` or
+    /// `exec`, and its timing.
+    pub struct HealthLayer {
+        /// GET this URL (plain `http://`); a 2xx answer (or `status`) is up.
+        http: String = "\"http://127.0.0.1:${port}/health\"",
+        /// Connect to this `host:port`; a connection is up.
+        tcp: String = "\"127.0.0.1:${port}\"",
+        /// Run this command; exit code 0 is up.
+        exec: Vec<String> = "[\"pg_isready\", \"-q\"]",
+        /// The HTTP status that is up (instead of any 2xx).
+        status: u32 = "204",
+        /// Text the HTTP answer's body must contain to be up.
+        body: String = "\"ok\"",
+        /// How often to probe.
+        interval: HumanDuration = "\"5s\"",
+        /// How long one probe may take.
+        timeout: HumanDuration = "\"2s\"",
+        /// Failures in a row that make the plugin unhealthy (it is killed).
+        misses: u32 = "3",
+        /// Grace after each start during which failures do not count.
+        start_period: HumanDuration = "\"10s\"",
+    }
+}
 
 table! {
     /// Heartbeat settings as written in a config layer.
@@ -280,6 +306,11 @@ plugin_keys! {
     config: serde_json::Value = "{ greeting = \"hello\" }",
     /// How long it has to connect and shake hands.
     handshake_timeout: HumanDuration = "\"5s\"",
+    /// A health probe, for any plugin.
+    health: HealthLayer = "{ http = \"http://127.0.0.1:${port}/health\", interval = \"5s\" }",
+    /// When it counts as running: `started` (spawned, or shaken hands) or
+    /// `health` (its first passing probe as well).
+    ready: ReadyOn = "\"health\"",
     /// Heartbeat settings.
     heartbeat: HeartbeatLayer = "{ interval = \"1s\", timeout = \"1s\", misses = 3 }",
     /// How long a stop request may take before SIGTERM.

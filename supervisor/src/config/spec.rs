@@ -11,13 +11,14 @@ use std::time::Duration;
 use corral_proto::{Codec, Protocol};
 use serde::Serialize;
 
+use super::health::Health;
 use super::schema::PluginConfig;
 use crate::bus::{BusRules, Overflow};
 use crate::deps::Graph;
 use crate::os::cgroup::LimitsMode;
 use crate::rate::RateLimit;
 use crate::restart::{Backoff, RestartLimit, RestartPolicy, Strategy};
-use crate::units::{PortSetting, StopSignal, serialize_duration};
+use crate::units::{PortSetting, ReadyOn, StopSignal, serialize_duration};
 
 /// Settings of the supervisor process itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +101,11 @@ pub struct PluginSpec {
     pub handshake_timeout: Duration,
     /// Heartbeats.
     pub heartbeat: Heartbeat,
+    /// Its health probe, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// When it counts as running.
+    pub ready: ReadyOn,
     /// Time allowed for a graceful stop before SIGTERM.
     #[serde(serialize_with = "serialize_duration")]
     pub stop_timeout: Duration,
@@ -270,6 +276,8 @@ mod tests {
                 timeout: Duration::from_micros(250_900),
                 misses: 3,
             },
+            health: None,
+            ready: ReadyOn::Started,
             stop_timeout: Duration::from_secs(90),
             kill_timeout: Duration::from_secs(2),
             stop_signal: StopSignal::default(),
@@ -333,6 +341,7 @@ mod tests {
             "config": {"greeting": "hello", "level": 2},
             "handshake_timeout": "5s",
             "heartbeat": {"interval": "1s 500ms", "timeout": "250ms", "misses": 3},
+            "ready": "started",
             "stop_timeout": "1m 30s",
             "kill_timeout": "2s",
             "stop_signal": "SIGTERM",

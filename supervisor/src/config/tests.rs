@@ -336,6 +336,7 @@ fn every_builtin_default_applies() {
         "config": null,
         "handshake_timeout": "5s",
         "heartbeat": {"interval": "1s", "timeout": "1s", "misses": 3},
+        "ready": "started",
         "stop_timeout": "5s",
         "kill_timeout": "2s",
         "stop_signal": "SIGTERM",

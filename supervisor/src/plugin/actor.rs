@@ -2,7 +2,9 @@
 //! process exists), its timers and its backoff, each wake-up handed to a
 //! small method that asks the pure parts ([`lifecycle`](super::lifecycle),
 //! [`health`](super::health), [`stop`](super::stop),
-//! [`reload`](super::reload)) what to do and carries it out. It owns the
+//! [`reload`](super::reload)) what to do and carries it out; its answers to
+//! heartbeats, probes, failed deliveries and memory samples are in
+//! `checks`, its `ps` row and `inspect` in `report`. It owns the
 //! plugin's state; the [`PluginHandle`](super::PluginHandle) is the only way in.
 
 use std::sync::Arc;
@@ -15,20 +17,20 @@ use tokio::time::Interval;
 
 use super::Host;
 use super::connect::Connected;
-use super::health::{self, CapKill, MemoryVerdict, PingVerdict};
+use super::health;
 use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
 use super::messages::{Applied, CallTarget, Event, Msg};
 use super::process::{Reaped, Spawn, SpawnEvent, SpawnFailure};
 use super::reload::{self, Plan};
 use super::start::{self, has_cgroup_limit};
-use crate::bus::DeliveryFailure;
-use crate::config::PluginSpec;
+use crate::config::{PluginSpec, ReadyOn};
 use crate::os::logs::LogSink;
 use crate::os::memory::MemoryProbe;
 use crate::rate::Limiter;
 use crate::restart::Rules;
 use crate::wire::handshake::HandshakeError;
 
+mod checks;
 mod report;
 
 pub(super) struct Actor {
@@ -270,12 +272,12 @@ impl Actor {
                 self.lifecycle.spawned();
                 self.backoff = None;
                 if self.spec.protocol == Protocol::None {
-                    // Nothing to shake hands with: it runs once spawned.
+                    // Nothing to shake hands with: it runs once spawned
+                    // (and ready, if it waits for its probe).
                     spawn.running_without_connection();
                     self.spawn = Some(spawn);
                     self.set_state(PluginState::Starting);
-                    tracing::info!(pid = self.pid(), "running");
-                    self.set_state(PluginState::Running);
+                    self.running_once_ready();
                 } else {
                     self.spawn = Some(spawn);
                     self.set_state(PluginState::Starting);
@@ -305,6 +307,7 @@ impl Actor {
             SpawnEvent::BusBroken(detail) => self.on_bus_broken(detail),
             SpawnEvent::DeliveryFailed(failure) => self.on_delivery_failed(failure),
             SpawnEvent::Pinged(answered) => self.on_ping(answered),
+            SpawnEvent::Probed(outcome) => self.on_probe(outcome),
             SpawnEvent::Escalate(step) => {
                 let (stop, kill) = (self.spec.stop_timeout, self.spec.kill_timeout);
                 let signal = self.spec.stop_signal.0;
@@ -329,13 +332,32 @@ impl Actor {
                     spawn.connected(conn);
                 }
                 self.heartbeat.reset();
-                tracing::info!(pid = self.pid(), "running");
-                self.set_state(PluginState::Running);
+                self.running_once_ready();
             }
             Err(HandshakeError(detail)) => {
                 tracing::warn!("handshake failed: {detail}");
                 self.kill(ExitReason::Handshake { detail });
             }
+        }
+    }
+
+    /// Enters `running` from `starting` once started (spawned, or shaken
+    /// hands) and, with `ready = "health"`, once its probe passed.
+    fn running_once_ready(&mut self) {
+        let Some(spawn) = &self.spawn else { return };
+        let started = self.spec.protocol == Protocol::None || spawn.client().is_some();
+        let ready = self.spec.ready == ReadyOn::Started || spawn.probe_passed();
+        if self.lifecycle.state() != PluginState::Starting || !started {
+            return;
+        }
+        if ready {
+            tracing::info!(pid = self.pid(), "running");
+            self.set_state(PluginState::Running);
+        } else {
+            tracing::info!(
+                pid = self.pid(),
+                "started; waiting for its health probe to pass"
+            );
         }
     }
 
@@ -370,105 +392,6 @@ impl Actor {
         let detail = format!("bus connection: {detail}");
         tracing::warn!("broke the protocol: {detail}");
         self.kill(ExitReason::Protocol { detail });
-    }
-
-    fn send_ping(&mut self) {
-        if self.lifecycle.state() != PluginState::Running {
-            return;
-        }
-        let timeout = self.spec.heartbeat.timeout;
-        if let Some(spawn) = &mut self.spawn {
-            spawn.ping(timeout);
-        }
-    }
-
-    fn on_ping(&mut self, answered: bool) {
-        if self.lifecycle.state() != PluginState::Running {
-            return;
-        }
-        let allowed = self.spec.heartbeat.misses;
-        let Some(spawn) = &mut self.spawn else { return };
-        match spawn.pinged(answered, allowed) {
-            PingVerdict::Fine => {}
-            PingVerdict::Missed(misses) => {
-                tracing::warn!(misses, of = allowed, "missed a heartbeat");
-            }
-            PingVerdict::Hang(misses) => {
-                tracing::warn!(misses, of = allowed, "missed a heartbeat");
-                self.set_state(PluginState::Unhealthy);
-                self.kill(ExitReason::Hang);
-            }
-        }
-    }
-
-    /// A `deliver` call failed for the plugin's fault: it is killed, so its
-    /// deliveries do not stall unseen, and restarted by its policy.
-    fn on_delivery_failed(&mut self, failure: DeliveryFailure) {
-        if self.lifecycle.state() != PluginState::Running {
-            return;
-        }
-        let plural = |n: usize| if n == 1 { "" } else { "s" };
-        match failure {
-            DeliveryFailure::Timeout { events, within } => {
-                let note = format!(
-                    "did not answer a deliver of {events} event{} within {} (call_timeout)",
-                    plural(events),
-                    humantime::format_duration(within)
-                );
-                tracing::warn!("{note}; killing it");
-                self.transition(PluginState::Unhealthy, None, Some(note));
-                self.kill(ExitReason::Hang);
-            }
-            DeliveryFailure::Refused { events, error } => {
-                let detail = format!(
-                    "answered a deliver of {events} event{} with an error: {error}",
-                    plural(events),
-                );
-                tracing::warn!("broke the protocol: {detail}");
-                self.kill(ExitReason::Protocol { detail });
-            }
-        }
-    }
-
-    /// Samples the spawn's processes, for as long as any exist (stopping
-    /// and already killed included): over `memory_max` is a SIGKILL now.
-    fn check_memory(&mut self) {
-        let Some(spawn) = &mut self.spawn else { return };
-        let rss = spawn.sample(&mut self.probe);
-        let pid = spawn.pid();
-        let (max, high) = (self.spec.memory_max, self.spec.memory_high);
-        let was_above = spawn.above_high();
-        match health::memory_verdict(rss, max, high, was_above) {
-            MemoryVerdict::OverCap => match health::cap_kill(spawn.stopping(), spawn.doomed()) {
-                CapKill::Now => {
-                    tracing::warn!(rss, max, "over its memory cap; killing it");
-                    self.kill(ExitReason::MemoryCap);
-                }
-                CapKill::WhileStopping => {
-                    tracing::warn!(rss, max, "over its memory cap while stopping; killing it");
-                    self.kill(ExitReason::MemoryCap);
-                }
-                CapKill::Again => spawn.kill(ExitReason::MemoryCap),
-            },
-            MemoryVerdict::CrossedHigh => {
-                let note = format!(
-                    "memory above memory_high: {} > {}",
-                    bytesize::ByteSize(rss).display().iec(),
-                    bytesize::ByteSize(high.unwrap_or(0)).display().iec()
-                );
-                tracing::warn!("{note}");
-                self.lifecycle
-                    .note(note, Some(pid), Transition::now_unix_ms());
-                self.set_above_high(true);
-            }
-            MemoryVerdict::Fine { above_high } => self.set_above_high(above_high),
-        }
-    }
-
-    fn set_above_high(&mut self, above: bool) {
-        if let Some(spawn) = &mut self.spawn {
-            spawn.set_above_high(above);
-        }
     }
 
     /// Takes new settings from a reload.

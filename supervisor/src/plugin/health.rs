@@ -1,6 +1,7 @@
-//! Is the plugin well? Heartbeat answers and memory samples in, verdicts
-//! out: pure, so every rule is unit-tested. The actor sends the pings and
-//! reads the samples; it acts on what these functions say.
+//! Is the plugin well? Heartbeat answers, health probe outcomes and memory
+//! samples in, verdicts out: pure, so every rule is unit-tested. The actor
+//! sends the pings, the spawn's [`Prober`](super::probe::Prober) runs the
+//! probes, the sampler reads memory; the actor acts on what these say.
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,63 @@ pub(super) fn ping(
         matches!(answer, Ok(Ok(s)) if s == seq)
     }
     .boxed()
+}
+
+/// Health probes of one spawn: failures in a row, and whether one passed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Probes {
+    misses: u32,
+    passed: bool,
+}
+
+/// What one probe's outcome means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ProbeVerdict {
+    /// It passed; `first` for the spawn's first pass (it is ready).
+    Passed {
+        /// Whether no probe of this spawn passed before.
+        first: bool,
+    },
+    /// It failed within `start_period`, before any pass: not counted.
+    Grace,
+    /// It failed: this many in a row, fewer than allowed.
+    Missed(u32),
+    /// It failed `misses` times in a row: the plugin is unhealthy.
+    Unhealthy(u32),
+}
+
+impl Probes {
+    /// Takes one probe's outcome; `in_start_period` is whether the spawn is
+    /// younger than `start_period`, `allowed` is `health.misses`. As with
+    /// Docker, a pass ends the grace early: from then on every failure
+    /// counts.
+    pub(super) fn judged(
+        &mut self,
+        passed: bool,
+        in_start_period: bool,
+        allowed: u32,
+    ) -> ProbeVerdict {
+        if passed {
+            let first = !self.passed;
+            self.passed = true;
+            self.misses = 0;
+            return ProbeVerdict::Passed { first };
+        }
+        if in_start_period && !self.passed {
+            return ProbeVerdict::Grace;
+        }
+        self.misses += 1;
+        if self.misses >= allowed {
+            ProbeVerdict::Unhealthy(self.misses)
+        } else {
+            ProbeVerdict::Missed(self.misses)
+        }
+    }
+
+    /// Whether a probe of this spawn has passed.
+    pub(super) fn passed(&self) -> bool {
+        self.passed
+    }
 }
 
 /// What one memory sample means.
@@ -185,6 +243,31 @@ mod tests {
             Heartbeats::default().answered(false, 1),
             PingVerdict::Hang(1)
         );
+    }
+
+    #[test]
+    fn probe_failures_in_the_start_period_do_not_count_until_one_passes() {
+        let mut p = Probes::default();
+        assert_eq!(p.judged(false, true, 2), ProbeVerdict::Grace);
+        assert_eq!(p.judged(false, true, 2), ProbeVerdict::Grace);
+        assert!(!p.passed());
+        assert_eq!(
+            p.judged(true, true, 2),
+            ProbeVerdict::Passed { first: true }
+        );
+        assert_eq!(p.judged(false, true, 2), ProbeVerdict::Missed(1));
+        assert_eq!(
+            p.judged(true, false, 2),
+            ProbeVerdict::Passed { first: false }
+        );
+        assert_eq!(p.judged(false, false, 2), ProbeVerdict::Missed(1));
+        assert_eq!(p.judged(false, false, 2), ProbeVerdict::Unhealthy(2));
+    }
+
+    #[test]
+    fn probe_failures_past_the_start_period_count_before_any_pass() {
+        let mut p = Probes::default();
+        assert_eq!(p.judged(false, false, 1), ProbeVerdict::Unhealthy(1));
     }
 
     #[test]

@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::connect::{Connected, LOAD_FAILED, connect};
-use super::health::{self, Heartbeats, PingVerdict};
+use super::health::{self, Heartbeats, PingVerdict, ProbeVerdict};
+use super::probe::Prober;
 use super::stop::{self, Escalation, Step};
 use crate::bus::{BusHandle, DeliveryFailure};
 use crate::config::PluginSpec;
@@ -82,6 +83,8 @@ pub(super) struct Spawn {
     ended_at: Option<tokio::time::Instant>,
     /// The TCP port it was given, if any.
     pub(super) port: Option<u16>,
+    /// Its health probe, until it is being ended.
+    pub(super) prober: Option<Prober>,
 }
 
 /// A spawn's captured output: the pipe readers, the sink they write to,
@@ -139,6 +142,8 @@ pub(super) enum SpawnEvent {
     DeliveryFailed(DeliveryFailure),
     /// A heartbeat was answered in time (`true`) or not.
     Pinged(bool),
+    /// A health probe ended: `Err` says what failed.
+    Probed(Result<(), String>),
     /// A step of the stop escalation is due.
     Escalate(Step),
 }
@@ -226,6 +231,7 @@ impl Spawn {
             output,
             ended_at: None,
             port: None,
+            prober: None,
         })
     }
 
@@ -287,6 +293,7 @@ impl Spawn {
                     None => self.delivery_failures = None,
                 },
                 Some(answered) = self.pings.next() => return SpawnEvent::Pinged(answered),
+                outcome = probe(&mut self.prober) => return SpawnEvent::Probed(outcome),
                 step = until(self.escalation) => {
                     self.escalation = None;
                     return SpawnEvent::Escalate(step);
@@ -350,6 +357,16 @@ impl Spawn {
         self.heartbeats.answered(answered, allowed)
     }
 
+    /// Takes a health probe's outcome.
+    pub(super) fn probed(&mut self, passed: bool) -> Option<ProbeVerdict> {
+        self.prober.as_mut().map(|p| p.judged(passed))
+    }
+
+    /// Whether its health probe has passed (`true` without a probe).
+    pub(super) fn probe_passed(&self) -> bool {
+        self.prober.as_ref().is_none_or(Prober::passed)
+    }
+
     /// Whether the last memory sample was above `memory_high`.
     pub(super) fn above_high(&self) -> bool {
         self.above_high
@@ -375,6 +392,7 @@ impl Spawn {
         }
         self.client = None;
         self.pings = FuturesUnordered::new();
+        self.prober = None;
         self.signal_all(Signal::SIGKILL);
     }
 
@@ -449,6 +467,7 @@ impl Spawn {
     ) {
         self.verdict.get_or_insert(ExitReason::Requested);
         self.pings = FuturesUnordered::new();
+        self.prober = None;
         let client = self.client.take();
         let (signal, step, wait) =
             stop::begin(client.is_some(), stop_timeout, kill_timeout, stop_signal);
@@ -653,6 +672,13 @@ async fn next_failure(
 ) -> Option<DeliveryFailure> {
     match rx {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn probe(prober: &mut Option<Prober>) -> Result<(), String> {
+    match prober {
+        Some(prober) => prober.next().await,
         None => std::future::pending().await,
     }
 }

@@ -1,11 +1,11 @@
 //! What one spawn runs: the plugin's `cmd`, `env` and `cwd` with their
-//! variables expanded for this spawn (its port is known only now), and the
-//! port in `PORT` and `CORRAL_PORT`.
+//! variables expanded for this spawn (its port is known only now), the
+//! port in `PORT` and `CORRAL_PORT`, and its health probe, expanded alike.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::PluginSpec;
+use crate::config::{PluginSpec, Probe};
 use crate::vars::{Values, expand};
 
 /// The environment variables a spawn's port is given in.
@@ -17,6 +17,8 @@ pub(super) struct Program {
     pub(super) cmd: Vec<String>,
     pub(super) env: BTreeMap<String, String>,
     pub(super) cwd: PathBuf,
+    /// The health probe, if it has one.
+    pub(super) probe: Option<Probe>,
 }
 
 impl Program {
@@ -60,6 +62,16 @@ impl Program {
             }
         }
         let cwd = PathBuf::from(one("cwd", &spec.cwd.to_string_lossy())?);
-        Ok(Self { cmd, env, cwd })
+        let probe = spec
+            .health
+            .as_ref()
+            .map(|h| h.probe.expanded(|text| one("health", text)))
+            .transpose()?;
+        Ok(Self {
+            cmd,
+            env,
+            cwd,
+            probe,
+        })
     }
 }

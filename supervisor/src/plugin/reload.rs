@@ -15,8 +15,8 @@ pub(super) struct Diff {
     pub rate_limit: bool,
     /// `call_timeout` changed.
     pub call_timeout: bool,
-    /// `cmd`, `env`, `cwd`, `protocol` or `codec` changed: the process must
-    /// restart.
+    /// `cmd`, `env`, `cwd`, `port`, `protocol`, `codec`, `health` or
+    /// `ready` changed: the process must restart.
     pub process: bool,
     /// `config` changed.
     pub config: bool,
@@ -35,8 +35,11 @@ pub(super) fn diff(old: &PluginSpec, new: &PluginSpec) -> Option<Diff> {
         process: old.cmd != new.cmd
             || old.env != new.env
             || old.cwd != new.cwd
+            || old.port != new.port
             || old.protocol != new.protocol
-            || old.codec != new.codec,
+            || old.codec != new.codec
+            || old.health != new.health
+            || old.ready != new.ready,
         config: old.config != new.config,
         was_enabled: old.enabled,
         enabled: new.enabled,

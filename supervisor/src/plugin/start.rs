@@ -1,11 +1,13 @@
 //! Launching a spawn: opening the plugin's log file (once), taking its port,
 //! expanding its program for this spawn, binding its socket and making its
-//! secret (for corral's protocol), making its cgroup, and spawning it.
+//! secret (for corral's protocol), making its cgroup, spawning it, and
+//! giving it its health probe.
 
 use corral_proto::codec::MAX_FRAME_BYTES;
 use corral_proto::{Enforcement, Protocol};
 
 use super::Host;
+use super::probe::{ExecContext, Prober};
 use super::process::{Spawn, SpawnFailure};
 use crate::config::PluginSpec;
 use crate::os::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
@@ -70,6 +72,13 @@ pub(super) fn start(
         .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
     let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
     spawn.port = port;
+    if let (Some(health), Some(probe)) = (&spec.health, program.probe) {
+        let exec = ExecContext {
+            env: program.env,
+            cwd: program.cwd,
+        };
+        spawn.prober = Some(Prober::new(health, probe, host.http.clone(), exec));
+    }
     Ok((spawn, enforcement))
 }
 

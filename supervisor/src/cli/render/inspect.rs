@@ -27,6 +27,8 @@ const GROUPS: &[(&str, &[&str])] = &[
         &[
             "handshake_timeout",
             "heartbeat",
+            "health",
+            "ready",
             "call_timeout",
             "stop_timeout",
             "kill_timeout",
