@@ -220,6 +220,10 @@ pub struct PluginStatus {
     /// The TCP port its current process was given (`port`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// The last `STATUS=` its current process sent on its notify socket
+    /// (`notify = true`), as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<String>,
 }
 
 /// How a plugin talks to the supervisor.

@@ -14,6 +14,7 @@
 //! their authentication), [`logs`] (capturing output), [`memory`] (measuring
 //! it), [`cgroup`] and [`rate`] (enforcing limits), [`cli`] and [`scaffold`]
 //! (`corral new`).
+#![recursion_limit = "256"]
 #![deny(missing_docs)]
 
 pub mod bus;

@@ -2,14 +2,16 @@
 //! process ([`spawn`]), cgroups ([`cgroup`]), measuring memory ([`memory`]),
 //! capturing output ([`logs`]) into safe rotated files ([`log_file`]), the
 //! private runtime directory ([`runtime_dir`]), which processes belong to a
-//! spawn ([`tree`]) and the supervisor as child subreaper of them all
-//! ([`reaper`]). These take plain values, never config types;
+//! spawn ([`tree`]), the supervisor as child subreaper of them all
+//! ([`reaper`]), free ports ([`port`]) and systemd's notify socket
+//! ([`notify`]). These take plain values, never config types;
 //! what to do with them is decided by the plugin actor and the root actor.
 
 pub mod cgroup;
 pub mod log_file;
 pub mod logs;
 pub mod memory;
+pub mod notify;
 pub mod port;
 pub mod reaper;
 pub mod runtime_dir;

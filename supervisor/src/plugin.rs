@@ -59,6 +59,8 @@ mod connect;
 mod health;
 mod lifecycle;
 mod messages;
+mod notify;
+mod output;
 mod probe;
 mod process;
 mod program;

@@ -47,6 +47,18 @@ pub fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S:
     s.collect_str(&humantime::format_duration(ms))
 }
 
+/// [`serialize_duration`] of an optional duration (with
+/// `skip_serializing_if = "Option::is_none"`; `None` is written as null).
+pub fn serialize_opt_duration<S: Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => serialize_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// A size in bytes written as text with a unit, such as `"64MiB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);

@@ -7,7 +7,7 @@
 //! cut at its timeout, its processes killed, and holds up nothing else.
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corral_e2e::{
     ExitReason, FleetConfig, Plugin, PluginState, bin, fixture, tempdir, wait_gone, wait_until,
@@ -124,14 +124,10 @@ fn with_ready_health_a_plugin_is_starting_and_its_dependent_waits_until_the_firs
     });
     // Its server answers 503: within its start period that does not count,
     // and it is not ready. Over a good many probes it stays so.
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        let rows = fleet.ps();
-        let state = |n: &str| rows.iter().find(|r| r.name == n).expect("row").state;
-        assert_eq!(state("db"), PluginState::Starting, "{rows:?}");
-        assert_eq!(state("app"), PluginState::Waiting, "{rows:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    fleet.assert_states_hold(
+        &[("db", PluginState::Starting), ("app", PluginState::Waiting)],
+        Duration::from_secs(2),
+    );
     assert_eq!(fleet.row("db").restarts, 0);
 
     std::fs::write(&ready, "").expect("ready file");

@@ -23,6 +23,7 @@ mod inspect;
 mod lifecycle;
 mod limits;
 mod node;
+mod notify;
 mod plain;
 mod protocol;
 mod scaffold;

@@ -206,13 +206,8 @@ fn auto_ports_differ_and_answer_variables_reach_the_program_and_a_held_port_is_n
     ports.sort_unstable();
     ports.dedup();
     assert_eq!(ports.len(), 3, "{ports:?}");
-    let ps: serde_json::Value =
-        serde_json::from_slice(&fleet.corral(&["ps", "--json"]).stdout).expect("ps --json");
-    let web0 = ps
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["name"] == "web0"))
-        .expect("web0's row");
-    assert!(web0["port"].is_u64(), "{ps}");
+    let web0 = fleet.ps_json_row("web0");
+    assert!(web0["port"].is_u64(), "{web0}");
 
     let port = fleet.row("vars").port.expect("a port");
     fleet.wait_log(

@@ -334,12 +334,7 @@ fn a_crash_loop_shows_its_last_stderr_lines_in_ps_and_inspect_and_its_logs_hold_
         !text.contains("fine is"),
         "a running plugin has no such note: {text}"
     );
-    let json: serde_json::Value =
-        serde_json::from_slice(&fleet.corral(&["ps", "--json"]).stdout).expect("ps --json");
-    let broken = json
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["name"] == "broken"))
-        .expect("broken's row");
+    let broken = fleet.ps_json_row("broken");
     assert_eq!(
         broken["last_stderr"][1],
         "Error: cannot read /etc/broken/app.conf"

@@ -196,6 +196,16 @@ impl Fleet {
         self.control.ps()
     }
 
+    /// One plugin's row of `corral ps --json`, as the CLI prints it.
+    pub fn ps_json_row(&self, name: &str) -> Value {
+        let out = self.corral(&["ps", "--json"]);
+        let rows: Value = serde_json::from_slice(&out.stdout).expect("ps --json");
+        rows.as_array()
+            .and_then(|rows| rows.iter().find(|r| r["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no row of {name} in {rows}"))
+    }
+
     /// One plugin's status row.
     pub fn row(&self, name: &str) -> PluginStatus {
         self.control.status(name)

@@ -81,6 +81,20 @@ impl Fleet {
         })
     }
 
+    /// Asserts that each plugin stays in its state for `period`, read at
+    /// every poll: what must not happen until the test lets it.
+    pub fn assert_states_hold(&self, states: &[(&str, PluginState)], period: Duration) {
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            let rows = self.ps();
+            for (name, state) in states {
+                let row = rows.iter().find(|r| r.name == *name).expect("a row");
+                assert_eq!(row.state, *state, "{name} left {state}: {rows:?}");
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// Waits until the plugin is in `state`, returning its row.
     pub fn wait_state(&self, name: &str, state: PluginState, timeout: Duration) -> PluginStatus {
         self.wait_row(name, timeout, state.as_str(), |r| r.state == state)

@@ -213,6 +213,7 @@ mod tests {
             bus_out: 0,
             protocol: corral_proto::Protocol::Corral,
             port: None,
+            status_text: None,
         }
     }
 

@@ -1,6 +1,7 @@
-//! A plugin's health probe as resolved: which probe (`http`, `tcp` or
-//! `exec`, exactly one), what counts as up, and its timing; and `ready`,
-//! whether `running` waits for the first passing probe. Checking the
+//! A plugin's health and readiness as resolved: its probe (`http`, `tcp`
+//! or `exec`, exactly one), what counts as up, and its timing; `ready`,
+//! whether `running` waits for the first passing probe; and `notify` and
+//! `watchdog` (systemd's notify protocol). Checking the
 //! written table is here; running probes is `os::probe`'s.
 
 use std::time::Duration;
@@ -212,6 +213,26 @@ pub(super) fn of(
         ));
     }
     (health, ready, problems)
+}
+
+/// Whether the plugin speaks systemd's notify protocol, and its watchdog
+/// period, from what its layers say, with each problem (key and why).
+pub(super) fn notify_of(
+    notify: Option<bool>,
+    watchdog: Option<crate::units::HumanDuration>,
+) -> (bool, Option<Duration>, Vec<(&'static str, String)>) {
+    let notify = notify.unwrap_or(false);
+    let watchdog = watchdog.map(|w| w.0);
+    let mut problems = Vec::new();
+    match watchdog {
+        Some(_) if !notify => problems.push((
+            "watchdog",
+            "needs `notify = true`: the watchdog counts the WATCHDOG=1 messages on its NOTIFY_SOCKET".into(),
+        )),
+        Some(w) if w.is_zero() => problems.push(("watchdog", "must be more than zero".into())),
+        _ => {}
+    }
+    (notify, watchdog, problems)
 }
 
 /// A URL a probe can GET: `http://host[:port][/path]`.

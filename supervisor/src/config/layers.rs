@@ -311,6 +311,12 @@ plugin_keys! {
     /// When it counts as running: `started` (spawned, or shaken hands) or
     /// `health` (its first passing probe as well).
     ready: ReadyOn = "\"health\"",
+    /// Whether it gets a `NOTIFY_SOCKET` and is ready on `READY=1`
+    /// (systemd's notify protocol).
+    notify: bool = "true",
+    /// How often it must send `WATCHDOG=1` (needs `notify`); past it, it is
+    /// killed for `hang`.
+    watchdog: HumanDuration = "\"5s\"",
     /// Heartbeat settings.
     heartbeat: HeartbeatLayer = "{ interval = \"1s\", timeout = \"1s\", misses = 3 }",
     /// How long a stop request may take before SIGTERM.

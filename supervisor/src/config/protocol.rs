@@ -56,8 +56,13 @@ pub(super) fn refused(
     fleet_defaults: &PluginLayer,
 ) -> impl Iterator<Item = (&'static str, String)> {
     let none = layer.protocol.or(fleet_defaults.protocol) == Some(Protocol::None);
+    // With `notify`, `handshake_timeout` bounds the wait for `READY=1`.
+    let notify = layer.notify.or(fleet_defaults.notify) == Some(true);
     let keys = if none {
         needs_corral(layer)
+            .into_iter()
+            .filter(|key| !(notify && *key == "handshake_timeout"))
+            .collect()
     } else {
         Vec::new()
     };

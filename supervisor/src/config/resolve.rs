@@ -186,7 +186,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     let PluginLayer {
         cmd, env, env_file, cwd, port, enabled, protocol, codec,
         config,
-        heartbeat, health, ready,
+        heartbeat, health, ready, notify, watchdog,
         handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
         restart, success_codes, backoff, restart_limit,
         requires,
@@ -212,6 +212,8 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     }
     let (health, ready, problems) = super::health::of(health, ready, port.is_some());
     problems.into_iter().for_each(|(k, why)| at.refuse(k, why));
+    let (notify, watchdog, problems) = super::health::notify_of(notify, watchdog);
+    problems.into_iter().for_each(|(k, why)| at.refuse(k, why));
     let config = config_table(at, &schema, manifest.as_deref(), config);
     let heartbeat = heartbeats(at, heartbeat);
     #[rustfmt::skip]
@@ -236,7 +238,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         name: at.name.to_string(), cmd, env, cwd, port, enabled,
         env_file: env_file.map(|f| f.0).unwrap_or_default(),
         protocol: protocol.unwrap_or_default(), codec, config,
-        handshake_timeout, heartbeat, health, ready, stop_timeout, kill_timeout,
+        handshake_timeout, heartbeat, health, ready, notify, watchdog, stop_timeout, kill_timeout,
         stop_signal: stop_signal.unwrap_or_default(), call_timeout,
         memory_max, memory_high, memory_check_interval, pids_max, nofile, rate_limit, limits,
         bus, restart, success_codes, backoff, restart_limit, requires,

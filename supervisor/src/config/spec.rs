@@ -106,6 +106,14 @@ pub struct PluginSpec {
     pub health: Option<Health>,
     /// When it counts as running.
     pub ready: ReadyOn,
+    /// Whether it gets a `NOTIFY_SOCKET` and counts as ready on `READY=1`.
+    pub notify: bool,
+    /// How often it must send `WATCHDOG=1`, if it has a watchdog.
+    #[serde(
+        serialize_with = "crate::units::serialize_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub watchdog: Option<Duration>,
     /// Time allowed for a graceful stop before SIGTERM.
     #[serde(serialize_with = "serialize_duration")]
     pub stop_timeout: Duration,
@@ -278,6 +286,8 @@ mod tests {
             },
             health: None,
             ready: ReadyOn::Started,
+            notify: false,
+            watchdog: None,
             stop_timeout: Duration::from_secs(90),
             kill_timeout: Duration::from_secs(2),
             stop_signal: StopSignal::default(),
@@ -342,6 +352,7 @@ mod tests {
             "handshake_timeout": "5s",
             "heartbeat": {"interval": "1s 500ms", "timeout": "250ms", "misses": 3},
             "ready": "started",
+            "notify": false,
             "stop_timeout": "1m 30s",
             "kill_timeout": "2s",
             "stop_signal": "SIGTERM",

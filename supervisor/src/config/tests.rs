@@ -337,6 +337,7 @@ fn every_builtin_default_applies() {
         "handshake_timeout": "5s",
         "heartbeat": {"interval": "1s", "timeout": "1s", "misses": 3},
         "ready": "started",
+        "notify": false,
         "stop_timeout": "5s",
         "kill_timeout": "2s",
         "stop_signal": "SIGTERM",

@@ -308,6 +308,7 @@ impl Actor {
             SpawnEvent::DeliveryFailed(failure) => self.on_delivery_failed(failure),
             SpawnEvent::Pinged(answered) => self.on_ping(answered),
             SpawnEvent::Probed(outcome) => self.on_probe(outcome),
+            SpawnEvent::Notified(event) => self.on_notified(event),
             SpawnEvent::Escalate(step) => {
                 let (stop, kill) = (self.spec.stop_timeout, self.spec.kill_timeout);
                 let signal = self.spec.stop_signal.0;
@@ -342,22 +343,27 @@ impl Actor {
     }
 
     /// Enters `running` from `starting` once started (spawned, or shaken
-    /// hands) and, with `ready = "health"`, once its probe passed.
-    fn running_once_ready(&mut self) {
+    /// hands), with `notify` once it said `READY=1`, and with `ready =
+    /// "health"` once its probe passed.
+    pub(super) fn running_once_ready(&mut self) {
         let Some(spawn) = &self.spawn else { return };
         let started = self.spec.protocol == Protocol::None || spawn.client().is_some();
-        let ready = self.spec.ready == ReadyOn::Started || spawn.probe_passed();
         if self.lifecycle.state() != PluginState::Starting || !started {
             return;
         }
-        if ready {
-            tracing::info!(pid = self.pid(), "running");
-            self.set_state(PluginState::Running);
+        let waits_for = if !spawn.notified_ready() {
+            Some("READY=1 on its NOTIFY_SOCKET")
+        } else if self.spec.ready == ReadyOn::Health && !spawn.probe_passed() {
+            Some("its health probe to pass")
         } else {
-            tracing::info!(
-                pid = self.pid(),
-                "started; waiting for its health probe to pass"
-            );
+            None
+        };
+        match waits_for {
+            None => {
+                tracing::info!(pid = self.pid(), "running");
+                self.set_state(PluginState::Running);
+            }
+            Some(what) => tracing::info!(pid = self.pid(), "started; waiting for {what}"),
         }
     }
 

@@ -32,12 +32,14 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use super::connect::{Connected, LOAD_FAILED, connect};
 use super::health::{self, Heartbeats, PingVerdict, ProbeVerdict};
+use super::notify::{Notify, NotifyEvent};
+use super::output::Output;
 use super::probe::Prober;
 use super::stop::{self, Escalation, Step};
 use crate::bus::{BusHandle, DeliveryFailure};
 use crate::config::PluginSpec;
 use crate::os::cgroup::PluginCgroup;
-use crate::os::logs::{LogSink, Stream, Tail};
+use crate::os::logs::LogSink;
 use crate::os::memory::MemoryProbe;
 use crate::os::tree::ProcessTree;
 use crate::os::{reaper, spawn};
@@ -85,48 +87,13 @@ pub(super) struct Spawn {
     pub(super) port: Option<u16>,
     /// Its health probe, until it is being ended.
     pub(super) prober: Option<Prober>,
-}
-
-/// A spawn's captured output: the pipe readers, the sink they write to,
-/// and, once the process has ended, the last lines it wrote to stderr.
-struct Output {
-    stdout: Option<JoinHandle<Tail>>,
-    stderr: Option<JoinHandle<Tail>>,
-    sink: LogSink,
-    last_stderr: Vec<String>,
-}
-
-impl Output {
-    /// After the process ended: waits (a bounded time) for its pipes to be
-    /// read to their end and for every line to be written, so the exit is
-    /// reported after its last lines are in the log, and keeps the stderr
-    /// tail. A descendant still holding a pipe open only shortens the wait:
-    /// its reader goes on, and ends when the spawn's processes are killed.
-    /// Deadlines count from the exit (`ended`).
-    async fn drain(&mut self, ended: tokio::time::Instant) {
-        let eof = ended + OUTPUT_EOF_GRACE;
-        if let Some(out) = self.stdout.as_mut()
-            && tokio::time::timeout_at(eof, out).await.is_ok()
-        {
-            self.stdout = None;
-        }
-        if let Some(err) = self.stderr.as_mut()
-            && let Ok(tail) = tokio::time::timeout_at(eof, err).await
-        {
-            self.stderr = None;
-            self.last_stderr = tail.unwrap_or_default().into_lines();
-        }
-        let _ = tokio::time::timeout_at(eof + OUTPUT_FLUSH_GRACE, self.sink.flushed()).await;
-    }
+    /// Its notify channel, with `notify`.
+    pub(super) notify: Option<Notify>,
 }
 
 /// How long after an exit the handshake task is given to report a refused
 /// `on_load`.
 const LOAD_REFUSAL_GRACE: Duration = Duration::from_millis(100);
-/// How long an ended process's pipes are given to reach their end.
-const OUTPUT_EOF_GRACE: Duration = Duration::from_millis(250);
-/// How long the log writer is given to write an ended process's last lines.
-const OUTPUT_FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 /// What happened next to a spawn.
 pub(super) enum SpawnEvent {
@@ -144,6 +111,8 @@ pub(super) enum SpawnEvent {
     Pinged(bool),
     /// A health probe ended: `Err` says what failed.
     Probed(Result<(), String>),
+    /// Its notify channel has news.
+    Notified(NotifyEvent),
     /// A step of the stop escalation is due.
     Escalate(Step),
 }
@@ -191,18 +160,7 @@ impl Spawn {
             }
             return Err(SpawnFailure::lasting("exited before it could be tracked"));
         };
-        let output = Output {
-            stdout: child
-                .stdout
-                .take()
-                .map(|out| logs.capture(Stream::Stdout, out)),
-            stderr: child
-                .stderr
-                .take()
-                .map(|err| logs.capture(Stream::Stderr, err)),
-            sink: logs.clone(),
-            last_stderr: Vec::new(),
-        };
+        let output = Output::capture(&mut child, logs);
         tracing::info!(pid, "spawned");
         let connecting = listener.zip(launch.socket).map(|(listener, (_, secret))| {
             let secret = secret.to_string();
@@ -232,6 +190,7 @@ impl Spawn {
             ended_at: None,
             port: None,
             prober: None,
+            notify: None,
         })
     }
 
@@ -294,6 +253,7 @@ impl Spawn {
                 },
                 Some(answered) = self.pings.next() => return SpawnEvent::Pinged(answered),
                 outcome = probe(&mut self.prober) => return SpawnEvent::Probed(outcome),
+                event = notified(&mut self.notify) => return SpawnEvent::Notified(event),
                 step = until(self.escalation) => {
                     self.escalation = None;
                     return SpawnEvent::Escalate(step);
@@ -367,6 +327,11 @@ impl Spawn {
         self.prober.as_ref().is_none_or(Prober::passed)
     }
 
+    /// Whether it said `READY=1` (`true` without `notify`).
+    pub(super) fn notified_ready(&self) -> bool {
+        self.notify.as_ref().is_none_or(Notify::ready)
+    }
+
     /// Whether the last memory sample was above `memory_high`.
     pub(super) fn above_high(&self) -> bool {
         self.above_high
@@ -393,6 +358,9 @@ impl Spawn {
         self.client = None;
         self.pings = FuturesUnordered::new();
         self.prober = None;
+        if let Some(notify) = &mut self.notify {
+            notify.disarm();
+        }
         self.signal_all(Signal::SIGKILL);
     }
 
@@ -468,6 +436,9 @@ impl Spawn {
         self.verdict.get_or_insert(ExitReason::Requested);
         self.pings = FuturesUnordered::new();
         self.prober = None;
+        if let Some(notify) = &mut self.notify {
+            notify.disarm();
+        }
         let client = self.client.take();
         let (signal, step, wait) =
             stop::begin(client.is_some(), stop_timeout, kill_timeout, stop_signal);
@@ -589,7 +560,7 @@ impl Spawn {
             ran: self.uptime().unwrap_or(Duration::ZERO),
             waiters: std::mem::take(&mut self.waiters),
             restart_note: self.restart_note.take(),
-            last_stderr: std::mem::take(&mut self.output.last_stderr),
+            last_stderr: self.output.take_last_stderr(),
         }
     }
 }
@@ -679,6 +650,13 @@ async fn next_failure(
 async fn probe(prober: &mut Option<Prober>) -> Result<(), String> {
     match prober {
         Some(prober) => prober.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn notified(notify: &mut Option<Notify>) -> NotifyEvent {
+    match notify {
+        Some(notify) => notify.next().await,
         None => std::future::pending().await,
     }
 }

@@ -1,17 +1,19 @@
 //! Launching a spawn: opening the plugin's log file (once), taking its port,
 //! expanding its program for this spawn, binding its socket and making its
-//! secret (for corral's protocol), making its cgroup, spawning it, and
-//! giving it its health probe.
+//! secret (for corral's protocol), its notify socket (with `notify`),
+//! making its cgroup, spawning it, and giving it its health probe.
 
 use corral_proto::codec::MAX_FRAME_BYTES;
 use corral_proto::{Enforcement, Protocol};
 
 use super::Host;
+use super::notify::Notify;
 use super::probe::{ExecContext, Prober};
 use super::process::{Spawn, SpawnFailure};
 use crate::config::PluginSpec;
 use crate::os::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
 use crate::os::logs::LogSink;
+use crate::os::notify::NotifySocket;
 use crate::os::spawn;
 use crate::wire::handshake;
 
@@ -38,8 +40,27 @@ pub(super) fn start(
         .map(crate::os::port::take)
         .transpose()
         .map_err(|e| SpawnFailure::lasting(&e))?;
-    let program = super::program::Program::of(spec, &host.settings.runtime_dir, port)
+    let mut program = super::program::Program::of(spec, &host.settings.runtime_dir, port)
         .map_err(|e| SpawnFailure::lasting(&e))?;
+    let notify_socket = if spec.notify {
+        let path = host
+            .settings
+            .runtime_dir
+            .join(format!("notify-{}.sock", spec.name));
+        let socket = NotifySocket::bind(&path)
+            .map_err(|e| SpawnFailure::os(&format!("cannot bind {}", path.display()), &e))?;
+        program
+            .env
+            .insert("NOTIFY_SOCKET".into(), path.display().to_string());
+        if let Some(watchdog) = spec.watchdog {
+            program
+                .env
+                .insert("WATCHDOG_USEC".into(), watchdog.as_micros().to_string());
+        }
+        Some(socket)
+    } else {
+        None
+    };
     let socket = host.settings.plugin_socket(&spec.name);
     let (listener, secret) = match spec.protocol {
         Protocol::Corral => {
@@ -72,6 +93,10 @@ pub(super) fn start(
         .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
     let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
     spawn.port = port;
+    if let Some(socket) = notify_socket {
+        let (leader, ready_within) = (spawn.pid(), spec.handshake_timeout);
+        spawn.notify = Some(Notify::new(socket, leader, spec.watchdog, ready_within));
+    }
     if let (Some(health), Some(probe)) = (&spec.health, program.probe) {
         let exec = ExecContext {
             env: program.env,

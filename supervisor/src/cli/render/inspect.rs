@@ -29,6 +29,8 @@ const GROUPS: &[(&str, &[&str])] = &[
             "heartbeat",
             "health",
             "ready",
+            "notify",
+            "watchdog",
             "call_timeout",
             "stop_timeout",
             "kill_timeout",
@@ -93,6 +95,9 @@ pub fn inspect_text(info: &PluginInfo) -> String {
     let mut text = super::ps_table(std::slice::from_ref(&info.status));
     if let Some(port) = info.status.port {
         text.push_str(&format!("port: {port}\n"));
+    }
+    if let Some(status) = &info.status.status_text {
+        text.push_str(&format!("status: {}\n", visible_line(status)));
     }
     if let Some(w) = &info.status.waiting_for {
         text.push_str(&format!("waiting for: {}\n", visible_line(w)));
@@ -300,6 +305,7 @@ mod tests {
                 bus_out: 0,
                 protocol: corral_proto::Protocol::Corral,
                 port: None,
+                status_text: None,
             },
             settings: Payload::from_json(&settings).unwrap(),
             history: Vec::new(),

@@ -1,15 +1,51 @@
 //! How the plugin actor answers what says whether its plugin is well:
-//! heartbeat answers, health probe outcomes, failed deliveries and memory
-//! samples. Each asks [`health`](super::super::health) for the verdict and
+//! heartbeat answers, health probe outcomes, its notify channel, failed
+//! deliveries and memory samples. Each asks [`health`](super::super::health) for the verdict and
 //! carries it out (a kill with its reason, a note in the history).
 
 use corral_proto::{ExitReason, PluginState, Transition};
 
 use super::super::health::{self, CapKill, MemoryVerdict, PingVerdict, ProbeVerdict};
+use super::super::notify::NotifyEvent;
 use super::Actor;
 use crate::bus::DeliveryFailure;
 
 impl Actor {
+    /// News from its notify channel: `READY=1` may make it ready, a missed
+    /// watchdog is a hang, no `READY=1` in time a failed start.
+    pub(super) fn on_notified(&mut self, event: NotifyEvent) {
+        if !matches!(
+            self.lifecycle.state(),
+            PluginState::Starting | PluginState::Running
+        ) {
+            return;
+        }
+        match event {
+            NotifyEvent::Ready => self.running_once_ready(),
+            NotifyEvent::Stopping | NotifyEvent::MainPid(_) => {
+                let note = match event {
+                    NotifyEvent::MainPid(main) => format!("it said MAINPID={main}"),
+                    _ => "it said STOPPING=1".into(),
+                };
+                let pid = self.spawn.as_ref().map(|s| s.pid());
+                self.lifecycle.note(note, pid, Transition::now_unix_ms());
+            }
+            NotifyEvent::Hung(note) => {
+                tracing::warn!("{note}; killing it");
+                self.transition(PluginState::Unhealthy, None, Some(note));
+                self.kill(ExitReason::Hang);
+            }
+            NotifyEvent::NotReady(within) => {
+                let detail = format!(
+                    "no READY=1 within {} (handshake_timeout)",
+                    humantime::format_duration(within)
+                );
+                tracing::warn!("{detail}");
+                self.kill(ExitReason::Handshake { detail });
+            }
+        }
+    }
+
     /// A health probe ended: the first pass may make it ready, `misses`
     /// failures in a row make it unhealthy, killed for `health`.
     pub(super) fn on_probe(&mut self, outcome: Result<(), String>) {

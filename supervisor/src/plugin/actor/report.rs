@@ -61,6 +61,10 @@ impl Actor {
             bus_out: 0,
             protocol: self.spec.protocol,
             port: self.spawn.as_ref().and_then(|s| s.port),
+            status_text: self
+                .spawn
+                .as_ref()
+                .and_then(|s| s.notify.as_ref()?.status().map(str::to_string)),
             memory_max_bytes: self.spec.memory_max,
             memory_high_bytes: self.spec.memory_high,
             limits: self.enforcement,

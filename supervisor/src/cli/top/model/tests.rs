@@ -28,6 +28,7 @@ pub(crate) fn status(name: &str, pid: u32) -> PluginStatus {
         bus_out: 0,
         protocol: corral_proto::Protocol::Corral,
         port: None,
+        status_text: None,
     }
 }
 
