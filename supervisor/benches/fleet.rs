@@ -7,7 +7,9 @@
 //! - call throughput with 64 calls in flight on one connection;
 //! - `corral call echo ping` as a whole process, against fork+exec of `true`;
 //! - one plugin's spawn → running time, against fork+exec of `true`;
-//! - restart latency: SIGKILL of a plugin → replacement running;
+//! - restart latency: SIGKILL of a plugin → replacement running, for a
+//!   protocol plugin and for a plain program (`protocol = "none"`);
+//! - the supervisor's CPU per health probe (`http`, `tcp`, `exec`);
 //! - `corral up` with 50 and 200 plugins → all running;
 //! - bus latency, publisher plugin to subscriber plugin, at a steady 10k/s;
 //! - per SDK (Rust, Python): call round trip, and events per second from a
@@ -54,7 +56,7 @@ impl Bench {
 
 /// The benchmark's sections, in the order they run; `CORRAL_BENCH_ONLY`
 /// takes their names.
-const SECTIONS: [&str; 6] = ["rpc", "restart", "bus", "sdk", "cli", "fleet"];
+const SECTIONS: [&str; 7] = ["rpc", "restart", "probes", "bus", "sdk", "cli", "fleet"];
 
 fn main() {
     let b = setup();
@@ -77,6 +79,9 @@ fn main() {
     row("fork+exec of `true` (floor)", &exec_floor, None);
     if b.wants("rpc") || b.wants("restart") {
         rpc_and_restart(&b, &floor, &exec_floor);
+    }
+    if b.wants("probes") {
+        probes(&b);
     }
     if b.wants("bus") {
         bus(&b);
@@ -171,6 +176,11 @@ fn rpc_and_restart(b: &Bench, floor: &[Duration], exec_floor: &[Duration]) {
         &figures.restart,
         Some(exec_floor),
     );
+    row(
+        &format!("same, protocol = \"none\" ({RESTARTS}x)"),
+        &figures.plain_restart,
+        Some(exec_floor),
+    );
     for mode in ["sampling", "auto"] {
         match b.rt.block_on(cap_to_death(b.dir(), &b.echo, mode)) {
             Some((enforcement, samples)) => row(
@@ -184,6 +194,88 @@ fn rpc_and_restart(b: &Bench, floor: &[Duration], exec_floor: &[Duration]) {
             ),
         }
     }
+}
+
+/// Servers probed at once, the probe interval, and the measuring window.
+const PROBED: usize = 10;
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+const PROBE_WINDOW: Duration = Duration::from_secs(5);
+
+fn probes(b: &Bench) {
+    let kinds = [
+        ("none", String::new()),
+        ("http", "health = { http = \"http://127.0.0.1:${port}/health\", interval = \"50ms\", start_period = \"10s\" }".into()),
+        ("tcp", "health = { tcp = \"127.0.0.1:${port}\", interval = \"50ms\", start_period = \"10s\" }".into()),
+        ("exec", "health = { exec = [\"true\"], interval = \"50ms\", start_period = \"10s\" }".into()),
+    ];
+    let costs: Vec<(&str, Duration)> = kinds
+        .iter()
+        .map(|(kind, health)| (*kind, b.rt.block_on(probed_cpu(b.dir(), kind, health))))
+        .collect();
+    let idle = costs[0].1;
+    // Each server is probed about once per interval (a probe's own time
+    // makes it a little less often, so the figure errs high).
+    let probes = PROBED as f64 * PROBE_WINDOW.as_secs_f64() / PROBE_EVERY.as_secs_f64();
+    for (kind, cpu) in &costs[1..] {
+        let per = cpu.saturating_sub(idle).as_secs_f64() / probes;
+        println!(
+            "{:<44} {:>12} {:>12}",
+            format!("health probe `{kind}`: supervisor CPU per probe"),
+            format!("{:.1} µs", per * 1e6),
+            format!(
+                "{:.2}% core",
+                100.0 * cpu.saturating_sub(idle).as_secs_f64() / PROBE_WINDOW.as_secs_f64()
+            ),
+        );
+    }
+}
+
+/// The supervisor's CPU over [`PROBE_WINDOW`] with [`PROBED`] HTTP servers
+/// (`tests/fixtures/health_server.py`, `protocol = "none"`, `port =
+/// "auto"`) running, each with `health`.
+async fn probed_cpu(dir: &Path, kind: &str, health: &str) -> Duration {
+    // A server that logs nothing: the figure is the probe's, not its log's.
+    let server = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/health_server.py")
+        .display()
+        .to_string();
+    let toml: String = (0..PROBED)
+        .map(|i| {
+            format!(
+                "[plugins.web{i}]\ncmd = [\"python3\", {server:?}]\nprotocol = \"none\"\nport = \"auto\"\n{health}\n\n"
+            )
+        })
+        .collect();
+    let fleet = fleet(&dir.join(format!("probes-{kind}")), &toml);
+    std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
+    let (supervisor, _done) = corral::supervisor::start(
+        &fleet,
+        std::sync::Arc::new(corral::os::cgroup::Cgroups::none()),
+    );
+    for i in 0..PROBED {
+        let plugin = supervisor.plugin(&format!("web{i}")).await.expect("web");
+        wait_running(&plugin, None).await;
+    }
+    // Let the servers finish starting (their first probes may fail).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = own_cpu();
+    tokio::time::sleep(PROBE_WINDOW).await;
+    let cpu = own_cpu() - before;
+    for i in 0..PROBED {
+        let status = supervisor
+            .plugin(&format!("web{i}"))
+            .await
+            .expect("web")
+            .status()
+            .await
+            .expect("status");
+        assert_eq!(
+            status.restarts, 0,
+            "a probed server was restarted: {status:?}"
+        );
+    }
+    supervisor.shutdown().await;
+    cpu
 }
 
 fn bus(b: &Bench) {
@@ -656,6 +748,7 @@ struct PluginFigures {
     throughput: f64,
     spawn: Vec<Duration>,
     restart: Vec<Duration>,
+    plain_restart: Vec<Duration>,
 }
 
 async fn plugin_figures(dir: &Path, echo: &Path) -> PluginFigures {
@@ -665,6 +758,12 @@ async fn plugin_figures(dir: &Path, echo: &Path) -> PluginFigures {
             r#"
 [plugins.echo]
 cmd = [{echo:?}]
+backoff = {{ reset_after = "0ms" }}
+restart_limit = {{ count = 1000000, within = "1s" }}
+
+[plugins.plain]
+cmd = ["sleep", "1000000"]
+protocol = "none"
 backoff = {{ reset_after = "0ms" }}
 restart_limit = {{ count = 1000000, within = "1s" }}
 "#,
@@ -721,13 +820,10 @@ restart_limit = {{ count = 1000000, within = "1s" }}
     }
 
     // Restart: SIGKILL to the replacement running, handshake done.
-    let mut restart = Vec::with_capacity(RESTARTS);
-    for _ in 0..RESTARTS {
-        let t = Instant::now();
-        kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill");
-        pid = wait_running(&plugin, Some(pid)).await;
-        restart.push(t.elapsed());
-    }
+    let restart = kills(&plugin, pid).await;
+    // The same for a plain program: no handshake to wait for.
+    let plain = supervisor.plugin("plain").await.expect("plain");
+    let plain_restart = kills(&plain, wait_running(&plain, None).await).await;
 
     supervisor.shutdown().await;
     PluginFigures {
@@ -735,7 +831,21 @@ restart_limit = {{ count = 1000000, within = "1s" }}
         throughput,
         spawn,
         restart,
+        plain_restart,
     }
+}
+
+/// [`RESTARTS`] times: SIGKILL to the plugin running `pid`, and the time
+/// until its replacement runs.
+async fn kills(plugin: &PluginHandle, mut pid: u32) -> Vec<Duration> {
+    let mut took = Vec::with_capacity(RESTARTS);
+    for _ in 0..RESTARTS {
+        let t = Instant::now();
+        kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill");
+        pid = wait_running(plugin, Some(pid)).await;
+        took.push(t.elapsed());
+    }
+    took
 }
 
 /// Figures from a fleet of `n` plugins run by the real `corral up`.
