@@ -125,10 +125,20 @@ impl Drop for Stream {
 
 #[test]
 fn three_hundred_events_of_100_kb_reach_rust_and_python_subscribers_whole() {
+    // Queues that hold all 30 MB: however slow a subscriber is, none of it
+    // may be dropped, so every event must arrive.
     let fleet = FleetConfig::new()
         .plugin(Plugin::echo("pub"))
-        .plugin(Plugin::echo("rs").subscribe(["pub.>"]))
-        .plugin(Plugin::echo_py("py").subscribe(["pub.>"]))
+        .plugin(
+            Plugin::echo("rs")
+                .subscribe(["pub.>"])
+                .set("queue_bytes", "64MiB"),
+        )
+        .plugin(
+            Plugin::echo_py("py")
+                .subscribe(["pub.>"])
+                .set("queue_bytes", "64MiB"),
+        )
         .start();
     for name in ["pub", "rs", "py"] {
         fleet.wait_running(name);
