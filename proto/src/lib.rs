@@ -34,6 +34,7 @@ pub mod env;
 mod error;
 pub mod event;
 pub mod handshake;
+mod instance;
 mod payload;
 mod service;
 mod status;
@@ -45,6 +46,7 @@ pub use event::{BusStats, Denied, Event, Publish, PublishReceipt};
 pub use handshake::{Agreed, FEATURES, Hello, HelloReply, MIN_PROTOCOL_VERSION, Role, negotiate};
 #[cfg(feature = "transport")]
 pub use handshake::{IntroduceError, introduce};
+pub use instance::{instance_name, instance_of, selects};
 pub use payload::Payload;
 pub use service::{
     BusApi, BusApiClient, BusApiRequest, BusApiResponse, CONTROL_METHODS, ControlApi,

@@ -32,6 +32,7 @@ pub mod defaults;
 mod env_file;
 mod error;
 mod health;
+pub mod instances;
 mod layers;
 mod protocol;
 mod resolve;
@@ -118,6 +119,7 @@ pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
         }
     }
     // Its requires are checked even when some plugins have problems.
+    let plugins = instances::expand(plugins);
     match resolve::start_order(plugins, &unresolved, &file_name) {
         Ok(plugins) if problems.is_empty() => Ok(Fleet {
             file: file.to_path_buf(),

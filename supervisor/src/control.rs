@@ -32,6 +32,7 @@ mod api;
 mod connection;
 mod limits;
 mod metered;
+mod rolling;
 mod transport;
 
 use std::sync::{Arc, Mutex};

@@ -147,6 +147,16 @@ impl PluginHandle {
         &self.name
     }
 
+    /// Whether it takes calls now (it is running, with its connection).
+    pub fn callable(&self) -> bool {
+        self.target.borrow().is_some()
+    }
+
+    /// Calls handed to it so far, over every spawn.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
     /// The plugins it requires, as the last reload left them.
     pub fn requires(&self) -> Arc<[String]> {
         Arc::clone(&self.requires.borrow())

@@ -1,5 +1,5 @@
-//! Variables in a plugin's `cmd`, `env` and `cwd`: `${port}`, `${name}`,
-//! `${plugin_dir}`, `${fleet_dir}`, `${runtime_dir}`, `${env:NAME}` and
+//! Variables in a plugin's `cmd`, `env`, `cwd` and `health`: `${port}`,
+//! `${name}`, `${instance}`, `${plugin_dir}`, `${fleet_dir}`, `${runtime_dir}`, `${env:NAME}` and
 //! `${env:NAME:-default}` (from the supervisor's environment); `$$` is a
 //! literal `$`, and a `$` before anything else stays as it is. Pure: the
 //! config checks a text with [`check`] when it is read, and each spawn
@@ -8,15 +8,24 @@
 use std::fmt;
 
 /// The variables a text may name, besides `${env:…}`.
-pub const NAMES: &[&str] = &["port", "name", "plugin_dir", "fleet_dir", "runtime_dir"];
+pub const NAMES: &[&str] = &[
+    "port",
+    "name",
+    "instance",
+    "plugin_dir",
+    "fleet_dir",
+    "runtime_dir",
+];
 
 /// What the variables stand for in one spawn.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Values<'a> {
     /// `${port}`: the spawn's port, when the plugin has one.
     pub port: Option<u16>,
-    /// `${name}`: the plugin's name.
+    /// `${name}`: the plugin's name (an instance's: `web.0`).
     pub name: &'a str,
+    /// `${instance}`: the instance's index, for a plugin with `instances`.
+    pub instance: Option<u32>,
     /// `${plugin_dir}`: its manifest's folder (the fleet file's without one).
     pub plugin_dir: &'a str,
     /// `${fleet_dir}`: the fleet file's folder.
@@ -37,6 +46,8 @@ pub enum VarError {
     UnsetEnv(String),
     /// `${port}` in a plugin with no `port`.
     NoPort,
+    /// `${instance}` in a plugin without `instances`.
+    NoInstance,
 }
 
 impl fmt::Display for VarError {
@@ -57,6 +68,9 @@ impl fmt::Display for VarError {
                 "`${{env:{name}}}`: {name} is not set in the supervisor's environment; set it, or give a default: `${{env:{name}:-value}}`"
             ),
             Self::NoPort => f.write_str("`${port}` needs a `port` (such as `port = \"auto\"`)"),
+            Self::NoInstance => {
+                f.write_str("`${instance}` needs `instances` (such as `instances = 3`)")
+            }
         }
     }
 }
@@ -89,16 +103,22 @@ pub fn expand(
     Ok(out)
 }
 
+/// Which of the variables that not every plugin has will have a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Has {
+    /// `${port}`: the plugin has a `port`.
+    pub port: bool,
+    /// `${instance}`: the plugin has `instances`.
+    pub instance: bool,
+}
+
 /// Checks that `text` names only variables that exist, and environment
-/// variables that are set or have a default; `has_port` says whether
-/// `${port}` will have a value.
-pub fn check(
-    text: &str,
-    has_port: bool,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<(), VarError> {
+/// variables that are set or have a default; `has` says which of `${port}`
+/// and `${instance}` will have a value.
+pub fn check(text: &str, has: Has, env: impl Fn(&str) -> Option<String>) -> Result<(), VarError> {
     let values = Values {
-        port: has_port.then_some(1),
+        port: has.port.then_some(1),
+        instance: has.instance.then_some(0),
         ..Values::default()
     };
     expand(text, &values, env).map(drop)
@@ -124,6 +144,7 @@ fn value(
     Ok(match var {
         "port" => values.port.ok_or(VarError::NoPort)?.to_string(),
         "name" => values.name.to_string(),
+        "instance" => values.instance.ok_or(VarError::NoInstance)?.to_string(),
         "plugin_dir" => values.plugin_dir.to_string(),
         "fleet_dir" => values.fleet_dir.to_string(),
         "runtime_dir" => values.runtime_dir.to_string(),
@@ -139,6 +160,7 @@ mod tests {
         Values {
             port: Some(8010),
             name: "web",
+            instance: Some(2),
             plugin_dir: "/srv/web",
             fleet_dir: "/srv",
             runtime_dir: "/run/corral",
@@ -152,13 +174,13 @@ mod tests {
     #[test]
     fn every_variable_expands_and_dollars_escape() {
         let got = expand(
-            "${plugin_dir}/bin --port=${port} --name ${name} ${fleet_dir} ${runtime_dir} ${env:HOME} ${env:NOPE:-x:y} $$5 a$b $",
+            "${plugin_dir}/bin --port=${port} --name ${name}#${instance} ${fleet_dir} ${runtime_dir} ${env:HOME} ${env:NOPE:-x:y} $$5 a$b $",
             &values(),
             env,
         );
         assert_eq!(
             got.unwrap(),
-            "/srv/web/bin --port=8010 --name web /srv /run/corral /root x:y $5 a$b $"
+            "/srv/web/bin --port=8010 --name web#2 /srv /run/corral /root x:y $5 a$b $"
         );
         assert_eq!(expand("$${port}", &values(), env).unwrap(), "${port}");
         assert_eq!(expand("", &values(), env).unwrap(), "");
@@ -181,7 +203,16 @@ mod tests {
             expand("${env:}", &values(), env),
             Err(VarError::Unknown(_))
         ));
-        assert_eq!(check("${port}", false, env).unwrap_err(), VarError::NoPort);
-        assert!(check("${port} ${name}", true, env).is_ok());
+        let none = Has::default();
+        assert_eq!(check("${port}", none, env).unwrap_err(), VarError::NoPort);
+        assert_eq!(
+            check("${instance}", none, env).unwrap_err(),
+            VarError::NoInstance
+        );
+        let both = Has {
+            port: true,
+            instance: true,
+        };
+        assert!(check("${port} ${name} ${instance}", both, env).is_ok());
     }
 }

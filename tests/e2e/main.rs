@@ -20,6 +20,7 @@ mod hostile_control;
 mod hostile_logs;
 mod hostile_tree;
 mod inspect;
+mod instances;
 mod lifecycle;
 mod limits;
 mod node;

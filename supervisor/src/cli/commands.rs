@@ -277,6 +277,23 @@ async fn lifecycle(
 /// (one that crashes at once still started); `Err` names a plugin that
 /// failed or stopped, with its last exit reason, or those still not
 /// running after `timeout`.
+/// The plugins `names` select: each itself, or all of its instances (a
+/// name that selects nothing is kept, for the error that follows).
+async fn selected(client: &ControlApiClient, names: &[String]) -> Result<Vec<String>, Error> {
+    let rows = client.ps(context(Duration::from_secs(10))).await?;
+    Ok(names
+        .iter()
+        .flat_map(|n| {
+            let of: Vec<String> = rows
+                .iter()
+                .filter(|r| corral_proto::selects(n, &r.name))
+                .map(|r| r.name.clone())
+                .collect();
+            if of.is_empty() { vec![n.clone()] } else { of }
+        })
+        .collect())
+}
+
 async fn until_running(
     client: &ControlApiClient,
     names: &[String],
@@ -284,7 +301,7 @@ async fn until_running(
     timeout: Duration,
 ) -> Result<Result<(), String>, Error> {
     let deadline = Instant::now() + timeout;
-    let mut pending: Vec<String> = names.to_vec();
+    let mut pending = selected(client, names).await?;
     loop {
         let rows = client.ps(context(Duration::from_secs(10))).await?;
         let mut still = Vec::new();
@@ -387,7 +404,7 @@ async fn logs(
         }
         all
     } else {
-        names
+        selected(&client, &names).await?
     };
     let mut sources = Vec::with_capacity(names.len());
     for name in names {

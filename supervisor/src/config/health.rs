@@ -185,12 +185,13 @@ fn probe(layer: &HealthLayer, problems: &mut Vec<(&'static str, String)>) -> Opt
 }
 
 /// The probe and readiness in force from what a plugin's layers say, and
-/// each problem (key and why): the probe's own, its variables (`has_port`:
-/// whether `${port}` has a value), and `ready = "health"` without a probe.
+/// each problem (key and why): the probe's own, its variables (`has`:
+/// which of `${port}` and `${instance}` have a value), and `ready =
+/// "health"` without a probe.
 pub(super) fn of(
     layer: Option<HealthLayer>,
     ready: Option<ReadyOn>,
-    has_port: bool,
+    has: crate::vars::Has,
 ) -> (Option<Health>, ReadyOn, Vec<(&'static str, String)>) {
     let ready = ready.unwrap_or_default();
     let (health, mut problems) = match layer.map(resolve) {
@@ -201,7 +202,7 @@ pub(super) fn of(
     if let Some(h) = &health {
         let env = |name: &str| std::env::var(name).ok();
         for text in h.probe.texts() {
-            if let Err(e) = crate::vars::check(text, has_port, env) {
+            if let Err(e) = crate::vars::check(text, has, env) {
                 problems.push((h.probe.key(), e.to_string()));
             }
         }

@@ -298,6 +298,8 @@ plugin_keys! {
     port: PortSetting = "\"auto\"",
     /// Whether `corral up` starts it.
     enabled: bool = "true",
+    /// How many processes of it run, named `NAME.0` … `NAME.N-1`.
+    instances: u32 = "3",
     /// How it talks to corral: `corral` (its protocol) or `none` (any program).
     protocol: Protocol = "\"none\"",
     /// The codec on its socket.

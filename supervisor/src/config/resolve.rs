@@ -184,7 +184,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     // Every key taken apart: a key added to the grammar and not resolved does not compile.
     #[rustfmt::skip]
     let PluginLayer {
-        cmd, env, env_file, cwd, port, enabled, protocol, codec,
+        cmd, env, env_file, cwd, port, instances, enabled, protocol, codec,
         config,
         heartbeat, health, ready, notify, watchdog,
         handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
@@ -207,10 +207,14 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         }),
         None => env,
     };
-    for (key, why) in super::variables::problems(&cmd, &env, &cwd, port.is_some()) {
+    let has = crate::vars::Has {
+        port: port.is_some(),
+        instance: instances.is_some(),
+    };
+    for (key, why) in super::variables::problems(&cmd, &env, &cwd, has) {
         at.refuse(&key, why);
     }
-    let (health, ready, problems) = super::health::of(health, ready, port.is_some());
+    let (health, ready, problems) = super::health::of(health, ready, has);
     problems.into_iter().for_each(|(k, why)| at.refuse(k, why));
     let (notify, watchdog, problems) = super::health::notify_of(notify, watchdog);
     problems.into_iter().for_each(|(k, why)| at.refuse(k, why));
@@ -236,6 +240,11 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     #[rustfmt::skip]
     let spec = PluginSpec {
         name: at.name.to_string(), cmd, env, cwd, port, enabled,
+        instances: super::instances::count(instances).unwrap_or_else(|why| {
+            at.refuse("instances", why);
+            None
+        }),
+        instance: None,
         env_file: env_file.map(|f| f.0).unwrap_or_default(),
         protocol: protocol.unwrap_or_default(), codec, config,
         handshake_timeout, heartbeat, health, ready, notify, watchdog, stop_timeout, kill_timeout,

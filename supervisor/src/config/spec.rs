@@ -87,6 +87,12 @@ pub struct PluginSpec {
     pub cwd: PathBuf,
     /// Its TCP port, if it has one.
     pub port: Option<PortSetting>,
+    /// How many processes of it run (`instances`), if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// Which of them this is (`NAME.i`), once the fleet is expanded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
     /// Whether `corral up` starts it.
     pub enabled: bool,
     /// How it talks to corral.
@@ -274,6 +280,8 @@ mod tests {
             env_file: Vec::new(),
             cwd: "/srv/echo".into(),
             port: None,
+            instances: None,
+            instance: None,
             enabled: true,
             protocol: Protocol::Corral,
             codec: Codec::Json,

@@ -606,3 +606,55 @@ fn the_grammar_of_every_table_is_its_struct() {
         assert_eq!(grammar, fields);
     }
 }
+
+#[test]
+fn a_plugin_with_instances_becomes_its_instances_and_what_requires_it_requires_them_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.db]\ncmd = [\"db\"]\n\
+         [plugins.web]\ncmd = [\"web\", \"--id=${instance}\"]\ninstances = 3\nrequires = [\"db\"]\n\
+         [plugins.lb]\ncmd = [\"lb\"]\nrequires = [\"web\", \"db\"]\n",
+    );
+    let fleet = load(&f).unwrap();
+    let names: Vec<(&str, Option<u32>)> = fleet
+        .plugins
+        .iter()
+        .map(|p| (p.name.as_str(), p.instance))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("db", None),
+            ("web.0", Some(0)),
+            ("web.1", Some(1)),
+            ("web.2", Some(2)),
+            ("lb", None)
+        ]
+    );
+    assert_eq!(fleet.plugins[2].requires, ["db"]);
+    assert_eq!(fleet.plugins[4].requires, ["web.0", "web.1", "web.2", "db"]);
+    assert_eq!(fleet.plugins[1].bus.publish, ["web.>"]);
+    assert!(super::instances::selected("web", &fleet.plugins[1]));
+    assert!(!super::instances::selected("web.1", &fleet.plugins[1]));
+}
+
+#[test]
+fn zero_instances_and_an_instance_variable_without_instances_are_refused_by_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.none]\ncmd = [\"x\"]\ninstances = 0\n\
+         [plugins.lone]\ncmd = [\"x\", \"${instance}\"]\n",
+    );
+    let got = problems(&f);
+    let keys: Vec<&str> = got.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["plugins.lone.cmd", "plugins.none.instances"],
+        "{got:?}"
+    );
+    assert!(got[0].message.contains("needs `instances`"), "{got:?}");
+}

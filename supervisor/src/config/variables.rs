@@ -5,13 +5,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::vars::Has;
+
 /// Each of `cmd`, `env` and `cwd` (the key, and why) whose variables cannot
-/// be expanded; `has_port` says whether the plugin has a `port`.
+/// be expanded; `has` says which of `${port}` and `${instance}` have a value.
 pub(super) fn problems(
     cmd: &[String],
     env: &BTreeMap<String, String>,
     cwd: &Path,
-    has_port: bool,
+    has: Has,
 ) -> Vec<(String, String)> {
     let from_env = |name: &str| std::env::var(name).ok();
     let cwd = cwd.to_string_lossy();
@@ -22,7 +24,7 @@ pub(super) fn problems(
         .chain(std::iter::once(("cwd".to_string(), cwd.as_ref())));
     texts
         .filter_map(|(key, text)| {
-            crate::vars::check(text, has_port, from_env)
+            crate::vars::check(text, has, from_env)
                 .err()
                 .map(|e| (key, e.to_string()))
         })
@@ -37,9 +39,13 @@ mod tests {
     fn each_text_with_a_bad_variable_is_named_by_its_key() {
         let cmd = vec!["${plugin_dir}/run".into(), "--port=${port}".into()];
         let env = BTreeMap::from([("A".to_string(), "${nope}".to_string())]);
-        let got = problems(&cmd, &env, Path::new("/srv"), false);
+        let got = problems(&cmd, &env, Path::new("/srv"), Has::default());
         let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["cmd", "env.A"], "{got:?}");
-        assert!(problems(&cmd, &BTreeMap::new(), Path::new("${fleet_dir}"), true).is_empty());
+        let port = Has {
+            port: true,
+            instance: false,
+        };
+        assert!(problems(&cmd, &BTreeMap::new(), Path::new("${fleet_dir}"), port).is_empty());
     }
 }

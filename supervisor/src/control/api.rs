@@ -8,6 +8,8 @@ use corral_proto::{
 };
 use futures::future::join_all;
 
+use corral_proto::selects;
+
 use crate::plugin::PluginHandle;
 use crate::supervisor::SupervisorHandle;
 
@@ -19,38 +21,88 @@ pub(super) struct Server {
 }
 
 impl Server {
-    /// The handle of one named plugin.
+    /// The handle of one named plugin; the name of a plugin with instances
+    /// is refused, saying which to name.
     async fn resolve_one(&self, name: &str) -> Result<PluginHandle, ErrorReply> {
-        let mut found = self.resolve(&[name.to_string()]).await?;
-        found.pop().ok_or_else(|| {
-            ErrorReply::new(codes::UNKNOWN_PLUGIN, format!("no plugin named `{name}`"))
-        })
+        let mut found = self.selection(name).await?;
+        match found.as_slice() {
+            [one] if one.name() == name => Ok(found.remove(0)),
+            _ => Err(ErrorReply::new(
+                codes::BAD_REQUEST,
+                format!(
+                    "`{name}` has {} instances ({}): name one",
+                    found.len(),
+                    names_of(&found)
+                ),
+            )),
+        }
     }
 
-    /// The handles of the named plugins, or an error naming the unknown ones.
-    async fn resolve(&self, names: &[String]) -> Result<Vec<PluginHandle>, ErrorReply> {
+    /// The plugin a call to `name` goes to: the plugin itself, or of its
+    /// instances the running one handed the fewest calls so far (the first
+    /// one, to say why, when none runs).
+    async fn call_target(&self, name: &str) -> Result<PluginHandle, ErrorReply> {
+        let found = self.selection(name).await?;
+        let running = found
+            .iter()
+            .filter(|p| p.callable())
+            .min_by_key(|p| p.calls());
+        Ok(running.unwrap_or(&found[0]).clone())
+    }
+
+    /// The plugins `name` selects: itself, or all of its instances.
+    async fn selection(&self, name: &str) -> Result<Vec<PluginHandle>, ErrorReply> {
+        Ok(self.selections(&[name.to_string()]).await?.remove(0))
+    }
+
+    /// What each of `names` selects (a plugin, or all its instances), or an
+    /// error naming those that select nothing.
+    async fn selections(&self, names: &[String]) -> Result<Vec<Vec<PluginHandle>>, ErrorReply> {
         let plugins = self.supervisor.plugins().await;
+        let selected: Vec<Vec<PluginHandle>> = names
+            .iter()
+            .map(|n| {
+                let of = plugins.iter().filter(|p| selects(n, p.name()));
+                of.cloned().collect()
+            })
+            .collect();
         let unknown: Vec<&str> = names
             .iter()
-            .filter(|n| !plugins.iter().any(|p| p.name() == n.as_str()))
-            .map(String::as_str)
+            .zip(&selected)
+            .filter(|(_, s)| s.is_empty())
+            .map(|(n, _)| n.as_str())
             .collect();
         if !unknown.is_empty() {
-            let known: Vec<&str> = plugins.iter().map(|p| p.name()).collect();
             return Err(ErrorReply::new(
                 codes::UNKNOWN_PLUGIN,
                 format!(
                     "no plugin named `{}` (plugins: {})",
                     unknown.join("`, `"),
-                    known.join(", ")
+                    names_of(&plugins)
                 ),
             ));
         }
-        Ok(names
-            .iter()
-            .filter_map(|n| plugins.iter().find(|p| p.name() == n.as_str()).cloned())
-            .collect())
+        Ok(selected)
     }
+
+    /// Every plugin the names select, each once, in the order named.
+    async fn resolve(&self, names: &[String]) -> Result<Vec<PluginHandle>, ErrorReply> {
+        let mut all: Vec<PluginHandle> = Vec::new();
+        for p in self.selections(names).await?.into_iter().flatten() {
+            if !all.iter().any(|q| q.name() == p.name()) {
+                all.push(p);
+            }
+        }
+        Ok(all)
+    }
+}
+
+fn names_of(plugins: &[PluginHandle]) -> String {
+    plugins
+        .iter()
+        .map(PluginHandle::name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl ControlApi for Server {
@@ -65,7 +117,7 @@ impl ControlApi for Server {
         action: String,
         payload: Payload,
     ) -> Result<Payload, ErrorReply> {
-        self.resolve_one(&name).await?.call(action, payload).await
+        self.call_target(&name).await?.call(action, payload).await
     }
 
     async fn down(self, _: tarpc::context::Context) {
@@ -99,9 +151,25 @@ impl ControlApi for Server {
         _: tarpc::context::Context,
         names: Vec<String>,
     ) -> Result<(), ErrorReply> {
-        let plugins = self.resolve(&names).await?;
-        join_all(plugins.iter().map(|p| p.restart("restart requested"))).await;
-        Ok(())
+        // A plugin's instances restart one at a time, each once running
+        // again; what is named otherwise restarts at once.
+        let selections = self.selections(&names).await?;
+        let results = join_all(
+            names
+                .iter()
+                .zip(selections)
+                .map(|(name, plugins)| async move {
+                    match plugins.as_slice() {
+                        [one] if one.name() == name.as_str() => {
+                            one.restart("restart requested").await;
+                            Ok(())
+                        }
+                        _ => super::rolling::restart(name, &plugins).await,
+                    }
+                }),
+        )
+        .await;
+        results.into_iter().collect()
     }
 
     async fn inspect(

@@ -10,6 +10,8 @@ use crate::vars::{Values, expand};
 
 /// The environment variables a spawn's port is given in.
 pub(super) const PORT_VARS: [&str; 2] = ["PORT", "CORRAL_PORT"];
+/// The environment variable an instance's index is given in.
+pub(super) const INSTANCE_VAR: &str = "CORRAL_INSTANCE";
 
 /// A spawn's program, arguments, environment and working directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,7 @@ impl Program {
         let values = Values {
             port,
             name: &spec.name,
+            instance: spec.instance,
             plugin_dir: &plugin_dir,
             fleet_dir: &fleet_dir,
             runtime_dir: &runtime_dir,
@@ -60,6 +63,9 @@ impl Program {
             for var in PORT_VARS {
                 env.insert(var.to_string(), port.to_string());
             }
+        }
+        if let Some(instance) = spec.instance {
+            env.insert(INSTANCE_VAR.to_string(), instance.to_string());
         }
         let cwd = PathBuf::from(one("cwd", &spec.cwd.to_string_lossy())?);
         let probe = spec

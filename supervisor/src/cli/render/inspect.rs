@@ -18,7 +18,17 @@ const GROUPS: &[(&str, &[&str])] = &[
     (
         "process",
         &[
-            "cmd", "cwd", "env", "env_file", "port", "protocol", "codec", "enabled", "manifest",
+            "cmd",
+            "cwd",
+            "env",
+            "env_file",
+            "port",
+            "instances",
+            "instance",
+            "protocol",
+            "codec",
+            "enabled",
+            "manifest",
             "metadata",
         ],
     ),
