@@ -55,6 +55,11 @@ fn a_notify_program_is_starting_until_ready_shows_its_status_and_its_watchdog_ki
     fleet.wait_running("app");
     let row = fleet.ps_json_row("daemon");
     assert_eq!(row["status_text"], "serving 3 clients", "{row}");
+    let ps = String::from_utf8_lossy(&fleet.corral(&["ps"]).stdout).into_owned();
+    assert!(
+        ps.contains("status (the last STATUS= each sent):\n  daemon  serving 3 clients\n"),
+        "{ps}"
+    );
     // Petted every 100 ms, a 500 ms watchdog holds: up 1.5 s, not restarted.
     let up = fleet.wait_row("daemon", Duration::from_secs(10), "up 1.5 s", |r| {
         r.uptime_ms >= 1500

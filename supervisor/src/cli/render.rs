@@ -45,12 +45,41 @@ fn state_style(state: &str) -> anstyle::Style {
 }
 
 /// Formats status rows as an aligned table, colouring states when stdout
-/// is coloured (see [`colour`](super::colour)), followed by what each plugin
-/// in a crash loop last wrote to stderr.
+/// is coloured (see [`colour`](super::colour)), followed by the last
+/// `STATUS=` of each `notify` plugin that sent one, and what each plugin in
+/// a crash loop last wrote to stderr.
 pub fn ps_table(rows: &[PluginStatus]) -> String {
     let mut text = ps_table_styled(rows, super::colour::stdout());
+    text.push_str(&statuses(rows));
     for row in rows {
         text.push_str(&last_words(row));
+    }
+    text
+}
+
+/// The last `STATUS=` of each plugin that sent one (escaped), names aligned.
+fn statuses(rows: &[PluginStatus]) -> String {
+    let said: Vec<(String, String)> = rows
+        .iter()
+        .filter_map(|r| {
+            let status = r.status_text.as_deref()?;
+            Some((
+                visible_line(&r.name).into_owned(),
+                visible_line(status).into_owned(),
+            ))
+        })
+        .collect();
+    let width = said
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::new();
+    if !said.is_empty() {
+        text.push_str("\nstatus (the last STATUS= each sent):\n");
+    }
+    for (name, status) in said {
+        text.push_str(&format!("  {name:<width$}  {status}\n"));
     }
     text
 }
@@ -230,6 +259,18 @@ mod tests {
         assert!(last_words(&row).contains("wrote nothing to stderr"));
         row.state = PluginState::Running;
         assert_eq!(last_words(&row), "");
+    }
+
+    #[test]
+    fn the_last_status_of_each_notify_plugin_follows_the_table_escaped() {
+        let mut row = failed_row();
+        assert_eq!(statuses(std::slice::from_ref(&row)), "");
+        row.status_text = Some("serving \x1b[2J3".into());
+        let text = statuses(&[row]);
+        assert_eq!(
+            text,
+            "\nstatus (the last STATUS= each sent):\n  p  serving \\x1b[2J3\n"
+        );
     }
 
     #[test]
