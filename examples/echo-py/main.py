@@ -7,8 +7,10 @@ event handlers by priority.
 """
 
 import asyncio
+import errno
 import os
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -159,6 +161,61 @@ def log(ctx, payload):
         print("%s %d" % (text, i))
     sys.stdout.flush()
     return {"logged": count}
+
+
+def text(payload, key):
+    value = payload.get(key) if isinstance(payload, dict) else None
+    if not isinstance(value, str):
+        raise PluginError.bad_payload('expected {"%s": <string>}' % key)
+    return value
+
+
+def refused(e):
+    """An OS error as a plugin error whose code is its name (EACCES)."""
+    code = errno.errorcode.get(e.errno, "EIO") if e.errno else "EIO"
+    return PluginError(code, str(e))
+
+
+@plugin.action("read")
+def read(ctx, payload):
+    try:
+        with open(text(payload, "path"), "rb") as f:
+            return {"bytes": len(f.read())}
+    except OSError as e:
+        raise refused(e)
+
+
+@plugin.action("write")
+def write(ctx, payload):
+    body = text(payload, "text")
+    try:
+        with open(text(payload, "path"), "w") as f:
+            f.write(body)
+    except OSError as e:
+        raise refused(e)
+    return {"written": len(body)}
+
+
+@plugin.action("connect")
+def connect(ctx, payload):
+    host = text(payload, "host")
+    port = field(payload, "port")
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as e:
+        raise refused(e)
+    return {"connected": True}
+
+
+@plugin.action("signal")
+def send_signal(ctx, payload):
+    pid = field(payload, "pid")
+    number = payload.get("signal", 0)
+    try:
+        os.kill(pid, number)
+    except OSError as e:
+        raise refused(e)
+    return {"signalled": pid}
 
 
 @plugin.action("spawn")

@@ -224,6 +224,14 @@ pub struct PluginStatus {
     /// (`notify = true`), as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_text: Option<String>,
+    /// How its current process is sandboxed, such as `landlock v7 (files,
+    /// signals), netns`; `none` without a sandbox.
+    #[serde(default = "no_sandbox")]
+    pub sandbox: String,
+}
+
+fn no_sandbox() -> String {
+    "none".into()
 }
 
 /// How a plugin talks to the supervisor.

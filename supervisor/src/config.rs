@@ -34,8 +34,10 @@ mod error;
 mod health;
 pub mod instances;
 mod layers;
+mod order;
 mod protocol;
 mod resolve;
+mod sandbox;
 mod schema;
 mod spec;
 mod variables;
@@ -49,6 +51,7 @@ pub use layers::{
     BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
     RestartLimitLayer,
 };
+pub use sandbox::SandboxSpec;
 pub use schema::{MASK, PluginConfig, SchemaEntry, SchemaType};
 pub use spec::{Fleet, Heartbeat, PluginSpec, SupervisorSettings};
 
@@ -120,7 +123,7 @@ pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
     }
     // Its requires are checked even when some plugins have problems.
     let plugins = instances::expand(plugins);
-    match resolve::start_order(plugins, &unresolved, &file_name) {
+    match order::start_order(plugins, &unresolved, &file_name) {
         Ok(plugins) if problems.is_empty() => Ok(Fleet {
             file: file.to_path_buf(),
             supervisor,

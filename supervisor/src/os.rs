@@ -3,8 +3,8 @@
 //! capturing output ([`logs`]) into safe rotated files ([`log_file`]), the
 //! private runtime directory ([`runtime_dir`]), which processes belong to a
 //! spawn ([`tree`]), the supervisor as child subreaper of them all
-//! ([`reaper`]), free ports ([`port`]) and systemd's notify socket
-//! ([`notify`]). These take plain values, never config types;
+//! ([`reaper`]), free ports ([`port`]), systemd's notify socket
+//! ([`notify`]) and the kernel-enforced sandbox ([`sandbox`]). These take plain values, never config types;
 //! what to do with them is decided by the plugin actor and the root actor.
 
 pub mod cgroup;
@@ -15,5 +15,6 @@ pub mod notify;
 pub mod port;
 pub mod reaper;
 pub mod runtime_dir;
+pub mod sandbox;
 pub mod spawn;
 pub mod tree;

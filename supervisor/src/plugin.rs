@@ -65,6 +65,7 @@ mod probe;
 mod process;
 mod program;
 mod reload;
+mod sandbox;
 mod start;
 mod stop;
 

@@ -99,6 +99,28 @@ pub enum ReadyOn {
     Health,
 }
 
+/// `sandbox.network`: what network a sandboxed plugin has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// The host's network, as without a sandbox.
+    #[default]
+    Any,
+    /// A network namespace of its own with nothing in it.
+    None,
+}
+
+/// `sandbox.signals`: whom a sandboxed plugin may signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalsMode {
+    /// Only processes of its own sandbox: its descendants.
+    #[default]
+    Own,
+    /// Any process its user may signal.
+    Any,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ mod node;
 mod notify;
 mod plain;
 mod protocol;
+mod sandbox;
 mod scaffold;
 mod sdk;
 mod security;

@@ -9,7 +9,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use corral_e2e::{ExitReason, FleetConfig, Plugin, PluginState, bin, fixture, tempdir, wait_until};
+use corral_e2e::{
+    ExitReason, FleetConfig, Plugin, PluginState, assert_refused, check, fixture, tempdir,
+    wait_until,
+};
 use serde_json::json;
 
 /// A program running `tests/fixtures/notifier.py` with `notify = true`.
@@ -163,10 +166,7 @@ fn another_plugins_ready_is_refused_and_no_ready_in_time_is_a_failed_start() {
 
 #[test]
 fn check_refuses_a_watchdog_without_notify_and_lets_notify_bound_its_start() {
-    let dir = tempdir();
-    let config = dir.path().join("corral.toml");
-    std::fs::write(
-        &config,
+    let (code, err) = check(
         r#"
 [plugins.dog]
 cmd = ["sleep", "9"]
@@ -182,22 +182,14 @@ protocol = "none"
 notify = true
 handshake_timeout = "30s"
 "#,
-    )
-    .expect("config");
-    let out = Command::new(bin("corral"))
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .expect("corral check");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("`plugins.dog.watchdog`: needs `notify = true`"),
-        "{err}"
     );
-    assert!(
-        err.contains("`plugins.zero.watchdog`: must be more than zero"),
-        "{err}"
+    assert_eq!(code, Some(1), "{err}");
+    assert_refused(
+        &err,
+        &[
+            ("plugins.dog.watchdog", "needs `notify = true`"),
+            ("plugins.zero.watchdog", "must be more than zero"),
+        ],
     );
     assert!(!err.contains("plugins.bounded"), "{err}");
 }

@@ -192,6 +192,42 @@ impl Plugin {
     }
 }
 
+/// `corral check` of a fleet file written from `toml`: its exit code and
+/// what it printed (stdout, then stderr).
+pub fn check(toml: &str) -> (Option<i32>, String) {
+    let dir = crate::paths::tempdir();
+    let config = dir.path().join("corral.toml");
+    std::fs::write(&config, toml).expect("config");
+    check_file(&config)
+}
+
+/// `corral check -c config`: its exit code and what it printed.
+pub fn check_file(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(crate::paths::bin("corral"))
+        .args(["check", "-c"])
+        .arg(config)
+        .output()
+        .expect("corral check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// Asserts that `check`'s output refuses each key (`plugins.p.x`) on a line
+/// of its own that says why.
+pub fn assert_refused(output: &str, refusals: &[(&str, &str)]) {
+    for (key, why) in refusals {
+        let line = output.lines().find(|l| l.contains(&format!("`{key}`")));
+        assert!(
+            line.is_some_and(|l| l.contains(why)),
+            "{key}: {why} not said:\n{output}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,10 @@
 //! | `spawn` | `{"count": N, "mb": M}` | starts N child processes, each holding M MiB (default 0) until killed; `{"spawned": k, "error": null or why the next one failed}` |
 //! | `ticks` | – | `{"ticks": N, "tasks_started": K}`: runs of the `ticker_ms` job so far, and how many times this process started its background work (1 once loaded, whatever reloads came) |
 //! | `handled` | – | the names of the `ordered_handlers` run so far, in the order they ran |
+//! | `read` | `{"path": P}` | `{"bytes": N}`, or the error's code (`EACCES`, `ENOENT`, …) |
+//! | `write` | `{"path": P, "text": T}` | writes T to P: `{"written": N}`, or the error's code |
+//! | `connect` | `{"host": H, "port": N}` | a TCP connection (2 s at most): `{"connected": true}`, or the error's code |
+//! | `signal` | `{"pid": P, "signal": N}` | sends signal N (0: only checks) to P: `{"signalled": P}`, or the error's code (`EPERM`) |
 //!
 //! Config key `crash_after_ms` (integer) makes it abort that long after
 //! loading: a crash loop on demand, for restart tests. Config key
@@ -38,6 +42,8 @@
 //! true` adds two event handlers on `>`, `low` (priority 1, added first) and
 //! `high` (priority 10), each noting its name for `handled`: every event
 //! runs `high`, then `low`.
+
+mod probes;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -272,6 +278,10 @@ impl Plugin for Echo {
                 Ok(self.spawn_children(count, mb))
             }
             "log" => log(&payload).await,
+            "read" => probes::read(&payload),
+            "write" => probes::write(&payload),
+            "connect" => probes::connect(&payload),
+            "signal" => probes::signal(&payload),
             "ticks" => Ok(json!({
                 "ticks": self.ticks.load(Ordering::SeqCst),
                 "tasks_started": self.tasks_started.load(Ordering::SeqCst),

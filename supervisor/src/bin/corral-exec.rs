@@ -30,9 +30,19 @@ fn main() -> ExitCode {
         eprintln!("corral-exec: {e}");
         return ExitCode::from(127);
     }
+    // Last: the cgroups were joined by writing files a sandbox may forbid.
+    let sandbox = std::env::var(corral::os::sandbox::SANDBOX_ENV).ok();
+    if let Some(sandbox) = sandbox {
+        let entered = corral::os::sandbox::Sandbox::from_env(&sandbox).and_then(|s| s.enter());
+        if let Err(e) = entered {
+            eprintln!("corral-exec: sandbox: {e}");
+            return ExitCode::from(127);
+        }
+    }
     let err = Command::new(program)
         .args(&args[4..])
         .env_remove(corral::os::cgroup::SHIM_CGROUP_ENV)
+        .env_remove(corral::os::sandbox::SANDBOX_ENV)
         .exec();
     eprintln!(
         "corral-exec: cannot run {}: {err}",

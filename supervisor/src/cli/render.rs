@@ -243,6 +243,7 @@ mod tests {
             protocol: corral_proto::Protocol::Corral,
             port: None,
             status_text: None,
+            sandbox: "none".into(),
         }
     }
 

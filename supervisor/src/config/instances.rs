@@ -7,18 +7,32 @@
 use corral_proto::{instance_name, selects};
 
 use super::spec::PluginSpec;
+use crate::units::PortSetting;
 
 /// The most instances one plugin may have.
 pub const MAX_INSTANCES: u32 = 256;
 
-/// The count `instances` asks for, or why it cannot be.
-pub(super) fn count(instances: Option<u32>) -> Result<Option<u32>, String> {
-    match instances {
-        Some(0) => {
-            Err("must be at least 1 (leave it out for one process named as the plugin)".into())
+/// The count `instances` asks for, or why it cannot be (the key, and
+/// why): a fixed `port` serves one process only.
+pub(super) fn count(
+    instances: Option<u32>,
+    port: Option<PortSetting>,
+) -> Result<Option<u32>, (&'static str, String)> {
+    match (instances, port) {
+        (Some(0), _) => Err((
+            "instances",
+            "must be at least 1 (leave it out for one process named as the plugin)".into(),
+        )),
+        (Some(n), _) if n > MAX_INSTANCES => {
+            Err(("instances", format!("must be at most {MAX_INSTANCES}")))
         }
-        Some(n) if n > MAX_INSTANCES => Err(format!("must be at most {MAX_INSTANCES}")),
-        other => Ok(other),
+        (Some(n), Some(PortSetting::Fixed(port))) if n > 1 => Err((
+            "port",
+            format!(
+                "{port} is one port and the plugin has {n} instances: use port = \"auto\", a port for each"
+            ),
+        )),
+        (other, _) => Ok(other),
     }
 }
 
@@ -65,9 +79,14 @@ mod tests {
 
     #[test]
     fn zero_or_too_many_instances_are_refused() {
-        assert!(count(Some(0)).unwrap_err().contains("at least 1"));
-        assert!(count(Some(MAX_INSTANCES + 1)).is_err());
-        assert_eq!(count(Some(3)), Ok(Some(3)));
-        assert_eq!(count(None), Ok(None));
+        assert!(count(Some(0), None).unwrap_err().1.contains("at least 1"));
+        assert!(count(Some(MAX_INSTANCES + 1), None).is_err());
+        assert_eq!(count(Some(3), Some(PortSetting::Auto)), Ok(Some(3)));
+        assert_eq!(count(Some(1), Some(PortSetting::Fixed(80))), Ok(Some(1)));
+        assert_eq!(
+            count(Some(2), Some(PortSetting::Fixed(80))).unwrap_err().0,
+            "port"
+        );
+        assert_eq!(count(None, None), Ok(None));
     }
 }

@@ -27,7 +27,9 @@ use super::schema::SchemaEntry;
 use crate::bus::Overflow;
 use crate::os::cgroup::LimitsMode;
 use crate::restart::{RestartPolicy, Strategy};
-use crate::units::{HumanDuration, PortSetting, ReadyOn, Size, StopSignal};
+use crate::units::{
+    HumanDuration, NetworkMode, PortSetting, ReadyOn, SignalsMode, Size, StopSignal,
+};
 
 /// Declares a table of keys that may each be left out: the struct (with
 /// `None` for "not set here") and its grammar, from one list.
@@ -78,7 +80,25 @@ values!(
     PortSetting,
     EnvFiles,
     ReadyOn,
+    NetworkMode,
+    SignalsMode,
 );
+
+table! {
+    /// A sandbox as written in a config layer.
+    pub struct SandboxLayer {
+        /// Paths it may read beneath, besides the defaults.
+        fs_read: Vec<String> = "[\"/srv/data\"]",
+        /// Paths it may read and write beneath, besides its temp dir.
+        fs_write: Vec<String> = "[\"${plugin_dir}/state\"]",
+        /// `any` (the host's) or `none` (a network namespace of its own).
+        network: NetworkMode = "\"none\"",
+        /// `own` (only its descendants) or `any`.
+        signals: SignalsMode = "\"own\"",
+        /// Whether a kernel that cannot enforce it all refuses to start it.
+        required: bool = "true",
+    }
+}
 
 table! {
     /// A health probe as written in a config layer: one of `http`, `tcp` or
@@ -313,6 +333,8 @@ plugin_keys! {
     /// When it counts as running: `started` (spawned, or shaken hands) or
     /// `health` (its first passing probe as well).
     ready: ReadyOn = "\"health\"",
+    /// A kernel-enforced sandbox: files, network, signals.
+    sandbox: SandboxLayer = "{ fs_read = [\"/srv/data\"], network = \"none\" }",
     /// Whether it gets a `NOTIFY_SOCKET` and is ready on `READY=1`
     /// (systemd's notify protocol).
     notify: bool = "true",

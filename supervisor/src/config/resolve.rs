@@ -1,8 +1,8 @@
 //! From layers to settings in force: the `[supervisor]` table to
 //! [`SupervisorSettings`], each plugin's layers (fleet entry over manifest
 //! over `[defaults]`) to a [`PluginSpec`], one function per group of keys,
-//! each filling in [`defaults`] and checking its values, and the fleet's
-//! `requires` checked and put in start order through [`crate::deps`].
+//! each filling in [`defaults`] and checking its values (the fleet's start
+//! order is `order`'s).
 //!
 //! Every problem of a plugin is reported, in a fixed order: its name, its
 //! manifest, then the groups in the order `spec` resolves them. A value
@@ -17,7 +17,7 @@ use std::time::Duration;
 use corral_proto::Codec;
 
 use super::defaults;
-use super::error::{ConfigError, Problem};
+use super::error::Problem;
 use super::layers::{
     BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
     RestartLimitLayer, SupervisorLayer,
@@ -27,7 +27,6 @@ use super::spec::{Heartbeat, PluginSpec, SupervisorSettings};
 use crate::units::{HumanDuration, Size};
 
 use crate::bus::{BusRules, Overflow, RetainBound};
-use crate::deps::{Graph, OrderError};
 use crate::os::cgroup::LimitsMode;
 use crate::os::log_file::MAX_KEEP;
 use crate::rate::RateLimit;
@@ -186,7 +185,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     let PluginLayer {
         cmd, env, env_file, cwd, port, instances, enabled, protocol, codec,
         config,
-        heartbeat, health, ready, notify, watchdog,
+        heartbeat, health, ready, notify, watchdog, sandbox,
         handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
         restart, success_codes, backoff, restart_limit,
         requires,
@@ -200,24 +199,18 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     #[rustfmt::skip]
     let Process { cmd, env, cwd, enabled, codec } =
         process(at, cmd, env, cwd, enabled, codec, home.clone());
-    let env = match &env_file {
-        Some(files) => super::env_file::layered(files, env).unwrap_or_else(|why| {
-            at.refuse("env_file", why);
-            BTreeMap::new()
-        }),
-        None => env,
-    };
-    let has = crate::vars::Has {
-        port: port.is_some(),
-        instance: instances.is_some(),
-    };
+    let env = with_env_files(at, env_file.as_ref(), env);
+    #[rustfmt::skip]
+    let has = crate::vars::Has { port: port.is_some(), instance: instances.is_some() };
     for (key, why) in super::variables::problems(&cmd, &env, &cwd, has) {
         at.refuse(&key, why);
     }
     let (health, ready, problems) = super::health::of(health, ready, has);
-    problems.into_iter().for_each(|(k, why)| at.refuse(k, why));
-    let (notify, watchdog, problems) = super::health::notify_of(notify, watchdog);
-    problems.into_iter().for_each(|(k, why)| at.refuse(k, why));
+    let (notify, watchdog, more) = super::health::notify_of(notify, watchdog);
+    #[rustfmt::skip]
+    problems.into_iter().chain(more).for_each(|(k, why)| at.refuse(k, why));
+    let (sandbox, problems) = super::sandbox::of(sandbox, &home, has);
+    problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
     let config = config_table(at, &schema, manifest.as_deref(), config);
     let heartbeat = heartbeats(at, heartbeat);
     #[rustfmt::skip]
@@ -240,20 +233,37 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     #[rustfmt::skip]
     let spec = PluginSpec {
         name: at.name.to_string(), cmd, env, cwd, port, enabled,
-        instances: super::instances::count(instances).unwrap_or_else(|why| {
-            at.refuse("instances", why);
+        instances: super::instances::count(instances, port).unwrap_or_else(|(key, why)| {
+            at.refuse(key, why);
             None
         }),
         instance: None,
         env_file: env_file.map(|f| f.0).unwrap_or_default(),
         protocol: protocol.unwrap_or_default(), codec, config,
-        handshake_timeout, heartbeat, health, ready, notify, watchdog, stop_timeout, kill_timeout,
+        handshake_timeout, heartbeat, health, ready, notify, watchdog, sandbox,
+        stop_timeout, kill_timeout,
         stop_signal: stop_signal.unwrap_or_default(), call_timeout,
         memory_max, memory_high, memory_check_interval, pids_max, nofile, rate_limit, limits,
         bus, restart, success_codes, backoff, restart_limit, requires,
         log_max_size, log_keep, manifest, metadata, plugin_dir: home, fleet_dir,
     };
     spec
+}
+
+/// `env` layered over its `env_file`s, or nothing (refused) when one
+/// cannot be read.
+fn with_env_files(
+    at: &mut At<'_>,
+    files: Option<&super::env_file::EnvFiles>,
+    env: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    match files {
+        Some(files) => super::env_file::layered(files, env).unwrap_or_else(|why| {
+            at.refuse("env_file", why);
+            BTreeMap::new()
+        }),
+        None => env,
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -636,58 +646,4 @@ fn logs(at: &mut At<'_>, max_size: Option<Size>, keep: Option<u32>) -> (u64, u32
         );
     }
     (max_size.map_or(defaults::LOG_MAX_SIZE, |s| s.0), keep)
-}
-
-/// The plugins in start order (every plugin after those it requires, ties
-/// by name), or every requirement that names no plugin, or the cycle that
-/// makes an order impossible. `unresolved` are the fleet's other plugins,
-/// whose manifests cannot be read: they may be required, and what they
-/// require is unknown.
-pub(super) fn start_order(
-    mut plugins: Vec<PluginSpec>,
-    unresolved: &[String],
-    file: &str,
-) -> Result<Vec<PluginSpec>, ConfigError> {
-    let graph = Graph::new(
-        plugins
-            .iter()
-            .map(|p| (p.name.as_str(), p.requires.as_slice()))
-            .chain(unresolved.iter().map(|n| (n.as_str(), &[][..]))),
-    );
-    let order: Vec<String> = match graph.start_order() {
-        Ok(order) => order.into_iter().map(String::from).collect(),
-        Err(OrderError::Unknown(unknown)) => {
-            let names: Vec<&str> = plugins
-                .iter()
-                .map(|p| p.name.as_str())
-                .chain(unresolved.iter().map(String::as_str))
-                .collect();
-            let problems = unknown
-                .iter()
-                .map(|u| Problem {
-                    file: file.to_string(),
-                    key: format!("plugins.{}.requires", u.node),
-                    message: format!(
-                        "requires `{}`, which is not a plugin of this fleet (plugins: {})",
-                        u.requirement,
-                        names.join(", ")
-                    ),
-                })
-                .collect();
-            return Err(ConfigError { problems });
-        }
-        Err(OrderError::Cycle(cycle)) => {
-            return Err(ConfigError::one(
-                file,
-                format!("plugins.{}.requires", cycle.0[0]),
-                cycle.to_string(),
-            ));
-        }
-    };
-    let mut by_name: std::collections::HashMap<String, PluginSpec> =
-        plugins.drain(..).map(|p| (p.name.clone(), p)).collect();
-    Ok(order
-        .into_iter()
-        .filter_map(|name| by_name.remove(&name))
-        .collect())
 }

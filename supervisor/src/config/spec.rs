@@ -12,6 +12,7 @@ use corral_proto::{Codec, Protocol};
 use serde::Serialize;
 
 use super::health::Health;
+use super::sandbox::SandboxSpec;
 use super::schema::PluginConfig;
 use crate::bus::{BusRules, Overflow};
 use crate::deps::Graph;
@@ -120,6 +121,9 @@ pub struct PluginSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub watchdog: Option<Duration>,
+    /// Its kernel-enforced sandbox, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxSpec>,
     /// Time allowed for a graceful stop before SIGTERM.
     #[serde(serialize_with = "serialize_duration")]
     pub stop_timeout: Duration,
@@ -296,6 +300,7 @@ mod tests {
             ready: ReadyOn::Started,
             notify: false,
             watchdog: None,
+            sandbox: None,
             stop_timeout: Duration::from_secs(90),
             kill_timeout: Duration::from_secs(2),
             stop_signal: StopSignal::default(),

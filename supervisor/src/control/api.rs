@@ -38,16 +38,17 @@ impl Server {
         }
     }
 
-    /// The plugin a call to `name` goes to: the plugin itself, or of its
-    /// instances the running one handed the fewest calls so far (the first
-    /// one, to say why, when none runs).
+    /// The plugin a call to `name` goes to: the plugin itself, or the next
+    /// of its running instances in turn (the first instance, to say why,
+    /// when none runs).
     async fn call_target(&self, name: &str) -> Result<PluginHandle, ErrorReply> {
         let found = self.selection(name).await?;
-        let running = found
-            .iter()
-            .filter(|p| p.callable())
-            .min_by_key(|p| p.calls());
-        Ok(running.unwrap_or(&found[0]).clone())
+        let running: Vec<&PluginHandle> = found.iter().filter(|p| p.callable()).collect();
+        if running.is_empty() {
+            return Ok(found[0].clone());
+        }
+        let turn = NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(running[turn % running.len()].clone())
     }
 
     /// The plugins `name` selects: itself, or all of its instances.
@@ -96,6 +97,10 @@ impl Server {
         Ok(all)
     }
 }
+
+/// The turn of calls to plugins with instances, shared by every
+/// connection: round robin over the running instances.
+static NEXT_INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn names_of(plugins: &[PluginHandle]) -> String {
     plugins
@@ -151,23 +156,20 @@ impl ControlApi for Server {
         _: tarpc::context::Context,
         names: Vec<String>,
     ) -> Result<(), ErrorReply> {
-        // A plugin's instances restart one at a time, each once running
-        // again; what is named otherwise restarts at once.
-        let selections = self.selections(&names).await?;
-        let results = join_all(
-            names
-                .iter()
-                .zip(selections)
-                .map(|(name, plugins)| async move {
-                    match plugins.as_slice() {
-                        [one] if one.name() == name.as_str() => {
-                            one.restart("restart requested").await;
-                            Ok(())
-                        }
-                        _ => super::rolling::restart(name, &plugins).await,
-                    }
-                }),
-        )
+        // The instances of one plugin restart one at a time, each once
+        // running again, however they were named (`web`, `--all`, `web.0
+        // web.1`); the rest restart at once.
+        let plugins = self.resolve(&names).await?;
+        let groups = super::rolling::by_plugin(plugins);
+        let results = join_all(groups.into_iter().map(|(name, plugins)| async move {
+            match plugins.as_slice() {
+                [one] => {
+                    one.restart("restart requested").await;
+                    Ok(())
+                }
+                _ => super::rolling::restart(&name, &plugins).await,
+            }
+        }))
         .await;
         results.into_iter().collect()
     }

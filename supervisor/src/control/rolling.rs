@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use corral_proto::{ErrorReply, PluginState, codes};
+use corral_proto::{ErrorReply, PluginState, codes, instance_of};
 
 use crate::plugin::PluginHandle;
 
@@ -14,6 +14,22 @@ use crate::plugin::PluginHandle;
 pub(super) const ONE_BACK_WITHIN: Duration = Duration::from_secs(120);
 /// How often its state is read meanwhile.
 const POLL: Duration = Duration::from_millis(20);
+
+/// `plugins` grouped by the plugin they are instances of (a plugin without
+/// instances alone, by its name), in the order first named.
+pub(super) fn by_plugin(plugins: Vec<PluginHandle>) -> Vec<(String, Vec<PluginHandle>)> {
+    let mut groups: Vec<(String, Vec<PluginHandle>)> = Vec::new();
+    for p in plugins {
+        let name = instance_of(p.name())
+            .map_or(p.name(), |(group, _)| group)
+            .to_string();
+        match groups.iter_mut().find(|(g, _)| *g == name) {
+            Some((_, members)) => members.push(p),
+            None => groups.push((name, vec![p])),
+        }
+    }
+    groups
+}
 
 /// Restarts `instances` of plugin `name` one after another.
 pub(super) async fn restart(name: &str, instances: &[PluginHandle]) -> Result<(), ErrorReply> {

@@ -22,8 +22,9 @@ use tokio::net::UnixDatagram;
 /// The largest message read whole; a longer one is refused (systemd's own
 /// bound is the same order).
 pub const MAX_MESSAGE: usize = 4096;
-/// Most file descriptors taken from one datagram (and closed at once).
-const MAX_FDS: usize = 16;
+/// Room for as many file descriptors as one datagram can carry (the
+/// kernel's `SCM_MAX_FD`), so every one is taken and closed.
+const MAX_FDS: usize = 253;
 
 /// One spawn's notify socket; the file is removed when it is dropped.
 #[derive(Debug)]
@@ -91,7 +92,11 @@ fn read_one(fd: RawFd) -> io::Result<Datagram> {
     let flags = MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT;
     let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), flags).map_err(io::Error::from)?;
     let mut pid = 0;
-    for c in msg.cmsgs().map_err(io::Error::from)? {
+    // A datagram whose control data could not be read whole is no one's.
+    let Ok(cmsgs) = msg.cmsgs() else {
+        return Ok(Datagram { pid: 0, text: None });
+    };
+    for c in cmsgs {
         match c {
             ControlMessageOwned::ScmCredentials(cred) => {
                 pid = u32::try_from(cred.pid()).unwrap_or(0);

@@ -81,7 +81,7 @@ pub fn new_secret() -> io::Result<String> {
 
 /// Finds the program a plugin's `cmd` names, as `exec` would: a name with a
 /// `/` relative to `cwd`, any other through `PATH`. The error is the OS's.
-fn resolve_program(program: &str, cwd: &Path) -> io::Result<PathBuf> {
+pub fn resolve_program(program: &str, cwd: &Path) -> io::Result<PathBuf> {
     let executable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
@@ -121,6 +121,8 @@ pub struct Launch<'a> {
     pub socket: Option<(&'a Path, &'a str)>,
     /// The largest frame either side may send.
     pub max_frame: usize,
+    /// The sandbox the shim enters before the program runs, if any.
+    pub sandbox: Option<&'a super::sandbox::Sandbox>,
 }
 
 /// Spawns the plugin's process, inside `cgroup` when there is one. The
@@ -140,6 +142,9 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
                 .arg(hard.to_string())
                 .arg(&program)
                 .args(&spec.cmd[1..]);
+            if let Some(sandbox) = spec.sandbox {
+                cmd.env(super::sandbox::SANDBOX_ENV, sandbox.to_env());
+            }
             if !cgroups.is_empty() {
                 let list: Vec<String> = cgroups
                     .iter()
@@ -148,6 +153,11 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
                 cmd.env(cgroup::SHIM_CGROUP_ENV, list.join("\n"));
             }
             cmd
+        }
+        _ if spec.sandbox.is_some() => {
+            return Err(io::Error::other(format!(
+                "a sandbox is entered by the {EXEC_SHIM_NAME} shim, and there is none beside corral"
+            )));
         }
         _ => {
             let mut cmd = Command::new(&spec.cmd[0]);

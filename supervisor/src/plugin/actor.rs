@@ -348,7 +348,8 @@ impl Actor {
     pub(super) fn running_once_ready(&mut self) {
         let Some(spawn) = &self.spawn else { return };
         let started = self.spec.protocol == Protocol::None || spawn.client().is_some();
-        if self.lifecycle.state() != PluginState::Starting || !started {
+        // A spawn being killed is never ready, whatever it says after.
+        if self.lifecycle.state() != PluginState::Starting || !started || spawn.doomed() {
             return;
         }
         let waits_for = if !spawn.notified_ready() {

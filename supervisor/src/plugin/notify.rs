@@ -42,8 +42,15 @@ pub(super) struct Notify {
     ready_by: Option<tokio::time::Instant>,
     ready: bool,
     status: Option<String>,
-    /// Messages refused as not the plugin's, and whether that was logged.
+    /// The last `MAINPID=`, and whether it said `STOPPING=1`.
+    main_pid: Option<u32>,
+    stopping: bool,
+    /// Messages refused as not the plugin's.
     foreign: u64,
+    /// What the actor has yet to hear, in order.
+    pending: std::collections::VecDeque<NotifyEvent>,
+    /// The socket failed: no more messages are read.
+    broken: bool,
 }
 
 impl Notify {
@@ -66,7 +73,11 @@ impl Notify {
             ready_by: Some(now + ready_within),
             ready: false,
             status: None,
+            main_pid: None,
+            stopping: false,
             foreign: 0,
+            pending: std::collections::VecDeque::new(),
+            broken: false,
         }
     }
 
@@ -90,18 +101,17 @@ impl Notify {
     /// `WATCHDOG=1` are taken in passing.
     pub(super) async fn next(&mut self) -> NotifyEvent {
         loop {
+            if let Some(event) = self.pending.pop_front() {
+                return event;
+            }
             tokio::select! {
-                got = self.socket.recv() => match got {
-                    Ok(datagram) => {
-                        if let Some(event) = self.take(datagram) {
-                            return event;
-                        }
-                    }
+                got = self.socket.recv(), if !self.broken => match got {
+                    Ok(datagram) => self.take(datagram),
                     Err(e) => {
-                        tracing::warn!("its notify socket failed: {e}");
-                        self.ready_by = None;
-                        self.watchdog_at = None;
-                        return std::future::pending().await;
+                        // The deadlines stand: a start that cannot be
+                        // heard from fails in time rather than hanging.
+                        tracing::warn!("its notify socket failed: {e}; no more messages are read");
+                        self.broken = true;
                     }
                 },
                 () = until(self.ready_by) => {
@@ -120,8 +130,9 @@ impl Notify {
         }
     }
 
-    /// Takes one datagram: what it says if it is the plugin's.
-    fn take(&mut self, datagram: Datagram) -> Option<NotifyEvent> {
+    /// Takes one datagram: what it says, if it is the plugin's, queued for
+    /// the actor in order.
+    fn take(&mut self, datagram: Datagram) {
         if !self.is_ours(datagram.pid) {
             self.foreign += 1;
             if self.foreign == 1 {
@@ -130,17 +141,26 @@ impl Notify {
                     "a notify message from outside the plugin's session was refused (reported once per spawn)"
                 );
             }
-            return None;
+            return;
         }
-        let text = datagram.text?;
-        let mut event = None;
+        let Some(text) = datagram.text else { return };
         for notice in crate::os::notify::parse(&text) {
+            if let Some(event) = self.notice(notice) {
+                self.pending.push_back(event);
+            }
+        }
+    }
+
+    /// Takes one notice: what the actor must hear of it, if anything.
+    fn notice(&mut self, notice: Notice) -> Option<NotifyEvent> {
+        let mut event = None;
+        {
             match notice {
                 Notice::Ready if !self.ready => {
                     self.ready = true;
                     self.ready_by = None;
                     self.pet();
-                    event = event.or(Some(NotifyEvent::Ready));
+                    event = Some(NotifyEvent::Ready);
                 }
                 Notice::Ready => {}
                 Notice::Status(text) => {
@@ -154,13 +174,20 @@ impl Notify {
                 Notice::WatchdogPeriod(_) => {}
                 Notice::WatchdogTrigger => {
                     self.watchdog_at = None;
-                    return Some(NotifyEvent::Hung("it said WATCHDOG=trigger".into()));
+                    event = Some(NotifyEvent::Hung("it said WATCHDOG=trigger".into()));
                 }
-                Notice::Stopping => {
+                // Noted once: a flood of them must not push the history out.
+                Notice::Stopping if !self.stopping => {
+                    self.stopping = true;
                     self.watchdog_at = None;
                     event = Some(NotifyEvent::Stopping);
                 }
-                Notice::MainPid(pid) => event = event.or(Some(NotifyEvent::MainPid(pid))),
+                Notice::Stopping => {}
+                Notice::MainPid(pid) if self.main_pid != Some(pid) => {
+                    self.main_pid = Some(pid);
+                    event = Some(NotifyEvent::MainPid(pid));
+                }
+                Notice::MainPid(_) => {}
             }
         }
         event
@@ -192,5 +219,55 @@ async fn until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(dir: &std::path::Path) -> Notify {
+        let socket = NotifySocket::bind(&dir.join("n.sock")).expect("bind");
+        let watchdog = Some(Duration::from_secs(5));
+        Notify::new(socket, std::process::id(), watchdog, Duration::from_secs(5))
+    }
+
+    fn said(text: &str) -> Datagram {
+        Datagram {
+            pid: std::process::id(),
+            text: Some(text.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_line_of_a_message_is_heard_in_order_and_repeats_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = channel(dir.path());
+        n.take(said("MAINPID=5\nREADY=1\nSTATUS=up"));
+        n.take(said("MAINPID=5\nREADY=1\nSTOPPING=1\nSTOPPING=1"));
+        assert_eq!(
+            Vec::from(n.pending.clone()),
+            [
+                NotifyEvent::MainPid(5),
+                NotifyEvent::Ready,
+                NotifyEvent::Stopping
+            ]
+        );
+        assert_eq!((n.ready(), n.status()), (true, Some("up")));
+        assert_eq!(n.next().await, NotifyEvent::MainPid(5));
+    }
+
+    #[tokio::test]
+    async fn a_stranger_is_not_heard_and_the_watchdog_runs_from_ready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = channel(dir.path());
+        assert_eq!(n.watchdog_at, None);
+        n.take(Datagram {
+            pid: 1,
+            text: Some("READY=1".into()),
+        });
+        assert!(!n.ready() && n.pending.is_empty() && n.foreign == 1);
+        n.take(said("READY=1"));
+        assert!(n.watchdog_at.is_some());
     }
 }

@@ -192,7 +192,6 @@ async fn exec_probe(cmd: &[String], ctx: &ExecContext) -> Result<(), String> {
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
-        .env_clear()
         .envs(&ctx.env)
         .current_dir(&ctx.cwd)
         .stdin(std::process::Stdio::null())
@@ -206,8 +205,12 @@ async fn exec_probe(cmd: &[String], ctx: &ExecContext) -> Result<(), String> {
         Ok((child, pid))
     })
     .map_err(|e| format!("exec {program}: {}", io_error(&e)))?;
-    let _group = child.id().map(Group);
     let mut stderr = child.stderr.take();
+    let mut group = Group {
+        pid: child.id().unwrap_or(0),
+        child: Some(child),
+        reaped: false,
+    };
     let mut said = Vec::new();
     if let Some(err) = stderr.as_mut() {
         // Read it all (a full pipe would block the probe) and keep the start.
@@ -217,7 +220,7 @@ async fn exec_probe(cmd: &[String], ctx: &ExecContext) -> Result<(), String> {
             said.extend_from_slice(&buf[..n.min(room)]);
         }
     }
-    let status = child
+    let status = group
         .wait()
         .await
         .map_err(|e| format!("exec {program}: {}", io_error(&e)))?;
@@ -244,16 +247,47 @@ async fn exec_probe(cmd: &[String], ctx: &ExecContext) -> Result<(), String> {
     }
 }
 
-/// An `exec` probe's process group: killed and forgotten by the reaper's
-/// register when the probe is done with it, however it ends.
-struct Group(u32);
+/// An `exec` probe's process group: killed when the probe is done with it,
+/// however it ends, and forgotten by the reaper's register only once its
+/// leader is reaped (a pid still in the register is tokio's to reap).
+struct Group {
+    pid: u32,
+    child: Option<tokio::process::Child>,
+    reaped: bool,
+}
+
+impl Group {
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let child = self
+            .child
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no child"))?;
+        let status = child.wait().await;
+        self.reaped = status.is_ok();
+        status
+    }
+}
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0) {
+        if let Ok(pid) = i32::try_from(self.pid)
+            && pid > 0
+        {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        reaper::release(self.0);
+        let pid = self.pid;
+        match (self.reaped, self.child.take()) {
+            (false, Some(mut child)) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        let _ = child.wait().await;
+                        reaper::release(pid);
+                    });
+                }
+                Err(_) => reaper::release(pid),
+            },
+            _ => reaper::release(pid),
+        }
     }
 }
 

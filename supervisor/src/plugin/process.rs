@@ -89,6 +89,8 @@ pub(super) struct Spawn {
     pub(super) prober: Option<Prober>,
     /// Its notify channel, with `notify`.
     pub(super) notify: Option<Notify>,
+    /// How its sandbox is enforced, if it has one.
+    pub(super) sandbox: Option<String>,
 }
 
 /// How long after an exit the handshake task is given to report a refused
@@ -191,6 +193,7 @@ impl Spawn {
             port: None,
             prober: None,
             notify: None,
+            sandbox: None,
         })
     }
 

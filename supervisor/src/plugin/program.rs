@@ -21,6 +21,8 @@ pub(super) struct Program {
     pub(super) cwd: PathBuf,
     /// The health probe, if it has one.
     pub(super) probe: Option<Probe>,
+    /// Its sandbox's read and write paths, if it has a sandbox.
+    pub(super) sandbox_paths: Option<(Vec<PathBuf>, Vec<PathBuf>)>,
 }
 
 impl Program {
@@ -73,11 +75,25 @@ impl Program {
             .as_ref()
             .map(|h| h.probe.expanded(|text| one("health", text)))
             .transpose()?;
+        let expand_all = |key: &str, paths: &[PathBuf]| {
+            paths
+                .iter()
+                .map(|p| one(key, &p.to_string_lossy()).map(PathBuf::from))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let sandbox_paths = match &spec.sandbox {
+            Some(s) => Some((
+                expand_all("sandbox.fs_read", &s.fs_read)?,
+                expand_all("sandbox.fs_write", &s.fs_write)?,
+            )),
+            None => None,
+        };
         Ok(Self {
             cmd,
             env,
             cwd,
             probe,
+            sandbox_paths,
         })
     }
 }

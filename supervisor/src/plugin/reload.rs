@@ -15,8 +15,8 @@ pub(super) struct Diff {
     pub rate_limit: bool,
     /// `call_timeout` changed.
     pub call_timeout: bool,
-    /// `cmd`, `env`, `cwd`, `port`, `protocol`, `codec`, `health` or
-    /// `ready` changed: the process must restart.
+    /// `cmd`, `env`, `cwd`, `port`, `protocol`, `codec`, `health`, `ready`,
+    /// `notify`, `watchdog` or `sandbox` changed: the process must restart.
     pub process: bool,
     /// `config` changed.
     pub config: bool,
@@ -28,7 +28,14 @@ pub(super) struct Diff {
 
 /// The difference between `old` and `new`; `None` when they are equal.
 pub(super) fn diff(old: &PluginSpec, new: &PluginSpec) -> Option<Diff> {
-    (old != new).then(|| Diff {
+    // How many instances its plugin has is not this instance's setting.
+    let differs = old.instances == new.instances && old != new
+        || old.instances != new.instances
+            && PluginSpec {
+                instances: new.instances,
+                ..old.clone()
+            } != *new;
+    differs.then(|| Diff {
         heartbeat_interval: old.heartbeat.interval != new.heartbeat.interval,
         rate_limit: old.rate_limit != new.rate_limit,
         call_timeout: old.call_timeout != new.call_timeout,
@@ -39,7 +46,10 @@ pub(super) fn diff(old: &PluginSpec, new: &PluginSpec) -> Option<Diff> {
             || old.protocol != new.protocol
             || old.codec != new.codec
             || old.health != new.health
-            || old.ready != new.ready,
+            || old.ready != new.ready
+            || old.notify != new.notify
+            || old.watchdog != new.watchdog
+            || old.sandbox != new.sandbox,
         config: old.config != new.config,
         was_enabled: old.enabled,
         enabled: new.enabled,

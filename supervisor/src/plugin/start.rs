@@ -42,24 +42,10 @@ pub(super) fn start(
         .map_err(|e| SpawnFailure::lasting(&e))?;
     let mut program = super::program::Program::of(spec, &host.settings.runtime_dir, port)
         .map_err(|e| SpawnFailure::lasting(&e))?;
-    let notify_socket = if spec.notify {
-        let path = host
-            .settings
-            .runtime_dir
-            .join(format!("notify-{}.sock", spec.name));
-        let socket = NotifySocket::bind(&path)
-            .map_err(|e| SpawnFailure::os(&format!("cannot bind {}", path.display()), &e))?;
-        program
-            .env
-            .insert("NOTIFY_SOCKET".into(), path.display().to_string());
-        if let Some(watchdog) = spec.watchdog {
-            program
-                .env
-                .insert("WATCHDOG_USEC".into(), watchdog.as_micros().to_string());
-        }
-        Some(socket)
-    } else {
-        None
+    let notify_socket = notify_socket(spec, host, &mut program)?;
+    let sandbox = match program.sandbox_paths.take() {
+        Some(paths) => Some(super::sandbox::of(spec, &mut program, paths, host)?),
+        None => None,
     };
     let socket = host.settings.plugin_socket(&spec.name);
     let (listener, secret) = match spec.protocol {
@@ -87,24 +73,57 @@ pub(super) fn start(
             .as_ref()
             .map(|_| (socket.as_path(), secret.as_str())),
         max_frame: MAX_FRAME_BYTES,
+        sandbox: sandbox.as_ref().map(|(s, _)| s),
     };
     let logs = logs
         .as_ref()
         .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
     let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
     spawn.port = port;
+    spawn.sandbox = sandbox.map(|(_, described)| described);
     if let Some(socket) = notify_socket {
         let (leader, ready_within) = (spawn.pid(), spec.handshake_timeout);
         spawn.notify = Some(Notify::new(socket, leader, spec.watchdog, ready_within));
     }
     if let (Some(health), Some(probe)) = (&spec.health, program.probe) {
+        // The plugin's environment, less what speaks for the plugin alone.
+        let mut env = program.env;
+        env.retain(|k, _| k != "NOTIFY_SOCKET" && k != "WATCHDOG_USEC");
+        env.insert(corral_proto::env::PLUGIN_NAME.into(), spec.name.clone());
         let exec = ExecContext {
-            env: program.env,
+            env,
             cwd: program.cwd,
         };
         spawn.prober = Some(Prober::new(health, probe, host.http.clone(), exec));
     }
     Ok((spawn, enforcement))
+}
+
+/// With `notify`: the spawn's notify socket, named to the program in
+/// `NOTIFY_SOCKET` (and its watchdog in `WATCHDOG_USEC`).
+fn notify_socket(
+    spec: &PluginSpec,
+    host: &Host,
+    program: &mut super::program::Program,
+) -> Result<Option<NotifySocket>, SpawnFailure> {
+    if !spec.notify {
+        return Ok(None);
+    }
+    let path = host
+        .settings
+        .runtime_dir
+        .join(format!("notify-{}.sock", spec.name));
+    let socket = NotifySocket::bind(&path)
+        .map_err(|e| SpawnFailure::os(&format!("cannot bind {}", path.display()), &e))?;
+    program
+        .env
+        .insert("NOTIFY_SOCKET".into(), path.display().to_string());
+    if let Some(watchdog) = spec.watchdog {
+        program
+            .env
+            .insert("WATCHDOG_USEC".into(), watchdog.as_micros().to_string());
+    }
+    Ok(Some(socket))
 }
 
 /// Whether the plugin has a limit a cgroup would hold.

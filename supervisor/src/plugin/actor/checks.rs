@@ -14,10 +14,13 @@ impl Actor {
     /// News from its notify channel: `READY=1` may make it ready, a missed
     /// watchdog is a hang, no `READY=1` in time a failed start.
     pub(super) fn on_notified(&mut self, event: NotifyEvent) {
-        if !matches!(
-            self.lifecycle.state(),
-            PluginState::Starting | PluginState::Running
-        ) {
+        let doomed = self.spawn.as_ref().is_none_or(|s| s.doomed());
+        if doomed
+            || !matches!(
+                self.lifecycle.state(),
+                PluginState::Starting | PluginState::Running
+            )
+        {
             return;
         }
         match event {
@@ -49,10 +52,13 @@ impl Actor {
     /// A health probe ended: the first pass may make it ready, `misses`
     /// failures in a row make it unhealthy, killed for `health`.
     pub(super) fn on_probe(&mut self, outcome: Result<(), String>) {
-        if !matches!(
-            self.lifecycle.state(),
-            PluginState::Starting | PluginState::Running
-        ) {
+        let doomed = self.spawn.as_ref().is_none_or(|s| s.doomed());
+        if doomed
+            || !matches!(
+                self.lifecycle.state(),
+                PluginState::Starting | PluginState::Running
+            )
+        {
             return;
         }
         let allowed = self.spec.health.as_ref().map_or(1, |h| h.misses);

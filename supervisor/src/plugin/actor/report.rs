@@ -61,6 +61,14 @@ impl Actor {
             bus_out: 0,
             protocol: self.spec.protocol,
             port: self.spawn.as_ref().and_then(|s| s.port),
+            sandbox: match (
+                self.spawn.as_ref().and_then(|s| s.sandbox.clone()),
+                &self.spec.sandbox,
+            ) {
+                (Some(described), _) => described,
+                (None, Some(_)) => "sandboxed, no process".into(),
+                (None, None) => "none".into(),
+            },
             status_text: self
                 .spawn
                 .as_ref()

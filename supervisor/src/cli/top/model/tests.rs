@@ -29,6 +29,7 @@ pub(crate) fn status(name: &str, pid: u32) -> PluginStatus {
         protocol: corral_proto::Protocol::Corral,
         port: None,
         status_text: None,
+        sandbox: "none".into(),
     }
 }
 

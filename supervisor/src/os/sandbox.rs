@@ -1,0 +1,228 @@
+//! A plugin's sandbox, enforced by the kernel in the new process before the
+//! plugin's program runs (in the `corral-exec` shim, a fresh single-threaded
+//! process): `no_new_privs`; Landlock rules so it opens only the files
+//! beneath its read and write paths; Landlock scoping so it signals only
+//! processes of its own sandbox (its descendants) and reaches no abstract
+//! Unix socket outside it; and, with `network = none`, a network namespace
+//! of its own with nothing in it. corral's own sockets are files, and
+//! connecting to one is not a file access: they keep working.
+//!
+//! The supervisor hands the shim a [`Sandbox`] in the environment and asks
+//! [`Support::of_kernel`] first, so a sandbox the kernel cannot give is
+//! refused before the spawn, naming what is missing. Plain values only.
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The environment variable the shim reads its sandbox from (and removes).
+pub const SANDBOX_ENV: &str = "CORRAL_SHIM_SANDBOX";
+
+/// Landlock's ABI with signal and abstract-socket scoping.
+pub const SCOPE_ABI: i32 = 6;
+
+/// What one spawn may reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    /// Paths it may read beneath (files and directories).
+    pub read: Vec<PathBuf>,
+    /// Paths it may read and write beneath.
+    pub write: Vec<PathBuf>,
+    /// Whether it gets a network namespace of its own with nothing in it.
+    pub no_network: bool,
+    /// Whether it may signal only processes of its own sandbox.
+    pub own_signals: bool,
+    /// Whether a missing kernel feature refuses the spawn (else it is
+    /// left out, and said).
+    pub required: bool,
+}
+
+/// What this kernel offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Support {
+    /// Landlock's ABI version, 0 without Landlock.
+    pub landlock: i32,
+}
+
+impl Support {
+    /// Asks the kernel (`landlock_create_ruleset` for its version).
+    pub fn of_kernel() -> Self {
+        const VERSION: nix::libc::c_uint = 1;
+        // SAFETY: with a null attribute and size 0 and the VERSION flag,
+        // the call only returns the ABI version (or an error); it touches
+        // no memory of ours.
+        let abi = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<u8>(),
+                0usize,
+                VERSION,
+            )
+        };
+        Self {
+            landlock: i32::try_from(abi).unwrap_or(0).max(0),
+        }
+    }
+
+    /// What of `sandbox` this kernel cannot enforce, each as a phrase.
+    pub fn missing(&self, sandbox: &Sandbox) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.landlock < 1 {
+            missing.push("Landlock (file access rules): the kernel has none enabled".to_string());
+        }
+        if sandbox.own_signals && self.landlock < SCOPE_ABI {
+            missing.push(format!(
+                "Landlock signal scoping (ABI {SCOPE_ABI}; this kernel has ABI {})",
+                self.landlock
+            ));
+        }
+        missing
+    }
+
+    /// How `sandbox` is enforced here, for `ps`: `landlock v7 (files,
+    /// signals), netns`, with what is missing when not required.
+    pub fn describe(&self, sandbox: &Sandbox) -> String {
+        let mut parts = Vec::new();
+        if self.landlock >= 1 {
+            let mut what = vec!["files"];
+            if sandbox.own_signals && self.landlock >= SCOPE_ABI {
+                what.push("signals");
+            }
+            parts.push(format!("landlock v{} ({})", self.landlock, what.join(", ")));
+        }
+        if sandbox.no_network {
+            parts.push("netns".into());
+        }
+        let missing = self.missing(sandbox);
+        if !missing.is_empty() {
+            parts.push(format!("without {}", missing.join("; ")));
+        }
+        parts.join(", ")
+    }
+}
+
+impl Sandbox {
+    /// As the shim reads it.
+    pub fn to_env(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// From the shim's environment.
+    pub fn from_env(text: &str) -> io::Result<Self> {
+        serde_json::from_str(text).map_err(|e| io::Error::other(format!("bad {SANDBOX_ENV}: {e}")))
+    }
+
+    /// Enters the sandbox: the network namespace, then Landlock (which sets
+    /// `no_new_privs`). In the shim, before exec; returns only on error.
+    pub fn enter(&self) -> io::Result<()> {
+        if self.no_network {
+            enter_empty_netns()?;
+        }
+        self.restrict()
+    }
+
+    fn restrict(&self) -> io::Result<()> {
+        use landlock::{
+            ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr,
+            RulesetCreatedAttr, RulesetStatus, Scope, path_beneath_rules,
+        };
+        let abi = ABI::V6;
+        let level = if self.required {
+            CompatLevel::HardRequirement
+        } else {
+            CompatLevel::BestEffort
+        };
+        let err = |e: landlock::RulesetError| io::Error::other(format!("landlock: {e}"));
+        let mut ruleset = Ruleset::default()
+            .set_compatibility(level)
+            .handle_access(AccessFs::from_all(abi))
+            .map_err(err)?;
+        if self.own_signals {
+            ruleset = ruleset.scope(Scope::Signal).map_err(err)?;
+        }
+        let status = ruleset
+            .create()
+            .map_err(err)?
+            .add_rules(path_beneath_rules(&self.read, AccessFs::from_read(abi)))
+            .map_err(err)?
+            .add_rules(path_beneath_rules(&self.write, AccessFs::from_all(abi)))
+            .map_err(err)?
+            .restrict_self()
+            .map_err(err)?;
+        if self.required && status.ruleset != RulesetStatus::FullyEnforced {
+            return Err(io::Error::other(format!(
+                "landlock: the sandbox is only {:?} here",
+                status.ruleset
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A network namespace of its own, with nothing in it (not even `lo` up):
+/// as root directly, else inside a user namespace of its own that maps the
+/// user to itself.
+fn enter_empty_netns() -> io::Result<()> {
+    use nix::sched::{CloneFlags, unshare};
+    let err = |e: nix::Error| io::Error::other(format!("cannot make a network namespace: {e}"));
+    match unshare(CloneFlags::CLONE_NEWNET) {
+        Ok(()) => return Ok(()),
+        Err(nix::Error::EPERM) => {}
+        Err(e) => return Err(err(e)),
+    }
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(err)?;
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text)
+            .map_err(|e| io::Error::other(format!("cannot write /proc/self/{file}: {e}")))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("{uid} {uid} 1"))?;
+    write("gid_map", format!("{gid} {gid} 1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox(own_signals: bool) -> Sandbox {
+        Sandbox {
+            read: vec!["/usr".into()],
+            write: Vec::new(),
+            no_network: true,
+            own_signals,
+            required: true,
+        }
+    }
+
+    #[test]
+    fn what_a_kernel_lacks_is_named_and_what_it_has_is_described() {
+        let new = Support { landlock: 7 };
+        assert!(new.missing(&sandbox(true)).is_empty());
+        assert_eq!(
+            new.describe(&sandbox(true)),
+            "landlock v7 (files, signals), netns"
+        );
+        let old = Support { landlock: 3 };
+        assert_eq!(old.missing(&sandbox(false)), Vec::<String>::new());
+        let missing = old.missing(&sandbox(true));
+        assert_eq!(missing.len(), 1);
+        assert!(
+            missing[0].contains("signal scoping (ABI 6; this kernel has ABI 3)"),
+            "{missing:?}"
+        );
+        assert!(
+            old.describe(&sandbox(true))
+                .starts_with("landlock v3 (files), netns, without ")
+        );
+        assert!(!Support { landlock: 0 }.missing(&sandbox(false)).is_empty());
+    }
+
+    #[test]
+    fn a_sandbox_crosses_to_the_shim_whole() {
+        let s = sandbox(true);
+        assert_eq!(Sandbox::from_env(&s.to_env()).unwrap(), s);
+        assert!(Sandbox::from_env("{").is_err());
+    }
+}
