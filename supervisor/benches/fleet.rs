@@ -181,6 +181,11 @@ fn rpc_and_restart(b: &Bench, floor: &[Duration], exec_floor: &[Duration]) {
         &figures.plain_restart,
         Some(exec_floor),
     );
+    row(
+        &format!("same, sandboxed protocol plugin ({RESTARTS}x)"),
+        &figures.boxed_restart,
+        Some(exec_floor),
+    );
     for mode in ["sampling", "auto"] {
         match b.rt.block_on(cap_to_death(b.dir(), &b.echo, mode)) {
             Some((enforcement, samples)) => row(
@@ -749,13 +754,14 @@ struct PluginFigures {
     spawn: Vec<Duration>,
     restart: Vec<Duration>,
     plain_restart: Vec<Duration>,
+    boxed_restart: Vec<Duration>,
 }
 
-async fn plugin_figures(dir: &Path, echo: &Path) -> PluginFigures {
-    let fleet = fleet(
-        &dir.join("inproc"),
-        &format!(
-            r#"
+/// The fleet of the call and restart figures: the Rust echo plugin, a
+/// plain program and the echo plugin in a full sandbox.
+fn inproc_toml(echo: &Path) -> String {
+    format!(
+        r#"
 [plugins.echo]
 cmd = [{echo:?}]
 backoff = {{ reset_after = "0ms" }}
@@ -766,10 +772,19 @@ cmd = ["sleep", "1000000"]
 protocol = "none"
 backoff = {{ reset_after = "0ms" }}
 restart_limit = {{ count = 1000000, within = "1s" }}
+
+[plugins.boxed]
+cmd = [{echo:?}]
+backoff = {{ reset_after = "0ms" }}
+restart_limit = {{ count = 1000000, within = "1s" }}
+sandbox = {{ network = "none" }}
 "#,
-            echo = echo.display().to_string()
-        ),
-    );
+        echo = echo.display().to_string()
+    )
+}
+
+async fn plugin_figures(dir: &Path, echo: &Path) -> PluginFigures {
+    let fleet = fleet(&dir.join("inproc"), &inproc_toml(echo));
     std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
     let (supervisor, _done) = corral::supervisor::start(
         &fleet,
@@ -824,6 +839,10 @@ restart_limit = {{ count = 1000000, within = "1s" }}
     // The same for a plain program: no handshake to wait for.
     let plain = supervisor.plugin("plain").await.expect("plain");
     let plain_restart = kills(&plain, wait_running(&plain, None).await).await;
+    // And for the protocol plugin in a full sandbox (Landlock, signal
+    // scoping, an empty network namespace).
+    let boxed = supervisor.plugin("boxed").await.expect("boxed");
+    let boxed_restart = kills(&boxed, wait_running(&boxed, None).await).await;
 
     supervisor.shutdown().await;
     PluginFigures {
@@ -832,6 +851,7 @@ restart_limit = {{ count = 1000000, within = "1s" }}
         spawn,
         restart,
         plain_restart,
+        boxed_restart,
     }
 }
 

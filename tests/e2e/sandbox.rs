@@ -5,7 +5,7 @@
 //! calls and bus traffic go on; `ps` says how it is enforced; `check`
 //! refuses paths that climb out and modes that do not exist.
 
-use corral_e2e::{Fleet, FleetConfig, Plugin, assert_refused, check, repo_root, tempdir};
+use corral_e2e::{Fleet, FleetConfig, Plugin, assert_refused, check_with, repo_root, tempdir};
 use serde_json::{Value, json};
 
 /// The error code a refused probe answers, or its reply.
@@ -34,8 +34,11 @@ fn a_sandboxed_plugin_reads_writes_connects_and_signals_only_where_allowed() {
     let sandbox = json!({"fs_read": [inside], "fs_write": [writable], "network": "none"});
     let sdk = repo_root().join("plugin-sdk/python");
     let py_sandbox = json!({"fs_read": [inside, sdk], "network": "none"});
+    std::os::unix::fs::symlink(&outside, dir.path().join("link")).expect("link");
+    let linked = json!({"fs_read": [dir.path().join("link")]});
     let mut fleet = FleetConfig::new()
         .plugin(Plugin::echo("boxed").set("sandbox", sandbox))
+        .plugin(Plugin::echo("linked").set("sandbox", linked))
         .plugin(Plugin::echo_py("boxed-py").set("sandbox", py_sandbox))
         .plugin(Plugin::echo("free").subscribe(["boxed.>"]))
         .start();
@@ -55,6 +58,10 @@ fn a_sandboxed_plugin_reads_writes_connects_and_signals_only_where_allowed() {
             Err("EACCES".into()),
             "{name}"
         );
+        // Nor the host's secrets, nor the fleet file with every plugin's env.
+        let shadow = std::path::Path::new("/etc/shadow");
+        assert_eq!(read(shadow), Err("EACCES".into()), "{name}");
+        assert_eq!(read(fleet.config()), Err("EACCES".into()), "{name}");
         let connect = probe(
             &fleet,
             name,
@@ -117,13 +124,26 @@ fn a_sandboxed_plugin_reads_writes_connects_and_signals_only_where_allowed() {
         |r| r["count"] == 3,
     );
     assert_eq!(fleet.row("boxed").restarts, 0);
+
+    // A path that is a link is refused, naming where it leads.
+    let linked = fleet.wait_state(
+        "linked",
+        corral_e2e::PluginState::Failed,
+        std::time::Duration::from_secs(10),
+    );
+    let why = linked.last_exit.map(|r| r.to_string()).unwrap_or_default();
+    assert!(why.contains("through a link"), "{why}");
     assert!(fleet.down().success());
     drop(listener);
 }
 
 #[test]
 fn check_refuses_sandbox_paths_that_climb_out_and_unknown_modes() {
-    let (code, err) = check(
+    let (code, err) = check_with(
+        &[(
+            "selfish/plugin.toml",
+            "name = \"selfish\"\ncmd = [\"sleep\", \"9\"]\nsandbox = { fs_write = [\"/\"] }\n",
+        )],
         r#"
 [plugins.climber]
 cmd = ["sleep", "9"]
@@ -134,6 +154,8 @@ sandbox = { network = "loopback" }
 [plugins.typo]
 cmd = ["sleep", "9"]
 sandbox = { fs_reed = ["/srv"] }
+[plugins.selfish]
+path = "selfish"
 "#,
     );
     assert_eq!(code, Some(1), "{err}");
@@ -143,6 +165,8 @@ sandbox = { fs_reed = ["/srv"] }
             ("plugins.climber.sandbox.fs_read[0]", "climbs with `..`"),
             ("plugins.loop.sandbox.network", "loopback"),
             ("plugins.typo.sandbox.fs_reed", "did you mean `fs_read`?"),
+            ("sandbox", "a plugin's manifest may not set its own sandbox"),
         ],
     );
+    assert!(err.contains("selfish/plugin.toml: key `sandbox`"), "{err}");
 }

@@ -201,6 +201,20 @@ pub fn check(toml: &str) -> (Option<i32>, String) {
     check_file(&config)
 }
 
+/// [`check`] of a fleet whose folder also holds `files` (path, text), such
+/// as manifests.
+pub fn check_with(files: &[(&str, &str)], toml: &str) -> (Option<i32>, String) {
+    let dir = crate::paths::tempdir();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("mkdir");
+        std::fs::write(path, text).expect("file");
+    }
+    let config = dir.path().join("corral.toml");
+    std::fs::write(&config, toml).expect("config");
+    check_file(&config)
+}
+
 /// `corral check -c config`: its exit code and what it printed.
 pub fn check_file(config: &std::path::Path) -> (Option<i32>, String) {
     let out = std::process::Command::new(crate::paths::bin("corral"))

@@ -17,7 +17,7 @@ pub mod paths;
 pub mod proc;
 pub mod wait;
 
-pub use config::{FleetConfig, Plugin, assert_refused, check, check_file};
+pub use config::{FleetConfig, Plugin, assert_refused, check, check_file, check_with};
 pub use control::Control;
 pub use corral_proto::{
     BusStats, Enforcement, ErrorReply, ExitReason, PluginInfo, PluginState, PluginStatus,

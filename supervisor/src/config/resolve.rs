@@ -209,7 +209,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     let (notify, watchdog, more) = super::health::notify_of(notify, watchdog);
     #[rustfmt::skip]
     problems.into_iter().chain(more).for_each(|(k, why)| at.refuse(k, why));
-    let (sandbox, problems) = super::sandbox::of(sandbox, &home, has);
+    let (sandbox, problems) = super::sandbox::of(sandbox, has);
     problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
     let config = config_table(at, &schema, manifest.as_deref(), config);
     let heartbeat = heartbeats(at, heartbeat);
@@ -335,7 +335,15 @@ fn layered(
     };
     at.problems.extend(read.problems);
     at.refused.extend(read.refused);
-    let manifest = read.value;
+    let mut manifest = read.value;
+    // What confines the plugin is the operator's to say, not its author's.
+    if manifest.sandbox.take().is_some() {
+        at.problems.push(Problem {
+            file: manifest_file.display().to_string(),
+            key: "sandbox".into(),
+            message: "a plugin's manifest may not set its own sandbox: set it in the fleet file, under [plugins.NAME] or [defaults]".into(),
+        });
+    }
     let folder = std::path::absolute(&folder).unwrap_or(folder);
     let layer = layer.over(manifest.layer().anchored_at(&folder));
     super::protocol::refused(&layer, fleet_defaults).for_each(|(k, m)| at.refuse(k, m));

@@ -1,10 +1,12 @@
 //! A plugin's `sandbox` as resolved: the paths it may read and write
 //! (relative ones beneath the plugin's folder, none climbing out with
 //! `..`, variables allowed), its network and whom it may signal, and
-//! whether a kernel that cannot enforce it all refuses it. What the kernel
-//! then does with it is `os::sandbox`'s.
+//! whether a kernel that cannot enforce it all refuses it. It is the
+//! operator's to set (the fleet file, `[defaults]` included), never the
+//! plugin's own manifest's. What the kernel then does with it is
+//! `os::sandbox`'s.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use serde::Serialize;
 
@@ -15,10 +17,12 @@ use crate::vars::Has;
 /// A sandbox in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SandboxSpec {
-    /// Paths it may read beneath, besides the defaults.
-    pub fs_read: Vec<PathBuf>,
+    /// Paths it may read beneath, besides the defaults, as written (a
+    /// relative one is beneath the plugin's folder, once its variables are
+    /// expanded at the spawn).
+    pub fs_read: Vec<String>,
     /// Paths it may read and write beneath, besides its temp dir.
-    pub fs_write: Vec<PathBuf>,
+    pub fs_write: Vec<String>,
     /// Its network.
     pub network: NetworkMode,
     /// Whom it may signal.
@@ -27,25 +31,23 @@ pub struct SandboxSpec {
     pub required: bool,
 }
 
-/// The sandbox `layer` describes for a plugin whose folder is `home`, with
-/// each problem (key and why).
+/// The sandbox `layer` describes, with each problem (key and why).
 pub(super) fn of(
     layer: Option<SandboxLayer>,
-    home: &Path,
     has: Has,
 ) -> (Option<SandboxSpec>, Vec<(String, String)>) {
     let Some(layer) = layer else {
         return (None, Vec::new());
     };
     let mut problems = Vec::new();
-    let mut paths = |key: &str, list: Option<Vec<String>>| -> Vec<PathBuf> {
+    let mut paths = |key: &str, list: Option<Vec<String>>| -> Vec<String> {
         let list = list.unwrap_or_default();
         for (i, p) in list.iter().enumerate() {
             if let Err(why) = check_path(p, has) {
                 problems.push((format!("sandbox.{key}[{i}]"), why));
             }
         }
-        list.iter().map(|p| home.join(p)).collect()
+        list
     };
     let spec = SandboxSpec {
         fs_read: paths("fs_read", layer.fs_read),
@@ -79,18 +81,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_are_anchored_at_the_plugin_and_none_climbs_out() {
+    fn paths_are_kept_as_written_and_none_climbs_out() {
         let layer = SandboxLayer {
             fs_read: Some(vec!["data".into(), "/srv".into(), "../etc".into()]),
             fs_write: Some(vec!["${port}".into()]),
             ..SandboxLayer::default()
         };
-        let (spec, problems) = of(Some(layer), Path::new("/p"), Has::default());
+        let (spec, problems) = of(Some(layer), Has::default());
         let spec = spec.expect("a sandbox");
-        assert_eq!(
-            spec.fs_read[..2],
-            [PathBuf::from("/p/data"), PathBuf::from("/srv")]
-        );
+        assert_eq!(spec.fs_read[..2], ["data", "/srv"]);
         assert_eq!(
             (spec.network, spec.signals, spec.required),
             (NetworkMode::Any, SignalsMode::Own, true)
@@ -101,9 +100,6 @@ mod tests {
             ["sandbox.fs_read[2]", "sandbox.fs_write[0]"],
             "{problems:?}"
         );
-        assert_eq!(
-            of(None, Path::new("/p"), Has::default()),
-            (None, Vec::new())
-        );
+        assert_eq!(of(None, Has::default()), (None, Vec::new()));
     }
 }

@@ -1,11 +1,14 @@
 //! A plugin's sandbox, enforced by the kernel in the new process before the
 //! plugin's program runs (in the `corral-exec` shim, a fresh single-threaded
-//! process): `no_new_privs`; Landlock rules so it opens only the files
-//! beneath its read and write paths; Landlock scoping so it signals only
+//! process): a user namespace of its own that maps its user to itself, so
+//! even root keeps no capability over the host (no devices, modules,
+//! mounts or host network configuration); with `network = none`, a network
+//! namespace of its own with nothing in it; `no_new_privs`; Landlock rules
+//! so it opens only the files beneath its read and write paths (and makes
+//! no device file even there); Landlock scoping so it signals only
 //! processes of its own sandbox (its descendants) and reaches no abstract
-//! Unix socket outside it; and, with `network = none`, a network namespace
-//! of its own with nothing in it. corral's own sockets are files, and
-//! connecting to one is not a file access: they keep working.
+//! Unix socket outside it. corral's own sockets are files, and connecting
+//! to one is not a file access: they keep working.
 //!
 //! The supervisor hands the shim a [`Sandbox`] in the environment and asks
 //! [`Support::of_kernel`] first, so a sandbox the kernel cannot give is
@@ -65,11 +68,22 @@ impl Support {
         }
     }
 
+    /// The Landlock ABI the rules are written for: the kernel's, up to the
+    /// newest this build knows.
+    pub fn abi(&self) -> i32 {
+        self.landlock.min(SCOPE_ABI)
+    }
+
     /// What of `sandbox` this kernel cannot enforce, each as a phrase.
     pub fn missing(&self, sandbox: &Sandbox) -> Vec<String> {
         let mut missing = Vec::new();
         if self.landlock < 1 {
             missing.push("Landlock (file access rules): the kernel has none enabled".to_string());
+        } else if self.landlock < 3 {
+            missing.push(format!(
+                "Landlock's truncate rule (ABI 3; this kernel has ABI {})",
+                self.landlock
+            ));
         }
         if sandbox.own_signals && self.landlock < SCOPE_ABI {
             missing.push(format!(
@@ -80,7 +94,7 @@ impl Support {
         missing
     }
 
-    /// How `sandbox` is enforced here, for `ps`: `landlock v7 (files,
+    /// How `sandbox` is enforced here, for `ps`: `landlock v6 (files,
     /// signals), netns`, with what is missing when not required.
     pub fn describe(&self, sandbox: &Sandbox) -> String {
         let mut parts = Vec::new();
@@ -89,7 +103,7 @@ impl Support {
             if sandbox.own_signals && self.landlock >= SCOPE_ABI {
                 what.push("signals");
             }
-            parts.push(format!("landlock v{} ({})", self.landlock, what.join(", ")));
+            parts.push(format!("landlock v{} ({})", self.abi(), what.join(", ")));
         }
         if sandbox.no_network {
             parts.push("netns".into());
@@ -113,21 +127,23 @@ impl Sandbox {
         serde_json::from_str(text).map_err(|e| io::Error::other(format!("bad {SANDBOX_ENV}: {e}")))
     }
 
-    /// Enters the sandbox: the network namespace, then Landlock (which sets
+    /// Enters the sandbox: the namespaces, then Landlock (which sets
     /// `no_new_privs`). In the shim, before exec; returns only on error.
     pub fn enter(&self) -> io::Result<()> {
-        if self.no_network {
-            enter_empty_netns()?;
-        }
+        enter_namespaces(self.no_network)?;
         self.restrict()
     }
 
     fn restrict(&self) -> io::Result<()> {
         use landlock::{
-            ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr,
+            ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, Ruleset, RulesetAttr,
             RulesetCreatedAttr, RulesetStatus, Scope, path_beneath_rules,
         };
-        let abi = ABI::V6;
+        let abi = ABI::from(Support::of_kernel().abi());
+        // Writable, but never a device: a device file would reach the disk
+        // beneath every rule.
+        let devices: BitFlags<AccessFs> = AccessFs::MakeChar | AccessFs::MakeBlock;
+        let write = AccessFs::from_all(abi) & !devices;
         let level = if self.required {
             CompatLevel::HardRequirement
         } else {
@@ -141,12 +157,13 @@ impl Sandbox {
         if self.own_signals {
             ruleset = ruleset.scope(Scope::Signal).map_err(err)?;
         }
+        ruleset = ruleset.scope(Scope::AbstractUnixSocket).map_err(err)?;
         let status = ruleset
             .create()
             .map_err(err)?
             .add_rules(path_beneath_rules(&self.read, AccessFs::from_read(abi)))
             .map_err(err)?
-            .add_rules(path_beneath_rules(&self.write, AccessFs::from_all(abi)))
+            .add_rules(path_beneath_rules(&self.write, write))
             .map_err(err)?
             .restrict_self()
             .map_err(err)?;
@@ -160,26 +177,28 @@ impl Sandbox {
     }
 }
 
-/// A network namespace of its own, with nothing in it (not even `lo` up):
-/// as root directly, else inside a user namespace of its own that maps the
-/// user to itself.
-fn enter_empty_netns() -> io::Result<()> {
+/// A user namespace of its own that maps the user (root included) to
+/// itself, so no capability reaches the host; with `no_network`, a network
+/// namespace of its own as well, with nothing in it (not even `lo` up).
+/// The parent-death signal is set again after, to be sure it holds.
+fn enter_namespaces(no_network: bool) -> io::Result<()> {
     use nix::sched::{CloneFlags, unshare};
-    let err = |e: nix::Error| io::Error::other(format!("cannot make a network namespace: {e}"));
-    match unshare(CloneFlags::CLONE_NEWNET) {
-        Ok(()) => return Ok(()),
-        Err(nix::Error::EPERM) => {}
-        Err(e) => return Err(err(e)),
-    }
     let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
-    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(err)?;
+    let mut flags = CloneFlags::CLONE_NEWUSER;
+    if no_network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| io::Error::other(format!("cannot make its namespaces: {e}")))?;
     let write = |file: &str, text: String| {
         std::fs::write(format!("/proc/self/{file}"), text)
             .map_err(|e| io::Error::other(format!("cannot write /proc/self/{file}: {e}")))
     };
     write("setgroups", "deny".into())?;
     write("uid_map", format!("{uid} {uid} 1"))?;
-    write("gid_map", format!("{gid} {gid} 1"))
+    write("gid_map", format!("{gid} {gid} 1"))?;
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -202,7 +221,7 @@ mod tests {
         assert!(new.missing(&sandbox(true)).is_empty());
         assert_eq!(
             new.describe(&sandbox(true)),
-            "landlock v7 (files, signals), netns"
+            "landlock v6 (files, signals), netns"
         );
         let old = Support { landlock: 3 };
         assert_eq!(old.missing(&sandbox(false)), Vec::<String>::new());

@@ -62,7 +62,8 @@ pub fn set_exec_shim(shim: Option<PathBuf>) {
     let _ = EXEC_SHIM.set(shim);
 }
 
-fn exec_shim() -> Option<&'static Path> {
+/// The `corral-exec` shim in use, if any.
+pub fn exec_shim() -> Option<&'static Path> {
     EXEC_SHIM
         .get_or_init(|| {
             let exe = std::env::current_exe().ok()?;

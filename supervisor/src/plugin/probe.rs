@@ -48,6 +48,8 @@ pub(super) struct ExecContext {
     pub(super) env: BTreeMap<String, String>,
     /// The spawn's working directory.
     pub(super) cwd: PathBuf,
+    /// The spawn's sandbox, which its `exec` probes enter too.
+    pub(super) sandbox: Option<crate::os::sandbox::Sandbox>,
 }
 
 /// One spawn's probe: what it runs, when the next is due, the one in flight.
@@ -189,15 +191,30 @@ async fn connect(addr: &str) -> Result<(), String> {
 /// or with the spawn), its whole group is killed.
 async fn exec_probe(cmd: &[String], ctx: &ExecContext) -> Result<(), String> {
     let (program, args) = cmd.split_first().ok_or("exec: no program")?;
-    let mut command = tokio::process::Command::new(program);
+    let mut command = match (&ctx.sandbox, crate::os::spawn::exec_shim()) {
+        // In the plugin's sandbox, entered by the shim (which also gives
+        // it a session, and so a process group, of its own).
+        (Some(sandbox), Some(shim)) => {
+            let mut c = tokio::process::Command::new(shim);
+            c.arg(std::process::id().to_string())
+                .args(["0", "0", program])
+                .args(args)
+                .env(crate::os::sandbox::SANDBOX_ENV, sandbox.to_env());
+            c
+        }
+        (Some(_), None) => return Err("exec: a sandboxed probe needs the corral-exec shim".into()),
+        (None, _) => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(args).process_group(0);
+            c
+        }
+    };
     command
-        .args(args)
         .envs(&ctx.env)
         .current_dir(&ctx.cwd)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
     let mut child = reaper::spawning(|| {
         let child = command.spawn()?;

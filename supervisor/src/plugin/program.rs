@@ -75,10 +75,11 @@ impl Program {
             .as_ref()
             .map(|h| h.probe.expanded(|text| one("health", text)))
             .transpose()?;
-        let expand_all = |key: &str, paths: &[PathBuf]| {
+        // Expanded first, then anchored beneath the plugin's folder.
+        let expand_all = |key: &str, paths: &[String]| {
             paths
                 .iter()
-                .map(|p| one(key, &p.to_string_lossy()).map(PathBuf::from))
+                .map(|p| one(key, p).map(|p| spec.plugin_dir.join(p)))
                 .collect::<Result<Vec<_>, _>>()
         };
         let sandbox_paths = match &spec.sandbox {

@@ -1,10 +1,11 @@
 //! A spawn's sandbox made whole: the paths the plugin's `sandbox` names
-//! (expanded for this spawn) and the ones any program needs to start (the
-//! system's libraries and configuration, its program's folder and prefix,
-//! its working and plugin folders), a private temp dir it may write
-//! (`TMPDIR`), and a check against what the kernel offers, so a sandbox it
-//! cannot give refuses the spawn, naming what is missing, unless
-//! `required = false`.
+//! (expanded for this spawn; none that is a link or holds the runtime or
+//! log directory) and the ones any program needs to start (the system's
+//! libraries and the few files of `/etc` that loading and names need, its
+//! program and the program's folder, its manifest's folder), a private temp
+//! dir it may write (`TMPDIR`, emptied at each spawn), and a check against
+//! what the kernel offers, so a sandbox it cannot give refuses the spawn,
+//! naming what is missing, unless `required = false`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,17 +17,39 @@ use crate::config::PluginSpec;
 use crate::os::sandbox::{Sandbox, Support};
 use crate::units::{NetworkMode, SignalsMode};
 
-/// Readable in every sandbox: what programs and their loaders read.
+/// Readable in every sandbox: what programs, their loaders and their
+/// interpreters read. Of `/etc`, only what loading, names, time and TLS
+/// need: no keys, no shadow file, no other service's configuration.
 const SYSTEM_READ: &[&str] = &[
-    "/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/opt",
+    "/usr",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/bin",
+    "/sbin",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/resolv.conf",
+    "/etc/gai.conf",
+    "/etc/ssl/certs",
+    "/etc/ca-certificates",
+    "/etc/mime.types",
+    "/dev/urandom",
+    "/dev/random",
 ];
 /// Writable in every sandbox (besides its temp dir).
 const SYSTEM_WRITE: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
-/// Readable devices.
-const DEVICES: &[&str] = &["/dev/urandom", "/dev/random"];
 
 /// The sandbox of this spawn, and how it is enforced here (for `ps`).
-/// Gives `program` its `TMPDIR`.
+/// Gives `program` its `TMPDIR`, emptied at each spawn.
 pub(super) fn of(
     spec: &PluginSpec,
     program: &mut Program,
@@ -37,6 +60,7 @@ pub(super) fn of(
         return Err(SpawnFailure::lasting("no sandbox"));
     };
     let tmp = host.settings.runtime_dir.join("tmp").join(&spec.name);
+    let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)
         .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)))
         .map_err(|e| {
@@ -45,13 +69,19 @@ pub(super) fn of(
     program
         .env
         .insert("TMPDIR".into(), tmp.display().to_string());
-    let mut readable: Vec<PathBuf> = SYSTEM_READ
-        .iter()
-        .chain(DEVICES)
-        .map(PathBuf::from)
-        .collect();
+    // What the operator named is checked: no path that holds what plugins
+    // share (the runtime and log directories) or is a link elsewhere.
+    let shared = [&host.settings.runtime_dir, &host.settings.log_dir];
+    let named: Vec<PathBuf> = read.iter().chain(&write).cloned().collect();
+    for path in &named {
+        checked(path, &shared).map_err(|why| SpawnFailure::lasting(&why))?;
+    }
+    let mut readable: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
     readable.extend(program_home(&program.cmd[0], &program.cwd));
-    readable.extend([program.cwd.clone(), spec.plugin_dir.clone()]);
+    // Its own folder, only when it is one of its own (a manifest's).
+    if spec.manifest.is_some() && !holds_shared(&spec.plugin_dir, &shared) {
+        readable.push(spec.plugin_dir.clone());
+    }
     readable.extend(read);
     let mut writable: Vec<PathBuf> = SYSTEM_WRITE.iter().map(PathBuf::from).collect();
     writable.push(tmp);
@@ -78,27 +108,66 @@ pub(super) fn of(
     Ok((sandbox, described))
 }
 
-/// The program's folder, and its prefix when that folder is a `bin` or a
-/// `shims` (a script there runs what lies beside it: pyenv, nvm, a venv).
+/// Whether `path` is, or holds, one of the `shared` directories.
+fn holds_shared(path: &Path, shared: &[&PathBuf]) -> bool {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    shared.iter().any(|s| {
+        let s = std::fs::canonicalize(s).unwrap_or_else(|_| s.to_path_buf());
+        s.starts_with(&path)
+    })
+}
+
+/// A path the operator named: refused when it is `/`, holds what plugins
+/// share, or is (beneath) a link, whose target is what would be granted.
+fn checked(path: &Path, shared: &[&PathBuf]) -> Result<(), String> {
+    let Ok(real) = std::fs::canonicalize(path) else {
+        tracing::warn!(
+            "sandbox path {} does not exist: nothing is granted for it",
+            path.display()
+        );
+        return Ok(());
+    };
+    if real != path {
+        return Err(format!(
+            "sandbox path {} leads to {} through a link; name the path it means",
+            path.display(),
+            real.display()
+        ));
+    }
+    if real == Path::new("/") || holds_shared(&real, shared) {
+        return Err(format!(
+            "sandbox path {} holds the runtime or log directory, which every plugin's sockets and logs share; name a narrower path",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The program file (and what it links to) and their folders, except `/`
+/// and top-level folders (the system's are granted anyway) and the home
+/// directory; and for a program in a `shims` folder (pyenv, rbenv,
+/// nodenv), the folder above it, which holds what the shim runs.
 fn program_home(program: &str, cwd: &Path) -> Vec<PathBuf> {
     let Ok(path) = crate::os::spawn::resolve_program(program, cwd) else {
         return Vec::new();
     };
+    let home = std::env::var_os("HOME").map(PathBuf::from);
     let mut homes = Vec::new();
     for path in [path.clone(), std::fs::canonicalize(&path).unwrap_or(path)] {
-        if let Some(dir) = path.parent() {
+        homes.push(path.clone());
+        let Some(dir) = path.parent() else { continue };
+        if dir.components().count() > 2 && Some(dir) != home.as_deref() {
             homes.push(dir.to_path_buf());
-            let name = dir.file_name().and_then(|n| n.to_str());
-            if matches!(name, Some("bin" | "shims"))
-                && let Some(prefix) = dir.parent()
-            {
-                homes.push(prefix.to_path_buf());
-            }
+        }
+        if dir.file_name().and_then(|n| n.to_str()) == Some("shims")
+            && let Some(prefix) = dir.parent()
+            && prefix.components().count() > 2
+        {
+            homes.push(prefix.to_path_buf());
         }
     }
     homes
 }
-
 /// The paths that exist (Landlock rules need an open file), each once.
 fn existing(paths: Vec<PathBuf>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();

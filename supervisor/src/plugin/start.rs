@@ -80,7 +80,7 @@ pub(super) fn start(
         .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
     let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
     spawn.port = port;
-    spawn.sandbox = sandbox.map(|(_, described)| described);
+    spawn.sandbox = sandbox.as_ref().map(|(_, described)| described.clone());
     if let Some(socket) = notify_socket {
         let (leader, ready_within) = (spawn.pid(), spec.handshake_timeout);
         spawn.notify = Some(Notify::new(socket, leader, spec.watchdog, ready_within));
@@ -93,6 +93,7 @@ pub(super) fn start(
         let exec = ExecContext {
             env,
             cwd: program.cwd,
+            sandbox: sandbox.as_ref().map(|(s, _)| s.clone()),
         };
         spawn.prober = Some(Prober::new(health, probe, host.http.clone(), exec));
     }
