@@ -8,7 +8,8 @@
 //! - `corral call echo ping` as a whole process, against fork+exec of `true`;
 //! - one plugin's spawn → running time, against fork+exec of `true`;
 //! - restart latency: SIGKILL of a plugin → replacement running, for a
-//!   protocol plugin and for a plain program (`protocol = "none"`);
+//!   protocol plugin, for a plain program (`protocol = "none"`) and for
+//!   the protocol plugin in a full sandbox;
 //! - the supervisor's CPU per health probe (`http`, `tcp`, `exec`);
 //! - `corral up` with 50 and 200 plugins → all running;
 //! - bus latency, publisher plugin to subscriber plugin, at a steady 10k/s;
