@@ -121,6 +121,35 @@ pub enum SignalsMode {
     Any,
 }
 
+/// A share of one CPU core, written `"50%"` (or more than `"100%"` for
+/// more than one core): `cpu_max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Percent(pub u32);
+
+/// The most `cpu_max` may be: 64 cores.
+pub const MAX_PERCENT: u32 = 6400;
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let number = text
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .filter(|n| (1..=MAX_PERCENT).contains(n));
+        number.map(Self).ok_or_else(|| {
+            de::Error::custom(format!(
+                "`{text}` is not a share of a core: write a percentage from \"1%\" to \"{MAX_PERCENT}%\" (such as \"50%\", or \"200%\" for two cores)"
+            ))
+        })
+    }
+}
+
+impl Serialize for Percent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}%", self.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

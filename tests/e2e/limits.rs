@@ -209,11 +209,13 @@ fn the_next_supervisor_removes_the_cgroups_and_orphans_of_one_killed_outright() 
     let procs = std::fs::read_to_string(dirs[0].join("cgroup.procs")).unwrap();
     let pids: Vec<u32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
     assert_eq!(pids.len(), 4, "{procs}");
+    let plugin = first.row("parent").pid.expect("a pid");
     first.signal(nix::sys::signal::Signal::SIGKILL);
     // The plugin dies with its supervisor; its children are orphans until
-    // the next supervisor starts.
+    // a supervisor starts (this fleet's next one, or any other running
+    // beside it: each sweeps the trees of supervisors that died).
     wait_until(Duration::from_secs(5), "the plugin's death", || {
-        (pids.iter().filter(|p| !process_gone(**p)).count() == 3).then_some(())
+        process_gone(plugin).then_some(())
     });
     let second = config.start();
     second.wait_running("parent");
@@ -221,4 +223,58 @@ fn the_next_supervisor_removes_the_cgroups_and_orphans_of_one_killed_outright() 
     let tree = dirs[0].parent().expect("tree");
     assert!(!tree.exists(), "{} left behind", tree.display());
     drop(first);
+}
+
+/// User plus system CPU time of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[test]
+fn cpu_max_holds_a_busy_loop_to_its_share_of_a_core() {
+    let mut fleet = FleetConfig::new()
+        .plugin(
+            Plugin::new("spin")
+                .cmd(["sh", "-c", "while :; do :; done"])
+                .set("protocol", "none")
+                .set("cpu_max", "20%"),
+        )
+        .start();
+    let pid = fleet.wait_running("spin");
+    // The quota is its cgroup's: 20 ms of every 100 ms.
+    let settings = fleet.settings("spin");
+    let dirs: Vec<PathBuf> = settings["cgroups"]
+        .as_array()
+        .expect("spin has cgroups")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(PathBuf::from)
+        .collect();
+    let quota = dirs.iter().find_map(|d| {
+        std::fs::read_to_string(d.join("cpu.cfs_quota_us"))
+            .or_else(|_| std::fs::read_to_string(d.join("cpu.max")))
+            .ok()
+    });
+    let quota = quota.expect("a cpu cgroup");
+    assert!(quota.starts_with("20000"), "{quota}");
+    // Over 3 s it runs at most about 20% of a core (and it does run).
+    let (start, t0) = (Instant::now(), cpu_time(pid));
+    std::thread::sleep(Duration::from_secs(3));
+    let used = (cpu_time(pid) - t0).as_secs_f64() / start.elapsed().as_secs_f64();
+    assert!(
+        used > 0.02 && used < 0.30,
+        "a 20% cap used {:.0}% of a core",
+        used * 100.0
+    );
+    assert!(fleet.down().success());
 }

@@ -28,7 +28,7 @@ use crate::bus::Overflow;
 use crate::os::cgroup::LimitsMode;
 use crate::restart::{RestartPolicy, Strategy};
 use crate::units::{
-    HumanDuration, NetworkMode, PortSetting, ReadyOn, SignalsMode, Size, StopSignal,
+    HumanDuration, NetworkMode, Percent, PortSetting, ReadyOn, SignalsMode, Size, StopSignal,
 };
 
 /// Declares a table of keys that may each be left out: the struct (with
@@ -82,6 +82,7 @@ values!(
     ReadyOn,
     NetworkMode,
     SignalsMode,
+    Percent,
 );
 
 table! {
@@ -359,6 +360,8 @@ plugin_keys! {
     memory_check_interval: HumanDuration = "\"250ms\"",
     /// Most processes (and threads) its cgroup may hold.
     pids_max: u32 = "64",
+    /// Most CPU time, as a share of one core (`"50%"`; `"200%"` is two).
+    cpu_max: Percent = "\"50%\"",
     /// Open-file limit (soft and hard) of its process.
     nofile: u64 = "1024",
     /// Most calls into it per period; more are answered `rate_limited`.

@@ -24,7 +24,7 @@ use super::layers::{
 };
 use super::schema::{self, PluginConfig, SchemaEntry};
 use super::spec::{Heartbeat, PluginSpec, SupervisorSettings};
-use crate::units::{HumanDuration, Size};
+use crate::units::{HumanDuration, Percent, Size};
 
 use crate::bus::{BusRules, Overflow, RetainBound};
 use crate::os::cgroup::LimitsMode;
@@ -193,7 +193,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         memory_max, memory_high, memory_check_interval,
         subscribe, publish, queue, overflow, durable, max_subscriptions,
         queue_bytes, retained_max, retained_bytes,
-        pids_max, nofile, limits,
+        pids_max, cpu_max, nofile, limits,
         log_max_size, log_keep,
     } = layer;
     #[rustfmt::skip]
@@ -228,7 +228,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         (queue, overflow, durable),
     );
     (bus.queue_bytes, bus.retained) = bus_memory(at, queue_bytes, retained_max, retained_bytes);
-    let (pids_max, nofile, limits) = process_limits(at, pids_max, nofile, limits);
+    let (pids_max, nofile, limits) = process_limits(at, (pids_max, cpu_max), nofile, limits);
     let (log_max_size, log_keep) = logs(at, log_max_size, log_keep);
     #[rustfmt::skip]
     let spec = PluginSpec {
@@ -244,6 +244,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         stop_timeout, kill_timeout,
         stop_signal: stop_signal.unwrap_or_default(), call_timeout,
         memory_max, memory_high, memory_check_interval, pids_max, nofile, rate_limit, limits,
+        cpu_max: cpu_max.map(|p| p.0),
         bus, restart, success_codes, backoff, restart_limit, requires,
         log_max_size, log_keep, manifest, metadata, plugin_dir: home, fleet_dir,
     };
@@ -627,15 +628,22 @@ fn usize_of(bytes: u64) -> usize {
     usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
-/// `pids_max` and `nofile` (at least 1 when set), and `limits`.
+/// `pids_max` and `nofile` (at least 1 when set), and `limits` (a cgroup
+/// allowed when `cpu_max`, which only a cgroup enforces, is set).
 fn process_limits(
     at: &mut At<'_>,
-    pids_max: Option<u32>,
+    (pids_max, cpu_max): (Option<u32>, Option<Percent>),
     nofile: Option<u64>,
     limits: Option<LimitsMode>,
 ) -> (Option<u32>, Option<u64>, LimitsMode) {
     if pids_max == Some(0) {
         at.refuse("pids_max", "must be at least 1");
+    }
+    if cpu_max.is_some() && limits == Some(LimitsMode::Sampling) {
+        at.refuse(
+            "cpu_max",
+            "only a cgroup enforces it, and limits = \"sampling\" allows none: remove one of the two",
+        );
     }
     if nofile == Some(0) {
         at.refuse("nofile", "must be at least 1");

@@ -53,6 +53,14 @@ impl SupervisorSettings {
     }
 }
 
+/// `cpu_max` as written: `"50%"`.
+fn serialize_percent<S: serde::Serializer>(p: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.collect_str(&format_args!("{p}%")),
+        None => s.serialize_none(),
+    }
+}
+
 /// Heartbeat settings in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Heartbeat {
@@ -144,6 +152,12 @@ pub struct PluginSpec {
     pub memory_check_interval: Duration,
     /// Most processes its cgroup may hold.
     pub pids_max: Option<u32>,
+    /// Most CPU time, in percent of one core, in its cgroup.
+    #[serde(
+        serialize_with = "serialize_percent",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_max: Option<u32>,
     /// Open-file limit of its process.
     pub nofile: Option<u64>,
     /// Most calls into it per period.
@@ -309,6 +323,7 @@ mod tests {
             memory_high: None,
             memory_check_interval: ms(250),
             pids_max: Some(32),
+            cpu_max: None,
             nofile: None,
             rate_limit: Some(RateLimit {
                 calls: 100,

@@ -60,15 +60,18 @@ pub struct Cgroups {
 #[derive(Debug, Clone)]
 enum Tree {
     V2 {
-        /// `corral-<id>`, with memory (and pids) enabled for its children.
+        /// `corral-<id>`, with memory (and pids, cpu) enabled for its children.
         root: PathBuf,
         pids: bool,
+        cpu: bool,
     },
     V1 {
         /// `corral-<id>` in the memory hierarchy.
         memory: PathBuf,
         /// `corral-<id>` in the pids hierarchy, when mounted and writable.
         pids: Option<PathBuf>,
+        /// `corral-<id>` in the cpu hierarchy, when mounted and writable.
+        cpu: Option<PathBuf>,
     },
     None,
 }
@@ -82,6 +85,16 @@ pub struct CgroupLimits {
     pub memory_high: Option<u64>,
     /// Most processes.
     pub pids_max: Option<u32>,
+    /// CPU time per period, in percent of one core.
+    pub cpu_max: Option<u32>,
+}
+
+/// The CFS period a `cpu_max` quota is a share of, in microseconds.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// The quota of `percent` of one core per [`CPU_PERIOD_US`].
+fn cpu_quota_us(percent: u32) -> u64 {
+    CPU_PERIOD_US * u64::from(percent) / 100
 }
 
 impl Cgroups {
@@ -138,6 +151,15 @@ impl Cgroups {
         }
     }
 
+    /// Whether `cpu_max` can be enforced.
+    pub fn has_cpu(&self) -> bool {
+        match &self.tree {
+            Tree::V2 { cpu, .. } => *cpu,
+            Tree::V1 { cpu, .. } => cpu.is_some(),
+            Tree::None => false,
+        }
+    }
+
     /// Makes the cgroup of one spawn of `plugin` with `limits` written, or
     /// `None` when no tree is in use.
     pub fn create(
@@ -167,9 +189,13 @@ impl Cgroups {
                 if let Some(pids) = limits.pids_max {
                     write(&dir, "pids.max", pids)?;
                 }
+                if let Some(percent) = limits.cpu_max {
+                    let max = format!("{} {CPU_PERIOD_US}", cpu_quota_us(percent));
+                    write(&dir, "cpu.max", max)?;
+                }
                 cgroup
             }
-            Tree::V1 { memory, pids } => {
+            Tree::V1 { memory, pids, cpu } => {
                 let mem = make_leaf(memory, &leaf)?;
                 let mut cgroup = PluginCgroup {
                     enforcement: Enforcement::Cgroup1,
@@ -189,6 +215,12 @@ impl Cgroups {
                     cgroup.dirs.push(dir.clone());
                     write(&dir, "pids.max", max)?;
                 }
+                if let (Some(cpu_root), Some(percent)) = (cpu, limits.cpu_max) {
+                    let dir = make_leaf(cpu_root, &leaf)?;
+                    cgroup.dirs.push(dir.clone());
+                    write(&dir, "cpu.cfs_period_us", CPU_PERIOD_US)?;
+                    write(&dir, "cpu.cfs_quota_us", cpu_quota_us(percent))?;
+                }
                 cgroup
             }
         };
@@ -207,8 +239,9 @@ impl Cgroups {
     fn roots(&self) -> Vec<PathBuf> {
         match &self.tree {
             Tree::V2 { root, .. } => vec![root.clone()],
-            Tree::V1 { memory, pids } => std::iter::once(memory.clone())
+            Tree::V1 { memory, pids, cpu } => std::iter::once(memory.clone())
                 .chain(pids.clone())
+                .chain(cpu.clone())
                 .collect(),
             Tree::None => Vec::new(),
         }
@@ -450,6 +483,7 @@ fn detect_v2(mountinfo: &str, proc_cgroup: &str, name: &str) -> Result<Tree, Str
         ));
     }
     let pids = has("pids");
+    let cpu = has("cpu");
     // Beside our own cgroup first (a process-free parent can hand
     // controllers down), then inside it (allowed only at the root).
     let mut candidates = Vec::new();
@@ -471,15 +505,23 @@ fn detect_v2(mountinfo: &str, proc_cgroup: &str, name: &str) -> Result<Tree, Str
                 fs::create_dir(&root)?;
             }
             clear_tree(&root);
+            // cpu is best effort: without it, `cpu_max` is not enforced.
+            if cpu && !subtree.split_whitespace().any(|c| c == "cpu") {
+                let _ = fs::write(parent.join("cgroup.subtree_control"), "+cpu");
+            }
             let enable = if pids { "+memory +pids" } else { "+memory" };
             fs::write(root.join("cgroup.subtree_control"), enable)?;
+            if cpu {
+                let _ = fs::write(root.join("cgroup.subtree_control"), "+cpu");
+            }
             Ok(())
         })();
         match attempt {
             Ok(()) => {
                 sweep_siblings(&root);
                 tracing::info!(root = %root.display(), "plugin limits enforced by cgroup v2");
-                return Ok(Tree::V2 { root, pids });
+                let cpu = cpu_enabled(&root);
+                return Ok(Tree::V2 { root, pids, cpu });
             }
             Err(e) => {
                 let _ = fs::remove_dir(&root);
@@ -488,6 +530,12 @@ fn detect_v2(mountinfo: &str, proc_cgroup: &str, name: &str) -> Result<Tree, Str
         }
     }
     Err(errors.join("; "))
+}
+
+/// Whether `root` hands the cpu controller to its children.
+fn cpu_enabled(root: &Path) -> bool {
+    fs::read_to_string(root.join("cgroup.subtree_control"))
+        .is_ok_and(|s| s.split_whitespace().any(|c| c == "cpu"))
 }
 
 fn detect_v1(mountinfo: &str, proc_cgroup: &str, name: &str) -> Result<Tree, String> {
@@ -514,8 +562,11 @@ fn detect_v1(mountinfo: &str, proc_cgroup: &str, name: &str) -> Result<Tree, Str
     let pids = root_for("pids")
         .map_err(|e| tracing::info!("pids_max cannot be enforced: {e}"))
         .ok();
+    let cpu = root_for("cpu")
+        .map_err(|e| tracing::info!("cpu_max cannot be enforced: {e}"))
+        .ok();
     tracing::info!(root = %memory.display(), "plugin limits enforced by cgroup v1");
-    Ok(Tree::V1 { memory, pids })
+    Ok(Tree::V1 { memory, pids, cpu })
 }
 
 /// Reads the shim's cgroup list from its environment (the shim keeps the
@@ -582,10 +633,13 @@ mod tests {
             tree: Tree::V1 {
                 memory: "/x".into(),
                 pids: None,
+                cpu: None,
             },
         };
         assert_eq!(v1.enforcement(LimitsMode::Auto), Enforcement::Cgroup1);
         assert_eq!(v1.enforcement(LimitsMode::Sampling), Enforcement::Sampling);
-        assert!(!v1.has_pids());
+        assert!(!v1.has_pids() && !v1.has_cpu());
+        assert_eq!(cpu_quota_us(20), 20_000);
+        assert_eq!(cpu_quota_us(250), 250_000);
     }
 }

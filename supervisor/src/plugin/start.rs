@@ -129,7 +129,10 @@ fn notify_socket(
 
 /// Whether the plugin has a limit a cgroup would hold.
 pub(super) fn has_cgroup_limit(spec: &PluginSpec) -> bool {
-    spec.memory_max.is_some() || spec.memory_high.is_some() || spec.pids_max.is_some()
+    spec.memory_max.is_some()
+        || spec.memory_high.is_some()
+        || spec.pids_max.is_some()
+        || spec.cpu_max.is_some()
 }
 
 /// The cgroup of the spawn about to start: only when the plugin has a limit
@@ -142,10 +145,14 @@ fn make_cgroup(spec: &PluginSpec, cgroups: &Cgroups, spawns: u32) -> Option<Plug
     if spec.pids_max.is_some() && !cgroups.has_pids() {
         tracing::warn!("pids_max is not enforced: no writable pids cgroup controller");
     }
+    if spec.cpu_max.is_some() && !cgroups.has_cpu() {
+        tracing::warn!("cpu_max is not enforced: no writable cpu cgroup controller");
+    }
     let limits = CgroupLimits {
         memory_max: spec.memory_max,
         memory_high: spec.memory_high,
         pids_max: spec.pids_max,
+        cpu_max: spec.cpu_max,
     };
     cgroups
         .create(&spec.name, spawns, &limits)

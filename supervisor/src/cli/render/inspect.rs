@@ -67,6 +67,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "memory_high",
             "memory_check_interval",
             "pids_max",
+            "cpu_max",
             "nofile",
             "rate_limit",
         ],
