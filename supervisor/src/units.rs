@@ -110,6 +110,19 @@ pub enum NetworkMode {
     None,
 }
 
+/// `sandbox.seccomp`: whether a sandboxed plugin's system calls are
+/// filtered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompMode {
+    /// corral's deny list: tracing, mounts, modules, BPF, … and limits or
+    /// priorities of other processes.
+    #[default]
+    Default,
+    /// No filter.
+    None,
+}
+
 /// `sandbox.signals`: whom a sandboxed plugin may signal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

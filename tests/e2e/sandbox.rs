@@ -36,7 +36,20 @@ fn a_sandboxed_plugin_reads_writes_connects_and_signals_only_where_allowed() {
     let py_sandbox = json!({"fs_read": [inside, sdk], "network": "none"});
     std::os::unix::fs::symlink(&outside, dir.path().join("link")).expect("link");
     let linked = json!({"fs_read": [dir.path().join("link")]});
+    // Reads its supervisor's open-file limit, which seccomp refuses (a
+    // lower CPU limit would kill the supervisor), and its own, allowed.
+    let limiter = "import os, resource, time\n\
+        try:\n    resource.prlimit(os.getppid(), resource.RLIMIT_NOFILE)\n    print('other: allowed', flush=True)\n\
+        except OSError as e:\n    print('other: errno', e.errno, flush=True)\n\
+        print('self:', resource.prlimit(0, resource.RLIMIT_NOFILE)[0] > 0, flush=True)\n\
+        time.sleep(300)\n";
     let mut fleet = FleetConfig::new()
+        .plugin(
+            Plugin::new("limiter")
+                .cmd(["python3", "-c", limiter])
+                .set("protocol", "none")
+                .set("sandbox", json!({})),
+        )
         .plugin(Plugin::echo("boxed").set("sandbox", sandbox))
         .plugin(Plugin::echo("linked").set("sandbox", linked))
         .plugin(Plugin::echo_py("boxed-py").set("sandbox", py_sandbox))
@@ -83,7 +96,7 @@ fn a_sandboxed_plugin_reads_writes_connects_and_signals_only_where_allowed() {
         assert!(
             sandbox.starts_with("landlock v")
                 && sandbox.contains("signals")
-                && sandbox.ends_with("netns"),
+                && sandbox.ends_with("netns, seccomp"),
             "{row}"
         );
     }
@@ -124,6 +137,15 @@ fn a_sandboxed_plugin_reads_writes_connects_and_signals_only_where_allowed() {
         |r| r["count"] == 3,
     );
     assert_eq!(fleet.row("boxed").restarts, 0);
+
+    fleet.wait_log("limiter", "self: True");
+    let said = fleet.logs("limiter");
+    assert!(said.contains("other: errno 1"), "{said}");
+    assert!(
+        fleet.ps_json_row("limiter")["sandbox"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("seccomp"))
+    );
 
     // A path that is a link is refused, naming where it leads.
     let linked = fleet.wait_state(

@@ -28,7 +28,8 @@ use crate::bus::Overflow;
 use crate::os::cgroup::LimitsMode;
 use crate::restart::{RestartPolicy, Strategy};
 use crate::units::{
-    HumanDuration, NetworkMode, Percent, PortSetting, ReadyOn, SignalsMode, Size, StopSignal,
+    HumanDuration, NetworkMode, Percent, PortSetting, ReadyOn, SeccompMode, SignalsMode, Size,
+    StopSignal,
 };
 
 /// Declares a table of keys that may each be left out: the struct (with
@@ -82,6 +83,7 @@ values!(
     ReadyOn,
     NetworkMode,
     SignalsMode,
+    SeccompMode,
     Percent,
 );
 
@@ -98,6 +100,8 @@ table! {
         signals: SignalsMode = "\"own\"",
         /// Whether a kernel that cannot enforce it all refuses to start it.
         required: bool = "true",
+        /// `default` (corral's deny list of system calls) or `none`.
+        seccomp: SeccompMode = "\"none\"",
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::{Component, Path};
 use serde::Serialize;
 
 use super::layers::SandboxLayer;
-use crate::units::{NetworkMode, SignalsMode};
+use crate::units::{NetworkMode, SeccompMode, SignalsMode};
 use crate::vars::Has;
 
 /// A sandbox in force.
@@ -29,6 +29,8 @@ pub struct SandboxSpec {
     pub signals: SignalsMode,
     /// Whether a kernel that cannot enforce it all refuses to start it.
     pub required: bool,
+    /// Its system call filter.
+    pub seccomp: SeccompMode,
 }
 
 /// The sandbox `layer` describes, with each problem (key and why).
@@ -55,6 +57,7 @@ pub(super) fn of(
         network: layer.network.unwrap_or_default(),
         signals: layer.signals.unwrap_or_default(),
         required: layer.required.unwrap_or(true),
+        seccomp: layer.seccomp.unwrap_or_default(),
     };
     (Some(spec), problems)
 }

@@ -39,7 +39,48 @@ pub struct Sandbox {
     /// Whether a missing kernel feature refuses the spawn (else it is
     /// left out, and said).
     pub required: bool,
+    /// Whether the seccomp filter of [`DENIED`] applies.
+    pub seccomp: bool,
 }
+
+/// System calls a sandboxed plugin never makes (each answers `EPERM`):
+/// tracing or reading other processes, mounts, modules, kernels, BPF,
+/// reboots, swap, keys, other namespaces.
+const DENIED: &[i64] = &[
+    nix::libc::SYS_ptrace,
+    nix::libc::SYS_process_vm_readv,
+    nix::libc::SYS_process_vm_writev,
+    nix::libc::SYS_mount,
+    nix::libc::SYS_umount2,
+    nix::libc::SYS_pivot_root,
+    nix::libc::SYS_kexec_load,
+    nix::libc::SYS_kexec_file_load,
+    nix::libc::SYS_bpf,
+    nix::libc::SYS_init_module,
+    nix::libc::SYS_finit_module,
+    nix::libc::SYS_delete_module,
+    nix::libc::SYS_reboot,
+    nix::libc::SYS_swapon,
+    nix::libc::SYS_swapoff,
+    nix::libc::SYS_open_by_handle_at,
+    nix::libc::SYS_setns,
+    nix::libc::SYS_keyctl,
+    nix::libc::SYS_add_key,
+    nix::libc::SYS_request_key,
+    nix::libc::SYS_userfaultfd,
+    nix::libc::SYS_perf_event_open,
+];
+
+/// System calls a sandboxed plugin makes on itself only: on another
+/// process (argument `.1` is not 0), `EPERM`, so it cannot lower the
+/// supervisor's limits (a CPU limit of 1 s kills it) or priority.
+const SELF_ONLY: &[(i64, u8)] = &[
+    (nix::libc::SYS_prlimit64, 0),
+    (nix::libc::SYS_setpriority, 1),
+    (nix::libc::SYS_sched_setaffinity, 0),
+    (nix::libc::SYS_sched_setscheduler, 0),
+    (nix::libc::SYS_sched_setparam, 0),
+];
 
 /// What this kernel offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +149,9 @@ impl Support {
         if sandbox.no_network {
             parts.push("netns".into());
         }
+        if sandbox.seccomp {
+            parts.push("seccomp".into());
+        }
         let missing = self.missing(sandbox);
         if !missing.is_empty() {
             parts.push(format!("without {}", missing.join("; ")));
@@ -131,7 +175,11 @@ impl Sandbox {
     /// `no_new_privs`). In the shim, before exec; returns only on error.
     pub fn enter(&self) -> io::Result<()> {
         enter_namespaces(self.no_network)?;
-        self.restrict()
+        self.restrict()?;
+        if self.seccomp {
+            filter_calls()?;
+        }
+        Ok(())
     }
 
     fn restrict(&self) -> io::Result<()> {
@@ -177,6 +225,38 @@ impl Sandbox {
     }
 }
 
+/// Installs the seccomp filter: [`DENIED`] always, [`SELF_ONLY`] on
+/// another process. Needs `no_new_privs`, which Landlock has set.
+fn filter_calls() -> io::Result<()> {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    };
+    let err = |e: seccompiler::Error| io::Error::other(format!("seccomp: {e}"));
+    let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|&call| (call, Vec::new())).collect();
+    for &(call, arg) in SELF_ONLY {
+        let not_self = SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, 0)
+            .map_err(|e| err(e.into()))?;
+        let rule = SeccompRule::new(vec![not_self]).map_err(|e| err(e.into()))?;
+        rules.insert(call, vec![rule]);
+    }
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(e.into()))?;
+    let eperm = u32::try_from(nix::libc::EPERM).unwrap_or(1);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(eperm),
+        arch,
+    )
+    .map_err(|e| err(e.into()))?;
+    let program: seccompiler::BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(e.into()))?;
+    seccompiler::apply_filter(&program).map_err(err)
+}
+
 /// A user namespace of its own that maps the user (root included) to
 /// itself, so no capability reaches the host; with `no_network`, a network
 /// namespace of its own as well, with nothing in it (not even `lo` up).
@@ -212,6 +292,7 @@ mod tests {
             no_network: true,
             own_signals,
             required: true,
+            seccomp: false,
         }
     }
 

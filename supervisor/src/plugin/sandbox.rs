@@ -15,7 +15,7 @@ use super::process::SpawnFailure;
 use super::program::Program;
 use crate::config::PluginSpec;
 use crate::os::sandbox::{Sandbox, Support};
-use crate::units::{NetworkMode, SignalsMode};
+use crate::units::{NetworkMode, SeccompMode, SignalsMode};
 
 /// Readable in every sandbox: what programs, their loaders and their
 /// interpreters read. Of `/etc`, only what loading, names, time and TLS
@@ -92,6 +92,7 @@ pub(super) fn of(
         no_network: config.network == NetworkMode::None,
         own_signals: config.signals == SignalsMode::Own,
         required: config.required,
+        seccomp: config.seccomp == SeccompMode::Default,
     };
     let support = Support::of_kernel();
     let missing = support.missing(&sandbox);
