@@ -8,6 +8,7 @@ event handlers by priority.
 
 import asyncio
 import errno
+import json
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ from corral_sdk import _wire
 
 plugin = Plugin("echo-py")
 state = {"config": None, "held": []}
-received = {"count": 0, "last_seq": 0, "in_order": True, "events": []}
+received = {"count": 0, "last_seq": 0, "in_order": True, "events": [], "kept_bytes": 0}
 received_lock = threading.Lock()
 # The background task: runs of the ticker_ms job, and starts in this process.
 ticker = {"ticks": 0, "tasks_started": 0}
@@ -337,10 +338,15 @@ def on_event(ctx, event):
             received["in_order"] = False
         received["count"] += 1
         received["last_seq"] = event["seq"]
+        # The first 10,000 within 8 MiB of payload: a flood of large events
+        # cannot grow the plugin past its memory cap (the count goes on).
         if len(received["events"]) < 10000:
-            kept = {k: event.get(k) for k in ("topic", "payload", "source", "seq", "retained")}
-            kept["received_us"] = int(time.time() * 1e6)
-            received["events"].append(kept)
+            size = len(json.dumps(event.get("payload")))
+            if received["kept_bytes"] + size <= 8 * 1024 * 1024:
+                received["kept_bytes"] += size
+                kept = {k: event.get(k) for k in ("topic", "payload", "source", "seq", "retained")}
+                kept["received_us"] = int(time.time() * 1e6)
+                received["events"].append(kept)
 
 
 @plugin.action("publish")

@@ -17,7 +17,7 @@
 //! | `publish_raw` | `{"topic": T, "bytes": [b, ...]}` | publishes one event whose payload is those bytes as they are, JSON or not (a hostile bincode publisher, for the bus's checks), then flushes; `{"published": 1}` or the refusal |
 //! | `flood` | `{"prefix": P, "count": N, "bytes": B, "retain": bool}` | publishes N events, event i on `P.i` with a string payload of B bytes (retained if asked), then flushes; `{"published": N}` or the refusal |
 //! | `subscribe` / `unsubscribe` | `{"patterns": [..]}` | changes its subscriptions at run time |
-//! | `received` | `{"limit": N}` | events received so far: `{"count", "in_order", "events": [first N (default 1000)]}` |
+//! | `received` | `{"limit": N}` | events received so far: `{"count", "in_order", "events": [first N (default 1000)]}`, of the first 10,000 within 8 MiB of payload |
 //! | `spawn` | `{"count": N, "mb": M}` | starts N child processes, each holding M MiB (default 0) until killed; `{"spawned": k, "error": null or why the next one failed}` |
 //! | `ticks` | – | `{"ticks": N, "tasks_started": K}`: runs of the `ticker_ms` job so far, and how many times this process started its background work (1 once loaded, whatever reloads came) |
 //! | `handled` | – | the names of the `ordered_handlers` run so far, in the order they ran |
@@ -76,10 +76,16 @@ struct Received {
     last_seq: u64,
     in_order: bool,
     events: Vec<Value>,
+    /// Bytes of the payloads kept in `events`.
+    kept_bytes: usize,
 }
 
-/// Events kept in full by `received`.
+/// Events kept in full by `received`: the first this many, within
+/// [`KEEP_BYTES`] of payload, so a flood of large events cannot grow the
+/// plugin past its memory cap (the count goes on).
 const KEEP_EVENTS: usize = 10_000;
+/// Payload bytes kept by `received`.
+const KEEP_BYTES: usize = 8 * 1024 * 1024;
 
 /// The environment variable that turns `echo-plugin` into one of its own
 /// `spawn`ed children: hold that many MiB, then sleep until killed.
@@ -154,7 +160,13 @@ impl Echo {
         };
         r.count += 1;
         r.last_seq = event.seq;
-        if r.events.len() < KEEP_EVENTS {
+        let size = if r.events.len() < KEEP_EVENTS {
+            event.payload.to_string().len()
+        } else {
+            usize::MAX
+        };
+        if r.kept_bytes.saturating_add(size) <= KEEP_BYTES {
+            r.kept_bytes += size;
             r.events.push(json!({
                 "topic": event.topic,
                 "payload": event.payload,

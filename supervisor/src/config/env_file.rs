@@ -33,6 +33,23 @@ impl<'de> Deserialize<'de> for EnvFiles {
 impl EnvFiles {
     /// Each path made relative to `base` (the folder of the file that set
     /// it), keeping a leading `-`.
+    /// The files that lie outside the folder they are relative to: absolute,
+    /// or climbing with `..` (a manifest may name only its own files: an
+    /// `env_file` is read by the supervisor and handed to the plugin).
+    pub(super) fn outside_its_folder(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .map(|p| p.strip_prefix('-').unwrap_or(p))
+            .filter(|p| {
+                let path = Path::new(p);
+                path.is_absolute()
+                    || path
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+            })
+            .collect()
+    }
+
     pub(super) fn anchored_at(self, base: &Path) -> Self {
         Self(
             self.0

@@ -337,12 +337,26 @@ fn layered(
     at.problems.extend(read.problems);
     at.refused.extend(read.refused);
     let mut manifest = read.value;
+    let file = manifest_file.display().to_string();
     // What confines the plugin is the operator's to say, not its author's.
     if manifest.sandbox.take().is_some() {
         at.problems.push(Problem {
-            file: manifest_file.display().to_string(),
+            file: file.clone(),
             key: "sandbox".into(),
             message: "a plugin's manifest may not set its own sandbox: set it in the fleet file, under [plugins.NAME] or [defaults]".into(),
+        });
+    }
+    // Nor may it have the supervisor read files of the host for it.
+    let outside = manifest
+        .env_file
+        .as_ref()
+        .map(|f| f.outside_its_folder().join(", "));
+    if let Some(outside) = outside.filter(|o| !o.is_empty()) {
+        manifest.env_file = None;
+        at.problems.push(Problem {
+            file,
+            key: "env_file".into(),
+            message: format!("`{outside}` is not in the plugin's folder: a manifest's env_file names its own files (the fleet file may name any)"),
         });
     }
     let folder = std::path::absolute(&folder).unwrap_or(folder);

@@ -658,3 +658,38 @@ fn zero_instances_and_an_instance_variable_without_instances_are_refused_by_key(
     );
     assert!(got[0].message.contains("needs `instances`"), "{got:?}");
 }
+
+#[test]
+fn a_manifest_names_only_its_own_env_files_and_never_its_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "p/plugin.toml",
+        "name = \"p\"\ncmd = [\"x\"]\nenv_file = [\"-own.env\", \"/etc/passwd\", \"-../up.env\"]\n\
+         sandbox = { fs_write = [\"/\"] }\n",
+    );
+    let f = write(tmp.path(), "corral.toml", "[plugins.p]\npath = \"p\"\n");
+    let got = problems(&f);
+    let keys: Vec<(&str, &str)> = got
+        .iter()
+        .map(|p| (p.file.rsplit('/').next().unwrap_or(""), p.key.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [("plugin.toml", "sandbox"), ("plugin.toml", "env_file")],
+        "{got:?}"
+    );
+    assert!(
+        got[1]
+            .message
+            .contains("`/etc/passwd, ../up.env` is not in the plugin's folder"),
+        "{got:?}"
+    );
+    // The fleet file may name any.
+    let f = write(
+        tmp.path(),
+        "corral.toml",
+        "[plugins.q]\ncmd = [\"x\"]\nenv_file = \"-/etc/nonexistent.env\"\n",
+    );
+    assert!(load(&f).is_ok());
+}
