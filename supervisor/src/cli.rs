@@ -25,6 +25,8 @@ pub mod generate;
 pub mod render;
 pub mod scaffold;
 pub mod tail;
+#[cfg(test)]
+mod test_rows;
 pub mod top;
 
 pub use args::{Cli, Command, Selection, Target, Wait};

@@ -27,7 +27,7 @@ use crate::supervisor::start;
 
 pub mod own_log;
 
-use own_log::LogFormat;
+use crate::cli::args::LogFormat;
 
 /// How long `corral up` waits, after the fleet stopped, for control clients
 /// to read their last answers.

@@ -1,9 +1,13 @@
 //! The command line's grammar: every command, argument and flag, as clap
-//! definitions. What each command does lives in [`commands`](super::commands).
+//! definitions, and `CORRAL_LOG_FORMAT`, the one setting of the
+//! supervisor's log given in the environment. What each command does lives
+//! in [`commands`](super::commands).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::os::logs::visible_line;
 
 /// corral: run plugins as isolated OS processes and manage the fleet.
 #[derive(Debug, Parser)]
@@ -300,4 +304,64 @@ pub enum Command {
     /// Print corral's man page (roff) to stdout (such as `corral man >
     /// corral.1`).
     Man,
+}
+
+/// The environment variable that picks the format.
+pub const LOG_FORMAT_VAR: &str = "CORRAL_LOG_FORMAT";
+
+/// How the supervisor's log is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: `<time> <LEVEL> <target>: <message> name=value …`.
+    Text,
+    /// For machines: one JSON object a line, with `timestamp`, `level`,
+    /// `target`, `fields` (`message` among them) and the spans.
+    Json,
+}
+
+impl LogFormat {
+    /// The format a value of [`LOG_FORMAT_VAR`] names (unset or empty:
+    /// text); an error names the variable and the accepted values.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("" | "text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(_) => Err(format!(
+                "{LOG_FORMAT_VAR}=`{}` is not a log format; use `text` (the default) or `json`",
+                visible_line(value.unwrap_or_default())
+            )),
+        }
+    }
+
+    /// The format this process's environment asks for.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var(LOG_FORMAT_VAR) {
+            Ok(v) => Self::parse(Some(&v)),
+            Err(std::env::VarError::NotPresent) => Self::parse(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                "{LOG_FORMAT_VAR} is not text; use `text` (the default) or `json`"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_format_is_text_or_json_and_anything_else_is_refused_by_name() {
+        assert_eq!(LogFormat::parse(None), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::parse(Some("")), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::parse(Some("text")), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::parse(Some("JSON")), Ok(LogFormat::Json));
+        let err = LogFormat::parse(Some("xml\x1b")).expect_err("xml");
+        assert!(
+            err.contains("CORRAL_LOG_FORMAT")
+                && err.contains("`text`")
+                && err.contains("`json`")
+                && err.contains("xml\\x1b"),
+            "{err}"
+        );
+    }
 }

@@ -48,7 +48,7 @@ pub fn up(config: &Path, log: &OwnLog, detach: &Detach, color: clap::ColorChoice
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = crate::daemon::own_log::LogFormat::from_env() {
+    if let Err(e) = crate::cli::args::LogFormat::from_env() {
         return fail(&e);
     }
     // The runtime dir first (0700, and no supervisor holds it yet), then

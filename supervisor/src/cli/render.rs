@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use corral_proto::{PluginState, PluginStatus, ReloadReport};
+use corral_proto::{PluginState, PluginStatus, ReloadReport, Transition};
 
 use crate::os::logs::visible_line;
 
@@ -213,6 +213,27 @@ pub fn reload_text(report: &ReloadReport) -> String {
     text
 }
 
+/// One transition as a line for people, its fields `sep` apart: `at`
+/// (already formatted), from `arrow` to, then its pid, exit reason and
+/// note when it has them; escaped.
+pub fn transition_line(t: &Transition, at: &str, arrow: &str, sep: &str) -> String {
+    let mut line = format!(
+        "{at}{sep}{:<9} {arrow} {:<9}",
+        t.from.as_str(),
+        t.to.as_str()
+    );
+    if let Some(pid) = t.pid {
+        line.push_str(&format!("{sep}pid {pid}"));
+    }
+    if let Some(r) = &t.reason {
+        line.push_str(&format!("{sep}{r}"));
+    }
+    if let Some(n) = &t.note {
+        line.push_str(&format!("{sep}({n})"));
+    }
+    visible_line(line.trim_end()).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,24 +247,11 @@ mod tests {
                 detail: "on_load failed: \x1b]0;owned\x07".into(),
             }),
             pid: None,
-            restarts: 0,
             uptime_ms: 0,
             rss_bytes: 0,
             memory_max_bytes: None,
-            memory_high_bytes: None,
-            limits: corral_proto::Enforcement::Sampling,
-            waiting_for: None,
-            backoff_ms: None,
             codec: "json".into(),
-            last_stderr: Vec::new(),
-            cpu_ms: 0,
-            calls: 0,
-            bus_in: 0,
-            bus_out: 0,
-            protocol: corral_proto::Protocol::Corral,
-            port: None,
-            status_text: None,
-            sandbox: "none".into(),
+            ..crate::cli::test_rows::running("p", 0)
         }
     }
 

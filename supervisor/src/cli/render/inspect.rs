@@ -258,17 +258,8 @@ fn history_text(info: &PluginInfo) -> String {
         let at = humantime::format_rfc3339_millis(
             std::time::UNIX_EPOCH + Duration::from_millis(t.at_unix_ms),
         );
-        let mut line = format!("  {at}  {:<9} -> {:<9}", t.from.as_str(), t.to.as_str());
-        if let Some(pid) = t.pid {
-            line.push_str(&format!("  pid {pid}"));
-        }
-        if let Some(r) = &t.reason {
-            line.push_str(&format!("  {r}"));
-        }
-        if let Some(n) = &t.note {
-            line.push_str(&format!("  ({n})"));
-        }
-        text.push_str(&visible_line(line.trim_end()));
+        text.push_str("  ");
+        text.push_str(&super::transition_line(t, &at.to_string(), "->", "  "));
         text.push('\n');
     }
     text
@@ -277,7 +268,7 @@ fn history_text(info: &PluginInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corral_proto::{Enforcement, Payload, PluginState, PluginStatus};
+    use corral_proto::{Payload, PluginStatus};
 
     /// What `inspect` prints for the one plugin of a fleet file with `toml`
     /// in its entry, and the settings object it printed from.
@@ -297,28 +288,9 @@ mod tests {
         let settings = fleet.plugins[0].settings(&tmp.path().join("p.log"), None);
         let info = PluginInfo {
             status: PluginStatus {
-                name: "p".into(),
-                state: PluginState::Running,
-                pid: Some(42),
-                restarts: 0,
-                uptime_ms: 1000,
                 rss_bytes: 0,
                 memory_max_bytes: None,
-                memory_high_bytes: None,
-                limits: Enforcement::Sampling,
-                last_exit: None,
-                waiting_for: None,
-                backoff_ms: None,
-                codec: "bincode".into(),
-                last_stderr: Vec::new(),
-                cpu_ms: 0,
-                calls: 0,
-                bus_in: 0,
-                bus_out: 0,
-                protocol: corral_proto::Protocol::Corral,
-                port: None,
-                status_text: None,
-                sandbox: "none".into(),
+                ..crate::cli::test_rows::running("p", 42)
             },
             settings: Payload::from_json(&settings).unwrap(),
             history: Vec::new(),

@@ -263,17 +263,12 @@ fn transition_line(t: &Transition) -> Line<'static> {
     let at = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + Duration::from_millis(t.at_unix_ms),
     );
-    let mut line = format!("{at} {:<9} → {:<9}", t.from.as_str(), t.to.as_str());
-    if let Some(pid) = t.pid {
-        line.push_str(&format!(" pid {pid}"));
-    }
-    if let Some(r) = &t.reason {
-        line.push_str(&format!(" {r}"));
-    }
-    if let Some(n) = &t.note {
-        line.push_str(&format!(" ({n})"));
-    }
-    Line::from(visible_line(line.trim_end()).into_owned())
+    Line::from(crate::cli::render::transition_line(
+        t,
+        &at.to_string(),
+        "→",
+        " ",
+    ))
 }
 
 /// The selected plugin's bus and call figures.

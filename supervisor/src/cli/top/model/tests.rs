@@ -1,37 +1,12 @@
 use std::time::{Duration, Instant};
 
-use corral_proto::{Enforcement, PluginInfo, PluginState, PluginStatus};
+use corral_proto::{PluginInfo, PluginState, PluginStatus};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::*;
 
 /// A running plugin's row with these counters.
-pub(crate) fn status(name: &str, pid: u32) -> PluginStatus {
-    PluginStatus {
-        name: name.into(),
-        state: PluginState::Running,
-        pid: Some(pid),
-        restarts: 0,
-        uptime_ms: 1_000,
-        rss_bytes: 5 << 20,
-        memory_max_bytes: Some(64 << 20),
-        memory_high_bytes: None,
-        limits: Enforcement::Sampling,
-        last_exit: None,
-        waiting_for: None,
-        backoff_ms: None,
-        codec: "bincode".into(),
-        last_stderr: Vec::new(),
-        cpu_ms: 0,
-        calls: 0,
-        bus_in: 0,
-        bus_out: 0,
-        protocol: corral_proto::Protocol::Corral,
-        port: None,
-        status_text: None,
-        sandbox: "none".into(),
-    }
-}
+pub(crate) use crate::cli::test_rows::running as status;
 
 fn sample(at: Instant, rows: Vec<PluginStatus>) -> Update {
     Update::Sample(Sample { at, rows })
