@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use corral_proto::event::{check_topic, reserved};
-use corral_proto::{Payload, Publish, codes};
+use corral_proto::{Payload, PluginEntry, Publish, codes};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::calls::Call;
 use crate::link::Link;
 use crate::{PluginError, Stop};
 
@@ -176,6 +177,20 @@ impl Context {
                 "the event bus connection closed",
             ))
         })
+    }
+
+    /// A call to another plugin's `action` (within this plugin's `calls`
+    /// permissions): await it for the reply, or
+    /// [`stream`](crate::Call::stream) it; [`timeout`](crate::Call::timeout)
+    /// and [`wait`](crate::Call::wait) set it up first.
+    pub fn call(&self, plugin: &str, action: &str, payload: &Value) -> Call {
+        let link = self.bus().map(|b| Arc::clone(&b.link));
+        Call::new(link, plugin, action, payload)
+    }
+
+    /// The fleet's plugins: names, states and the actions each declares.
+    pub async fn plugins(&self) -> Result<Vec<PluginEntry>, PluginError> {
+        self.bus()?.link.plugins().await
     }
 
     /// Subscribes to more patterns (within the plugin's `subscribe`

@@ -52,6 +52,7 @@
 #![deny(missing_docs)]
 
 mod background;
+mod calls;
 mod context;
 mod error;
 mod event;
@@ -61,10 +62,13 @@ mod plugin;
 mod router;
 mod serve;
 mod stop;
+mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use calls::{Call, DEFAULT_CALL_TIMEOUT, Piece, Replies};
 pub use context::Context;
+pub use corral_proto::{ActionInfo, PluginEntry, PluginState};
 pub use corral_proto::{ErrorReply as PluginError, codes};
 pub use error::RunError;
 pub use event::Event;
@@ -74,4 +78,5 @@ pub use router::{EventHandler, Router};
 pub use serde_json::Value;
 pub use serve::{run, try_run};
 pub use stop::Stop;
+pub use stream::Chunks;
 pub use tokio_util::sync::CancellationToken;

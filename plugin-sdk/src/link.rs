@@ -9,7 +9,9 @@
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use corral_proto::{BusApiClient, Publish, PublishReceipt, codes};
+use corral_proto::{
+    BusApiClient, Payload, PluginEntry, Publish, PublishReceipt, StreamPart, codes,
+};
 use futures::future::BoxFuture;
 
 use crate::PluginError;
@@ -22,13 +24,68 @@ pub(crate) trait Link: Debug + Send + Sync + 'static {
     fn subscribe(&self, patterns: Vec<String>) -> BoxFuture<'_, Result<(), PluginError>>;
     /// Drops subscriptions.
     fn unsubscribe(&self, patterns: Vec<String>) -> BoxFuture<'_, Result<(), PluginError>>;
+    /// Calls another plugin's action, by `deadline`.
+    fn call(&self, call: Outgoing) -> BoxFuture<'_, Result<Payload, PluginError>>;
+    /// Opens a streamed call to another plugin's action; answers its id.
+    fn call_stream(&self, call: Outgoing) -> BoxFuture<'_, Result<u64, PluginError>>;
+    /// The next piece of a stream this plugin opened.
+    fn stream_next(
+        &self,
+        id: u64,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<StreamPart, PluginError>>;
+    /// Abandons a stream this plugin opened.
+    fn stream_close(&self, id: u64) -> BoxFuture<'_, ()>;
+    /// The fleet's plugins.
+    fn plugins(&self) -> BoxFuture<'_, Result<Vec<PluginEntry>, PluginError>>;
 }
 
-/// The supervisor's `BusApi`, on the plugin's bus connection.
-impl Link for BusApiClient {
+/// A call to another plugin, as the link carries it.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) plugin: String,
+    pub(crate) action: String,
+    pub(crate) payload: Payload,
+    pub(crate) wait: bool,
+    pub(crate) deadline: Instant,
+}
+
+/// The supervisor's `BusApi` on the plugin's bus connection, with the
+/// features the supervisor agreed to: a method it may not know is never
+/// sent to it.
+#[derive(Debug)]
+pub(crate) struct BusLink {
+    client: BusApiClient,
+    calls: bool,
+    streams: bool,
+}
+
+impl BusLink {
+    pub(crate) fn new(client: BusApiClient, features: &[String]) -> Self {
+        let has = |f: &str| features.iter().any(|x| x == f);
+        Self {
+            client,
+            calls: has("calls"),
+            streams: has("calls") && has("streams"),
+        }
+    }
+
+    fn needs(&self, streams: bool) -> Result<&BusApiClient, PluginError> {
+        if self.calls && (self.streams || !streams) {
+            Ok(&self.client)
+        } else {
+            Err(PluginError::new(
+                codes::NOT_SUPPORTED,
+                "this supervisor predates calls between plugins and streamed replies",
+            ))
+        }
+    }
+}
+
+impl Link for BusLink {
     fn publish(&self, batch: Vec<Publish>) -> BoxFuture<'_, Result<PublishReceipt, PluginError>> {
         Box::pin(async move {
-            BusApiClient::publish(self, far_deadline(), batch)
+            BusApiClient::publish(&self.client, far_deadline(), batch)
                 .await
                 .map_err(rpc_error)
         })
@@ -36,7 +93,7 @@ impl Link for BusApiClient {
 
     fn subscribe(&self, patterns: Vec<String>) -> BoxFuture<'_, Result<(), PluginError>> {
         Box::pin(async move {
-            BusApiClient::subscribe(self, far_deadline(), patterns)
+            BusApiClient::subscribe(&self.client, far_deadline(), patterns)
                 .await
                 .map_err(rpc_error)?
         })
@@ -44,10 +101,101 @@ impl Link for BusApiClient {
 
     fn unsubscribe(&self, patterns: Vec<String>) -> BoxFuture<'_, Result<(), PluginError>> {
         Box::pin(async move {
-            BusApiClient::unsubscribe(self, far_deadline(), patterns)
+            BusApiClient::unsubscribe(&self.client, far_deadline(), patterns)
                 .await
                 .map_err(rpc_error)?
         })
+    }
+
+    fn call(&self, call: Outgoing) -> BoxFuture<'_, Result<Payload, PluginError>> {
+        Box::pin(async move {
+            let Outgoing {
+                plugin,
+                action,
+                payload,
+                wait,
+                deadline,
+            } = call;
+            let what = format!("{plugin}:{action}");
+            BusApiClient::call(
+                self.needs(false)?,
+                by(deadline),
+                plugin,
+                action,
+                payload,
+                wait,
+            )
+            .await
+            .map_err(|e| call_error(&e, &what))?
+        })
+    }
+
+    fn call_stream(&self, call: Outgoing) -> BoxFuture<'_, Result<u64, PluginError>> {
+        Box::pin(async move {
+            let what = format!("{}:{}", call.plugin, call.action);
+            BusApiClient::call_stream(
+                self.needs(true)?,
+                by(call.deadline),
+                call.plugin,
+                call.action,
+                call.payload,
+            )
+            .await
+            .map_err(|e| call_error(&e, &what))?
+        })
+    }
+
+    fn stream_next(
+        &self,
+        id: u64,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<StreamPart, PluginError>> {
+        Box::pin(async move {
+            BusApiClient::stream_next(self.needs(true)?, by(deadline), id)
+                .await
+                .map_err(|e| call_error(&e, "the stream"))?
+        })
+    }
+
+    fn stream_close(&self, id: u64) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Ok(client) = self.needs(true) else {
+                return;
+            };
+            let _ =
+                BusApiClient::stream_close(client, by(Instant::now() + Duration::from_secs(5)), id)
+                    .await;
+        })
+    }
+
+    fn plugins(&self) -> BoxFuture<'_, Result<Vec<PluginEntry>, PluginError>> {
+        Box::pin(async move {
+            BusApiClient::plugins(
+                self.needs(false)?,
+                by(Instant::now() + Duration::from_secs(10)),
+            )
+            .await
+            .map_err(rpc_error)
+        })
+    }
+}
+
+/// A call context with `deadline`.
+fn by(deadline: Instant) -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = deadline;
+    ctx
+}
+
+/// A call that failed on the way: its deadline passed, or the bus
+/// connection broke or refused it.
+fn call_error(e: &tarpc::client::RpcError, what: &str) -> PluginError {
+    match e {
+        tarpc::client::RpcError::DeadlineExceeded => PluginError::new(
+            codes::TIMEOUT,
+            format!("{what}: no answer before the deadline"),
+        ),
+        e => PluginError::new(codes::DISCONNECTED, format!("{what}: {e}")),
     }
 }
 

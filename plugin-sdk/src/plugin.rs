@@ -4,7 +4,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use crate::{Context, Event, PluginError, Stop};
+use crate::{Chunks, Context, Event, PluginError, Stop};
 
 /// A corral plugin. Only [`handle`](Plugin::handle) is required.
 ///
@@ -31,6 +31,25 @@ pub trait Plugin: Send + Sync + 'static {
         action: &str,
         payload: Value,
     ) -> impl Future<Output = Result<Value, PluginError>> + Send;
+
+    /// Runs `action` for a streamed reply: sends its chunks into `out`, in
+    /// order, and returns the stream's final value (or an error, which
+    /// ends it). `out.send` waits while the caller is behind and fails once
+    /// the caller has gone; the future is dropped when the caller closes
+    /// the stream or its deadline passes. The default answers with
+    /// [`handle`](Plugin::handle)'s one value, so any action can be
+    /// streamed; an action that only streams answers `handle` with
+    /// [`PluginError::streamed`].
+    fn stream(
+        &self,
+        ctx: &Context,
+        action: &str,
+        payload: Value,
+        out: Chunks,
+    ) -> impl Future<Output = Result<Value, PluginError>> + Send {
+        let _ = out;
+        self.handle(ctx, action, payload)
+    }
 
     /// Runs when the fleet config's `config` table for this plugin changed
     /// and corral reloaded it, without a restart. By default it runs

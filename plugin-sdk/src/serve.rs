@@ -16,7 +16,7 @@ use std::time::Duration;
 use corral_proto::codec::{self, Codec};
 use corral_proto::{
     BusApiClient, ErrorReply, Hello, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Payload, PluginApi,
-    Role, env, introduce,
+    Role, StreamPart, env, introduce,
 };
 use futures::StreamExt;
 use interprocess::local_socket::tokio::{Stream, prelude::*};
@@ -25,7 +25,9 @@ use tarpc::server::{BaseChannel, Channel};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::background::{Background, STOP_GRACE};
-use crate::link::Link;
+use crate::calls::DEADLINE;
+use crate::link::{BusLink, Link};
+use crate::stream::Producers;
 use crate::{Context, Event, Plugin, RunError};
 
 /// Serves `plugin` until the supervisor stops it, then returns.
@@ -100,16 +102,16 @@ impl Settings {
 }
 
 async fn serve<P: Plugin>(plugin: P, settings: Settings) -> Result<(), RunError> {
-    let framed = open(&settings, false).await?;
-    // The second connection, for publishing and subscribing, opened before
-    // `load` is answered as the protocol asks.
-    let bus = open(&settings, true).await?;
+    let (framed, _) = open(&settings, false).await?;
+    // The second connection, for publishing, subscribing and calling other
+    // plugins, opened before `load` is answered as the protocol asks.
+    let (bus, agreed) = open(&settings, true).await?;
     let tarpc::client::NewClient { client, dispatch } = BusApiClient::new(
         tarpc::client::Config::default(),
         codec::into_transport(bus, settings.codec),
     );
     tokio::spawn(dispatch);
-    let link: Arc<dyn Link> = Arc::new(client);
+    let link: Arc<dyn Link> = Arc::new(BusLink::new(client, &agreed.features));
     let ctx = Context::new(settings.name, Some(link), settings.max_frame);
     serve_connection(Arc::new(plugin), ctx, framed, settings.codec, STOP_GRACE).await;
     Ok(())
@@ -136,6 +138,7 @@ pub(crate) async fn serve_connection<P, S>(
         plugin,
         ctx,
         max_frame: framed.codec().max_frame_length(),
+        producers: Arc::default(),
         unloaded: Arc::new(AtomicBool::new(false)),
         background: Arc::new(Background::default()),
         grace,
@@ -154,7 +157,10 @@ pub(crate) async fn serve_connection<P, S>(
 
 /// Connects to the plugin's socket and shakes hands as the plugin itself,
 /// or (`bus`) as its bus connection.
-async fn open(settings: &Settings, bus: bool) -> Result<codec::Framed<Stream>, RunError> {
+async fn open(
+    settings: &Settings,
+    bus: bool,
+) -> Result<(codec::Framed<Stream>, corral_proto::Agreed), RunError> {
     let connect_err = |source| RunError::Connect {
         path: settings.socket.clone(),
         source,
@@ -173,10 +179,10 @@ async fn open(settings: &Settings, bus: bool) -> Result<codec::Framed<Stream>, R
         (Role::Plugin { name, secret }, "")
     };
     let hello = Hello::new(role);
-    introduce(&mut framed, settings.codec, &hello)
+    let agreed = introduce(&mut framed, settings.codec, &hello)
         .await
         .map_err(|e| RunError::Handshake(format!("{which}{e}")))?;
-    Ok(framed)
+    Ok((framed, agreed))
 }
 
 /// The [`PluginApi`] server wrapping a [`Plugin`].
@@ -186,6 +192,8 @@ struct Server<P> {
     unloaded: Arc<AtomicBool>,
     /// The largest frame: a reply that would not fit is answered `internal`.
     max_frame: usize,
+    /// Its streamed replies in progress.
+    producers: Arc<Producers>,
     /// The plugin's background work, started by the first successful load.
     background: Arc<Background>,
     /// How long an unload waits for the background work to stop.
@@ -199,6 +207,7 @@ impl<P> Clone for Server<P> {
             ctx: self.ctx.clone(),
             unloaded: Arc::clone(&self.unloaded),
             max_frame: self.max_frame,
+            producers: Arc::clone(&self.producers),
             background: Arc::clone(&self.background),
             grace: self.grace,
         }
@@ -231,6 +240,21 @@ impl Drop for CancelNotice<'_> {
     }
 }
 
+/// A reply encoded for the wire, or `internal` when it cannot be sent.
+fn encode_reply(reply: &serde_json::Value, max_frame: usize) -> Result<Payload, ErrorReply> {
+    let reply = Payload::from_json(reply)
+        .map_err(|e| ErrorReply::internal(format!("reply does not encode as JSON: {e}")))?;
+    // Room for the response around it; past that the frame could not be
+    // sent and the connection would end.
+    let size = reply.as_bytes().len();
+    if size + 1024 > max_frame {
+        return Err(ErrorReply::internal(format!(
+            "the reply is too large: {size} bytes, and a frame holds {max_frame}"
+        )));
+    }
+    Ok(reply)
+}
+
 fn decode(payload: &Payload) -> Result<serde_json::Value, ErrorReply> {
     payload
         .to_json()
@@ -252,7 +276,7 @@ impl<P: Plugin> PluginApi for Server<P> {
 
     async fn handle(
         self,
-        _: tarpc::context::Context,
+        ctx: tarpc::context::Context,
         action: String,
         payload: Payload,
     ) -> Result<Payload, ErrorReply> {
@@ -263,20 +287,10 @@ impl<P: Plugin> PluginApi for Server<P> {
             action: &action,
             finished: false,
         };
-        let reply = self.plugin.handle(&self.ctx, &action, payload).await;
+        let handler = self.plugin.handle(&self.ctx, &action, payload);
+        let reply = DEADLINE.scope(ctx.deadline, handler).await;
         guard.finished = true;
-        let reply = Payload::from_json(&reply?)
-            .map_err(|e| ErrorReply::internal(format!("reply does not encode as JSON: {e}")))?;
-        // Room for the response around it; past that the frame could not be
-        // sent and the connection would end.
-        let size = reply.as_bytes().len();
-        if size + 1024 > self.max_frame {
-            return Err(ErrorReply::internal(format!(
-                "the reply is too large: {size} bytes, and a frame holds {}",
-                self.max_frame
-            )));
-        }
-        Ok(reply)
+        encode_reply(&reply?, self.max_frame)
     }
 
     async fn shutdown(self, _: tarpc::context::Context) {
@@ -285,6 +299,38 @@ impl<P: Plugin> PluginApi for Server<P> {
 
     async fn reload(self, _: tarpc::context::Context, config: Payload) -> Result<(), ErrorReply> {
         self.plugin.on_reload(&self.ctx, decode(&config)?).await
+    }
+
+    async fn stream(
+        self,
+        ctx: tarpc::context::Context,
+        id: u64,
+        action: String,
+        payload: Payload,
+    ) -> Result<(), ErrorReply> {
+        let payload = decode(&payload)?;
+        let (plugin, hooks, max_frame) =
+            (Arc::clone(&self.plugin), self.ctx.clone(), self.max_frame);
+        let deadline = ctx.deadline;
+        self.producers
+            .start(id, deadline, max_frame - 1024, move |out| async move {
+                let mut guard = CancelNotice {
+                    action: &action,
+                    finished: false,
+                };
+                let producer = plugin.stream(&hooks, &action, payload, out);
+                let end = DEADLINE.scope(deadline, producer).await;
+                guard.finished = true;
+                encode_reply(&end?, max_frame)
+            })
+    }
+
+    async fn pull(self, _: tarpc::context::Context, id: u64) -> StreamPart {
+        self.producers.pull(id).await
+    }
+
+    async fn close(self, _: tarpc::context::Context, id: u64) {
+        self.producers.close(id);
     }
 
     async fn deliver(self, _: tarpc::context::Context, events: Vec<corral_proto::Event>) {

@@ -62,7 +62,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::background::STOP_GRACE;
-use crate::link::Link;
+use crate::link::{Link, Outgoing};
 use crate::serve::serve_connection;
 use crate::{Context, Event, Plugin, PluginError, Stop};
 
@@ -173,6 +173,38 @@ impl Link for Recorder {
     fn unsubscribe(&self, patterns: Vec<String>) -> BoxFuture<'_, Result<(), PluginError>> {
         Box::pin(std::future::ready(self.record_unsubscribe(&patterns)))
     }
+
+    fn call(&self, call: Outgoing) -> BoxFuture<'_, Result<Payload, PluginError>> {
+        Box::pin(std::future::ready(Err(alone(&call.plugin))))
+    }
+
+    fn call_stream(&self, call: Outgoing) -> BoxFuture<'_, Result<u64, PluginError>> {
+        Box::pin(std::future::ready(Err(alone(&call.plugin))))
+    }
+
+    fn stream_next(
+        &self,
+        _: u64,
+        _: std::time::Instant,
+    ) -> BoxFuture<'_, Result<corral_proto::StreamPart, PluginError>> {
+        Box::pin(std::future::ready(Err(alone("the stream"))))
+    }
+
+    fn stream_close(&self, _: u64) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    fn plugins(&self) -> BoxFuture<'_, Result<Vec<corral_proto::PluginEntry>, PluginError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+}
+
+/// A harness runs one plugin: there is no other to call.
+fn alone(plugin: &str) -> PluginError {
+    PluginError::new(
+        corral_proto::codes::UNKNOWN_PLUGIN,
+        format!("no plugin named `{plugin}`: a test harness runs this plugin alone"),
+    )
 }
 
 /// A hook's panic, carried from the serve loop's task to the test.
@@ -211,6 +243,17 @@ impl<P: Plugin> Plugin for Guarded<P> {
         payload: Value,
     ) -> Result<Value, PluginError> {
         self.run(self.plugin.handle(ctx, action, payload)).await
+    }
+
+    async fn stream(
+        &self,
+        ctx: &Context,
+        action: &str,
+        payload: Value,
+        out: crate::Chunks,
+    ) -> Result<Value, PluginError> {
+        self.run(self.plugin.stream(ctx, action, payload, out))
+            .await
     }
 
     async fn on_reload(&self, ctx: &Context, config: Value) -> Result<(), PluginError> {

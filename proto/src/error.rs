@@ -36,6 +36,14 @@ impl ErrorReply {
         Self::new(codes::BAD_PAYLOAD, message)
     }
 
+    /// `streamed`: `action` answers with a stream, and was called for one value.
+    pub fn streamed(action: &str) -> Self {
+        Self::new(
+            codes::STREAMED,
+            format!("action `{action}` answers with a stream: call it as a stream"),
+        )
+    }
+
     /// `internal`: the handler failed.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(codes::INTERNAL, message)
@@ -76,4 +84,7 @@ pub mod codes {
     /// The plugin cannot do what was asked of it (a call to a plugin that
     /// runs with `protocol = "none"`); the message says why.
     pub const NOT_SUPPORTED: &str = "not_supported";
+    /// The action answers with a stream of chunks: call it as a stream
+    /// (`corral call --stream`, `ctx.call_stream`).
+    pub const STREAMED: &str = "streamed";
 }

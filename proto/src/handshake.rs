@@ -34,8 +34,11 @@ pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// Optional behaviours a peer may rely on once both sides name them:
 /// `bus_in_load`, the bus is served before `load` is answered (a load hook
-/// may publish, flush and subscribe).
-pub const FEATURES: &[&str] = &["bus_in_load"];
+/// may publish, flush and subscribe); `calls`, the plugin may call other
+/// plugins through its bus connection (`BusApi::call` and what follows it);
+/// `streams`, the plugin serves streamed replies (`PluginApi::stream`,
+/// `pull`, `close`) and may ask for them.
+pub const FEATURES: &[&str] = &["bus_in_load", "calls", "streams"];
 
 /// The opening frame a client sends after connecting. It is written in the
 /// first layout (`protocol_version`, `role`) when it names no range and no

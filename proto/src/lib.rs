@@ -28,6 +28,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod call;
 #[cfg(feature = "transport")]
 pub mod codec;
 pub mod env;
@@ -39,6 +40,9 @@ mod payload;
 mod service;
 mod status;
 
+pub use call::{
+    ActionInfo, CallStats, PluginEntry, STREAM_PART_BYTES, STREAM_PART_CHUNKS, StreamPart,
+};
 #[cfg(feature = "transport")]
 pub use codec::{Codec, FrameError, MAX_FRAME_BYTES};
 pub use error::{ErrorReply, codes};

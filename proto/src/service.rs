@@ -5,7 +5,8 @@
 //! arguments keyed by parameter name, e.g. `{"Handle":{"action":"echo","payload":{…}}}`.
 
 use crate::{
-    ErrorReply, Event, Payload, PluginInfo, PluginStatus, Publish, PublishReceipt, ReloadReport,
+    ErrorReply, Event, Payload, PluginEntry, PluginInfo, PluginStatus, Publish, PublishReceipt,
+    ReloadReport, StreamPart,
 };
 
 /// Served by every plugin on its connection to the supervisor.
@@ -26,6 +27,17 @@ pub trait PluginApi {
     /// Delivers a batch of events matching the plugin's subscriptions, in
     /// order; the next batch is sent once this one is answered.
     async fn deliver(events: Vec<Event>);
+    /// Starts `action` with its reply as a stream named `id` (feature
+    /// `streams`): answered once it runs; its chunks are then pulled. The
+    /// request's deadline is the stream's: past it the producer is stopped.
+    /// An action that answers with one value ends its stream with it.
+    async fn stream(id: u64, action: String, payload: Payload) -> Result<(), ErrorReply>;
+    /// The next chunks of stream `id`: answered once there is at least one,
+    /// or the end. The producer runs ahead of its puller by a bounded
+    /// buffer only, so a slow reader slows it.
+    async fn pull(id: u64) -> StreamPart;
+    /// Stops stream `id` (its caller went away): the producer is cancelled.
+    async fn close(id: u64);
 }
 
 /// Served by the supervisor on a plugin's second ([`Role::Bus`](crate::Role))
@@ -40,6 +52,31 @@ pub trait BusApi {
     async fn subscribe(patterns: Vec<String>) -> Result<(), ErrorReply>;
     /// Removes subscriptions.
     async fn unsubscribe(patterns: Vec<String>) -> Result<(), ErrorReply>;
+    /// Calls `action` of another plugin (feature `calls`), within the
+    /// caller's `calls` permissions and the target's `callers`. The request's
+    /// deadline travels with it and caps the target's `call_timeout`. A
+    /// target that is not running answers `not_running`, or with `wait`, is
+    /// waited for until the deadline.
+    async fn call(
+        plugin: String,
+        action: String,
+        payload: Payload,
+        wait: bool,
+    ) -> Result<Payload, ErrorReply>;
+    /// Opens a streamed call to another plugin (features `calls` and
+    /// `streams`), permitted as [`call`](BusApi::call) is; answers the
+    /// stream's id for [`stream_next`](BusApi::stream_next).
+    async fn call_stream(
+        plugin: String,
+        action: String,
+        payload: Payload,
+    ) -> Result<u64, ErrorReply>;
+    /// The next chunks of a stream this plugin opened.
+    async fn stream_next(id: u64) -> Result<StreamPart, ErrorReply>;
+    /// Abandons a stream this plugin opened: its producer is stopped.
+    async fn stream_close(id: u64);
+    /// The fleet's plugins, their states and the actions each declares.
+    async fn plugins() -> Vec<PluginEntry>;
 }
 
 /// Served by the supervisor on its control socket; the CLI is its client.
@@ -74,6 +111,15 @@ pub trait ControlApi {
     /// failed, or waits on one that failed (when `READY=1` goes to a
     /// service manager). Answers at once.
     async fn ready() -> bool;
+    /// Opens a streamed call to a plugin's action; answers its id for
+    /// [`stream_next`](ControlApi::stream_next). A stream not read for 10 s
+    /// is closed, and so are a connection's streams when it closes.
+    async fn call_stream(name: String, action: String, payload: Payload)
+    -> Result<u64, ErrorReply>;
+    /// The next chunks of an open stream.
+    async fn stream_next(id: u64) -> Result<StreamPart, ErrorReply>;
+    /// Abandons an open stream: its producer is stopped.
+    async fn stream_close(id: u64);
 }
 
 /// The methods of [`ControlApi`] as they appear on the wire (the key of a
@@ -93,6 +139,9 @@ pub const CONTROL_METHODS: &[&str] = &[
     "EventsOpen",
     "EventsNext",
     "Ready",
+    "CallStream",
+    "StreamNext",
+    "StreamClose",
 ];
 
 #[cfg(test)]

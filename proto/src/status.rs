@@ -309,6 +309,12 @@ pub struct PluginInfo {
     /// Its standing on the event bus.
     #[serde(default)]
     pub bus: crate::BusStats,
+    /// The actions its manifest declares.
+    #[serde(default)]
+    pub actions: Vec<crate::ActionInfo>,
+    /// Its calls to other plugins.
+    #[serde(default)]
+    pub calls: crate::CallStats,
 }
 
 /// What a reload changed, plugin by plugin.

@@ -551,7 +551,11 @@ async fn call_json(
     payload: serde_json::Value,
 ) -> serde_json::Value {
     let reply = plugin
-        .call(action.into(), Payload::from_json(&payload).expect("json"))
+        .call(
+            action.into(),
+            Payload::from_json(&payload).expect("json"),
+            None,
+        )
         .await
         .unwrap_or_else(|e| panic!("{action}: {e}"));
     reply.to_json().expect("json reply")
@@ -615,7 +619,7 @@ async fn sdk_figures(dir: &Path, entry: &str, actions: &[&str]) -> (Vec<Vec<Dura
         for _ in 0..SDK_CALLS {
             let t = Instant::now();
             publisher
-                .call((*action).into(), payload.clone())
+                .call((*action).into(), payload.clone(), None)
                 .await
                 .expect("call");
             samples.push(t.elapsed());
@@ -736,7 +740,7 @@ restart_limit = {{ count = 1000000, within = "1s" }}
             let hog = plugin.clone();
             tokio::spawn(async move {
                 let payload = Payload::from_json(&serde_json::json!({"mb": 200})).expect("json");
-                let _ = hog.call("alloc".into(), payload).await;
+                let _ = hog.call("alloc".into(), payload, None).await;
             });
             if let Some(took) = poller.join().expect("poller") {
                 samples.push(took);
@@ -800,7 +804,7 @@ async fn plugin_figures(dir: &Path, echo: &Path) -> PluginFigures {
     for _ in 0..SEQUENTIAL {
         let t = Instant::now();
         plugin
-            .call("echo".into(), payload.clone())
+            .call("echo".into(), payload.clone(), None)
             .await
             .expect("echo");
         call.push(t.elapsed());
@@ -814,7 +818,7 @@ async fn plugin_figures(dir: &Path, echo: &Path) -> PluginFigures {
             tokio::spawn(async move {
                 for _ in 0..per_task {
                     plugin
-                        .call("echo".into(), payload.clone())
+                        .call("echo".into(), payload.clone(), None)
                         .await
                         .expect("echo");
                 }

@@ -17,6 +17,7 @@
 //! - [`detach`]: `corral up --detach`.
 
 pub mod args;
+mod call;
 pub mod client;
 pub mod colour;
 pub mod commands;

@@ -27,6 +27,9 @@
 //!
 //! The `requires` graph itself is [`crate::deps`].
 
+mod access;
+mod at;
+mod bus_keys;
 mod check;
 pub mod defaults;
 mod env_file;
@@ -45,6 +48,7 @@ mod variables;
 use std::path::{Path, PathBuf};
 
 pub use crate::units::ReadyOn;
+pub use access::{ActionDecl, CallsSpec, Effect, PermissionRule};
 pub use error::{ConfigError, Problem};
 pub use health::{Health, Probe};
 pub use layers::{

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod bus;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -28,6 +29,7 @@ pub mod os;
 pub mod plugin;
 pub mod rate;
 pub mod restart;
+pub mod router;
 pub mod supervisor;
 pub mod units;
 pub mod vars;

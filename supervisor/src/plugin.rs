@@ -44,13 +44,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use corral_proto::{ErrorReply, ExitReason, Payload, PluginInfo, PluginStatus, Protocol, codes};
+use corral_proto::{
+    CallStats, ErrorReply, ExitReason, Payload, PluginInfo, PluginStatus, Protocol, codes,
+};
 use tarpc::client::RpcError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::bus::BusHandle;
+use crate::calls::{Calls, Upstream};
 use crate::config::{PluginSpec, SupervisorSettings};
 use crate::os::cgroup::Cgroups;
 
@@ -75,6 +78,15 @@ use actor::Actor;
 use lifecycle::round_ms;
 use messages::{CallTarget, Msg};
 
+pub use messages::Terms;
+
+/// Calls a plugin made to others: routed, and refused.
+#[derive(Debug, Default)]
+struct CallCounts {
+    made: AtomicU64,
+    denied: AtomicU64,
+}
+
 pub use lifecycle::HISTORY;
 
 /// How long a caller whose call died waits to learn the plugin's exit reason.
@@ -92,14 +104,37 @@ pub struct Host {
     pub bus: BusHandle,
     /// The HTTP client every plugin's `http` health probe shares.
     pub http: reqwest::Client,
+    /// The fleet's call router, for calls a plugin makes.
+    pub calls: Calls,
+}
+
+/// The deadline of a call into a plugin whose `call_timeout` is `timeout`,
+/// for a caller whose own deadline is `theirs`; and that limit in words.
+fn capped(theirs: Option<Instant>, timeout: Duration) -> (Instant, String) {
+    let own = Instant::now() + timeout;
+    match theirs {
+        Some(theirs) if theirs < own => (
+            theirs,
+            format!(
+                "the caller's deadline ({} left)",
+                humantime::format_duration(round_ms(
+                    theirs.saturating_duration_since(Instant::now())
+                ))
+            ),
+        ),
+        _ => (own, humantime::format_duration(timeout).to_string()),
+    }
 }
 
 /// The way to reach one plugin's actor. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct PluginHandle {
     name: Arc<str>,
-    /// What it requires, as its actor last took from the config.
-    requires: watch::Receiver<Arc<[String]>>,
+    /// What it requires and whom it may call, as its actor last took from
+    /// the config.
+    terms: watch::Receiver<Arc<Terms>>,
+    /// Its calls to other plugins, made and denied.
+    made: Arc<CallCounts>,
     tx: mpsc::Sender<Msg>,
     target: watch::Receiver<Option<CallTarget>>,
     /// Calls handed to the plugin, shared by every clone and its actor.
@@ -117,7 +152,7 @@ impl PluginHandle {
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(64);
         let name: Arc<str> = spec.name.as_str().into();
-        let (requires_tx, requires) = watch::channel::<Arc<[String]>>(spec.requires.clone().into());
+        let (terms_tx, terms) = watch::channel(Arc::new(Terms::of(&spec)));
         let span = tracing::info_span!("plugin", plugin = %name);
         let (target_tx, target) = watch::channel(None);
         let calls = Arc::new(AtomicU64::new(0));
@@ -128,13 +163,14 @@ impl PluginHandle {
             events,
             target_tx,
             Arc::clone(&calls),
-            requires_tx,
+            terms_tx,
         );
         let task = tokio::spawn(actor.run().instrument(span));
         (
             Self {
                 name,
-                requires,
+                terms,
+                made: Arc::default(),
                 tx,
                 target,
                 calls,
@@ -160,7 +196,30 @@ impl PluginHandle {
 
     /// The plugins it requires, as the last reload left them.
     pub fn requires(&self) -> Arc<[String]> {
-        Arc::clone(&self.requires.borrow())
+        Arc::clone(&self.terms.borrow().requires)
+    }
+
+    /// What its config says to the fleet, as the last reload left it.
+    pub fn terms(&self) -> Arc<Terms> {
+        Arc::clone(&self.terms.borrow())
+    }
+
+    /// Counts a call it made to another plugin: routed, or `denied`.
+    pub fn count_call(&self, denied: bool) {
+        let counter = if denied {
+            &self.made.denied
+        } else {
+            &self.made.made
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Its calls to other plugins so far, made and denied.
+    pub fn call_stats(&self) -> CallStats {
+        CallStats {
+            made: self.made.made.load(Ordering::Relaxed),
+            denied: self.made.denied.load(Ordering::Relaxed),
+        }
     }
 
     /// Status, settings and history.
@@ -179,8 +238,9 @@ impl PluginHandle {
         self.ask(Msg::Status).await
     }
 
-    /// Calls one of the plugin's actions, within its `call_timeout`.
-    pub async fn call(&self, action: String, payload: Payload) -> Result<Payload, ErrorReply> {
+    /// The live connection to call it through, within its rate limit;
+    /// or why there is none now.
+    async fn target(&self) -> Result<CallTarget, ErrorReply> {
         // The actor publishes its live connection; calls take it from there
         // without a round trip through the actor's mailbox.
         let target = self.target.borrow().clone();
@@ -219,9 +279,28 @@ impl PluginHandle {
                 ),
             ));
         }
-        let mut ctx = tarpc::context::current();
-        ctx.deadline = Instant::now() + target.call_timeout;
         self.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(target)
+    }
+
+    /// Resolves once it takes calls (at once if it does now).
+    pub async fn callable_soon(&self) {
+        let mut target = self.target.clone();
+        let _ = target.wait_for(Option::is_some).await;
+    }
+
+    /// Calls one of the plugin's actions, within its `call_timeout` and,
+    /// when the caller has one, the caller's `deadline`.
+    pub async fn call(
+        &self,
+        action: String,
+        payload: Payload,
+        deadline: Option<Instant>,
+    ) -> Result<Payload, ErrorReply> {
+        let target = self.target().await?;
+        let (deadline, within) = capped(deadline, target.call_timeout);
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = deadline;
         match target.client.handle(ctx, action.clone(), payload).await {
             // A bincode plugin's reply is raw bytes: forwarded only if JSON.
             Ok(Ok(reply)) => reply.check_json().map(|()| reply).map_err(|e| {
@@ -230,11 +309,7 @@ impl PluginHandle {
             Ok(reply) => reply,
             Err(RpcError::DeadlineExceeded) => Err(ErrorReply::new(
                 codes::TIMEOUT,
-                format!(
-                    "`{}` did not answer `{action}` within {}",
-                    self.name,
-                    humantime::format_duration(target.call_timeout)
-                ),
+                format!("`{}` did not answer `{action}` within {within}", self.name),
             )),
             Err(e) => {
                 // Tell the caller why, once the actor knows the exit reason.
@@ -248,6 +323,28 @@ impl PluginHandle {
                 ))
             }
         }
+    }
+
+    /// Starts one of its actions with a streamed reply, ending by its
+    /// `call_timeout` or the caller's `deadline`, whichever comes first.
+    pub async fn stream(
+        &self,
+        action: String,
+        payload: Payload,
+        deadline: Option<Instant>,
+    ) -> Result<Upstream, ErrorReply> {
+        let target = self.target().await?;
+        if !target.streams {
+            return Err(ErrorReply::new(
+                codes::NOT_SUPPORTED,
+                format!(
+                    "`{}` speaks no streamed replies (its SDK predates them)",
+                    self.name
+                ),
+            ));
+        }
+        let (deadline, _) = capped(deadline, target.call_timeout);
+        Upstream::open(target.client, &self.name, action, payload, deadline).await
     }
 
     /// Why the process `pid` ended, once its actor has reaped it (waited

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use std::path::PathBuf;
 
 use crate::bus::BusHandle;
+use crate::calls::Calls;
 use crate::config::{ConfigError, Fleet, PluginSpec};
 use crate::deps::{Graph, Links};
 use crate::os::cgroup::Cgroups;
@@ -46,12 +47,18 @@ pub struct SupervisorHandle {
     tx: mpsc::Sender<Msg>,
     ready: watch::Receiver<bool>,
     bus: BusHandle,
+    calls: Calls,
 }
 
 impl SupervisorHandle {
     /// The fleet's event bus.
     pub fn bus(&self) -> &BusHandle {
         &self.bus
+    }
+
+    /// The fleet's call router.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
     }
 
     /// Resolves once the initial fleet has settled: no plugin is still
@@ -183,11 +190,13 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
     let (events_tx, events) = mpsc::unbounded_channel();
     let settings = Arc::new(fleet.supervisor.clone());
     let bus = BusHandle::spawn();
+    let (calls, call_requests) = Calls::channel();
     let host = Host {
         settings: Arc::clone(&settings),
         cgroups,
         bus: bus.clone(),
         http: crate::plugin::probe_client(),
+        calls: calls.clone(),
     };
     let links = links_of(fleet);
     let plugins: Vec<_> = fleet
@@ -195,6 +204,8 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
         .iter()
         .map(|spec| PluginHandle::spawn(spec.clone(), host.clone(), events_tx.clone()))
         .collect();
+    let (handles, fleet_rx) = watch::channel(handles_of(&plugins));
+    crate::router::spawn(call_requests, fleet_rx);
     let actor = Supervisor {
         file: fleet.file.clone(),
         host,
@@ -209,6 +220,7 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
         plugins,
         links,
         strategy: fleet.supervisor.strategy,
+        fleet: handles,
         mailbox,
         events,
         done,
@@ -221,12 +233,20 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
             tx,
             ready: ready_rx,
             bus,
+            calls,
         },
         done_rx,
     )
 }
 
+/// The handles of `plugins`, for the call router.
+fn handles_of(plugins: &[(PluginHandle, JoinHandle<()>)]) -> Arc<[PluginHandle]> {
+    plugins.iter().map(|(h, _)| h.clone()).collect()
+}
+
 struct Supervisor {
+    /// Every plugin's handle, for the call router.
+    fleet: watch::Sender<Arc<[PluginHandle]>>,
     /// The fleet file, re-read on reload.
     file: PathBuf,
     /// What plugin actors get: settings in force, cgroups.
@@ -369,6 +389,7 @@ impl Supervisor {
             tokio::spawn(async move { handle.stop().await });
         }
         self.links = links_of(&fleet);
+        self.fleet.send_replace(handles_of(&self.plugins));
         self.states = self
             .plugins
             .iter()

@@ -25,6 +25,8 @@
 //! | `write` | `{"path": P, "text": T}` | writes T to P: `{"written": N}`, or the error's code |
 //! | `connect` | `{"host": H, "port": N}` | a TCP connection (2 s at most): `{"connected": true}`, or the error's code |
 //! | `signal` | `{"pid": P, "signal": N}` | sends signal N (0: only checks) to P: `{"signalled": P}`, or the error's code (`EPERM`) |
+//! | `relay` | `{"plugin", "action", "payload", "timeout_ms"?, "wait"?, "stream"?}` | calls that plugin's action through the supervisor: its reply, or its error with its code; with `"stream": true`, reads its streamed reply: `{"chunks": N, "in_order": bool, "end": final}` |
+//! | `stream` | `{"count": N, "delay_ms"?}` | a streamed reply: N chunks `{"i": n}`, then `{"done": N}` (called for one value: `streamed`) |
 //!
 //! Config key `crash_after_ms` (integer) makes it abort that long after
 //! loading: a crash loop on demand, for restart tests. Config key
@@ -43,6 +45,7 @@
 //! `high` (priority 10), each noting its name for `handled`: every event
 //! runs `high`, then `low`.
 
+mod calling;
 mod probes;
 
 use std::io::Write;
@@ -50,7 +53,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_sdk::{Context, Event, Plugin, PluginError, Router, Stop, Value};
+use corral_sdk::{Chunks, Context, Event, Plugin, PluginError, Router, Stop, Value};
 use serde_json::json;
 
 /// The echo plugin's state: what it was configured with and what it holds.
@@ -294,6 +297,8 @@ impl Plugin for Echo {
             "write" => probes::write(&payload),
             "connect" => probes::connect(&payload),
             "signal" => probes::signal(&payload),
+            "relay" => calling::relay(ctx, &payload).await,
+            "stream" => Err(PluginError::streamed(action)),
             "ticks" => Ok(json!({
                 "ticks": self.ticks.load(Ordering::SeqCst),
                 "tasks_started": self.tasks_started.load(Ordering::SeqCst),
@@ -307,6 +312,19 @@ impl Plugin for Echo {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()),
             other => Err(PluginError::unknown_action(other)),
+        }
+    }
+
+    async fn stream(
+        &self,
+        ctx: &Context,
+        action: &str,
+        payload: Value,
+        out: Chunks,
+    ) -> Result<Value, PluginError> {
+        match action {
+            "stream" => calling::stream(&payload, &out).await,
+            other => self.handle(ctx, other, payload).await,
         }
     }
 

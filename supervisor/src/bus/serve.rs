@@ -1,17 +1,35 @@
 //! [`BusApi`](corral_proto::BusApi) served on a plugin's bus connection:
-//! [`serve_plugin`] answers each call through the [`BusHandle`], on behalf
-//! of that plugin.
+//! [`serve_plugin`] answers each request on behalf of that plugin. Bus
+//! requests (publish, subscribe) go through the [`BusHandle`] one after
+//! the other, so a plugin's batches are fanned out in the order it sent
+//! them; calls to other plugins go to the fleet's router through
+//! [`Calls`], each in a task of its own, so a slow call holds up neither
+//! the plugin's publishes nor its other calls.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use corral_proto::{ErrorReply, Publish, PublishReceipt};
+use corral_proto::{
+    BusApiRequest, ErrorReply, Payload, PluginEntry, Publish, PublishReceipt, StreamPart,
+};
 
 use super::BusHandle;
+use crate::calls::{CallRequest, Caller, Calls, Streams};
+
+/// Requests in flight on one bus connection at most (calls included);
+/// more are answered with an error.
+const MAX_IN_FLIGHT: usize = 128;
 
 /// Serves [`BusApi`](corral_proto::BusApi) to one plugin on its bus
 /// connection until it closes, or until the handle returned aborts it (which
-/// closes the connection). Everything it does is on behalf of `name`.
-pub fn serve_plugin<S>(name: Arc<str>, bus: BusHandle, transport: S) -> tokio::task::AbortHandle
+/// closes the connection, and every stream it opened). Everything it does is
+/// on behalf of `name`.
+pub fn serve_plugin<S>(
+    name: Arc<str>,
+    bus: BusHandle,
+    calls: Calls,
+    transport: S,
+) -> tokio::task::AbortHandle
 where
     S: tarpc::Transport<
             tarpc::Response<corral_proto::BusApiResponse>,
@@ -23,13 +41,32 @@ where
     use corral_proto::BusApi;
     use futures::StreamExt;
     use tarpc::server::{BaseChannel, Channel};
-    let server = PluginBus { name, bus };
-    tokio::spawn(
-        BaseChannel::with_defaults(transport)
-            .execute(server.serve())
-            // In order: a plugin's batches are fanned out as they came.
-            .for_each(|request| request),
-    )
+    let server = PluginBus {
+        name,
+        bus,
+        calls,
+        streams: Arc::default(),
+    };
+    let requests = BaseChannel::with_defaults(transport)
+        .max_concurrent_requests(MAX_IN_FLIGHT)
+        .requests();
+    tokio::spawn(async move {
+        let mut requests = std::pin::pin!(requests);
+        while let Some(Ok(request)) = requests.next().await {
+            let ordered = matches!(
+                request.get().message,
+                BusApiRequest::Publish { .. }
+                    | BusApiRequest::Subscribe { .. }
+                    | BusApiRequest::Unsubscribe { .. }
+            );
+            let answer = request.execute(server.clone().serve());
+            if ordered {
+                answer.await;
+            } else {
+                tokio::spawn(answer);
+            }
+        }
+    })
     .abort_handle()
 }
 
@@ -38,6 +75,29 @@ where
 struct PluginBus {
     name: Arc<str>,
     bus: BusHandle,
+    calls: Calls,
+    /// The streamed calls it has open.
+    streams: Arc<Streams>,
+}
+
+impl PluginBus {
+    fn request(
+        &self,
+        ctx: tarpc::context::Context,
+        plugin: String,
+        action: String,
+        payload: Payload,
+        wait: bool,
+    ) -> CallRequest {
+        CallRequest {
+            caller: Caller::Plugin(Arc::clone(&self.name)),
+            plugin,
+            action,
+            payload,
+            deadline: Some(ctx.deadline.max(Instant::now())),
+            wait,
+        }
+    }
 }
 
 impl corral_proto::BusApi for PluginBus {
@@ -59,5 +119,45 @@ impl corral_proto::BusApi for PluginBus {
         patterns: Vec<String>,
     ) -> Result<(), ErrorReply> {
         self.bus.subscribe(self.name, patterns, false).await
+    }
+
+    async fn call(
+        self,
+        ctx: tarpc::context::Context,
+        plugin: String,
+        action: String,
+        payload: Payload,
+        wait: bool,
+    ) -> Result<Payload, ErrorReply> {
+        let call = self.request(ctx, plugin, action, payload, wait);
+        self.calls.call(call).await
+    }
+
+    async fn call_stream(
+        self,
+        ctx: tarpc::context::Context,
+        plugin: String,
+        action: String,
+        payload: Payload,
+    ) -> Result<u64, ErrorReply> {
+        let call = self.request(ctx, plugin, action, payload, false);
+        let stream = self.calls.stream(call).await?;
+        self.streams.add(stream)
+    }
+
+    async fn stream_next(
+        self,
+        _: tarpc::context::Context,
+        id: u64,
+    ) -> Result<StreamPart, ErrorReply> {
+        self.streams.next(id).await
+    }
+
+    async fn stream_close(self, _: tarpc::context::Context, id: u64) {
+        self.streams.close(id);
+    }
+
+    async fn plugins(self, _: tarpc::context::Context) -> Vec<PluginEntry> {
+        self.calls.plugins().await
     }
 }

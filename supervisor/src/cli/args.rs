@@ -189,7 +189,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         sdk: Option<PathBuf>,
     },
-    /// Call a plugin's action and print its JSON reply.
+    /// Call a plugin's action and print its JSON reply (with `--stream`, one
+    /// JSON line per chunk, then the final value); `--list` shows its actions.
     Call {
         /// Where the running supervisor is.
         #[command(flatten)]
@@ -197,9 +198,17 @@ pub enum Command {
         /// The plugin.
         name: String,
         /// The action.
-        action: String,
+        #[arg(required_unless_present = "list")]
+        action: Option<String>,
         /// The payload, as JSON, or `-` to read it from stdin [default: null].
         payload: Option<String>,
+        /// Read a streamed reply: one JSON line per chunk as it comes, then
+        /// the final value.
+        #[arg(long, conflicts_with = "list")]
+        stream: bool,
+        /// List the actions the plugin's manifest declares.
+        #[arg(long)]
+        list: bool,
     },
     /// Put an event on the bus (source `cli`).
     Publish {

@@ -23,7 +23,9 @@ pub async fn run_client(command: Command) -> ExitCode {
             name,
             action,
             payload,
-        } => call(&target, name, action, payload).await,
+            stream,
+            list,
+        } => super::call::run(&target, name, action, payload, (stream, list)).await,
         Command::Publish {
             target,
             topic,
@@ -75,12 +77,12 @@ pub fn fail(message: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-async fn connect(target: &Target) -> Result<ControlApiClient, Error> {
+pub(super) async fn connect(target: &Target) -> Result<ControlApiClient, Error> {
     let (socket, via) = client::socket_of(target)?;
     client::connect(&socket, &via).await
 }
 
-fn context(timeout: Duration) -> tarpc::context::Context {
+pub(super) fn context(timeout: Duration) -> tarpc::context::Context {
     let mut ctx = tarpc::context::current();
     ctx.deadline = Instant::now() + timeout;
     ctx
@@ -96,7 +98,7 @@ async fn ps(target: &Target, json: bool) -> Result<ExitCode, Error> {
 
 /// The payload argument: JSON text, `-` for JSON read from stdin (for
 /// payloads past the command line's size limit), or none for `null`.
-fn payload_arg(payload: Option<String>) -> Result<Payload, ExitCode> {
+pub(super) fn payload_arg(payload: Option<String>) -> Result<Payload, ExitCode> {
     let text = match payload.as_deref() {
         None => return Ok(Payload::null()),
         Some("-") => {
@@ -200,39 +202,6 @@ async fn events(target: &Target, patterns: Vec<String>, json: bool) -> Result<Ex
                 return Ok(ExitCode::SUCCESS); // stdout closed: the reader is done
             }
         }
-    }
-}
-
-async fn call(
-    target: &Target,
-    name: String,
-    action: String,
-    payload: Option<String>,
-) -> Result<ExitCode, Error> {
-    let payload = match payload_arg(payload) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
-    };
-    let client = connect(target).await?;
-    match client
-        .call(
-            context(Duration::from_secs(3600)),
-            name.clone(),
-            action.clone(),
-            payload,
-        )
-        .await?
-    {
-        Ok(reply) => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(reply.as_bytes());
-            let _ = out.write_all(b"\n");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => Ok(fail(&format!(
-            "{name} {action} failed: {}: {}",
-            e.code, e.message
-        ))),
     }
 }
 

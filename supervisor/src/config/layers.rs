@@ -20,6 +20,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use super::access::{ActionDecl, PermissionRule};
 use super::check::{self, Grammar, Key, Keys, Read, Shape, Table, values};
 use super::env_file::EnvFiles;
 use super::error::ConfigError;
@@ -58,6 +59,8 @@ macro_rules! table {
 }
 
 values!(
+    Vec<ActionDecl>,
+    Vec<PermissionRule>,
     String,
     bool,
     u32,
@@ -234,6 +237,9 @@ macro_rules! plugin_keys {
             /// homepage, anything): shown by `inspect`, never checked.
             #[serde(default)]
             pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+            /// The actions it serves, with what each does.
+            #[serde(default)]
+            pub actions: Option<Vec<ActionDecl>>,
             $($(#[doc = $doc])+ pub $field: Option<$ty>,)*
         }
 
@@ -304,6 +310,11 @@ impl Table for Manifest {
                 "metadata",
                 <serde_json::Map<String, serde_json::Value> as Grammar>::SHAPE,
                 "{ author = \"Ann\", license = \"MIT\", tags = [\"sensors\"] }",
+            ),
+            Key::new(
+                "actions",
+                <Vec<ActionDecl> as Grammar>::SHAPE,
+                "[\"get\", { name = \"set\", description = \"writes a key\" }]",
             ),
         ],
         PLUGIN_KEYS,
@@ -400,6 +411,12 @@ plugin_keys! {
     restart_limit: RestartLimitLayer = "{ count = 5, within = \"60s\" }",
     /// Plugins that must be running before it starts.
     requires: Vec<String> = "[\"db\"]",
+    /// Other plugins' actions it may call, as `plugin:action` globs.
+    calls: Vec<String> = "[\"db:*\", \"cache:get\"]",
+    /// The plugins that may call it, as globs (any, when unset).
+    callers: Vec<String> = "[\"web\", \"worker.*\"]",
+    /// Allow and deny rules on plugins' actions and on topics.
+    permissions: Vec<PermissionRule> = "[{ resource = \"db\", actions = [\"get\"], effect = \"allow\" }]",
     /// Size at which its log file is rotated.
     log_max_size: Size = "\"10MiB\"",
     /// Rotated log files kept.

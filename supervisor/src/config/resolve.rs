@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use corral_proto::Codec;
 
+use super::at::At;
+use super::bus_keys::{bus, bus_memory};
 use super::defaults;
 use super::error::Problem;
 use super::layers::{
@@ -26,7 +28,7 @@ use super::schema::{self, PluginConfig, SchemaEntry};
 use super::spec::{Heartbeat, PluginSpec, SupervisorSettings};
 use crate::units::{HumanDuration, Percent, Size};
 
-use crate::bus::{BusRules, Overflow, RetainBound};
+use crate::bus::BusRules;
 use crate::os::cgroup::LimitsMode;
 use crate::os::log_file::MAX_KEEP;
 use crate::rate::RateLimit;
@@ -102,36 +104,6 @@ pub(super) fn supervisor_settings(
     (settings, problems)
 }
 
-/// Which plugin of which file is being resolved, and what is wrong with it
-/// so far: names the keys of its problems and collects them.
-struct At<'a> {
-    file: &'a str,
-    name: &'a str,
-    problems: Vec<Problem>,
-    /// Keys (under `plugins.NAME.`) already refused while the layers were
-    /// read: a problem resolving them again is not said twice.
-    refused: Vec<String>,
-}
-
-impl At<'_> {
-    fn key(&self, k: &str) -> String {
-        format!("plugins.{}.{k}", self.name)
-    }
-
-    /// Notes a problem with key `k` of this plugin.
-    fn refuse(&mut self, k: &str, message: impl Into<String>) {
-        if self.refused.iter().any(|r| r == k) {
-            return;
-        }
-        let problem = Problem {
-            file: self.file.to_string(),
-            key: self.key(k),
-            message: message.into(),
-        };
-        self.problems.push(problem);
-    }
-}
-
 /// One plugin's layers merged, with what its manifest (if any) brought.
 struct Layered {
     layer: PluginLayer,
@@ -141,6 +113,8 @@ struct Layered {
     fleet_dir: PathBuf,
     /// The manifest's free-form `[metadata]`.
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The actions the manifest declares.
+    actions: Vec<super::ActionDecl>,
     /// Its folder: the manifest's, or the fleet file's.
     home: PathBuf,
 }
@@ -178,6 +152,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         manifest,
         fleet_dir,
         metadata,
+        actions,
         home,
     } = layered;
     // Every key taken apart: a key added to the grammar and not resolved does not compile.
@@ -188,7 +163,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         heartbeat, health, ready, notify, watchdog, sandbox,
         handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
         restart, success_codes, backoff, restart_limit,
-        requires,
+        requires, calls, callers, permissions,
         rate_limit,
         memory_max, memory_high, memory_check_interval,
         subscribe, publish, queue, overflow, durable, max_subscriptions,
@@ -228,6 +203,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         (queue, overflow, durable),
     );
     (bus.queue_bytes, bus.retained) = bus_memory(at, queue_bytes, retained_max, retained_bytes);
+    let (calls, actions) = access(at, (calls, callers, permissions), actions, &mut bus);
     let (pids_max, nofile, limits) = process_limits(at, (pids_max, cpu_max), nofile, limits);
     let (log_max_size, log_keep) = logs(at, log_max_size, log_keep);
     #[rustfmt::skip]
@@ -245,10 +221,34 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         stop_signal: stop_signal.unwrap_or_default(), call_timeout,
         memory_max, memory_high, memory_check_interval, pids_max, nofile, rate_limit, limits,
         cpu_max: cpu_max.map(|p| p.0),
-        bus, restart, success_codes, backoff, restart_limit, requires,
+        bus, restart, success_codes, backoff, restart_limit, requires, calls, actions,
         log_max_size, log_keep, manifest, metadata, plugin_dir: home, fleet_dir,
     };
     spec
+}
+
+/// `calls`, `callers` and `permissions` as written.
+type CallKeys = (
+    Option<Vec<String>>,
+    Option<Vec<String>>,
+    Option<Vec<super::PermissionRule>>,
+);
+
+/// Call permissions and declared actions; topics the `permissions` grant
+/// join `bus`'s allow-lists.
+fn access(
+    at: &mut At<'_>,
+    (calls, callers, permissions): CallKeys,
+    actions: Vec<super::ActionDecl>,
+    bus: &mut BusRules,
+) -> (super::CallsSpec, Vec<corral_proto::ActionInfo>) {
+    let (calls, topics, problems) = super::access::of(calls, callers, permissions);
+    problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
+    bus.publish.extend(topics.publish);
+    bus.subscribe.extend(topics.subscribe);
+    let (actions, problems) = super::access::actions(actions);
+    problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
+    (calls, actions)
 }
 
 /// `env` layered over its `env_file`s, or nothing (refused) when one
@@ -318,6 +318,7 @@ fn layered(
             manifest: None,
             fleet_dir: dir.to_path_buf(),
             metadata: None,
+            actions: Vec::new(),
             home: dir.to_path_buf(),
         });
     };
@@ -338,12 +339,30 @@ fn layered(
     at.refused.extend(read.refused);
     let mut manifest = read.value;
     let file = manifest_file.display().to_string();
-    // What confines the plugin is the operator's to say, not its author's.
-    if manifest.sandbox.take().is_some() {
+    // What confines the plugin, and what it may call, is the operator's to
+    // say, not its author's.
+    let own = [
+        (
+            "sandbox",
+            "set its own sandbox",
+            manifest.sandbox.take().is_some(),
+        ),
+        (
+            "calls",
+            "grant itself calls",
+            manifest.calls.take().is_some(),
+        ),
+        (
+            "permissions",
+            "grant itself permissions",
+            manifest.permissions.take().is_some(),
+        ),
+    ];
+    for (key, what, _) in own.into_iter().filter(|(_, _, set)| *set) {
         at.problems.push(Problem {
             file: file.clone(),
-            key: "sandbox".into(),
-            message: "a plugin's manifest may not set its own sandbox: set it in the fleet file, under [plugins.NAME] or [defaults]".into(),
+            key: key.into(),
+            message: format!("a plugin's manifest may not {what}: set `{key}` in the fleet file, under [plugins.NAME] or [defaults]"),
         });
     }
     // Nor may it have the supervisor read files of the host for it.
@@ -365,6 +384,7 @@ fn layered(
     Some(Layered {
         layer: layer.over(fleet_defaults.clone()),
         metadata: manifest.metadata,
+        actions: manifest.actions.unwrap_or_default(),
         fleet_dir: dir.to_path_buf(),
         schema: manifest.config_schema,
         manifest: Some(manifest_file),
@@ -569,77 +589,6 @@ fn memory(
         at.refuse("memory_check_interval", "sample at most every 10ms");
     }
     (max.map(|s| s.0), high.map(|s| s.0), check_interval)
-}
-
-/// Patterns a plugin subscribes to, publishes under, and holds at most.
-type BusPatterns = (Option<Vec<String>>, Option<Vec<String>>, Option<u32>);
-
-/// `subscribe`, `publish`, `max_subscriptions` (at least 1, and at least
-/// as many as `subscribe` lists), `queue`, `overflow` and `durable`.
-fn bus(
-    at: &mut At<'_>,
-    (subscribe, publish, max_subscriptions): BusPatterns,
-    (queue, overflow, durable): (Option<u32>, Option<Overflow>, Option<bool>),
-) -> BusRules {
-    for (k, patterns) in [("subscribe", &subscribe), ("publish", &publish)] {
-        for p in patterns.iter().flatten() {
-            if let Err(e) = corral_proto::event::check_pattern(p) {
-                at.refuse(k, e);
-            }
-        }
-    }
-    if queue == Some(0) {
-        at.refuse("queue", "must be at least 1");
-    }
-    let max_subscriptions = max_subscriptions.map_or(defaults::MAX_SUBSCRIPTIONS, |m| m as usize);
-    if max_subscriptions == 0 {
-        at.refuse("max_subscriptions", "must be at least 1");
-    }
-    let listed = subscribe.as_ref().map_or(0, Vec::len);
-    if listed > max_subscriptions && max_subscriptions > 0 {
-        at.refuse(
-            "subscribe",
-            format!(
-                "lists {listed} patterns, more than its `max_subscriptions` ({max_subscriptions})"
-            ),
-        );
-    }
-    BusRules {
-        subscribe: subscribe.unwrap_or_default(),
-        publish: publish.unwrap_or_else(|| defaults::publish(at.name)),
-        queue: queue.map_or(defaults::QUEUE, |q| q as usize),
-        overflow: overflow.unwrap_or(defaults::OVERFLOW),
-        durable: durable.unwrap_or(defaults::DURABLE),
-        queue_bytes: usize_of(defaults::QUEUE_BYTES),
-        retained: RetainBound {
-            max: defaults::RETAINED_MAX as usize,
-            bytes: usize_of(defaults::RETAINED_BYTES),
-        },
-        max_subscriptions,
-    }
-}
-
-/// `queue_bytes` (at least 1KiB), `retained_max` and `retained_bytes`: the
-/// bytes a plugin's queue and its retained events may hold.
-fn bus_memory(
-    at: &mut At<'_>,
-    queue_bytes: Option<Size>,
-    retained_max: Option<u32>,
-    retained_bytes: Option<Size>,
-) -> (usize, RetainBound) {
-    let queue_bytes = queue_bytes.map_or(defaults::QUEUE_BYTES, |s| s.0);
-    if queue_bytes < 1024 {
-        at.refuse("queue_bytes", "must be at least 1KiB");
-    }
-    let retained = RetainBound {
-        max: retained_max.map_or(defaults::RETAINED_MAX, |n| n) as usize,
-        bytes: usize_of(retained_bytes.map_or(defaults::RETAINED_BYTES, |s| s.0)),
-    };
-    (usize_of(queue_bytes), retained)
-}
-
-fn usize_of(bytes: u64) -> usize {
-    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 /// `pids_max` and `nofile` (at least 1 when set), and `limits` (a cgroup

@@ -178,6 +178,12 @@ pub struct PluginSpec {
     pub restart_limit: RestartLimit,
     /// Plugins that must be running before it starts.
     pub requires: Vec<String>,
+    /// Whom it may call, and who may call it.
+    #[serde(flatten)]
+    pub calls: super::CallsSpec,
+    /// The actions its manifest declares (`inspect` shows them apart).
+    #[serde(skip)]
+    pub actions: Vec<corral_proto::ActionInfo>,
     /// Size at which its log file is rotated.
     pub log_max_size: u64,
     /// Rotated log files kept beside the current one.
@@ -355,6 +361,8 @@ mod tests {
                 within: Duration::from_secs(60),
             },
             requires: vec!["db".into()],
+            calls: crate::config::CallsSpec::default(),
+            actions: Vec::new(),
             log_max_size: 10 * 1024 * 1024,
             log_keep: 5,
             manifest: Some("/srv/echo/plugin.toml".into()),

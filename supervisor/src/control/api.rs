@@ -1,15 +1,17 @@
 //! The control API itself: each [`ControlApi`] request turned into calls on
 //! the root supervisor's handle, the bus's, or one plugin's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use corral_proto::{
-    ControlApi, ErrorReply, Payload, PluginInfo, PluginStatus, ReloadReport, codes,
+    ControlApi, ErrorReply, Payload, PluginInfo, PluginStatus, ReloadReport, StreamPart, codes,
 };
 use futures::future::join_all;
 
 use corral_proto::selects;
 
+use crate::calls::{CallRequest, Caller, Streams};
 use crate::plugin::PluginHandle;
 use crate::supervisor::SupervisorHandle;
 
@@ -18,6 +20,23 @@ use crate::supervisor::SupervisorHandle;
 pub(super) struct Server {
     /// The fleet it answers for.
     pub(super) supervisor: SupervisorHandle,
+    /// The streamed calls this connection has open.
+    pub(super) streams: Arc<Streams>,
+}
+
+impl Server {
+    /// A call from the operator: any action, within the target's own
+    /// `call_timeout`.
+    fn request(name: String, action: String, payload: Payload) -> CallRequest {
+        CallRequest {
+            caller: Caller::Cli,
+            plugin: name,
+            action,
+            payload,
+            deadline: None,
+            wait: false,
+        }
+    }
 }
 
 impl Server {
@@ -36,19 +55,6 @@ impl Server {
                 ),
             )),
         }
-    }
-
-    /// The plugin a call to `name` goes to: the plugin itself, or the next
-    /// of its running instances in turn (the first instance, to say why,
-    /// when none runs).
-    async fn call_target(&self, name: &str) -> Result<PluginHandle, ErrorReply> {
-        let found = self.selection(name).await?;
-        let running: Vec<&PluginHandle> = found.iter().filter(|p| p.callable()).collect();
-        if running.is_empty() {
-            return Ok(found[0].clone());
-        }
-        let turn = NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(running[turn % running.len()].clone())
     }
 
     /// The plugins `name` selects: itself, or all of its instances.
@@ -98,10 +104,6 @@ impl Server {
     }
 }
 
-/// The turn of calls to plugins with instances, shared by every
-/// connection: round robin over the running instances.
-static NEXT_INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 fn names_of(plugins: &[PluginHandle]) -> String {
     plugins
         .iter()
@@ -122,7 +124,32 @@ impl ControlApi for Server {
         action: String,
         payload: Payload,
     ) -> Result<Payload, ErrorReply> {
-        self.call_target(&name).await?.call(action, payload).await
+        let call = Self::request(name, action, payload);
+        self.supervisor.calls().call(call).await
+    }
+
+    async fn call_stream(
+        self,
+        _: tarpc::context::Context,
+        name: String,
+        action: String,
+        payload: Payload,
+    ) -> Result<u64, ErrorReply> {
+        let call = Self::request(name, action, payload);
+        let stream = self.supervisor.calls().stream(call).await?;
+        self.streams.add(stream)
+    }
+
+    async fn stream_next(
+        self,
+        _: tarpc::context::Context,
+        id: u64,
+    ) -> Result<StreamPart, ErrorReply> {
+        self.streams.next(id).await
+    }
+
+    async fn stream_close(self, _: tarpc::context::Context, id: u64) {
+        self.streams.close(id);
     }
 
     async fn down(self, _: tarpc::context::Context) {
@@ -179,9 +206,11 @@ impl ControlApi for Server {
         _: tarpc::context::Context,
         name: String,
     ) -> Result<PluginInfo, ErrorReply> {
-        let mut info = self.resolve_one(&name).await?.info().await.ok_or_else(|| {
+        let plugin = self.resolve_one(&name).await?;
+        let mut info = plugin.info().await.ok_or_else(|| {
             ErrorReply::new(codes::SHUTTING_DOWN, "the supervisor is shutting down")
         })?;
+        info.calls = plugin.call_stats();
         info.bus = self.supervisor.bus().stats(&name).await;
         info.status.bus_in = info.bus.delivered;
         info.status.bus_out = info.bus.published;

@@ -237,6 +237,7 @@ async fn checked_and_served(stream: Socket, shared: &Arc<Shared>, activity: &Arc
     let transport = ControlTransport::new(framed);
     let server = Server {
         supervisor: shared.supervisor.clone(),
+        streams: std::sync::Arc::default(),
     };
     let channel = MaxRequests::new(BaseChannel::with_defaults(transport), MAX_REQUESTS);
     let mut requests = std::pin::pin!(channel.execute(server.serve()));

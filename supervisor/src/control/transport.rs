@@ -216,7 +216,7 @@ mod tests {
         assert_eq!((id, kind), (7, io::ErrorKind::InvalidInput));
         assert!(detail.contains("no method `Frobnicate`"), "{detail}");
         assert!(
-            detail.ends_with("Ps, Call, Down, Start, Stop, Restart, Inspect, Reload, Publish, EventsOpen, EventsNext, Ready"),
+            detail.ends_with("Ps, Call, Down, Start, Stop, Restart, Inspect, Reload, Publish, EventsOpen, EventsNext, Ready, CallStream, StreamNext, StreamClose"),
             "{detail}"
         );
         let (_, _, detail) = answer(&request(8, r#""Frobnicate""#)).expect("answered");

@@ -19,7 +19,7 @@ use super::Host;
 use super::connect::Connected;
 use super::health;
 use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
-use super::messages::{Applied, CallTarget, Event, Msg};
+use super::messages::{Applied, CallTarget, Event, Msg, Terms};
 use super::process::{Reaped, Spawn, SpawnEvent, SpawnFailure};
 use super::reload::{self, Plan};
 use super::start::{self, has_cgroup_limit};
@@ -44,8 +44,8 @@ pub(super) struct Actor {
     target: watch::Sender<Option<CallTarget>>,
     /// Calls its handles handed to the plugin, for `ps`.
     calls: Arc<AtomicU64>,
-    /// What it requires, for the handle's readers.
-    requires: watch::Sender<Arc<[String]>>,
+    /// What it requires and whom it may call, for the handle's readers.
+    terms: watch::Sender<Arc<Terms>>,
     lifecycle: Lifecycle,
     /// The process, while one exists.
     spawn: Option<Spawn>,
@@ -70,7 +70,7 @@ impl Actor {
         events: mpsc::UnboundedSender<Event>,
         target: watch::Sender<Option<CallTarget>>,
         calls: Arc<AtomicU64>,
-        requires: watch::Sender<Arc<[String]>>,
+        terms: watch::Sender<Arc<Terms>>,
     ) -> Self {
         let enforcement = if has_cgroup_limit(&spec) {
             host.cgroups.enforcement(spec.limits)
@@ -89,7 +89,7 @@ impl Actor {
             events,
             target,
             calls,
-            requires,
+            terms,
             lifecycle: Lifecycle::new(),
             spawn: None,
             backoff: None,
@@ -214,6 +214,7 @@ impl Actor {
                 pid: self.pid().unwrap_or(0),
                 call_timeout: self.spec.call_timeout,
                 limiter: self.limiter.clone(),
+                streams: self.spawn.as_ref().is_some_and(Spawn::streams),
             }),
             _ => None,
         };
@@ -407,13 +408,7 @@ impl Actor {
             return Applied::Unchanged;
         };
         self.spec = new;
-        self.requires.send_if_modified(|r| {
-            let changed = **r != *self.spec.requires;
-            if changed {
-                *r = self.spec.requires.clone().into();
-            }
-            changed
-        });
+        self.terms.send_replace(Arc::new(Terms::of(&self.spec)));
         if diff.heartbeat_interval {
             self.heartbeat = health::every(self.spec.heartbeat.interval);
         }

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use crate::bus::BusHandle;
+use crate::calls::Calls;
 use crate::config::PluginSpec;
 use crate::wire::handshake::{self, Expected, HandshakeError, Want};
 use crate::wire::{BusTransport, PluginTransport, violation};
@@ -23,6 +24,8 @@ use crate::wire::{BusTransport, PluginTransport, violation};
 /// The result of the connect task: a plugin that shook hands and loaded.
 pub(super) struct Connected {
     pub(super) client: PluginApiClient,
+    /// Whether it serves streamed replies.
+    pub(super) streams: bool,
     /// Resolves when the connection ends: `Some(detail)` if the plugin broke
     /// the protocol, `None` if it simply closed.
     pub(super) closed: oneshot::Receiver<Option<String>>,
@@ -44,9 +47,10 @@ pub(super) async fn connect(
     secret: String,
     pgid: u32,
     bus: BusHandle,
+    calls: Calls,
 ) -> Result<Connected, HandshakeError> {
     let timeout = spec.handshake_timeout;
-    let attempt = handshake_and_load(listener, &spec, &secret, pgid, bus);
+    let attempt = handshake_and_load(listener, &spec, &secret, pgid, (bus, calls));
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| {
@@ -62,7 +66,7 @@ async fn handshake_and_load(
     spec: &PluginSpec,
     secret: &str,
     pgid: u32,
-    bus: BusHandle,
+    bus: (BusHandle, Calls),
 ) -> Result<Connected, HandshakeError> {
     let expected = Expected {
         name: &spec.name,
@@ -71,7 +75,7 @@ async fn handshake_and_load(
         codec: spec.codec,
         max_frame: MAX_FRAME_BYTES,
     };
-    let framed = handshake::accept_plugin(&listener, &expected, Want::Plugin).await?;
+    let (framed, features) = handshake::accept_plugin(&listener, &expected, Want::Plugin).await?;
     let (client, closed, dispatch) = open_client(framed, spec.codec);
     // Whatever fails from here closes the connections opened so far.
     let mut tasks = Tasks(vec![dispatch]);
@@ -107,6 +111,7 @@ async fn handshake_and_load(
         .map_err(|e| HandshakeError(format!("{LOAD_FAILED}: {e}")))?;
     Ok(Connected {
         client,
+        streams: features.iter().any(|f| f == "streams"),
         closed,
         bus_broken,
         tasks: tasks.keep(),
@@ -135,12 +140,12 @@ impl Drop for Tasks {
 /// Serves the bus on an accepted bus connection at once (so `on_load` may
 /// publish and subscribe), or fails the handshake with why it was refused.
 fn open_bus(
-    conn: Result<Framed<Socket>, HandshakeError>,
+    conn: Result<(Framed<Socket>, Vec<String>), HandshakeError>,
     spec: &PluginSpec,
-    bus: &BusHandle,
+    bus: &(BusHandle, Calls),
     tasks: &mut Tasks,
 ) -> Result<oneshot::Receiver<String>, HandshakeError> {
-    let framed = conn
+    let (framed, _) = conn
         .map_err(|HandshakeError(why)| HandshakeError(format!("bus connection refused: {why}")))?;
     let (broken, serving) = serve_bus(framed, spec, bus.clone());
     tasks.0.push(serving);
@@ -174,11 +179,11 @@ fn open_client(
 fn serve_bus(
     framed: Framed<Socket>,
     spec: &PluginSpec,
-    bus: BusHandle,
+    (bus, calls): (BusHandle, Calls),
 ) -> (oneshot::Receiver<String>, AbortHandle) {
     let (broken, bus_broken) = oneshot::channel();
     let transport = BusTransport::new(framed, spec.codec, broken);
-    let serving = crate::bus::serve_plugin(spec.name.as_str().into(), bus, transport);
+    let serving = crate::bus::serve_plugin(spec.name.as_str().into(), bus, calls, transport);
     (bus_broken, serving)
 }
 

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_proto::{PluginApiClient, PluginInfo, PluginState, PluginStatus};
+use corral_proto::{ActionInfo, PluginApiClient, PluginInfo, PluginState, PluginStatus};
 use tokio::sync::oneshot;
 
+use crate::calls::Access;
 use crate::config::PluginSpec;
 use crate::rate::Limiter;
 
@@ -35,6 +36,31 @@ pub(super) enum Msg {
     },
 }
 
+/// What a plugin's config says of it to the rest of the fleet: what it
+/// requires, whom it may call and who may call it, and the actions it
+/// declares. Published by its actor, as it last took them from the config.
+#[derive(Debug)]
+pub struct Terms {
+    /// The plugins it requires.
+    pub requires: Arc<[String]>,
+    /// Its call permissions.
+    pub access: Access,
+    /// The actions its manifest declares.
+    pub actions: Vec<ActionInfo>,
+}
+
+impl Terms {
+    /// The terms `spec` sets.
+    pub fn of(spec: &PluginSpec) -> Self {
+        let calls = &spec.calls;
+        Self {
+            requires: spec.requires.clone().into(),
+            access: Access::new(&calls.allow, &calls.deny, calls.callers.as_deref()),
+            actions: spec.actions.clone(),
+        }
+    }
+}
+
 /// A live connection to call a plugin through; published by the actor
 /// exactly while the plugin is `running`.
 #[derive(Clone, Debug)]
@@ -44,6 +70,8 @@ pub(super) struct CallTarget {
     pub(super) pid: u32,
     pub(super) call_timeout: Duration,
     pub(super) limiter: Option<Arc<Limiter>>,
+    /// Whether it serves streamed replies (it named the `streams` feature).
+    pub(super) streams: bool,
 }
 
 /// What a plugin actor did with new settings.

@@ -36,7 +36,7 @@ use super::notify::{Notify, NotifyEvent};
 use super::output::Output;
 use super::probe::Prober;
 use super::stop::{self, Escalation, Step};
-use crate::bus::{BusHandle, DeliveryFailure};
+use crate::bus::DeliveryFailure;
 use crate::config::PluginSpec;
 use crate::os::cgroup::PluginCgroup;
 use crate::os::logs::LogSink;
@@ -62,6 +62,8 @@ pub(super) struct Spawn {
     verdict: Option<ExitReason>,
     connecting: Option<JoinHandle<Result<Connected, HandshakeError>>>,
     client: Option<PluginApiClient>,
+    /// Whether its connection serves streamed replies.
+    streams: bool,
     closed: Option<oneshot::Receiver<Option<String>>>,
     bus_broken: Option<oneshot::Receiver<String>>,
     /// Failed `deliver` calls, reported by the bus while it is attached.
@@ -145,7 +147,7 @@ impl Spawn {
         launch: &spawn::Launch<'_>,
         cgroup: Option<PluginCgroup>,
         logs: &LogSink,
-        bus: &BusHandle,
+        host: &super::Host,
     ) -> Result<Self, SpawnFailure> {
         let mut child = match spawn::spawn(launch, cgroup.as_ref()) {
             Ok(child) => child,
@@ -166,7 +168,8 @@ impl Spawn {
         tracing::info!(pid, "spawned");
         let connecting = listener.zip(launch.socket).map(|(listener, (_, secret))| {
             let secret = secret.to_string();
-            tokio::spawn(connect(listener, spec.clone(), secret, pid, bus.clone()))
+            let (bus, calls) = (host.bus.clone(), host.calls.clone());
+            tokio::spawn(connect(listener, spec.clone(), secret, pid, bus, calls))
         });
         Ok(Self {
             child,
@@ -177,6 +180,7 @@ impl Spawn {
             verdict: None,
             connecting,
             client: None,
+            streams: false,
             closed: None,
             bus_broken: None,
             delivery_failures: None,
@@ -205,6 +209,11 @@ impl Spawn {
     /// The live connection, once connected and until it is dropped.
     pub(super) fn client(&self) -> Option<&PluginApiClient> {
         self.client.as_ref()
+    }
+
+    /// Whether its connection serves streamed replies.
+    pub(super) fn streams(&self) -> bool {
+        self.streams
     }
 
     /// How long it has been running connected.
@@ -289,6 +298,7 @@ impl Spawn {
     /// The handshake succeeded: keep the connection and its watchers.
     pub(super) fn connected(&mut self, conn: Connected) {
         self.client = Some(conn.client);
+        self.streams = conn.streams;
         self.closed = Some(conn.closed);
         self.bus_broken = conn.bus_broken;
         self.connections.extend(conn.tasks);

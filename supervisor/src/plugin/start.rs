@@ -78,7 +78,7 @@ pub(super) fn start(
     let logs = logs
         .as_ref()
         .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
-    let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, &host.bus)?;
+    let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, host)?;
     spawn.port = port;
     spawn.sandbox = sandbox.as_ref().map(|(_, described)| described.clone());
     if let Some(socket) = notify_socket {

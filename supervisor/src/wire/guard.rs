@@ -54,6 +54,9 @@ fn asked_for(request: &PluginApiRequest) -> &'static str {
         PluginApiRequest::Shutdown { .. } => "shutdown",
         PluginApiRequest::Reload { .. } => "reload",
         PluginApiRequest::Deliver { .. } => "deliver",
+        PluginApiRequest::Stream { .. } => "stream",
+        PluginApiRequest::Pull { .. } => "pull",
+        PluginApiRequest::Close { .. } => "close",
     }
 }
 
@@ -66,6 +69,9 @@ fn answers(response: &PluginApiResponse) -> &'static str {
         PluginApiResponse::Shutdown(_) => "shutdown",
         PluginApiResponse::Reload(_) => "reload",
         PluginApiResponse::Deliver(_) => "deliver",
+        PluginApiResponse::Stream(_) => "stream",
+        PluginApiResponse::Pull(_) => "pull",
+        PluginApiResponse::Close(_) => "close",
     }
 }
 

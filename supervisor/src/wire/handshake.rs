@@ -73,7 +73,7 @@ pub async fn accept_plugin(
     listener: &Listener,
     expected: &Expected<'_>,
     role: Want,
-) -> Result<Framed<Socket>, HandshakeError> {
+) -> Result<(Framed<Socket>, Vec<String>), HandshakeError> {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -130,7 +130,7 @@ pub async fn accept_plugin(
                 welcome(&mut framed, expected.codec, &agreed)
                     .await
                     .map_err(|e| HandshakeError(format!("could not answer its hello: {e}")))?;
-                Ok(framed)
+                Ok((framed, agreed.features))
             }
             Err(why) => {
                 let _ = refuse(&mut framed, expected.codec, &why).await;

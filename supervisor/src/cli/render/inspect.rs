@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use corral_proto::{BusStats, PluginInfo};
+use corral_proto::{BusStats, CallStats, PluginInfo};
 use serde_json::Value;
 
 use crate::os::logs::visible_line;
@@ -86,6 +86,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "retained_bytes",
         ],
     ),
+    ("calls", &["calls", "calls_denied", "callers"]),
     ("logs", &["log_file", "log_max_size", "log_keep"]),
     ("config", &["config"]),
 ];
@@ -137,6 +138,27 @@ pub fn inspect_text(info: &PluginInfo) -> String {
     }
     text.push_str("\nbus:\n");
     push_rows(&mut text, "  ", width + 2, &bus);
+    if info.calls != CallStats::default() {
+        let calls = &info.calls;
+        text.push_str(&format!(
+            "\ncalls to other plugins: {} made, {} denied\n",
+            calls.made, calls.denied
+        ));
+    }
+    if !info.actions.is_empty() {
+        text.push_str("\nactions:\n");
+        let rows: Vec<(String, String)> = info
+            .actions
+            .iter()
+            .map(|a| (a.name.clone(), a.description.clone()))
+            .collect();
+        let width = rows
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        push_rows(&mut text, "  ", width, &rows);
+    }
     text.push_str(&history_text(info));
     text
 }
@@ -287,6 +309,8 @@ mod tests {
         let fleet = crate::config::load(&file).unwrap();
         let settings = fleet.plugins[0].settings(&tmp.path().join("p.log"), None);
         let info = PluginInfo {
+            actions: Vec::new(),
+            calls: Default::default(),
             status: PluginStatus {
                 rss_bytes: 0,
                 memory_max_bytes: None,

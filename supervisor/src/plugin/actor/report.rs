@@ -23,6 +23,8 @@ impl Actor {
             settings: Payload::from_json(&settings).unwrap_or_default(),
             history: self.lifecycle.history(),
             bus: Default::default(),
+            actions: self.spec.actions.clone(),
+            calls: Default::default(),
         }
     }
 

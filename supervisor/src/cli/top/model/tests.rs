@@ -18,6 +18,8 @@ fn key(code: KeyCode) -> KeyEvent {
 
 fn info(name: &str) -> Box<PluginInfo> {
     Box::new(PluginInfo {
+        actions: Vec::new(),
+        calls: Default::default(),
         status: status(name, 1),
         settings: corral_proto::Payload::null(),
         history: Vec::new(),

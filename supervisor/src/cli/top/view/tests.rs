@@ -106,6 +106,8 @@ fn the_table_shows_every_plugin_with_its_figures_and_the_selection() {
 fn the_detail_shows_history_bus_figures_and_log_lines_with_plugin_text_escaped() {
     let mut model = fleet();
     let mut info = PluginInfo {
+        actions: Vec::new(),
+        calls: Default::default(),
         status: status("alpha", 101),
         settings: corral_proto::Payload::null(),
         history: vec![Transition {

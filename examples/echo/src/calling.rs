@@ -1,0 +1,70 @@
+//! The actions that reach other plugins: `relay` (a call through the
+//! supervisor, or a streamed one read to its end) and `stream` (a streamed
+//! reply of numbered chunks).
+
+use std::time::Duration;
+
+use corral_sdk::{Chunks, Context, Piece, PluginError, Value};
+use serde_json::json;
+
+/// `relay {"plugin", "action", "payload", "timeout_ms"?, "wait"?,
+/// "stream"?}`: the target's reply, or its error as it came. With
+/// `"stream": true` the reply is streamed and read to its end:
+/// `{"chunks": N, "in_order": bool, "end": final}` (chunks in order when
+/// each is `{"i": i}` counting from 0).
+pub(crate) async fn relay(ctx: &Context, payload: &Value) -> Result<Value, PluginError> {
+    let text = |key: &str| {
+        payload
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| PluginError::bad_payload(format!("`{key}` (a string) is required")))
+    };
+    let (plugin, action) = (text("plugin")?, text("action")?);
+    let mut call = ctx.call(
+        plugin,
+        action,
+        payload.get("payload").unwrap_or(&Value::Null),
+    );
+    if let Some(ms) = payload.get("timeout_ms").and_then(Value::as_u64) {
+        call = call.timeout(Duration::from_millis(ms));
+    }
+    if payload.get("wait").and_then(Value::as_bool) == Some(true) {
+        call = call.wait();
+    }
+    if payload.get("stream").and_then(Value::as_bool) != Some(true) {
+        return call.await;
+    }
+    let mut replies = call.stream().await?;
+    let (mut chunks, mut in_order) = (0u64, true);
+    while let Some(piece) = replies.next().await {
+        match piece? {
+            Piece::Chunk(chunk) => {
+                in_order &= chunk.get("i").and_then(Value::as_u64) == Some(chunks);
+                chunks += 1;
+            }
+            Piece::End(end) => {
+                return Ok(json!({"chunks": chunks, "in_order": in_order, "end": end}));
+            }
+        }
+    }
+    Err(PluginError::internal(
+        "the stream ended without its final value",
+    ))
+}
+
+/// `stream {"count", "delay_ms"?}`: `count` chunks `{"i": n}` (each after
+/// `delay_ms`), then `{"done": count}`.
+pub(crate) async fn stream(payload: &Value, out: &Chunks) -> Result<Value, PluginError> {
+    let count = payload
+        .get("count")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| PluginError::bad_payload("`count` (an integer) is required"))?;
+    let delay = payload.get("delay_ms").and_then(Value::as_u64).unwrap_or(0);
+    for i in 0..count {
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        out.send(&json!({"i": i})).await?;
+    }
+    Ok(json!({"done": count}))
+}

@@ -1,0 +1,142 @@
+//! The fleet's call router: serves the [`Calls`](crate::calls::Calls)
+//! requests of plugins (from their bus connections) and of the control API,
+//! each in a task of its own. It picks the target (a plugin, or the next of
+//! its running instances in turn), checks the caller's `calls` and the
+//! target's `callers` (a plugin caller only; an operator may call any
+//! action), waits for the target when asked to, and calls it on its live
+//! connection within the caller's deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use corral_proto::{ErrorReply, PluginEntry, codes, selects};
+use futures::future::join_all;
+use tokio::sync::{mpsc, watch};
+
+use crate::calls::{CallRequest, Caller, Request};
+use crate::plugin::PluginHandle;
+
+/// The fleet as the router sees it: every plugin's handle.
+pub type Fleet = watch::Receiver<Arc<[PluginHandle]>>;
+
+/// Serves `requests` against `fleet` until every handle is dropped.
+pub fn spawn(mut requests: mpsc::Receiver<Request>, fleet: Fleet) {
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let plugins = Arc::clone(&fleet.borrow());
+            tokio::spawn(serve(request, plugins));
+        }
+    });
+}
+
+async fn serve(request: Request, fleet: Arc<[PluginHandle]>) {
+    match request {
+        Request::Call { call, reply } => {
+            let answer = match target(&fleet, &call).await {
+                Ok(plugin) => plugin.call(call.action, call.payload, call.deadline).await,
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(answer);
+        }
+        Request::Stream { call, reply } => {
+            let answer = match target(&fleet, &call).await {
+                Ok(plugin) => {
+                    plugin
+                        .stream(call.action, call.payload, call.deadline)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(answer);
+        }
+        Request::Plugins(reply) => {
+            let _ = reply.send(entries(&fleet).await);
+        }
+    }
+}
+
+/// Every plugin, its state and the actions it declares.
+async fn entries(fleet: &[PluginHandle]) -> Vec<PluginEntry> {
+    let states = join_all(fleet.iter().map(PluginHandle::status)).await;
+    fleet
+        .iter()
+        .zip(states)
+        .filter_map(|(plugin, status)| {
+            Some(PluginEntry {
+                name: plugin.name().to_string(),
+                state: status?.state,
+                actions: plugin.terms().actions.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The turn of calls to plugins with instances: round robin over the
+/// running instances.
+static NEXT_INSTANCE: AtomicUsize = AtomicUsize::new(0);
+
+/// The plugin `call` goes to, once its caller may make it: the plugin
+/// itself, or the next of its running instances in turn (the first
+/// instance, to say why, when none runs and the caller does not wait).
+async fn target(fleet: &[PluginHandle], call: &CallRequest) -> Result<PluginHandle, ErrorReply> {
+    let found: Vec<&PluginHandle> = fleet
+        .iter()
+        .filter(|p| selects(&call.plugin, p.name()))
+        .collect();
+    if found.is_empty() {
+        let names: Vec<&str> = fleet.iter().map(PluginHandle::name).collect();
+        return Err(ErrorReply::new(
+            codes::UNKNOWN_PLUGIN,
+            format!(
+                "no plugin named `{}` (plugins: {})",
+                call.plugin,
+                names.join(", ")
+            ),
+        ));
+    }
+    if let Caller::Plugin(name) = &call.caller {
+        let caller = fleet.iter().find(|p| p.name() == &**name);
+        let verdict = match caller {
+            Some(caller) => caller
+                .terms()
+                .access
+                .may_call(name, &call.plugin, &call.action)
+                .and_then(|()| found[0].terms().access.admits(&call.plugin, name)),
+            None => Err(ErrorReply::new(
+                codes::DENIED,
+                format!("`{name}` is not in the fleet"),
+            )),
+        };
+        if let Some(caller) = caller {
+            caller.count_call(verdict.is_err());
+        }
+        verdict?;
+    }
+    let mut running: Vec<&PluginHandle> = found.iter().copied().filter(|p| p.callable()).collect();
+    if running.is_empty() && call.wait {
+        let deadline = call.deadline.map(tokio::time::Instant::from_std);
+        let ready = futures::future::select_all(found.iter().map(|p| Box::pin(p.callable_soon())));
+        let waited = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, ready).await.is_ok(),
+            None => {
+                ready.await;
+                true
+            }
+        };
+        if !waited {
+            return Err(ErrorReply::new(
+                codes::TIMEOUT,
+                format!(
+                    "`{}` did not start running before the caller's deadline",
+                    call.plugin
+                ),
+            ));
+        }
+        running = found.iter().copied().filter(|p| p.callable()).collect();
+    }
+    if running.is_empty() {
+        return Ok(found[0].clone());
+    }
+    let turn = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
+    Ok(running[turn % running.len()].clone())
+}
