@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from corral_sdk import Plugin, PluginError
+from corral_sdk import End, Plugin, PluginError
 # Only the hostile `daemon` action speaks the wire itself.
 from corral_sdk import _wire
 
@@ -399,6 +399,51 @@ def received_(ctx, payload):
 @plugin.action("config")
 def config(ctx, payload):
     return state["config"]
+
+
+@plugin.action("relay")
+def relay(ctx, payload):
+    """Calls another plugin's action through the supervisor: its reply, or
+    its error as it came; with "stream": true, reads its streamed reply to
+    the end and answers {"chunks", "in_order", "end"}."""
+    target, action = payload.get("plugin"), payload.get("action")
+    if not isinstance(target, str) or not isinstance(action, str):
+        raise PluginError.bad_payload("`plugin` and `action` (strings) are required")
+    timeout = payload["timeout_ms"] / 1000.0 if "timeout_ms" in payload else None
+    inner = payload.get("payload")
+    if payload.get("abandon"):
+        # Open streams and walk away from each after its first piece.
+        repeat = payload.get("repeat", 1)
+        for _ in range(repeat):
+            with ctx.call_stream(target, action, inner, timeout=timeout) as replies:
+                next(iter(replies), None)
+        return {"abandoned": repeat}
+    if not payload.get("stream"):
+        return ctx.call(target, action, inner, timeout=timeout, wait=bool(payload.get("wait")))
+    replies = ctx.call_stream(target, action, inner, timeout=timeout)
+    chunks, in_order = 0, True
+    for chunk in replies:
+        in_order = in_order and isinstance(chunk, dict) and chunk.get("i") == chunks
+        chunks += 1
+    return {"chunks": chunks, "in_order": in_order, "end": replies.result}
+
+
+@plugin.action("stream")
+async def stream(ctx, payload):
+    """A streamed reply: `count` chunks {"i": n}, then {"done": count}."""
+    count = field(payload, "count")
+    delay = payload.get("delay_ms", 0) / 1000.0
+    pad = "x" * payload.get("pad", 0)
+    for i in range(count):
+        if delay:
+            await asyncio.sleep(delay)
+        yield {"i": i, "pad": pad} if pad else {"i": i}
+    yield End({"done": count})
+
+
+@plugin.action("plugins")
+def plugins(ctx, payload):
+    return ctx.plugins()
 
 
 if __name__ == "__main__":

@@ -480,6 +480,105 @@ fn an_event_matching_two_patterns_arrives_once_and_runs_its_handlers_by_priority
     );
 }
 
+/// `relay` calls both echo plugins through the supervisor: allowed calls
+/// are answered, a call its `calls` do not allow is `denied` and counted,
+/// and a 10,000-chunk stream relayed plugin to plugin arrives whole and in
+/// order, whichever SDK produces it.
+fn relay_calls_other_plugins_within_its_permissions(imp: Impl) {
+    let fleet = FleetConfig::new()
+        .plugin(
+            imp.plugin("p")
+                .set("calls", ["rs:*", "py:echo", "py:stream"]),
+        )
+        .plugin(Plugin::echo("rs").set("callers", ["p"]))
+        .plugin(Plugin::echo_py("py"))
+        .start();
+    for name in ["p", "rs", "py"] {
+        fleet.wait_running(name);
+    }
+    for target in ["rs", "py"] {
+        let relay =
+            json!({"plugin": target, "action": "echo", "payload": {"from": "p", "n": [1, 2]}});
+        let reply = fleet.call("p", "relay", Some(&relay.to_string())).unwrap();
+        assert_eq!(reply, json!({"from": "p", "n": [1, 2]}), "p → {target}");
+        let relay = json!({"plugin": target, "action": "stream", "payload": {"count": 10000}, "stream": true});
+        let reply = fleet.call("p", "relay", Some(&relay.to_string())).unwrap();
+        assert_eq!(
+            reply,
+            json!({"chunks": 10000, "in_order": true, "end": {"done": 10000}}),
+            "p → {target}, streamed"
+        );
+    }
+    // `py:ping` is not among p's calls; `p:echo` is not among rs's.
+    let relay = json!({"plugin": "py", "action": "ping"});
+    let err = fleet
+        .call("p", "relay", Some(&relay.to_string()))
+        .unwrap_err();
+    assert_eq!(err.code, "denied", "{err:?}");
+    assert!(
+        err.message.contains("`p` may not call `py:ping`"),
+        "{err:?}"
+    );
+    let relay = json!({"plugin": "p", "action": "echo"});
+    let err = fleet
+        .call("rs", "relay", Some(&relay.to_string()))
+        .unwrap_err();
+    assert_eq!(err.code, "denied", "{err:?}");
+    let calls = fleet.inspect("p").calls;
+    assert_eq!((calls.made, calls.denied), (4, 1), "{calls:?}");
+}
+
+/// `stream` answers `count` chunks then its final value through `corral
+/// call --stream`, one JSON line each; called for one value it says
+/// `streamed`; a caller that goes away stops the producer, which sees it.
+fn stream_arrives_in_order_and_a_caller_leaving_stops_it(imp: Impl) {
+    let fleet = imp.fleet(|p| p);
+    fleet.wait_running("p");
+    let out = fleet.corral(&["call", "p", "stream", r#"{"count": 10000}"#, "--stream"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 10001);
+    for (i, line) in lines[..10000].iter().enumerate() {
+        assert_eq!(line, &json!({"i": i}), "chunk {i}");
+    }
+    assert_eq!(lines[10000], json!({"done": 10000}));
+    let err = fleet
+        .call("p", "stream", Some(r#"{"count": 3}"#))
+        .unwrap_err();
+    assert_eq!(err.code, "streamed", "{err:?}");
+    // A reader that leaves after a few lines: the producer is cancelled.
+    let mut reader = fleet
+        .client(&[
+            "call",
+            "p",
+            "stream",
+            r#"{"count": 1000000, "delay_ms": 1}"#,
+            "--stream",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(reader.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).unwrap(),
+        json!({"i": 0})
+    );
+    reader.kill().unwrap();
+    reader.wait().unwrap();
+    fleet.wait_log("p", "action `stream` cancelled");
+}
+
 macro_rules! conformance {
     ($($lang:ident => $entry:expr;)*) => {$(
         mod $lang {
@@ -528,6 +627,14 @@ macro_rules! conformance {
             #[test]
             fn background_work_runs_once_across_a_reload_and_stops_on_corral_stop() {
                 super::background_work_runs_once_across_a_reload_and_stops_on_corral_stop(IMPL)
+            }
+            #[test]
+            fn relay_calls_other_plugins_within_its_permissions() {
+                super::relay_calls_other_plugins_within_its_permissions(IMPL)
+            }
+            #[test]
+            fn stream_arrives_in_order_and_a_caller_leaving_stops_it() {
+                super::stream_arrives_in_order_and_a_caller_leaving_stops_it(IMPL)
             }
             #[test]
             fn an_event_matching_two_patterns_arrives_once_and_runs_its_handlers_by_priority() {

@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod bus;
+mod calls;
 mod chaos;
 mod check;
 mod cli_extras;

@@ -11,7 +11,9 @@ use serde_json::json;
 /// "stream"?}`: the target's reply, or its error as it came. With
 /// `"stream": true` the reply is streamed and read to its end:
 /// `{"chunks": N, "in_order": bool, "end": final}` (chunks in order when
-/// each is `{"i": i}` counting from 0).
+/// each is `{"i": i}` counting from 0). With `"abandon": true`, opens
+/// `repeat` streams one after the other and drops each after its first
+/// piece: `{"abandoned": N}`.
 pub(crate) async fn relay(ctx: &Context, payload: &Value) -> Result<Value, PluginError> {
     let text = |key: &str| {
         payload
@@ -20,21 +22,31 @@ pub(crate) async fn relay(ctx: &Context, payload: &Value) -> Result<Value, Plugi
             .ok_or_else(|| PluginError::bad_payload(format!("`{key}` (a string) is required")))
     };
     let (plugin, action) = (text("plugin")?, text("action")?);
-    let mut call = ctx.call(
-        plugin,
-        action,
-        payload.get("payload").unwrap_or(&Value::Null),
-    );
-    if let Some(ms) = payload.get("timeout_ms").and_then(Value::as_u64) {
-        call = call.timeout(Duration::from_millis(ms));
+    let flag = |key: &str| payload.get(key).and_then(Value::as_bool) == Some(true);
+    let call = || {
+        let inner = payload.get("payload").unwrap_or(&Value::Null);
+        let mut call = ctx.call(plugin, action, inner);
+        if let Some(ms) = payload.get("timeout_ms").and_then(Value::as_u64) {
+            call = call.timeout(Duration::from_millis(ms));
+        }
+        if flag("wait") {
+            call = call.wait();
+        }
+        call
+    };
+    if flag("abandon") {
+        // Open streams and walk away from each after its first piece.
+        let repeat = payload.get("repeat").and_then(Value::as_u64).unwrap_or(1);
+        for _ in 0..repeat {
+            let mut replies = call().stream().await?;
+            replies.next().await.transpose()?;
+        }
+        return Ok(json!({"abandoned": repeat}));
     }
-    if payload.get("wait").and_then(Value::as_bool) == Some(true) {
-        call = call.wait();
+    if !flag("stream") {
+        return call().await;
     }
-    if payload.get("stream").and_then(Value::as_bool) != Some(true) {
-        return call.await;
-    }
-    let mut replies = call.stream().await?;
+    let mut replies = call().stream().await?;
     let (mut chunks, mut in_order) = (0u64, true);
     while let Some(piece) = replies.next().await {
         match piece? {
@@ -52,19 +64,33 @@ pub(crate) async fn relay(ctx: &Context, payload: &Value) -> Result<Value, Plugi
     ))
 }
 
-/// `stream {"count", "delay_ms"?}`: `count` chunks `{"i": n}` (each after
-/// `delay_ms`), then `{"done": count}`.
+/// `stream {"count", "delay_ms"?, "pad"?}`: `count` chunks `{"i": n}`
+/// (each after `delay_ms`, with a `pad` string of that many bytes), then
+/// `{"done": count}`.
 pub(crate) async fn stream(payload: &Value, out: &Chunks) -> Result<Value, PluginError> {
     let count = payload
         .get("count")
         .and_then(Value::as_u64)
         .ok_or_else(|| PluginError::bad_payload("`count` (an integer) is required"))?;
     let delay = payload.get("delay_ms").and_then(Value::as_u64).unwrap_or(0);
+    let pad = payload.get("pad").and_then(Value::as_u64).unwrap_or(0);
+    let pad = "x".repeat(usize::try_from(pad).unwrap_or(0));
     for i in 0..count {
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        out.send(&json!({"i": i})).await?;
+        let chunk = if pad.is_empty() {
+            json!({"i": i})
+        } else {
+            json!({"i": i, "pad": pad})
+        };
+        out.send(&chunk).await?;
     }
     Ok(json!({"done": count}))
+}
+
+/// `plugins`: the fleet as this plugin sees it.
+pub(crate) async fn plugins(ctx: &Context) -> Result<Value, PluginError> {
+    let plugins = ctx.plugins().await?;
+    serde_json::to_value(plugins).map_err(|e| PluginError::internal(e.to_string()))
 }

@@ -25,8 +25,9 @@
 //! | `write` | `{"path": P, "text": T}` | writes T to P: `{"written": N}`, or the error's code |
 //! | `connect` | `{"host": H, "port": N}` | a TCP connection (2 s at most): `{"connected": true}`, or the error's code |
 //! | `signal` | `{"pid": P, "signal": N}` | sends signal N (0: only checks) to P: `{"signalled": P}`, or the error's code (`EPERM`) |
-//! | `relay` | `{"plugin", "action", "payload", "timeout_ms"?, "wait"?, "stream"?}` | calls that plugin's action through the supervisor: its reply, or its error with its code; with `"stream": true`, reads its streamed reply: `{"chunks": N, "in_order": bool, "end": final}` |
-//! | `stream` | `{"count": N, "delay_ms"?}` | a streamed reply: N chunks `{"i": n}`, then `{"done": N}` (called for one value: `streamed`) |
+//! | `relay` | `{"plugin", "action", "payload", "timeout_ms"?, "wait"?, "stream"?, "abandon"?, "repeat"?}` | calls that plugin's action through the supervisor: its reply, or its error with its code; with `"stream": true`, reads its streamed reply: `{"chunks": N, "in_order": bool, "end": final}`; with `"abandon": true`, opens `repeat` streams and drops each after its first piece: `{"abandoned": N}` |
+//! | `stream` | `{"count": N, "delay_ms"?, "pad"?}` | a streamed reply: N chunks `{"i": n}` (with a `pad` string of that many bytes), then `{"done": N}` (called for one value: `streamed`) |
+//! | `plugins` | – | the fleet: `[{"name", "state", "actions"}]` |
 //!
 //! Config key `crash_after_ms` (integer) makes it abort that long after
 //! loading: a crash loop on demand, for restart tests. Config key
@@ -298,6 +299,7 @@ impl Plugin for Echo {
             "connect" => probes::connect(&payload),
             "signal" => probes::signal(&payload),
             "relay" => calling::relay(ctx, &payload).await,
+            "plugins" => calling::plugins(ctx).await,
             "stream" => Err(PluginError::streamed(action)),
             "ticks" => Ok(json!({
                 "ticks": self.ticks.load(Ordering::SeqCst),

@@ -40,6 +40,7 @@ the supervisor closes. ``corral_sdk.testing`` runs a plugin in a unit test.
 """
 
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
+from ._stream import End
 from .context import Context
 from .errors import Cancelled, PluginError
 from ._stop import StopSignal
@@ -51,6 +52,7 @@ __all__ = [
     "PluginError",
     "Cancelled",
     "Context",
+    "End",
     "StopSignal",
     "run",
     "check_topic",

@@ -1,12 +1,15 @@
-"""The plugin's event bus connection: publishes go out in batches (one batch
-in flight, in order); subscribe and unsubscribe queue behind them."""
+"""The plugin's bus connection: publishes go out in batches (one batch in
+flight, in order); subscribe and unsubscribe queue behind them. Calls to
+other plugins go out at once, from any thread, many in flight: a reader
+thread matches each answer to its request by id."""
 
 import json
 import sys
 import threading
+import time
 
 from . import _wire
-from .errors import BAD_PAYLOAD, DISCONNECTED, INTERNAL, PluginError
+from .errors import BAD_PAYLOAD, DISCONNECTED, INTERNAL, NOT_SUPPORTED, TIMEOUT, PluginError
 
 # Publishes buffered before ``publish`` waits (backpressure).
 PUBLISH_BUFFER = 65536
@@ -28,6 +31,13 @@ class Bus:
         self.items = []  # ("pub", bytes) | ("call", method, args, box) | ("flush", box)
         self.refused = None
         self.next_id = 0
+        self.ids = threading.Lock()
+        # request id -> _Pending, answered by the reader thread.
+        self.pending = {}
+        self.pending_lock = threading.Lock()
+        self.closed = False
+        self.features = getattr(conn, "features", set())
+        threading.Thread(target=self._read, name="corral-bus-reader", daemon=True).start()
         threading.Thread(target=self._run, name="corral-bus", daemon=True).start()
 
     def publish(self, topic, payload, retain):
@@ -74,25 +84,77 @@ class Bus:
         if box.get("error") is not None:
             raise box["error"]
 
-    def _request(self, method, args, events=None):
-        """Sends a request and waits for its answer. ``events``, encoded
-        events, stand in for the ``events`` argument without re-encoding."""
-        self.next_id += 1
-        rid = self.next_id
-        body = _wire.encode(_wire.request(rid, method, args))
+    def needs(self, *features):
+        """Refuses a method the supervisor did not agree to."""
+        missing = [f for f in features if f not in self.features]
+        if missing:
+            raise PluginError(NOT_SUPPORTED, "this supervisor predates %s" % ", ".join(missing))
+
+    def start(self, method, args, deadline_secs=86400, events=None, on_answer=None):
+        """Sends a request; returns its ``_Pending``, answered by the reader
+        thread (``on_answer(pending)`` is called from it). ``events``,
+        encoded events, stand in for the ``events`` argument without
+        re-encoding."""
+        with self.ids:
+            self.next_id += 1
+            rid = self.next_id
+        body = _wire.encode(_wire.request(rid, method, args, deadline_secs))
         if events is not None:
             body = body.replace(_EVENTS, b"[" + b",".join(events) + b"]", 1)
-        self.conn.send_raw(body)
+        pending = _Pending(rid, method, on_answer)
+        with self.pending_lock:
+            closed = self.closed
+            if not closed:
+                self.pending[rid] = pending
+        if closed:
+            pending.fail(PluginError(DISCONNECTED, "the event bus connection closed"))
+            return pending
+        try:
+            self.conn.send_raw(body)
+        except (OSError, _wire.ProtocolError) as e:
+            self._forget(rid)
+            pending.fail(PluginError(DISCONNECTED if isinstance(e, OSError) else BAD_PAYLOAD, "bus: %s" % e))
+        return pending
+
+    def request(self, method, args, deadline_secs=86400, events=None):
+        """Sends a request and waits for its answer, at most until its
+        deadline (then tells the supervisor it no longer waits)."""
+        pending = self.start(method, args, deadline_secs, events)
+        if not pending.done.wait(deadline_secs + 0.05):
+            self.abandon(pending)
+            raise PluginError(TIMEOUT, "%s: no answer before the deadline" % method)
+        return pending.value()
+
+    def abandon(self, pending):
+        """Stops waiting for ``pending``: the supervisor drops the call."""
+        if self._forget(pending.rid):
+            try:
+                self.conn.send(_wire.cancel(pending.rid))
+            except (OSError, _wire.ProtocolError):
+                pass
+
+    def _forget(self, rid):
+        with self.pending_lock:
+            return self.pending.pop(rid, None) is not None
+
+    def _read(self):
         while True:
-            reply = self.conn.recv()
+            try:
+                reply = self.conn.recv()
+            except (OSError, _wire.ProtocolError) as e:
+                sys.stderr.write("corral plugin: event bus connection failed: %s\n" % e)
+                reply = None
             if reply is None:
-                raise PluginError(DISCONNECTED, "the event bus connection closed")
-            if reply.get("request_id") == rid:
-                break
-        message = reply["message"]
-        if "Err" in message:
-            raise PluginError(INTERNAL, "bus: %r" % (message["Err"],))
-        return message["Ok"][method]
+                with self.pending_lock:
+                    self.closed = True
+                    pending, self.pending = list(self.pending.values()), {}
+                for p in pending:
+                    p.fail(PluginError(DISCONNECTED, "the event bus connection closed"))
+                return
+            with self.pending_lock:
+                pending = self.pending.pop(reply.get("request_id"), None)
+            if pending is not None:
+                pending.answer(reply.get("message") or {})
 
     def _next_batch(self):
         """The next run of publishes (up to a batch, within a frame), or the
@@ -127,14 +189,14 @@ class Bus:
             try:
                 if kind == "pub":
                     events = [b[1] for b in batch]
-                    receipt = self._request("Publish", {"events": _PLACEHOLDER}, events)
+                    receipt = self.request("Publish", {"events": _PLACEHOLDER}, events=events)
                     for denied in receipt.get("denied", []):
                         error = denied["error"]
                         sys.stderr.write("corral plugin: publish refused: %s: %s\n" % (error["code"], error["message"]))
                         self._refuse(PluginError(error["code"], error["message"]))
                 else:
                     _, method, args, box = batch[0]
-                    result = self._request(method, args)
+                    result = self.request(method, args)
                     if isinstance(result, dict) and "Err" in result:
                         box["error"] = PluginError(result["Err"]["code"], result["Err"]["message"])
             except Exception as e:  # the bus thread must outlive any failure
@@ -147,3 +209,52 @@ class Bus:
             finally:
                 if kind == "call":
                     batch[0][3]["done"].set()
+
+
+class _Pending:
+    """One request in flight, until the reader thread answers it."""
+
+    def __init__(self, rid, method, on_answer=None):
+        self.rid = rid
+        self.method = method
+        self.done = threading.Event()
+        self.on_answer = on_answer
+        self.result = None
+        self.error = None
+
+    def answer(self, message):
+        if "Err" in message:
+            self.error = PluginError(INTERNAL, "bus: %r" % (message["Err"],))
+        else:
+            self.result = (message.get("Ok") or {}).get(self.method)
+        self._finish()
+
+    def fail(self, error):
+        self.error = error
+        self._finish()
+
+    def _finish(self):
+        self.done.set()
+        if self.on_answer is not None:
+            self.on_answer(self)
+
+    def value(self):
+        """The method's result, or raises what went wrong."""
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def result_of(value):
+    """A ``Result`` from the wire: its ``Ok`` value, or raises its ``Err``."""
+    if isinstance(value, dict) and "Err" in value:
+        error = value["Err"] or {}
+        raise PluginError(error.get("code", INTERNAL), error.get("message", ""))
+    if isinstance(value, dict) and "Ok" in value:
+        return value["Ok"]
+    return value
+
+
+def deadline_left(deadline):
+    """Seconds until a ``time.monotonic()`` deadline."""
+    return max(0.0, deadline - time.monotonic())

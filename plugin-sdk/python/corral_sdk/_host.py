@@ -9,13 +9,15 @@ It knows nothing of sockets or frames: ``_serve`` answers the supervisor,
 """
 
 import asyncio
+import inspect
 import sys
 import threading
 
 from ._invoke import Invoker
 from ._tasks import STOP_GRACE, Tasks
 from .context import Context
-from .errors import INTERNAL, Cancelled, PluginError
+from ._stream import End
+from .errors import INTERNAL, STREAMED, Cancelled, PluginError
 from .topics import matches
 
 
@@ -27,6 +29,32 @@ def error_reply(error):
     if isinstance(error, PluginError):
         return error.to_wire()
     return {"code": INTERNAL, "message": "%s: %s" % (type(error).__name__, error)}
+
+
+def _streams(fn):
+    """Whether ``fn`` answers with a stream (a generator function)."""
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+def _produce(fn, ctx, payload, buffer):
+    """Runs a generator action to its end, each item a chunk, on this thread."""
+    try:
+        gen = fn(ctx, payload)
+        while True:
+            item = next(gen)
+            if isinstance(item, End):
+                gen.close()
+                buffer.finish(item.value, None)
+                return
+            try:
+                buffer.put(item)
+            except Cancelled:
+                gen.close()  # the generator sees GeneratorExit at its yield
+                return
+    except StopIteration as stop:
+        buffer.finish(stop.value, None)
+    except BaseException as e:  # handed to the caller, never lost
+        buffer.finish(None, e)
 
 
 class Host:
@@ -65,13 +93,63 @@ class Host:
         else:
             self.invoker.start(fn, (self.ctx, config), lambda _, e: on_done(None, e))
 
-    def handle(self, action, payload, cancel_event, on_done):
-        """Starts ``action``; returns a canceller (or None)."""
+    def handle(self, action, payload, cancel_event, on_done, deadline=None):
+        """Starts ``action``; returns a canceller (or None). An action that
+        streams its reply is refused (``streamed``)."""
         fn = self.plugin.actions.get(action)
         if fn is None:
             on_done(None, PluginError.unknown_action(action))
             return None
-        return self.invoker.start(fn, (self.ctx._for_call(cancel_event), payload), on_done)
+        if _streams(fn):
+            on_done(None, PluginError(STREAMED, "action `%s` answers with a stream: call it as a stream" % action))
+            return None
+        return self.invoker.start(fn, (self.ctx._for_call(cancel_event, deadline), payload), on_done)
+
+    def stream(self, action, payload, cancel_event, buffer, deadline=None):
+        """Starts ``action`` for a streamed reply into ``buffer``: a
+        generator's items are its chunks and its return value (or a last
+        ``End(value)``) the final value; any other action's one reply is the
+        final value. Returns a canceller (or None)."""
+        fn = self.plugin.actions.get(action)
+        if fn is None:
+            buffer.finish(None, PluginError.unknown_action(action))
+            return None
+        ctx = self.ctx._for_call(cancel_event, deadline)
+        if inspect.isasyncgenfunction(fn):
+            return self._produce_async(fn, ctx, payload, buffer)
+        if inspect.isgeneratorfunction(fn):
+            self.invoker._workers.submit(lambda: _produce(fn, ctx, payload, buffer))
+            return None
+        return self.invoker.start(fn, (ctx, payload), buffer.finish)
+
+    def _produce_async(self, fn, ctx, payload, buffer):
+        async def drive():
+            agen = fn(ctx, payload)
+            try:
+                async for item in agen:
+                    if isinstance(item, End):
+                        buffer.finish(item.value, None)
+                        return
+                    await buffer.aput(item)
+                buffer.finish(None, None)
+            except Cancelled:
+                await agen.aclose()
+            except BaseException as e:  # handed to the caller, never lost
+                buffer.finish(None, e)
+
+        loop = self.invoker.loop()
+        state = {}
+        loop.call_soon_threadsafe(lambda: state.setdefault("task", loop.create_task(drive())))
+
+        def cancel():
+            def stop():
+                task = state.get("task")
+                if task is not None:
+                    task.cancel()
+
+            loop.call_soon_threadsafe(stop)
+
+        return cancel
 
     def deliver(self, events):
         """Runs the matching event handlers for each event, in order, in the

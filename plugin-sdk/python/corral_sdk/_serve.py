@@ -19,6 +19,7 @@ import time
 from . import _wire
 from ._bus import Bus
 from ._host import Host, error_reply
+from ._stream import Buffer
 from .errors import INTERNAL
 
 
@@ -163,6 +164,8 @@ class _Server:
         self.deadlines = _Deadlines()
         self.calls = {}
         self.calls_lock = threading.Lock()
+        # stream id -> (Buffer, _Call, deadline tick)
+        self.streams = {}
         self.deliveries = []
         self.deliveries_cond = threading.Condition()
         threading.Thread(target=self._event_worker, name="corral-events", daemon=True).start()
@@ -170,7 +173,7 @@ class _Server:
     def respond(self, request_id, method, value, error):
         """Answers a request. A reply that does not encode as JSON, or does
         not fit in a frame, is answered with an `internal` error instead."""
-        fallible = method in ("Handle", "Load", "Reload")
+        fallible = method in ("Handle", "Load", "Reload", "Stream")
         if error is None:
             result = {"Ok": value} if fallible else value
         else:
@@ -213,13 +216,96 @@ class _Server:
             if call.finish():
                 self.respond(rid, "Handle", value, error)
 
-        tick = self.deadlines.add(_wire.relative_deadline(req), call)
-        canceller = self.host.handle(args["action"], args["payload"], call.event, done)
+        left = _wire.relative_deadline(req)
+        tick = self.deadlines.add(left, call)
+        deadline = time.monotonic() + left
+        canceller = self.host.handle(args["action"], args["payload"], call.event, done, deadline)
         with call.lock:
             call.canceller = canceller
             cancelled_meanwhile = call.event.is_set()
         if cancelled_meanwhile and canceller is not None:
             canceller()
+
+    def _start_stream(self, rid, req, args):
+        sid, action = args["id"], args["action"]
+        call = _Call(action)
+        buffer = Buffer(self.conn.max_frame - 1024)
+        left = _wire.relative_deadline(req)
+        tick = self.deadlines.add(left, call)
+        with self.calls_lock:
+            self.streams[sid] = (buffer, call, tick)
+        canceller = self.host.stream(action, args["payload"], call.event, buffer, time.monotonic() + left)
+
+        def stop():
+            buffer.close()
+            if canceller is not None:
+                canceller()
+
+        with call.lock:
+            call.canceller = stop
+            cancelled_meanwhile = call.event.is_set()
+        if cancelled_meanwhile:
+            stop()
+        self.respond(rid, "Stream", None, None)
+
+    def _pull(self, rid, sid):
+        with self.calls_lock:
+            entry = self.streams.get(sid)
+        if entry is None:
+            end = {"Err": {"code": "bad_request", "message": "no open stream %s" % sid}}
+            self.respond(rid, "Pull", {"chunks": [], "end": end}, None)
+            return
+        buffer, call, tick = entry
+
+        def job():
+            chunks, end = buffer.pull()
+            if end is not None:
+                with self.calls_lock:
+                    self.streams.pop(sid, None)
+                self.deadlines.remove(tick, call)
+                call.finish()
+            self._send_part(rid, chunks, end)
+
+        self.host.invoker._workers.submit(job)
+
+    def _send_part(self, rid, chunks, end):
+        """Answers a pull with encoded chunks as they are, and the end."""
+        if end is None:
+            end_body = b"null"
+        else:
+            value, error = end
+            if error is None:
+                try:
+                    end_body = _wire.encode({"Ok": value})
+                except (TypeError, ValueError) as e:
+                    end_body = _wire.encode({"Err": {"code": INTERNAL, "message": "the final value does not encode as JSON: %s" % e}})
+            else:
+                reply = error_reply(error) or {"code": INTERNAL, "message": "cancelled"}
+                end_body = _wire.encode({"Err": reply})
+        body = b"".join(
+            [
+                b'{"request_id":',
+                str(rid).encode(),
+                b',"message":{"Ok":{"Pull":{"chunks":[',
+                b",".join(chunks),
+                b'],"end":',
+                end_body,
+                b"}}}}",
+            ]
+        )
+        try:
+            self.conn.send_raw(body)
+        except (OSError, _wire.ProtocolError):
+            pass
+
+    def _close_stream(self, rid, sid):
+        with self.calls_lock:
+            entry = self.streams.pop(sid, None)
+        if entry is not None:
+            buffer, call, tick = entry
+            self.deadlines.remove(tick, call)
+            call.cancel("its caller closed the stream")
+        self.respond(rid, "Close", None, None)
 
     def _cancel(self, request_id):
         with self.calls_lock:
@@ -265,6 +351,12 @@ class _Server:
                 self.host.reload(args["config"], lambda v, e, rid=rid: self.respond(rid, "Reload", None, e))
             elif method == "Shutdown":
                 self._shutdown(rid)
+            elif method == "Stream":
+                self._start_stream(rid, req, args)
+            elif method == "Pull":
+                self._pull(rid, args["id"])
+            elif method == "Close":
+                self._close_stream(rid, args["id"])
             else:
                 try:
                     self.conn.send(_wire.framework_error(rid, "this plugin does not implement `%s`" % method))

@@ -13,7 +13,7 @@ PROTOCOL_VERSION = 1
 # The oldest protocol version this SDK speaks; the hello offers the range.
 MIN_PROTOCOL_VERSION = 1
 # Optional behaviours this SDK knows (docs/protocol.md, Versions).
-FEATURES = ["bus_in_load"]
+FEATURES = ["bus_in_load", "calls", "streams"]
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 
 # tarpc's trace context; corral ignores it, but the field must be present.
@@ -100,18 +100,30 @@ def connect(path, role, name, secret, max_frame=MAX_FRAME_BYTES):
             "the supervisor welcomed us in protocol version %s and this SDK speaks versions %d to %d"
             % (theirs, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION)
         )
+    # The features both ends know: methods past them are never sent.
+    conn.features = set((reply["Welcome"] or {}).get("features") or [])
     return conn
 
 
 def request(request_id, method, args, deadline_secs=86400):
-    """A tarpc request envelope."""
+    """A tarpc request envelope; the deadline is relative, in seconds."""
+    deadline_secs = max(0.0, deadline_secs)
+    secs = int(deadline_secs)
     return {
         "Request": {
-            "context": {"deadline": {"secs": deadline_secs, "nanos": 0}, "trace_context": TRACE},
+            "context": {
+                "deadline": {"secs": secs, "nanos": int((deadline_secs - secs) * 1e9)},
+                "trace_context": TRACE,
+            },
             "id": request_id,
             "message": {method: args},
         }
     }
+
+
+def cancel(request_id):
+    """tarpc's cancel message: the caller no longer waits for ``request_id``."""
+    return {"Cancel": {"trace_context": TRACE, "request_id": request_id}}
 
 
 def response(request_id, method, result):

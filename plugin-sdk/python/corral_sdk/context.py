@@ -5,6 +5,7 @@ import asyncio
 import logging
 import threading
 
+from . import _calls
 from ._stop import StopSignal
 from .errors import BAD_TOPIC, DISCONNECTED, Cancelled, PluginError
 from .topics import check_pattern, check_topic, check_unreserved
@@ -20,15 +21,17 @@ class Context:
     when the plugin unloads: background work loops until it is.
     """
 
-    def __init__(self, name, bus=None, cancel_event=None, shared=None):
+    def __init__(self, name, bus=None, cancel_event=None, shared=None, deadline=None):
         self.name = name
         self.log = logging.getLogger("corral_sdk.plugin").getChild(name or "plugin")
         self._bus = bus
         self._cancel = cancel_event or threading.Event()
         self._shared = shared if shared is not None else {"config": None, "stopping": StopSignal()}
+        # The deadline (time.monotonic()) of the action this context serves.
+        self._deadline = deadline
 
-    def _for_call(self, cancel_event):
-        return Context(self.name, self._bus, cancel_event, self._shared)
+    def _for_call(self, cancel_event, deadline=None):
+        return Context(self.name, self._bus, cancel_event, self._shared, deadline)
 
     @property
     def config(self):
@@ -90,6 +93,39 @@ class Context:
     async def unsubscribe_async(self, patterns):
         """``unsubscribe`` for async actions."""
         await asyncio.get_running_loop().run_in_executor(None, self.unsubscribe, patterns)
+
+    def call(self, plugin, action, payload=None, timeout=None, wait=False):
+        """Calls another plugin's action through the supervisor (within this
+        plugin's ``calls`` permissions) and returns its reply; raises
+        ``PluginError`` with the target's error, or ``denied``,
+        ``not_running``, ``timeout``, … ``timeout`` (seconds, default 30)
+        never reaches past the current action's own deadline. With
+        ``wait``, a target that is not running yet is waited for until
+        then. ``call_async`` is the same for async code."""
+        deadline = _calls.deadline_of(timeout, self._deadline)
+        return _calls.call(self._need_bus(), plugin, action, payload, deadline, wait)
+
+    async def call_async(self, plugin, action, payload=None, timeout=None, wait=False):
+        """``call`` for async actions: waits without blocking the loop."""
+        deadline = _calls.deadline_of(timeout, self._deadline)
+        return await _calls.call_async(self._need_bus(), plugin, action, payload, deadline, wait)
+
+    def call_stream(self, plugin, action, payload=None, timeout=None):
+        """Calls another plugin's action for a streamed reply: iterate the
+        returned ``Replies`` for its chunks; its ``result`` is the final
+        value. ``close()`` it (or use ``with``) to abandon it early."""
+        deadline = _calls.deadline_of(timeout, self._deadline)
+        return _calls.open_stream(self._need_bus(), plugin, action, payload, deadline)
+
+    async def call_stream_async(self, plugin, action, payload=None, timeout=None):
+        """``call_stream`` for async code: ``async for chunk in replies``."""
+        deadline = _calls.deadline_of(timeout, self._deadline)
+        return await _calls.open_stream_async(self._need_bus(), plugin, action, payload, deadline)
+
+    def plugins(self):
+        """The fleet's plugins: a list of ``{"name", "state", "actions"}``,
+        ``actions`` being what each manifest declares."""
+        return _calls.plugins(self._need_bus())
 
     def _need_bus(self):
         if self._bus is None:

@@ -8,6 +8,8 @@ TIMEOUT = "timeout"
 DISCONNECTED = "disconnected"
 DENIED = "denied"
 BAD_TOPIC = "bad_topic"
+NOT_SUPPORTED = "not_supported"
+STREAMED = "streamed"
 
 
 class PluginError(Exception):

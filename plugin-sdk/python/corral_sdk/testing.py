@@ -27,6 +27,8 @@ import json
 import threading
 import time
 
+from . import _stream
+from ._wire import MAX_FRAME_BYTES
 from ._host import Host, error_reply
 from ._tasks import STOP_GRACE
 from .errors import BAD_PAYLOAD, DENIED, INTERNAL, TIMEOUT, PluginError
@@ -71,6 +73,10 @@ class _RecordingBus:
                 raise PluginError(DENIED, "`%s` is outside this plugin's subscribe allow-list" % p)
         with self.lock:
             self.subscriptions.extend(p for p in patterns if p not in self.subscriptions)
+
+    def needs(self, *features):
+        """A tester runs one plugin alone: there is no other to call."""
+        raise PluginError("unknown_plugin", "a test harness runs this plugin alone: there is no other plugin to call")
 
     def unsubscribe(self, patterns):
         for p in patterns:
@@ -173,6 +179,35 @@ class PluginTester:
                 raise PluginError(TIMEOUT, "`%s` was cancelled" % action)
             raise PluginError(wire["code"], wire["message"])
         return _as_json(box["value"], INTERNAL, "the reply")
+
+    def stream(self, action, payload=None, timeout=10.0, take=None):
+        """Calls an action for a streamed reply, as ``corral call --stream``
+        would: returns ``(chunks, final)``, or raises ``PluginError`` with
+        the error it ended with. With ``take``, closes the stream after that
+        many chunks (the producer is stopped) and returns ``(chunks, None)``."""
+        payload = _as_json(payload, BAD_PAYLOAD, "the payload")
+        buffer = _stream.Buffer(MAX_FRAME_BYTES)
+        cancel = threading.Event()
+        canceller = self._host.stream(action, payload, cancel, buffer, time.monotonic() + timeout)
+        chunks, deadline = [], time.monotonic() + timeout
+        while True:
+            if take is not None and len(chunks) >= take:
+                cancel.set()
+                buffer.close()
+                if canceller is not None:
+                    canceller()
+                return chunks[:take], None
+            if time.monotonic() > deadline:
+                buffer.close()
+                raise PluginError(TIMEOUT, "`%s` did not end within %ss" % (action, timeout))
+            part, end = buffer.pull()
+            chunks.extend(json.loads(c) for c in part)
+            if end is not None:
+                value, error = end
+                if error is not None:
+                    wire = error_reply(error) or {"code": TIMEOUT, "message": "cancelled"}
+                    raise PluginError(wire["code"], wire["message"])
+                return chunks, _as_json(value, INTERNAL, "the final value")
 
     def deliver(self, topic, payload=None, source="test", retained=False):
         """Delivers one event, as the bus would if the plugin's subscriptions

@@ -19,7 +19,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from corral_sdk import Plugin, PluginError, check_pattern, check_topic, matches  # noqa: E402
+from corral_sdk import End, Plugin, PluginError, check_pattern, check_topic, matches  # noqa: E402
 from corral_sdk.testing import PluginTester  # noqa: E402
 
 
@@ -163,6 +163,85 @@ def eventually(cond, what, timeout=5.0):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
         time.sleep(0.005)
+
+
+class StreamTest(unittest.TestCase):
+    """Streamed replies: generators and async generators produce chunks in
+    order and end with a final value; a closed stream stops its producer."""
+
+    def make(self):
+        plugin = Plugin("streams")
+        seen = {"closed": threading.Event()}
+
+        @plugin.action("count")
+        def count(ctx, payload):
+            try:
+                for i in range(payload["n"]):
+                    yield {"i": i}
+            finally:
+                seen["closed"].set()
+            return {"done": payload["n"]}
+
+        @plugin.action("acount")
+        async def acount(ctx, payload):
+            for i in range(payload["n"]):
+                await asyncio.sleep(0)
+                yield {"i": i}
+            yield End({"done": payload["n"]})
+
+        @plugin.action("broken")
+        def broken(ctx, payload):
+            yield 1
+            raise PluginError("sensor", "went away")
+
+        @plugin.action("one")
+        def one(ctx, payload):
+            return "single"
+
+        return plugin, seen
+
+    def test_chunks_arrive_in_order_then_the_final_value(self):
+        plugin, _ = self.make()
+        with PluginTester(plugin) as t:
+            for action in ("count", "acount"):
+                chunks, final = t.stream(action, {"n": 1000})
+                self.assertEqual(chunks, [{"i": i} for i in range(1000)], action)
+                self.assertEqual(final, {"done": 1000}, action)
+            self.assertEqual(t.stream("one"), ([], "single"))
+
+    def test_an_error_ends_the_stream_with_its_code(self):
+        plugin, _ = self.make()
+        with PluginTester(plugin) as t:
+            with self.assertRaises(PluginError) as e:
+                t.stream("broken")
+            self.assertEqual(e.exception.code, "sensor")
+
+    def test_a_streaming_action_called_for_one_value_says_so(self):
+        plugin, _ = self.make()
+        with PluginTester(plugin) as t:
+            with self.assertRaises(PluginError) as e:
+                t.call("count", {"n": 3})
+            self.assertEqual(e.exception.code, "streamed")
+
+    def test_closing_a_stream_stops_its_producer(self):
+        plugin, seen = self.make()
+        with PluginTester(plugin) as t:
+            chunks, final = t.stream("count", {"n": 10**9}, take=5)
+            self.assertEqual(chunks, [{"i": i} for i in range(5)])
+            self.assertIsNone(final)
+            self.assertTrue(seen["closed"].wait(5), "the generator was not closed")
+
+    def test_a_tester_has_no_other_plugin_to_call(self):
+        plugin = Plugin("alone")
+
+        @plugin.action("relay")
+        def relay(ctx, payload):
+            return ctx.call("other", "x")
+
+        with PluginTester(plugin) as t:
+            with self.assertRaises(PluginError) as e:
+                t.call("relay")
+            self.assertEqual(e.exception.code, "unknown_plugin")
 
 
 class BackgroundTest(unittest.TestCase):
