@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds corral and the example plugins, runs the demo fleet (a Rust and a
-# Python plugin, each its own process), shows it working, and keeps it up
-# until Ctrl-C. With --once it stops the fleet after the tour instead.
+# Builds corral and the example plugins, runs the demo fleet (Rust and
+# Python plugins, each its own process: echo twins, and kv, api and words
+# calling each other), shows it working, and keeps it up until Ctrl-C. With --once it stops the fleet after the tour instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +45,16 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 step "$corral" call -c "$config" echo-py received
+echo
+echo "Plugins that work together: api (Python) stores through kv (Rust), within its calls."
+step "$corral" call -c "$config" api remember '{"key": "greeting", "value": "hello from api"}'
+step "$corral" call -c "$config" api recall '{"key": "greeting"}'
+echo "kv admits only api: the echo plugin's call is refused."
+step "$corral" call -c "$config" echo relay '{"plugin": "kv", "action": "keys"}' || true
+echo "A streamed reply, one JSON line per chunk as words produces it, then plugin to plugin:"
+step "$corral" call -c "$config" words words '{"text": "each word arrives as it is made"}' --stream
+step "$corral" call -c "$config" api spell '{"text": "streams cross plugins too"}'
+step "$corral" call -c "$config" kv --list
 echo
 echo "Crash the Rust plugin: its restart policy (on-failure) brings it back with a new pid."
 old_pid=$("$corral" ps -c "$config" --json | python3 -c "import json,sys; print([r['pid'] for r in json.load(sys.stdin) if r['name']=='echo'][0])")

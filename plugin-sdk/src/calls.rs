@@ -107,6 +107,7 @@ impl Call {
             chunks: VecDeque::new(),
             end: None,
             done: false,
+            failed: false,
         })
     }
 }
@@ -146,7 +147,10 @@ pub struct Replies {
     deadline: Instant,
     chunks: VecDeque<Payload>,
     end: Option<Result<Payload, PluginError>>,
+    /// Its end was read.
     done: bool,
+    /// It failed here before its end: closed when dropped, and over.
+    failed: bool,
 }
 
 impl std::fmt::Debug for Replies {
@@ -169,7 +173,7 @@ impl Replies {
                 self.done = true;
                 return Some(end.and_then(decode).map(Piece::End));
             }
-            if self.done {
+            if self.done || self.failed {
                 return None;
             }
             match self.link.stream_next(self.id, self.deadline).await {
@@ -177,7 +181,7 @@ impl Replies {
                     self.chunks.extend(part.chunks);
                     self.end = part.end;
                     if self.chunks.is_empty() && self.end.is_none() {
-                        self.done = true;
+                        self.failed = true;
                         return Some(Err(PluginError::new(
                             codes::INTERNAL,
                             "the stream sent an empty piece",
@@ -185,7 +189,8 @@ impl Replies {
                     }
                 }
                 Err(e) => {
-                    self.done = true;
+                    // Ended here: the producer is told to stop (Drop).
+                    self.failed = true;
                     return Some(Err(e));
                 }
             }

@@ -195,6 +195,10 @@ fn call_error(e: &tarpc::client::RpcError, what: &str) -> PluginError {
             codes::TIMEOUT,
             format!("{what}: no answer before the deadline"),
         ),
+        tarpc::client::RpcError::Server(e) => PluginError::new(
+            codes::LIMIT,
+            format!("{what}: the supervisor refused it: {}", e.detail),
+        ),
         e => PluginError::new(codes::DISCONNECTED, format!("{what}: {e}")),
     }
 }

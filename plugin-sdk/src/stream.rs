@@ -13,13 +13,15 @@ use corral_proto::{ErrorReply, Payload, STREAM_PART_BYTES, STREAM_PART_CHUNKS, S
 use futures::Stream;
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
 use crate::PluginError;
 
-/// Chunks a producer may run ahead of its puller.
+/// Chunks a producer may run ahead of its puller, and the bytes they may
+/// hold (a single larger chunk still goes, alone).
 const AHEAD: usize = 64;
+const AHEAD_BYTES: usize = 4 << 20;
 
 /// Where an action sends the chunks of its streamed reply. Each
 /// [`send`](Chunks::send) waits while the caller is behind (backpressure)
@@ -27,8 +29,15 @@ const AHEAD: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Chunks {
     tx: mpsc::Sender<Item>,
+    /// The bytes of chunks sent and not yet pulled, as permits.
+    room: Arc<Semaphore>,
     /// The largest chunk that fits in a frame.
     max: usize,
+}
+
+/// The permits a chunk of `len` bytes takes of the room.
+fn permits(len: usize) -> u32 {
+    u32::try_from(len.clamp(1, AHEAD_BYTES)).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug)]
@@ -48,10 +57,17 @@ impl Chunks {
                 payload.as_bytes().len()
             )));
         }
+        let closed = || PluginError::new(codes::DISCONNECTED, "the caller closed the stream");
+        let room = self
+            .room
+            .acquire_many(permits(payload.as_bytes().len()))
+            .await
+            .map_err(|_| closed())?;
+        room.forget();
         self.tx
             .send(Item::Chunk(payload))
             .await
-            .map_err(|_| PluginError::new(codes::DISCONNECTED, "the caller closed the stream"))
+            .map_err(|_| closed())
     }
 
     /// Sends every item of `stream` as a chunk, in order.
@@ -72,14 +88,25 @@ pub(crate) struct Producers {
 
 #[derive(Debug)]
 struct Open {
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>,
+    rx: Arc<tokio::sync::Mutex<Pulled>>,
+    room: Arc<Semaphore>,
     task: AbortHandle,
     deadline: Instant,
+}
+
+/// The puller's side of a stream: its items, and one carried over from the
+/// last pull (it did not fit).
+#[derive(Debug)]
+struct Pulled {
+    rx: mpsc::Receiver<Item>,
+    carried: Option<Item>,
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         self.task.abort();
+        // A producer waiting for room wakes to a closed stream.
+        self.room.close();
     }
 }
 
@@ -96,9 +123,21 @@ impl Producers {
     where
         F: Future<Output = Result<Payload, ErrorReply>> + Send + 'static,
     {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        // Streams nobody pulled to their end by their deadline are over.
+        let now = Instant::now();
+        open.retain(|_, s| s.deadline > now);
+        if open.contains_key(&id) {
+            return Err(ErrorReply::new(
+                codes::BAD_REQUEST,
+                format!("stream {id} is open already"),
+            ));
+        }
         let (tx, rx) = mpsc::channel(AHEAD);
+        let room = Arc::new(Semaphore::new(AHEAD_BYTES));
         let chunks = Chunks {
             tx: tx.clone(),
+            room: Arc::clone(&room),
             max: max_chunk,
         };
         let work = produce(chunks);
@@ -113,70 +152,79 @@ impl Producers {
                 });
             let _ = tx.send(Item::End(end)).await;
         });
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        // Streams nobody pulled to their end by their deadline are over.
-        let now = Instant::now();
-        open.retain(|_, s| s.deadline > now);
-        let stream = Open {
-            rx: Arc::new(tokio::sync::Mutex::new(rx)),
-            task: task.abort_handle(),
-            deadline,
-        };
-        if open.insert(id, stream).is_some() {
-            return Err(ErrorReply::new(
-                codes::BAD_REQUEST,
-                format!("stream {id} was open already"),
-            ));
-        }
+        let pulled = Pulled { rx, carried: None };
+        open.insert(
+            id,
+            Open {
+                rx: Arc::new(tokio::sync::Mutex::new(pulled)),
+                room,
+                task: task.abort_handle(),
+                deadline,
+            },
+        );
         Ok(())
     }
 
-    /// The next piece of stream `id`: at least one chunk, or its end.
+    /// The next piece of stream `id`: at least one chunk, or its end; at
+    /// most [`STREAM_PART_CHUNKS`] chunks, and [`STREAM_PART_BYTES`] of
+    /// chunks and end besides a single larger item, so it fits a frame.
     pub(crate) async fn pull(&self, id: u64) -> StreamPart {
-        let rx = self
+        let stream = self
             .open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&id)
-            .map(|s| Arc::clone(&s.rx));
-        let Some(rx) = rx else {
+            .map(|s| (Arc::clone(&s.rx), Arc::clone(&s.room)));
+        let Some((pulled, room)) = stream else {
             return ended(Err(ErrorReply::new(
                 codes::BAD_REQUEST,
                 format!("no open stream {id}"),
             )));
         };
-        let mut rx = rx.lock().await;
+        let mut pulled = pulled.lock().await;
         let mut part = StreamPart {
             chunks: Vec::new(),
             end: None,
         };
         let mut bytes = 0;
-        let mut next = rx.recv().await;
+        let mut next = match pulled.carried.take() {
+            Some(item) => Some(item),
+            None => pulled.rx.recv().await,
+        };
         loop {
-            match next {
-                Some(Item::Chunk(chunk)) => {
-                    bytes += chunk.as_bytes().len();
-                    part.chunks.push(chunk);
-                }
-                Some(Item::End(end)) => part.end = Some(end),
-                None => {
-                    part.end = Some(Err(ErrorReply::new(
-                        codes::INTERNAL,
-                        "the stream was stopped",
-                    )));
-                }
-            }
-            if part.end.is_some()
-                || part.chunks.len() >= STREAM_PART_CHUNKS
-                || bytes >= STREAM_PART_BYTES
-            {
+            let item = next.unwrap_or_else(|| {
+                Item::End(Err(ErrorReply::new(
+                    codes::INTERNAL,
+                    "the stream was stopped",
+                )))
+            });
+            let size = match &item {
+                Item::Chunk(c) => c.as_bytes().len(),
+                Item::End(Ok(v)) => v.as_bytes().len(),
+                Item::End(Err(e)) => e.message.len(),
+            };
+            let empty = part.chunks.is_empty() && part.end.is_none();
+            if !empty && bytes + size > STREAM_PART_BYTES {
+                pulled.carried = Some(item);
                 break;
             }
-            match rx.try_recv() {
+            bytes += size;
+            match item {
+                Item::Chunk(chunk) => {
+                    room.add_permits(permits(chunk.as_bytes().len()) as usize);
+                    part.chunks.push(chunk);
+                }
+                Item::End(end) => part.end = Some(end),
+            }
+            if part.end.is_some() || part.chunks.len() >= STREAM_PART_CHUNKS {
+                break;
+            }
+            match pulled.rx.try_recv() {
                 Ok(item) => next = Some(item),
                 Err(_) => break,
             }
         }
+        drop(pulled);
         if part.end.is_some() {
             self.close(id);
         }

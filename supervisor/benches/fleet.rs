@@ -57,7 +57,9 @@ impl Bench {
 
 /// The benchmark's sections, in the order they run; `CORRAL_BENCH_ONLY`
 /// takes their names.
-const SECTIONS: [&str; 7] = ["rpc", "restart", "probes", "bus", "sdk", "cli", "fleet"];
+const SECTIONS: [&str; 8] = [
+    "rpc", "restart", "probes", "bus", "calls", "sdk", "cli", "fleet",
+];
 
 fn main() {
     let b = setup();
@@ -86,6 +88,9 @@ fn main() {
     }
     if b.wants("bus") {
         bus(&b);
+    }
+    if b.wants("calls") {
+        calls(&b);
     }
     if b.wants("sdk") {
         sdk(&b, &floor);
@@ -304,6 +309,97 @@ fn bus(b: &Bench) {
     let latency =
         b.rt.block_on(bus_latency(&b.dir().join("latency"), &b.echo));
     row("bus: publish -> on_event, steady 10,000/s", &latency, None);
+}
+
+/// Calls made between plugins, timed by the caller, against calls the
+/// supervisor makes into a plugin; and streamed chunks per second, read by
+/// the supervisor and by another plugin.
+fn calls(b: &Bench) {
+    let f = b.rt.block_on(call_figures(&b.dir().join("calls"), &b.echo));
+    row("supervisor -> plugin call, 64 B (floor)", &f.direct, None);
+    row("plugin -> plugin call, 64 B", &f.relayed, Some(&f.direct));
+    for (what, rate) in [
+        ("supervisor", f.stream_direct),
+        ("plugin", f.stream_relayed),
+    ] {
+        println!(
+            "{:<44} {:>12}",
+            format!("stream of {STREAM_CHUNKS} chunks, read by a {what}"),
+            format!("{rate:.0}/s")
+        );
+    }
+}
+
+/// Calls per sample set, and the chunks of the stream runs.
+const CALLS: usize = 5_000;
+const STREAM_CHUNKS: u64 = 100_000;
+
+struct CallFigures {
+    direct: Vec<Duration>,
+    relayed: Vec<Duration>,
+    stream_direct: f64,
+    stream_relayed: f64,
+}
+
+async fn call_figures(dir: &Path, echo: &Path) -> CallFigures {
+    let toml = format!(
+        "[plugins.caller]\ncmd = [{e:?}]\ncalls = [\"target:*\"]\ncall_timeout = \"10m\"\n\
+         [plugins.target]\ncmd = [{e:?}]\ncall_timeout = \"10m\"\n",
+        e = echo.display().to_string()
+    );
+    let fleet = fleet(dir, &toml);
+    std::fs::create_dir_all(&fleet.supervisor.log_dir).expect("log dir");
+    let (supervisor, _done) = corral::supervisor::start(
+        &fleet,
+        std::sync::Arc::new(corral::os::cgroup::Cgroups::none()),
+    );
+    let caller = supervisor.plugin("caller").await.expect("caller");
+    let target = supervisor.plugin("target").await.expect("target");
+    wait_running(&caller, None).await;
+    wait_running(&target, None).await;
+    let payload = serde_json::json!("x".repeat(62));
+    let mut direct = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        call_json(&target, "echo", payload.clone()).await;
+        direct.push(t.elapsed());
+    }
+    let relay = serde_json::json!({"plugin": "target", "action": "echo", "payload": payload, "repeat": CALLS});
+    let reply = call_json(&caller, "relay", relay).await;
+    let relayed = reply["us"]
+        .as_array()
+        .expect("timings")
+        .iter()
+        .map(|us| Duration::from_micros(us.as_u64().unwrap_or(0)))
+        .collect();
+    let count = serde_json::json!({"count": STREAM_CHUNKS});
+    let t = Instant::now();
+    let mut stream = target
+        .stream(
+            "stream".into(),
+            Payload::from_json(&count).expect("json"),
+            None,
+        )
+        .await
+        .expect("stream");
+    let mut chunks = 0;
+    while !stream.ended() {
+        chunks += stream.next().await.expect("piece").chunks.len();
+    }
+    assert_eq!(chunks as u64, STREAM_CHUNKS);
+    let stream_direct = STREAM_CHUNKS as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let relay = serde_json::json!({"plugin": "target", "action": "stream", "payload": count, "stream": true});
+    let reply = call_json(&caller, "relay", relay).await;
+    assert_eq!(reply["chunks"].as_u64(), Some(STREAM_CHUNKS), "{reply}");
+    let stream_relayed = STREAM_CHUNKS as f64 / t.elapsed().as_secs_f64();
+    supervisor.shutdown().await;
+    CallFigures {
+        direct,
+        relayed,
+        stream_direct,
+        stream_relayed,
+    }
 }
 
 fn sdk(b: &Bench, floor: &[Duration]) {

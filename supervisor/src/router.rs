@@ -8,10 +8,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use corral_proto::{ErrorReply, PluginEntry, codes, selects};
 use futures::future::join_all;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::calls::{CallRequest, Caller, Request};
 use crate::plugin::PluginHandle;
@@ -29,29 +30,39 @@ pub fn spawn(mut requests: mpsc::Receiver<Request>, fleet: Fleet) {
     });
 }
 
+/// Serves one request until it is answered, or until its asker goes away
+/// (its request cancelled, its connection closed): then the work stops
+/// too, and the call into the target is cancelled with it.
 async fn serve(request: Request, fleet: Arc<[PluginHandle]>) {
     match request {
         Request::Call { call, reply } => {
-            let answer = match target(&fleet, &call).await {
-                Ok(plugin) => plugin.call(call.action, call.payload, call.deadline).await,
-                Err(e) => Err(e),
+            let work = async {
+                let plugin = target(&fleet, &call).await?;
+                plugin.call(call.action, call.payload, call.deadline).await
             };
-            let _ = reply.send(answer);
+            answer(reply, work).await;
         }
         Request::Stream { call, reply } => {
-            let answer = match target(&fleet, &call).await {
-                Ok(plugin) => {
-                    plugin
-                        .stream(call.action, call.payload, call.deadline)
-                        .await
-                }
-                Err(e) => Err(e),
+            let work = async {
+                let plugin = target(&fleet, &call).await?;
+                plugin
+                    .stream(call.action, call.payload, call.deadline)
+                    .await
             };
-            let _ = reply.send(answer);
+            answer(reply, work).await;
         }
-        Request::Plugins(reply) => {
-            let _ = reply.send(entries(&fleet).await);
+        Request::Plugins(reply) => answer(reply, entries(&fleet)).await,
+    }
+}
+
+/// Sends what `work` gives to `reply`, unless `reply`'s receiver goes
+/// first: then `work` is dropped unfinished.
+async fn answer<T>(mut reply: oneshot::Sender<T>, work: impl std::future::Future<Output = T>) {
+    tokio::select! {
+        done = work => {
+            let _ = reply.send(done);
         }
+        () = reply.closed() => {}
     }
 }
 
@@ -70,6 +81,10 @@ async fn entries(fleet: &[PluginHandle]) -> Vec<PluginEntry> {
         })
         .collect()
 }
+
+/// The longest a call waits for its target to run when its caller set no
+/// deadline.
+const MAX_WAIT: Duration = Duration::from_secs(300);
 
 /// The turn of calls to plugins with instances: round robin over the
 /// running instances.
@@ -114,15 +129,13 @@ async fn target(fleet: &[PluginHandle], call: &CallRequest) -> Result<PluginHand
     }
     let mut running: Vec<&PluginHandle> = found.iter().copied().filter(|p| p.callable()).collect();
     if running.is_empty() && call.wait {
-        let deadline = call.deadline.map(tokio::time::Instant::from_std);
+        // Never longer than the caller's deadline, nor than a supervisor's
+        // bound when it has none.
+        let deadline = call.deadline.unwrap_or_else(|| Instant::now() + MAX_WAIT);
         let ready = futures::future::select_all(found.iter().map(|p| Box::pin(p.callable_soon())));
-        let waited = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, ready).await.is_ok(),
-            None => {
-                ready.await;
-                true
-            }
-        };
+        let waited = tokio::time::timeout_at(deadline.into(), ready)
+            .await
+            .is_ok();
         if !waited {
             return Err(ErrorReply::new(
                 codes::TIMEOUT,

@@ -362,3 +362,69 @@ fn ten_thousand_abandoned_streams_leak_nothing() {
         .unwrap();
     assert_eq!(reply["chunks"], json!(3));
 }
+
+#[test]
+fn the_example_fleet_stores_through_kv_and_streams_through_words() {
+    let example = |name: &str| {
+        corral_e2e::repo_root()
+            .join("examples")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let fleet = FleetConfig::new()
+        .plugin(
+            Plugin::new("kv")
+                .path(example("kv"))
+                .cmd([corral_e2e::bin("kv-plugin").display().to_string()]),
+        )
+        .plugin(
+            Plugin::new("api")
+                .path(example("api"))
+                .set("calls", ["kv:get", "kv:set", "words:words"]),
+        )
+        .plugin(Plugin::new("words").path(example("words")))
+        .plugin(Plugin::echo("echo").set("calls", ["kv:*"]))
+        .start();
+    for name in ["kv", "api", "words", "echo"] {
+        fleet.wait_running(name);
+    }
+    let stored = fleet
+        .call(
+            "api",
+            "remember",
+            Some(r#"{"key": "k", "value": [1, "two"]}"#),
+        )
+        .unwrap();
+    assert_eq!(stored, json!({"ok": true}));
+    let recalled = fleet
+        .call("api", "recall", Some(r#"{"key": "k"}"#))
+        .unwrap();
+    assert_eq!(recalled, json!({"key": "k", "value": [1, "two"]}));
+    // kv's manifest admits only api.
+    let err = fleet
+        .call("echo", "relay", Some(&relay("kv", "keys", Value::Null)))
+        .unwrap_err();
+    assert!(
+        err.code == "denied" && err.message.contains("only from api"),
+        "{err:?}"
+    );
+    let spelled = fleet
+        .call("api", "spell", Some(r#"{"text": "one two three"}"#))
+        .unwrap();
+    assert_eq!(
+        spelled,
+        json!({"words": ["one", "two", "three"], "count": 3})
+    );
+    let out = fleet.corral(&[
+        "call",
+        "words",
+        "words",
+        r#"{"text": "a b", "delay_ms": 1}"#,
+        "--stream",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"word\":\"a\"}\n{\"word\":\"b\"}\n{\"count\":2}\n"
+    );
+}

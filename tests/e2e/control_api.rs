@@ -223,6 +223,26 @@ fn queries_calls_and_publishing(fleet: &Fleet, client: &mut Client, a: u32) -> u
     );
     assert_eq!(code, "unknown_action");
 
+    // A streamed reply: pieces until the one with an end.
+    let stream = json!({"name": "a", "action": "stream", "payload": {"count": 300}});
+    let sid = client.ok("CallStream", stream.clone());
+    let mut chunks = Vec::new();
+    let end = loop {
+        let part = client.ok("StreamNext", json!({"id": sid}));
+        chunks.extend(part["chunks"].as_array().expect("chunks").iter().cloned());
+        if !part["end"].is_null() {
+            break part["end"].clone();
+        }
+    };
+    assert_eq!(end, json!({"Ok": {"done": 300}}));
+    assert_eq!(
+        chunks,
+        (0..300).map(|i| json!({"i": i})).collect::<Vec<_>>()
+    );
+    let sid = client.ok("CallStream", stream);
+    assert_eq!(client.ok("StreamClose", json!({"id": sid})), Value::Null);
+    assert_eq!(client.err("StreamNext", json!({"id": sid})), "bad_request");
+
     let id = client.ok(
         "EventsOpen",
         json!({"patterns": ["demo.>", "corral.plugin.>"]}),

@@ -13,7 +13,8 @@ use serde_json::json;
 /// `{"chunks": N, "in_order": bool, "end": final}` (chunks in order when
 /// each is `{"i": i}` counting from 0). With `"abandon": true`, opens
 /// `repeat` streams one after the other and drops each after its first
-/// piece: `{"abandoned": N}`.
+/// piece: `{"abandoned": N}`. With `repeat` alone, makes the same call N
+/// times: `{"calls": N, "us": [each call's µs]}`.
 pub(crate) async fn relay(ctx: &Context, payload: &Value) -> Result<Value, PluginError> {
     let text = |key: &str| {
         payload
@@ -42,6 +43,20 @@ pub(crate) async fn relay(ctx: &Context, payload: &Value) -> Result<Value, Plugi
             replies.next().await.transpose()?;
         }
         return Ok(json!({"abandoned": repeat}));
+    }
+    if let Some(repeat) = payload
+        .get("repeat")
+        .and_then(Value::as_u64)
+        .filter(|_| !flag("stream"))
+    {
+        // The same call `repeat` times, each one timed, for benchmarks.
+        let mut micros = Vec::new();
+        for _ in 0..repeat {
+            let started = std::time::Instant::now();
+            call().await?;
+            micros.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        }
+        return Ok(json!({"calls": repeat, "us": micros}));
     }
     if !flag("stream") {
         return call().await;

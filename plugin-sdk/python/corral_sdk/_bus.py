@@ -4,6 +4,7 @@ other plugins go out at once, from any thread, many in flight: a reader
 thread matches each answer to its request by id."""
 
 import json
+import queue
 import sys
 import threading
 import time
@@ -37,7 +38,11 @@ class Bus:
         self.pending_lock = threading.Lock()
         self.closed = False
         self.features = getattr(conn, "features", set())
+        # Stream closes asked for from anywhere (a garbage-collected reader
+        # included), sent by a thread of their own.
+        self.to_close = queue.SimpleQueue()
         threading.Thread(target=self._read, name="corral-bus-reader", daemon=True).start()
+        threading.Thread(target=self._closer, name="corral-bus-closer", daemon=True).start()
         threading.Thread(target=self._run, name="corral-bus", daemon=True).start()
 
     def publish(self, topic, payload, retain):
@@ -132,6 +137,16 @@ class Bus:
                 self.conn.send(_wire.cancel(pending.rid))
             except (OSError, _wire.ProtocolError):
                 pass
+
+    def close_stream(self, sid):
+        """Abandons stream ``sid`` (the producer is stopped); safe to call
+        from anywhere, a finalizer included."""
+        self.to_close.put(sid)
+
+    def _closer(self):
+        while True:
+            sid = self.to_close.get()
+            self.start("StreamClose", {"id": sid}, 5.0)
 
     def _forget(self, rid):
         with self.pending_lock:
@@ -236,7 +251,10 @@ class _Pending:
     def _finish(self):
         self.done.set()
         if self.on_answer is not None:
-            self.on_answer(self)
+            try:
+                self.on_answer(self)
+            except Exception as e:  # the reader thread must outlive any failure
+                sys.stderr.write("corral plugin: a call's answer was lost: %s\n" % e)
 
     def value(self):
         """The method's result, or raises what went wrong."""

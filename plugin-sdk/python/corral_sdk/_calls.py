@@ -82,7 +82,7 @@ class Replies:
         self._bus = bus
         self._id = sid
         self._deadline = deadline
-        self._ended = False
+        self._ended = False  # read to its end, failed, or closed
         self.result = None
 
     def _take(self, part):
@@ -97,27 +97,29 @@ class Replies:
         while not self._ended:
             try:
                 part = self._bus.request("StreamNext", {"id": self._id}, deadline_left(self._deadline))
+                chunks = self._take(part)
             except PluginError:
-                self._ended = True
+                self.close()
                 raise
-            for chunk in self._take(part):
+            for chunk in chunks:
                 yield chunk
 
     async def __aiter__(self):
         while not self._ended:
             try:
                 part = await _request_async(self._bus, "StreamNext", {"id": self._id}, self._deadline)
-            except PluginError:
-                self._ended = True
+                chunks = self._take(part)
+            except (PluginError, asyncio.TimeoutError, asyncio.CancelledError):
+                self.close()
                 raise
-            for chunk in self._take(part):
+            for chunk in chunks:
                 yield chunk
 
     def close(self):
         """Abandons the stream before its end; the producer is stopped."""
         if not self._ended:
             self._ended = True
-            self._bus.start("StreamClose", {"id": self._id}, 5.0)
+            self._bus.close_stream(self._id)
 
     def __enter__(self):
         return self
@@ -126,10 +128,8 @@ class Replies:
         self.close()
 
     def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+        # Runs on whatever thread the collector picks: only queues the close.
+        self.close()
 
 
 def open_stream(bus, plugin, action, payload, deadline):

@@ -20,7 +20,7 @@ from . import _wire
 from ._bus import Bus
 from ._host import Host, error_reply
 from ._stream import Buffer
-from .errors import INTERNAL
+from .errors import INTERNAL, TIMEOUT, PluginError
 
 
 class _Call:
@@ -231,13 +231,20 @@ class _Server:
         call = _Call(action)
         buffer = Buffer(self.conn.max_frame - 1024)
         left = _wire.relative_deadline(req)
-        tick = self.deadlines.add(left, call)
+        deadline = time.monotonic() + left
         with self.calls_lock:
+            if sid in self.streams:
+                self.respond(rid, "Stream", None, PluginError("bad_request", "stream %s is open already" % sid))
+                return
+            tick = self.deadlines.add(left, call)
             self.streams[sid] = (buffer, call, tick)
-        canceller = self.host.stream(action, args["payload"], call.event, buffer, time.monotonic() + left)
+        canceller = self.host.stream(action, args["payload"], call.event, buffer, deadline)
 
         def stop():
-            buffer.close()
+            why = None
+            if time.monotonic() >= deadline:
+                why = PluginError(TIMEOUT, "the stream passed its deadline")
+            buffer.close(why)
             if canceller is not None:
                 canceller()
 
@@ -273,12 +280,9 @@ class _Server:
         if end is None:
             end_body = b"null"
         else:
-            value, error = end
+            body, error = end
             if error is None:
-                try:
-                    end_body = _wire.encode({"Ok": value})
-                except (TypeError, ValueError) as e:
-                    end_body = _wire.encode({"Err": {"code": INTERNAL, "message": "the final value does not encode as JSON: %s" % e}})
+                end_body = b'{"Ok":' + body + b"}"
             else:
                 reply = error_reply(error) or {"code": INTERNAL, "message": "cancelled"}
                 end_body = _wire.encode({"Err": reply})

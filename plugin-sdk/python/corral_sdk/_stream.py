@@ -10,8 +10,10 @@ import threading
 from . import _wire
 from .errors import BAD_PAYLOAD, Cancelled, PluginError
 
-# Chunks a producer may run ahead of its puller.
+# Chunks a producer may run ahead of its puller, and the bytes they may hold
+# (a single larger chunk still goes, alone).
 AHEAD = 64
+AHEAD_BYTES = 4 << 20
 # One pull's answer at most: chunks, and bytes besides a single larger chunk.
 PART_CHUNKS = 256
 PART_BYTES = 1 << 20
@@ -31,8 +33,11 @@ class Buffer:
     def __init__(self, max_chunk):
         self.cond = threading.Condition()
         self.items = collections.deque()
-        self.end = None  # (value, error) once the producer is done
+        self.bytes = 0
+        # (encoded final value, None) or (None, error) once the producer is done.
+        self.end = None
         self.closed = False
+        self.why = None
         self.max_chunk = max_chunk
         self.waiters = []  # (loop, future) of async producers waiting for room
 
@@ -45,17 +50,24 @@ class Buffer:
             raise PluginError(BAD_PAYLOAD, "a chunk of %d bytes does not fit in a frame" % len(body))
         return body
 
+    def _full(self, body):
+        return len(self.items) >= AHEAD or (self.items and self.bytes + len(body) > AHEAD_BYTES)
+
+    def _append(self, body):
+        self.items.append(body)
+        self.bytes += len(body)
+        self.cond.notify_all()
+
     def put(self, chunk):
         """Adds a chunk, waiting while the buffer is full; raises
         ``Cancelled`` once the stream is closed."""
         body = self._encode(chunk)
         with self.cond:
-            while len(self.items) >= AHEAD and not self.closed:
+            while self._full(body) and not self.closed:
                 self.cond.wait()
             if self.closed:
                 raise Cancelled()
-            self.items.append(body)
-            self.cond.notify_all()
+            self._append(body)
 
     async def aput(self, chunk):
         """``put`` for an async producer: waits without blocking the loop."""
@@ -65,9 +77,8 @@ class Buffer:
             with self.cond:
                 if self.closed:
                     raise Cancelled()
-                if len(self.items) < AHEAD:
-                    self.items.append(body)
-                    self.cond.notify_all()
+                if not self._full(body):
+                    self._append(body)
                     return
                 future = loop.create_future()
                 self.waiters.append((loop, future))
@@ -75,9 +86,15 @@ class Buffer:
 
     def finish(self, value, error):
         """The producer is done: with its final value, or an error."""
+        end = (None, error)
+        if error is None:
+            try:
+                end = (self._encode(value), None)
+            except PluginError as e:
+                end = (None, e)
         with self.cond:
             if self.end is None:
-                self.end = (value, error)
+                self.end = end
             self.cond.notify_all()
 
     def _wake(self):
@@ -87,26 +104,38 @@ class Buffer:
 
     def pull(self):
         """Waits for chunks or the end; returns ``(chunks, end)``, ``end``
-        None until the producer is done and every chunk was pulled."""
+        None until the producer is done and every chunk was pulled. A pull
+        holds at most PART_CHUNKS chunks and PART_BYTES of chunks and end
+        besides a single larger one, so it fits a frame."""
         with self.cond:
             while not self.items and self.end is None and not self.closed:
                 self.cond.wait()
             chunks, size = [], 0
-            while self.items and len(chunks) < PART_CHUNKS and (not chunks or size < PART_BYTES):
-                body = self.items.popleft()
+            while self.items and len(chunks) < PART_CHUNKS:
+                body = self.items[0]
+                if chunks and size + len(body) > PART_BYTES:
+                    break
+                self.items.popleft()
+                self.bytes -= len(body)
                 chunks.append(body)
                 size += len(body)
-            end = self.end if not self.items else None
+            end = None
+            if not self.items and self.end is not None:
+                body, _ = self.end
+                if not chunks or body is None or size + len(body) <= PART_BYTES:
+                    end = self.end
             if self.closed and end is None and not chunks:
-                end = (None, Cancelled())
+                end = (None, self.why or Cancelled())
             self.cond.notify_all()
             self._wake()
             return chunks, end
 
-    def close(self):
-        """Stops the stream: the producer's next ``put`` raises ``Cancelled``."""
+    def close(self, why=None):
+        """Stops the stream: the producer's next ``put`` raises ``Cancelled``;
+        a pull waiting for it ends with ``why`` (an error), if given."""
         with self.cond:
             self.closed = True
+            self.why = why
             self.items.clear()
             self.cond.notify_all()
             self._wake()

@@ -203,11 +203,11 @@ class PluginTester:
             part, end = buffer.pull()
             chunks.extend(json.loads(c) for c in part)
             if end is not None:
-                value, error = end
+                body, error = end
                 if error is not None:
                     wire = error_reply(error) or {"code": TIMEOUT, "message": "cancelled"}
                     raise PluginError(wire["code"], wire["message"])
-                return chunks, _as_json(value, INTERNAL, "the final value")
+                return chunks, json.loads(body)
 
     def deliver(self, topic, payload=None, source="test", retained=False):
         """Delivers one event, as the bus would if the plugin's subscriptions

@@ -13,12 +13,17 @@ use corral_proto::{
     BusApiRequest, ErrorReply, Payload, PluginEntry, Publish, PublishReceipt, StreamPart,
 };
 
+use futures::future::BoxFuture;
+use tokio::sync::{Semaphore, mpsc};
+
 use super::BusHandle;
-use crate::calls::{CallRequest, Caller, Calls, Streams};
+use crate::calls::{CallRequest, Caller, Calls, STREAM_IDLE, Streams};
 
 /// Requests in flight on one bus connection at most (calls included);
 /// more are answered with an error.
 const MAX_IN_FLIGHT: usize = 128;
+/// Publishes and subscriptions queued behind the one being handled.
+const ORDERED_QUEUE: usize = 64;
 
 /// Serves [`BusApi`](corral_proto::BusApi) to one plugin on its bus
 /// connection until it closes, or until the handle returned aborts it (which
@@ -46,26 +51,56 @@ where
         bus,
         calls,
         streams: Arc::default(),
+        listing: Arc::new(Semaphore::new(1)),
     };
     let requests = BaseChannel::with_defaults(transport)
         .max_concurrent_requests(MAX_IN_FLIGHT)
         .requests();
+    let streams = Arc::clone(&server.streams);
     tokio::spawn(async move {
+        // Publishes and subscriptions run one after the other in a task of
+        // their own, so one waiting for room (under `overflow = "block"`)
+        // holds up neither the answers to calls nor the reading of requests.
+        let (ordered, mut in_order) = mpsc::channel::<BoxFuture<'static, ()>>(ORDERED_QUEUE);
+        let worker = tokio::spawn(async move {
+            while let Some(request) = in_order.recv().await {
+                request.await;
+            }
+        });
         let mut requests = std::pin::pin!(requests);
-        while let Some(Ok(request)) = requests.next().await {
-            let ordered = matches!(
+        let mut sweep = tokio::time::interval(STREAM_IDLE / 2);
+        loop {
+            let request = tokio::select! {
+                request = requests.next() => request,
+                _ = sweep.tick() => {
+                    streams.sweep();
+                    continue;
+                }
+            };
+            let request = match request {
+                Some(Ok(request)) => request,
+                Some(Err(e)) => {
+                    tracing::debug!("bus connection ended: {e}");
+                    break;
+                }
+                None => break,
+            };
+            let is_ordered = matches!(
                 request.get().message,
                 BusApiRequest::Publish { .. }
                     | BusApiRequest::Subscribe { .. }
                     | BusApiRequest::Unsubscribe { .. }
             );
             let answer = request.execute(server.clone().serve());
-            if ordered {
-                answer.await;
+            if is_ordered {
+                if ordered.send(Box::pin(answer)).await.is_err() {
+                    break;
+                }
             } else {
                 tokio::spawn(answer);
             }
         }
+        worker.abort();
     })
     .abort_handle()
 }
@@ -78,6 +113,8 @@ struct PluginBus {
     calls: Calls,
     /// The streamed calls it has open.
     streams: Arc<Streams>,
+    /// One `plugins` request at a time: each one asks every plugin's actor.
+    listing: Arc<Semaphore>,
 }
 
 impl PluginBus {
@@ -158,6 +195,9 @@ impl corral_proto::BusApi for PluginBus {
     }
 
     async fn plugins(self, _: tarpc::context::Context) -> Vec<PluginEntry> {
+        let Ok(_turn) = self.listing.acquire().await else {
+            return Vec::new();
+        };
         self.calls.plugins().await
     }
 }

@@ -33,6 +33,22 @@ pub struct Upstream {
     ended: bool,
 }
 
+/// A pull in flight: dropped before it is done (its future abandoned), it
+/// forgets its stream, whose producer is then stopped.
+struct Pulling<'a> {
+    streams: &'a Streams,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for Pulling<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.streams.close(self.id);
+        }
+    }
+}
+
 fn context(deadline: Instant) -> tarpc::context::Context {
     let mut ctx = tarpc::context::current();
     ctx.deadline = deadline;
@@ -82,14 +98,21 @@ impl Upstream {
         }
         match self.client.pull(context(self.deadline), self.id).await {
             Ok(part) => {
-                self.ended = part.end.is_some();
-                if let Some(err) = part.chunks.iter().find_map(|c| c.check_json().err()) {
-                    self.ended = true;
+                // A bincode producer's chunks are raw bytes: forwarded only if JSON.
+                let end = part.end.as_ref().and_then(|e| e.as_ref().ok());
+                if let Some(err) = part
+                    .chunks
+                    .iter()
+                    .chain(end)
+                    .find_map(|c| c.check_json().err())
+                {
+                    self.abandon();
                     return Err(ErrorReply::bad_payload(format!(
                         "`{}` streamed a chunk that is {err}",
                         self.what
                     )));
                 }
+                self.ended = part.end.is_some();
                 Ok(part)
             }
             Err(e) => Err(self.lost(&e)),
@@ -101,12 +124,39 @@ impl Upstream {
         self.ended
     }
 
+    /// Ends it here and tells the producer to stop.
+    fn abandon(&mut self) {
+        self.ended = false;
+        self.close();
+        self.ended = true;
+    }
+
+    /// Tells the producer to stop, unless the stream has ended; nobody
+    /// waits for the answer.
+    fn close(&self) {
+        if self.ended {
+            return;
+        }
+        let (client, id) = (self.client.clone(), self.id);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = client
+                    .close(context(Instant::now() + Duration::from_secs(5)), id)
+                    .await;
+            });
+        }
+    }
+
     fn lost(&mut self, e: &RpcError) -> ErrorReply {
         match e {
-            RpcError::DeadlineExceeded => ErrorReply::new(
-                codes::TIMEOUT,
-                format!("the stream of `{}` passed its deadline", self.what),
-            ),
+            RpcError::DeadlineExceeded => {
+                // Past its deadline the producer stops by itself.
+                self.ended = true;
+                ErrorReply::new(
+                    codes::TIMEOUT,
+                    format!("the stream of `{}` passed its deadline", self.what),
+                )
+            }
             e => {
                 self.ended = true;
                 ErrorReply::new(
@@ -120,18 +170,7 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        if self.ended {
-            return;
-        }
-        // Tell the producer to stop; nobody waits for the answer.
-        let (client, id) = (self.client.clone(), self.id);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = client
-                    .close(context(Instant::now() + Duration::from_secs(5)), id)
-                    .await;
-            });
-        }
+        self.close();
     }
 }
 
@@ -154,11 +193,12 @@ impl Streams {
     /// refused (and closed).
     pub fn add(&self, stream: Upstream) -> Result<u64, ErrorReply> {
         let id = stream.id;
+        self.sweep();
         let mut open = self
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        open.retain(|_, s| s.stream.is_none() || s.read_at.elapsed() < STREAM_IDLE);
+
         if open.len() >= MAX_OPEN_STREAMS {
             return Err(ErrorReply::new(
                 codes::LIMIT,
@@ -177,8 +217,27 @@ impl Streams {
         Ok(id)
     }
 
+    /// Closes the streams not read for [`STREAM_IDLE`] (their producers are
+    /// stopped). The connection's server calls it now and then.
+    pub fn sweep(&self) {
+        let idle: Vec<Slot> = {
+            let mut open = self
+                .open
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let idle: Vec<u64> = open
+                .iter()
+                .filter(|(_, s)| s.stream.is_some() && s.read_at.elapsed() >= STREAM_IDLE)
+                .map(|(id, _)| *id)
+                .collect();
+            idle.iter().filter_map(|id| open.remove(id)).collect()
+        };
+        drop(idle);
+    }
+
     /// The next piece of stream `id`. A stream that ended, or failed, is
-    /// forgotten.
+    /// forgotten; so is one whose pull is abandoned midway (its asker went
+    /// away), whose producer is then stopped.
     pub async fn next(&self, id: u64) -> Result<StreamPart, ErrorReply> {
         let taken = {
             let mut open = self
@@ -203,7 +262,13 @@ impl Streams {
                 },
             )
         })?;
+        let mut pulling = Pulling {
+            streams: self,
+            id,
+            done: false,
+        };
         let part = stream.next().await;
+        pulling.done = true;
         let mut open = self
             .open
             .lock()

@@ -235,10 +235,12 @@ async fn checked_and_served(stream: Socket, shared: &Arc<Shared>, activity: &Arc
         }
     };
     let transport = ControlTransport::new(framed);
+    let streams = Arc::new(crate::calls::Streams::default());
     let server = Server {
         supervisor: shared.supervisor.clone(),
-        streams: std::sync::Arc::default(),
+        streams: Arc::clone(&streams),
     };
+    let mut sweep = tokio::time::interval(crate::calls::STREAM_IDLE / 2);
     let channel = MaxRequests::new(BaseChannel::with_defaults(transport), MAX_REQUESTS);
     let mut requests = std::pin::pin!(channel.execute(server.serve()));
     activity.touch();
@@ -262,6 +264,7 @@ async fn checked_and_served(stream: Socket, shared: &Arc<Shared>, activity: &Arc
                 }
                 None => return,
             },
+            _ = sweep.tick() => streams.sweep(),
             () = tokio::time::sleep_until(idle_until.into()) => {
                 if activity.in_flight.load(Ordering::Relaxed) == 0
                     && activity.last() + shared.idle_timeout <= Instant::now()
