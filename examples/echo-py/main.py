@@ -411,6 +411,8 @@ def relay(ctx, payload):
         raise PluginError.bad_payload("`plugin` and `action` (strings) are required")
     timeout = payload["timeout_ms"] / 1000.0 if "timeout_ms" in payload else None
     inner = payload.get("payload")
+    if "payload_bytes" in payload:
+        inner = "x" * payload["payload_bytes"]
     if payload.get("abandon"):
         # Open streams and walk away from each after its first piece.
         repeat = payload.get("repeat", 1)

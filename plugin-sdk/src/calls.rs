@@ -49,18 +49,33 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call over `link` whose payload may take `budget` bytes of a frame.
     pub(crate) fn new(
-        link: Result<Arc<dyn Link>, PluginError>,
+        link: Result<(Arc<dyn Link>, usize), PluginError>,
         plugin: &str,
         action: &str,
         payload: &Value,
     ) -> Self {
+        let budget = link.as_ref().map_or(usize::MAX, |(_, b)| *b);
+        let payload = Payload::from_json(payload)
+            .map_err(|e| PluginError::bad_payload(format!("payload does not encode: {e}")))
+            .and_then(|p| {
+                let size = p.as_bytes().len() + plugin.len() + action.len();
+                if size > budget {
+                    return Err(PluginError::new(
+                        codes::TOO_LARGE,
+                        format!(
+                            "a call of {size} bytes does not fit in a frame ({budget} at most)"
+                        ),
+                    ));
+                }
+                Ok(p)
+            });
         Self {
-            link,
+            link: link.map(|(l, _)| l),
             plugin: plugin.to_string(),
             action: action.to_string(),
-            payload: Payload::from_json(payload)
-                .map_err(|e| PluginError::bad_payload(format!("payload does not encode: {e}"))),
+            payload,
             timeout: DEFAULT_CALL_TIMEOUT,
             wait: false,
         }

@@ -184,7 +184,7 @@ impl Context {
     /// [`stream`](crate::Call::stream) it; [`timeout`](crate::Call::timeout)
     /// and [`wait`](crate::Call::wait) set it up first.
     pub fn call(&self, plugin: &str, action: &str, payload: &Value) -> Call {
-        let link = self.bus().map(|b| Arc::clone(&b.link));
+        let link = self.bus().map(|b| (Arc::clone(&b.link), b.budget));
         Call::new(link, plugin, action, payload)
     }
 

@@ -332,6 +332,7 @@ fn calls(b: &Bench) {
 
 /// Calls per sample set, and the chunks of the stream runs.
 const CALLS: usize = 5_000;
+const CALL_ROUNDS: usize = 10;
 const STREAM_CHUNKS: u64 = 100_000;
 
 struct CallFigures {
@@ -358,20 +359,26 @@ async fn call_figures(dir: &Path, echo: &Path) -> CallFigures {
     wait_running(&caller, None).await;
     wait_running(&target, None).await;
     let payload = serde_json::json!("x".repeat(62));
-    let mut direct = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
-        let t = Instant::now();
-        call_json(&target, "echo", payload.clone()).await;
-        direct.push(t.elapsed());
+    // In rounds, one kind then the other, so a drift of the machine's speed
+    // weighs on both alike.
+    let (mut direct, mut relayed) = (Vec::with_capacity(CALLS), Vec::with_capacity(CALLS));
+    for _ in 0..CALL_ROUNDS {
+        for _ in 0..CALLS / CALL_ROUNDS {
+            let t = Instant::now();
+            call_json(&target, "echo", payload.clone()).await;
+            direct.push(t.elapsed());
+        }
+        let relay = serde_json::json!({"plugin": "target", "action": "echo", "payload": payload,
+            "repeat": CALLS / CALL_ROUNDS});
+        let reply = call_json(&caller, "relay", relay).await;
+        relayed.extend(
+            reply["us"]
+                .as_array()
+                .expect("timings")
+                .iter()
+                .map(|us| Duration::from_micros(us.as_u64().unwrap_or(0))),
+        );
     }
-    let relay = serde_json::json!({"plugin": "target", "action": "echo", "payload": payload, "repeat": CALLS});
-    let reply = call_json(&caller, "relay", relay).await;
-    let relayed = reply["us"]
-        .as_array()
-        .expect("timings")
-        .iter()
-        .map(|us| Duration::from_micros(us.as_u64().unwrap_or(0)))
-        .collect();
     let count = serde_json::json!({"count": STREAM_CHUNKS});
     let t = Instant::now();
     let mut stream = target

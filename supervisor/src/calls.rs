@@ -1,6 +1,6 @@
 //! Calls between plugins. A plugin's bus connection and the control API
-//! hand each call to the fleet's router through a [`Calls`] handle; the
-//! router (`crate::router`) finds the target, checks both sides'
+//! hand each call to the fleet's router through a [`Calls`] handle (a
+//! [`Route`]); the router (`crate::router`) finds the target, checks both sides'
 //! permissions ([`rules`]) and calls it on its live connection, never
 //! through the bus's queues. A streamed reply is an [`Upstream`] its
 //! consumer pulls, one piece at a time; the streams a connection holds are
@@ -12,8 +12,8 @@ mod upstream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use corral_proto::{ErrorReply, Payload, PluginEntry, codes};
-use tokio::sync::{mpsc, oneshot};
+use corral_proto::{ErrorReply, Payload, PluginEntry};
+use futures::future::BoxFuture;
 
 pub use rules::Access;
 pub use upstream::{MAX_OPEN_STREAMS, STREAM_IDLE, Streams, Upstream};
@@ -45,66 +45,43 @@ pub struct CallRequest {
     pub wait: bool,
 }
 
-/// What the router is asked.
-#[derive(Debug)]
-pub enum Request {
-    /// One call, answered with its reply.
-    Call {
-        /// The call.
-        call: CallRequest,
-        /// Its reply.
-        reply: oneshot::Sender<Result<Payload, ErrorReply>>,
-    },
-    /// A streamed call, answered with the stream to pull.
-    Stream {
-        /// The call.
-        call: CallRequest,
-        /// The stream, or why there is none.
-        reply: oneshot::Sender<Result<Upstream, ErrorReply>>,
-    },
-    /// The fleet's plugins.
-    Plugins(oneshot::Sender<Vec<PluginEntry>>),
+/// Where calls go: the fleet's router (`crate::router`), behind a trait
+/// so this module needs nothing of the plugins it reaches.
+pub trait Route: Send + Sync + std::fmt::Debug {
+    /// Makes one call.
+    fn call(&self, call: CallRequest) -> BoxFuture<'static, Result<Payload, ErrorReply>>;
+    /// Opens a streamed call.
+    fn stream(&self, call: CallRequest) -> BoxFuture<'static, Result<Upstream, ErrorReply>>;
+    /// The fleet's plugins, states and declared actions.
+    fn plugins(&self) -> BoxFuture<'static, Vec<PluginEntry>>;
 }
 
-/// The way to the fleet's router. Cheap to clone.
+/// The way to the fleet's router. Cheap to clone. A call runs in its
+/// caller's task: dropping its future (the caller went away) stops it, and
+/// cancels the call into the target.
 #[derive(Debug, Clone)]
 pub struct Calls {
-    tx: mpsc::Sender<Request>,
-}
-
-fn gone() -> ErrorReply {
-    ErrorReply::new(codes::SHUTTING_DOWN, "the supervisor is shutting down")
+    route: Arc<dyn Route>,
 }
 
 impl Calls {
-    /// A handle, and the requests it sends, for the router to serve.
-    pub fn channel() -> (Self, mpsc::Receiver<Request>) {
-        let (tx, rx) = mpsc::channel(256);
-        (Self { tx }, rx)
-    }
-
-    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(request(tx)).await.ok()?;
-        rx.await.ok()
+    /// A handle on `route`.
+    pub fn new(route: Arc<dyn Route>) -> Self {
+        Self { route }
     }
 
     /// Makes one call.
     pub async fn call(&self, call: CallRequest) -> Result<Payload, ErrorReply> {
-        self.ask(|reply| Request::Call { call, reply })
-            .await
-            .unwrap_or_else(|| Err(gone()))
+        self.route.call(call).await
     }
 
     /// Opens a streamed call.
     pub async fn stream(&self, call: CallRequest) -> Result<Upstream, ErrorReply> {
-        self.ask(|reply| Request::Stream { call, reply })
-            .await
-            .unwrap_or_else(|| Err(gone()))
+        self.route.stream(call).await
     }
 
     /// The fleet's plugins, states and declared actions.
     pub async fn plugins(&self) -> Vec<PluginEntry> {
-        self.ask(Request::Plugins).await.unwrap_or_default()
+        self.route.plugins().await
     }
 }

@@ -1,6 +1,6 @@
-//! The fleet's call router: serves the [`Calls`](crate::calls::Calls)
-//! requests of plugins (from their bus connections) and of the control API,
-//! each in a task of its own. It picks the target (a plugin, or the next of
+//! The fleet's call router: what the [`Calls`] of plugins (from their bus
+//! connections) and of the control API reach, each call running in its
+//! caller's task (so a caller that goes away stops it). It picks the target (a plugin, or the next of
 //! its running instances in turn), checks the caller's `calls` and the
 //! target's `callers` (a plugin caller only; an operator may call any
 //! action), waits for the target when asked to, and calls it on its live
@@ -10,59 +10,55 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use corral_proto::{ErrorReply, PluginEntry, codes, selects};
-use futures::future::join_all;
-use tokio::sync::{mpsc, oneshot, watch};
+use corral_proto::{ErrorReply, Payload, PluginEntry, codes, selects};
+use futures::future::{BoxFuture, join_all};
+use tokio::sync::watch;
 
-use crate::calls::{CallRequest, Caller, Request};
+use crate::calls::{CallRequest, Caller, Calls, Route, Upstream};
 use crate::plugin::PluginHandle;
 
 /// The fleet as the router sees it: every plugin's handle.
 pub type Fleet = watch::Receiver<Arc<[PluginHandle]>>;
 
-/// Serves `requests` against `fleet` until every handle is dropped.
-pub fn spawn(mut requests: mpsc::Receiver<Request>, fleet: Fleet) {
-    tokio::spawn(async move {
-        while let Some(request) = requests.recv().await {
-            let plugins = Arc::clone(&fleet.borrow());
-            tokio::spawn(serve(request, plugins));
-        }
-    });
+/// The fleet's call router: what [`Calls`] reach.
+#[derive(Debug)]
+pub struct Router {
+    fleet: Fleet,
 }
 
-/// Serves one request until it is answered, or until its asker goes away
-/// (its request cancelled, its connection closed): then the work stops
-/// too, and the call into the target is cancelled with it.
-async fn serve(request: Request, fleet: Arc<[PluginHandle]>) {
-    match request {
-        Request::Call { call, reply } => {
-            let work = async {
-                let plugin = target(&fleet, &call).await?;
-                plugin.call(call.action, call.payload, call.deadline).await
-            };
-            answer(reply, work).await;
-        }
-        Request::Stream { call, reply } => {
-            let work = async {
-                let plugin = target(&fleet, &call).await?;
-                plugin
-                    .stream(call.action, call.payload, call.deadline)
-                    .await
-            };
-            answer(reply, work).await;
-        }
-        Request::Plugins(reply) => answer(reply, entries(&fleet)).await,
+impl Router {
+    /// A router over `fleet`, as its supervisor keeps it.
+    pub fn calls(fleet: Fleet) -> Calls {
+        Calls::new(Arc::new(Self { fleet }))
+    }
+
+    fn fleet(&self) -> Arc<[PluginHandle]> {
+        Arc::clone(&self.fleet.borrow())
     }
 }
 
-/// Sends what `work` gives to `reply`, unless `reply`'s receiver goes
-/// first: then `work` is dropped unfinished.
-async fn answer<T>(mut reply: oneshot::Sender<T>, work: impl std::future::Future<Output = T>) {
-    tokio::select! {
-        done = work => {
-            let _ = reply.send(done);
-        }
-        () = reply.closed() => {}
+impl Route for Router {
+    fn call(&self, call: CallRequest) -> BoxFuture<'static, Result<Payload, ErrorReply>> {
+        let fleet = self.fleet();
+        Box::pin(async move {
+            let plugin = target(&fleet, &call).await?;
+            plugin.call(call.action, call.payload, call.deadline).await
+        })
+    }
+
+    fn stream(&self, call: CallRequest) -> BoxFuture<'static, Result<Upstream, ErrorReply>> {
+        let fleet = self.fleet();
+        Box::pin(async move {
+            let plugin = target(&fleet, &call).await?;
+            plugin
+                .stream(call.action, call.payload, call.deadline)
+                .await
+        })
+    }
+
+    fn plugins(&self) -> BoxFuture<'static, Vec<PluginEntry>> {
+        let fleet = self.fleet();
+        Box::pin(async move { entries(&fleet).await })
     }
 }
 

@@ -190,7 +190,8 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
     let (events_tx, events) = mpsc::unbounded_channel();
     let settings = Arc::new(fleet.supervisor.clone());
     let bus = BusHandle::spawn();
-    let (calls, call_requests) = Calls::channel();
+    let (handles, fleet_rx) = watch::channel::<Arc<[PluginHandle]>>(Arc::from([]));
+    let calls = crate::router::Router::calls(fleet_rx);
     let host = Host {
         settings: Arc::clone(&settings),
         cgroups,
@@ -204,8 +205,7 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
         .iter()
         .map(|spec| PluginHandle::spawn(spec.clone(), host.clone(), events_tx.clone()))
         .collect();
-    let (handles, fleet_rx) = watch::channel(handles_of(&plugins));
-    crate::router::spawn(call_requests, fleet_rx);
+    handles.send_replace(handles_of(&plugins));
     let actor = Supervisor {
         file: fleet.file.clone(),
         host,

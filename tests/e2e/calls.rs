@@ -188,6 +188,38 @@ fn a_target_down_answers_its_state_or_is_waited_for_and_one_dying_gives_its_reas
 }
 
 #[test]
+fn a_call_too_large_for_a_frame_is_refused_and_the_caller_goes_on() {
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("rs").set("calls", ["target:*"]))
+        .plugin(Plugin::echo_py("py").set("calls", ["target:*"]))
+        .plugin(Plugin::echo("target"))
+        .start();
+    for name in ["rs", "py", "target"] {
+        fleet.wait_running(name);
+    }
+    for caller in ["rs", "py"] {
+        let big = json!({"plugin": "target", "action": "echo", "payload_bytes": 9 << 20});
+        let err = fleet
+            .call(caller, "relay", Some(&big.to_string()))
+            .unwrap_err();
+        assert_eq!(err.code, "too_large", "{caller}: {err:?}");
+        // 2 MiB goes, there and back.
+        let fits = json!({"plugin": "target", "action": "echo", "payload_bytes": 2 << 20});
+        let reply = fleet
+            .call(caller, "relay", Some(&fits.to_string()))
+            .unwrap();
+        assert_eq!(reply.as_str().map(str::len), Some(2 << 20), "{caller}");
+        let ping = json!({"plugin": "target", "action": "ping"});
+        assert_eq!(
+            fleet
+                .call(caller, "relay", Some(&ping.to_string()))
+                .unwrap()["pong"],
+            json!(true)
+        );
+    }
+}
+
+#[test]
 fn permission_rules_allow_and_deny_deny_first() {
     let fleet = FleetConfig::new()
         .plugin(Plugin::echo("app").set(

@@ -24,8 +24,15 @@ pub(crate) async fn relay(ctx: &Context, payload: &Value) -> Result<Value, Plugi
     };
     let (plugin, action) = (text("plugin")?, text("action")?);
     let flag = |key: &str| payload.get(key).and_then(Value::as_bool) == Some(true);
+    // `payload_bytes`: a string payload of that many bytes instead.
+    let padded = payload
+        .get("payload_bytes")
+        .and_then(Value::as_u64)
+        .map(|n| json!("x".repeat(usize::try_from(n).unwrap_or(0))));
     let call = || {
-        let inner = payload.get("payload").unwrap_or(&Value::Null);
+        let inner = padded
+            .as_ref()
+            .unwrap_or_else(|| payload.get("payload").unwrap_or(&Value::Null));
         let mut call = ctx.call(plugin, action, inner);
         if let Some(ms) = payload.get("timeout_ms").and_then(Value::as_u64) {
             call = call.timeout(Duration::from_millis(ms));

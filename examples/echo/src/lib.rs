@@ -25,7 +25,7 @@
 //! | `write` | `{"path": P, "text": T}` | writes T to P: `{"written": N}`, or the error's code |
 //! | `connect` | `{"host": H, "port": N}` | a TCP connection (2 s at most): `{"connected": true}`, or the error's code |
 //! | `signal` | `{"pid": P, "signal": N}` | sends signal N (0: only checks) to P: `{"signalled": P}`, or the error's code (`EPERM`) |
-//! | `relay` | `{"plugin", "action", "payload", "timeout_ms"?, "wait"?, "stream"?, "abandon"?, "repeat"?}` | calls that plugin's action through the supervisor: its reply, or its error with its code; with `"stream": true`, reads its streamed reply: `{"chunks": N, "in_order": bool, "end": final}`; with `"abandon": true`, opens `repeat` streams and drops each after its first piece: `{"abandoned": N}`; with `repeat` alone, makes the call N times: `{"calls": N, "us": [µs each]}` |
+//! | `relay` | `{"plugin", "action", "payload", "payload_bytes"?, "timeout_ms"?, "wait"?, "stream"?, "abandon"?, "repeat"?}` | calls that plugin's action through the supervisor (with `payload_bytes`, a string payload of that many bytes): its reply, or its error with its code; with `"stream": true`, reads its streamed reply: `{"chunks": N, "in_order": bool, "end": final}`; with `"abandon": true`, opens `repeat` streams and drops each after its first piece: `{"abandoned": N}`; with `repeat` alone, makes the call N times: `{"calls": N, "us": [µs each]}` |
 //! | `stream` | `{"count": N, "delay_ms"?, "pad"?}` | a streamed reply: N chunks `{"i": n}` (with a `pad` string of that many bytes), then `{"done": N}` (called for one value: `streamed`) |
 //! | `plugins` | – | the fleet: `[{"name", "state", "actions"}]` |
 //!

@@ -10,7 +10,7 @@ import threading
 import time
 
 from . import _wire
-from .errors import BAD_PAYLOAD, DISCONNECTED, INTERNAL, NOT_SUPPORTED, TIMEOUT, PluginError
+from .errors import BAD_PAYLOAD, DISCONNECTED, INTERNAL, NOT_SUPPORTED, TIMEOUT, TOO_LARGE, PluginError
 
 # Publishes buffered before ``publish`` waits (backpressure).
 PUBLISH_BUFFER = 65536
@@ -118,7 +118,10 @@ class Bus:
             self.conn.send_raw(body)
         except (OSError, _wire.ProtocolError) as e:
             self._forget(rid)
-            pending.fail(PluginError(DISCONNECTED if isinstance(e, OSError) else BAD_PAYLOAD, "bus: %s" % e))
+            if isinstance(e, OSError):
+                pending.fail(PluginError(DISCONNECTED, "bus: %s" % e))
+            else:
+                pending.fail(PluginError(TOO_LARGE, "%s does not fit in a frame: %s" % (method, e)))
         return pending
 
     def request(self, method, args, deadline_secs=86400, events=None):

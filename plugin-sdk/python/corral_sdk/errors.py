@@ -9,6 +9,7 @@ DISCONNECTED = "disconnected"
 DENIED = "denied"
 BAD_TOPIC = "bad_topic"
 NOT_SUPPORTED = "not_supported"
+TOO_LARGE = "too_large"
 STREAMED = "streamed"
 
 
