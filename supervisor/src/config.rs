@@ -48,7 +48,9 @@ mod variables;
 use std::path::{Path, PathBuf};
 
 pub use crate::units::ReadyOn;
-pub use access::{ActionDecl, CallsSpec, Effect, PermissionRule};
+pub use access::{
+    ActionDecl, CallsSpec, Effect, PERMISSION_WORDS, PermissionEntry, PermissionRule,
+};
 pub use error::{ConfigError, Problem};
 pub use health::{Health, Probe};
 pub use layers::{

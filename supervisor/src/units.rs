@@ -99,6 +99,19 @@ pub enum ReadyOn {
     Health,
 }
 
+/// `execution_mode`: whether a plugin runs as it is, or in the sandbox
+/// its `permissions` words widen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionMode {
+    /// As it is (or in the `sandbox` table it is given).
+    #[default]
+    Trusted,
+    /// In a sandbox: no network, its folder read-only, a private temp dir
+    /// and data dir to write; `permissions` words widen it.
+    Sandboxed,
+}
+
 /// `sandbox.network`: what network a sandboxed plugin has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +121,9 @@ pub enum NetworkMode {
     Any,
     /// A network namespace of its own with nothing in it.
     None,
+    /// A network namespace of its own with only its loopback (`lo`) up: it
+    /// reaches its own 127.0.0.1, nothing of the host's network.
+    Loopback,
 }
 
 /// `sandbox.seccomp`: whether a sandboxed plugin's system calls are

@@ -278,3 +278,38 @@ fn cpu_max_holds_a_busy_loop_to_its_share_of_a_core() {
     );
     assert!(fleet.down().success());
 }
+
+#[test]
+fn cpu_weight_shares_a_busy_cpu_between_plugins_by_their_weights() {
+    // Two busy loops on the same CPU: weights 100 and 400 share it 1:4.
+    let spin = |name: &str, weight: u32| {
+        Plugin::new(name)
+            .cmd(["taskset", "-c", "0", "sh", "-c", "while :; do :; done"])
+            .set("protocol", "none")
+            .set("cpu_weight", weight)
+    };
+    let mut fleet = FleetConfig::new()
+        .plugin(spin("light", 100))
+        .plugin(spin("heavy", 400))
+        .start();
+    let (light, heavy) = (fleet.wait_running("light"), fleet.wait_running("heavy"));
+    let shares = fleet.settings("heavy")["cgroups"]
+        .as_array()
+        .expect("heavy has cgroups")
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|d| {
+            let d = PathBuf::from(d);
+            std::fs::read_to_string(d.join("cpu.shares"))
+                .or_else(|_| std::fs::read_to_string(d.join("cpu.weight")))
+                .ok()
+        })
+        .expect("a cpu cgroup");
+    assert!(["4096", "400"].contains(&shares.trim()), "{shares}");
+    let (l0, h0) = (cpu_time(light), cpu_time(heavy));
+    std::thread::sleep(Duration::from_secs(3));
+    let (l, h) = (cpu_time(light) - l0, cpu_time(heavy) - h0);
+    let ratio = h.as_secs_f64() / l.as_secs_f64().max(1e-3);
+    assert!(ratio > 2.0, "heavy {h:?} vs light {l:?}: {ratio:.2}x");
+    assert!(fleet.down().success());
+}

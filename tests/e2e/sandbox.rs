@@ -172,10 +172,19 @@ cmd = ["sleep", "9"]
 sandbox = { fs_read = ["../../etc"] }
 [plugins.loop]
 cmd = ["sleep", "9"]
-sandbox = { network = "loopback" }
+sandbox = { network = "host" }
 [plugins.typo]
 cmd = ["sleep", "9"]
 sandbox = { fs_reed = ["/srv"] }
+[plugins.probed]
+cmd = ["sleep", "9"]
+protocol = "none"
+port = "auto"
+execution_mode = "sandboxed"
+health = { http = "http://127.0.0.1:${port}/" }
+[plugins.worded]
+cmd = ["sleep", "9"]
+permissions = ["network_access", "root_access"]
 [plugins.selfish]
 path = "selfish"
 "#,
@@ -186,9 +195,124 @@ path = "selfish"
         &[
             ("plugins.climber.sandbox.fs_read[0]", "climbs with `..`"),
             ("plugins.loop.sandbox.network", "loopback"),
+            ("plugins.loop.sandbox.network", "host"),
             ("plugins.typo.sandbox.fs_reed", "did you mean `fs_read`?"),
+            ("plugins.probed.health", "use an `exec` probe"),
+            ("plugins.probed.port", "nothing outside can reach"),
+            (
+                "plugins.worded.permissions[1]",
+                "`root_access` is not a permission",
+            ),
+            (
+                "plugins.worded.permissions",
+                "widens a sandbox, and this plugin has none",
+            ),
             ("sandbox", "a plugin's manifest may not set its own sandbox"),
         ],
     );
     assert!(err.contains("selfish/plugin.toml: key `sandbox`"), "{err}");
+}
+
+#[test]
+fn network_loopback_gives_a_plugin_its_own_loopback_and_nothing_of_the_hosts() {
+    let host = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = host.local_addr().expect("address").port();
+    let script = format!(
+        "import socket, time\n\
+         try:\n    srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)\n    \
+         socket.create_connection(srv.getsockname(), timeout=2).close(); print('own: ok', flush=True)\n\
+         except OSError as e:\n    print('own: errno', e.errno, flush=True)\n\
+         try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).close(); print('host: reached', flush=True)\n\
+         except OSError as e:\n    print('host: errno', e.errno, flush=True)\n\
+         time.sleep(300)\n"
+    );
+    let plain = |name: &str, network: &str| {
+        Plugin::new(name)
+            .cmd(["python3", "-c", script.as_str()])
+            .set("protocol", "none")
+            .set("sandbox", json!({ "network": network }))
+    };
+    let fleet = FleetConfig::new()
+        .plugin(plain("lo", "loopback"))
+        .plugin(plain("none", "none"))
+        .start();
+    fleet.wait_log("lo", "host: ");
+    fleet.wait_log("none", "host: ");
+    let (lo, none) = (fleet.logs("lo"), fleet.logs("none"));
+    assert!(lo.contains("own: ok"), "{lo}");
+    assert!(
+        !lo.contains("host: reached") && lo.contains("host: errno"),
+        "{lo}"
+    );
+    // Without even `lo` up, there is no 127.0.0.1 to bind.
+    assert!(
+        none.contains("own: errno") && none.contains("host: errno"),
+        "{none}"
+    );
+    let row = fleet.ps_json_row("lo");
+    assert!(
+        row["sandbox"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("netns (lo)"),
+        "{row}"
+    );
+    drop(host);
+}
+
+#[test]
+fn execution_mode_sandboxed_keeps_a_data_dir_and_permission_words_widen_it() {
+    let host = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = host.local_addr().expect("address").port();
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("boxed").set("execution_mode", "sandboxed"))
+        .plugin(
+            Plugin::echo("online")
+                .set("execution_mode", "sandboxed")
+                .set("permissions", json!(["network_access"])),
+        )
+        .start();
+    fleet.wait_running("boxed");
+    fleet.wait_running("online");
+    let data = fleet.dir().join(".corral/data/boxed");
+    let note = data.join("note");
+    let write = json!({"path": note, "text": "kept"});
+    assert_eq!(
+        probe(&fleet, "boxed", "write", write),
+        Ok(json!({"written": 4}))
+    );
+    // Its program's folder is readable, not writable; the network is gone.
+    let bin = corral_e2e::bin("echo-plugin");
+    let beside = bin.with_file_name("corral-note");
+    let write = json!({"path": beside, "text": "x"});
+    assert_eq!(probe(&fleet, "boxed", "write", write), Err("EACCES".into()));
+    let connect = json!({"host": "127.0.0.1", "port": port});
+    assert!(probe(&fleet, "boxed", "connect", connect.clone()).is_err());
+    assert_eq!(
+        probe(&fleet, "online", "connect", connect),
+        Ok(json!({"connected": true}))
+    );
+    let (boxed, online) = (fleet.ps_json_row("boxed"), fleet.ps_json_row("online"));
+    assert!(
+        boxed["sandbox"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("netns"),
+        "{boxed}"
+    );
+    assert!(
+        !online["sandbox"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("netns"),
+        "{online}"
+    );
+    // The data dir outlives a restart; the temp dir does not matter here.
+    fleet.control().restart(&["boxed"]).expect("restart");
+    fleet.wait_running("boxed");
+    assert_eq!(
+        probe(&fleet, "boxed", "read", json!({"path": note})),
+        Ok(json!({"bytes": 4}))
+    );
+    drop(host);
 }

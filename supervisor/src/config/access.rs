@@ -26,6 +26,34 @@ pub struct CallsSpec {
     pub callers: Option<Vec<String>>,
 }
 
+/// One `permissions` entry: a sandbox word (`network_access`,
+/// `file_system_read`, `file_system_write`, which widen `execution_mode =
+/// "sandboxed"`) or a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PermissionEntry {
+    /// A sandbox word.
+    Word(String),
+    /// A rule on plugins' actions or topics.
+    Rule(PermissionRule),
+}
+
+/// The sandbox words of `permissions`, and what each widens.
+pub const PERMISSION_WORDS: &[(&str, &str)] = &[
+    (
+        "network_access",
+        "the host's network (`sandbox.network = \"any\"`)",
+    ),
+    (
+        "file_system_read",
+        "reading the whole file system (`sandbox.fs_read = [\"/\"]`)",
+    ),
+    (
+        "file_system_write",
+        "writing its own folder (`sandbox.fs_write = [\"${plugin_dir}\"]`)",
+    ),
+];
+
 /// One `permissions` rule as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,13 +104,21 @@ pub(super) struct TopicGrants {
     pub(super) subscribe: Vec<String>,
 }
 
-/// The call permissions `calls`, `callers` and `permissions` give, the
-/// topics the rules grant, and each problem (key and why).
+/// What `permissions` grant besides calls: patterns added to `publish`
+/// and to `subscribe`, and the sandbox words.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Grants {
+    pub(super) topics: TopicGrants,
+    pub(super) words: Vec<String>,
+}
+
+/// The call permissions `calls`, `callers` and `permissions` give, what
+/// else the `permissions` grant, and each problem (key and why).
 pub(super) fn of(
     calls: Option<Vec<String>>,
     callers: Option<Vec<String>>,
-    permissions: Option<Vec<PermissionRule>>,
-) -> (CallsSpec, TopicGrants, Vec<(String, String)>) {
+    permissions: Option<Vec<PermissionEntry>>,
+) -> (CallsSpec, Grants, Vec<(String, String)>) {
     let mut problems = Vec::new();
     let mut spec = CallsSpec {
         callers,
@@ -99,14 +135,29 @@ pub(super) fn of(
             problems.push((format!("callers[{i}]"), format!("`{glob}`: {why}")));
         }
     }
-    let mut topics = TopicGrants::default();
-    for (i, rule) in permissions.into_iter().flatten().enumerate() {
+    let mut grants = Grants::default();
+    for (i, entry) in permissions.into_iter().flatten().enumerate() {
         let key = format!("permissions[{i}]");
-        if let Err(why) = rule_into(rule, &mut spec, &mut topics) {
+        let done = match entry {
+            PermissionEntry::Rule(rule) => rule_into(rule, &mut spec, &mut grants.topics),
+            PermissionEntry::Word(word) if PERMISSION_WORDS.iter().any(|(w, _)| *w == word) => {
+                grants.words.push(word);
+                Ok(())
+            }
+            PermissionEntry::Word(word) => Err(format!(
+                "`{word}` is not a permission: the words are {}, and a rule is a table `{{ resource, actions, effect }}`",
+                PERMISSION_WORDS
+                    .iter()
+                    .map(|(w, _)| *w)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        };
+        if let Err(why) = done {
             problems.push((key, why));
         }
     }
-    (spec, topics, problems)
+    (spec, grants, problems)
 }
 
 /// A `calls` entry: `plugin:action`, both globs.
@@ -203,17 +254,17 @@ mod tests {
         s.iter().map(|x| x.to_string()).collect()
     }
 
-    fn rule(resource: &str, actions: &[&str], effect: Effect) -> PermissionRule {
-        PermissionRule {
+    fn rule(resource: &str, actions: &[&str], effect: Effect) -> PermissionEntry {
+        PermissionEntry::Rule(PermissionRule {
             resource: resource.into(),
             actions: v(actions),
             effect,
-        }
+        })
     }
 
     #[test]
     fn calls_and_rules_make_one_allow_list_and_a_deny_list() {
-        let (spec, topics, problems) = of(
+        let (spec, grants, problems) = of(
             Some(v(&["cache:get"])),
             Some(v(&["web"])),
             Some(vec![
@@ -221,8 +272,11 @@ mod tests {
                 rule("db", &["drop"], Effect::Deny),
                 rule("kv.*", &[], Effect::Allow),
                 rule("topic:sensor.>", &["publish", "subscribe"], Effect::Allow),
+                PermissionEntry::Word("network_access".into()),
             ]),
         );
+        let topics = grants.topics;
+        assert_eq!(grants.words, v(&["network_access"]));
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(spec.allow, v(&["cache:get", "db:get", "db:set", "kv.*:*"]));
         assert_eq!(spec.deny, v(&["db:drop"]));
@@ -240,6 +294,7 @@ mod tests {
                 rule("topic:a.b", &["read"], Effect::Allow),
                 rule("topic:a.b", &["publish"], Effect::Deny),
                 rule("a:b", &[], Effect::Allow),
+                PermissionEntry::Word("root_access".into()),
             ]),
         );
         let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
@@ -252,7 +307,8 @@ mod tests {
                 "callers[0]",
                 "permissions[0]",
                 "permissions[1]",
-                "permissions[2]"
+                "permissions[2]",
+                "permissions[3]"
             ]
         );
         assert!(problems[0].1.contains("`db:*`"), "{problems:?}");

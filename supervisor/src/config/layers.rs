@@ -20,7 +20,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-use super::access::{ActionDecl, PermissionRule};
+use super::access::{ActionDecl, PermissionEntry};
 use super::check::{self, Grammar, Key, Keys, Read, Shape, Table, values};
 use super::env_file::EnvFiles;
 use super::error::ConfigError;
@@ -29,8 +29,8 @@ use crate::bus::Overflow;
 use crate::os::cgroup::LimitsMode;
 use crate::restart::{RestartPolicy, Strategy};
 use crate::units::{
-    HumanDuration, NetworkMode, Percent, PortSetting, ReadyOn, SeccompMode, SignalsMode, Size,
-    StopSignal,
+    ExecutionMode, HumanDuration, NetworkMode, Percent, PortSetting, ReadyOn, SeccompMode,
+    SignalsMode, Size, StopSignal,
 };
 
 /// Declares a table of keys that may each be left out: the struct (with
@@ -60,7 +60,8 @@ macro_rules! table {
 
 values!(
     Vec<ActionDecl>,
-    Vec<PermissionRule>,
+    Vec<PermissionEntry>,
+    ExecutionMode,
     String,
     bool,
     u32,
@@ -97,7 +98,8 @@ table! {
         fs_read: Vec<String> = "[\"/srv/data\"]",
         /// Paths it may read and write beneath, besides its temp dir.
         fs_write: Vec<String> = "[\"${plugin_dir}/state\"]",
-        /// `any` (the host's) or `none` (a network namespace of its own).
+        /// `any` (the host's), `none` (a network namespace of its own) or
+        /// `loopback` (one with only its own `lo` up).
         network: NetworkMode = "\"none\"",
         /// `own` (only its descendants) or `any`.
         signals: SignalsMode = "\"own\"",
@@ -351,6 +353,8 @@ plugin_keys! {
     ready: ReadyOn = "\"health\"",
     /// A kernel-enforced sandbox: files, network, signals.
     sandbox: SandboxLayer = "{ fs_read = [\"/srv/data\"], network = \"none\" }",
+    /// `trusted` or `sandboxed` (a sandbox that `permissions` words widen).
+    execution_mode: ExecutionMode = "\"sandboxed\"",
     /// Whether it gets a `NOTIFY_SOCKET` and is ready on `READY=1`
     /// (systemd's notify protocol).
     notify: bool = "true",
@@ -377,6 +381,9 @@ plugin_keys! {
     pids_max: u32 = "64",
     /// Most CPU time, as a share of one core (`"50%"`; `"200%"` is two).
     cpu_max: Percent = "\"50%\"",
+    /// Its share of CPU time against other plugins' when the CPU is busy
+    /// (1 to 10,000; 100 is every plugin's without it).
+    cpu_weight: u32 = "200",
     /// Open-file limit (soft and hard) of its process.
     nofile: u64 = "1024",
     /// Most calls into it per period; more are answered `rate_limited`.
@@ -416,7 +423,7 @@ plugin_keys! {
     /// The plugins that may call it, as globs (any, when unset).
     callers: Vec<String> = "[\"web\", \"worker.*\"]",
     /// Allow and deny rules on plugins' actions and on topics.
-    permissions: Vec<PermissionRule> = "[{ resource = \"db\", actions = [\"get\"], effect = \"allow\" }]",
+    permissions: Vec<PermissionEntry> = "[\"network_access\", { resource = \"db\", actions = [\"get\"], effect = \"allow\" }]",
     /// Size at which its log file is rotated.
     log_max_size: Size = "\"10MiB\"",
     /// Rotated log files kept.

@@ -28,7 +28,6 @@ use super::schema::{self, PluginConfig, SchemaEntry};
 use super::spec::{Heartbeat, PluginSpec, SupervisorSettings};
 use crate::units::{HumanDuration, Percent, Size};
 
-use crate::bus::BusRules;
 use crate::os::cgroup::LimitsMode;
 use crate::os::log_file::MAX_KEEP;
 use crate::rate::RateLimit;
@@ -146,21 +145,13 @@ pub(super) fn plugin(
 
 /// Every group of keys resolved, each problem noted in `at`.
 fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
-    let Layered {
-        layer,
-        schema,
-        manifest,
-        fleet_dir,
-        metadata,
-        actions,
-        home,
-    } = layered;
+    #[rustfmt::skip]
+    let Layered { layer, schema, manifest, fleet_dir, metadata, actions, home } = layered;
     // Every key taken apart: a key added to the grammar and not resolved does not compile.
     #[rustfmt::skip]
     let PluginLayer {
         cmd, env, env_file, cwd, port, instances, enabled, protocol, codec,
-        config,
-        heartbeat, health, ready, notify, watchdog, sandbox,
+        config, heartbeat, health, ready, notify, watchdog, sandbox, execution_mode,
         handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
         restart, success_codes, backoff, restart_limit,
         requires, calls, callers, permissions,
@@ -168,7 +159,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         memory_max, memory_high, memory_check_interval,
         subscribe, publish, queue, overflow, durable, max_subscriptions,
         queue_bytes, retained_max, retained_bytes,
-        pids_max, cpu_max, nofile, limits,
+        pids_max, cpu_max, cpu_weight, nofile, limits,
         log_max_size, log_keep,
     } = layer;
     #[rustfmt::skip]
@@ -184,8 +175,9 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     let (notify, watchdog, more) = super::health::notify_of(notify, watchdog);
     #[rustfmt::skip]
     problems.into_iter().chain(more).for_each(|(k, why)| at.refuse(k, why));
-    let (sandbox, problems) = super::sandbox::of(sandbox, has);
-    problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
+    let (calls, grants, actions) = access(at, (calls, callers, permissions), actions);
+    let reached = (health.as_ref(), port.is_some());
+    let sandbox = confined(at, (sandbox, execution_mode), &grants.words, has, reached);
     let config = config_table(at, &schema, manifest.as_deref(), config);
     let heartbeat = heartbeats(at, heartbeat);
     #[rustfmt::skip]
@@ -203,8 +195,10 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         (queue, overflow, durable),
     );
     (bus.queue_bytes, bus.retained) = bus_memory(at, queue_bytes, retained_max, retained_bytes);
-    let (calls, actions) = access(at, (calls, callers, permissions), actions, &mut bus);
-    let (pids_max, nofile, limits) = process_limits(at, (pids_max, cpu_max), nofile, limits);
+    bus.publish.extend(grants.topics.publish);
+    bus.subscribe.extend(grants.topics.subscribe);
+    let (pids_max, nofile, limits) =
+        process_limits(at, (pids_max, cpu_max, cpu_weight), nofile, limits);
     let (log_max_size, log_keep) = logs(at, log_max_size, log_keep);
     #[rustfmt::skip]
     let spec = PluginSpec {
@@ -220,35 +214,56 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         stop_timeout, kill_timeout,
         stop_signal: stop_signal.unwrap_or_default(), call_timeout,
         memory_max, memory_high, memory_check_interval, pids_max, nofile, rate_limit, limits,
-        cpu_max: cpu_max.map(|p| p.0),
+        cpu_max: cpu_max.map(|p| p.0), cpu_weight,
         bus, restart, success_codes, backoff, restart_limit, requires, calls, actions,
         log_max_size, log_keep, manifest, metadata, plugin_dir: home, fleet_dir,
     };
     spec
 }
 
+/// The sandbox, from `sandbox`, `execution_mode` and the `permissions`
+/// words, refused where the supervisor must reach it over the network
+/// (`reached`: its health probe, and whether it has a port).
+fn confined(
+    at: &mut At<'_>,
+    (layer, mode): (
+        Option<super::layers::SandboxLayer>,
+        Option<crate::units::ExecutionMode>,
+    ),
+    words: &[String],
+    has: crate::vars::Has,
+    (health, port): (Option<&super::Health>, bool),
+) -> Option<super::SandboxSpec> {
+    let mode = mode.unwrap_or_default();
+    let (sandbox, mut problems) = super::sandbox::of(layer, (mode, words), has);
+    problems.extend(super::sandbox::unreachable(sandbox.as_ref(), health, port));
+    problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
+    sandbox
+}
+
 /// `calls`, `callers` and `permissions` as written.
 type CallKeys = (
     Option<Vec<String>>,
     Option<Vec<String>>,
-    Option<Vec<super::PermissionRule>>,
+    Option<Vec<super::PermissionEntry>>,
 );
 
-/// Call permissions and declared actions; topics the `permissions` grant
-/// join `bus`'s allow-lists.
+/// Call permissions, what else the `permissions` grant (topics, sandbox
+/// words), and the declared actions.
 fn access(
     at: &mut At<'_>,
     (calls, callers, permissions): CallKeys,
     actions: Vec<super::ActionDecl>,
-    bus: &mut BusRules,
-) -> (super::CallsSpec, Vec<corral_proto::ActionInfo>) {
-    let (calls, topics, problems) = super::access::of(calls, callers, permissions);
+) -> (
+    super::CallsSpec,
+    super::access::Grants,
+    Vec<corral_proto::ActionInfo>,
+) {
+    let (calls, grants, problems) = super::access::of(calls, callers, permissions);
     problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
-    bus.publish.extend(topics.publish);
-    bus.subscribe.extend(topics.subscribe);
     let (actions, problems) = super::access::actions(actions);
     problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
-    (calls, actions)
+    (calls, grants, actions)
 }
 
 /// `env` layered over its `env_file`s, or nothing (refused) when one
@@ -595,17 +610,28 @@ fn memory(
 /// allowed when `cpu_max`, which only a cgroup enforces, is set).
 fn process_limits(
     at: &mut At<'_>,
-    (pids_max, cpu_max): (Option<u32>, Option<Percent>),
+    (pids_max, cpu_max, cpu_weight): (Option<u32>, Option<Percent>, Option<u32>),
     nofile: Option<u64>,
     limits: Option<LimitsMode>,
 ) -> (Option<u32>, Option<u64>, LimitsMode) {
     if pids_max == Some(0) {
         at.refuse("pids_max", "must be at least 1");
     }
-    if cpu_max.is_some() && limits == Some(LimitsMode::Sampling) {
+    for (key, set) in [
+        ("cpu_max", cpu_max.is_some()),
+        ("cpu_weight", cpu_weight.is_some()),
+    ] {
+        if set && limits == Some(LimitsMode::Sampling) {
+            at.refuse(
+                key,
+                "only a cgroup enforces it, and limits = \"sampling\" allows none: remove one of the two",
+            );
+        }
+    }
+    if cpu_weight.is_some_and(|w| !(1..=10_000).contains(&w)) {
         at.refuse(
-            "cpu_max",
-            "only a cgroup enforces it, and limits = \"sampling\" allows none: remove one of the two",
+            "cpu_weight",
+            "must be 1 to 10000 (100 is the share of a plugin without one)",
         );
     }
     if nofile == Some(0) {

@@ -158,6 +158,9 @@ pub struct PluginSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub cpu_max: Option<u32>,
+    /// Its CPU share when the CPU is busy (1 to 10,000; 100 by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_weight: Option<u32>,
     /// Open-file limit of its process.
     pub nofile: Option<u64>,
     /// Most calls into it per period.
@@ -330,6 +333,7 @@ mod tests {
             memory_check_interval: ms(250),
             pids_max: Some(32),
             cpu_max: None,
+            cpu_weight: None,
             nofile: None,
             rate_limit: Some(RateLimit {
                 calls: 100,

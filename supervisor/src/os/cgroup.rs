@@ -87,6 +87,13 @@ pub struct CgroupLimits {
     pub pids_max: Option<u32>,
     /// CPU time per period, in percent of one core.
     pub cpu_max: Option<u32>,
+    /// CPU share when the CPU is busy, 1 to 10,000 (100: the default).
+    pub cpu_weight: Option<u32>,
+}
+
+/// cgroup v1's `cpu.shares` for a v2 `cpu.weight` (1024 shares are 100).
+fn cpu_shares(weight: u32) -> u64 {
+    (u64::from(weight) * 1024 / 100).max(2)
 }
 
 /// The CFS period a `cpu_max` quota is a share of, in microseconds.
@@ -193,6 +200,9 @@ impl Cgroups {
                     let max = format!("{} {CPU_PERIOD_US}", cpu_quota_us(percent));
                     write(&dir, "cpu.max", max)?;
                 }
+                if let Some(weight) = limits.cpu_weight {
+                    write(&dir, "cpu.weight", weight)?;
+                }
                 cgroup
             }
             Tree::V1 { memory, pids, cpu } => {
@@ -215,11 +225,17 @@ impl Cgroups {
                     cgroup.dirs.push(dir.clone());
                     write(&dir, "pids.max", max)?;
                 }
-                if let (Some(cpu_root), Some(percent)) = (cpu, limits.cpu_max) {
+                let wants_cpu = limits.cpu_max.is_some() || limits.cpu_weight.is_some();
+                if let Some(cpu_root) = cpu.as_ref().filter(|_| wants_cpu) {
                     let dir = make_leaf(cpu_root, &leaf)?;
                     cgroup.dirs.push(dir.clone());
-                    write(&dir, "cpu.cfs_period_us", CPU_PERIOD_US)?;
-                    write(&dir, "cpu.cfs_quota_us", cpu_quota_us(percent))?;
+                    if let Some(percent) = limits.cpu_max {
+                        write(&dir, "cpu.cfs_period_us", CPU_PERIOD_US)?;
+                        write(&dir, "cpu.cfs_quota_us", cpu_quota_us(percent))?;
+                    }
+                    if let Some(weight) = limits.cpu_weight {
+                        write(&dir, "cpu.shares", cpu_shares(weight))?;
+                    }
                 }
                 cgroup
             }

@@ -34,6 +34,9 @@ pub struct Sandbox {
     pub write: Vec<PathBuf>,
     /// Whether it gets a network namespace of its own with nothing in it.
     pub no_network: bool,
+    /// Whether it gets a network namespace of its own with its loopback up.
+    #[serde(default)]
+    pub loopback: bool,
     /// Whether it may signal only processes of its own sandbox.
     pub own_signals: bool,
     /// Whether a missing kernel feature refuses the spawn (else it is
@@ -149,6 +152,9 @@ impl Support {
         if sandbox.no_network {
             parts.push("netns".into());
         }
+        if sandbox.loopback {
+            parts.push("netns (lo)".into());
+        }
         if sandbox.seccomp {
             parts.push("seccomp".into());
         }
@@ -174,7 +180,10 @@ impl Sandbox {
     /// Enters the sandbox: the namespaces, then Landlock (which sets
     /// `no_new_privs`). In the shim, before exec; returns only on error.
     pub fn enter(&self) -> io::Result<()> {
-        enter_namespaces(self.no_network)?;
+        enter_namespaces(self.no_network || self.loopback)?;
+        if self.loopback {
+            loopback_up()?;
+        }
         self.restrict()?;
         if self.seccomp {
             filter_calls()?;
@@ -281,6 +290,41 @@ fn enter_namespaces(no_network: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Brings up `lo` in the process's own network namespace (where its user
+/// namespace gives it the right to).
+fn loopback_up() -> io::Result<()> {
+    use nix::libc;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    use std::os::fd::AsRawFd;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| io::Error::other(format!("cannot bring up lo: {e}")))?;
+    // SAFETY: an all-zero `ifreq` is a valid value of the plain C struct.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    let fd = sock.as_raw_fd();
+    // SAFETY: `fd` is an open socket and `req` a valid `ifreq` naming `lo`,
+    // which these two requests read and write and nothing else.
+    let done = unsafe {
+        libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0 && {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0
+        }
+    };
+    if done {
+        Ok(())
+    } else {
+        let e = io::Error::last_os_error();
+        Err(io::Error::other(format!("cannot bring up lo: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +334,7 @@ mod tests {
             read: vec!["/usr".into()],
             write: Vec::new(),
             no_network: true,
+            loopback: false,
             own_signals,
             required: true,
             seccomp: false,

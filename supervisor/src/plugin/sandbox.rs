@@ -85,11 +85,25 @@ pub(super) fn of(
     readable.extend(read);
     let mut writable: Vec<PathBuf> = SYSTEM_WRITE.iter().map(PathBuf::from).collect();
     writable.push(tmp);
+    if config.data_dir {
+        // Its own, kept across its spawns.
+        let data = host.settings.runtime_dir.join("data").join(&spec.name);
+        std::fs::create_dir_all(&data)
+            .and_then(|()| std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|e| {
+                SpawnFailure::os(&format!("cannot make its data dir {}", data.display()), &e)
+            })?;
+        program
+            .env
+            .insert("CORRAL_DATA_DIR".into(), data.display().to_string());
+        writable.push(data);
+    }
     writable.extend(write);
     let sandbox = Sandbox {
         read: existing(readable),
         write: existing(writable),
         no_network: config.network == NetworkMode::None,
+        loopback: config.network == NetworkMode::Loopback,
         own_signals: config.signals == SignalsMode::Own,
         required: config.required,
         seccomp: config.seccomp == SeccompMode::Default,

@@ -133,6 +133,7 @@ pub(super) fn has_cgroup_limit(spec: &PluginSpec) -> bool {
         || spec.memory_high.is_some()
         || spec.pids_max.is_some()
         || spec.cpu_max.is_some()
+        || spec.cpu_weight.is_some()
 }
 
 /// The cgroup of the spawn about to start: only when the plugin has a limit
@@ -145,14 +146,17 @@ fn make_cgroup(spec: &PluginSpec, cgroups: &Cgroups, spawns: u32) -> Option<Plug
     if spec.pids_max.is_some() && !cgroups.has_pids() {
         tracing::warn!("pids_max is not enforced: no writable pids cgroup controller");
     }
-    if spec.cpu_max.is_some() && !cgroups.has_cpu() {
-        tracing::warn!("cpu_max is not enforced: no writable cpu cgroup controller");
+    if (spec.cpu_max.is_some() || spec.cpu_weight.is_some()) && !cgroups.has_cpu() {
+        tracing::warn!(
+            "cpu_max and cpu_weight are not enforced: no writable cpu cgroup controller"
+        );
     }
     let limits = CgroupLimits {
         memory_max: spec.memory_max,
         memory_high: spec.memory_high,
         pids_max: spec.pids_max,
         cpu_max: spec.cpu_max,
+        cpu_weight: spec.cpu_weight,
     };
     cgroups
         .create(&spec.name, spawns, &limits)

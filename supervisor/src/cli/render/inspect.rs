@@ -68,6 +68,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "memory_check_interval",
             "pids_max",
             "cpu_max",
+            "cpu_weight",
             "nofile",
             "rate_limit",
         ],
