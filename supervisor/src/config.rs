@@ -35,6 +35,7 @@ pub mod defaults;
 mod env_file;
 mod error;
 mod health;
+mod identity;
 pub mod instances;
 mod layers;
 mod order;
@@ -53,6 +54,7 @@ pub use access::{
 };
 pub use error::{ConfigError, Problem};
 pub use health::{Health, Probe};
+pub use identity::Identity;
 pub use layers::{
     BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
     RestartLimitLayer,

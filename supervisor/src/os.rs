@@ -8,6 +8,7 @@
 //! what to do with them is decided by the plugin actor and the root actor.
 
 pub mod cgroup;
+pub mod identity;
 pub mod log_file;
 pub mod logs;
 pub mod memory;

@@ -99,6 +99,36 @@ pub enum ReadyOn {
     Health,
 }
 
+/// `user`: the user a plugin runs as, when the supervisor runs as root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum UserSetting {
+    /// A user of the host, by name.
+    Named(String),
+    /// A uid of its own, allocated from corral's range
+    /// ([`crate::os::identity::DYNAMIC_UIDS`]) for as long as the supervisor runs.
+    Dynamic,
+}
+
+impl From<String> for UserSetting {
+    fn from(s: String) -> Self {
+        if s == "dynamic" {
+            Self::Dynamic
+        } else {
+            Self::Named(s)
+        }
+    }
+}
+
+impl From<UserSetting> for String {
+    fn from(u: UserSetting) -> Self {
+        match u {
+            UserSetting::Named(name) => name,
+            UserSetting::Dynamic => "dynamic".into(),
+        }
+    }
+}
+
 /// `execution_mode`: whether a plugin runs as it is, or in the sandbox
 /// its `permissions` words widen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -316,3 +316,114 @@ fn execution_mode_sandboxed_keeps_a_data_dir_and_permission_words_widen_it() {
     );
     drop(host);
 }
+
+/// The real uid of process `pid`.
+fn uid_of(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("a uid")
+}
+
+#[test]
+fn plugins_run_as_their_own_users_and_reach_only_their_own_sockets() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // The runtime dir must be passable (o+x) for plugins of other users.
+    let runtime = tempdir();
+    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o711))
+        .expect("chmod");
+    let run = runtime.path().join("run").display().to_string();
+    let fleet = FleetConfig::new()
+        .plugin(Plugin::echo("dyn-a").set("user", "dynamic"))
+        .plugin(
+            Plugin::echo("dyn-b")
+                .set("user", "dynamic")
+                .set("execution_mode", "sandboxed"),
+        )
+        .plugin(
+            Plugin::echo("nob")
+                .set("user", "nobody")
+                .set("group", "nogroup"),
+        )
+        .plugin(Plugin::echo("own"))
+        .start_with_env(&[("CORRAL_SUPERVISOR__RUNTIME_DIR", run.as_str())]);
+    let pids: Vec<u32> = ["dyn-a", "dyn-b", "nob", "own"]
+        .iter()
+        .map(|n| fleet.wait_running(n))
+        .collect();
+    let uids: Vec<u32> = pids.iter().map(|p| uid_of(*p)).collect();
+    assert!(
+        (61184..=65519).contains(&uids[0]) && (61184..=65519).contains(&uids[1]),
+        "{uids:?}"
+    );
+    assert_ne!(uids[0], uids[1], "two dynamic plugins share a uid");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("passwd")
+        .expect("nobody")
+        .uid
+        .as_raw();
+    assert_eq!(uids[2], nobody);
+    assert_eq!(uids[3], nix::unistd::geteuid().as_raw());
+    for name in ["dyn-a", "dyn-b", "nob"] {
+        assert_eq!(
+            fleet.call(name, "ping", None).unwrap()["pong"],
+            json!(true),
+            "{name}"
+        );
+    }
+    // Its private dirs are its user's alone (its socket was too, until it
+    // connected: the peer check took its uid and no other).
+    let tmp = std::fs::metadata(runtime.path().join("run/tmp/dyn-b")).expect("its temp dir");
+    assert_eq!((tmp.uid(), tmp.mode() & 0o777), (uids[1], 0o700));
+    // Users apart: no signal from one plugin to another, sandbox or not.
+    let signal = probe(
+        &fleet,
+        "dyn-a",
+        "signal",
+        json!({"pid": pids[1], "signal": 0}),
+    );
+    assert_eq!(signal, Err("EPERM".into()));
+    let note = runtime.path().join("run/data/dyn-b/note");
+    assert_eq!(
+        probe(
+            &fleet,
+            "dyn-b",
+            "write",
+            json!({"path": note, "text": "mine"})
+        ),
+        Ok(json!({"written": 4}))
+    );
+    assert_eq!(std::fs::metadata(&note).expect("note").uid(), uids[1]);
+}
+
+#[test]
+fn check_refuses_unknown_users_and_a_manifest_choosing_its_user_or_trust() {
+    let (code, err) = check_with(
+        &[(
+            "selfish/plugin.toml",
+            "name = \"selfish\"\ncmd = [\"sleep\", \"9\"]\nuser = \"root\"\nexecution_mode = \"trusted\"\n",
+        )],
+        r#"
+[plugins.ghost]
+cmd = ["sleep", "9"]
+user = "no-such-user-here"
+[plugins.grouped]
+cmd = ["sleep", "9"]
+group = "nogroup"
+[plugins.selfish]
+path = "selfish"
+"#,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert_refused(
+        &err,
+        &[
+            ("plugins.ghost.user", "no user named `no-such-user-here`"),
+            ("plugins.grouped.group", "needs a user"),
+            ("user", "a plugin's manifest may not choose its own user"),
+            ("execution_mode", "a plugin's manifest may not trust itself"),
+        ],
+    );
+}

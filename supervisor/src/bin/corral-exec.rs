@@ -1,7 +1,8 @@
 //! `corral-exec SUPERVISOR_PID NOFILE_SOFT NOFILE_HARD PROGRAM [ARGS…]`: the
 //! shim corral starts each plugin through. It arms the parent-death signal,
-//! sets the open-file limit, joins the cgroups named in `CORRAL_EXEC_CGROUPS`
-//! and execs PROGRAM, so the plugin is never left running without its
+//! sets the open-file limit, joins the cgroups named in `CORRAL_EXEC_CGROUPS`,
+//! becomes the plugin's user (`CORRAL_SHIM_USER`), enters its sandbox
+//! (`CORRAL_SHIM_SANDBOX`) and execs PROGRAM, so the plugin is never left running without its
 //! supervisor, nor uncapped. Not meant to be run by hand.
 
 use std::os::unix::process::CommandExt;
@@ -30,6 +31,18 @@ fn main() -> ExitCode {
         eprintln!("corral-exec: {e}");
         return ExitCode::from(127);
     }
+    // Then its user, once the cgroups are joined (root's to write).
+    if let Ok(user) = std::env::var(corral::os::identity::USER_ENV) {
+        let became = corral::os::identity::parse(&user)
+            .ok_or_else(|| {
+                std::io::Error::other(format!("bad {}: {user}", corral::os::identity::USER_ENV))
+            })
+            .and_then(corral::os::identity::become_user);
+        if let Err(e) = became {
+            eprintln!("corral-exec: user: {e}");
+            return ExitCode::from(127);
+        }
+    }
     // Last: the cgroups were joined by writing files a sandbox may forbid.
     let sandbox = std::env::var(corral::os::sandbox::SANDBOX_ENV).ok();
     if let Some(sandbox) = sandbox {
@@ -43,6 +56,7 @@ fn main() -> ExitCode {
         .args(&args[4..])
         .env_remove(corral::os::cgroup::SHIM_CGROUP_ENV)
         .env_remove(corral::os::sandbox::SANDBOX_ENV)
+        .env_remove(corral::os::identity::USER_ENV)
         .exec();
     eprintln!(
         "corral-exec: cannot run {}: {err}",

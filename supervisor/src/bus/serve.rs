@@ -22,8 +22,11 @@ use crate::calls::{CallRequest, Caller, Calls, STREAM_IDLE, Streams};
 /// Requests in flight on one bus connection at most (calls included);
 /// more are answered with an error.
 const MAX_IN_FLIGHT: usize = 128;
-/// Publishes and subscriptions queued behind the one being handled.
+/// Publishes and subscriptions queued behind the one being handled (past
+/// it, reading this connection waits: a plugin holds up only itself).
 const ORDERED_QUEUE: usize = 64;
+/// How long a closed connection's queued publishes may take to finish.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves [`BusApi`](corral_proto::BusApi) to one plugin on its bus
 /// connection until it closes, or until the handle returned aborts it (which
@@ -62,11 +65,11 @@ where
         // their own, so one waiting for room (under `overflow = "block"`)
         // holds up neither the answers to calls nor the reading of requests.
         let (ordered, mut in_order) = mpsc::channel::<BoxFuture<'static, ()>>(ORDERED_QUEUE);
-        let worker = tokio::spawn(async move {
+        let mut worker = Worker(tokio::spawn(async move {
             while let Some(request) = in_order.recv().await {
                 request.await;
             }
-        });
+        }));
         let mut requests = std::pin::pin!(requests);
         let mut sweep = tokio::time::interval(STREAM_IDLE / 2);
         loop {
@@ -100,9 +103,23 @@ where
                 tokio::spawn(answer);
             }
         }
-        worker.abort();
+        // What was read is handled, for a while: a plugin that published
+        // and exited loses nothing, and a publish held for a dead
+        // subscriber's room does not hold this task for good.
+        drop(ordered);
+        let _ = tokio::time::timeout(DRAIN, &mut worker.0).await;
     })
     .abort_handle()
+}
+
+/// The task that runs a connection's publishes in order: aborted with the
+/// connection's task, however that ends.
+struct Worker(tokio::task::JoinHandle<()>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The server behind one plugin's bus connection.

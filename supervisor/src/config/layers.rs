@@ -30,7 +30,7 @@ use crate::os::cgroup::LimitsMode;
 use crate::restart::{RestartPolicy, Strategy};
 use crate::units::{
     ExecutionMode, HumanDuration, NetworkMode, Percent, PortSetting, ReadyOn, SeccompMode,
-    SignalsMode, Size, StopSignal,
+    SignalsMode, Size, StopSignal, UserSetting,
 };
 
 /// Declares a table of keys that may each be left out: the struct (with
@@ -62,6 +62,7 @@ values!(
     Vec<ActionDecl>,
     Vec<PermissionEntry>,
     ExecutionMode,
+    UserSetting,
     String,
     bool,
     u32,
@@ -355,6 +356,11 @@ plugin_keys! {
     sandbox: SandboxLayer = "{ fs_read = [\"/srv/data\"], network = \"none\" }",
     /// `trusted` or `sandboxed` (a sandbox that `permissions` words widen).
     execution_mode: ExecutionMode = "\"sandboxed\"",
+    /// The user it runs as (the supervisor running as root), or `dynamic`:
+    /// a uid of its own.
+    user: UserSetting = "\"dynamic\"",
+    /// The group it runs as (with `user`; by default the user's own).
+    group: String = "\"nogroup\"",
     /// Whether it gets a `NOTIFY_SOCKET` and is ready on `READY=1`
     /// (systemd's notify protocol).
     notify: bool = "true",

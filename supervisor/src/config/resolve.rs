@@ -151,7 +151,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     #[rustfmt::skip]
     let PluginLayer {
         cmd, env, env_file, cwd, port, instances, enabled, protocol, codec,
-        config, heartbeat, health, ready, notify, watchdog, sandbox, execution_mode,
+        config, heartbeat, health, ready, notify, watchdog, sandbox, execution_mode, user, group,
         handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
         restart, success_codes, backoff, restart_limit,
         requires, calls, callers, permissions,
@@ -176,6 +176,8 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     #[rustfmt::skip]
     problems.into_iter().chain(more).for_each(|(k, why)| at.refuse(k, why));
     let (calls, grants, actions) = access(at, (calls, callers, permissions), actions);
+    let (identity, problems) = super::identity::of(user, group);
+    problems.into_iter().for_each(|(k, why)| at.refuse(k, why));
     let reached = (health.as_ref(), port.is_some());
     let sandbox = confined(at, (sandbox, execution_mode), &grants.words, has, reached);
     let config = config_table(at, &schema, manifest.as_deref(), config);
@@ -210,7 +212,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         instance: None,
         env_file: env_file.map(|f| f.0).unwrap_or_default(),
         protocol: protocol.unwrap_or_default(), codec, config,
-        handshake_timeout, heartbeat, health, ready, notify, watchdog, sandbox,
+        handshake_timeout, heartbeat, health, ready, notify, watchdog, sandbox, identity,
         stop_timeout, kill_timeout,
         stop_signal: stop_signal.unwrap_or_default(), call_timeout,
         memory_max, memory_high, memory_check_interval, pids_max, nofile, rate_limit, limits,
@@ -354,32 +356,7 @@ fn layered(
     at.refused.extend(read.refused);
     let mut manifest = read.value;
     let file = manifest_file.display().to_string();
-    // What confines the plugin, and what it may call, is the operator's to
-    // say, not its author's.
-    let own = [
-        (
-            "sandbox",
-            "set its own sandbox",
-            manifest.sandbox.take().is_some(),
-        ),
-        (
-            "calls",
-            "grant itself calls",
-            manifest.calls.take().is_some(),
-        ),
-        (
-            "permissions",
-            "grant itself permissions",
-            manifest.permissions.take().is_some(),
-        ),
-    ];
-    for (key, what, _) in own.into_iter().filter(|(_, _, set)| *set) {
-        at.problems.push(Problem {
-            file: file.clone(),
-            key: key.into(),
-            message: format!("a plugin's manifest may not {what}: set `{key}` in the fleet file, under [plugins.NAME] or [defaults]"),
-        });
-    }
+    refuse_own_grants(at, &mut manifest, &file);
     // Nor may it have the supervisor read files of the host for it.
     let outside = manifest
         .env_file
@@ -405,6 +382,56 @@ fn layered(
         manifest: Some(manifest_file),
         home: folder,
     })
+}
+
+/// What confines a plugin, what it may call and whom it runs as is the
+/// operator's to say, not its author's: a manifest that says it is
+/// refused (and what it says dropped). It may narrow its execution mode,
+/// never widen it.
+fn refuse_own_grants(at: &mut At<'_>, manifest: &mut Manifest, file: &str) {
+    let trusted = manifest.execution_mode == Some(crate::units::ExecutionMode::Trusted);
+    if trusted {
+        manifest.execution_mode = None;
+    }
+    let own = [
+        (
+            "sandbox",
+            "set its own sandbox",
+            manifest.sandbox.take().is_some(),
+        ),
+        (
+            "calls",
+            "grant itself calls",
+            manifest.calls.take().is_some(),
+        ),
+        (
+            "permissions",
+            "grant itself permissions",
+            manifest.permissions.take().is_some(),
+        ),
+        (
+            "user",
+            "choose its own user",
+            manifest.user.take().is_some(),
+        ),
+        (
+            "group",
+            "choose its own group",
+            manifest.group.take().is_some(),
+        ),
+        (
+            "execution_mode",
+            "trust itself (only `execution_mode = \"sandboxed\"`)",
+            trusted,
+        ),
+    ];
+    for (key, what, _) in own.into_iter().filter(|(_, _, set)| *set) {
+        at.problems.push(Problem {
+            file: file.to_string(),
+            key: key.into(),
+            message: format!("a plugin's manifest may not {what}: set `{key}` in the fleet file, under [plugins.NAME] or [defaults]"),
+        });
+    }
 }
 
 /// The process keys, resolved.

@@ -34,6 +34,10 @@ pub struct SandboxSpec {
     /// Whether it gets a private data dir to write, kept across its spawns
     /// (`CORRAL_DATA_DIR`): `execution_mode = "sandboxed"` gives one.
     pub data_dir: bool,
+    /// `file_system_read`: it may read the host's data places too.
+    pub wide_read: bool,
+    /// `file_system_write`: it may write them too.
+    pub wide_write: bool,
 }
 
 /// The sandbox `layer` describes, over what `execution_mode =
@@ -82,16 +86,14 @@ pub(super) fn of(
         required: layer.required.unwrap_or(true),
         seccomp: layer.seccomp.unwrap_or_default(),
         data_dir: sandboxed,
+        wide_read: false,
+        wide_write: false,
     };
     if word("network_access") {
         spec.network = NetworkMode::Any;
     }
-    if word("file_system_read") {
-        spec.fs_read.push("/".into());
-    }
-    if word("file_system_write") {
-        spec.fs_write.push("${plugin_dir}".into());
-    }
+    spec.wide_read = word("file_system_read");
+    spec.wide_write = word("file_system_write");
     (Some(spec), problems)
 }
 
@@ -165,10 +167,8 @@ mod tests {
         let (spec, _) = of(None, (sandboxed, &all), Has::default());
         let spec = spec.expect("a sandbox");
         assert_eq!(spec.network, NetworkMode::Any);
-        assert_eq!(
-            (spec.fs_read.as_slice(), spec.fs_write.as_slice()),
-            (&["/".to_string()][..], &["${plugin_dir}".to_string()][..])
-        );
+        assert!(spec.wide_read && spec.wide_write);
+        assert!(spec.fs_read.is_empty() && spec.fs_write.is_empty());
         // An explicit table's keys win over the preset's.
         let layer = SandboxLayer {
             network: Some(NetworkMode::Loopback),

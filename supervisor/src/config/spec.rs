@@ -132,6 +132,9 @@ pub struct PluginSpec {
     /// Its kernel-enforced sandbox, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxSpec>,
+    /// The user (and group) it runs as; the supervisor's when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<super::Identity>,
     /// Time allowed for a graceful stop before SIGTERM.
     #[serde(serialize_with = "serialize_duration")]
     pub stop_timeout: Duration,
@@ -324,6 +327,7 @@ mod tests {
             notify: false,
             watchdog: None,
             sandbox: None,
+            identity: None,
             stop_timeout: Duration::from_secs(90),
             kill_timeout: Duration::from_secs(2),
             stop_signal: StopSignal::default(),

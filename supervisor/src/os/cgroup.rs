@@ -196,11 +196,13 @@ impl Cgroups {
                 if let Some(pids) = limits.pids_max {
                     write(&dir, "pids.max", pids)?;
                 }
-                if let Some(percent) = limits.cpu_max {
+                // Without the cpu controller these files are missing: the
+                // memory and pids caps still hold (a warning says so).
+                if let Some(percent) = limits.cpu_max.filter(|_| self.has_cpu()) {
                     let max = format!("{} {CPU_PERIOD_US}", cpu_quota_us(percent));
                     write(&dir, "cpu.max", max)?;
                 }
-                if let Some(weight) = limits.cpu_weight {
+                if let Some(weight) = limits.cpu_weight.filter(|_| self.has_cpu()) {
                     write(&dir, "cpu.weight", weight)?;
                 }
                 cgroup

@@ -78,7 +78,9 @@ impl RuntimeDir {
                 meta.uid()
             )));
         }
-        if meta.mode() & 0o077 != 0 {
+        // Passing through (`x`) is what plugins run as other users need
+        // (corral opens it so); reading or writing it is no one else's.
+        if meta.mode() & 0o066 != 0 {
             return Err(err(open_to_others(path, &meta, "runtime_dir")));
         }
         let lock_path = path.join("supervisor.lock");

@@ -124,6 +124,9 @@ pub struct Launch<'a> {
     pub max_frame: usize,
     /// The sandbox the shim enters before the program runs, if any.
     pub sandbox: Option<&'a super::sandbox::Sandbox>,
+    /// The user (`uid`, `gid`) the shim becomes before it, if not the
+    /// supervisor's.
+    pub user: Option<(u32, u32)>,
 }
 
 /// Spawns the plugin's process, inside `cgroup` when there is one. The
@@ -146,6 +149,9 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
             if let Some(sandbox) = spec.sandbox {
                 cmd.env(super::sandbox::SANDBOX_ENV, sandbox.to_env());
             }
+            if let Some((uid, gid)) = spec.user {
+                cmd.env(super::identity::USER_ENV, format!("{uid}:{gid}"));
+            }
             if !cgroups.is_empty() {
                 let list: Vec<String> = cgroups
                     .iter()
@@ -155,9 +161,9 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
             }
             cmd
         }
-        _ if spec.sandbox.is_some() => {
+        _ if spec.sandbox.is_some() || spec.user.is_some() => {
             return Err(io::Error::other(format!(
-                "a sandbox is entered by the {EXEC_SHIM_NAME} shim, and there is none beside corral"
+                "a sandbox or a user is entered by the {EXEC_SHIM_NAME} shim, and there is none beside corral"
             )));
         }
         _ => {

@@ -45,12 +45,12 @@ pub(super) async fn connect(
     listener: Listener,
     spec: PluginSpec,
     secret: String,
-    pgid: u32,
+    (pgid, uid): (u32, u32),
     bus: BusHandle,
     calls: Calls,
 ) -> Result<Connected, HandshakeError> {
     let timeout = spec.handshake_timeout;
-    let attempt = handshake_and_load(listener, &spec, &secret, pgid, (bus, calls));
+    let attempt = handshake_and_load(listener, &spec, &secret, (pgid, uid), (bus, calls));
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| {
@@ -65,13 +65,14 @@ async fn handshake_and_load(
     listener: Listener,
     spec: &PluginSpec,
     secret: &str,
-    pgid: u32,
+    (pgid, uid): (u32, u32),
     bus: (BusHandle, Calls),
 ) -> Result<Connected, HandshakeError> {
     let expected = Expected {
         name: &spec.name,
         secret,
         pgid,
+        uid,
         codec: spec.codec,
         max_frame: MAX_FRAME_BYTES,
     };

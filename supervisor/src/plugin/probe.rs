@@ -50,6 +50,8 @@ pub(super) struct ExecContext {
     pub(super) cwd: PathBuf,
     /// The spawn's sandbox, which its `exec` probes enter too.
     pub(super) sandbox: Option<crate::os::sandbox::Sandbox>,
+    /// The spawn's user (`uid`, `gid`), which its `exec` probes run as too.
+    pub(super) user: Option<(u32, u32)>,
 }
 
 /// One spawn's probe: what it runs, when the next is due, the one in flight.
@@ -186,29 +188,40 @@ async fn connect(addr: &str) -> Result<(), String> {
     }
 }
 
+/// The command of an `exec` probe: in the plugin's sandbox and as its
+/// user, entered by the shim (which also gives it a session, and so a
+/// process group, of its own), or as it is, in a process group of its own.
+fn probe_command(
+    program: &str,
+    args: &[String],
+    ctx: &ExecContext,
+) -> Result<tokio::process::Command, String> {
+    if ctx.sandbox.is_none() && ctx.user.is_none() {
+        let mut c = tokio::process::Command::new(program);
+        c.args(args).process_group(0);
+        return Ok(c);
+    }
+    let shim = crate::os::spawn::exec_shim()
+        .ok_or("exec: a probe in a sandbox or as a user needs the corral-exec shim")?;
+    let mut c = tokio::process::Command::new(shim);
+    c.arg(std::process::id().to_string())
+        .args(["0", "0", program])
+        .args(args);
+    if let Some(sandbox) = &ctx.sandbox {
+        c.env(crate::os::sandbox::SANDBOX_ENV, sandbox.to_env());
+    }
+    if let Some((uid, gid)) = ctx.user {
+        c.env(crate::os::identity::USER_ENV, format!("{uid}:{gid}"));
+    }
+    Ok(c)
+}
+
 /// Runs `cmd` in the spawn's environment and directory, in a process group
 /// of its own: up on exit code 0. Dropped before it ends (at its timeout,
 /// or with the spawn), its whole group is killed.
 async fn exec_probe(cmd: &[String], ctx: &ExecContext) -> Result<(), String> {
     let (program, args) = cmd.split_first().ok_or("exec: no program")?;
-    let mut command = match (&ctx.sandbox, crate::os::spawn::exec_shim()) {
-        // In the plugin's sandbox, entered by the shim (which also gives
-        // it a session, and so a process group, of its own).
-        (Some(sandbox), Some(shim)) => {
-            let mut c = tokio::process::Command::new(shim);
-            c.arg(std::process::id().to_string())
-                .args(["0", "0", program])
-                .args(args)
-                .env(crate::os::sandbox::SANDBOX_ENV, sandbox.to_env());
-            c
-        }
-        (Some(_), None) => return Err("exec: a sandboxed probe needs the corral-exec shim".into()),
-        (None, _) => {
-            let mut c = tokio::process::Command::new(program);
-            c.args(args).process_group(0);
-            c
-        }
-    };
+    let mut command = probe_command(program, args, ctx)?;
     command
         .envs(&ctx.env)
         .current_dir(&ctx.cwd)

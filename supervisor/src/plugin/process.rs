@@ -169,7 +169,17 @@ impl Spawn {
         let connecting = listener.zip(launch.socket).map(|(listener, (_, secret))| {
             let secret = secret.to_string();
             let (bus, calls) = (host.bus.clone(), host.calls.clone());
-            tokio::spawn(connect(listener, spec.clone(), secret, pid, bus, calls))
+            let uid = launch
+                .user
+                .map_or_else(|| nix::unistd::geteuid().as_raw(), |(uid, _)| uid);
+            tokio::spawn(connect(
+                listener,
+                spec.clone(),
+                secret,
+                (pid, uid),
+                bus,
+                calls,
+            ))
         });
         Ok(Self {
             child,

@@ -45,6 +45,20 @@ const SYSTEM_READ: &[&str] = &[
     "/dev/urandom",
     "/dev/random",
 ];
+/// The host's data places: readable with `file_system_read`, writable
+/// (the second list) with `file_system_write`, each left out when it holds
+/// what plugins share (runtime and log directories) or the fleet file.
+const WIDE_READ: &[&str] = &[
+    "/home",
+    "/srv",
+    "/opt",
+    "/mnt",
+    "/media",
+    "/var/lib",
+    "/var/cache",
+];
+const WIDE_WRITE: &[&str] = &["/srv", "/mnt", "/media", "/var/lib", "/var/cache"];
+
 /// Writable in every sandbox (besides its temp dir).
 const SYSTEM_WRITE: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
 
@@ -54,18 +68,13 @@ pub(super) fn of(
     spec: &PluginSpec,
     program: &mut Program,
     (read, write): (Vec<PathBuf>, Vec<PathBuf>),
-    host: &Host,
+    (host, user): (&Host, Option<(u32, u32)>),
 ) -> Result<(Sandbox, String), SpawnFailure> {
     let Some(config) = &spec.sandbox else {
         return Err(SpawnFailure::lasting("no sandbox"));
     };
-    let tmp = host.settings.runtime_dir.join("tmp").join(&spec.name);
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)
-        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|e| {
-            SpawnFailure::os(&format!("cannot make its temp dir {}", tmp.display()), &e)
-        })?;
+    let runtime = &host.settings.runtime_dir;
+    let tmp = private_dir(&runtime.join("tmp").join(&spec.name), true, user, "temp")?;
     program
         .env
         .insert("TMPDIR".into(), tmp.display().to_string());
@@ -83,22 +92,24 @@ pub(super) fn of(
         readable.push(spec.plugin_dir.clone());
     }
     readable.extend(read);
+    let closed = [&shared[..], &[&spec.fleet_dir]].concat();
+    if config.wide_read {
+        readable.extend(wide(WIDE_READ, &closed));
+    }
     let mut writable: Vec<PathBuf> = SYSTEM_WRITE.iter().map(PathBuf::from).collect();
     writable.push(tmp);
     if config.data_dir {
         // Its own, kept across its spawns.
-        let data = host.settings.runtime_dir.join("data").join(&spec.name);
-        std::fs::create_dir_all(&data)
-            .and_then(|()| std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|e| {
-                SpawnFailure::os(&format!("cannot make its data dir {}", data.display()), &e)
-            })?;
+        let data = private_dir(&runtime.join("data").join(&spec.name), false, user, "data")?;
         program
             .env
             .insert("CORRAL_DATA_DIR".into(), data.display().to_string());
         writable.push(data);
     }
     writable.extend(write);
+    if config.wide_write {
+        writable.extend(wide(WIDE_WRITE, &closed));
+    }
     let sandbox = Sandbox {
         read: existing(readable),
         write: existing(writable),
@@ -121,6 +132,45 @@ pub(super) fn of(
         tracing::warn!("its sandbox is enforced only in part: {described}");
     }
     Ok((sandbox, described))
+}
+
+/// A directory of the plugin's own, 0700 and its user's: emptied first
+/// when `fresh` (its temp dir), kept otherwise (its data dir), refused
+/// when it is a link.
+fn private_dir(
+    dir: &Path,
+    fresh: bool,
+    user: Option<(u32, u32)>,
+    what: &str,
+) -> Result<PathBuf, SpawnFailure> {
+    if fresh {
+        let _ = std::fs::remove_dir_all(dir);
+    } else if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(SpawnFailure::lasting(&format!(
+            "its {what} dir {} is a link: remove it",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .and_then(|()| user.map_or(Ok(()), |user| crate::os::identity::give(dir, user)))
+        .map_err(|e| {
+            SpawnFailure::os(&format!("cannot make its {what} dir {}", dir.display()), &e)
+        })?;
+    Ok(dir.to_path_buf())
+}
+
+/// Of `list` (the host's data places), those that hold none of the
+/// `closed` directories.
+fn wide(list: &[&str], closed: &[&PathBuf]) -> Vec<PathBuf> {
+    let (kept, left): (Vec<PathBuf>, Vec<PathBuf>) = list
+        .iter()
+        .map(PathBuf::from)
+        .partition(|p| !holds_shared(p, closed));
+    if !left.is_empty() {
+        tracing::info!("its permission words leave out {left:?}: they hold corral's own files");
+    }
+    kept
 }
 
 /// Whether `path` is, or holds, one of the `shared` directories.

@@ -11,7 +11,10 @@ use super::notify::Notify;
 use super::probe::{ExecContext, Prober};
 use super::process::{Spawn, SpawnFailure};
 use crate::config::PluginSpec;
+use std::os::unix::fs::PermissionsExt;
+
 use crate::os::cgroup::{CgroupLimits, Cgroups, LimitsMode, PluginCgroup};
+use crate::os::identity;
 use crate::os::logs::LogSink;
 use crate::os::notify::NotifySocket;
 use crate::os::spawn;
@@ -42,16 +45,22 @@ pub(super) fn start(
         .map_err(|e| SpawnFailure::lasting(&e))?;
     let mut program = super::program::Program::of(spec, &host.settings.runtime_dir, port)
         .map_err(|e| SpawnFailure::lasting(&e))?;
-    let notify_socket = notify_socket(spec, host, &mut program)?;
+    let socket = host.settings.plugin_socket(&spec.name);
+    let user = user_of(spec, host, &socket)?;
+    let notify_socket = notify_socket(spec, host, &mut program, user)?;
     let sandbox = match program.sandbox_paths.take() {
-        Some(paths) => Some(super::sandbox::of(spec, &mut program, paths, host)?),
+        Some(paths) => Some(super::sandbox::of(spec, &mut program, paths, (host, user))?),
         None => None,
     };
-    let socket = host.settings.plugin_socket(&spec.name);
     let (listener, secret) = match spec.protocol {
         Protocol::Corral => {
             let listener = handshake::bind(&socket)
                 .map_err(|e| SpawnFailure::os(&format!("cannot bind {}", socket.display()), &e))?;
+            if let Some(user) = user {
+                identity::give(&socket, user).map_err(|e| {
+                    SpawnFailure::os(&format!("cannot give {} to its user", socket.display()), &e)
+                })?;
+            }
             let secret = spawn::new_secret()
                 .map_err(|e| SpawnFailure::os("no randomness for its secret", &e))?;
             (Some(listener), secret)
@@ -74,6 +83,7 @@ pub(super) fn start(
             .map(|_| (socket.as_path(), secret.as_str())),
         max_frame: MAX_FRAME_BYTES,
         sandbox: sandbox.as_ref().map(|(s, _)| s),
+        user,
     };
     let logs = logs
         .as_ref()
@@ -94,10 +104,37 @@ pub(super) fn start(
             env,
             cwd: program.cwd,
             sandbox: sandbox.as_ref().map(|(s, _)| s.clone()),
+            user,
         };
         spawn.prober = Some(Prober::new(health, probe, host.http.clone(), exec));
     }
     Ok((spawn, enforcement))
+}
+
+/// With `user`: the uid and gid it runs as, once its socket can be
+/// reached by them (the runtime dir opened to passing through, `o+x`; its
+/// files stay closed).
+fn user_of(
+    spec: &PluginSpec,
+    host: &Host,
+    socket: &std::path::Path,
+) -> Result<Option<(u32, u32)>, SpawnFailure> {
+    let Some(id) = &spec.identity else {
+        return Ok(None);
+    };
+    let user = identity::resolve(&spec.name, &id.user, id.group.as_deref())
+        .map_err(|e| SpawnFailure::lasting(&e.to_string()))?;
+    let runtime = &host.settings.runtime_dir;
+    std::fs::set_permissions(runtime, std::fs::Permissions::from_mode(0o711)).map_err(|e| {
+        SpawnFailure::os(
+            &format!("cannot open {} to its user", runtime.display()),
+            &e,
+        )
+    })?;
+    if let Some(why) = identity::unreachable_by(socket, user.0) {
+        return Err(SpawnFailure::lasting(&why));
+    }
+    Ok(Some(user))
 }
 
 /// With `notify`: the spawn's notify socket, named to the program in
@@ -106,6 +143,7 @@ fn notify_socket(
     spec: &PluginSpec,
     host: &Host,
     program: &mut super::program::Program,
+    user: Option<(u32, u32)>,
 ) -> Result<Option<NotifySocket>, SpawnFailure> {
     if !spec.notify {
         return Ok(None);
@@ -116,6 +154,11 @@ fn notify_socket(
         .join(format!("notify-{}.sock", spec.name));
     let socket = NotifySocket::bind(&path)
         .map_err(|e| SpawnFailure::os(&format!("cannot bind {}", path.display()), &e))?;
+    if let Some(user) = user {
+        identity::give(&path, user).map_err(|e| {
+            SpawnFailure::os(&format!("cannot give {} to its user", path.display()), &e)
+        })?;
+    }
     program
         .env
         .insert("NOTIFY_SOCKET".into(), path.display().to_string());

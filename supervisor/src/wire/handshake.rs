@@ -46,6 +46,8 @@ pub struct Expected<'a> {
     pub secret: &'a str,
     /// The plugin's process group (its leader's pid).
     pub pgid: u32,
+    /// The uid it runs as: the supervisor's, or its `user`'s.
+    pub uid: u32,
     /// The codec it speaks.
     pub codec: Codec,
     /// Largest frame accepted from it.
@@ -82,7 +84,7 @@ pub async fn accept_plugin(
                 continue;
             }
         };
-        if let Err(why) = check_peer_is_plugin(&stream, expected.pgid) {
+        if let Err(why) = check_peer_is_plugin(&stream, expected.pgid, expected.uid) {
             tracing::warn!(
                 plugin = expected.name,
                 "refused a connection to its socket: {why}"
@@ -304,13 +306,15 @@ fn parse_stat(stat: &str) -> Option<ProcLink> {
     Some(ProcLink { ppid, sid })
 }
 
-fn check_peer_is_plugin(stream: &Socket, pgid: u32) -> Result<(), String> {
+fn check_peer_is_plugin(stream: &Socket, pgid: u32, expected_uid: u32) -> Result<(), String> {
     let creds = stream
         .peer_creds()
         .map_err(|e| format!("cannot read peer credentials: {e}"))?;
     let uid = creds.euid().ok_or("the peer's uid is unknown")?;
-    if uid != Uid::effective().as_raw() {
-        return Err(format!("peer runs as uid {uid}, not as this user"));
+    if uid != expected_uid {
+        return Err(format!(
+            "peer runs as uid {uid}, not as the plugin's ({expected_uid})"
+        ));
     }
     let pid = creds.pid().ok_or("the peer's pid is unknown")?;
     let group = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
