@@ -228,6 +228,10 @@ pub struct PluginStatus {
     /// signals), netns`; `none` without a sandbox.
     #[serde(default = "no_sandbox")]
     pub sandbox: String,
+    /// The uid its current process runs as, when its `user` is not the
+    /// supervisor's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
 }
 
 fn no_sandbox() -> String {

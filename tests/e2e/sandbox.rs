@@ -348,6 +348,13 @@ fn plugins_run_as_their_own_users_and_reach_only_their_own_sockets() {
                 .set("group", "nogroup"),
         )
         .plugin(Plugin::echo("own"))
+        .plugin(
+            Plugin::new("ld")
+                .cmd(["sh", "-c", "echo \"LD=$LD_LIBRARY_PATH uid=$(id -u)\"; exec sleep 300"])
+                .set("protocol", "none")
+                .set("user", "dynamic")
+                .set("env", json!({"LD_LIBRARY_PATH": "/nowhere"})),
+        )
         .start_with_env(&[("CORRAL_SUPERVISOR__RUNTIME_DIR", run.as_str())]);
     let pids: Vec<u32> = ["dyn-a", "dyn-b", "nob", "own"]
         .iter()
@@ -412,6 +419,9 @@ user = "no-such-user-here"
 [plugins.grouped]
 cmd = ["sleep", "9"]
 group = "nogroup"
+[plugins.sneaky]
+cmd = ["sleep", "9"]
+env = { CORRAL_EXEC_CGROUPS = "/etc/passwd", CORRAL_SHIM_USER = "0:0" }
 [plugins.selfish]
 path = "selfish"
 "#,
@@ -422,6 +432,8 @@ path = "selfish"
         &[
             ("plugins.ghost.user", "no user named `no-such-user-here`"),
             ("plugins.grouped.group", "needs a user"),
+            ("plugins.sneaky.env.CORRAL_EXEC_CGROUPS", "is corral's own"),
+            ("plugins.sneaky.env.CORRAL_SHIM_USER", "is corral's own"),
             ("user", "a plugin's manifest may not choose its own user"),
             ("execution_mode", "a plugin's manifest may not trust itself"),
         ],

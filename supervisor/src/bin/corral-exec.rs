@@ -52,8 +52,16 @@ fn main() -> ExitCode {
             return ExitCode::from(127);
         }
     }
+    // The loader's variables, for the program alone.
+    let loader: std::collections::BTreeMap<String, String> =
+        std::env::var(corral::os::spawn::LOADER_ENV)
+            .ok()
+            .and_then(|l| serde_json::from_str(&l).ok())
+            .unwrap_or_default();
     let err = Command::new(program)
         .args(&args[4..])
+        .envs(loader)
+        .env_remove(corral::os::spawn::LOADER_ENV)
         .env_remove(corral::os::cgroup::SHIM_CGROUP_ENV)
         .env_remove(corral::os::sandbox::SANDBOX_ENV)
         .env_remove(corral::os::identity::USER_ENV)

@@ -28,5 +28,6 @@ pub(crate) fn running(name: &str, pid: u32) -> PluginStatus {
         port: None,
         status_text: None,
         sandbox: "none".into(),
+        uid: None,
     }
 }

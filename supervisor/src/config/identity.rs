@@ -23,6 +23,15 @@ pub(super) fn of(
     group: Option<String>,
 ) -> (Option<Identity>, Vec<(&'static str, String)>) {
     let mut problems = Vec::new();
+    if user.is_some() && !nix::unistd::geteuid().is_root() {
+        problems.push((
+            "user",
+            format!(
+                "needs the supervisor to run as root, and this runs as uid {}",
+                nix::unistd::geteuid()
+            ),
+        ));
+    }
     if let Some(UserSetting::Named(name)) = &user
         && !matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
     {

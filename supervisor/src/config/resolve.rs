@@ -275,13 +275,27 @@ fn with_env_files(
     files: Option<&super::env_file::EnvFiles>,
     env: BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    match files {
+    let mut env = match files {
         Some(files) => super::env_file::layered(files, env).unwrap_or_else(|why| {
             at.refuse("env_file", why);
             BTreeMap::new()
         }),
         None => env,
+    };
+    // The shim's own variables are corral's to set, no layer's.
+    let reserved: Vec<String> = env
+        .keys()
+        .filter(|k| crate::os::spawn::reserved(k))
+        .cloned()
+        .collect();
+    for name in reserved {
+        env.remove(&name);
+        at.refuse(
+            &format!("env.{name}"),
+            "is corral's own: `CORRAL_SHIM_*` and `CORRAL_EXEC_*` are set by corral alone",
+        );
     }
+    env
 }
 
 fn valid_name(name: &str) -> bool {

@@ -102,9 +102,14 @@ pub fn become_user((uid, gid): (u32, u32)) -> io::Result<()> {
     setgid(Gid::from_raw(gid)).map_err(|e| err(&format!("become gid {gid}"), e))?;
     setuid(Uid::from_raw(uid)).map_err(|e| err(&format!("become uid {uid}"), e))?;
     // Changing users made it undumpable, and its /proc files root's: the
-    // sandbox writes them next (its user namespace's maps).
+    // sandbox writes them next (its user namespace's maps). It also
+    // cleared the parent-death signal: armed again.
     #[cfg(target_os = "linux")]
-    nix::sys::prctl::set_dumpable(true).map_err(|e| err("stay dumpable", e))?;
+    {
+        nix::sys::prctl::set_dumpable(true).map_err(|e| err("stay dumpable", e))?;
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| err("keep its parent-death signal", e))?;
+    }
     Ok(())
 }
 

@@ -55,6 +55,16 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// Whether `name` is one of the shim's own variables, which no plugin's
+/// environment may set (`check` refuses them; a spawn drops them).
+pub fn reserved(name: &str) -> bool {
+    name.starts_with("CORRAL_SHIM_") || name.starts_with("CORRAL_EXEC_")
+}
+
+/// The plugin's `LD_*` variables, as JSON, for the shim to set only for
+/// the program it execs (the loader would read them in the shim itself).
+pub const LOADER_ENV: &str = "CORRAL_SHIM_LOADER";
+
 /// Uses `shim` to start plugins (or the `pre_exec` path with `None`). By
 /// default corral looks for `corral-exec` next to its own executable; call
 /// this before the first spawn to choose otherwise.
@@ -141,6 +151,23 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
         Some(shim) if cfg!(target_os = "linux") => {
             let program = resolve_program(&spec.cmd[0], spec.cwd)?;
             let mut cmd = Command::new(shim);
+            // The plugin's variables first, then the shim's own, which no
+            // plugin setting may change; the loader's (`LD_*`) go to the
+            // shim under another name, to be set only after it drops to the
+            // plugin's user.
+            let (loader, plain): (Vec<_>, Vec<_>) = spec
+                .env
+                .iter()
+                .filter(|(k, _)| !reserved(k))
+                .partition(|(k, _)| k.starts_with("LD_"));
+            cmd.envs(plain);
+            if !loader.is_empty() {
+                let loader: std::collections::BTreeMap<_, _> = loader.into_iter().collect();
+                cmd.env(
+                    LOADER_ENV,
+                    serde_json::to_string(&loader).unwrap_or_default(),
+                );
+            }
             cmd.arg(std::process::id().to_string())
                 .arg(soft.to_string())
                 .arg(hard.to_string())
@@ -168,12 +195,12 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
         }
         _ => {
             let mut cmd = Command::new(&spec.cmd[0]);
-            cmd.args(&spec.cmd[1..]);
+            cmd.args(&spec.cmd[1..]).envs(spec.env);
             pre_exec_hook(&mut cmd, (soft, hard), &cgroups)?;
             cmd
         }
     };
-    cmd.envs(spec.env).env(env::PLUGIN_NAME, spec.name);
+    cmd.env(env::PLUGIN_NAME, spec.name);
     if let Some((socket, secret)) = spec.socket {
         cmd.env(env::PLUGIN_SOCKET, socket)
             .env(env::PLUGIN_SECRET, secret)

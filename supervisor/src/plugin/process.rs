@@ -87,6 +87,8 @@ pub(super) struct Spawn {
     ended_at: Option<tokio::time::Instant>,
     /// The TCP port it was given, if any.
     pub(super) port: Option<u16>,
+    /// The uid it runs as, when its `user` is not the supervisor's.
+    pub(super) uid: Option<u32>,
     /// Its health probe, until it is being ended.
     pub(super) prober: Option<Prober>,
     /// Its notify channel, with `notify`.
@@ -191,6 +193,7 @@ impl Spawn {
             connecting,
             client: None,
             streams: false,
+            uid: None,
             closed: None,
             bus_broken: None,
             delivery_failures: None,

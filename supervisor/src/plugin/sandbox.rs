@@ -143,6 +143,13 @@ fn private_dir(
     user: Option<(u32, u32)>,
     what: &str,
 ) -> Result<PathBuf, SpawnFailure> {
+    // Its parent (`tmp/`, `data/`) is corral's, passable and nothing more,
+    // whatever the umask: no plugin plants a link in it.
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .and_then(|()| std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711)))
+            .map_err(|e| SpawnFailure::os(&format!("cannot make {}", parent.display()), &e))?;
+    }
     if fresh {
         let _ = std::fs::remove_dir_all(dir);
     } else if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {

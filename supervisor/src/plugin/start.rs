@@ -90,6 +90,7 @@ pub(super) fn start(
         .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
     let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, host)?;
     spawn.port = port;
+    spawn.uid = user.map(|(uid, _)| uid);
     spawn.sandbox = sandbox.as_ref().map(|(_, described)| described.clone());
     if let Some(socket) = notify_socket {
         let (leader, ready_within) = (spawn.pid(), spec.handshake_timeout);

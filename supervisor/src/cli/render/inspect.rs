@@ -110,6 +110,9 @@ pub fn inspect_text(info: &PluginInfo) -> String {
     if let Some(port) = info.status.port {
         text.push_str(&format!("port: {port}\n"));
     }
+    if let Some(uid) = info.status.uid {
+        text.push_str(&format!("uid: {uid}\n"));
+    }
     if let Some(status) = &info.status.status_text {
         text.push_str(&format!("status: {}\n", visible_line(status)));
     }

@@ -63,6 +63,7 @@ impl Actor {
             bus_out: 0,
             protocol: self.spec.protocol,
             port: self.spawn.as_ref().and_then(|s| s.port),
+            uid: self.spawn.as_ref().and_then(|s| s.uid),
             sandbox: match (
                 self.spawn.as_ref().and_then(|s| s.sandbox.clone()),
                 &self.spec.sandbox,
