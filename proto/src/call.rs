@@ -54,3 +54,10 @@ pub struct CallStats {
     /// Calls refused as `denied` (its `calls`, or the target's `callers`).
     pub denied: u64,
 }
+
+impl CallStats {
+    /// Whether it made no call at all (its `inspect` answer leaves it out).
+    pub fn is_none(&self) -> bool {
+        self.made == 0 && self.denied == 0
+    }
+}

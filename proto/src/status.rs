@@ -314,10 +314,10 @@ pub struct PluginInfo {
     #[serde(default)]
     pub bus: crate::BusStats,
     /// The actions its manifest declares.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<crate::ActionInfo>,
     /// Its calls to other plugins.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::CallStats::is_none")]
     pub calls: crate::CallStats,
 }
 

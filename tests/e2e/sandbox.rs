@@ -350,7 +350,11 @@ fn plugins_run_as_their_own_users_and_reach_only_their_own_sockets() {
         .plugin(Plugin::echo("own"))
         .plugin(
             Plugin::new("ld")
-                .cmd(["sh", "-c", "echo \"LD=$LD_LIBRARY_PATH uid=$(id -u)\"; exec sleep 300"])
+                .cmd([
+                    "sh",
+                    "-c",
+                    "echo \"LD=$LD_LIBRARY_PATH uid=$(id -u)\"; exec sleep 300",
+                ])
                 .set("protocol", "none")
                 .set("user", "dynamic")
                 .set("env", json!({"LD_LIBRARY_PATH": "/nowhere"})),
