@@ -23,6 +23,7 @@ pub mod colour;
 pub mod commands;
 pub mod detach;
 pub mod generate;
+mod reach;
 pub mod render;
 pub mod scaffold;
 pub mod tail;
@@ -31,5 +32,6 @@ mod test_rows;
 pub mod top;
 
 pub use args::{Cli, Command, Selection, Target, Wait};
-pub use commands::{check, fail, new_plugin, run_client};
+pub use commands::{check, new_plugin, run_client};
+pub use reach::fail;
 pub use render::{inspect_text, ps_table};

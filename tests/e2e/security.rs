@@ -396,8 +396,9 @@ fn sockets_logs_and_the_runtime_dir_are_the_owners_alone() {
     fleet
         .call("py", "log", Some(r#"{"count": 5, "text": "hello"}"#))
         .expect("log");
+    // A rotation renames the file, then opens the next: wait for both.
     wait_until(Duration::from_secs(10), "a rotated log file", || {
-        logs.join("echo.log.1").exists().then_some(())
+        (logs.join("echo.log.1").exists() && logs.join("echo.log").exists()).then_some(())
     });
     let rt = fleet.dir().join(".corral");
     assert_eq!(mode(&rt), 0o700);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use corral_proto::{ControlApiClient, ErrorReply, Payload};
 
 use super::args::Target;
-use super::commands::{connect, context, fail, payload_arg};
+use super::reach::{connect, context, fail, payload_arg};
 use crate::Error;
 
 /// Runs `corral call NAME [ACTION [PAYLOAD]] [--stream | --list]`.

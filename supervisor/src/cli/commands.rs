@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use corral_proto::{ControlApiClient, Payload, PluginState, Transition};
+use corral_proto::{ControlApiClient, PluginState, Transition};
 
 use super::args::{Command, Selection, Target, Wait};
+use super::reach::{connect, context, fail, payload_arg};
 use super::render::{inspect_text, print_data, ps_table, reload_text};
-use crate::cli::client;
 use crate::{Error, config};
 
 /// Runs a client command (anything but `up`) and returns its exit code.
@@ -67,54 +67,12 @@ fn unreachable_client() -> Result<ExitCode, Error> {
     Err(Error::Refused("not a client command".into()))
 }
 
-/// Prints `message` as an error (control characters shown as escapes: it
-/// may carry a plugin's text; the `corral:` prefix red when stderr is
-/// coloured) and returns exit code 1.
-pub fn fail(message: &str) -> ExitCode {
-    let red = anstyle::AnsiColor::Red.on_default();
-    let prefix = super::colour::paint("corral:", red, super::colour::stderr());
-    eprintln!("{prefix} {}", crate::os::logs::visible_text(message));
-    ExitCode::from(1)
-}
-
-pub(super) async fn connect(target: &Target) -> Result<ControlApiClient, Error> {
-    let (socket, via) = client::socket_of(target)?;
-    client::connect(&socket, &via).await
-}
-
-pub(super) fn context(timeout: Duration) -> tarpc::context::Context {
-    let mut ctx = tarpc::context::current();
-    ctx.deadline = Instant::now() + timeout;
-    ctx
-}
-
 async fn ps(target: &Target, json: bool) -> Result<ExitCode, Error> {
     let rows = connect(target)
         .await?
         .ps(context(Duration::from_secs(10)))
         .await?;
     Ok(print_data(rows.as_slice(), json, ps_table))
-}
-
-/// The payload argument: JSON text, `-` for JSON read from stdin (for
-/// payloads past the command line's size limit), or none for `null`.
-pub(super) fn payload_arg(payload: Option<String>) -> Result<Payload, ExitCode> {
-    let text = match payload.as_deref() {
-        None => return Ok(Payload::null()),
-        Some("-") => {
-            let mut text = Vec::new();
-            if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut text) {
-                eprintln!("corral: cannot read the payload from stdin: {e}");
-                return Err(ExitCode::from(2));
-            }
-            text
-        }
-        Some(text) => text.as_bytes().to_vec(),
-    };
-    Payload::from_json_bytes(text).map_err(|e| {
-        eprintln!("corral: the payload is not valid JSON: {e}");
-        ExitCode::from(2)
-    })
 }
 
 async fn publish(
