@@ -1,6 +1,6 @@
 //! Calls between plugins. A plugin's bus connection and the control API
 //! hand each call to the fleet's router through a [`Calls`] handle (a
-//! [`Route`]); the router (`crate::router`) finds the target, checks both sides'
+//! [`Route`]); the fleet's router finds the target, checks both sides'
 //! permissions ([`rules`]) and calls it on its live connection, never
 //! through the bus's queues. A streamed reply is an [`Upstream`] its
 //! consumer pulls, one piece at a time; the streams a connection holds are
@@ -45,7 +45,7 @@ pub struct CallRequest {
     pub wait: bool,
 }
 
-/// Where calls go: the fleet's router (`crate::router`), behind a trait
+/// Where calls go: the fleet's router, behind a trait
 /// so this module needs nothing of the plugins it reaches.
 pub trait Route: Send + Sync + std::fmt::Debug {
     /// Makes one call.
@@ -78,6 +78,15 @@ impl Calls {
     /// Opens a streamed call.
     pub async fn stream(&self, call: CallRequest) -> Result<Upstream, ErrorReply> {
         self.route.stream(call).await
+    }
+
+    /// Opens a streamed call and keeps it among `streams`; returns its id.
+    pub async fn open_stream(
+        &self,
+        streams: &Streams,
+        call: CallRequest,
+    ) -> Result<u64, ErrorReply> {
+        streams.add(self.stream(call).await?)
     }
 
     /// The fleet's plugins, states and declared actions.

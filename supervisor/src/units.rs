@@ -105,8 +105,8 @@ pub enum ReadyOn {
 pub enum UserSetting {
     /// A user of the host, by name.
     Named(String),
-    /// A uid of its own, allocated from corral's range
-    /// ([`crate::os::identity::DYNAMIC_UIDS`]) for as long as the supervisor runs.
+    /// A uid of its own in 61184–65519, drawn from the plugin's name and
+    /// kept for as long as the supervisor runs.
     Dynamic,
 }
 

@@ -195,8 +195,7 @@ impl corral_proto::BusApi for PluginBus {
         payload: Payload,
     ) -> Result<u64, ErrorReply> {
         let call = self.request(ctx, plugin, action, payload, false);
-        let stream = self.calls.stream(call).await?;
-        self.streams.add(stream)
+        self.calls.open_stream(&self.streams, call).await
     }
 
     async fn stream_next(

@@ -126,17 +126,14 @@ impl Upstream {
 
     /// Ends it here and tells the producer to stop.
     fn abandon(&mut self) {
-        self.ended = false;
-        self.close();
+        if !self.ended {
+            self.send_close();
+        }
         self.ended = true;
     }
 
-    /// Tells the producer to stop, unless the stream has ended; nobody
-    /// waits for the answer.
-    fn close(&self) {
-        if self.ended {
-            return;
-        }
+    /// Tells the producer to stop; nobody waits for the answer.
+    fn send_close(&self) {
         let (client, id) = (self.client.clone(), self.id);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
@@ -170,7 +167,9 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.close();
+        if !self.ended {
+            self.send_close();
+        }
     }
 }
 

@@ -136,8 +136,10 @@ impl ControlApi for Server {
         payload: Payload,
     ) -> Result<u64, ErrorReply> {
         let call = Self::request(name, action, payload);
-        let stream = self.supervisor.calls().stream(call).await?;
-        self.streams.add(stream)
+        self.supervisor
+            .calls()
+            .open_stream(&self.streams, call)
+            .await
     }
 
     async fn stream_next(

@@ -15,6 +15,7 @@
 //!
 //! Signals to the whole group live here too, so a plugin's children go with it.
 
+use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -52,6 +53,37 @@ pub fn raise_fd_limit() {
         {
             tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
         }
+    }
+}
+
+/// The environment of a process the shim starts: the plugin's variables
+/// first (less the shim's own), its loader's (`LD_*`) under [`LOADER_ENV`]
+/// (the shim sets them only for the program, after it drops to the
+/// plugin's user), then the shim's settings, which no plugin variable may
+/// change.
+pub fn shim_env(
+    cmd: &mut Command,
+    env: &BTreeMap<String, String>,
+    sandbox: Option<&super::sandbox::Sandbox>,
+    user: Option<(u32, u32)>,
+) {
+    let (loader, plain): (Vec<_>, Vec<_>) = env
+        .iter()
+        .filter(|(k, _)| !reserved(k))
+        .partition(|(k, _)| k.starts_with("LD_"));
+    cmd.envs(plain);
+    if !loader.is_empty() {
+        let loader: BTreeMap<_, _> = loader.into_iter().collect();
+        cmd.env(
+            LOADER_ENV,
+            serde_json::to_string(&loader).unwrap_or_default(),
+        );
+    }
+    if let Some(sandbox) = sandbox {
+        cmd.env(super::sandbox::SANDBOX_ENV, sandbox.to_env());
+    }
+    if let Some((uid, gid)) = user {
+        cmd.env(super::identity::USER_ENV, format!("{uid}:{gid}"));
     }
 }
 
@@ -151,34 +183,12 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
         Some(shim) if cfg!(target_os = "linux") => {
             let program = resolve_program(&spec.cmd[0], spec.cwd)?;
             let mut cmd = Command::new(shim);
-            // The plugin's variables first, then the shim's own, which no
-            // plugin setting may change; the loader's (`LD_*`) go to the
-            // shim under another name, to be set only after it drops to the
-            // plugin's user.
-            let (loader, plain): (Vec<_>, Vec<_>) = spec
-                .env
-                .iter()
-                .filter(|(k, _)| !reserved(k))
-                .partition(|(k, _)| k.starts_with("LD_"));
-            cmd.envs(plain);
-            if !loader.is_empty() {
-                let loader: std::collections::BTreeMap<_, _> = loader.into_iter().collect();
-                cmd.env(
-                    LOADER_ENV,
-                    serde_json::to_string(&loader).unwrap_or_default(),
-                );
-            }
+            shim_env(&mut cmd, spec.env, spec.sandbox, spec.user);
             cmd.arg(std::process::id().to_string())
                 .arg(soft.to_string())
                 .arg(hard.to_string())
                 .arg(&program)
                 .args(&spec.cmd[1..]);
-            if let Some(sandbox) = spec.sandbox {
-                cmd.env(super::sandbox::SANDBOX_ENV, sandbox.to_env());
-            }
-            if let Some((uid, gid)) = spec.user {
-                cmd.env(super::identity::USER_ENV, format!("{uid}:{gid}"));
-            }
             if !cgroups.is_empty() {
                 let list: Vec<String> = cgroups
                     .iter()

@@ -196,37 +196,22 @@ fn probe_command(
     args: &[String],
     ctx: &ExecContext,
 ) -> Result<tokio::process::Command, String> {
-    let plain = ctx
-        .env
-        .iter()
-        .filter(|(k, _)| !crate::os::spawn::reserved(k));
     if ctx.sandbox.is_none() && ctx.user.is_none() {
         let mut c = tokio::process::Command::new(program);
+        let plain = ctx
+            .env
+            .iter()
+            .filter(|(k, _)| !crate::os::spawn::reserved(k));
         c.args(args).process_group(0).envs(plain);
         return Ok(c);
     }
     let shim = crate::os::spawn::exec_shim()
         .ok_or("exec: a probe in a sandbox or as a user needs the corral-exec shim")?;
     let mut c = tokio::process::Command::new(shim);
-    // The plugin's variables first (the loader's apart), then the shim's.
-    let (loader, plain): (Vec<_>, Vec<_>) = plain.partition(|(k, _)| k.starts_with("LD_"));
-    c.envs(plain);
-    if !loader.is_empty() {
-        let loader: std::collections::BTreeMap<_, _> = loader.into_iter().collect();
-        c.env(
-            crate::os::spawn::LOADER_ENV,
-            serde_json::to_string(&loader).unwrap_or_default(),
-        );
-    }
+    crate::os::spawn::shim_env(&mut c, &ctx.env, ctx.sandbox.as_ref(), ctx.user);
     c.arg(std::process::id().to_string())
         .args(["0", "0", program])
         .args(args);
-    if let Some(sandbox) = &ctx.sandbox {
-        c.env(crate::os::sandbox::SANDBOX_ENV, sandbox.to_env());
-    }
-    if let Some((uid, gid)) = ctx.user {
-        c.env(crate::os::identity::USER_ENV, format!("{uid}:{gid}"));
-    }
     Ok(c)
 }
 
