@@ -330,6 +330,10 @@ fn uid_of(pid: u32) -> u32 {
 #[test]
 fn plugins_run_as_their_own_users_and_reach_only_their_own_sockets() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "running plugins as other users needs the tests to run as root (README, Quick start)"
+    );
     // The runtime dir must be passable (o+x) for plugins of other users.
     let runtime = tempdir();
     std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o711))
