@@ -23,6 +23,14 @@ pub(super) fn of(
     group: Option<String>,
 ) -> (Option<Identity>, Vec<(&'static str, String)>) {
     let mut problems = Vec::new();
+    if let Some(UserSetting::Named(name)) = &user
+        && !matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+    {
+        problems.push((
+            "user",
+            format!("no user named `{name}` on this host (or `dynamic` for a uid of its own)"),
+        ));
+    }
     if user.is_some() && !nix::unistd::geteuid().is_root() {
         problems.push((
             "user",
@@ -30,14 +38,6 @@ pub(super) fn of(
                 "needs the supervisor to run as root, and this runs as uid {}",
                 nix::unistd::geteuid()
             ),
-        ));
-    }
-    if let Some(UserSetting::Named(name)) = &user
-        && !matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
-    {
-        problems.push((
-            "user",
-            format!("no user named `{name}` on this host (or `dynamic` for a uid of its own)"),
         ));
     }
     if let Some(name) = &group
@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn users_and_groups_must_exist_and_a_group_needs_a_user() {
         let (id, problems) = of(Some(UserSetting::Named("root".into())), None);
-        assert!(problems.is_empty() && id.is_some());
+        // Run as another user, the only problem is that the supervisor must be root.
+        let only_root = problems.iter().all(|(_, why)| why.contains("run as root"));
+        assert!(only_root && id.is_some(), "{problems:?}");
+        assert_eq!(problems.is_empty(), nix::unistd::geteuid().is_root());
         let (_, problems) = of(
             Some(UserSetting::Named("no-such-user-xyz".into())),
             Some("no-such-group-xyz".into()),
