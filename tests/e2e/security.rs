@@ -26,13 +26,20 @@ use corral_e2e::{
 use serde_json::{Value, json};
 
 /// The secret corral gave the process `pid`, read from its environment.
+/// While the process is between the shim and its program (an `execve` in
+/// progress) the kernel shows an empty environment, so this waits for it.
 fn secret_of(pid: u32) -> String {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
-    environ
-        .split(|b| *b == 0)
-        .find_map(|kv| kv.strip_prefix(b"CORRAL_PLUGIN_SECRET="))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .expect("the plugin has a secret in its environment")
+    wait_until(
+        Duration::from_secs(10),
+        "the plugin's secret in its environment",
+        || {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .find_map(|kv| kv.strip_prefix(b"CORRAL_PLUGIN_SECRET="))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        },
+    )
 }
 
 /// Sends one JSON frame and reads the answer, as any client may.
