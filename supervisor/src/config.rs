@@ -38,6 +38,7 @@ mod health;
 mod identity;
 pub mod instances;
 mod layers;
+mod limits;
 mod order;
 mod protocol;
 mod resolve;

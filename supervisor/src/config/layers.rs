@@ -390,6 +390,9 @@ plugin_keys! {
     /// Its share of CPU time against other plugins' when the CPU is busy
     /// (1 to 10,000; 100 is every plugin's without it).
     cpu_weight: u32 = "200",
+    /// Its share of disk time against other plugins' when a disk is busy
+    /// (1 to 10,000; 100 is every plugin's without it).
+    io_weight: u32 = "200",
     /// Open-file limit (soft and hard) of its process.
     nofile: u64 = "1024",
     /// Most calls into it per period; more are answered `rate_limited`.

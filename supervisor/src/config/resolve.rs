@@ -24,12 +24,11 @@ use super::layers::{
     BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
     RestartLimitLayer, SupervisorLayer,
 };
+use super::limits::{Weights, logs, memory, process_limits};
 use super::schema::{self, PluginConfig, SchemaEntry};
 use super::spec::{Heartbeat, PluginSpec, SupervisorSettings};
-use crate::units::{HumanDuration, Percent, Size};
+use crate::units::HumanDuration;
 
-use crate::os::cgroup::LimitsMode;
-use crate::os::log_file::MAX_KEEP;
 use crate::rate::RateLimit;
 use crate::restart::{Backoff, RestartLimit, RestartPolicy};
 
@@ -37,8 +36,6 @@ use crate::restart::{Backoff, RestartLimit, RestartPolicy};
 const MAX_SOCKET_PATH: usize = 107;
 /// The longest plugin name.
 const MAX_NAME: usize = 64;
-/// The shortest `memory_check_interval`.
-const MIN_MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The `[supervisor]` table, with the control socket's path checked: the
 /// settings (a value that cannot work replaced by its default, so the
@@ -159,7 +156,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         memory_max, memory_high, memory_check_interval,
         subscribe, publish, queue, overflow, durable, max_subscriptions,
         queue_bytes, retained_max, retained_bytes,
-        pids_max, cpu_max, cpu_weight, nofile, limits,
+        pids_max, cpu_max, cpu_weight, io_weight, nofile, limits,
         log_max_size, log_keep,
     } = layer;
     #[rustfmt::skip]
@@ -199,8 +196,12 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     (bus.queue_bytes, bus.retained) = bus_memory(at, queue_bytes, retained_max, retained_bytes);
     bus.publish.extend(grants.topics.publish);
     bus.subscribe.extend(grants.topics.subscribe);
-    let (pids_max, nofile, limits) =
-        process_limits(at, (pids_max, cpu_max, cpu_weight), nofile, limits);
+    let weights = Weights {
+        cpu: cpu_weight,
+        io: io_weight,
+    };
+    #[rustfmt::skip]
+    let (pids_max, nofile, limits) = process_limits(at, (pids_max, cpu_max, weights), nofile, limits);
     let (log_max_size, log_keep) = logs(at, log_max_size, log_keep);
     #[rustfmt::skip]
     let spec = PluginSpec {
@@ -216,7 +217,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         stop_timeout, kill_timeout,
         stop_signal: stop_signal.unwrap_or_default(), call_timeout,
         memory_max, memory_high, memory_check_interval, pids_max, nofile, rate_limit, limits,
-        cpu_max: cpu_max.map(|p| p.0), cpu_weight,
+        cpu_max: cpu_max.map(|p| p.0), cpu_weight, io_weight,
         bus, restart, success_codes, backoff, restart_limit, requires, calls, actions,
         log_max_size, log_keep, manifest, metadata, plugin_dir: home, fleet_dir,
     };
@@ -631,65 +632,4 @@ fn call_rate(at: &mut At<'_>, rate_limit: Option<RateLimitLayer>) -> Option<Rate
             None
         }
     }
-}
-
-/// `memory_max`, `memory_high` (bytes) and `memory_check_interval`.
-fn memory(
-    at: &mut At<'_>,
-    max: Option<Size>,
-    high: Option<Size>,
-    check_interval: Option<HumanDuration>,
-) -> (Option<u64>, Option<u64>, Duration) {
-    let check_interval = check_interval.map_or(defaults::MEMORY_CHECK_INTERVAL, |d| d.0);
-    if check_interval < MIN_MEMORY_CHECK_INTERVAL {
-        at.refuse("memory_check_interval", "sample at most every 10ms");
-    }
-    (max.map(|s| s.0), high.map(|s| s.0), check_interval)
-}
-
-/// `pids_max` and `nofile` (at least 1 when set), and `limits` (a cgroup
-/// allowed when `cpu_max`, which only a cgroup enforces, is set).
-fn process_limits(
-    at: &mut At<'_>,
-    (pids_max, cpu_max, cpu_weight): (Option<u32>, Option<Percent>, Option<u32>),
-    nofile: Option<u64>,
-    limits: Option<LimitsMode>,
-) -> (Option<u32>, Option<u64>, LimitsMode) {
-    if pids_max == Some(0) {
-        at.refuse("pids_max", "must be at least 1");
-    }
-    for (key, set) in [
-        ("cpu_max", cpu_max.is_some()),
-        ("cpu_weight", cpu_weight.is_some()),
-    ] {
-        if set && limits == Some(LimitsMode::Sampling) {
-            at.refuse(
-                key,
-                "only a cgroup enforces it, and limits = \"sampling\" allows none: remove one of the two",
-            );
-        }
-    }
-    if cpu_weight.is_some_and(|w| !(1..=10_000).contains(&w)) {
-        at.refuse(
-            "cpu_weight",
-            "must be 1 to 10000 (100 is the share of a plugin without one)",
-        );
-    }
-    if nofile == Some(0) {
-        at.refuse("nofile", "must be at least 1");
-    }
-    (pids_max, nofile, limits.unwrap_or(defaults::LIMITS))
-}
-
-/// `log_max_size` (bytes; a size is above zero) and `log_keep` (at most
-/// [`MAX_KEEP`]: each rotation renames every kept file).
-fn logs(at: &mut At<'_>, max_size: Option<Size>, keep: Option<u32>) -> (u64, u32) {
-    let keep = keep.unwrap_or(defaults::LOG_KEEP);
-    if keep > MAX_KEEP {
-        at.refuse(
-            "log_keep",
-            format!("{keep} is too many: keep at most {MAX_KEEP} rotated files (raise log_max_size to keep more)"),
-        );
-    }
-    (max_size.map_or(defaults::LOG_MAX_SIZE, |s| s.0), keep)
 }

@@ -164,6 +164,9 @@ pub struct PluginSpec {
     /// Its CPU share when the CPU is busy (1 to 10,000; 100 by default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_weight: Option<u32>,
+    /// Its IO share when a disk is busy (1 to 10,000; 100 by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_weight: Option<u32>,
     /// Open-file limit of its process.
     pub nofile: Option<u64>,
     /// Most calls into it per period.
@@ -338,6 +341,7 @@ mod tests {
             pids_max: Some(32),
             cpu_max: None,
             cpu_weight: None,
+            io_weight: None,
             nofile: None,
             rate_limit: Some(RateLimit {
                 calls: 100,

@@ -410,6 +410,9 @@ fn values_that_cannot_work_are_refused_by_key() {
         ("queue = 0", "queue"),
         ("log_keep = 100000", "log_keep"),
         ("log_max_size = \"0B\"", "log_max_size"),
+        ("cpu_weight = 0", "cpu_weight"),
+        ("io_weight = 10001", "io_weight"),
+        ("io_weight = 50\nlimits = \"sampling\"", "io_weight"),
     ];
     for (line, key) in cases {
         let tmp = tempfile::tempdir().unwrap();

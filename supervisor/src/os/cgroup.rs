@@ -36,6 +36,12 @@ use std::time::Duration;
 use corral_proto::Enforcement;
 use serde::{Deserialize, Serialize};
 
+use detect::{Tree, detect_v1, detect_v2};
+use sweep::{clear_tree, kill_members};
+
+mod detect;
+mod sweep;
+
 /// The `limits` key: whether a plugin may get a cgroup. Its default is in
 /// `config::defaults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -57,25 +63,6 @@ pub struct Cgroups {
     tree: Tree,
 }
 
-#[derive(Debug, Clone)]
-enum Tree {
-    V2 {
-        /// `corral-<id>`, with memory (and pids, cpu) enabled for its children.
-        root: PathBuf,
-        pids: bool,
-        cpu: bool,
-    },
-    V1 {
-        /// `corral-<id>` in the memory hierarchy.
-        memory: PathBuf,
-        /// `corral-<id>` in the pids hierarchy, when mounted and writable.
-        pids: Option<PathBuf>,
-        /// `corral-<id>` in the cpu hierarchy, when mounted and writable.
-        cpu: Option<PathBuf>,
-    },
-    None,
-}
-
 /// The limits a plugin's cgroup is given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CgroupLimits {
@@ -89,6 +76,18 @@ pub struct CgroupLimits {
     pub cpu_max: Option<u32>,
     /// CPU share when the CPU is busy, 1 to 10,000 (100: the default).
     pub cpu_weight: Option<u32>,
+    /// IO share when a disk is busy, 1 to 10,000 (100: the default).
+    pub io_weight: Option<u32>,
+}
+
+/// BFQ's weight (1 to 1,000, 100 by default) for an `io_weight` (1 to
+/// 10,000, 100 by default): equal up to 100, then linear to 1,000.
+fn bfq_weight(weight: u32) -> u32 {
+    if weight <= 100 {
+        weight.max(1)
+    } else {
+        100 + (weight.min(10_000) - 100) * 900 / 9_900
+    }
 }
 
 /// cgroup v1's `cpu.shares` for a v2 `cpu.weight` (1024 shares are 100).
@@ -167,6 +166,43 @@ impl Cgroups {
         }
     }
 
+    /// Whether `io_weight` can be written (v2's io controller, v1's blkio).
+    pub fn has_io(&self) -> bool {
+        match &self.tree {
+            Tree::V2 { io, .. } => *io,
+            Tree::V1 { blkio, .. } => blkio.is_some(),
+            Tree::None => false,
+        }
+    }
+
+    /// Why `io_weight` would not hold, if it would not: no controller to
+    /// write it to, or no disk whose scheduler reads it (BFQ, or v2's
+    /// iocost when enabled).
+    pub fn io_weight_gap(&self) -> Option<String> {
+        if !self.has_io() {
+            return Some("no writable io (v2) or blkio (v1) cgroup controller".into());
+        }
+        let bfq = fs::read_dir("/sys/block").ok().is_some_and(|disks| {
+            disks.flatten().any(|d| {
+                fs::read_to_string(d.path().join("queue/scheduler"))
+                    .is_ok_and(|s| s.contains("[bfq]"))
+            })
+        });
+        let iocost = match &self.tree {
+            // `io.cost.qos` is in the hierarchy's root alone.
+            Tree::V2 { root, .. } => root
+                .ancestors()
+                .find_map(|dir| fs::read_to_string(dir.join("io.cost.qos")).ok())
+                .is_some_and(|qos| qos.contains("enable=1")),
+            _ => false,
+        };
+        (!bfq && !iocost).then(|| {
+            "it is written to the plugin's cgroup, but no disk here has the bfq scheduler \
+             (or, on cgroup v2, iocost enabled) to honour it; see /sys/block/*/queue/scheduler"
+                .into()
+        })
+    }
+
     /// Makes the cgroup of one spawn of `plugin` with `limits` written, or
     /// `None` when no tree is in use.
     pub fn create(
@@ -176,73 +212,62 @@ impl Cgroups {
         limits: &CgroupLimits,
     ) -> io::Result<Option<PluginCgroup>> {
         let leaf = format!("{plugin}.{spawn}");
-        let cgroup = match &self.tree {
-            Tree::None => return Ok(None),
-            Tree::V2 { root, .. } => {
-                let dir = make_leaf(root, &leaf)?;
-                let cgroup = PluginCgroup {
-                    enforcement: Enforcement::Cgroup2,
-                    memory: dir.clone(),
-                    dirs: vec![dir.clone()],
-                };
-                // Swap would let a capped plugin grow past its cap unseen.
-                if let Some(max) = limits.memory_max {
-                    write(&dir, "memory.max", max)?;
-                    let _ = write(&dir, "memory.swap.max", 0);
-                }
-                if let Some(high) = limits.memory_high {
-                    write(&dir, "memory.high", high)?;
-                }
-                if let Some(pids) = limits.pids_max {
-                    write(&dir, "pids.max", pids)?;
-                }
-                // Without the cpu controller these files are missing: the
-                // memory and pids caps still hold (a warning says so).
-                if let Some(percent) = limits.cpu_max.filter(|_| self.has_cpu()) {
-                    let max = format!("{} {CPU_PERIOD_US}", cpu_quota_us(percent));
-                    write(&dir, "cpu.max", max)?;
-                }
-                if let Some(weight) = limits.cpu_weight.filter(|_| self.has_cpu()) {
-                    write(&dir, "cpu.weight", weight)?;
-                }
-                cgroup
+        match &self.tree {
+            Tree::None => Ok(None),
+            Tree::V2 { root, cpu, io, .. } => {
+                create_v2(&make_leaf(root, &leaf)?, limits, (*cpu, *io)).map(Some)
             }
-            Tree::V1 { memory, pids, cpu } => {
-                let mem = make_leaf(memory, &leaf)?;
-                let mut cgroup = PluginCgroup {
-                    enforcement: Enforcement::Cgroup1,
-                    memory: mem.clone(),
-                    dirs: vec![mem.clone()],
-                };
-                if let Some(max) = limits.memory_max {
-                    write(&mem, "memory.limit_in_bytes", max)?;
-                    // Memory plus swap (absent when swap accounting is off).
-                    let _ = write(&mem, "memory.memsw.limit_in_bytes", max);
-                }
-                if let Some(high) = limits.memory_high {
-                    write(&mem, "memory.soft_limit_in_bytes", high)?;
-                }
-                if let (Some(pids_root), Some(max)) = (pids, limits.pids_max) {
-                    let dir = make_leaf(pids_root, &leaf)?;
-                    cgroup.dirs.push(dir.clone());
-                    write(&dir, "pids.max", max)?;
-                }
-                let wants_cpu = limits.cpu_max.is_some() || limits.cpu_weight.is_some();
-                if let Some(cpu_root) = cpu.as_ref().filter(|_| wants_cpu) {
-                    let dir = make_leaf(cpu_root, &leaf)?;
-                    cgroup.dirs.push(dir.clone());
-                    if let Some(percent) = limits.cpu_max {
-                        write(&dir, "cpu.cfs_period_us", CPU_PERIOD_US)?;
-                        write(&dir, "cpu.cfs_quota_us", cpu_quota_us(percent))?;
-                    }
-                    if let Some(weight) = limits.cpu_weight {
-                        write(&dir, "cpu.shares", cpu_shares(weight))?;
-                    }
-                }
-                cgroup
-            }
+            Tree::V1 { .. } => self.create_v1(&leaf, limits).map(Some),
+        }
+    }
+
+    fn create_v1(&self, leaf: &str, limits: &CgroupLimits) -> io::Result<PluginCgroup> {
+        let Tree::V1 {
+            memory,
+            pids,
+            cpu,
+            blkio,
+        } = &self.tree
+        else {
+            return Err(io::Error::other("not a cgroup v1 tree"));
         };
-        Ok(Some(cgroup))
+        let mem = make_leaf(memory, leaf)?;
+        let mut cgroup = PluginCgroup {
+            enforcement: Enforcement::Cgroup1,
+            memory: mem.clone(),
+            dirs: vec![mem.clone()],
+        };
+        if let Some(max) = limits.memory_max {
+            write(&mem, "memory.limit_in_bytes", max)?;
+            // Memory plus swap (absent when swap accounting is off).
+            let _ = write(&mem, "memory.memsw.limit_in_bytes", max);
+        }
+        if let Some(high) = limits.memory_high {
+            write(&mem, "memory.soft_limit_in_bytes", high)?;
+        }
+        if let (Some(pids_root), Some(max)) = (pids, limits.pids_max) {
+            let dir = make_leaf(pids_root, leaf)?;
+            cgroup.dirs.push(dir.clone());
+            write(&dir, "pids.max", max)?;
+        }
+        let wants_cpu = limits.cpu_max.is_some() || limits.cpu_weight.is_some();
+        if let Some(cpu_root) = cpu.as_ref().filter(|_| wants_cpu) {
+            let dir = make_leaf(cpu_root, leaf)?;
+            cgroup.dirs.push(dir.clone());
+            if let Some(percent) = limits.cpu_max {
+                write(&dir, "cpu.cfs_period_us", CPU_PERIOD_US)?;
+                write(&dir, "cpu.cfs_quota_us", cpu_quota_us(percent))?;
+            }
+            if let Some(weight) = limits.cpu_weight {
+                write(&dir, "cpu.shares", cpu_shares(weight))?;
+            }
+        }
+        if let (Some(blkio_root), Some(weight)) = (blkio, limits.io_weight) {
+            let dir = make_leaf(blkio_root, leaf)?;
+            cgroup.dirs.push(dir.clone());
+            write(&dir, "blkio.bfq.weight", bfq_weight(weight))?;
+        }
+        Ok(cgroup)
     }
 
     /// Empties and removes every plugin cgroup and the supervisor's own
@@ -257,9 +282,15 @@ impl Cgroups {
     fn roots(&self) -> Vec<PathBuf> {
         match &self.tree {
             Tree::V2 { root, .. } => vec![root.clone()],
-            Tree::V1 { memory, pids, cpu } => std::iter::once(memory.clone())
+            Tree::V1 {
+                memory,
+                pids,
+                cpu,
+                blkio,
+            } => std::iter::once(memory.clone())
                 .chain(pids.clone())
                 .chain(cpu.clone())
+                .chain(blkio.clone())
                 .collect(),
             Tree::None => Vec::new(),
         }
@@ -345,6 +376,45 @@ impl PluginCgroup {
     }
 }
 
+/// Writes `limits` into the v2 cgroup at `dir`; `cpu` and `io` say whether
+/// those controllers are there (without them their files are missing: the
+/// other caps still hold, and a warning says so).
+fn create_v2(
+    dir: &Path,
+    limits: &CgroupLimits,
+    (cpu, io): (bool, bool),
+) -> io::Result<PluginCgroup> {
+    let cgroup = PluginCgroup {
+        enforcement: Enforcement::Cgroup2,
+        memory: dir.to_path_buf(),
+        dirs: vec![dir.to_path_buf()],
+    };
+    // Swap would let a capped plugin grow past its cap unseen.
+    if let Some(max) = limits.memory_max {
+        write(dir, "memory.max", max)?;
+        let _ = write(dir, "memory.swap.max", 0);
+    }
+    if let Some(high) = limits.memory_high {
+        write(dir, "memory.high", high)?;
+    }
+    if let Some(pids) = limits.pids_max {
+        write(dir, "pids.max", pids)?;
+    }
+    if let Some(percent) = limits.cpu_max.filter(|_| cpu) {
+        let max = format!("{} {CPU_PERIOD_US}", cpu_quota_us(percent));
+        write(dir, "cpu.max", max)?;
+    }
+    if let Some(weight) = limits.cpu_weight.filter(|_| cpu) {
+        write(dir, "cpu.weight", weight)?;
+    }
+    if let Some(weight) = limits.io_weight.filter(|_| io) {
+        // `io.weight` is what iocost reads; BFQ reads its own file.
+        write(dir, "io.weight", format!("default {weight}"))?;
+        let _ = write(dir, "io.bfq.weight", bfq_weight(weight));
+    }
+    Ok(cgroup)
+}
+
 /// FNV-1a, to name the supervisor's cgroup after its runtime directory.
 fn fnv1a(bytes: &std::ffi::OsStr) -> u64 {
     use std::os::unix::ffi::OsStrExt;
@@ -375,218 +445,6 @@ fn make_leaf(root: &Path, leaf: &str) -> io::Result<PathBuf> {
     }
 }
 
-/// The supervisor pid a tree is named after (`corral-<hash>-<pid>`).
-fn owner_pid(name: &str) -> Option<i32> {
-    name.strip_prefix("corral-")?
-        .rsplit_once('-')?
-        .1
-        .parse()
-        .ok()
-}
-
-/// Empties and removes the `corral-*` trees beside `root` whose supervisor
-/// is gone: left by supervisors that were killed outright.
-fn sweep_siblings(root: &Path) {
-    let (Some(parent), Some(own)) = (root.parent(), root.file_name()) else {
-        return;
-    };
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = owner_pid(&name.to_string_lossy()) else {
-            continue;
-        };
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            });
-        if name != own && !alive {
-            let path = entry.path();
-            tracing::info!(tree = %path.display(), "removing the cgroups of a supervisor that died");
-            clear_tree(&path);
-            let _ = fs::remove_dir(&path);
-        }
-    }
-}
-
-/// SIGKILLs every process in the cgroup at `dir`.
-fn kill_members(dir: &Path) {
-    let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
-        return;
-    };
-    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
-/// Empties and removes every cgroup below `root` (not `root` itself).
-fn clear_tree(root: &Path) {
-    let Ok(entries) = fs::read_dir(root) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            let dir = entry.path();
-            clear_tree(&dir);
-            for _ in 0..200 {
-                kill_members(&dir);
-                if fs::remove_dir(&dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-}
-
-/// Mount points of cgroup filesystems from `/proc/self/mountinfo`:
-/// (mount point, filesystem type, super options).
-fn cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, String, String)> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split_whitespace().nth(4)?;
-            let mut right = right.split_whitespace();
-            let fstype = right.next()?;
-            let _source = right.next()?;
-            let options = right.next().unwrap_or("");
-            fstype
-                .starts_with("cgroup")
-                .then(|| (PathBuf::from(mount_point), fstype.into(), options.into()))
-        })
-        .collect()
-}
-
-/// The supervisor's path in the hierarchy holding `controller` (`""` for
-/// the v2 unified hierarchy) from `/proc/self/cgroup`.
-fn own_path<'a>(proc_cgroup: &'a str, controller: &str) -> Option<&'a str> {
-    proc_cgroup.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = if controller.is_empty() {
-            controllers.is_empty()
-        } else {
-            controllers.split(',').any(|c| c == controller)
-        };
-        hit.then_some(path)
-    })
-}
-
-fn join_cgroup_path(mount: &Path, path: &str) -> PathBuf {
-    mount.join(path.trim_start_matches('/'))
-}
-
-fn detect_v2(mountinfo: &str, proc_cgroup: &str, name: &str) -> Result<Tree, String> {
-    let mount = cgroup_mounts(mountinfo)
-        .into_iter()
-        .find(|(_, fstype, _)| fstype == "cgroup2")
-        .map(|(m, _, _)| m)
-        .ok_or("not mounted")?;
-    let own = own_path(proc_cgroup, "").ok_or("the supervisor is in no v2 cgroup")?;
-    let base = join_cgroup_path(&mount, own);
-    let controllers = fs::read_to_string(base.join("cgroup.controllers"))
-        .map_err(|e| format!("{}: {e}", base.display()))?;
-    let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
-    if !has("memory") {
-        return Err(format!(
-            "the memory controller is not delegated to {}",
-            base.display()
-        ));
-    }
-    let pids = has("pids");
-    let cpu = has("cpu");
-    // Beside our own cgroup first (a process-free parent can hand
-    // controllers down), then inside it (allowed only at the root).
-    let mut candidates = Vec::new();
-    if base != mount
-        && let Some(parent) = base.parent()
-    {
-        candidates.push(parent.to_path_buf());
-    }
-    candidates.push(base.clone());
-    let mut errors = Vec::new();
-    for parent in candidates {
-        let root = parent.join(name);
-        let attempt = (|| -> io::Result<()> {
-            let subtree = fs::read_to_string(parent.join("cgroup.subtree_control"))?;
-            if !subtree.split_whitespace().any(|c| c == "memory") {
-                fs::write(parent.join("cgroup.subtree_control"), "+memory")?;
-            }
-            if !root.is_dir() {
-                fs::create_dir(&root)?;
-            }
-            clear_tree(&root);
-            // cpu is best effort: without it, `cpu_max` is not enforced.
-            if cpu && !subtree.split_whitespace().any(|c| c == "cpu") {
-                let _ = fs::write(parent.join("cgroup.subtree_control"), "+cpu");
-            }
-            let enable = if pids { "+memory +pids" } else { "+memory" };
-            fs::write(root.join("cgroup.subtree_control"), enable)?;
-            if cpu {
-                let _ = fs::write(root.join("cgroup.subtree_control"), "+cpu");
-            }
-            Ok(())
-        })();
-        match attempt {
-            Ok(()) => {
-                sweep_siblings(&root);
-                tracing::info!(root = %root.display(), "plugin limits enforced by cgroup v2");
-                let cpu = cpu_enabled(&root);
-                return Ok(Tree::V2 { root, pids, cpu });
-            }
-            Err(e) => {
-                let _ = fs::remove_dir(&root);
-                errors.push(format!("{}: {e}", root.display()));
-            }
-        }
-    }
-    Err(errors.join("; "))
-}
-
-/// Whether `root` hands the cpu controller to its children.
-fn cpu_enabled(root: &Path) -> bool {
-    fs::read_to_string(root.join("cgroup.subtree_control"))
-        .is_ok_and(|s| s.split_whitespace().any(|c| c == "cpu"))
-}
-
-fn detect_v1(mountinfo: &str, proc_cgroup: &str, name: &str) -> Result<Tree, String> {
-    let mounts = cgroup_mounts(mountinfo);
-    let root_for = |controller: &str| -> Result<PathBuf, String> {
-        let mount = mounts
-            .iter()
-            .find(|(_, fstype, options)| {
-                fstype == "cgroup" && options.split(',').any(|o| o == controller)
-            })
-            .map(|(m, _, _)| m)
-            .ok_or_else(|| format!("no {controller} controller mounted"))?;
-        let own = own_path(proc_cgroup, controller)
-            .ok_or_else(|| format!("the supervisor is in no {controller} cgroup"))?;
-        let root = join_cgroup_path(mount, own).join(name);
-        if !root.is_dir() {
-            fs::create_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-        }
-        clear_tree(&root);
-        sweep_siblings(&root);
-        Ok(root)
-    };
-    let memory = root_for("memory")?;
-    let pids = root_for("pids")
-        .map_err(|e| tracing::info!("pids_max cannot be enforced: {e}"))
-        .ok();
-    let cpu = root_for("cpu")
-        .map_err(|e| tracing::info!("cpu_max cannot be enforced: {e}"))
-        .ok();
-    tracing::info!(root = %memory.display(), "plugin limits enforced by cgroup v1");
-    Ok(Tree::V1 { memory, pids, cpu })
-}
-
 /// Reads the shim's cgroup list from its environment (the shim keeps the
 /// variable out of the plugin's environment).
 pub fn shim_cgroups() -> Vec<PathBuf> {
@@ -606,36 +464,6 @@ pub fn shim_cgroups() -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
-    const MOUNTINFO: &str = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-    const PROC_CGROUP: &str = "8:pids:/\n4:memory:/jobs/42\n0::/\n";
-
-    #[test]
-    fn hierarchies_and_own_paths_are_read() {
-        let mounts = cgroup_mounts(MOUNTINFO);
-        assert_eq!(mounts.len(), 3);
-        assert_eq!(mounts[2].0, PathBuf::from("/sys/fs/cgroup/unified"));
-        assert_eq!(mounts[2].1, "cgroup2");
-        assert_eq!(own_path(PROC_CGROUP, "memory"), Some("/jobs/42"));
-        assert_eq!(own_path(PROC_CGROUP, ""), Some("/"));
-        assert_eq!(own_path(PROC_CGROUP, "cpu"), None);
-        assert_eq!(
-            join_cgroup_path(Path::new("/sys/fs/cgroup/memory"), "/jobs/42"),
-            PathBuf::from("/sys/fs/cgroup/memory/jobs/42")
-        );
-    }
-
-    #[test]
-    fn a_tree_names_its_supervisor() {
-        assert_eq!(owner_pid("corral-00ff00ff00ff00ff-4242"), Some(4242));
-        assert_eq!(owner_pid("corral-x"), None);
-        assert_eq!(owner_pid("other-1-2"), None);
-    }
-
     #[test]
     fn the_tree_name_follows_the_runtime_dir() {
         let a = fnv1a(std::ffi::OsStr::new("/srv/a/.corral"));
@@ -652,12 +480,21 @@ mod tests {
                 memory: "/x".into(),
                 pids: None,
                 cpu: None,
+                blkio: None,
             },
         };
         assert_eq!(v1.enforcement(LimitsMode::Auto), Enforcement::Cgroup1);
         assert_eq!(v1.enforcement(LimitsMode::Sampling), Enforcement::Sampling);
-        assert!(!v1.has_pids() && !v1.has_cpu());
+        assert!(!v1.has_pids() && !v1.has_cpu() && !v1.has_io());
         assert_eq!(cpu_quota_us(20), 20_000);
         assert_eq!(cpu_quota_us(250), 250_000);
+    }
+
+    #[test]
+    fn io_weights_map_onto_bfqs_range() {
+        assert_eq!(bfq_weight(1), 1);
+        assert_eq!(bfq_weight(100), 100);
+        assert_eq!(bfq_weight(10_000), 1_000);
+        assert!(bfq_weight(500) > 100 && bfq_weight(500) < bfq_weight(5_000));
     }
 }

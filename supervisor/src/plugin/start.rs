@@ -178,6 +178,7 @@ pub(super) fn has_cgroup_limit(spec: &PluginSpec) -> bool {
         || spec.pids_max.is_some()
         || spec.cpu_max.is_some()
         || spec.cpu_weight.is_some()
+        || spec.io_weight.is_some()
 }
 
 /// The cgroup of the spawn about to start: only when the plugin has a limit
@@ -195,12 +196,18 @@ fn make_cgroup(spec: &PluginSpec, cgroups: &Cgroups, spawns: u32) -> Option<Plug
             "cpu_max and cpu_weight are not enforced: no writable cpu cgroup controller"
         );
     }
+    if spec.io_weight.is_some()
+        && let Some(why) = cgroups.io_weight_gap()
+    {
+        tracing::warn!("io_weight is not enforced: {why}");
+    }
     let limits = CgroupLimits {
         memory_max: spec.memory_max,
         memory_high: spec.memory_high,
         pids_max: spec.pids_max,
         cpu_max: spec.cpu_max,
         cpu_weight: spec.cpu_weight,
+        io_weight: spec.io_weight,
     };
     cgroups
         .create(&spec.name, spawns, &limits)

@@ -69,6 +69,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "pids_max",
             "cpu_max",
             "cpu_weight",
+            "io_weight",
             "nofile",
             "rate_limit",
         ],
