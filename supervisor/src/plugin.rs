@@ -62,6 +62,7 @@ mod connect;
 mod health;
 mod lifecycle;
 mod messages;
+pub mod meter;
 mod notify;
 mod output;
 mod probe;
@@ -77,6 +78,7 @@ pub use probe::client as probe_client;
 use actor::Actor;
 use lifecycle::round_ms;
 use messages::{CallTarget, Msg};
+use meter::Meter;
 
 pub use messages::Terms;
 
@@ -137,8 +139,8 @@ pub struct PluginHandle {
     made: Arc<CallCounts>,
     tx: mpsc::Sender<Msg>,
     target: watch::Receiver<Option<CallTarget>>,
-    /// Calls handed to the plugin, shared by every clone and its actor.
-    calls: Arc<AtomicU64>,
+    /// Its figures, shared by every clone and its actor.
+    meter: Arc<Meter>,
 }
 
 impl PluginHandle {
@@ -155,14 +157,14 @@ impl PluginHandle {
         let (terms_tx, terms) = watch::channel(Arc::new(Terms::of(&spec)));
         let span = tracing::info_span!("plugin", plugin = %name);
         let (target_tx, target) = watch::channel(None);
-        let calls = Arc::new(AtomicU64::new(0));
+        let meter = Arc::new(Meter::default());
         let actor = Actor::new(
             spec,
             host,
             rx,
             events,
             target_tx,
-            Arc::clone(&calls),
+            Arc::clone(&meter),
             terms_tx,
         );
         let task = tokio::spawn(actor.run().instrument(span));
@@ -173,7 +175,7 @@ impl PluginHandle {
                 made: Arc::default(),
                 tx,
                 target,
-                calls,
+                meter,
             },
             task,
         )
@@ -191,7 +193,7 @@ impl PluginHandle {
 
     /// Calls handed to it so far, over every spawn.
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.meter.handed()
     }
 
     /// The plugins it requires, as the last reload left them.
@@ -279,7 +281,7 @@ impl PluginHandle {
                 ),
             ));
         }
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.meter.hand();
         Ok(target)
     }
 
@@ -292,6 +294,24 @@ impl PluginHandle {
     /// Calls one of the plugin's actions, within its `call_timeout` and,
     /// when the caller has one, the caller's `deadline`.
     pub async fn call(
+        &self,
+        action: String,
+        payload: Payload,
+        deadline: Option<Instant>,
+    ) -> Result<Payload, ErrorReply> {
+        let began = Instant::now();
+        let answer = self.call_target(action, payload, deadline).await;
+        let code = answer.as_ref().err().map(|e| e.code.as_str());
+        self.meter.called(code, began.elapsed());
+        answer
+    }
+
+    /// Its figures now, for `/metrics`.
+    pub fn meter(&self) -> meter::Reading {
+        self.meter.read()
+    }
+
+    async fn call_target(
         &self,
         action: String,
         payload: Payload,

@@ -8,7 +8,6 @@
 //! plugin's state; the [`PluginHandle`](super::PluginHandle) is the only way in.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use corral_proto::{Enforcement, ExitReason, Payload, PluginState, Protocol, Transition};
@@ -20,6 +19,7 @@ use super::connect::Connected;
 use super::health;
 use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
 use super::messages::{Applied, CallTarget, Event, Msg, Terms};
+use super::meter::Meter;
 use super::process::{Reaped, Spawn, SpawnEvent, SpawnFailure};
 use super::reload::{self, Plan};
 use super::start::{self, has_cgroup_limit};
@@ -43,7 +43,7 @@ pub(super) struct Actor {
     /// The connection callers use; `Some` exactly while `running`.
     target: watch::Sender<Option<CallTarget>>,
     /// Calls its handles handed to the plugin, for `ps`.
-    calls: Arc<AtomicU64>,
+    meter: Arc<Meter>,
     /// What it requires and whom it may call, for the handle's readers.
     terms: watch::Sender<Arc<Terms>>,
     lifecycle: Lifecycle,
@@ -69,7 +69,7 @@ impl Actor {
         mailbox: mpsc::Receiver<Msg>,
         events: mpsc::UnboundedSender<Event>,
         target: watch::Sender<Option<CallTarget>>,
-        calls: Arc<AtomicU64>,
+        meter: Arc<Meter>,
         terms: watch::Sender<Arc<Terms>>,
     ) -> Self {
         let enforcement = if has_cgroup_limit(&spec) {
@@ -88,7 +88,7 @@ impl Actor {
             mailbox_open: true,
             events,
             target,
-            calls,
+            meter,
             terms,
             lifecycle: Lifecycle::new(),
             spawn: None,
@@ -512,6 +512,7 @@ impl Actor {
         restart_note: Option<String>,
         last_stderr: Vec<String>,
     ) -> ExitPlan {
+        self.meter.exited(&reason);
         let spec = &self.spec;
         self.lifecycle.exited(Ended {
             reason,

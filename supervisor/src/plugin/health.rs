@@ -56,15 +56,16 @@ pub(super) fn ping(
     client: PluginApiClient,
     seq: u64,
     timeout: Duration,
-) -> BoxFuture<'static, bool> {
+) -> BoxFuture<'static, Option<Duration>> {
     async move {
+        let sent = Instant::now();
         // The deadline is kept here too, not only by the client: a plugin
         // that stops reading while a large `deliver` fills its socket stalls
         // the connection's writer, and its pings must still count as missed.
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + timeout;
         let answer = tokio::time::timeout(timeout, client.ping(ctx, seq)).await;
-        matches!(answer, Ok(Ok(s)) if s == seq)
+        matches!(answer, Ok(Ok(s)) if s == seq).then(|| sent.elapsed())
     }
     .boxed()
 }

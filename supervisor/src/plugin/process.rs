@@ -68,7 +68,7 @@ pub(super) struct Spawn {
     bus_broken: Option<oneshot::Receiver<String>>,
     /// Failed `deliver` calls, reported by the bus while it is attached.
     delivery_failures: Option<mpsc::UnboundedReceiver<DeliveryFailure>>,
-    pings: FuturesUnordered<BoxFuture<'static, bool>>,
+    pings: FuturesUnordered<BoxFuture<'static, Option<Duration>>>,
     heartbeats: Heartbeats,
     escalation: Option<(tokio::time::Instant, Step)>,
     running_since: Option<Instant>,
@@ -113,8 +113,8 @@ pub(super) enum SpawnEvent {
     BusBroken(String),
     /// A `deliver` to it failed.
     DeliveryFailed(DeliveryFailure),
-    /// A heartbeat was answered in time (`true`) or not.
-    Pinged(bool),
+    /// A heartbeat was answered in time (with its round trip) or not.
+    Pinged(Option<Duration>),
     /// A health probe ended: `Err` says what failed.
     Probed(Result<(), String>),
     /// Its notify channel has news.

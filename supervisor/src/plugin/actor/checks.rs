@@ -62,6 +62,7 @@ impl Actor {
             return;
         }
         let allowed = self.spec.health.as_ref().map_or(1, |h| h.misses);
+        self.meter.probed(outcome.is_ok());
         let Some(verdict) = self.spawn.as_mut().and_then(|s| s.probed(outcome.is_ok())) else {
             return;
         };
@@ -96,7 +97,11 @@ impl Actor {
         }
     }
 
-    pub(super) fn on_ping(&mut self, answered: bool) {
+    pub(super) fn on_ping(&mut self, answered: Option<std::time::Duration>) {
+        if let Some(took) = answered {
+            self.meter.heartbeat(took);
+        }
+        let answered = answered.is_some();
         if self.lifecycle.state() != PluginState::Running {
             return;
         }

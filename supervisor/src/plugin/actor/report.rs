@@ -1,8 +1,6 @@
 //! What the plugin actor reports of itself: its `ps` row and what
 //! `corral inspect` shows, read from the state the actor owns.
 
-use std::sync::atomic::Ordering;
-
 use corral_proto::{Payload, PluginInfo, PluginState, PluginStatus};
 
 use super::super::process::Spawn;
@@ -58,7 +56,7 @@ impl Actor {
                 .map_or(0, |s| s.last_rss(&mut self.probe)),
             // Read after `last_rss`: the same walk measured it.
             cpu_ms: self.spawn.as_ref().map_or(0, Spawn::cpu_ms),
-            calls: self.calls.load(Ordering::Relaxed),
+            calls: self.meter.handed(),
             bus_in: 0,
             bus_out: 0,
             protocol: self.spec.protocol,
