@@ -34,6 +34,23 @@ pub struct Event {
     pub retained: bool,
 }
 
+impl Event {
+    /// The event as one JSON object, its payload as JSON (`null` when it is
+    /// not): what `corral events --json` prints a line of, and the HTTP
+    /// face sends.
+    pub fn to_json_line(&self) -> serde_json::Value {
+        let payload: serde_json::Value = self.payload.to_json().unwrap_or_default();
+        serde_json::json!({
+            "topic": self.topic,
+            "payload": payload,
+            "source": self.source,
+            "seq": self.seq,
+            "at_unix_us": self.at_unix_us,
+            "retained": self.retained,
+        })
+    }
+}
+
 /// What an event's fields other than its topic, payload and source add to
 /// its encoded size at most, in either codec: field names, numbers, quotes
 /// and length prefixes.

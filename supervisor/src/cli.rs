@@ -30,6 +30,7 @@ pub mod tail;
 #[cfg(test)]
 mod test_rows;
 pub mod top;
+mod web;
 
 pub use args::{Cli, Command, Selection, Target, Wait};
 pub use commands::{check, new_plugin, run_client};

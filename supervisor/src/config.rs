@@ -35,6 +35,7 @@ pub mod defaults;
 mod env_file;
 mod error;
 mod health;
+mod http;
 mod identity;
 pub mod instances;
 mod layers;
@@ -55,6 +56,7 @@ pub use access::{
 };
 pub use error::{ConfigError, Problem};
 pub use health::{Health, Probe};
+pub use http::HttpSettings;
 pub use identity::Identity;
 pub use layers::{
     BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
@@ -71,8 +73,11 @@ use layers::FleetFile;
 /// problem of the file when it has any.
 pub fn load_supervisor_settings(file: &Path) -> Result<SupervisorSettings, ConfigError> {
     let read = FleetFile::read(file)?;
-    let (settings, mut problems) =
-        resolve::supervisor_settings(read.value.supervisor, &base_dir(file), file);
+    let (settings, mut problems) = resolve::supervisor_settings(
+        (read.value.supervisor, read.value.http),
+        &base_dir(file),
+        file,
+    );
     if read.problems.is_empty() && problems.is_empty() {
         return Ok(settings);
     }
@@ -108,7 +113,7 @@ pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
     let raw = read.value;
     let mut problems = read.problems;
     let (supervisor, supervisor_problems) =
-        resolve::supervisor_settings(raw.supervisor, &dir, file);
+        resolve::supervisor_settings((raw.supervisor, raw.http), &dir, file);
     problems.extend(supervisor_problems);
     let defaults = raw.defaults.anchored_at(&dir);
     let file_name = file.display().to_string();

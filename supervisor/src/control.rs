@@ -35,6 +35,9 @@ mod metered;
 mod rolling;
 mod transport;
 
+/// The control API's requests, for faces other than the control socket.
+pub(crate) use api::Server as Operator;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -20,6 +20,7 @@ use crate::cli::args::OwnLog;
 use crate::cli::fail;
 use crate::config::Fleet;
 use crate::control::ControlServer;
+use crate::http::HttpServer;
 use crate::os::cgroup::Cgroups;
 use crate::os::reaper::{self, Reaper};
 use crate::os::runtime_dir::{RuntimeDir, prepare_log_dir};
@@ -115,6 +116,10 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
     let cgroups = Arc::new(Cgroups::detect(runtime_dir.path()));
     let (handle, mut done) = start(&fleet, Arc::clone(&cgroups));
     let control = ControlServer::start(&settings, handle.clone())?;
+    let http = match &settings.http {
+        Some(http) => Some(HttpServer::start(Arc::clone(&settings), http, handle.clone()).await?),
+        None => None,
+    };
     tracing::info!(
         plugins = fleet.plugins.len(),
         control = %settings.control_socket().display(),
@@ -163,6 +168,9 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
             }
             _ = done.wait_for(|d| *d) => break,
         }
+    }
+    if let Some(http) = http {
+        http.shutdown(CONTROL_GRACE).await;
     }
     control.shutdown(CONTROL_GRACE).await;
     reaper.finish(REAP_GRACE).await;

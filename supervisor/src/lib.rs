@@ -25,6 +25,7 @@ pub mod control;
 pub mod daemon;
 pub mod deps;
 mod error;
+pub mod http;
 pub mod os;
 pub mod plugin;
 pub mod rate;

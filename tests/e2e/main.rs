@@ -20,6 +20,7 @@ mod hostile_bus_memory;
 mod hostile_control;
 mod hostile_logs;
 mod hostile_tree;
+mod http;
 mod inspect;
 mod instances;
 mod lifecycle;

@@ -11,10 +11,11 @@ use serde::ser::SerializeMap;
 use crate::fleet::Fleet;
 use crate::paths::{bin, fixture, repo_root};
 
-/// A fleet config: `[supervisor]`, `[defaults]` and `[plugins.*]`.
+/// A fleet config: `[supervisor]`, `[http]`, `[defaults]` and `[plugins.*]`.
 #[derive(Debug, Clone, Default)]
 pub struct FleetConfig {
     supervisor: toml::Table,
+    http: toml::Table,
     defaults: toml::Table,
     plugins: Vec<Plugin>,
 }
@@ -40,6 +41,12 @@ impl FleetConfig {
     /// Sets `[supervisor] KEY = VALUE`.
     pub fn supervisor(mut self, key: &str, v: impl Serialize) -> Self {
         self.supervisor.insert(key.into(), value(v));
+        self
+    }
+
+    /// Sets `[http] KEY = VALUE` (the HTTP face is served once one is set).
+    pub fn http(mut self, key: &str, v: impl Serialize) -> Self {
+        self.http.insert(key.into(), value(v));
         self
     }
 
@@ -82,6 +89,9 @@ impl Serialize for FleetConfig {
         let mut map = s.serialize_map(None)?;
         if !self.supervisor.is_empty() {
             map.serialize_entry("supervisor", &self.supervisor)?;
+        }
+        if !self.http.is_empty() {
+            map.serialize_entry("http", &self.http)?;
         }
         if !self.defaults.is_empty() {
             map.serialize_entry("defaults", &self.defaults)?;

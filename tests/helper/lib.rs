@@ -7,6 +7,7 @@
 //! - [`control`]: [`Control`], a typed client of the fleet's control socket.
 //! - [`wait`]: every wait on a condition, against a deadline.
 //! - [`proc`]: what `/proc` says about a process.
+//! - [`web`]: [`Web`], a client of a fleet's HTTP face.
 //!
 //! The wire types the tests read are corral_proto's, re-exported here.
 
@@ -16,6 +17,7 @@ pub mod fleet;
 pub mod paths;
 pub mod proc;
 pub mod wait;
+pub mod web;
 
 pub use config::{FleetConfig, Plugin, assert_refused, check, check_file, check_with};
 pub use control::Control;
@@ -27,3 +29,4 @@ pub use fleet::Fleet;
 pub use paths::{bin, echo_cmd, fixture, repo_root, target_dir, tempdir};
 pub use proc::{fd_count, process_gone, rss_kib, zombie_children};
 pub use wait::{poll_until, wait_child, wait_gone, wait_steady, wait_until};
+pub use web::Web;

@@ -303,6 +303,19 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print the token of the fleet's HTTP face (for `Authorization:
+    /// Bearer TOKEN`).
+    HttpToken {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the dashboard's login URL: open it in a browser.
+    Dashboard {
+        /// Where the running supervisor is.
+        #[command(flatten)]
+        target: Target,
+    },
     /// Print a shell completion script (such as `corral completions bash >
     /// ~/.local/share/bash-completion/completions/corral`).
     Completions {

@@ -51,6 +51,8 @@ pub async fn run_client(command: Command) -> ExitCode {
         } => logs(&target, names, follow, lines, json).await,
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
         Command::Top { target, interval } => crate::cli::top::run(&target, interval).await,
+        Command::HttpToken { target } => super::web::token(&target),
+        Command::Dashboard { target } => super::web::dashboard(&target),
         Command::Up { .. }
         | Command::Check { .. }
         | Command::New { .. }
@@ -139,15 +141,7 @@ async fn events(target: &Target, patterns: Vec<String>, json: bool) -> Result<Ex
                 }
             }
             let line = if json {
-                serde_json::json!({
-                    "topic": event.topic,
-                    "payload": payload,
-                    "source": event.source,
-                    "seq": event.seq,
-                    "at_unix_us": event.at_unix_us,
-                    "retained": event.retained,
-                })
-                .to_string()
+                event.to_json_line().to_string()
             } else {
                 let kept = if event.retained { " (retained)" } else { "" };
                 let line = format!(

@@ -476,12 +476,28 @@ table! {
     }
 }
 
+table! {
+    /// The `[http]` table as written.
+    pub(super) struct HttpLayer {
+        /// Address and port it listens on (loopback only).
+        listen: String = "\"127.0.0.1:7700\"",
+        /// Largest request body.
+        max_body: Size = "\"1MiB\"",
+        /// Most connections open at once.
+        max_connections: usize = "256",
+        /// Longest time one request may take (streams excepted).
+        request_timeout: HumanDuration = "\"30s\"",
+    }
+}
+
 /// The fleet file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FleetFile {
     #[serde(default)]
     pub(super) supervisor: SupervisorLayer,
+    #[serde(default)]
+    pub(super) http: Option<HttpLayer>,
     #[serde(default)]
     pub(super) defaults: PluginLayer,
     #[serde(default)]
@@ -495,6 +511,7 @@ impl Table for FleetFile {
             SupervisorLayer::SHAPE,
             "{ runtime_dir = \".corral\" }",
         ),
+        Key::new("http", HttpLayer::SHAPE, "{ listen = \"127.0.0.1:7700\" }"),
         Key::new("defaults", PluginLayer::SHAPE, "{ stop_timeout = \"3s\" }"),
         Key::new(
             "plugins",

@@ -21,7 +21,7 @@ use super::bus_keys::{bus, bus_memory};
 use super::defaults;
 use super::error::Problem;
 use super::layers::{
-    BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
+    BackoffLayer, FleetEntry, HeartbeatLayer, HttpLayer, Manifest, PluginLayer, RateLimitLayer,
     RestartLimitLayer, SupervisorLayer,
 };
 use super::limits::{Weights, logs, memory, process_limits};
@@ -41,10 +41,11 @@ const MAX_NAME: usize = 64;
 /// settings (a value that cannot work replaced by its default, so the
 /// plugins can still be checked) and every problem found.
 pub(super) fn supervisor_settings(
-    raw: SupervisorLayer,
+    (raw, http): (SupervisorLayer, Option<HttpLayer>),
     dir: &Path,
     file: &Path,
 ) -> (SupervisorSettings, Vec<Problem>) {
+    let (http, mut problems) = super::http::settings(http, file);
     let runtime_dir = dir.join(
         raw.runtime_dir
             .unwrap_or_else(|| defaults::RUNTIME_DIR.into()),
@@ -63,8 +64,8 @@ pub(super) fn supervisor_settings(
         control_idle_timeout: raw
             .control_idle_timeout
             .map_or(defaults::CONTROL_IDLE_TIMEOUT, |d| d.0),
+        http,
     };
-    let mut problems = Vec::new();
     let mut refuse = |key: &str, message: String| {
         problems.push(Problem {
             file: file.display().to_string(),

@@ -34,6 +34,8 @@ pub struct SupervisorSettings {
     pub control_connections: usize,
     /// A control connection with no request for this long is closed.
     pub control_idle_timeout: Duration,
+    /// The HTTP face, when `[http]` is set.
+    pub http: Option<super::HttpSettings>,
 }
 
 impl SupervisorSettings {
@@ -45,6 +47,16 @@ impl SupervisorSettings {
     /// Path of the control socket in `runtime_dir`.
     pub fn control_socket_in(runtime_dir: &Path) -> PathBuf {
         runtime_dir.join("control.sock")
+    }
+
+    /// The file holding the HTTP face's token (0600), while it serves.
+    pub fn http_token_file(&self) -> PathBuf {
+        self.runtime_dir.join("http.token")
+    }
+
+    /// The file holding the HTTP face's URL, while it serves.
+    pub fn http_url_file(&self) -> PathBuf {
+        self.runtime_dir.join("http.url")
     }
 
     /// Path of a plugin's socket.

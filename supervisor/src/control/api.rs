@@ -17,7 +17,7 @@ use crate::supervisor::SupervisorHandle;
 
 /// Serves one connection's requests.
 #[derive(Clone)]
-pub(super) struct Server {
+pub(crate) struct Server {
     /// The fleet it answers for.
     pub(super) supervisor: SupervisorHandle,
     /// The streamed calls this connection has open.
@@ -25,6 +25,15 @@ pub(super) struct Server {
 }
 
 impl Server {
+    /// A server for requests that come from elsewhere than the control
+    /// socket (the HTTP face), with streams of its own.
+    pub(crate) fn new(supervisor: SupervisorHandle) -> Self {
+        Self {
+            supervisor,
+            streams: Arc::default(),
+        }
+    }
+
     /// A call from the operator: any action, within the target's own
     /// `call_timeout`.
     fn request(name: String, action: String, payload: Payload) -> CallRequest {

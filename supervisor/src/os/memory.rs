@@ -122,6 +122,11 @@ fn proc_descendants(pid: u32) -> Option<Vec<u32>> {
     Some(tree)
 }
 
+/// The supervisor's own resident memory, in bytes (0 where unknown).
+pub fn own_rss() -> u64 {
+    proc_statm_rss(std::process::id()).unwrap_or(0)
+}
+
 /// RSS from `/proc/<pid>/statm` (resident pages × page size), where it exists.
 fn proc_statm_rss(pid: u32) -> Option<u64> {
     if !cfg!(target_os = "linux") {

@@ -1,0 +1,42 @@
+//! `corral http-token` and `corral dashboard`: what a browser or a script
+//! needs to reach the fleet's HTTP face, read from the runtime dir beside
+//! the control socket (its files are this user's alone).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::args::Target;
+use super::client;
+use crate::Error;
+
+/// The runtime dir's file `name`, trimmed, or why the face is not there.
+fn face_file(target: &Target, name: &str) -> Result<String, Error> {
+    let (socket, via) = client::socket_of(target)?;
+    let dir: PathBuf = socket.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Refused(format!(
+            "no HTTP face is serving for the fleet at {} ({via}): it needs an `[http]` table in the fleet file, then `corral up` again",
+            socket.display()
+        ))),
+        Err(e) => Err(Error::Refused(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Prints the HTTP face's token, for `Authorization: Bearer TOKEN`.
+pub(super) fn token(target: &Target) -> Result<ExitCode, Error> {
+    println!("{}", face_file(target, "http.token")?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the dashboard's login URL (it sets the session cookie).
+pub(super) fn dashboard(target: &Target) -> Result<ExitCode, Error> {
+    let url = face_file(target, "http.url")?;
+    let token = face_file(target, "http.token")?;
+    println!("{url}login?token={token}");
+    Ok(ExitCode::SUCCESS)
+}

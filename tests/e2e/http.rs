@@ -1,0 +1,469 @@
+//! The HTTP face end to end: a real supervisor with `[http]`, reached over
+//! real TCP by a plain HTTP client: the token is needed everywhere but at
+//! `/login`, the REST API answers what `ps --json` and `inspect --json`
+//! print and acts as the CLI does, streams (the fleet, events, logs,
+//! streamed calls) are Server-Sent Events, `/metrics` parses as Prometheus
+//! text, and bad requests get the status that names them.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use corral_e2e::{FleetConfig, Plugin, PluginState, Web, assert_refused, check, wait_until};
+use serde_json::{Value, json};
+
+fn fleet_with_face(plugins: impl IntoIterator<Item = Plugin>) -> corral_e2e::Fleet {
+    FleetConfig::new()
+        .http("listen", "127.0.0.1:0")
+        .http("max_body", "64KiB")
+        .plugins(plugins)
+        .start()
+}
+
+#[test]
+fn without_the_token_nothing_but_login_answers_and_the_cli_prints_the_way_in() {
+    let mut fleet = fleet_with_face([Plugin::echo("echo")]);
+    fleet.wait_running("echo");
+    let web = Web::of(&fleet.dir().join(".corral"));
+    let token_file = fleet.dir().join(".corral/http.token");
+    let mode = std::fs::metadata(&token_file)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "token file mode");
+
+    // `corral http-token` and `corral dashboard` say how to get in.
+    let out = fleet.corral(&["http-token"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), web.token);
+    let out = fleet.corral(&["dashboard"]);
+    let login = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(login, format!("{}login?token={}", web.url, web.token));
+
+    for path in ["api/plugins", "metrics", "", "api/plugins/echo"] {
+        let answer = web.bare("GET", path).send().expect("an answer");
+        assert_eq!(answer.status(), 401, "GET /{path} without a token");
+        let wrong = web
+            .bare("GET", path)
+            .bearer_auth("0".repeat(64))
+            .send()
+            .expect("an answer");
+        assert!(
+            [401, 429].contains(&wrong.status().as_u16()),
+            "GET /{path} with a wrong token: {}",
+            wrong.status()
+        );
+    }
+    // Guessing is slowed: a burst of wrong tokens is answered 429.
+    let statuses: Vec<u16> = (0..20)
+        .map(|_| {
+            let answer = web.bare("GET", "api/plugins").bearer_auth("guess").send();
+            answer.expect("an answer").status().as_u16()
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+
+    // The login URL sets a session cookie that opens the rest.
+    let answer = web
+        .bare("GET", &format!("login?token={}", web.token))
+        .send()
+        .expect("an answer");
+    assert_eq!(answer.status(), 303);
+    let cookie = answer.headers()["set-cookie"]
+        .to_str()
+        .expect("text")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().expect("name=value").to_string();
+    let page = web
+        .bare("GET", "")
+        .header("cookie", &session)
+        .send()
+        .expect("the dashboard");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .expect("text")
+            .contains("default-src 'self'")
+    );
+    assert!(
+        page.text()
+            .expect("html")
+            .contains("<script src=\"/app.js\">")
+    );
+
+    // Its files go with the supervisor.
+    assert!(fleet.down().success());
+    assert!(
+        !token_file.exists(),
+        "the token file outlived the supervisor"
+    );
+}
+
+#[test]
+fn the_rest_api_answers_as_the_cli_does_and_acts_on_the_fleet() {
+    let echo = Plugin::echo("echo").set("call_timeout", "1s");
+    let fleet = fleet_with_face([echo, Plugin::echo("other")]);
+    let pid = fleet.wait_running("echo");
+    fleet.wait_running("other");
+    let web = Web::of(&fleet.dir().join(".corral"));
+
+    // The rows are `ps --json`'s.
+    let rows: Vec<Value> = web.get("api/plugins").json().expect("json");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, ["echo", "other"]);
+    let cli = fleet.ps_json_row("echo");
+    for key in [
+        "name",
+        "state",
+        "pid",
+        "restarts",
+        "memory_max_bytes",
+        "limits",
+        "sandbox",
+    ] {
+        assert_eq!(rows[0][key], cli[key], "{key}");
+    }
+    let info: Value = web.get("api/plugins/echo").json().expect("json");
+    assert_eq!(info["status"]["pid"], json!(pid));
+    assert!(
+        info["history"].as_array().is_some_and(|h| !h.is_empty()),
+        "{info}"
+    );
+
+    // A call, and the statuses of what goes wrong.
+    let reply = web.post("api/plugins/echo/call/echo", &json!({"hello": "http"}));
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply.json::<Value>().expect("json"),
+        json!({"hello": "http"})
+    );
+    let unknown = web.post("api/plugins/nobody/call/echo", &json!(null));
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.json::<Value>().expect("json")["code"],
+        "unknown_plugin"
+    );
+    let action = web.post("api/plugins/echo/call/no_such_action", &json!(null));
+    assert_eq!(action.status(), 404);
+    let garbage = web
+        .request("POST", "api/plugins/echo/call/echo")
+        .body("{not json")
+        .send()
+        .expect("an answer");
+    assert_eq!(garbage.status(), 400);
+    assert!(garbage.text().expect("text").contains("not JSON"));
+    let big = web
+        .request("POST", "api/plugins/echo/call/echo")
+        .body(format!("\"{}\"", "x".repeat(100 * 1024)))
+        .send()
+        .expect("an answer");
+    assert_eq!(big.status(), 413, "a body over max_body");
+    let slow = web.post("api/plugins/echo/call/sleep", &json!({"ms": 3000}));
+    assert_eq!(slow.status(), 504, "past call_timeout");
+
+    // Stop, then a call is 503 with Retry-After; start brings it back.
+    let stopped = web.post("api/plugins/other/stop", &json!(null));
+    assert_eq!(stopped.status(), 204);
+    assert_eq!(fleet.row("other").state, PluginState::Stopped);
+    let down = web.post("api/plugins/other/call/echo", &json!(1));
+    assert_eq!(down.status(), 503);
+    assert_eq!(down.headers()["retry-after"], "1");
+    let body: Value = down.json().expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stopped")),
+        "{body}"
+    );
+    assert_eq!(
+        web.post("api/plugins/other/start", &json!(null)).status(),
+        204
+    );
+    fleet.wait_state("other", PluginState::Running, Duration::from_secs(10));
+    let restarted = web.post("api/plugins/other/restart", &json!(null));
+    assert_eq!(restarted.status(), 204);
+    assert_eq!(
+        web.post("api/plugins/other/explode", &json!(null)).status(),
+        404
+    );
+
+    // Reload answers `reload --json`'s report.
+    let report: Value = web.post("api/reload", &json!(null)).json().expect("json");
+    assert_eq!(report["unchanged"], json!(["echo", "other"]), "{report}");
+}
+
+#[test]
+fn events_logs_and_streamed_calls_are_server_sent_events() {
+    let fleet = fleet_with_face([Plugin::echo("echo")]);
+    fleet.wait_running("echo");
+    let web = Web::of(&fleet.dir().join(".corral"));
+
+    // Events: what is published after the stream opens, as `events --json`.
+    let publisher = web.clone();
+    let publish = std::thread::spawn(move || {
+        // Until the reader below has seen one (it may open after the first).
+        for i in 0..50 {
+            let body = json!({"topic": "sensor.http", "payload": {"i": i}});
+            assert_eq!(publisher.post("api/publish", &body).status(), 204);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let event = web.sse(
+        web.request("GET", "api/events?pattern=sensor.*&pattern=other.>"),
+        Duration::from_secs(10),
+        |kind, data| (kind == "event").then(|| serde_json::from_str::<Value>(data).expect("json")),
+    );
+    assert_eq!(event["topic"], "sensor.http");
+    assert_eq!(event["source"], "cli");
+    assert!(event["payload"]["i"].is_u64(), "{event}");
+    let bad = web.post("api/publish", &json!({"topic": "corral.fake"}));
+    assert_eq!(bad.status(), 403, "corral.> is the supervisor's");
+    publish.join().expect("publisher");
+
+    // Logs: the last lines as JSON, and lines as they are written.
+    let said = web.post(
+        "api/plugins/echo/call/log",
+        &json!({"count": 3, "text": "before"}),
+    );
+    assert_eq!(said.status(), 200);
+    fleet.wait_log("echo", "before 2");
+    let lines: Vec<String> = web
+        .get("api/plugins/echo/logs?lines=50")
+        .json()
+        .expect("json");
+    assert!(lines.iter().any(|l| l.contains("before 2")), "{lines:?}");
+    let writer = web.clone();
+    let write = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        writer.post(
+            "api/plugins/echo/call/log",
+            &json!({"count": 2, "text": "after"}),
+        )
+    });
+    let line = web.sse(
+        web.request("GET", "api/plugins/echo/logs?follow=1&lines=0"),
+        Duration::from_secs(10),
+        |kind, data| (kind == "line" && data.contains("after 1")).then(|| data.to_string()),
+    );
+    assert!(line.contains("stdout"), "{line}");
+    assert_eq!(write.join().expect("writer").status(), 200);
+    assert_eq!(
+        web.get("api/plugins/..%2F..%2Fetc%2Fpasswd/logs").status(),
+        404
+    );
+
+    // A streamed call: each chunk, then its end.
+    let mut chunks = Vec::new();
+    let end = web.sse(
+        web.request("POST", "api/plugins/echo/call/stream?stream=1")
+            .body(json!({"count": 5}).to_string()),
+        Duration::from_secs(10),
+        |kind, data| {
+            let value: Value = serde_json::from_str(data).expect("json");
+            match kind {
+                "chunk" => {
+                    chunks.push(value);
+                    None
+                }
+                _ => Some((kind.to_string(), value)),
+            }
+        },
+    );
+    assert_eq!(end, ("end".to_string(), json!({"done": 5})));
+    let want: Vec<Value> = (0..5).map(|i| json!({"i": i})).collect();
+    assert_eq!(chunks, want);
+
+    // The fleet watched: a row for each plugin, again when it changes.
+    let pid = fleet.row("echo").pid.expect("pid");
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let restarted = web.sse(
+        web.request("GET", "api/plugins?watch=1"),
+        Duration::from_secs(15),
+        |kind, data| {
+            let rows: Vec<Value> = serde_json::from_str(data).expect("json");
+            let row = rows.first()?.clone();
+            (kind == "ps" && row["restarts"].as_u64() >= Some(1) && row["state"] == "running")
+                .then_some(row)
+        },
+    );
+    assert_ne!(restarted["pid"], json!(pid));
+    killer.join().expect("killer");
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_count_calls_exits_and_heartbeats() {
+    let fleet = FleetConfig::new()
+        .http("listen", "127.0.0.1:0")
+        .plugin(
+            Plugin::echo("echo")
+                .set("memory_max", "64MiB")
+                .set("heartbeat", json!({"interval": "100ms"})),
+        )
+        .start();
+    let pid = fleet.wait_running("echo");
+    let web = Web::of(&fleet.dir().join(".corral"));
+    for i in 0..7 {
+        assert_eq!(
+            web.post("api/plugins/echo/call/echo", &json!(i)).status(),
+            200
+        );
+    }
+    assert_eq!(
+        web.post("api/plugins/echo/call/nope", &json!(null))
+            .status(),
+        404
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    wait_until(Duration::from_secs(10), "a replacement", || {
+        let row = fleet.row("echo");
+        (row.state == PluginState::Running && row.pid != Some(pid)).then_some(())
+    });
+
+    let scrape = wait_until(Duration::from_secs(10), "heartbeats in the metrics", || {
+        let answer = web.get("metrics");
+        assert_eq!(answer.status(), 200);
+        let kind = answer.headers()["content-type"]
+            .to_str()
+            .expect("text")
+            .to_string();
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        let text = answer.text().expect("text");
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+        let beats = histogram_count(&scrape, "corral_plugin_heartbeat_seconds", "echo");
+        (beats >= 3).then_some(scrape)
+    });
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {name} {labels:?}"))
+    };
+    assert_eq!(value("corral_plugin_up", &[("plugin", "echo")]), 1.0);
+    assert_eq!(
+        value(
+            "corral_plugin_state",
+            &[("plugin", "echo"), ("state", "running")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "corral_plugin_state",
+            &[("plugin", "echo"), ("state", "failed")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value("corral_plugin_restarts_total", &[("plugin", "echo")]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "corral_plugin_exits_total",
+            &[("plugin", "echo"), ("reason", "signal")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "corral_plugin_calls_total",
+            &[("plugin", "echo"), ("code", "ok")]
+        ),
+        7.0
+    );
+    assert_eq!(
+        value(
+            "corral_plugin_calls_total",
+            &[("plugin", "echo"), ("code", "unknown_action")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        histogram_count(&scrape, "corral_plugin_call_seconds", "echo"),
+        8
+    );
+    assert_eq!(
+        value("corral_plugin_memory_max_bytes", &[("plugin", "echo")]),
+        64.0 * 1024.0 * 1024.0
+    );
+    assert!(value("corral_plugin_memory_bytes", &[("plugin", "echo")]) > 0.0);
+    assert!(value("corral_supervisor_open_fds", &[]) > 0.0);
+    assert!(value("corral_supervisor_memory_bytes", &[]) > 1e6);
+    assert_eq!(value("corral_plugins", &[]), 1.0);
+    // No series is labelled with anything but the fixed words.
+    for sample in &scrape.samples {
+        for (key, _) in sample.labels.iter() {
+            assert!(
+                ["plugin", "state", "reason", "code", "result", "kind", "le"]
+                    .contains(&key.as_str()),
+                "{} has label {key}",
+                sample.metric
+            );
+        }
+    }
+}
+
+/// The observation count of histogram `name` for `plugin`, checked for
+/// consistency: its `+Inf` bucket holds every observation.
+fn histogram_count(scrape: &prometheus_parse::Scrape, name: &str, plugin: &str) -> u64 {
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get("plugin") == Some(plugin))
+        .unwrap_or_else(|| panic!("no histogram {name}"));
+    let prometheus_parse::Value::Histogram(buckets) = &sample.value else {
+        panic!("{name} is not a histogram: {:?}", sample.value);
+    };
+    let counts: Vec<f64> = buckets.iter().map(|b| b.count).collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]),
+        "{name}: {counts:?}"
+    );
+    let last = buckets.last().expect("buckets");
+    assert!(last.less_than.is_infinite(), "{name}: no +Inf bucket");
+    last.count as u64
+}
+
+#[test]
+fn check_refuses_an_http_face_reachable_from_other_hosts_or_unbounded() {
+    let (code, out) = check(
+        "[http]\nlisten = \"0.0.0.0:7700\"\nmax_body = \"0B\"\nmax_connections = 0\n\n[plugins.a]\ncmd = [\"true\"]\n",
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert_refused(
+        &out,
+        &[
+            ("http.listen", "no TLS of its own"),
+            ("http.max_body", "more than zero"),
+            ("http.max_connections", "at least 1"),
+        ],
+    );
+    let (code, out) =
+        check("[http]\nlisten = \"localhost\"\nport = 1\n\n[plugins.a]\ncmd = [\"true\"]\n");
+    assert_eq!(code, Some(1), "{out}");
+    assert_refused(
+        &out,
+        &[("http.listen", "not an address"), ("http.port", "")],
+    );
+}
