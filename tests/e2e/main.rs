@@ -12,6 +12,7 @@ mod cli_extras;
 mod conformance;
 mod control;
 mod control_api;
+mod dashboard;
 mod handshake;
 mod health;
 mod heartbeat;

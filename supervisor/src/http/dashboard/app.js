@@ -32,12 +32,14 @@ function duration(ms) {
   if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s`;
   return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
 }
+// An exit reason as `ps` shows it: {"reason": "signal", "signal": "SIGKILL"}
+// is signal(SIGKILL).
 function exitText(reason) {
   if (!reason) return "-";
-  const [kind, detail] = Object.entries(reason)[0] || [reason, null];
   if (typeof reason === "string") return reason;
-  if (detail && typeof detail === "object") return `${kind}(${Object.values(detail).join(", ")})`;
-  return kind;
+  const { reason: kind, ...detail } = reason;
+  const values = Object.values(detail);
+  return values.length ? `${kind}(${values.join(", ")})` : String(kind);
 }
 
 async function api(method, path, body) {
