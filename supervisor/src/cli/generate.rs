@@ -108,7 +108,7 @@ fn command_section(out: &mut Vec<u8>, sub: &clap::Command) -> std::io::Result<()
     // The command's page has its own SYNOPSIS, DESCRIPTION and OPTIONS
     // sections; here they are subsections of one.
     let page = String::from_utf8_lossy(&page).replace(".SH ", ".SS ");
-    writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+    writeln!(out, ".SH \"{}\"", name.to_uppercase().replace('-', "\\-"))?;
     out.extend_from_slice(page.as_bytes());
     Ok(())
 }
