@@ -43,7 +43,7 @@ fn ctx() -> tarpc::context::Context {
 }
 
 #[derive(Deserialize)]
-pub(super) struct Watch {
+struct Watch {
     watch: Option<u8>,
 }
 

@@ -52,25 +52,20 @@ fn data(kind: &str, value: &impl serde::Serialize) -> Event {
 /// `GET /api/plugins?watch=1`: `ps --json` rows, sent at once and again
 /// whenever they change (read every second).
 pub(super) fn fleet(face: Face) -> Events {
-    let rows = stream::unfold(
-        (face, None::<String>, true),
-        |(face, last, first)| async move {
-            loop {
-                if !first {
-                    tokio::time::sleep(FLEET_EVERY).await;
-                }
-                let rows = face.supervisor.ps().await;
-                let text = serde_json::to_string(&rows).unwrap_or_default();
-                if last.as_deref() != Some(text.as_str()) {
-                    let event = Event::default().event("ps").data(text.clone());
-                    return Some((event, (face, Some(text), false)));
-                }
-                if first {
-                    return Some((data("ps", &rows), (face, Some(text), false)));
-                }
+    let rows = stream::unfold((face, None::<String>), |(face, last)| async move {
+        loop {
+            // The first rows go at once; later ones only when they changed.
+            if last.is_some() {
+                tokio::time::sleep(FLEET_EVERY).await;
             }
-        },
-    );
+            let rows = face.supervisor.ps().await;
+            let text = serde_json::to_string(&rows).unwrap_or_default();
+            if last.as_deref() != Some(text.as_str()) {
+                let event = Event::default().event("ps").data(text.clone());
+                return Some((event, (face, Some(text))));
+            }
+        }
+    });
     sse(rows)
 }
 
