@@ -195,6 +195,12 @@ impl BusHandle {
             .unwrap_or_else(|| Err(shutting_down()))
     }
 
+    /// Closes a CLI stream whose reader went away (an unread one is closed
+    /// anyway after a while).
+    pub fn close_stream(&self, id: u64) {
+        let _ = self.tx.send(Msg::CloseStream { id });
+    }
+
     /// The next events of a CLI stream (waits up to `wait` for one).
     pub async fn next_in_stream(&self, id: u64, wait: Duration) -> Result<Vec<Event>, ErrorReply> {
         let queue = self

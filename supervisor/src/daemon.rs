@@ -18,13 +18,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::Error;
 use crate::cli::args::OwnLog;
 use crate::cli::fail;
-use crate::config::Fleet;
+use crate::config::{Fleet, SupervisorSettings};
 use crate::control::ControlServer;
-use crate::http::HttpServer;
+use crate::http::{HttpListener, HttpServer};
 use crate::os::cgroup::Cgroups;
 use crate::os::reaper::{self, Reaper};
 use crate::os::runtime_dir::{RuntimeDir, prepare_log_dir};
-use crate::supervisor::start;
+use crate::supervisor::{SupervisorHandle, start};
 
 pub mod own_log;
 
@@ -100,6 +100,25 @@ pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
     }
 }
 
+/// The control socket and, when configured, the HTTP face.
+fn open_faces(
+    settings: &Arc<SupervisorSettings>,
+    http_listener: Option<HttpListener>,
+    handle: &SupervisorHandle,
+) -> Result<(ControlServer, Option<HttpServer>), Error> {
+    let control = ControlServer::start(settings, handle.clone())?;
+    let http = match (http_listener, &settings.http) {
+        (Some(listener), Some(http)) => Some(HttpServer::start(
+            listener,
+            Arc::clone(settings),
+            http,
+            handle.clone(),
+        )?),
+        _ => None,
+    };
+    Ok((control, http))
+}
+
 /// Runs a fleet in the foreground until SIGTERM, SIGINT or `corral down`.
 pub async fn run(fleet: Fleet) -> Result<(), Error> {
     let runtime_dir = RuntimeDir::acquire(&fleet.supervisor.runtime_dir)?;
@@ -114,11 +133,19 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
     reaper::become_subreaper().map_err(Error::io("cannot become a child subreaper"))?;
     let reaper = Reaper::start().map_err(Error::io("cannot watch SIGCHLD"))?;
     let cgroups = Arc::new(Cgroups::detect(runtime_dir.path()));
-    let (handle, mut done) = start(&fleet, Arc::clone(&cgroups));
-    let control = ControlServer::start(&settings, handle.clone())?;
-    let http = match &settings.http {
-        Some(http) => Some(HttpServer::start(Arc::clone(&settings), http, handle.clone()).await?),
+    let http_listener = match &settings.http {
+        Some(http) => Some(HttpListener::bind(http).await?),
         None => None,
+    };
+    let (handle, mut done) = start(&fleet, Arc::clone(&cgroups));
+    let (control, http) = match open_faces(&settings, http_listener, &handle) {
+        Ok(faces) => faces,
+        Err(e) => {
+            // The fleet has started: stop it before saying why.
+            handle.shutdown().await;
+            cgroups.remove_all();
+            return Err(e);
+        }
     };
     tracing::info!(
         plugins = fleet.plugins.len(),

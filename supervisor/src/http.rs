@@ -4,16 +4,17 @@
 //!
 //! Every path but `/login` needs this start's token, generated at start and
 //! kept 0600 in the runtime dir (`corral http-token` prints it): as a
-//! bearer header, or as the session cookie `/login?token=…` sets. Wrong
-//! tokens are answered 401, and past a few a second 429. Requests are
+//! bearer header, or (browsers) as the session cookie `/login?code=…`
+//! sets for a one-time code `corral dashboard` gets. Wrong secrets are
+//! answered 401, and past a few a second 429. Requests are
 //! bounded: bodies by `max_body` (413), open connections by
 //! `max_connections` (more wait to be accepted), time by `request_timeout`
-//! (streams excepted).
+//! (streams excepted) and by the header read timeout (silent sockets).
 //!
 //! The rooms: `auth` (the token and the gate), `api` (the REST routes),
 //! `failure` (error codes to HTTP statuses), `metrics` (`/metrics`),
 //! `dashboard` (the page and its files), `streams` (the Server-Sent Events
-//! streams), `listener` (the bounded accept).
+//! streams), `listener` (the bounded accept and serve).
 
 mod api;
 mod auth;
@@ -30,8 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::config::{HttpSettings, SupervisorSettings};
@@ -48,6 +49,31 @@ struct Face {
     gate: auth::Gate,
     /// When it started, for the uptime metric.
     started: std::time::Instant,
+    /// Cancelled when the face shuts down: every stream ends with it.
+    closing: CancellationToken,
+    /// The fleet's rows, read once for every watcher.
+    fleet: tokio::sync::watch::Receiver<Option<Arc<str>>>,
+}
+
+/// The HTTP face's address, bound before the fleet starts (so a port
+/// already taken stops `corral up` before any plugin runs).
+#[derive(Debug)]
+pub struct HttpListener {
+    bound: tokio::net::TcpListener,
+    addr: std::net::SocketAddr,
+}
+
+impl HttpListener {
+    /// Binds `http.listen`.
+    pub async fn bind(http: &HttpSettings) -> Result<Self, Error> {
+        let bound = tokio::net::TcpListener::bind(http.listen)
+            .await
+            .map_err(Error::io(format!("http: cannot listen on {}", http.listen)))?;
+        let addr = bound
+            .local_addr()
+            .map_err(Error::io("http: the listener has no address"))?;
+        Ok(Self { bound, addr })
+    }
 }
 
 /// The running HTTP face; stop it with [`HttpServer::shutdown`].
@@ -55,50 +81,42 @@ struct Face {
 pub struct HttpServer {
     url: String,
     files: Vec<PathBuf>,
-    stop: oneshot::Sender<()>,
+    closing: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl HttpServer {
-    /// Binds `http.listen`, writes the token and URL files, and serves.
-    pub async fn start(
+    /// Writes the token and URL files, and serves on `listener`.
+    pub fn start(
+        listener: HttpListener,
         settings: Arc<SupervisorSettings>,
         http: &HttpSettings,
         supervisor: SupervisorHandle,
     ) -> Result<Self, Error> {
-        let bound = tokio::net::TcpListener::bind(http.listen)
-            .await
-            .map_err(Error::io(format!("http: cannot listen on {}", http.listen)))?;
-        let addr = bound
-            .local_addr()
-            .map_err(Error::io("http: the listener has no address"))?;
-        let url = format!("http://{addr}/");
-        let gate = auth::Gate::generate().map_err(Error::io("http: cannot make a token"))?;
+        let url = format!("http://{}/", listener.addr);
+        let gate = auth::Gate::generate(listener.addr.port())
+            .map_err(Error::io("http: cannot make a token"))?;
         let files = vec![settings.http_token_file(), settings.http_url_file()];
         write_private(&files[0], gate.token())?;
         write_private(&files[1], &url)?;
+        let closing = CancellationToken::new();
+        let fleet = streams::fleet_feed(supervisor.clone(), closing.clone());
         let face = Face {
             supervisor,
             settings,
             gate,
             started: std::time::Instant::now(),
+            closing: closing.clone(),
+            fleet,
         };
         let app = router(face, http);
-        let listener = listener::Bounded::new(bound, http.max_connections);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("http: the server stopped: {e}");
-            }
-        });
+        let serve = listener::serve(listener.bound, app, http.max_connections, closing.clone());
+        let task = tokio::spawn(serve);
         tracing::info!(%url, "http: serving the dashboard, /api and /metrics");
         Ok(Self {
             url,
             files,
-            stop,
+            closing,
             task,
         })
     }
@@ -108,10 +126,10 @@ impl HttpServer {
         &self.url
     }
 
-    /// Stops accepting, gives open requests `grace` to end (streams are
-    /// cut), and removes the token and URL files.
+    /// Stops accepting, ends every stream, gives open requests `grace` to
+    /// end (then drops them), and removes the token and URL files.
     pub async fn shutdown(self, grace: Duration) {
-        let _ = self.stop.send(());
+        self.closing.cancel();
         let mut task = self.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {
             task.abort();
@@ -135,6 +153,7 @@ fn router(face: Face, http: &HttpSettings) -> Router {
         .merge(api::routes())
         .merge(metrics::routes())
         .merge(dashboard::routes())
+        .merge(auth::code_routes())
         .layer(from_fn_with_state(face.clone(), auth::require));
     Router::new()
         .merge(auth::routes())

@@ -1,6 +1,7 @@
 //! Mechanics that face the operating system, without policy: starting a
 //! process ([`spawn`]), cgroups ([`cgroup`]), measuring memory ([`memory`]),
-//! capturing output ([`logs`]) into safe rotated files ([`log_file`]), the
+//! capturing output ([`logs`]) into safe rotated files ([`log_file`]) and
+//! reading them back as they grow ([`log_read`]), the
 //! private runtime directory ([`runtime_dir`]), which processes belong to a
 //! spawn ([`tree`]), the supervisor as child subreaper of them all
 //! ([`reaper`]), free ports ([`port`]), systemd's notify socket
@@ -10,6 +11,7 @@
 pub mod cgroup;
 pub mod identity;
 pub mod log_file;
+pub mod log_read;
 pub mod logs;
 pub mod memory;
 pub mod notify;

@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: Debian's Chromium, headless, driven
 //! over WebDriver by chromedriver (both from the `chromium` and
-//! `chromium-driver` packages, which `.ci/run` installs). It logs in with
+//! `chromium-driver` packages, installed by the test run when missing). It logs in with
 //! the URL `corral dashboard` prints, shows every plugin's row, and follows
 //! a killed plugin's state without the page being reloaded.
 
@@ -24,12 +24,9 @@ struct Driver {
 
 impl Driver {
     fn start() -> Self {
-        for (program, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
-            assert!(
-                Path::new(program).exists(),
-                "{program} is missing: install Debian's {package} (apt-get install chromium chromium-driver); .ci/run does"
-            );
-        }
+        let chromium = corral_e2e::system::program(CHROMIUM, "chromium");
+        assert_eq!(chromium, Path::new(CHROMIUM));
+        corral_e2e::system::program(CHROMEDRIVER, "chromium-driver");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")

@@ -36,7 +36,13 @@ fn without_the_token_nothing_but_login_answers_and_the_cli_prints_the_way_in() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), web.token);
     let out = fleet.corral(&["dashboard"]);
     let login = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(login, format!("{}login?token={}", web.url, web.token));
+    let code = login
+        .strip_prefix(&format!("{}login?code=", web.url))
+        .unwrap_or_else(|| panic!("a login URL with a code: {login}"));
+    assert!(
+        !login.contains(&web.token),
+        "the token went into a URL: {login}"
+    );
 
     for path in ["api/plugins", "metrics", "", "api/plugins/echo"] {
         let answer = web.bare("GET", path).send().expect("an answer");
@@ -61,9 +67,12 @@ fn without_the_token_nothing_but_login_answers_and_the_cli_prints_the_way_in() {
         .collect();
     assert!(statuses.contains(&429), "{statuses:?}");
 
-    // The login URL sets a session cookie that opens the rest.
+    // The token is no login code; the login URL sets a session cookie
+    // (not the token) that opens the rest, once.
+    let by_token = web.bare("GET", &format!("login?code={}", web.token));
+    assert!([401, 429].contains(&by_token.send().expect("an answer").status().as_u16()));
     let answer = web
-        .bare("GET", &format!("login?token={}", web.token))
+        .bare("GET", &format!("login?code={code}"))
         .send()
         .expect("an answer");
     assert_eq!(answer.status(), 303);
@@ -76,6 +85,22 @@ fn without_the_token_nothing_but_login_answers_and_the_cli_prints_the_way_in() {
         "{cookie}"
     );
     let session = cookie.split(';').next().expect("name=value").to_string();
+    let port = web
+        .url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .expect("a port");
+    assert!(
+        session.starts_with(&format!("corral_session_{port}=")),
+        "{session}"
+    );
+    assert!(!session.contains(&web.token), "the cookie is the token");
+    let again = web.bare("GET", &format!("login?code={code}")).send();
+    assert!(
+        [401, 429].contains(&again.expect("an answer").status().as_u16()),
+        "a code works once"
+    );
     let page = web
         .bare("GET", "")
         .header("cookie", &session)
@@ -466,4 +491,145 @@ fn check_refuses_an_http_face_reachable_from_other_hosts_or_unbounded() {
         &out,
         &[("http.listen", "not an address"), ("http.port", "")],
     );
+}
+
+#[test]
+fn the_session_cookie_serves_only_the_faces_own_pages() {
+    let fleet = fleet_with_face([Plugin::echo("echo")]);
+    fleet.wait_running("echo");
+    let web = Web::of(&fleet.dir().join(".corral"));
+    let session = web.session();
+    let host = web
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let own = format!("http://{host}");
+    let with_cookie = |method: &str, path: &str| {
+        web.bare(method, path)
+            .header("cookie", &session)
+            .header("content-type", "application/json")
+    };
+    // The face's own page: a read, and a POST from its origin.
+    assert_eq!(
+        with_cookie("GET", "api/plugins")
+            .send()
+            .expect("an answer")
+            .status(),
+        200
+    );
+    let same = with_cookie("POST", "api/publish")
+        .header("origin", &own)
+        .header("sec-fetch-site", "same-origin")
+        .body(r#"{"topic": "t.x", "payload": 1}"#)
+        .send()
+        .expect("an answer");
+    assert!(same.status().is_success(), "{}", same.status());
+    // Another page on 127.0.0.1 (another port) or another site: refused,
+    // and what it asked for is not done.
+    for (origin, site) in [
+        ("http://127.0.0.1:1", "same-site"),
+        ("http://evil.example", "cross-site"),
+        ("null", "cross-site"),
+    ] {
+        let answer = with_cookie("POST", "api/plugins/echo/stop")
+            .header("origin", origin)
+            .header("sec-fetch-site", site)
+            .send()
+            .expect("an answer");
+        assert_eq!(answer.status(), 403, "POST from {origin}");
+        let read = with_cookie("GET", "api/plugins")
+            .header("sec-fetch-site", site)
+            .send()
+            .expect("an answer");
+        assert_eq!(read.status(), 403, "GET from a {site} page");
+    }
+    let no_origin = with_cookie("POST", "api/plugins/echo/stop")
+        .send()
+        .expect("an answer");
+    assert_eq!(no_origin.status(), 403, "a POST naming no origin");
+    assert_eq!(fleet.ps_json_row("echo")["state"], "running");
+    // A session cannot mint login codes; the bearer can.
+    let mint = with_cookie("POST", "api/login")
+        .header("origin", &own)
+        .send();
+    assert_eq!(mint.expect("an answer").status(), 403);
+    assert_eq!(
+        web.request("POST", "api/login")
+            .send()
+            .expect("an answer")
+            .status(),
+        200
+    );
+    // A name rebound to 127.0.0.1 is not served.
+    let rebound = web
+        .request("GET", "api/plugins")
+        .header("host", "evil.example")
+        .send()
+        .expect("an answer");
+    assert_eq!(rebound.status(), 421);
+}
+
+#[test]
+fn silent_connections_cannot_shut_the_face_out() {
+    let fleet = FleetConfig::new()
+        .http("listen", "127.0.0.1:0")
+        .http("max_connections", 4)
+        .plugin(Plugin::echo("echo"))
+        .start();
+    fleet.wait_running("echo");
+    let web = Web::of(&fleet.dir().join(".corral"));
+    let addr = web
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    // Every slot taken by a client that sends half a request, and one that
+    // sends nothing at all.
+    let mut silent: Vec<std::net::TcpStream> = (0..4)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(&addr).expect("a connection");
+            if i % 2 == 0 {
+                use std::io::Write;
+                s.write_all(b"GET /api/plugins HTTP/1.1\r\nHost: 127")
+                    .expect("a write");
+            }
+            s
+        })
+        .collect();
+    // The face closes them once they are too slow with their headers, and
+    // answers others again.
+    let started = std::time::Instant::now();
+    let answered =
+        corral_e2e::wait_until(Duration::from_secs(30), "the face answering again", || {
+            web.request("GET", "api/plugins")
+                .timeout(Duration::from_secs(2))
+                .send()
+                .ok()
+                .filter(|a| a.status() == 200)
+        });
+    assert_eq!(answered.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "answered while every slot was held"
+    );
+    for (i, s) in silent.iter_mut().enumerate() {
+        use std::io::Read;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a timeout");
+        let mut buf = [0; 512];
+        // Closed by the face: end of file, or a 408 and then the end.
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(e) => {
+                    eprintln!("silent connection {i}: {e}");
+                    break false;
+                }
+            }
+        };
+        assert!(closed, "silent connection {i} was left open");
+    }
 }

@@ -85,13 +85,7 @@ fn a_notify_program_is_starting_until_ready_shows_its_status_and_its_watchdog_ki
 
 #[test]
 fn a_shell_script_with_systemd_notify_works_unchanged() {
-    assert!(
-        Command::new("systemd-notify")
-            .arg("--help")
-            .output()
-            .is_ok(),
-        "systemd-notify not found: install it (apt-get install systemd)"
-    );
+    corral_e2e::system::program("systemd-notify", "systemd");
     let script = "sleep 0.3; systemd-notify --ready --status='warmed up'; exec sleep 300";
     let mut fleet = FleetConfig::new()
         .plugin(

@@ -52,17 +52,13 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let run = Command::new("tmux")
+        let tmux = corral_e2e::system::program("tmux", "tmux");
+        match Command::new(tmux)
             .args(["-L", &self.server, "-f", "/dev/null"])
             .args(args)
-            .output();
-        match run {
+            .output()
+        {
             Ok(out) => out,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                panic!(
-                    "this test drives corral top in a terminal: install tmux (apt-get install tmux)"
-                )
-            }
             Err(e) => panic!("cannot run tmux: {e}"),
         }
     }

@@ -8,6 +8,7 @@
 //! - [`wait`]: every wait on a condition, against a deadline.
 //! - [`proc`]: what `/proc` says about a process.
 //! - [`web`]: [`Web`], a client of a fleet's HTTP face.
+//! - [`system`]: the system programs tests drive, installed when missing.
 //!
 //! The wire types the tests read are corral_proto's, re-exported here.
 
@@ -16,6 +17,7 @@ pub mod control;
 pub mod fleet;
 pub mod paths;
 pub mod proc;
+pub mod system;
 pub mod wait;
 pub mod web;
 

@@ -58,6 +58,22 @@ impl Web {
         self.bare(method, path).bearer_auth(&self.token)
     }
 
+    /// A browser session: a login code minted with the token, traded at
+    /// `/login` for the session cookie; its `name=value`.
+    pub fn session(&self) -> String {
+        let minted: serde_json::Value = self
+            .request("POST", "api/login")
+            .send()
+            .expect("an answer")
+            .json()
+            .expect("JSON");
+        let path = minted["path"].as_str().expect("a login path");
+        let answer = self.bare("GET", path).send().expect("an answer");
+        assert_eq!(answer.status(), 303, "the login code was refused");
+        let cookie = answer.headers()["set-cookie"].to_str().expect("text");
+        cookie.split(';').next().expect("name=value").to_string()
+    }
+
     /// `GET path` with the token; the answer.
     pub fn get(&self, path: &str) -> Response {
         self.request("GET", path).send().expect("an answer")

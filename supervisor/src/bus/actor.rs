@@ -28,6 +28,9 @@ use super::rules::{self, BusRules};
 
 /// A CLI stream not read for this long is closed.
 const STREAM_IDLE: Duration = Duration::from_secs(10);
+/// Most CLI and HTTP event streams open at once (each may hold
+/// `STREAM_BYTES`).
+const MAX_STREAMS: usize = 64;
 /// Queue size of a CLI stream, in events.
 const STREAM_QUEUE: usize = 65_536;
 /// Queue size of a CLI stream, in bytes: a reader that falls behind
@@ -236,6 +239,9 @@ impl Bus {
             Msg::Stream { id, reply } => {
                 let _ = reply.send(self.stream(id));
             }
+            Msg::CloseStream { id } => {
+                self.streams.remove(&id);
+            }
         }
     }
 
@@ -382,6 +388,14 @@ impl Bus {
 
     fn open_stream(&mut self, patterns: Vec<String>) -> Result<u64, ErrorReply> {
         rules::check_patterns(&patterns)?;
+        if self.streams.len() >= MAX_STREAMS {
+            return Err(ErrorReply::new(
+                codes::LIMIT,
+                format!(
+                    "{MAX_STREAMS} event streams are open already; close one (a reader that goes away closes its own)"
+                ),
+            ));
+        }
         let id = self.next_stream;
         self.next_stream += 1;
         let queue = Arc::new(Queue::bounded(

@@ -126,6 +126,10 @@ pub(super) enum Msg {
         patterns: Vec<String>,
         reply: oneshot::Sender<Result<u64, ErrorReply>>,
     },
+    /// The CLI or HTTP stream's reader went away.
+    CloseStream {
+        id: u64,
+    },
     Stream {
         id: u64,
         reply: oneshot::Sender<Option<Arc<Queue>>>,

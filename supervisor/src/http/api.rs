@@ -50,7 +50,7 @@ struct Watch {
 /// `GET /api/plugins`: `ps --json`; with `?watch=1`, a stream of it.
 async fn plugins(State(face): State<Face>, Query(q): Query<Watch>) -> Response {
     if q.watch.is_some_and(|w| w != 0) {
-        return streams::fleet(face).into_response();
+        return streams::fleet(face).await.into_response();
     }
     let rows: Vec<PluginStatus> = face.supervisor.ps().await;
     Json(rows).into_response()
@@ -120,7 +120,7 @@ async fn call(
     };
     if q.stream.is_some_and(|s| s != 0) {
         let upstream = face.supervisor.calls().stream(request).await?;
-        return Ok(streams::call(upstream).into_response());
+        return Ok(streams::call(&face, upstream).into_response());
     }
     let reply = face.supervisor.calls().call(request).await?;
     let value: Value = reply.to_json().map_err(|e| {

@@ -1,115 +1,98 @@
-//! Accepting HTTP connections within `max_connections`: each connection
-//! holds a slot until it closes, and the accept loop waits for a free slot
-//! before it accepts more (the kernel's backlog holds the rest). Accept
-//! errors (out of fds) pause the loop instead of spinning it.
+//! Accepting and serving HTTP connections, bounded: at most
+//! `max_connections` open (the accept loop waits for a free slot; the
+//! kernel's backlog holds the rest), each closed when its client takes
+//! longer than [`HEADER_READ_TIMEOUT`] to send a request's headers (a
+//! silent or trickling socket, or an idle keep-alive one, cannot hold a
+//! slot for long). Accept errors (out of fds) pause the loop instead of
+//! spinning it. At shutdown the loop stops accepting and open connections
+//! end their requests; those still open when the caller gives up are
+//! dropped with the loop.
 
-use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-/// A TCP listener that keeps at most so many connections open.
-#[derive(Debug)]
-pub(super) struct Bounded {
-    inner: TcpListener,
-    slots: Arc<Semaphore>,
-}
+/// Longest wait for a request's headers, the first or the next on a
+/// kept-alive connection.
+pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl Bounded {
-    pub(super) fn new(inner: TcpListener, max: usize) -> Self {
-        Self {
-            inner,
-            slots: Arc::new(Semaphore::new(max)),
-        }
-    }
-}
-
-/// One accepted connection and the slot it holds.
-#[derive(Debug)]
-pub(super) struct Connection {
-    stream: TcpStream,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl axum::serve::Listener for Bounded {
-    type Io = Connection;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let mut pause = Duration::from_millis(10);
-        loop {
-            let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
-                // The semaphore is never closed.
-                std::future::pending::<()>().await;
-                continue;
-            };
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (
-                        Connection {
-                            stream,
-                            _slot: slot,
-                        },
-                        addr,
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!("http: cannot accept a connection: {e}");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
+/// Serves `app` on `listener` until `closing` is cancelled, then until the
+/// open connections end (the caller bounds that wait by dropping this
+/// future, which drops them).
+pub(super) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    max_connections: usize,
+    closing: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let mut connections = JoinSet::new();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            () = closing.cancelled() => break,
+            accepted = accept(&listener, &slots) => accepted,
+        };
+        let (stream, slot) = match accepted {
+            Ok(accepted) => {
+                pause = Duration::from_millis(10);
+                accepted
             }
-        }
+            Err(e) => {
+                tracing::warn!("http: cannot accept a connection: {e}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let mut connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let closing = closing.clone();
+        connections.spawn(async move {
+            let ended = tokio::select! {
+                ended = &mut connection => ended,
+                () = closing.cancelled() => {
+                    // Ends after the request in progress, if any.
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!("http: a connection ended: {e}");
+            }
+            drop(slot);
+        });
     }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
-impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Connection {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
+/// The next connection, once a slot is free for it.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let slot = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| std::io::Error::other("the connection slots are closed"))?;
+    let (stream, _) = listener.accept().await?;
+    Ok((stream, slot))
 }

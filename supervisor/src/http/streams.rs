@@ -5,8 +5,7 @@
 //! read from (the bus's event stream, the plugin's producer).
 
 use std::convert::Infallible;
-use std::io::SeekFrom;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -17,18 +16,21 @@ use futures::Stream;
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
 
 use super::Face;
 use super::failure::Failure;
 use crate::calls::Upstream;
+use crate::os::log_read::Follower;
 
-/// How often a watched fleet is read.
+/// How often a watched fleet is read (by one reader for all watchers).
 const FLEET_EVERY: Duration = Duration::from_secs(1);
 /// How often a followed log is looked at.
 const LOG_EVERY: Duration = Duration::from_millis(250);
 /// Most bytes of log read per look (the rest comes at the next).
-const LOG_READ: u64 = 256 * 1024;
+const LOG_READ: usize = 256 * 1024;
+/// Most bytes read back for a log's last lines.
+const LOG_TAIL_BYTES: u64 = 8 * 1024 * 1024;
 /// Lines of log sent before following, by default and at most.
 const LOG_LINES: (usize, usize) = (100, 10_000);
 
@@ -38,8 +40,10 @@ type Events = Sse<
     >,
 >;
 
-fn sse(stream: impl Stream<Item = Event> + Send + 'static) -> Events {
-    Sse::new(stream.map(Ok).boxed()).keep_alive(KeepAlive::default())
+/// `stream` as Server-Sent Events, ended when the face shuts down.
+fn sse(face: &Face, stream: impl Stream<Item = Event> + Send + 'static) -> Events {
+    let closing = face.closing.clone().cancelled_owned();
+    Sse::new(stream.take_until(closing).map(Ok).boxed()).keep_alive(KeepAlive::default())
 }
 
 fn data(kind: &str, value: &impl serde::Serialize) -> Event {
@@ -49,24 +53,68 @@ fn data(kind: &str, value: &impl serde::Serialize) -> Event {
         .unwrap_or_else(|_| Event::default().event(kind).data("null"))
 }
 
-/// `GET /api/plugins?watch=1`: `ps --json` rows, sent at once and again
-/// whenever they change (read every second).
-pub(super) fn fleet(face: Face) -> Events {
-    let rows = stream::unfold((face, None::<String>), |(face, last)| async move {
+/// The fleet's `ps --json` rows, read every second while anyone watches
+/// and shared by every watcher (one reader of the plugin actors, however
+/// many dashboards are open).
+pub(super) fn fleet_feed(
+    supervisor: crate::supervisor::SupervisorHandle,
+    closing: tokio_util::sync::CancellationToken,
+) -> watch::Receiver<Option<Arc<str>>> {
+    let (feed, read) = watch::channel(None);
+    tokio::spawn(async move {
         loop {
-            // The first rows go at once; later ones only when they changed.
-            if last.is_some() {
-                tokio::time::sleep(FLEET_EVERY).await;
+            tokio::select! {
+                () = closing.cancelled() => return,
+                () = tokio::time::sleep(FLEET_EVERY) => {}
             }
-            let rows = face.supervisor.ps().await;
+            // The face's own receiver is always there; more are watchers.
+            if feed.receiver_count() <= 1 {
+                continue;
+            }
+            let rows = supervisor.ps().await;
             let text = serde_json::to_string(&rows).unwrap_or_default();
-            if last.as_deref() != Some(text.as_str()) {
-                let event = Event::default().event("ps").data(text.clone());
-                return Some((event, (face, Some(text))));
-            }
+            feed.send_if_modified(|now| {
+                let changed = now.as_deref() != Some(text.as_str());
+                if changed {
+                    *now = Some(text.into());
+                }
+                changed
+            });
         }
     });
-    sse(rows)
+    read
+}
+
+/// `GET /api/plugins?watch=1`: `ps --json` rows, sent at once and again
+/// whenever they change.
+pub(super) async fn fleet(face: Face) -> Events {
+    let rows = face.supervisor.ps().await;
+    let first = Event::default()
+        .event("ps")
+        .data(serde_json::to_string(&rows).unwrap_or_default());
+    let mut feed = face.fleet.clone();
+    feed.mark_unchanged();
+    let changes = stream::unfold(feed, |mut feed| async move {
+        feed.changed().await.ok()?;
+        let text = feed
+            .borrow_and_update()
+            .clone()
+            .unwrap_or_else(|| "[]".into());
+        Some((Event::default().event("ps").data(&*text), feed))
+    });
+    sse(&face, stream::once(async { first }).chain(changes))
+}
+
+/// An open bus stream, closed when its reader goes away.
+struct BusStream {
+    bus: crate::bus::BusHandle,
+    id: u64,
+}
+
+impl Drop for BusStream {
+    fn drop(&mut self) {
+        self.bus.close_stream(self.id);
+    }
 }
 
 /// `GET /api/events?pattern=P&pattern=Q`: the bus's events matching the
@@ -84,22 +132,27 @@ pub(super) async fn events(
     }
     let bus = face.supervisor.bus().clone();
     let id = bus.open_stream(patterns).await?;
-    let events = stream::unfold(Some(bus), move |bus| async move {
-        let bus = bus?;
-        match bus.next_in_stream(id, Duration::from_secs(1)).await {
+    let open = BusStream { bus, id };
+    let events = stream::unfold(Some(open), move |open| async move {
+        let open = open?;
+        match open
+            .bus
+            .next_in_stream(open.id, Duration::from_secs(1))
+            .await
+        {
             Ok(batch) => {
                 let events: Vec<Event> = batch
                     .iter()
                     .map(|e| data("event", &e.to_json_line()))
                     .collect();
-                Some((stream::iter(events), Some(bus)))
+                Some((stream::iter(events), Some(open)))
             }
             // The stream was closed (the supervisor is going down): say so, end.
             Err(e) => Some((stream::iter(vec![data("error", &e)]), None)),
         }
     })
     .flatten();
-    Ok(sse(events))
+    Ok(sse(&face, events))
 }
 
 #[derive(Deserialize)]
@@ -126,63 +179,58 @@ pub(super) async fn logs(
     }
     let path = face.settings.log_dir.join(format!("{name}.log"));
     let n = q.lines.unwrap_or(LOG_LINES.0).min(LOG_LINES.1);
-    let tail_path = path.clone();
-    let lines = tokio::task::spawn_blocking(move || {
-        crate::cli::tail::tail_of(&tail_path, n, 8 * 1024 * 1024).unwrap_or_default()
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut follower = Follower::new(path);
+        let lines = follower
+            .open_with_tail(n, LOG_TAIL_BYTES)
+            .unwrap_or_default();
+        (follower, lines)
     })
-    .await
-    .unwrap_or_default();
+    .await;
+    let Ok((follower, lines)) = opened else {
+        return Ok(Json(Vec::<String>::new()).into_response());
+    };
     if q.follow.is_none_or(|f| f == 0) {
         return Ok(Json(lines).into_response());
     }
-    let start = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
     let first = stream::iter(
         lines
             .into_iter()
             .map(|l| Event::default().event("line").data(l)),
     );
-    Ok(sse(first.chain(follow(path, start))).into_response())
+    Ok(sse(&face, first.chain(follow(follower))).into_response())
 }
 
-/// The lines written to `path` from `offset` on, looked for every 250 ms;
-/// a file that shrank was rotated, and is read again from its start.
-fn follow(path: PathBuf, offset: u64) -> impl Stream<Item = Event> + Send {
-    let state = (path, offset, String::new());
-    stream::unfold(state, |(path, mut offset, mut partial)| async move {
+/// The lines written after the tail `follower` read, looked for every
+/// 250 ms, through rotations.
+fn follow(follower: Follower) -> impl Stream<Item = Event> + Send {
+    stream::unfold(Some(follower), |follower| async move {
+        let mut follower = follower?;
         loop {
             tokio::time::sleep(LOG_EVERY).await;
-            let Ok(meta) = tokio::fs::metadata(&path).await else {
-                continue;
+            let polled = tokio::task::spawn_blocking(move || {
+                let lines = follower.poll(LOG_READ);
+                (follower, lines)
+            })
+            .await;
+            let Ok((back, lines)) = polled else {
+                return None;
             };
-            if meta.len() < offset {
-                offset = 0;
-                partial.clear();
+            follower = back;
+            match lines {
+                Ok(lines) if lines.is_empty() => {}
+                Ok(lines) => {
+                    let events: Vec<Event> = lines
+                        .into_iter()
+                        .map(|l| Event::default().event("line").data(l))
+                        .collect();
+                    return Some((stream::iter(events), Some(follower)));
+                }
+                Err(e) => {
+                    let gone = data("error", &format!("cannot read the log: {e}"));
+                    return Some((stream::iter(vec![gone]), None));
+                }
             }
-            if meta.len() == offset {
-                continue;
-            }
-            let Ok(mut file) = tokio::fs::File::open(&path).await else {
-                continue;
-            };
-            let mut chunk = Vec::new();
-            let read = async {
-                file.seek(SeekFrom::Start(offset)).await?;
-                (&mut file).take(LOG_READ).read_to_end(&mut chunk).await
-            };
-            let Ok(n) = read.await else {
-                continue;
-            };
-            offset += n as u64;
-            partial.push_str(&String::from_utf8_lossy(&chunk));
-            let Some(cut) = partial.rfind('\n') else {
-                continue;
-            };
-            let rest = partial.split_off(cut + 1);
-            let events: Vec<Event> = partial
-                .lines()
-                .map(|l| Event::default().event("line").data(l))
-                .collect();
-            return Some((stream::iter(events), (path, offset, rest)));
         }
     })
     .flatten()
@@ -190,7 +238,7 @@ fn follow(path: PathBuf, offset: u64) -> impl Stream<Item = Event> + Send {
 
 /// A streamed call's chunks (`chunk`), then its end (`end` with the final
 /// value, or `error` with the error).
-pub(super) fn call(upstream: Upstream) -> Events {
+pub(super) fn call(face: &Face, upstream: Upstream) -> Events {
     let parts = stream::unfold(Some(upstream), |upstream| async move {
         let mut upstream = upstream?;
         let mut out: Vec<Event> = Vec::new();
@@ -225,5 +273,5 @@ pub(super) fn call(upstream: Upstream) -> Events {
         Some((stream::iter(out), (!done).then_some(upstream)))
     })
     .flatten();
-    sse(parts)
+    sse(face, parts)
 }
