@@ -37,6 +37,7 @@ pub mod event;
 pub mod handshake;
 mod instance;
 mod payload;
+pub mod route;
 mod service;
 mod status;
 
@@ -52,6 +53,7 @@ pub use handshake::{Agreed, FEATURES, Hello, HelloReply, MIN_PROTOCOL_VERSION, R
 pub use handshake::{IntroduceError, introduce};
 pub use instance::{instance_name, instance_of, selects};
 pub use payload::Payload;
+pub use route::{HTTP_ACTION, HttpReply, HttpRequest, WS_ACTION, WsMessage};
 pub use service::{
     BusApi, BusApiClient, BusApiRequest, BusApiResponse, CONTROL_METHODS, ControlApi,
     ControlApiClient, ControlApiRequest, ControlApiResponse, PluginApi, PluginApiClient,

@@ -43,6 +43,7 @@ mod limits;
 mod order;
 mod protocol;
 mod resolve;
+pub mod routes;
 mod sandbox;
 mod schema;
 mod spec;
@@ -62,6 +63,7 @@ pub use layers::{
     BackoffLayer, FleetEntry, HeartbeatLayer, Manifest, PluginLayer, RateLimitLayer,
     RestartLimitLayer,
 };
+pub use routes::Routes;
 pub use sandbox::SandboxSpec;
 pub use schema::{MASK, PluginConfig, SchemaEntry, SchemaType};
 pub use spec::{Fleet, Heartbeat, PluginSpec, SupervisorSettings};
@@ -135,6 +137,10 @@ pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
             None => unresolved.push(name),
         }
     }
+    let mounts = plugins
+        .iter()
+        .filter_map(|p| Some((p.name.as_str(), p.routes.as_ref()?)));
+    problems.extend(routes::collisions(mounts, &file_name));
     // Its requires are checked even when some plugins have problems.
     let plugins = instances::expand(plugins);
     match order::start_order(plugins, &unresolved, &file_name) {

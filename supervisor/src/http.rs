@@ -14,12 +14,13 @@
 //! The rooms: `auth` (the token and the gate), `api` (the REST routes),
 //! `failure` (error codes to HTTP statuses), `metrics` (`/metrics`),
 //! `dashboard` (the page and its files), `streams` (the Server-Sent Events
-//! streams), `listener` (the bounded accept and serve).
+//! streams), `listener` (the bounded accept and serve), `gateway` (plugins' routes).
 
 mod api;
 mod auth;
 mod dashboard;
 mod failure;
+mod gateway;
 mod listener;
 mod metrics;
 mod streams;
@@ -53,6 +54,8 @@ struct Face {
     closing: CancellationToken,
     /// The fleet's rows, read once for every watcher.
     fleet: tokio::sync::watch::Receiver<Option<Arc<str>>>,
+    /// The connections to plugins' own servers, for the gateway.
+    upstreams: gateway::Upstreams,
 }
 
 /// The HTTP face's address, bound before the fleet starts (so a port
@@ -108,6 +111,7 @@ impl HttpServer {
             started: std::time::Instant::now(),
             closing: closing.clone(),
             fleet,
+            upstreams: gateway::Upstreams::new(),
         };
         let app = router(face, http);
         let serve = listener::serve(listener.bound, app, http.max_connections, closing.clone());
@@ -154,6 +158,7 @@ fn router(face: Face, http: &HttpSettings) -> Router {
         .merge(metrics::routes())
         .merge(dashboard::routes())
         .merge(auth::code_routes())
+        .fallback(gateway::handle)
         .layer(from_fn_with_state(face.clone(), auth::require));
     Router::new()
         .merge(auth::routes())

@@ -77,7 +77,7 @@ pub use probe::client as probe_client;
 
 use actor::Actor;
 use lifecycle::round_ms;
-use messages::{CallTarget, Msg};
+use messages::{CallTarget, Msg, Presence};
 use meter::Meter;
 
 pub use messages::Terms;
@@ -138,7 +138,7 @@ pub struct PluginHandle {
     /// Its calls to other plugins, made and denied.
     made: Arc<CallCounts>,
     tx: mpsc::Sender<Msg>,
-    target: watch::Receiver<Option<CallTarget>>,
+    target: watch::Receiver<Presence>,
     /// Its figures, shared by every clone and its actor.
     meter: Arc<Meter>,
 }
@@ -156,7 +156,7 @@ impl PluginHandle {
         let name: Arc<str> = spec.name.as_str().into();
         let (terms_tx, terms) = watch::channel(Arc::new(Terms::of(&spec)));
         let span = tracing::info_span!("plugin", plugin = %name);
-        let (target_tx, target) = watch::channel(None);
+        let (target_tx, target) = watch::channel(Presence::default());
         let meter = Arc::new(Meter::default());
         let actor = Actor::new(
             spec,
@@ -188,7 +188,14 @@ impl PluginHandle {
 
     /// Whether it takes calls now (it is running, with its connection).
     pub fn callable(&self) -> bool {
-        self.target.borrow().is_some()
+        self.target.borrow().call.is_some()
+    }
+
+    /// Its state now and the port its process was given, without asking
+    /// its actor (for the HTTP gateway, on every request).
+    pub fn presence(&self) -> (corral_proto::PluginState, Option<u16>) {
+        let presence = self.target.borrow();
+        (presence.state, presence.port)
     }
 
     /// Calls handed to it so far, over every spawn.
@@ -245,7 +252,7 @@ impl PluginHandle {
     async fn target(&self) -> Result<CallTarget, ErrorReply> {
         // The actor publishes its live connection; calls take it from there
         // without a round trip through the actor's mailbox.
-        let target = self.target.borrow().clone();
+        let target = self.target.borrow().call.clone();
         let Some(target) = target else {
             let status = self.status().await;
             if status
@@ -288,7 +295,7 @@ impl PluginHandle {
     /// Resolves once it takes calls (at once if it does now).
     pub async fn callable_soon(&self) {
         let mut target = self.target.clone();
-        let _ = target.wait_for(Option::is_some).await;
+        let _ = target.wait_for(|p| p.call.is_some()).await;
     }
 
     /// Calls one of the plugin's actions, within its `call_timeout` and,
@@ -418,7 +425,7 @@ impl PluginHandle {
     /// that fails, restarts it so the config applies through `on_load`, and
     /// returns what the hook said.
     pub async fn reconfigure(&self, config: serde_json::Value) -> Result<(), String> {
-        let target = self.target.borrow().clone();
+        let target = self.target.borrow().call.clone();
         let outcome = match (target, Payload::from_json(&config)) {
             (Some(target), Ok(payload)) => {
                 let mut ctx = tarpc::context::current();

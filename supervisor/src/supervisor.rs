@@ -48,9 +48,16 @@ pub struct SupervisorHandle {
     ready: watch::Receiver<bool>,
     bus: BusHandle,
     calls: Calls,
+    fleet: crate::router::Fleet,
 }
 
 impl SupervisorHandle {
+    /// Every plugin's handle now, without asking the root actor (as the
+    /// last start or reload left the fleet).
+    pub fn fleet_now(&self) -> Arc<[PluginHandle]> {
+        Arc::clone(&self.fleet.borrow())
+    }
+
     /// The fleet's event bus.
     pub fn bus(&self) -> &BusHandle {
         &self.bus
@@ -191,7 +198,7 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
     let settings = Arc::new(fleet.supervisor.clone());
     let bus = BusHandle::spawn();
     let (handles, fleet_rx) = watch::channel::<Arc<[PluginHandle]>>(Arc::from([]));
-    let calls = crate::router::Router::calls(fleet_rx);
+    let calls = crate::router::Router::calls(fleet_rx.clone());
     let host = Host {
         settings: Arc::clone(&settings),
         cgroups,
@@ -234,6 +241,7 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
             ready: ready_rx,
             bus,
             calls,
+            fleet: fleet_rx,
         },
         done_rx,
     )

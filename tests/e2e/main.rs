@@ -13,6 +13,7 @@ mod conformance;
 mod control;
 mod control_api;
 mod dashboard;
+mod gateway;
 mod handshake;
 mod health;
 mod heartbeat;

@@ -29,6 +29,14 @@ decorators, then run it::
         while not ctx.stopping.wait(1.0):
             pass
 
+    @plugin.route("GET", "/items/{id}")   # served by the fleet's HTTP gateway
+    def item(ctx, request):
+        return {"id": request.params["id"]}
+
+    @plugin.websocket("/echo")         # each message in, the reply out
+    def echo(ctx, message):
+        return message
+
     if __name__ == "__main__":
         plugin.run()
 
@@ -45,11 +53,14 @@ from .context import Context
 from .errors import Cancelled, PluginError
 from ._stop import StopSignal
 from .plugin import Plugin
+from ._routes import Request, Response
 from .topics import check_pattern, check_topic, matches
 
 __all__ = [
     "Plugin",
     "PluginError",
+    "Request",
+    "Response",
     "Cancelled",
     "Context",
     "End",

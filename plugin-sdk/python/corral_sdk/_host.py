@@ -96,21 +96,29 @@ class Host:
     def handle(self, action, payload, cancel_event, on_done, deadline=None):
         """Starts ``action``; returns a canceller (or None). An action that
         streams its reply is refused (``streamed``)."""
-        fn = self.plugin.actions.get(action)
+        fn, payload, streams = self._resolve(action, payload)
         if fn is None:
             on_done(None, PluginError.unknown_action(action))
             return None
-        if _streams(fn):
+        if streams:
             on_done(None, PluginError(STREAMED, "action `%s` answers with a stream: call it as a stream" % action))
             return None
         return self.invoker.start(fn, (self.ctx._for_call(cancel_event, deadline), payload), on_done)
+
+    def _resolve(self, action, payload):
+        """``(fn, arg, streams)`` for ``action``: a registered action, or
+        the route or WebSocket handler a gateway call is for."""
+        fn = self.plugin.actions.get(action)
+        if fn is None and self.plugin.routes.serves(action) and isinstance(payload, dict):
+            return self.plugin.routes.resolve(action, payload)
+        return fn, payload, fn is not None and _streams(fn)
 
     def stream(self, action, payload, cancel_event, buffer, deadline=None):
         """Starts ``action`` for a streamed reply into ``buffer``: a
         generator's items are its chunks and its return value (or a last
         ``End(value)``) the final value; any other action's one reply is the
         final value. Returns a canceller (or None)."""
-        fn = self.plugin.actions.get(action)
+        fn, payload, _ = self._resolve(action, payload)
         if fn is None:
             buffer.finish(None, PluginError.unknown_action(action))
             return None

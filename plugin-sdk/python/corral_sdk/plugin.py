@@ -3,6 +3,7 @@ and lifecycle hooks a plugin registers with decorators. Running them is
 ``_host.Host``'s job, serving them over the supervisor's connection
 ``_serve``'s."""
 
+from ._routes import Routes
 from ._serve import serve
 from ._tasks import Job, parse_period
 from .topics import check_pattern
@@ -25,6 +26,7 @@ class Plugin:
         # delivery in progress keeps the list it started with.
         self.event_handlers = []
         self.tasks = []  # Job
+        self.routes = Routes()
         self.load_hook = None
         self.reload_hook = None
         self.unload_hook = None
@@ -37,6 +39,38 @@ class Plugin:
 
         def register(fn):
             self.actions[name or fn.__name__] = fn
+            return fn
+
+        return register
+
+    def route(self, method, path):
+        """Registers ``fn(ctx, request)`` for HTTP requests ``method`` (or
+        ``"*"``) to ``path`` (``/items/{id}``; ``{*rest}`` takes the rest),
+        served through the fleet's HTTP gateway under the plugin's mount
+        (its fleet entry's ``http = { prefix = "/items" }``); ``path`` is as
+        the plugin sees it, its prefix included. ``request`` has
+        ``method``, ``path``, ``params``, ``query``, ``headers``, ``body``
+        and ``json()``. Return a JSON value (a string is sent as text) for
+        a 200, ``None`` for a 204, or a ``Response(body, status,
+        headers)``; a generator's items are sent as they come, as
+        Server-Sent Events to a client that accepts them, else as lines of
+        a chunked body."""
+
+        def register(fn):
+            self.routes.add_route(method, path, fn)
+            return fn
+
+        return register
+
+    def websocket(self, path):
+        """Registers ``fn(ctx, message)`` for each message a WebSocket
+        client sends on ``path`` (through the gateway, as for ``route``):
+        ``message`` is the JSON it sent (or its text when it is not JSON);
+        the return value, unless ``None``, is sent back, and a generator's
+        items are each sent as a message."""
+
+        def register(fn):
+            self.routes.add_websocket(path, fn)
             return fn
 
         return register

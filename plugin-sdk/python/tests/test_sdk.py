@@ -19,7 +19,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from corral_sdk import End, Plugin, PluginError, check_pattern, check_topic, matches  # noqa: E402
+from corral_sdk import End, Plugin, PluginError, Response, check_pattern, check_topic, matches  # noqa: E402
 from corral_sdk.testing import PluginTester  # noqa: E402
 
 
@@ -82,6 +82,65 @@ def make_plugin():
         seen["events"].append(("all", event["topic"], event["seq"]))
 
     return plugin, seen
+
+
+class RoutesTest(unittest.TestCase):
+    def make(self):
+        plugin = Plugin("web")
+
+        @plugin.route("GET", "/items/{id}")
+        def item(ctx, request):
+            return {"id": request.params["id"], "q": request.query.get("q")}
+
+        @plugin.route("GET", "/items/new")
+        def new(ctx, request):
+            return Response("the form", status=200, headers={"content-type": "text/html"})
+
+        @plugin.route("POST", "/items")
+        def create(ctx, request):
+            return Response(request.json(), status=201)
+
+        @plugin.route("GET", "/count")
+        def count(ctx, request):
+            for i in range(3):
+                yield {"i": i}
+
+        @plugin.websocket("/live")
+        def live(ctx, message):
+            return {"got": message}
+
+        return plugin
+
+    def http(self, t, method, path, query="", body=""):
+        request = {"method": method, "path": path, "query": query, "headers": [["x-a", "1"]], "body": body}
+        return t.call("corral.http", request)
+
+    def test_routes_answer_by_method_and_path_and_literals_win(self):
+        with PluginTester(self.make()) as t:
+            self.assertEqual(self.http(t, "GET", "/items/7", "q=x")["body"], {"id": "7", "q": ["x"]})
+            new = self.http(t, "GET", "/items/new")
+            self.assertEqual((new["status"], new["body"]), (200, "the form"))
+            self.assertIn(["content-type", "text/html"], new["headers"])
+            created = self.http(t, "POST", "/items", body='{"a": 1}')
+            self.assertEqual((created["status"], created["body"]), (201, {"a": 1}))
+            self.assertEqual(self.http(t, "GET", "/nothing")["status"], 404)
+            wrong = self.http(t, "DELETE", "/items")
+            self.assertEqual((wrong["status"], wrong["headers"]), (405, [["allow", "POST"]]))
+
+    def test_a_streaming_route_is_refused_as_a_call_and_streams_as_a_stream(self):
+        with PluginTester(self.make()) as t:
+            request = {"method": "GET", "path": "/count", "query": "", "headers": [], "body": ""}
+            with self.assertRaises(PluginError) as refused:
+                t.call("corral.http", request)
+            self.assertEqual(refused.exception.code, "streamed")
+            chunks, _ = t.stream("corral.http", request)
+            self.assertEqual(chunks, [{"i": 0}, {"i": 1}, {"i": 2}])
+
+    def test_a_websocket_handler_answers_each_message(self):
+        with PluginTester(self.make()) as t:
+            reply = t.call("corral.ws", {"path": "/live", "socket": 1, "message": [1, 2]})
+            self.assertEqual(reply, {"got": [1, 2]})
+            self.assertIsNone(t.call("corral.ws", {"path": "/other", "socket": 1, "message": 1}))
 
 
 class TesterTest(unittest.TestCase):

@@ -137,6 +137,18 @@ table! {
 }
 
 table! {
+    /// A plugin's routes behind the HTTP face's gateway, as written in a
+    /// config layer.
+    pub struct RoutesLayer {
+        /// The path its routes start with (the plugin sees it), mounted at
+        /// `/plugins/NAME` + it.
+        prefix: String = "\"/items\"",
+        /// Where they are mounted instead of `/plugins/NAME` + `prefix`.
+        mount: String = "\"/shop\"",
+    }
+}
+
+table! {
     /// Heartbeat settings as written in a config layer.
     pub struct HeartbeatLayer {
         /// How often to ping.
@@ -347,6 +359,9 @@ plugin_keys! {
     config: serde_json::Value = "{ greeting = \"hello\" }",
     /// How long it has to connect and shake hands.
     handshake_timeout: HumanDuration = "\"5s\"",
+    /// Its HTTP routes behind the fleet's `[http]` gateway: proxied to its
+    /// `port`, or served over RPC by its SDK's routes.
+    http: RoutesLayer = "{ prefix = \"/items\" }",
     /// A health probe, for any plugin.
     health: HealthLayer = "{ http = \"http://127.0.0.1:${port}/health\", interval = \"5s\" }",
     /// When it counts as running: `started` (spawned, or shaken hands) or

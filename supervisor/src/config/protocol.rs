@@ -1,6 +1,7 @@
 //! What a plugin's `protocol` allows: the keys that only mean something to
 //! a plugin speaking corral's protocol (its handshake, heartbeats, calls and
-//! the bus), refused by name on a plugin with `protocol = "none"`. Pure.
+//! the bus; `call_timeout` also bounds a program's routes behind the HTTP
+//! gateway), refused by name on a plugin with `protocol = "none"`. Pure.
 
 use corral_proto::Protocol;
 
@@ -14,6 +15,7 @@ pub(super) fn needs_corral(layer: &PluginLayer) -> Vec<&'static str> {
         handshake_timeout,
         heartbeat,
         call_timeout,
+        http,
         rate_limit,
         subscribe,
         publish,
@@ -31,7 +33,8 @@ pub(super) fn needs_corral(layer: &PluginLayer) -> Vec<&'static str> {
         ("config", config.is_some()),
         ("handshake_timeout", handshake_timeout.is_some()),
         ("heartbeat", heartbeat.is_some()),
-        ("call_timeout", call_timeout.is_some()),
+        // A program's routes behind the gateway answer within it.
+        ("call_timeout", call_timeout.is_some() && http.is_none()),
         ("rate_limit", rate_limit.is_some()),
         ("subscribe", subscribe.is_some()),
         ("publish", publish.is_some()),

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use corral_proto::Codec;
+use corral_proto::{Codec, Protocol};
 
 use super::at::At;
 use super::bus_keys::{bus, bus_memory};
@@ -150,7 +150,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     let PluginLayer {
         cmd, env, env_file, cwd, port, instances, enabled, protocol, codec,
         config, heartbeat, health, ready, notify, watchdog, sandbox, execution_mode, user, group,
-        handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
+        http, handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
         restart, success_codes, backoff, restart_limit,
         requires, calls, callers, permissions,
         rate_limit,
@@ -221,8 +221,22 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         cpu_max: cpu_max.map(|p| p.0), cpu_weight, io_weight,
         bus, restart, success_codes, backoff, restart_limit, requires, calls, actions,
         log_max_size, log_keep, manifest, metadata, plugin_dir: home, fleet_dir,
+        routes: routes(at, http, has.port, protocol),
     };
     spec
+}
+
+/// Its routes behind the HTTP gateway, each problem noted in `at`.
+fn routes(
+    at: &mut At<'_>,
+    http: Option<super::layers::RoutesLayer>,
+    has_port: bool,
+    protocol: Option<Protocol>,
+) -> Option<super::Routes> {
+    let plain = protocol == Some(Protocol::None);
+    let (routes, problems) = super::routes::of(http, at.name, (has_port, plain));
+    problems.into_iter().for_each(|(k, why)| at.refuse(k, why));
+    routes
 }
 
 /// The sandbox, from `sandbox`, `execution_mode` and the `permissions`

@@ -131,6 +131,8 @@ pub struct PluginSpec {
     /// Its health probe, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// Its routes behind the HTTP face's gateway, if it has any.
+    pub routes: Option<super::routes::Routes>,
     /// When it counts as running.
     pub ready: ReadyOn,
     /// Whether it gets a `NOTIFY_SOCKET` and counts as ready on `READY=1`.
@@ -338,6 +340,7 @@ mod tests {
                 misses: 3,
             },
             health: None,
+            routes: None,
             ready: ReadyOn::Started,
             notify: false,
             watchdog: None,

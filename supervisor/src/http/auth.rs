@@ -157,6 +157,11 @@ impl Gate {
             .map(|t| Credential::Bearer(t.trim()));
         bearer.or_else(|| cookie(headers, &self.cookie).map(Credential::Session))
     }
+
+    /// The session cookie's name, so the gateway can keep it from plugins.
+    pub(super) fn cookie_name(&self) -> &str {
+        &self.cookie
+    }
 }
 
 fn equal(a: &str, b: &str) -> bool {

@@ -18,7 +18,7 @@ use super::Host;
 use super::connect::Connected;
 use super::health;
 use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
-use super::messages::{Applied, CallTarget, Event, Msg, Terms};
+use super::messages::{Applied, CallTarget, Event, Msg, Presence, Terms};
 use super::meter::Meter;
 use super::process::{Reaped, Spawn, SpawnEvent, SpawnFailure};
 use super::reload::{self, Plan};
@@ -41,7 +41,7 @@ pub(super) struct Actor {
     mailbox_open: bool,
     events: mpsc::UnboundedSender<Event>,
     /// The connection callers use; `Some` exactly while `running`.
-    target: watch::Sender<Option<CallTarget>>,
+    target: watch::Sender<Presence>,
     /// Calls its handles handed to the plugin, for `ps`.
     meter: Arc<Meter>,
     /// What it requires and whom it may call, for the handle's readers.
@@ -68,7 +68,7 @@ impl Actor {
         host: Host,
         mailbox: mpsc::Receiver<Msg>,
         events: mpsc::UnboundedSender<Event>,
-        target: watch::Sender<Option<CallTarget>>,
+        target: watch::Sender<Presence>,
         meter: Arc<Meter>,
         terms: watch::Sender<Arc<Terms>>,
     ) -> Self {
@@ -234,7 +234,11 @@ impl Actor {
             (None, true) => self.host.bus.detach(Arc::clone(&self.name)),
             (None, false) => {}
         }
-        self.target.send_replace(target);
+        self.target.send_replace(Presence {
+            state: to,
+            port: self.spawn.as_ref().and_then(|s| s.port),
+            call: target,
+        });
         self.publish_lifecycle(&t);
         let _ = self.events.send(Event::State {
             name: Arc::clone(&self.name),
@@ -416,16 +420,16 @@ impl Actor {
         if diff.rate_limit {
             self.limiter = self.spec.rate_limit.map(|l| Arc::new(Limiter::new(l)));
             let limiter = self.limiter.clone();
-            self.target.send_modify(|t| {
-                if let Some(t) = t {
+            self.target.send_modify(|p| {
+                if let Some(t) = &mut p.call {
                     t.limiter = limiter;
                 }
             });
         }
         if diff.call_timeout {
             let timeout = self.spec.call_timeout;
-            self.target.send_modify(|t| {
-                if let Some(t) = t {
+            self.target.send_modify(|p| {
+                if let Some(t) = &mut p.call {
                     t.call_timeout = timeout;
                 }
             });
@@ -456,12 +460,12 @@ impl Actor {
         if let Some(spawn) = &mut self.spawn {
             spawn.drop_client();
         }
-        self.target.send_replace(None);
+        self.target.send_modify(|p| p.call = None);
     }
 
     /// Ends the process now with SIGKILL to its group, reporting `reason`.
     fn kill(&mut self, reason: ExitReason) {
-        self.target.send_replace(None);
+        self.target.send_modify(|p| p.call = None);
         if let Some(spawn) = &mut self.spawn {
             spawn.kill(reason);
         }
@@ -473,7 +477,7 @@ impl Actor {
             return;
         }
         self.set_state(PluginState::Stopping);
-        self.target.send_replace(None);
+        self.target.send_modify(|p| p.call = None);
         let (stop, kill) = (self.spec.stop_timeout, self.spec.kill_timeout);
         let signal = self.spec.stop_signal.0;
         if let Some(spawn) = &mut self.spawn {
@@ -493,7 +497,7 @@ impl Actor {
             restart_note,
             last_stderr,
         } = spawn.reap(status);
-        self.target.send_replace(None);
+        self.target.send_modify(|p| p.call = None);
         tracing::info!(pid, reason = %reason, "exited");
         let plan = self.plan_after_end(reason.clone(), Some(pid), ran, restart_note, last_stderr);
         self.follow(plan, reason);

@@ -47,6 +47,13 @@ pub struct Terms {
     pub access: Access,
     /// The actions its manifest declares.
     pub actions: Vec<ActionInfo>,
+    /// Its routes behind the HTTP face's gateway, if it has any.
+    pub routes: Option<crate::config::Routes>,
+    /// Whether the gateway proxies its routes to its port (else it calls
+    /// them over RPC).
+    pub proxied: bool,
+    /// How long a call into it (or a proxied request) may take.
+    pub call_timeout: Duration,
 }
 
 impl Terms {
@@ -57,6 +64,29 @@ impl Terms {
             requires: spec.requires.clone().into(),
             access: Access::new(&calls.allow, &calls.deny, calls.callers.as_deref()),
             actions: spec.actions.clone(),
+            routes: spec.routes.clone(),
+            proxied: spec.port.is_some(),
+            call_timeout: spec.call_timeout,
+        }
+    }
+}
+
+/// What callers see of a plugin now, published by its actor at every
+/// change: its state, its process's port, and the connection to call it
+/// through (`Some` exactly while it is `running` and may be called).
+#[derive(Clone, Debug)]
+pub(super) struct Presence {
+    pub(super) state: PluginState,
+    pub(super) port: Option<u16>,
+    pub(super) call: Option<CallTarget>,
+}
+
+impl Default for Presence {
+    fn default() -> Self {
+        Self {
+            state: PluginState::Waiting,
+            port: None,
+            call: None,
         }
     }
 }
