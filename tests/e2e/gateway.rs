@@ -1,6 +1,6 @@
 //! The HTTP face's gateway to plugins' own routes, with real processes: the
 //! Python example `api` serves routes and a WebSocket over RPC (its SDK's
-//! decorators), a plain program (tests/fixtures/web_server.py) serves its
+//! decorators), the Rust example `kv` routes through the Rust SDK's router, a plain program (tests/fixtures/web_server.py) serves its
 //! own port behind the reverse proxy, WebSocket echo through both; the
 //! face's credentials never reach a plugin; a plugin that is down is 503
 //! with its state, one past its `call_timeout` 504, one that answers
@@ -27,7 +27,8 @@ fn api_plugins() -> Vec<Plugin> {
     vec![
         Plugin::new("kv")
             .path(example("kv"))
-            .cmd([corral_e2e::bin("kv-plugin").display().to_string()]),
+            .cmd([corral_e2e::bin("kv-plugin").display().to_string()])
+            .set("http", json!({"prefix": "/kv"})),
         Plugin::new("words").path(example("words")),
         Plugin::new("api")
             .path(example("api"))
@@ -158,6 +159,27 @@ fn routes_over_rpc_and_a_proxied_server_are_reached_through_the_gateway() {
         .expect("an answer");
     assert_eq!(wrong.status(), 405);
     assert_eq!(wrong.headers()["allow"], "GET, PUT");
+    // The Rust SDK's router type answers alike (kv's routes).
+    let put = web
+        .request("PUT", "plugins/kv/kv/pear")
+        .body(r#"{"n": 2}"#)
+        .send();
+    assert_eq!(put.expect("an answer").status(), 201);
+    let got: Value = web.get("plugins/kv/kv/pear").json().expect("JSON");
+    assert_eq!(got, json!({"key": "pear", "value": {"n": 2}}));
+    assert_eq!(web.get("plugins/kv/kv/plum").status(), 404);
+    let wrong = web
+        .request("POST", "plugins/kv/kv/pear")
+        .send()
+        .expect("an answer");
+    assert_eq!(
+        (
+            wrong.status().as_u16(),
+            wrong.headers()["allow"].to_str().ok()
+        ),
+        (405, Some("GET, PUT"))
+    );
+
     // What the plugin sees: its own path and query, no credentials of the face.
     let session = web.session();
     let seen: Value = web

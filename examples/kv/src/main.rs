@@ -1,18 +1,50 @@
 //! `kv`: a key-value store served to other plugins, for the example fleet.
 //! `set {"key", "value"}` keeps a value, `get {"key"}` answers it (`null`
 //! when unset), `keys` lists them. Its manifest admits only the plugins
-//! meant to use it (`callers`).
+//! meant to use it (`callers`). Behind the fleet's HTTP gateway it serves
+//! `GET /kv/{key}` and `PUT /kv/{key}` (the SDK's [`Routes`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use corral_sdk::{Context, Plugin, PluginError, Value};
+use corral_sdk::{Context, HttpReply, Plugin, PluginError, Request, Routes, Value};
 use serde_json::json;
 
-/// The store: values by key, in memory.
+/// The store: values by key, in memory; and its HTTP routes.
 #[derive(Default)]
 struct Kv {
     values: Mutex<BTreeMap<String, Value>>,
+    routes: Routes<Kv>,
+}
+
+impl Kv {
+    fn new() -> Self {
+        Self {
+            values: Mutex::default(),
+            routes: Routes::new()
+                .route("GET", "/kv/{key}", Kv::get_route)
+                .route("PUT", "/kv/{key}", Kv::put_route),
+        }
+    }
+
+    fn values(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Value>> {
+        self.values.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn get_route(&self, _ctx: &Context, request: Request) -> Result<HttpReply, PluginError> {
+        let key = request.param("key").unwrap_or_default();
+        Ok(match self.values().get(key) {
+            Some(value) => Routes::<Kv>::json(200, json!({"key": key, "value": value})),
+            None => Routes::<Kv>::json(404, json!({"error": format!("no key {key}")})),
+        })
+    }
+
+    async fn put_route(&self, _ctx: &Context, request: Request) -> Result<HttpReply, PluginError> {
+        let key = request.param("key").unwrap_or_default().to_string();
+        let value = request.json()?;
+        self.values().insert(key.clone(), value.clone());
+        Ok(Routes::<Kv>::json(201, json!({"key": key, "value": value})))
+    }
 }
 
 fn key(payload: &Value) -> Result<String, PluginError> {
@@ -26,11 +58,14 @@ fn key(payload: &Value) -> Result<String, PluginError> {
 impl Plugin for Kv {
     async fn handle(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         action: &str,
         payload: Value,
     ) -> Result<Value, PluginError> {
-        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        if action == corral_sdk::HTTP_ACTION {
+            return self.routes.handle(self, ctx, payload).await;
+        }
+        let mut values = self.values();
         match action {
             "get" => Ok(values.get(&key(&payload)?).cloned().unwrap_or(Value::Null)),
             "set" => {
@@ -45,5 +80,5 @@ impl Plugin for Kv {
 }
 
 fn main() {
-    corral_sdk::run(Kv::default());
+    corral_sdk::run(Kv::new());
 }
