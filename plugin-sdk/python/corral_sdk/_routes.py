@@ -10,6 +10,8 @@ import inspect
 import json
 from urllib.parse import parse_qs
 
+from .errors import BAD_PAYLOAD, PluginError
+
 HTTP_ACTION = "corral.http"
 WS_ACTION = "corral.ws"
 
@@ -83,6 +85,10 @@ def match(pattern, path):
     return params if len(wanted) == len(given) else None
 
 
+def _no_handler(ctx, path):
+    raise PluginError(BAD_PAYLOAD, "no WebSocket handler for %s" % path)
+
+
 def _streams(fn):
     return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
 
@@ -117,7 +123,7 @@ class Routes:
             for pattern, fn in self.ws:
                 if match(pattern, path) is not None:
                     return fn, payload.get("message"), _streams(fn)
-            return (lambda ctx, _: None), None, False
+            return _no_handler, path, False
         path = payload.get("path", "/")
         allowed = []
         best = None  # (params taken, fn, params): literal segments win over {names}

@@ -140,7 +140,9 @@ class RoutesTest(unittest.TestCase):
         with PluginTester(self.make()) as t:
             reply = t.call("corral.ws", {"path": "/live", "socket": 1, "message": [1, 2]})
             self.assertEqual(reply, {"got": [1, 2]})
-            self.assertIsNone(t.call("corral.ws", {"path": "/other", "socket": 1, "message": 1}))
+            with self.assertRaises(PluginError) as refused:
+                t.call("corral.ws", {"path": "/other", "socket": 1, "message": 1})
+            self.assertIn("no WebSocket handler for /other", refused.exception.message)
 
 
 class TesterTest(unittest.TestCase):

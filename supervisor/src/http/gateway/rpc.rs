@@ -97,7 +97,7 @@ fn accepts_events(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// The answer a call's error is: 503 when the plugin went down, 504 past
-/// its time, 404 for a plugin with no routes, 502 for anything else.
+/// its time, 502 for anything else (a plugin with no routes included).
 fn failed(target: &Target, e: &ErrorReply) -> Response {
     match e.code.as_str() {
         codes::TIMEOUT => gateway_timeout(&target.plugin, target.call_timeout),
