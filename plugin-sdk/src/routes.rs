@@ -221,7 +221,8 @@ impl<S: Sync> Routes<S> {
             let Some(params) = match_route(&route.pattern, &wire.path) else {
                 continue;
             };
-            if route.method != wire.method && route.method != "*" {
+            let head = route.method == "GET" && wire.method == "HEAD";
+            if route.method != wire.method && route.method != "*" && !head {
                 allowed.push(route.method.clone());
                 continue;
             }

@@ -41,6 +41,7 @@ pub mod instances;
 mod layers;
 mod limits;
 mod order;
+pub mod overrides;
 mod protocol;
 mod resolve;
 pub mod routes;
@@ -120,6 +121,7 @@ pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
     let defaults = raw.defaults.anchored_at(&dir);
     let file_name = file.display().to_string();
 
+    problems.extend(overrides::problems(file));
     let mut plugins = Vec::new();
     let mut unresolved = Vec::new();
     for (name, entry) in raw.plugins {

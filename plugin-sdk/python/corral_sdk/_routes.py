@@ -40,16 +40,19 @@ class Request:
 
 
 class Response:
-    """A route's answer with its own status and headers; a route may also
+    """A route's answer with its own status and headers (a dict, or
+    ``(name, value)`` pairs to send one more than once); a route may also
     return a plain value (sent as JSON, a string as text) for a 200."""
 
     def __init__(self, body=None, status=200, headers=None):
         self.body = body
         self.status = status
-        self.headers = dict(headers or {})
+        # A dict, or (name, value) pairs for a header sent more than once.
+        items = headers.items() if isinstance(headers, dict) else (headers or [])
+        self.headers = [[k, v] for k, v in items]
 
     def to_wire(self):
-        return {"status": self.status, "headers": list(self.headers.items()), "body": self.body}
+        return {"status": self.status, "headers": self.headers, "body": self.body}
 
 
 def _reply(value):
@@ -131,7 +134,8 @@ class Routes:
             params = match(pattern, path)
             if params is None:
                 continue
-            if method not in (payload.get("method"), "*"):
+            asked = payload.get("method")
+            if method not in (asked, "*") and not (method == "GET" and asked == "HEAD"):
                 allowed.append(method)
                 continue
             if best is None or len(params) < best[0]:

@@ -572,9 +572,11 @@ impl FleetFile {
     }
 }
 
-/// `file` with the `CORRAL_` environment variables over it.
+/// `file` with its overrides file and the `CORRAL_` environment variables
+/// over it.
 fn layered(file: &Path) -> Figment {
     Figment::from(Toml::file_exact(file))
+        .merge(Toml::file(super::overrides::path_of(file)))
         // Only keys of the fleet file: other CORRAL_ variables (CORRAL_SOCKET,
         // CORRAL_LOG) belong to the CLI.
         .merge(Env::prefixed("CORRAL_").split("__").filter(|k| {

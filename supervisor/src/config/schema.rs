@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::check::{self, Grammar, Key, Keys, Shape, Table, values};
 
 /// The type of one config key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SchemaType {
     /// Text.
@@ -67,7 +67,7 @@ impl SchemaType {
 }
 
 /// One key of a config schema.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaEntry {
     /// Its type.
@@ -117,12 +117,58 @@ pub const MASK: &str = "***";
 pub struct PluginConfig {
     value: Value,
     secrets: BTreeSet<String>,
+    /// The manifest's schema it was checked against (empty: none).
+    schema: BTreeMap<String, SchemaEntry>,
 }
 
 impl PluginConfig {
     /// `value`, with `secrets` the keys whose values are not to be shown.
     pub fn new(value: Value, secrets: BTreeSet<String>) -> Self {
-        Self { value, secrets }
+        Self {
+            value,
+            secrets,
+            schema: BTreeMap::new(),
+        }
+    }
+
+    /// The manifest's `config_schema` (empty when it has none).
+    pub fn schema(&self) -> &BTreeMap<String, SchemaEntry> {
+        &self.schema
+    }
+
+    /// The table with `changes` set over it (a `null` change drops the key
+    /// back to its default), checked against the schema; `Err` holds every
+    /// problem as `(key, why)`, never showing a secret value. A secret
+    /// changed to [`MASK`] (a form sending back what it was shown) keeps
+    /// its value.
+    pub fn with_changes(
+        &self,
+        changes: &serde_json::Map<String, Value>,
+    ) -> Result<Self, Vec<(String, String)>> {
+        let mut table = match &self.value {
+            Value::Object(map) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        for (key, value) in changes {
+            if self.is_secret(key) && value.as_str() == Some(MASK) {
+                continue;
+            }
+            // A default filled in stays unless changed; a null asks for it again.
+            match value {
+                Value::Null => {
+                    table.remove(key);
+                }
+                v => {
+                    table.insert(key.clone(), v.clone());
+                }
+            }
+        }
+        let (config, problems) = apply(&self.schema, Value::Object(table));
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
     }
 
     /// The table as the plugin gets it, secrets included. Never show it.
@@ -185,15 +231,20 @@ pub(super) fn apply(
         .filter(|(_, e)| e.secret)
         .map(|(k, _)| k.clone())
         .collect();
+    let checked = |value, secrets| PluginConfig {
+        value,
+        secrets,
+        schema: schema.clone(),
+    };
     if schema.is_empty() {
-        return (PluginConfig::new(config, secrets), Vec::new());
+        return (checked(config, secrets), Vec::new());
     }
     let mut table = match config {
         Value::Null => serde_json::Map::new(),
         Value::Object(map) => map,
         other => {
             let problem = (String::new(), "`config` must be a table".into());
-            return (PluginConfig::new(other, secrets), vec![problem]);
+            return (checked(other, secrets), vec![problem]);
         }
     };
     let known: Vec<&str> = schema.keys().map(String::as_str).collect();
@@ -231,7 +282,7 @@ pub(super) fn apply(
             }
         }
     }
-    (PluginConfig::new(Value::Object(table), secrets), problems)
+    (checked(Value::Object(table), secrets), problems)
 }
 
 /// What is said of `v`, not of `entry`'s type, set for `key`: the value

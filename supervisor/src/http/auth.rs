@@ -157,11 +157,6 @@ impl Gate {
             .map(|t| Credential::Bearer(t.trim()));
         bearer.or_else(|| cookie(headers, &self.cookie).map(Credential::Session))
     }
-
-    /// The session cookie's name, so the gateway can keep it from plugins.
-    pub(super) fn cookie_name(&self) -> &str {
-        &self.cookie
-    }
 }
 
 fn equal(a: &str, b: &str) -> bool {
@@ -200,15 +195,16 @@ pub(super) fn foreign(method: &Method, headers: &HeaderMap) -> Option<&'static s
     if site.is_some_and(|s| s != "same-origin" && s != "none") {
         return Some("a request from another site's page");
     }
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        return None;
-    }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    // A WebSocket handshake is a GET, and names its page's origin.
+    let upgrade = headers.contains_key(header::UPGRADE);
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && !upgrade;
     match (origin, host) {
         (Some(origin), Some(host)) if origin.strip_prefix("http://") == Some(host) => None,
-        (None, _) => Some("a state-changing request with no Origin"),
-        _ => Some("a state-changing request from another origin"),
+        (Some(_), _) => Some("a request from another origin"),
+        (None, _) if safe => None,
+        (None, _) => Some("a state-changing request or a WebSocket with no Origin"),
     }
 }
 

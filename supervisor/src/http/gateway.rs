@@ -22,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use corral_proto::{PluginState, codes};
 
 use super::Face;
-use super::auth::{Credential, Gate};
 use super::failure::Failure;
 use crate::config::Routes;
 use crate::plugin::PluginHandle;
@@ -52,20 +51,28 @@ pub(super) async fn handle(State(face): State<Face>, mut request: Request) -> Re
         Ok(target) => target,
         Err(answer) => return *answer,
     };
-    strip(&face.gate, request.headers_mut());
+    strip(request.headers_mut());
     let proxied = target.instance.terms().proxied;
     let mut answer = match (proxied, wants_websocket(request.headers())) {
         (true, _) => proxy::forward(&face, &target, request).await,
         (false, true) => {
             let (mut parts, _) = request.into_parts();
-            match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-                Ok(upgrade) => socket::open(upgrade, target),
-                Err(rejection) => rejection.into_response(),
+            let slot = Arc::clone(&face.upstreams.sockets).try_acquire_owned();
+            match (
+                axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await,
+                slot,
+            ) {
+                (Ok(upgrade), Ok(slot)) => {
+                    socket::open(upgrade, target, face.closing.clone(), slot)
+                }
+                (Err(rejection), _) => rejection.into_response(),
+                (_, Err(_)) => too_many_sockets(),
             }
         }
         (false, false) => rpc::route(&face, &target, request).await,
     };
-    sandbox(answer.headers_mut());
+    let upgraded = answer.status() == StatusCode::SWITCHING_PROTOCOLS;
+    confine(answer.headers_mut(), upgraded);
     answer
 }
 
@@ -74,9 +81,14 @@ pub(super) async fn handle(State(face): State<Face>, mut request: Request) -> Re
 /// of a mount.
 fn traversal(path: &str) -> Option<String> {
     let lower = path.to_ascii_lowercase();
-    let escaped = ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e));
-    let dots = path.split('/').any(|s| s == "." || s == "..");
-    (escaped || dots || path.contains('\\'))
+    let escaped = ["%2e", "%2f", "%5c", "%25", "%00"]
+        .iter()
+        .any(|e| lower.contains(e));
+    let dots = path
+        .split('/')
+        .map(|s| s.split(';').next().unwrap_or(s))
+        .any(|s| s == "." || s == "..");
+    (escaped || dots || path.contains('\\') || path.chars().any(char::is_control))
         .then(|| format!("the path `{path}` holds a `.`/`..` segment or an escaped separator"))
 }
 
@@ -160,6 +172,20 @@ fn down(plugin: &str, state: PluginState) -> Response {
         .into_response()
 }
 
+/// 503 when every WebSocket slot is taken.
+fn too_many_sockets() -> Response {
+    let body = serde_json::json!({
+        "code": codes::LIMIT,
+        "message": format!("{} WebSockets are open through the gateway already", proxy::MAX_SOCKETS),
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
 /// A 502 naming the plugin and what it did wrong.
 fn bad_gateway(plugin: &str, why: impl std::fmt::Display) -> Response {
     let body = serde_json::json!({
@@ -183,13 +209,26 @@ fn gateway_timeout(plugin: &str, within: std::time::Duration) -> Response {
     (StatusCode::GATEWAY_TIMEOUT, axum::Json(body)).into_response()
 }
 
-/// Takes the face's own credentials out of a request bound for a plugin:
-/// the bearer token, and the session cookie (other cookies stay).
-fn strip(gate: &Gate, headers: &mut HeaderMap) {
-    if let Some(Credential::Bearer(_)) = gate.presented(headers) {
-        headers.remove(header::AUTHORIZATION);
+/// The names of every corral face's session cookies (browsers send a
+/// host's cookies to all its ports, so other faces' come along too).
+const SESSION_COOKIES: &str = "corral_session_";
+
+/// Takes credentials out of a request bound for a plugin: any
+/// `Authorization` header (the face's token rides there), every corral
+/// session cookie (this face's and other faces'), and the proxy headers a
+/// client may have forged (the proxy sets its own).
+fn strip(headers: &mut HeaderMap) {
+    headers.remove(header::AUTHORIZATION);
+    for forged in [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-prefix",
+        "x-real-ip",
+    ] {
+        headers.remove(forged);
     }
-    let name = gate.cookie_name();
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -197,7 +236,7 @@ fn strip(gate: &Gate, headers: &mut HeaderMap) {
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k != name))
+        .filter(|pair| !pair.starts_with(SESSION_COOKIES))
         .map(str::to_string)
         .collect();
     headers.remove(header::COOKIE);
@@ -216,9 +255,29 @@ fn wants_websocket(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// What a plugin answers cannot script the face: its pages run in an
-/// opaque origin of their own.
-fn sandbox(headers: &mut HeaderMap) {
+/// What a plugin answers cannot act on the face: its pages run in an
+/// opaque origin of their own (`sandbox`), and headers that reach past the
+/// plugin's own answer (cookies of corral's sessions, `Clear-Site-Data`,
+/// hop-by-hop headers but those of a switch to a WebSocket) are dropped.
+fn confine(headers: &mut HeaderMap, upgraded: bool) {
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v.to_str().unwrap_or("").split('=').next().unwrap_or("");
+            !name.trim().starts_with(SESSION_COOKIES)
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for cookie in cookies {
+        headers.append(header::SET_COOKIE, cookie);
+    }
+    headers.remove("clear-site-data");
+    // A switch to a WebSocket keeps the headers that make it one.
+    if !upgraded {
+        proxy::drop_hop_by_hop(headers);
+    }
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox allow-scripts allow-forms allow-popups allow-downloads"),
@@ -242,6 +301,9 @@ mod tests {
             "/plugins/a%2Fb",
             "/plugins/a\\b",
             "/plugins/a/%5C",
+            "/plugins/a/..;/b",
+            "/plugins/a/%252e%252e/b",
+            "/plugins/a/%00",
         ] {
             assert!(traversal(bad).is_some(), "{bad}");
         }
@@ -256,23 +318,55 @@ mod tests {
     }
 
     #[test]
-    fn the_faces_cookie_and_bearer_token_never_reach_a_plugin() {
-        let gate = super::super::auth::Gate::generate(9).expect("a gate");
+    fn no_corral_credential_reaches_a_plugin() {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
         headers.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; corral_session_9=secret; b=2"),
+            HeaderValue::from_static(
+                "a=1; corral_session_9=secret; corral_session_7700=other; b=2",
+            ),
         );
-        strip(&gate, &mut headers);
+        headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        strip(&mut headers);
         assert!(headers.get(header::AUTHORIZATION).is_none());
+        assert!(headers.get("x-forwarded-for").is_none());
         assert_eq!(headers[header::COOKIE], "a=1; b=2");
         let mut only = HeaderMap::new();
         only.insert(
             header::COOKIE,
             HeaderValue::from_static("corral_session_9=s"),
         );
-        strip(&gate, &mut only);
+        strip(&mut only);
         assert!(only.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn a_plugins_answer_cannot_set_corrals_cookies_or_clear_the_site() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("corral_session_7700=x; Path=/api"),
+        );
+        headers.append(header::SET_COOKIE, HeaderValue::from_static("theme=dark"));
+        headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src *"),
+        );
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=1"));
+        confine(&mut headers, false);
+        let cookies: Vec<&str> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(cookies, ["theme=dark"]);
+        assert!(headers.get("clear-site-data").is_none());
+        assert!(headers.get("keep-alive").is_none());
+        let csp = headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap_or("");
+        assert!(csp.starts_with("sandbox"), "{csp}");
     }
 }

@@ -20,6 +20,8 @@ use super::{Face, Target, bad_gateway, gateway_timeout};
 #[derive(Clone, Debug)]
 pub(in crate::http) struct Upstreams {
     client: Client<HttpConnector, Body>,
+    /// WebSockets open through the gateway, each holding one.
+    pub(super) sockets: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Upstreams {
@@ -31,9 +33,17 @@ impl Upstreams {
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .build(connector);
-        Self { client }
+        Self {
+            client,
+            sockets: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SOCKETS)),
+        }
     }
 }
+
+/// WebSockets open through the gateway at once (proxied and over RPC).
+pub(super) const MAX_SOCKETS: usize = 256;
+/// How long a WebSocket may carry nothing either way before it is closed.
+pub(super) const SOCKET_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Headers that belong to one hop, never passed on (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -49,7 +59,7 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Drops the hop-by-hop headers, and those the `Connection` header names.
-fn drop_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn drop_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -87,7 +97,7 @@ pub(super) async fn forward(face: &Face, target: &Target, mut request: Request) 
         headers.insert("x-forwarded-host", host);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Ok(prefix) = HeaderValue::from_str(&forwarded_prefix(target)) {
+    if let Some(Ok(prefix)) = forwarded_prefix(target).map(|p| HeaderValue::from_str(&p)) {
         headers.insert("x-forwarded-prefix", prefix);
     }
     if let Ok(host) = HeaderValue::from_str(&format!("127.0.0.1:{port}")) {
@@ -114,17 +124,40 @@ pub(super) async fn forward(face: &Face, target: &Target, mut request: Request) 
         Ok(Ok(answer)) => {
             let (mut parts, body) = answer.into_parts();
             drop_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, Body::new(body))
+            Response::from_parts(parts, idle_bounded(body, target.call_timeout))
         }
     }
 }
 
+/// A plugin's body as it comes, cut when no part of it comes within
+/// `idle` (a trickling or stalled upstream cannot hold a face connection).
+fn idle_bounded(body: hyper::body::Incoming, idle: std::time::Duration) -> Body {
+    use futures::StreamExt;
+    let frames = http_body_util::BodyStream::new(body);
+    let parts = futures::stream::unfold(Some(frames), move |frames| async move {
+        let mut frames = frames?;
+        match tokio::time::timeout(idle, frames.next()).await {
+            Ok(Some(Ok(frame))) => Some((Ok(frame), Some(frames))),
+            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the plugin's body stalled past its call_timeout",
+                )),
+                None,
+            )),
+        }
+    });
+    Body::new(http_body_util::StreamBody::new(parts.boxed()))
+}
+
 /// The part of the face's path the plugin does not see (its mount less its
 /// prefix), for a plugin that builds links.
-fn forwarded_prefix(target: &Target) -> String {
+fn forwarded_prefix(target: &Target) -> Option<String> {
     let prefix = target.routes.prefix.trim_end_matches('/');
     let mount = target.routes.mount.trim_end_matches('/');
-    mount.strip_suffix(prefix).unwrap_or(mount).to_string()
+    mount.strip_suffix(prefix).map(str::to_string)
 }
 
 /// The innermost cause of a client error, which says what went wrong.
@@ -140,6 +173,9 @@ fn source_of(e: &dyn std::error::Error) -> String {
 
 /// A WebSocket upgrade, on a connection of its own to the plugin.
 async fn websocket(face: &Face, target: &Target, port: u16, mut request: Request) -> Response {
+    let Ok(slot) = std::sync::Arc::clone(&face.upstreams.sockets).try_acquire_owned() else {
+        return super::too_many_sockets();
+    };
     let downstream = hyper::upgrade::on(&mut request);
     let handshake = async {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
@@ -167,7 +203,8 @@ async fn websocket(face: &Face, target: &Target, port: u16, mut request: Request
             Ok(Ok(answer)) => answer,
         };
     if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (parts, body) = answer.into_parts();
+        let (mut parts, body) = answer.into_parts();
+        drop_hop_by_hop(&mut parts.headers);
         return Response::from_parts(parts, Body::new(body));
     }
     let upstream = hyper::upgrade::on(&mut answer);
@@ -177,14 +214,47 @@ async fn websocket(face: &Face, target: &Target, port: u16, mut request: Request
         let (Ok(down), Ok(up)) = (downstream.await, upstream.await) else {
             return;
         };
-        let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+        let (down, up) = (TokioIo::new(down), TokioIo::new(up));
         tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+            () = tunnel(down, up) => {}
             () = closing.cancelled() => {}
         }
+        drop(slot);
     });
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::empty()).into_response()
+}
+
+/// Joins two sockets byte for byte until either closes or nothing moves
+/// either way for [`SOCKET_IDLE`].
+async fn tunnel(
+    down: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    up: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut down_read, mut down_write) = tokio::io::split(down);
+    let (mut up_read, mut up_write) = tokio::io::split(up);
+    let (mut a, mut b) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    loop {
+        let moved = tokio::time::timeout(SOCKET_IDLE, async {
+            tokio::select! {
+                n = down_read.read(&mut a) => match n {
+                    Ok(n) if n > 0 => up_write.write_all(&a[..n]).await.is_ok(),
+                    _ => false,
+                },
+                n = up_read.read(&mut b) => match n {
+                    Ok(n) if n > 0 => down_write.write_all(&b[..n]).await.is_ok(),
+                    _ => false,
+                },
+            }
+        })
+        .await;
+        if moved != Ok(true) {
+            let _ = up_write.shutdown().await;
+            let _ = down_write.shutdown().await;
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

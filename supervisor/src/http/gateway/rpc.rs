@@ -127,7 +127,10 @@ fn answer(plugin: &str, reply: &Payload) -> Response {
             );
         }
     };
-    let Ok(status) = StatusCode::from_u16(reply.status) else {
+    let status = StatusCode::from_u16(reply.status)
+        .ok()
+        .filter(|s| !s.is_informational());
+    let Some(status) = status else {
         return bad_gateway(
             plugin,
             format!("answered with the status {}, which is none", reply.status),

@@ -13,32 +13,59 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::response::Response;
 use corral_proto::{Payload, WS_ACTION, WsMessage, codes};
 
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
 use super::Target;
 
 /// Socket numbers, unique for the supervisor's lifetime.
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
-/// Accepts the upgrade and serves the socket.
-pub(super) fn open(upgrade: WebSocketUpgrade, target: Target) -> Response {
+/// Accepts the upgrade and serves the socket until either side closes,
+/// it is idle for [`SOCKET_IDLE`](super::proxy::SOCKET_IDLE), or the face
+/// shuts down; it holds `slot` meanwhile.
+pub(super) fn open(
+    upgrade: WebSocketUpgrade,
+    target: Target,
+    closing: CancellationToken,
+    slot: OwnedSemaphorePermit,
+) -> Response {
     upgrade
         .max_message_size(1 << 20)
-        .on_upgrade(move |socket| serve(socket, target))
+        .max_frame_size(1 << 20)
+        .on_upgrade(move |mut socket| async move {
+            tokio::select! {
+                () = serve(&mut socket, target) => {}
+                () = closing.cancelled() => {
+                    close(&mut socket, close_code::AWAY, "the supervisor is going down").await;
+                }
+            }
+            drop(slot);
+        })
 }
 
-async fn serve(mut socket: WebSocket, target: Target) {
+async fn serve(socket: &mut WebSocket, target: Target) {
     let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     let path = target
         .inner
         .split_once('?')
         .map_or(target.inner.as_str(), |(p, _)| p)
         .to_string();
-    while let Some(Ok(message)) = socket.recv().await {
+    loop {
+        let message = match tokio::time::timeout(super::proxy::SOCKET_IDLE, socket.recv()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(_) => return,
+            Err(_) => {
+                close(socket, close_code::AWAY, "idle too long").await;
+                return;
+            }
+        };
         let value = match message {
             Message::Text(text) => serde_json::from_str(text.as_str())
                 .unwrap_or_else(|_| serde_json::Value::String(text.to_string())),
             Message::Binary(_) => {
                 close(
-                    &mut socket,
+                    socket,
                     close_code::UNSUPPORTED,
                     "binary messages are not carried; send JSON or text",
                 )
@@ -53,8 +80,8 @@ async fn serve(mut socket: WebSocket, target: Target) {
             socket: id,
             message: value,
         };
-        if let Err(why) = answer(&mut socket, &target, &message).await {
-            close(&mut socket, close_code::ERROR, &why).await;
+        if let Err(why) = answer(socket, &target, &message).await {
+            close(socket, close_code::ERROR, &why).await;
             return;
         }
     }
