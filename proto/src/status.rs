@@ -319,6 +319,11 @@ pub struct PluginInfo {
     /// Its calls to other plugins.
     #[serde(default, skip_serializing_if = "crate::CallStats::is_none")]
     pub calls: crate::CallStats,
+    /// Where each of its config values came from: the environment, the
+    /// overrides file, its fleet entry, `[defaults]`, its manifest, or its
+    /// schema's default.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub config_sources: std::collections::BTreeMap<String, String>,
 }
 
 /// What a reload changed, plugin by plugin.

@@ -102,7 +102,7 @@ pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
 
 /// The control socket and, when configured, the HTTP face.
 fn open_faces(
-    settings: &Arc<SupervisorSettings>,
+    (settings, fleet_file): (&Arc<SupervisorSettings>, &std::path::Path),
     http_listener: Option<HttpListener>,
     handle: &SupervisorHandle,
 ) -> Result<(ControlServer, Option<HttpServer>), Error> {
@@ -110,7 +110,7 @@ fn open_faces(
     let http = match (http_listener, &settings.http) {
         (Some(listener), Some(http)) => Some(HttpServer::start(
             listener,
-            Arc::clone(settings),
+            (Arc::clone(settings), fleet_file),
             http,
             handle.clone(),
         )?),
@@ -138,7 +138,7 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
         None => None,
     };
     let (handle, mut done) = start(&fleet, Arc::clone(&cgroups));
-    let (control, http) = match open_faces(&settings, http_listener, &handle) {
+    let (control, http) = match open_faces((&settings, &fleet.file), http_listener, &handle) {
         Ok(faces) => faces,
         Err(e) => {
             // The fleet has started: stop it before saying why.

@@ -14,10 +14,12 @@
 //! The rooms: `auth` (the token and the gate), `api` (the REST routes),
 //! `failure` (error codes to HTTP statuses), `metrics` (`/metrics`),
 //! `dashboard` (the page and its files), `streams` (the Server-Sent Events
-//! streams), `listener` (the bounded accept and serve), `gateway` (plugins' routes).
+//! streams), `listener` (the bounded accept and serve), `gateway` (plugins' routes),
+//! `config_form` (plugins' config, read and changed).
 
 mod api;
 mod auth;
+mod config_form;
 mod dashboard;
 mod failure;
 mod gateway;
@@ -56,6 +58,8 @@ struct Face {
     fleet: tokio::sync::watch::Receiver<Option<Arc<str>>>,
     /// The connections to plugins' own servers, for the gateway.
     upstreams: gateway::Upstreams,
+    /// The fleet file, beside which config changes are kept.
+    fleet_file: Arc<std::path::Path>,
 }
 
 /// The HTTP face's address, bound before the fleet starts (so a port
@@ -92,7 +96,7 @@ impl HttpServer {
     /// Writes the token and URL files, and serves on `listener`.
     pub fn start(
         listener: HttpListener,
-        settings: Arc<SupervisorSettings>,
+        (settings, fleet_file): (Arc<SupervisorSettings>, &std::path::Path),
         http: &HttpSettings,
         supervisor: SupervisorHandle,
     ) -> Result<Self, Error> {
@@ -112,6 +116,7 @@ impl HttpServer {
             closing: closing.clone(),
             fleet,
             upstreams: gateway::Upstreams::new(),
+            fleet_file: fleet_file.into(),
         };
         let app = router(face, http);
         let serve = listener::serve(listener.bound, app, http.max_connections, closing.clone());
@@ -158,6 +163,7 @@ fn router(face: Face, http: &HttpSettings) -> Router {
         .merge(metrics::routes())
         .merge(dashboard::routes())
         .merge(auth::code_routes())
+        .merge(config_form::routes())
         .fallback(gateway::handle)
         .layer(from_fn_with_state(face.clone(), auth::require));
     Router::new()

@@ -49,9 +49,15 @@ pub struct SupervisorHandle {
     bus: BusHandle,
     calls: Calls,
     fleet: crate::router::Fleet,
+    file: Arc<std::path::Path>,
 }
 
 impl SupervisorHandle {
+    /// The fleet file.
+    pub fn fleet_file(&self) -> &std::path::Path {
+        &self.file
+    }
+
     /// Every plugin's handle now, without asking the root actor (as the
     /// last start or reload left the fleet).
     pub fn fleet_now(&self) -> Arc<[PluginHandle]> {
@@ -242,6 +248,7 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
             bus,
             calls,
             fleet: fleet_rx,
+            file: fleet.file.as_path().into(),
         },
         done_rx,
     )

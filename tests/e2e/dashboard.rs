@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: Debian's Chromium, headless, driven
 //! over WebDriver by chromedriver (both from the `chromium` and
 //! `chromium-driver` packages, installed by the test run when missing). It logs in with
-//! the URL `corral dashboard` prints, shows every plugin's row, and follows
-//! a killed plugin's state without the page being reloaded.
+//! the URL `corral dashboard` prints, shows every plugin's row, follows a
+//! killed plugin's state without the page being reloaded, and changes a
+//! plugin's config in the form generated from its manifest's schema.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -170,6 +171,60 @@ fn the_dashboard_in_chromium_shows_the_fleet_and_follows_a_killed_plugin_live() 
             .expect("script");
         assert_eq!(mark, json!(42), "the page was reloaded");
 
+        // A plugin's page: its config form, generated from its manifest's
+        // config_schema; a value edited there is applied (its reload hook)
+        // and kept in the overrides file.
+        page.execute("location.hash = 'plugin/beta'; return 1;", vec![])
+            .await
+            .expect("script");
+        let field = page_until(Duration::from_secs(10), "beta's config form", || async {
+            page.find(Locator::Css("#config-greeting")).await.ok()
+        })
+        .await;
+        let help = page_until(
+            Duration::from_secs(5),
+            "the field's description",
+            || async {
+                let f = page
+                    .find(Locator::Css("#config-greeting ~ .help"))
+                    .await
+                    .ok()?;
+                f.text().await.ok().filter(|t| !t.is_empty())
+            },
+        )
+        .await;
+        assert!(help.contains("Returned by the `config` action"), "{help}");
+        field.clear().await.expect("cleared");
+        field
+            .send_keys("typed in the dashboard")
+            .await
+            .expect("typed");
+        page.find(Locator::Css("#config-apply"))
+            .await
+            .expect("the apply button")
+            .click()
+            .await
+            .expect("clicked");
+        let result = page_until(Duration::from_secs(20), "the change applied", || async {
+            let r = page.find(Locator::Css("#config-result")).await.ok()?;
+            r.text().await.ok().filter(|t| !t.is_empty())
+        })
+        .await;
+        assert_eq!(result, "applied");
+        let from = page_until(
+            Duration::from_secs(5),
+            "where the value came from",
+            || async {
+                let f = page
+                    .find(Locator::Css("#config-greeting ~ .from"))
+                    .await
+                    .ok()?;
+                f.text().await.ok().filter(|t| t.contains("overrides"))
+            },
+        )
+        .await;
+        assert!(from.contains("overrides file"), "{from}");
+
         // Its picture, for whoever wants one (README's is made this way).
         let png = page.screenshot().await.expect("a screenshot");
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
@@ -178,4 +233,20 @@ fn the_dashboard_in_chromium_shows_the_fleet_and_follows_a_killed_plugin_live() 
         }
         page.close().await.expect("close the session");
     });
+    // The plugin has the value the form set, and the overrides file keeps it.
+    let config = fleet.call("beta", "config", None).expect("beta's config");
+    assert_eq!(config["greeting"], "typed in the dashboard", "{config}");
+    let overrides = std::fs::read_to_string(fleet.config().with_file_name(format!(
+        "{}.overrides.toml",
+        fleet.config().file_stem().expect("a stem").to_string_lossy()
+    )))
+    .expect("the overrides file");
+    assert!(overrides.contains("typed in the dashboard"), "{overrides}");
+    let inspect = fleet.inspect("beta");
+    assert!(format!("{:?}", inspect.settings).contains("typed in the dashboard"));
+    assert!(
+        inspect.config_sources["greeting"].starts_with("overrides file"),
+        "{:?}",
+        inspect.config_sources
+    );
 }

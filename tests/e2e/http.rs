@@ -633,3 +633,73 @@ fn silent_connections_cannot_shut_the_face_out() {
         assert!(closed, "silent connection {i} was left open");
     }
 }
+
+#[test]
+fn a_config_change_is_checked_kept_beside_the_fleet_file_and_applied() {
+    let fleet = fleet_with_face([Plugin::echo_py("py")]);
+    fleet.wait_running("py");
+    let pid = fleet.row("py").pid;
+    let web = Web::of(&fleet.dir().join(".corral"));
+    let form: Value = web.get("api/plugins/py/config").json().expect("JSON");
+    assert_eq!(form["schema"]["greeting"]["type"], "string");
+    assert_eq!(form["values"]["greeting"], "hello");
+    assert_eq!(form["sources"]["greeting"], "config_schema default");
+    let overrides = fleet.dir().join(format!(
+        "{}.overrides.toml",
+        fleet
+            .config()
+            .file_stem()
+            .expect("a stem")
+            .to_string_lossy()
+    ));
+    // A value of the wrong type is refused, naming the key; nothing is kept.
+    let wrong = web
+        .request("PUT", "api/plugins/py/config")
+        .body(r#"{"greeting": 5}"#)
+        .send();
+    let wrong = wrong.expect("an answer");
+    assert_eq!(wrong.status(), 400);
+    assert!(wrong.text().expect("text").contains("config.greeting"));
+    assert!(!overrides.exists(), "a refused change was kept");
+    let unknown = web
+        .request("PUT", "api/plugins/py/config")
+        .body(r#"{"greting": "x"}"#)
+        .send();
+    assert_eq!(unknown.expect("an answer").status(), 400);
+    // A good one is kept in the overrides file and applied without a restart.
+    let changed = web
+        .request("PUT", "api/plugins/py/config")
+        .body(r#"{"greeting": "set over REST"}"#)
+        .send()
+        .expect("an answer");
+    assert_eq!(changed.status(), 200);
+    let changed: Value = changed.json().expect("JSON");
+    assert_eq!(changed["values"]["greeting"], "set over REST");
+    assert!(
+        changed["sources"]["greeting"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("overrides file"))
+    );
+    let config = fleet.call("py", "config", None).expect("config");
+    assert_eq!(config["greeting"], "set over REST");
+    assert_eq!(
+        fleet.row("py").pid,
+        pid,
+        "applied through on_reload, not a restart"
+    );
+    assert!(
+        std::fs::read_to_string(&overrides)
+            .expect("kept")
+            .contains("set over REST")
+    );
+    // `check` reads it too, and refuses one that holds anything but config.
+    let (code, out) = corral_e2e::check_file(fleet.config());
+    assert_eq!(code, Some(0), "{out}");
+    std::fs::write(&overrides, "[plugins.py]\ncmd = [\"evil\"]\n").expect("write");
+    let (code, out) = corral_e2e::check_file(fleet.config());
+    assert_ne!(code, Some(0));
+    assert_refused(
+        &out,
+        &[("plugins.py.cmd", "only `[plugins.NAME.config]` tables")],
+    );
+}

@@ -83,6 +83,11 @@ pub(super) fn problems(fleet: &Path) -> Vec<Problem> {
 /// file in one step (a temporary file renamed over it, 0600). Returns the
 /// file written.
 pub fn write(fleet: &Path, name: &str, changes: &Map<String, Value>) -> Result<PathBuf, String> {
+    // Two changes at once read and write the file one after the other.
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _writing = WRITING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let file = path_of(fleet);
     let mut doc = read(&file)?.unwrap_or_else(|| Value::Object(Map::new()));
     let config = doc
@@ -114,6 +119,18 @@ pub fn write(fleet: &Path, name: &str, changes: &Map<String, Value>) -> Result<P
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         toml::to_string(&doc).map_err(|e| format!("cannot write the overrides as TOML: {e}"))?
     );
+    replace(&file, text.as_bytes())?;
+    Ok(file)
+}
+
+/// Puts the overrides file of `fleet` back as it was (`text`).
+pub fn restore(fleet: &Path, text: &[u8]) -> Result<(), String> {
+    replace(&path_of(fleet), text)
+}
+
+/// Replaces `file` with `text` in one step: a temporary file (0600)
+/// renamed over it.
+fn replace(file: &Path, text: &[u8]) -> Result<(), String> {
     let temporary = file.with_extension("toml.tmp");
     {
         use std::io::Write;
@@ -125,13 +142,11 @@ pub fn write(fleet: &Path, name: &str, changes: &Map<String, Value>) -> Result<P
             .mode(0o600)
             .open(&temporary)
             .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
-        out.write_all(text.as_bytes())
+        out.write_all(text)
             .and_then(|()| out.sync_all())
             .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
     }
-    std::fs::rename(&temporary, &file)
-        .map_err(|e| format!("cannot replace {}: {e}", file.display()))?;
-    Ok(file)
+    std::fs::rename(&temporary, file).map_err(|e| format!("cannot replace {}: {e}", file.display()))
 }
 
 /// Where each key of plugin `name`'s config came from: the environment,

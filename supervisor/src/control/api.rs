@@ -222,6 +222,18 @@ impl ControlApi for Server {
             ErrorReply::new(codes::SHUTTING_DOWN, "the supervisor is shutting down")
         })?;
         info.calls = plugin.call_stats();
+        let terms = plugin.terms();
+        let group = corral_proto::instance_of(plugin.name()).map_or(plugin.name(), |(g, _)| g);
+        let keys: Vec<&str> = match terms.config.for_plugin() {
+            serde_json::Value::Object(map) => map.keys().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        info.config_sources = crate::config::overrides::sources(
+            self.supervisor.fleet_file(),
+            group,
+            terms.manifest.as_deref(),
+            keys,
+        );
         info.bus = self.supervisor.bus().stats(&name).await;
         info.status.bus_in = info.bus.delivered;
         info.status.bus_out = info.bus.published;

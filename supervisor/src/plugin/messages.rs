@@ -54,6 +54,10 @@ pub struct Terms {
     pub proxied: bool,
     /// How long a call into it (or a proxied request) may take.
     pub call_timeout: Duration,
+    /// Its `config` table, with the schema it was checked against.
+    pub config: crate::config::PluginConfig,
+    /// Its manifest, if it has one.
+    pub manifest: Option<std::path::PathBuf>,
 }
 
 impl Terms {
@@ -67,6 +71,8 @@ impl Terms {
             routes: spec.routes.clone(),
             proxied: spec.port.is_some(),
             call_timeout: spec.call_timeout,
+            config: spec.config.clone(),
+            manifest: spec.manifest.clone(),
         }
     }
 }

@@ -141,6 +141,15 @@ pub fn inspect_text(info: &PluginInfo) -> String {
         text.push_str(&format!("  {title}:\n"));
         push_rows(&mut text, "    ", width, rows);
     }
+    if !info.config_sources.is_empty() {
+        text.push_str("\nconfig from:\n");
+        let rows: Vec<(String, String)> = info
+            .config_sources
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        push_rows(&mut text, "  ", width + 2, &rows);
+    }
     text.push_str("\nbus:\n");
     push_rows(&mut text, "  ", width + 2, &bus);
     if info.calls != CallStats::default() {
@@ -316,6 +325,7 @@ mod tests {
         let info = PluginInfo {
             actions: Vec::new(),
             calls: Default::default(),
+            config_sources: Default::default(),
             status: PluginStatus {
                 rss_bytes: 0,
                 memory_max_bytes: None,

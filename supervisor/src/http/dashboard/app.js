@@ -209,7 +209,113 @@ async function openPlugin(name) {
       history.appendChild(tr);
     }
   }
+  loadConfig(name);
   followLog(name);
+}
+
+// The config form, generated from the manifest's config_schema: one field a
+// key, typed; secrets are password fields that say they are set, and are
+// sent only when typed into.
+let configShown = null;
+
+function groupOf(name) {
+  const m = /^(.*)\.(0|[1-9][0-9]*)$/.exec(name);
+  return m ? m[1] : name;
+}
+
+async function loadConfig(name) {
+  const fields = $("#config-fields");
+  fields.replaceChildren();
+  text($("#config-result"), "");
+  const answer = await api("GET", `/api/plugins/${encodeURIComponent(groupOf(name))}/config`);
+  if (!answer.ok) { text($("#config-result"), JSON.stringify(answer.value)); return; }
+  renderConfig(answer.value);
+}
+
+function renderConfig(config) {
+  configShown = config;
+  const fields = $("#config-fields");
+  fields.replaceChildren();
+  text($("#config-file"), config.overrides_file);
+  const schema = config.schema || {};
+  const keys = Object.keys(schema).length ? Object.keys(schema) : Object.keys(config.values || {});
+  if (!keys.length) fields.appendChild(make("p", "help", "This plugin takes no config."));
+  for (const key of keys) {
+    const entry = schema[key] || { type: typeof config.values[key] === "string" ? "string" : "table" };
+    const value = (config.values || {})[key];
+    const field = make("div", "field");
+    const label = make("label", null, key);
+    label.htmlFor = `config-${key}`;
+    if (entry.required) label.appendChild(make("span", "required", " *"));
+    field.appendChild(label);
+    let input;
+    if (entry.type === "boolean") {
+      input = make("input");
+      input.type = "checkbox";
+      input.checked = value === true;
+    } else if (entry.type === "array" || entry.type === "table") {
+      input = make("textarea");
+      input.rows = 2;
+      input.value = value === undefined || value === null ? "" : JSON.stringify(value);
+    } else {
+      input = make("input");
+      input.type = entry.secret ? "password" : (entry.type === "integer" || entry.type === "number") ? "number" : "text";
+      if (entry.type === "integer") input.step = "1";
+      if (entry.type === "number") input.step = "any";
+      if (entry.secret) input.placeholder = value ? "set (type to change)" : "not set";
+      else input.value = value === undefined || value === null ? "" : String(value);
+    }
+    input.id = `config-${key}`;
+    input.dataset.key = key;
+    input.dataset.type = entry.type;
+    input.dataset.secret = entry.secret ? "1" : "";
+    input.dataset.initial = input.type === "checkbox" ? String(input.checked) : input.value;
+    field.appendChild(input);
+    if (entry.description) field.appendChild(make("div", "help", entry.description));
+    const from = (config.sources || {})[key];
+    if (from) field.appendChild(make("div", "from", `from ${from}`));
+    fields.appendChild(field);
+  }
+}
+
+// The fields changed since the form was drawn, typed as the schema says;
+// an error names the field.
+function configChanges() {
+  const changes = {};
+  for (const input of document.querySelectorAll("#config-fields [data-key]")) {
+    const now = input.type === "checkbox" ? String(input.checked) : input.value;
+    if (now === input.dataset.initial) continue;
+    const key = input.dataset.key;
+    const type = input.dataset.type;
+    if (type === "boolean") changes[key] = input.checked;
+    else if (now === "") changes[key] = null;
+    else if (type === "integer" || type === "number") {
+      const n = Number(now);
+      if (!Number.isFinite(n) || (type === "integer" && !Number.isInteger(n))) throw new Error(`${key}: ${type === "integer" ? "a whole number" : "a number"}, not ${now}`);
+      changes[key] = n;
+    } else if (type === "array" || type === "table") {
+      try { changes[key] = JSON.parse(now); } catch (e) { throw new Error(`${key}: not JSON (${e.message})`); }
+    } else changes[key] = now;
+  }
+  return changes;
+}
+
+async function applyConfig(event) {
+  event.preventDefault();
+  if (!current) return;
+  let changes;
+  try { changes = configChanges(); } catch (e) { text($("#config-result"), e.message); return; }
+  if (!Object.keys(changes).length) { text($("#config-result"), "nothing changed"); return; }
+  const answer = await api("PUT", `/api/plugins/${encodeURIComponent(groupOf(current))}/config`, JSON.stringify(changes));
+  if (!answer.ok) {
+    const v = answer.value;
+    text($("#config-result"), v && v.message ? v.message : JSON.stringify(v));
+    return;
+  }
+  renderConfig(answer.value);
+  const report = answer.value.report || {};
+  const hooks = (report.failed_hooks || []).map((h) => `${h.plugin}: ${h.error}`);
+  text($("#config-result"), hooks.length ? `applied, but a reload hook failed: ${hooks.join("; ")}` : "applied");
 }
 
 function followLog(name) {
@@ -265,6 +371,7 @@ document.addEventListener("DOMContentLoaded", () => {
     text($("#call-result"), JSON.stringify(answer.value, null, 2));
   });
   $("#events-form").addEventListener("submit", (e) => { e.preventDefault(); watchEvents($("#events-pattern").value); });
+  $("#config-form").addEventListener("submit", applyConfig);
   window.addEventListener("hashchange", route);
   watchFleet();
   watchEvents(">");

@@ -23,6 +23,7 @@ impl Actor {
             bus: Default::default(),
             actions: self.spec.actions.clone(),
             calls: Default::default(),
+            config_sources: Default::default(),
         }
     }
 

@@ -20,6 +20,7 @@ fn info(name: &str) -> Box<PluginInfo> {
     Box::new(PluginInfo {
         actions: Vec::new(),
         calls: Default::default(),
+        config_sources: Default::default(),
         status: status(name, 1),
         settings: corral_proto::Payload::null(),
         history: Vec::new(),

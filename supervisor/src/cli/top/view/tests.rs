@@ -108,6 +108,7 @@ fn the_detail_shows_history_bus_figures_and_log_lines_with_plugin_text_escaped()
     let mut info = PluginInfo {
         actions: Vec::new(),
         calls: Default::default(),
+        config_sources: Default::default(),
         status: status("alpha", 101),
         settings: corral_proto::Payload::null(),
         history: vec![Transition {
