@@ -14,7 +14,7 @@
 //! The rooms: `auth` (the token and the gate), `api` (the REST routes),
 //! `failure` (error codes to HTTP statuses), `metrics` (`/metrics`),
 //! `dashboard` (the page and its files), `streams` (the Server-Sent Events
-//! streams), `listener` (the bounded accept and serve), `gateway` (plugins' routes),
+//! streams), `listener` (the bounded accept and serve), `tls` (its certificate), `gateway` (plugins' routes),
 //! `config_form` (plugins' config, read and changed).
 
 mod api;
@@ -26,6 +26,7 @@ mod gateway;
 mod listener;
 mod metrics;
 mod streams;
+mod tls;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -88,6 +89,7 @@ impl HttpListener {
 pub struct HttpServer {
     url: String,
     files: Vec<PathBuf>,
+    logins: PathBuf,
     closing: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -100,9 +102,20 @@ impl HttpServer {
         http: &HttpSettings,
         supervisor: SupervisorHandle,
     ) -> Result<Self, Error> {
-        let url = format!("http://{}/", listener.addr);
-        let gate = auth::Gate::generate(listener.addr.port())
-            .map_err(Error::io("http: cannot make a token"))?;
+        let tls = match &http.tls {
+            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/", listener.addr);
+        let logins = settings.http_login_dir();
+        make_private_dir(&logins)?;
+        let gate = auth::Gate::generate(
+            listener.addr.port(),
+            (http.loopback(), tls.is_some()),
+            &logins,
+        )
+        .map_err(Error::io("http: cannot make a token"))?;
         let files = vec![settings.http_token_file(), settings.http_url_file()];
         write_private(&files[0], gate.token())?;
         write_private(&files[1], &url)?;
@@ -119,12 +132,14 @@ impl HttpServer {
             fleet_file: fleet_file.into(),
         };
         let app = router(face, http);
-        let serve = listener::serve(listener.bound, app, http.max_connections, closing.clone());
+        let bounds = (http.max_connections, tls);
+        let serve = listener::serve(listener.bound, app, bounds, closing.clone());
         let task = tokio::spawn(serve);
         tracing::info!(%url, "http: serving the dashboard, /api and /metrics");
         Ok(Self {
             url,
             files,
+            logins,
             closing,
             task,
         })
@@ -136,7 +151,8 @@ impl HttpServer {
     }
 
     /// Stops accepting, ends every stream, gives open requests `grace` to
-    /// end (then drops them), and removes the token and URL files.
+    /// end (then drops them), and removes the token and URL files and the
+    /// login codes left.
     pub async fn shutdown(self, grace: Duration) {
         self.closing.cancel();
         let mut task = self.task;
@@ -146,6 +162,7 @@ impl HttpServer {
         for file in &self.files {
             let _ = std::fs::remove_file(file);
         }
+        let _ = std::fs::remove_dir_all(&self.logins);
     }
 }
 
@@ -176,6 +193,16 @@ fn router(face: Face, http: &HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(body))
         .layer(RequestBodyLimitLayer::new(body))
         .with_state(face)
+}
+
+/// Makes `dir` (a fresh one, this user's alone).
+fn make_private_dir(dir: &std::path::Path) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::io(format!("cannot make {}", dir.display())))
 }
 
 /// Writes `text` to `path`, readable by this user alone (the file is

@@ -479,7 +479,7 @@ fn check_refuses_an_http_face_reachable_from_other_hosts_or_unbounded() {
     assert_refused(
         &out,
         &[
-            ("http.listen", "no TLS of its own"),
+            ("http.listen", "would cross the network in the clear"),
             ("http.max_body", "more than zero"),
             ("http.max_connections", "at least 1"),
         ],
@@ -702,4 +702,107 @@ fn a_config_change_is_checked_kept_beside_the_fleet_file_and_applied() {
         &out,
         &[("plugins.py.cmd", "only `[plugins.NAME.config]` tables")],
     );
+}
+
+#[test]
+fn off_loopback_the_face_speaks_tls_or_is_refused_unless_insecure_is_said() {
+    let dir = corral_e2e::tempdir();
+    let openssl = corral_e2e::system::program("openssl", "openssl");
+    let curl = corral_e2e::system::program("curl", "curl");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    // Off loopback without TLS: refused, unless `insecure` says so.
+    let (code, out) = check("[http]\nlisten = \"0.0.0.0:7700\"\n[plugins.p]\ncmd = [\"x\"]\n");
+    assert_ne!(code, Some(0));
+    assert_refused(&out, &[("http.listen", "give `tls_cert` and `tls_key`")]);
+    let (code, out) =
+        check("[http]\nlisten = \"0.0.0.0:7700\"\ninsecure = true\n[plugins.p]\ncmd = [\"x\"]\n");
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = check("[http]\ntls_cert = \"nowhere.pem\"\n[plugins.p]\ncmd = [\"x\"]\n");
+    assert_ne!(code, Some(0));
+    assert_refused(&out, &[("http.tls_key", "needs its `tls_key`")]);
+
+    let fleet = FleetConfig::new()
+        .http("listen", "0.0.0.0:0")
+        .http("tls_cert", cert.display().to_string())
+        .http("tls_key", key.display().to_string())
+        .plugin(Plugin::echo("echo"))
+        .start();
+    fleet.wait_running("echo");
+    let runtime = fleet.dir().join(".corral");
+    let url = wait_until(Duration::from_secs(10), "the face's URL", || {
+        std::fs::read_to_string(runtime.join("http.url")).ok()
+    });
+    assert!(url.starts_with("https://0.0.0.0:"), "{url}");
+    let port = url
+        .trim()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_string();
+    let token = std::fs::read_to_string(runtime.join("http.token")).expect("the token");
+    let get = |path: &str, extra: &[&str]| {
+        let out = std::process::Command::new(&curl)
+            .args(["-s", "-i", "--max-time", "10", "--cacert"])
+            .arg(&cert)
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{port}/{path}"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = get(
+        "api/plugins",
+        &["-H", &format!("Authorization: Bearer {}", token.trim())],
+    );
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    assert!(listed.contains("\"name\":\"echo\""), "{listed}");
+    assert!(get("api/plugins", &[]).starts_with("HTTP/1.1 401"));
+    // The login URL works over TLS, and its cookie is Secure.
+    let login = String::from_utf8_lossy(&fleet.corral(&["dashboard"]).stdout)
+        .trim()
+        .to_string();
+    let code = login.rsplit("code=").next().expect("a code");
+    let answer = get(&format!("login?code={code}"), &[]);
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("; secure"), "{answer}");
+    // Plain HTTP on the TLS port gets nothing.
+    let plain = std::process::Command::new(&curl)
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{port}/api/plugins"),
+        ])
+        .output()
+        .expect("curl");
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("echo"));
 }

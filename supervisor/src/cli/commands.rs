@@ -52,7 +52,7 @@ pub async fn run_client(command: Command) -> ExitCode {
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
         Command::Top { target, interval } => crate::cli::top::run(&target, interval).await,
         Command::HttpToken { target } => super::web::token(&target),
-        Command::Dashboard { target } => super::web::dashboard(&target).await,
+        Command::Dashboard { target } => super::web::dashboard(&target),
         Command::Up { .. }
         | Command::Check { .. }
         | Command::New { .. }

@@ -33,38 +33,28 @@ pub(super) fn token(target: &Target) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a dashboard login URL: it holds a one-time code the face mints
-/// for this token's bearer, good for one login within a minute (the token
-/// itself never goes into a URL, a browser's history or a command line).
-pub(super) async fn dashboard(target: &Target) -> Result<ExitCode, Error> {
+/// Prints a dashboard login URL: it holds a one-time code, left for the
+/// face in the runtime dir's login folder and good for one login within a
+/// minute (the token itself never goes into a URL, a browser's history or
+/// a command line).
+pub(super) fn dashboard(target: &Target) -> Result<ExitCode, Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let url = face_file(target, "http.url")?;
-    let token = face_file(target, "http.token")?;
-    let refused = |e: &dyn std::fmt::Display| {
-        Error::Refused(format!(
-            "the HTTP face at {url} did not give a login code: {e}"
-        ))
-    };
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| refused(&e))?;
-    let answer = client
-        .post(format!("{url}api/login"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .map_err(|e| refused(&e))?;
-    let status = answer.status();
-    let body = answer.text().await.map_err(|e| refused(&e))?;
-    if !status.is_success() {
-        return Err(refused(&format!("{status}: {}", body.trim())));
-    }
-    let path = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["path"].as_str().map(str::to_string))
-        .ok_or_else(|| refused(&"its answer holds no path"))?;
-    println!("{}{}", url.trim_end_matches('/'), path);
+    let (socket, _) = client::socket_of(target)?;
+    let logins = socket.with_file_name("http.logins");
+    let code = crate::os::spawn::new_secret().map_err(Error::io("cannot make a login code"))?;
+    let path = logins.join(&code);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(b"login code for corral dashboard\n"))
+        .map_err(Error::io(format!(
+            "cannot leave a login code in {}",
+            logins.display()
+        )))?;
+    println!("{}/login?code={code}", url.trim_end_matches('/'));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,11 @@
-//! The fleet's `[http]` table: where the HTTP face listens and how much one
-//! request may hold. Off unless the table is there; a listen address off
-//! this host's loopback is refused, since the face has no TLS of its own
-//! (put a TLS proxy in front of a loopback listener).
+//! The fleet's `[http]` table: where the HTTP face listens, its TLS, and
+//! how much one request may hold. Off unless the table is there; a listen
+//! address off this host's loopback is refused without TLS (`tls_cert`
+//! and `tls_key`) unless `insecure = true` says the token may cross the
+//! network in the clear.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -34,13 +35,58 @@ pub struct HttpSettings {
     /// Longest time one request may take, streamed answers excepted; more
     /// is answered 504.
     pub request_timeout: Duration,
+    /// Its TLS certificate chain and private key (PEM files), if it speaks
+    /// TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Whether it listens off loopback without TLS (by `insecure`).
+    pub insecure: bool,
+}
+
+impl HttpSettings {
+    /// Whether only this host can reach it (its address is loopback), so
+    /// requests must name a loopback `Host`.
+    pub fn loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+}
+
+/// A problem with a key of the table: the key, and why.
+type Said = (&'static str, String);
+
+/// `tls_cert` and `tls_key` (both or neither), under `dir`, and the
+/// problems (key, why) found in them.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    dir: &Path,
+) -> (Option<(PathBuf, PathBuf)>, Vec<Said>) {
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (dir.join(cert), dir.join(key));
+            let problems = [("tls_cert", &cert), ("tls_key", &key)]
+                .into_iter()
+                .filter(|(_, path)| !path.is_file())
+                .map(|(k, path)| (k, format!("{} is not a readable file", path.display())))
+                .collect();
+            (Some((cert, key)), problems)
+        }
+        (Some(_), None) => (
+            None,
+            vec![("tls_key", "`tls_cert` needs its `tls_key`".into())],
+        ),
+        (None, Some(_)) => (
+            None,
+            vec![("tls_cert", "`tls_key` needs its `tls_cert`".into())],
+        ),
+        (None, None) => (None, Vec::new()),
+    }
 }
 
 /// The `[http]` table resolved, with every problem found (a value that
 /// cannot work is replaced by its default, so the rest is still checked).
 pub(super) fn settings(
     raw: Option<HttpLayer>,
-    file: &Path,
+    (file, dir): (&Path, &Path),
 ) -> (Option<HttpSettings>, Vec<Problem>) {
     let Some(raw) = raw else {
         return (None, Vec::new());
@@ -56,15 +102,20 @@ pub(super) fn settings(
     let default: SocketAddr = LISTEN
         .parse()
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7700)));
+    let (tls, said) = tls_files(raw.tls_cert, raw.tls_key, dir);
+    for (key, why) in said {
+        refuse(key, why);
+    }
+    let insecure = raw.insecure.unwrap_or(false);
     let listen = match raw.listen.as_deref().map(str::parse::<SocketAddr>) {
         None => default,
-        Some(Ok(addr)) if addr.ip().is_loopback() => addr,
+        Some(Ok(addr)) if addr.ip().is_loopback() || tls.is_some() || insecure => addr,
         Some(Ok(addr)) => {
             refuse(
                 "listen",
                 format!(
-                    "{addr} is reachable from other hosts, and the HTTP face has no TLS of its own: \
-                     listen on 127.0.0.1 or [::1] and put a TLS proxy in front"
+                    "{addr} is reachable from other hosts, and the token would cross the network in the clear: \
+                     give `tls_cert` and `tls_key`, or listen on 127.0.0.1 (or set `insecure = true`)"
                 ),
             );
             default
@@ -98,6 +149,8 @@ pub(super) fn settings(
         } else {
             request_timeout
         },
+        tls,
+        insecure,
     };
     (Some(settings), problems)
 }

@@ -494,8 +494,15 @@ table! {
 table! {
     /// The `[http]` table as written.
     pub(super) struct HttpLayer {
-        /// Address and port it listens on (loopback only).
+        /// Address and port it listens on (off loopback: with TLS, or `insecure`).
         listen: String = "\"127.0.0.1:7700\"",
+        /// Its TLS certificate chain (PEM), with `tls_key`.
+        tls_cert: PathBuf = "\"/etc/corral/tls/cert.pem\"",
+        /// Its TLS private key (PEM), with `tls_cert`.
+        tls_key: PathBuf = "\"/etc/corral/tls/key.pem\"",
+        /// Allows a listen address off loopback without TLS (the token then
+        /// crosses the network in the clear).
+        insecure: bool = "true",
         /// Largest request body.
         max_body: Size = "\"1MiB\"",
         /// Most connections open at once.

@@ -45,7 +45,7 @@ pub(super) fn supervisor_settings(
     dir: &Path,
     file: &Path,
 ) -> (SupervisorSettings, Vec<Problem>) {
-    let (http, mut problems) = super::http::settings(http, file);
+    let (http, mut problems) = super::http::settings(http, (file, dir));
     let runtime_dir = dir.join(
         raw.runtime_dir
             .unwrap_or_else(|| defaults::RUNTIME_DIR.into()),

@@ -54,6 +54,12 @@ impl SupervisorSettings {
         self.runtime_dir.join("http.token")
     }
 
+    /// The folder where `corral dashboard` leaves one-time login codes for
+    /// the HTTP face (a file per code, named by it).
+    pub fn http_login_dir(&self) -> PathBuf {
+        self.runtime_dir.join("http.logins")
+    }
+
     /// The file holding the HTTP face's URL, while it serves.
     pub fn http_url_file(&self) -> PathBuf {
         self.runtime_dir.join("http.url")

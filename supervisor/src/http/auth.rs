@@ -1,9 +1,10 @@
 //! Who may use the HTTP face, and from where.
 //!
 //! Scripts present this start's token as `Authorization: Bearer TOKEN`.
-//! Browsers never see the token: `corral dashboard` asks the face (with the
-//! token) for a one-time login code that lives [`CODE_LIFETIME`], and
-//! `/login?code=…` trades it for a session cookie of its own (random,
+//! Browsers never see the token: a one-time login code that lives
+//! [`CODE_LIFETIME`] (one `corral dashboard` leaves in the runtime dir's
+//! login folder, or one `POST /api/login` mints for the token's bearer)
+//! is traded by `/login?code=…` for a session cookie of its own (random,
 //! HttpOnly, SameSite=Strict, named for the port, since browsers do not
 //! scope cookies by port). A cookie is ambient, so requests that carry
 //! one must also come from the face's own pages: a cross-site
@@ -58,17 +59,31 @@ struct Secrets {
 pub(super) struct Gate {
     token: Arc<str>,
     cookie: Arc<str>,
+    /// Whether requests must name a loopback `Host` (the face listens on
+    /// loopback; off it, TLS or the operator's `insecure` stand instead).
+    loopback: bool,
+    /// Whether the face speaks TLS (its cookie is then `Secure`).
+    tls: bool,
+    /// Where `corral dashboard` leaves login codes, a file each.
+    logins: Arc<std::path::Path>,
     secrets: Arc<Mutex<Secrets>>,
     failures: Arc<Limiter>,
 }
 
 impl Gate {
     /// A gate with a fresh random token, for a face on `port`.
-    pub(super) fn generate(port: u16) -> std::io::Result<Self> {
+    pub(super) fn generate(
+        port: u16,
+        (loopback, tls): (bool, bool),
+        logins: &std::path::Path,
+    ) -> std::io::Result<Self> {
         let token = crate::os::spawn::new_secret()?;
         Ok(Self {
             token: token.into(),
             cookie: format!("corral_session_{port}").into(),
+            loopback,
+            tls,
+            logins: logins.into(),
             secrets: Arc::default(),
             failures: Arc::new(Limiter::new(RateLimit {
                 calls: FAILURES_PER_SECOND,
@@ -111,18 +126,46 @@ impl Gate {
     /// Uses up `code` and opens a session for it, if it is outstanding.
     fn redeem(&self, code: &str) -> Option<String> {
         let session = crate::os::spawn::new_secret().ok()?;
+        let left = self.take_left(code);
         let mut secrets = self.secrets();
         let now = Instant::now();
         let found = secrets
             .codes
             .iter()
-            .position(|(c, expires)| *expires > now && equal(code, c))?;
-        secrets.codes.remove(found);
+            .position(|(c, expires)| *expires > now && equal(code, c));
+        match found {
+            Some(found) => {
+                secrets.codes.remove(found);
+            }
+            None if left => {}
+            None => return None,
+        }
         if secrets.sessions.len() >= MAX_SESSIONS {
             secrets.sessions.pop_front();
         }
         secrets.sessions.push_back(session.clone());
         Some(session)
+    }
+
+    /// Whether `code` was left by `corral dashboard` in the login folder
+    /// (a regular file of this user, written within [`CODE_LIFETIME`]);
+    /// the file is removed either way, so it works once.
+    fn take_left(&self, code: &str) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if code.len() != 64 || !code.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+        let path = self.logins.join(code);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            return false;
+        };
+        let _ = std::fs::remove_file(&path);
+        let fresh = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age < CODE_LIFETIME);
+        meta.is_file() && meta.uid() == nix::unistd::geteuid().as_raw() && fresh
     }
 
     /// The answer to a missing or wrong secret.
@@ -201,7 +244,14 @@ pub(super) fn foreign(method: &Method, headers: &HeaderMap) -> Option<&'static s
     let upgrade = headers.contains_key(header::UPGRADE);
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && !upgrade;
     match (origin, host) {
-        (Some(origin), Some(host)) if origin.strip_prefix("http://") == Some(host) => None,
+        (Some(origin), Some(host))
+            if origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                == Some(host) =>
+        {
+            None
+        }
         (Some(_), _) => Some("a request from another origin"),
         (None, _) if safe => None,
         (None, _) => Some("a state-changing request or a WebSocket with no Origin"),
@@ -210,10 +260,10 @@ pub(super) fn foreign(method: &Method, headers: &HeaderMap) -> Option<&'static s
 
 /// The gate in front of every guarded route.
 pub(super) async fn require(State(face): State<Face>, request: Request, next: Next) -> Response {
-    if let Some(refused) = wrong_host(request.headers()) {
+    let gate = &face.gate;
+    if let Some(refused) = wrong_host(gate, request.headers()) {
         return refused;
     }
-    let gate = &face.gate;
     match gate.presented(request.headers()) {
         Some(credential) if gate.admits(credential) => {
             if let Credential::Session(_) = credential
@@ -231,9 +281,10 @@ pub(super) async fn require(State(face): State<Face>, request: Request, next: Ne
     }
 }
 
-fn wrong_host(headers: &HeaderMap) -> Option<Response> {
+fn wrong_host(gate: &Gate, headers: &HeaderMap) -> Option<Response> {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     match host {
+        _ if !gate.loopback => None,
         Some(host) if loopback_host(host) => None,
         _ => Some(
             (
@@ -287,7 +338,7 @@ async fn login(
     headers: HeaderMap,
     Query(login): Query<Login>,
 ) -> Response {
-    if let Some(refused) = wrong_host(&headers) {
+    if let Some(refused) = wrong_host(&face.gate, &headers) {
         return refused;
     }
     let session = login
@@ -297,8 +348,9 @@ async fn login(
     let Some(session) = session else {
         return face.gate.refuse(login.code.is_some());
     };
+    let secure = if face.gate.tls { "; Secure" } else { "" };
     let cookie = format!(
-        "{}={session}; HttpOnly; SameSite=Strict; Path=/",
+        "{}={session}; HttpOnly; SameSite=Strict; Path=/{secure}",
         face.gate.cookie
     );
     let mut answer = (
@@ -333,7 +385,8 @@ mod tests {
 
     #[test]
     fn a_credential_is_the_bearer_header_or_this_ports_cookie() {
-        let gate = Gate::generate(7700).expect("a token");
+        let gate = Gate::generate(7700, (true, false), std::path::Path::new("/nonexistent"))
+            .expect("a token");
         let bearer = headers(&[("authorization", "Bearer abc")]);
         assert_eq!(gate.presented(&bearer), Some(Credential::Bearer("abc")));
         let cookie = headers(&[("cookie", "theme=dark; corral_session_7700=xyz")]);
@@ -347,7 +400,8 @@ mod tests {
 
     #[test]
     fn only_the_token_itself_is_admitted_and_a_session_only_from_a_code() {
-        let gate = Gate::generate(1).expect("a token");
+        let gate = Gate::generate(1, (true, false), std::path::Path::new("/nonexistent"))
+            .expect("a token");
         let token = gate.token().to_string();
         assert_eq!(token.len(), 64);
         assert!(gate.admits(Credential::Bearer(&token)));
@@ -357,7 +411,12 @@ mod tests {
             !gate.admits(Credential::Session(&token)),
             "the token is no session"
         );
-        assert_ne!(Gate::generate(1).expect("a token").token(), token);
+        assert_ne!(
+            Gate::generate(1, (true, false), std::path::Path::new("/nonexistent"))
+                .expect("a token")
+                .token(),
+            token
+        );
 
         let code = gate.mint_code().expect("a code");
         assert!(gate.redeem("nonsense").is_none());
@@ -372,7 +431,8 @@ mod tests {
 
     #[test]
     fn codes_and_sessions_are_bounded_oldest_first() {
-        let gate = Gate::generate(1).expect("a token");
+        let gate = Gate::generate(1, (true, false), std::path::Path::new("/nonexistent"))
+            .expect("a token");
         let first = gate.mint_code().expect("a code");
         for _ in 0..MAX_CODES {
             gate.mint_code().expect("a code");

@@ -6,7 +6,8 @@
 //! slot for long). Accept errors (out of fds) pause the loop instead of
 //! spinning it. At shutdown the loop stops accepting and open connections
 //! end their requests; those still open when the caller gives up are
-//! dropped with the loop.
+//! dropped with the loop. With TLS, each connection's handshake is made in
+//! its own task, within the same read timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// Longest wait for a request's headers, the first or the next on a
@@ -30,7 +32,7 @@ pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
-    max_connections: usize,
+    (max_connections, tls): (usize, Option<TlsAcceptor>),
     closing: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(max_connections));
@@ -61,17 +63,17 @@ pub(super) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let mut connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let closing = closing.clone();
+        let (builder, closing, tls) = (builder.clone(), closing.clone(), tls.clone());
         connections.spawn(async move {
-            let ended = tokio::select! {
-                ended = &mut connection => ended,
-                () = closing.cancelled() => {
-                    // Ends after the request in progress, if any.
-                    std::pin::Pin::new(&mut connection).graceful_shutdown();
-                    connection.await
+            let ended = match tls {
+                None => one(&builder, stream, service, &closing).await,
+                Some(tls) => {
+                    // The handshake, as the headers, within the read timeout.
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => one(&builder, stream, service, &closing).await,
+                        Ok(Err(e)) => Err(format!("a TLS handshake failed: {e}")),
+                        Err(_) => Err("a TLS handshake took too long".into()),
+                    }
                 }
             };
             if let Err(e) = ended {
@@ -82,6 +84,30 @@ pub(super) async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection until it ends; at shutdown it ends after the
+/// request in progress.
+async fn one<I>(
+    builder: &http1::Builder,
+    io: I,
+    service: TowerToHyperService<Router>,
+    closing: &CancellationToken,
+) -> Result<(), String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let ended = tokio::select! {
+        ended = &mut connection => ended,
+        () = closing.cancelled() => {
+            std::pin::Pin::new(&mut connection).graceful_shutdown();
+            connection.await
+        }
+    };
+    ended.map_err(|e| e.to_string())
 }
 
 /// The next connection, once a slot is free for it.
