@@ -14,7 +14,9 @@
 //! - `corral up` with 50 and 200 plugins → all running;
 //! - bus latency, publisher plugin to subscriber plugin, at a steady 10k/s;
 //! - per SDK (Rust, Python): call round trip, and events per second from a
-//!   publisher plugin to a subscriber plugin of that SDK.
+//!   publisher plugin to a subscriber plugin of that SDK;
+//! - the HTTP gateway: a protocol plugin's route over RPC against the direct
+//!   call, and a proxied server against direct HTTP to it (`gateway`).
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -57,11 +59,17 @@ impl Bench {
 
 /// The benchmark's sections, in the order they run; `CORRAL_BENCH_ONLY`
 /// takes their names.
-const SECTIONS: [&str; 8] = [
-    "rpc", "restart", "probes", "bus", "calls", "sdk", "cli", "fleet",
+const SECTIONS: [&str; 9] = [
+    "rpc", "restart", "probes", "bus", "calls", "sdk", "cli", "fleet", "gateway",
 ];
 
+#[path = "fleet/gateway.rs"]
+mod gateway;
+
 fn main() {
+    if std::env::var_os(gateway::SERVE).is_some() {
+        gateway::serve();
+    }
     let b = setup();
     println!(
         "corral benchmark ({} cores)",
@@ -105,6 +113,40 @@ fn main() {
     }
     if b.wants("fleet") {
         fleets(&b, &exec_floor);
+    }
+    if b.wants("gateway") {
+        gateways(&b);
+    }
+}
+
+/// The gateway's rows, each against what it stands in front of; requests
+/// per second are one client's, one request at a time.
+fn gateways(b: &Bench) {
+    let me = std::env::current_exe().expect("the benchmark's path");
+    let kv = b.echo.with_file_name("kv-plugin");
+    let f =
+        b.rt.block_on(gateway::figures(&b.dir().join("gateway"), &kv, &me));
+    let rate = |s: &[Duration]| s.len() as f64 / s.iter().sum::<Duration>().as_secs_f64();
+    for (name, samples, floor) in [
+        ("kv `get` call, 64 B (floor)", &f.direct_call, None),
+        (
+            "gateway -> kv route over RPC, 64 B",
+            &f.rpc_route,
+            Some(&f.direct_call),
+        ),
+        (
+            "direct HTTP to a plain server, 64 B (floor)",
+            &f.direct_http,
+            None,
+        ),
+        (
+            "gateway -> proxied plain server, 64 B",
+            &f.proxied,
+            Some(&f.direct_http),
+        ),
+    ] {
+        row(name, samples, floor.map(Vec::as_slice));
+        println!("{:<44} {:>12}", "", format!("{:.0} req/s", rate(samples)));
     }
 }
 
