@@ -137,7 +137,9 @@ pub struct PluginSpec {
     /// Its health probe, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
-    /// Its routes behind the HTTP face's gateway, if it has any.
+    /// Its routes behind the HTTP face's gateway, if it has any (shown as
+    /// the `http` key it is written as).
+    #[serde(rename = "http", skip_serializing_if = "Option::is_none")]
     pub routes: Option<super::routes::Routes>,
     /// When it counts as running.
     pub ready: ReadyOn,

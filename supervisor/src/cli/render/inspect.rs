@@ -90,6 +90,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ),
     ("calls", &["calls", "calls_denied", "callers"]),
     ("logs", &["log_file", "log_max_size", "log_keep"]),
+    ("http", &["http"]),
     ("config", &["config"]),
 ];
 
