@@ -139,6 +139,7 @@ pub fn load(file: &Path) -> Result<Fleet, ConfigError> {
             None => unresolved.push(name),
         }
     }
+    problems.extend(overrides::apply(file, &mut plugins));
     let mounts = plugins
         .iter()
         .filter_map(|p| Some((p.name.as_str(), p.routes.as_ref()?)));

@@ -61,6 +61,8 @@ struct Face {
     upstreams: gateway::Upstreams,
     /// The fleet file, beside which config changes are kept.
     fleet_file: Arc<std::path::Path>,
+    /// One config change at a time (its write, reload and taking back).
+    config_changes: Arc<tokio::sync::Semaphore>,
 }
 
 /// The HTTP face's address, bound before the fleet starts (so a port
@@ -130,6 +132,7 @@ impl HttpServer {
             fleet,
             upstreams: gateway::Upstreams::new(),
             fleet_file: fleet_file.into(),
+            config_changes: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         let app = router(face, http);
         let bounds = (http.max_connections, tls);

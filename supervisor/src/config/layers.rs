@@ -579,11 +579,11 @@ impl FleetFile {
     }
 }
 
-/// `file` with its overrides file and the `CORRAL_` environment variables
-/// over it.
+/// `file` with the `CORRAL_` environment variables over it (the overrides
+/// file is applied to each plugin's resolved `config`, key by key, by
+/// `overrides::apply`).
 fn layered(file: &Path) -> Figment {
     Figment::from(Toml::file_exact(file))
-        .merge(Toml::file(super::overrides::path_of(file)))
         // Only keys of the fleet file: other CORRAL_ variables (CORRAL_SOCKET,
         // CORRAL_LOG) belong to the CLI.
         .merge(Env::prefixed("CORRAL_").split("__").filter(|k| {

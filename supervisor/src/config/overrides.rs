@@ -1,7 +1,8 @@
 //! The overrides file: plugins' `config` values changed from the
 //! dashboard, kept beside the fleet file (`corral.toml` →
-//! `corral.overrides.toml`) and layered over it (under the `CORRAL_`
-//! environment), so a change outlives the supervisor and the fleet file
+//! `corral.overrides.toml`, found there and nowhere else) and applied key
+//! by key over each plugin's resolved `config` (whatever layer each other
+//! key came from), so a change outlives the supervisor and the fleet file
 //! stays as its author wrote it. It holds `[plugins.NAME.config]` tables
 //! and nothing else; anything else in it is refused by name. Also here:
 //! where each config value of a plugin came from, for `inspect` and the
@@ -16,12 +17,48 @@ use serde_json::{Map, Value};
 
 use super::error::Problem;
 
-/// The overrides file of the fleet file `fleet`.
+/// The overrides file of the fleet file `fleet`, as an absolute path.
 pub fn path_of(fleet: &Path) -> PathBuf {
     let stem = fleet
         .file_stem()
         .map_or_else(|| "corral".into(), |s| s.to_string_lossy().into_owned());
-    fleet.with_file_name(format!("{stem}.overrides.toml"))
+    let file = fleet.with_file_name(format!("{stem}.overrides.toml"));
+    std::path::absolute(&file).unwrap_or(file)
+}
+
+/// The `config` tables the overrides file of `fleet` holds, by plugin.
+fn tables(fleet: &Path) -> BTreeMap<String, Map<String, Value>> {
+    let doc = read(&path_of(fleet)).ok().flatten();
+    let plugins = doc
+        .as_ref()
+        .and_then(|d| d.get("plugins")?.as_object().cloned());
+    plugins
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, entry)| Some((name, entry.get("config")?.as_object()?.clone())))
+        .collect()
+}
+
+/// Sets each plugin's overridden keys over its resolved `config`, checked
+/// against its schema; every problem is the overrides file's.
+pub(super) fn apply(fleet: &Path, plugins: &mut [super::PluginSpec]) -> Vec<Problem> {
+    let file = path_of(fleet);
+    let mut problems = Vec::new();
+    let mut tables = tables(fleet);
+    for plugin in plugins {
+        let Some(changes) = tables.remove(&plugin.name) else {
+            continue;
+        };
+        match plugin.config.with_changes(&changes) {
+            Ok(config) => plugin.config = config,
+            Err(found) => problems.extend(found.into_iter().map(|(key, message)| Problem {
+                file: file.display().to_string(),
+                key: format!("plugins.{}.config.{key}", plugin.name),
+                message,
+            })),
+        }
+    }
+    problems
 }
 
 /// A TOML file as JSON (`None` when it is not there).
@@ -128,30 +165,26 @@ pub fn restore(fleet: &Path, text: &[u8]) -> Result<(), String> {
     replace(&path_of(fleet), text)
 }
 
-/// Replaces `file` with `text` in one step: a temporary file (0600)
-/// renamed over it.
+/// Replaces `file` with `text` in one step: a temporary file of its own
+/// (0600, in the same folder) renamed over it.
 fn replace(file: &Path, text: &[u8]) -> Result<(), String> {
-    let temporary = file.with_extension("toml.tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::remove_file(&temporary);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
-        out.write_all(text)
-            .and_then(|()| out.sync_all())
-            .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
-    }
-    std::fs::rename(&temporary, file).map_err(|e| format!("cannot replace {}: {e}", file.display()))
+    use std::io::Write;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut out = tempfile::Builder::new()
+        .prefix(".corral-overrides-")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    out.write_all(text)
+        .and_then(|()| out.as_file().sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", out.path().display()))?;
+    out.persist(file)
+        .map(|_| ())
+        .map_err(|e| format!("cannot replace {}: {e}", file.display()))
 }
 
-/// Where each key of plugin `name`'s config came from: the environment,
-/// the overrides file, its fleet entry, `[defaults]`, its manifest, or its
-/// schema's default (`keys`: the keys its config has).
+/// Where each key of plugin `name`'s config came from, by precedence: the
+/// overrides file, the environment, its fleet entry, its manifest,
+/// `[defaults]`, or its schema's default (`keys`: the keys its config has).
 pub fn sources<'k>(
     fleet: &Path,
     name: &str,
@@ -196,16 +229,17 @@ pub fn sources<'k>(
     keys.into_iter()
         .map(|key| {
             let env = format!("CORRAL_PLUGINS__{}__CONFIG__{}", name, key).to_ascii_uppercase();
-            let from = if std::env::vars().any(|(k, _)| k.eq_ignore_ascii_case(&env)) {
-                format!("environment {env}")
-            } else {
-                layers
-                    .iter()
-                    .find(|(t, _)| t.as_ref().is_some_and(|t| t.contains_key(key)))
-                    .map_or_else(
-                        || "config_schema default".to_string(),
-                        |(_, from)| from.clone(),
-                    )
+            let holds = |(t, _): &&(Option<Map<String, Value>>, String)| {
+                t.as_ref().is_some_and(|t| t.contains_key(key))
+            };
+            let from = match layers.iter().find(holds) {
+                // The overrides file is applied last, over the environment.
+                Some((_, from)) if from.starts_with("overrides") => from.clone(),
+                _ if std::env::vars().any(|(k, _)| k.eq_ignore_ascii_case(&env)) => {
+                    format!("environment {env}")
+                }
+                Some((_, from)) => from.clone(),
+                None => "config_schema default".to_string(),
             };
             (key.to_string(), from)
         })
@@ -215,6 +249,31 @@ pub fn sources<'k>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_override_sets_its_key_and_keeps_every_other_keys_layer() {
+        let dir = tempfile::tempdir().expect("a dir");
+        std::fs::create_dir(dir.path().join("p")).expect("plugin dir");
+        std::fs::write(
+            dir.path().join("p/plugin.toml"),
+            "name = \"p\"\ncmd = [\"x\"]\n[config]\nendpoint = \"https://prod\"\ngreeting = \"hi\"\n",
+        )
+        .expect("manifest");
+        let fleet = dir.path().join("fleet.toml");
+        std::fs::write(&fleet, "[plugins.p]\npath = \"p\"\n").expect("fleet");
+        let mut changes = Map::new();
+        changes.insert("greeting".into(), Value::from("changed"));
+        write(&fleet, "p", &changes).expect("written");
+        let loaded = crate::config::load(&fleet).expect("loads");
+        let config = loaded.plugins[0].config.for_plugin();
+        assert_eq!(config["greeting"], "changed");
+        assert_eq!(
+            config["endpoint"], "https://prod",
+            "the manifest's other key stays"
+        );
+        // Found beside the fleet file only, never in a folder above.
+        assert!(path_of(&fleet).is_absolute());
+    }
 
     #[test]
     fn overrides_are_written_beside_the_fleet_file_and_only_config_is_taken() {

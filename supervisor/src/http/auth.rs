@@ -159,7 +159,10 @@ impl Gate {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             return false;
         };
-        let _ = std::fs::remove_file(&path);
+        // Whoever removes it claims it: two logins with one code get one session.
+        if std::fs::remove_file(&path).is_err() {
+            return false;
+        }
         let fresh = meta
             .modified()
             .ok()

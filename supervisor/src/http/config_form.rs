@@ -4,7 +4,9 @@
 //! checked against the schema, kept in the overrides file beside the fleet
 //! file, and applied by a reload (the plugin's `on_reload` hook, no
 //! restart). A change the reload refuses is taken back out of the
-//! overrides file; a secret sent back as its mask is no change.
+//! overrides file; a secret sent back as its mask is no change. Changes
+//! are made one at a time. The reload is the fleet's: an edit to the fleet
+//! file not yet reloaded is applied with it.
 
 use std::sync::Arc;
 
@@ -59,9 +61,16 @@ fn view(
         }
     }
     let sources = overrides::sources(&face.fleet_file, plugin, manifest, keys);
+    let mut schema = serde_json::to_value(config.schema()).unwrap_or(Value::Null);
+    for (key, entry) in schema.as_object_mut().into_iter().flatten() {
+        let secret = config.is_secret(key);
+        if let Some(default) = entry.get_mut("default").filter(|d| secret && !d.is_null()) {
+            *default = Value::String(MASK.into());
+        }
+    }
     json!({
         "plugin": plugin,
-        "schema": config.schema(),
+        "schema": schema,
         "values": values,
         "sources": sources,
         "overrides_file": overrides::path_of(&face.fleet_file),
@@ -92,8 +101,18 @@ async fn change(
             "a config change is a JSON object of the keys to change: {\"greeting\": \"hi\"}",
         ));
     };
+    // One change at a time, from the file's write to its reload (or its
+    // taking back): two changes never undo each other.
+    let _one = face.config_changes.acquire().await;
     let (plugin, terms) = entry(&face, &name)?;
-    if let Err(problems) = terms.config.with_changes(&changes) {
+    // A null hands the key back to the layers under the overrides, which
+    // the reload checks.
+    let set: Map<String, Value> = changes
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Err(problems) = terms.config.with_changes(&set) {
         let said: Vec<String> = problems
             .iter()
             .map(|(key, why)| format!("config.{key}: {why}"))
@@ -120,14 +139,18 @@ async fn change(
         }
         Err(e) => {
             // Nothing changed: the file goes back to what it held.
-            let _ = match before {
+            let undone = match before {
                 Some(text) => overrides::restore(&face.fleet_file, &text),
                 None => std::fs::remove_file(&file).map_err(|e| e.to_string()),
             };
-            Err(Failure(ErrorReply::new(
-                codes::BAD_REQUEST,
-                format!("the reload refused the change, which is taken back:\n{e}"),
-            )))
+            let said = match undone {
+                Ok(()) => format!("the reload refused the change, which is taken back:\n{e}"),
+                Err(why) => format!(
+                    "the reload refused the change, and taking it back out of {} failed ({why}): remove it there by hand:\n{e}",
+                    file.display()
+                ),
+            };
+            Err(Failure(ErrorReply::new(codes::BAD_REQUEST, said)))
         }
     }
 }

@@ -7,7 +7,7 @@
 //! spinning it. At shutdown the loop stops accepting and open connections
 //! end their requests; those still open when the caller gives up are
 //! dropped with the loop. With TLS, each connection's handshake is made in
-//! its own task, within the same read timeout.
+//! its own task, within 5 s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 /// Longest wait for a request's headers, the first or the next on a
 /// kept-alive connection.
 pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `app` on `listener` until `closing` is cancelled, then until the
 /// open connections end (the caller bounds that wait by dropping this
@@ -68,8 +70,7 @@ pub(super) async fn serve(
             let ended = match tls {
                 None => one(&builder, stream, service, &closing).await,
                 Some(tls) => {
-                    // The handshake, as the headers, within the read timeout.
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                         Ok(Ok(stream)) => one(&builder, stream, service, &closing).await,
                         Ok(Err(e)) => Err(format!("a TLS handshake failed: {e}")),
                         Err(_) => Err("a TLS handshake took too long".into()),

@@ -262,7 +262,10 @@ function renderConfig(config) {
       input.type = entry.secret ? "password" : (entry.type === "integer" || entry.type === "number") ? "number" : "text";
       if (entry.type === "integer") input.step = "1";
       if (entry.type === "number") input.step = "any";
-      if (entry.secret) input.placeholder = value ? "set (type to change)" : "not set";
+      if (entry.secret) {
+        input.placeholder = value ? "set (type to change)" : "not set";
+        input.autocomplete = "new-password";
+      }
       else input.value = value === undefined || value === null ? "" : String(value);
     }
     input.id = `config-${key}`;
