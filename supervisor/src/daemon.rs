@@ -30,6 +30,10 @@ pub mod own_log;
 
 use crate::cli::args::LogFormat;
 
+/// `corral up`'s exit status when the fleet went down but some plugin had
+/// to be signalled past its `stop_timeout` (or killed) to stop.
+pub const UNCLEAN: u8 = 3;
+
 /// How long `corral up` waits, after the fleet stopped, for control clients
 /// to read their last answers.
 const CONTROL_GRACE: Duration = Duration::from_secs(2);
@@ -96,6 +100,10 @@ pub fn up(config: &Path, log: &OwnLog) -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Unclean) => {
+            eprintln!("{}", Error::Unclean);
+            ExitCode::from(UNCLEAN)
+        }
         Err(e) => fail(&e.to_string()),
     }
 }
@@ -196,12 +204,26 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
             _ = done.wait_for(|d| *d) => break,
         }
     }
+    close((control, http), reaper, &cgroups).await;
+    if handle.stopped_cleanly() == Some(false) {
+        tracing::warn!("corral is down, but not every plugin stopped on request");
+        return Err(Error::Unclean);
+    }
+    tracing::info!("corral is down");
+    Ok(())
+}
+
+/// After the fleet stopped: the faces closed, the adopted reaped, the
+/// cgroups removed.
+async fn close(
+    (control, http): (ControlServer, Option<HttpServer>),
+    reaper: Reaper,
+    cgroups: &Cgroups,
+) {
     if let Some(http) = http {
         http.shutdown(CONTROL_GRACE).await;
     }
     control.shutdown(CONTROL_GRACE).await;
     reaper.finish(REAP_GRACE).await;
     cgroups.remove_all();
-    tracing::info!("corral is down");
-    Ok(())
 }

@@ -28,6 +28,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The fleet went down, but some plugin had to be signalled past its
+    /// `stop_timeout` (or killed) to stop.
+    #[error(
+        "the fleet is down, but not cleanly: some plugin did not stop on request and was signalled or killed (its log says which)"
+    )]
+    Unclean,
     /// The supervisor refused the connection or speaks another protocol.
     #[error("the supervisor refused this client: {0}")]
     Refused(String),

@@ -198,6 +198,11 @@ impl PluginHandle {
         (presence.state, presence.port)
     }
 
+    /// Stops so far that had to signal it (it did not end on request).
+    pub fn forced_stops(&self) -> u64 {
+        self.meter.forced_stops()
+    }
+
     /// Calls handed to it so far, over every spawn.
     pub fn calls(&self) -> u64 {
         self.meter.handed()

@@ -50,9 +50,19 @@ pub struct SupervisorHandle {
     calls: Calls,
     fleet: crate::router::Fleet,
     file: Arc<std::path::Path>,
+    /// The fleet's forced stop steps so far when its shutdown began.
+    forced_at_shutdown: watch::Receiver<Option<u64>>,
 }
 
 impl SupervisorHandle {
+    /// Whether the fleet's shutdown (once there was one) stopped every
+    /// plugin on request, without a signal past its `stop_timeout` or a
+    /// SIGKILL; `None` before any shutdown began.
+    pub fn stopped_cleanly(&self) -> Option<bool> {
+        let before = (*self.forced_at_shutdown.borrow())?;
+        Some(forced_stops(&self.fleet_now()) == before)
+    }
+
     /// The fleet file.
     pub fn fleet_file(&self) -> &std::path::Path {
         &self.file
@@ -198,6 +208,7 @@ impl SupervisorHandle {
 pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::Receiver<bool>) {
     let (tx, mailbox) = mpsc::channel(64);
     let (done, done_rx) = watch::channel(false);
+    let (forced_at_shutdown, forced_rx) = watch::channel(None);
     // A fleet of no plugin has settled from the start.
     let (ready, ready_rx) = watch::channel(fleet.plugins.is_empty());
     let (events_tx, events) = mpsc::unbounded_channel();
@@ -239,6 +250,7 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
         done,
         ready,
         shutting_down: false,
+        forced_at_shutdown,
     };
     tokio::spawn(actor.run());
     (
@@ -249,9 +261,15 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
             calls,
             fleet: fleet_rx,
             file: fleet.file.as_path().into(),
+            forced_at_shutdown: forced_rx,
         },
         done_rx,
     )
+}
+
+/// Stop steps that had to signal a plugin, over the fleet.
+fn forced_stops(fleet: &[PluginHandle]) -> u64 {
+    fleet.iter().map(PluginHandle::forced_stops).sum()
 }
 
 /// The handles of `plugins`, for the call router.
@@ -282,6 +300,9 @@ struct Supervisor {
     mailbox: mpsc::Receiver<Msg>,
     events: mpsc::UnboundedReceiver<Event>,
     done: watch::Sender<bool>,
+    /// The fleet's forced stop steps when the shutdown began, for
+    /// [`SupervisorHandle::stopped_cleanly`].
+    forced_at_shutdown: watch::Sender<Option<u64>>,
     ready: watch::Sender<bool>,
     shutting_down: bool,
 }
@@ -302,6 +323,8 @@ impl Supervisor {
                             waiters.drain(..).for_each(|w| { let _ = w.send(()); });
                         } else if stopping.is_none() {
                             self.shutting_down = true;
+                            let fleet = handles_of(&self.plugins);
+                            self.forced_at_shutdown.send_replace(Some(forced_stops(&fleet)));
                             stopping = Some(tokio::spawn(stop_in_order(self.stop_levels())));
                         }
                     }

@@ -29,6 +29,7 @@ mod lifecycle;
 mod limits;
 mod node;
 mod notify;
+mod pid1;
 mod plain;
 mod protocol;
 mod sandbox;

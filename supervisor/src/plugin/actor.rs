@@ -315,6 +315,9 @@ impl Actor {
             SpawnEvent::Probed(outcome) => self.on_probe(outcome),
             SpawnEvent::Notified(event) => self.on_notified(event),
             SpawnEvent::Escalate(step) => {
+                if step != super::stop::Step::DisconnectGrace {
+                    self.meter.forced_stop();
+                }
                 let (stop, kill) = (self.spec.stop_timeout, self.spec.kill_timeout);
                 let signal = self.spec.stop_signal.0;
                 let kill_for = self

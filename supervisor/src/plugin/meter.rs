@@ -122,9 +122,23 @@ pub struct Meter {
     heartbeat_seconds: Histogram,
     probes_passed: AtomicU64,
     probes_failed: AtomicU64,
+    /// Stop steps past the plugin's own ending: a signal after it did not end
+    /// on request within `stop_timeout`, SIGKILL after it outlived its stop
+    /// signal by `kill_timeout`.
+    forced_stops: AtomicU64,
 }
 
 impl Meter {
+    /// A stop had to signal the plugin's processes.
+    pub fn forced_stop(&self) {
+        self.forced_stops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stops so far that had to signal it.
+    pub fn forced_stops(&self) -> u64 {
+        self.forced_stops.load(Ordering::Relaxed)
+    }
+
     /// A call was handed to it.
     pub fn hand(&self) {
         self.handed.fetch_add(1, Ordering::Relaxed);
