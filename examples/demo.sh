@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds corral and the example plugins, runs the demo fleet (Rust and
 # Python plugins, each its own process: echo twins, and kv, api and words
-# calling each other), shows it working, and keeps it up until Ctrl-C. With --once it stops the fleet after the tour instead.
+# calling each other, and their HTTP routes behind the fleet's HTTP face), shows
+# it working, and keeps it up until Ctrl-C. With --once it stops the fleet after the tour instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,6 +63,31 @@ step "$corral" call -c "$config" echo crash || true
 wait_for "rows['echo']['state'] == 'running' and rows['echo']['pid'] != $old_pid"
 step "$corral" ps -c "$config"
 step "$corral" inspect -c "$config" echo
+echo
+echo "The HTTP face: api's and kv's routes through the gateway, with the fleet's token."
+url=$(cat examples/.corral/http.url)
+token=$("$corral" http-token -c "$config")
+# http METHOD PATH [BODY]: one request with the token, its status and body (python3's standard library).
+http() {
+  python3 - "$1" "${url}$2" "$token" "${3:-}" <<'PY'
+import sys, urllib.request, urllib.error
+method, url, token, body = sys.argv[1:5]
+req = urllib.request.Request(url, data=body.encode() or None, method=method,
+                             headers={"Authorization": "Bearer " + token})
+try:
+    with urllib.request.urlopen(req, timeout=10) as answer:
+        print(answer.status, answer.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+    sys.exit(1)
+PY
+}
+step http PUT plugins/api/items/apple '{"colour": "green"}'
+step http GET plugins/api/items/apple
+step http PUT plugins/kv/kv/pear '{"ripe": true}'
+step http GET plugins/kv/kv/pear
+echo "The dashboard (a login URL good once, for a minute):"
+step "$corral" dashboard -c "$config"
 
 if [ "${1:-}" = "--once" ]; then
   step "$corral" down -c "$config"
