@@ -15,3 +15,8 @@ pub const PLUGIN_CODEC: &str = "CORRAL_PLUGIN_CODEC";
 pub const PROTOCOL_VERSION: &str = "CORRAL_PROTOCOL_VERSION";
 /// Largest frame, in bytes, the supervisor accepts from the plugin.
 pub const MAX_FRAME: &str = "CORRAL_MAX_FRAME";
+/// A fresh random secret for this spawn of a plugin whose routes the HTTP
+/// gateway proxies to its port: every proxied request carries it in the
+/// [`GATEWAY_HEADER`](crate::route::GATEWAY_HEADER) header, so the plugin
+/// can refuse requests that reach its port another way.
+pub const GATEWAY_SECRET: &str = "CORRAL_GATEWAY_SECRET";

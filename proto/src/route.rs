@@ -8,6 +8,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The header every request the gateway proxies to a plugin's port
+/// carries, holding the spawn's [`GATEWAY_SECRET`](crate::env::GATEWAY_SECRET)
+/// (a client's own is dropped).
+pub const GATEWAY_HEADER: &str = "x-corral-gateway";
+
 /// The action the gateway calls with an [`HttpRequest`].
 pub const HTTP_ACTION: &str = "corral.http";
 /// The action the gateway calls with a [`WsMessage`].

@@ -198,6 +198,12 @@ impl PluginHandle {
         (presence.state, presence.port)
     }
 
+    /// The secret the gateway's proxied requests to its current process
+    /// carry, if the gateway proxies to it.
+    pub fn gateway_secret(&self) -> Option<Arc<str>> {
+        self.target.borrow().gateway_secret.clone()
+    }
+
     /// Stops so far that had to signal it (it did not end on request).
     pub fn forced_stops(&self) -> u64 {
         self.meter.forced_stops()

@@ -251,6 +251,17 @@ fn routes_over_rpc_and_a_proxied_server_are_reached_through_the_gateway() {
         seen["headers"]["x-forwarded-host"].as_str().is_some(),
         "{seen}"
     );
+    // Only the gateway's requests carry the spawn's secret: a server can tell
+    // them from a local user who reaches its port directly, or forges it.
+    let forged = web
+        .request("GET", "shop/guarded")
+        .header("x-corral-gateway", "forged")
+        .send()
+        .expect("an answer");
+    assert_eq!(forged.status(), 200, "the gateway replaces a client's own");
+    let port = fleet.row("shop.0").port.expect("a port");
+    let direct = reqwest::blocking::get(format!("http://127.0.0.1:{port}/shop/guarded"));
+    assert_eq!(direct.expect("an answer").status(), 403);
     let posted = web.post("shop/echo", &json!({"n": 1}));
     assert_eq!(posted.json::<Value>().expect("JSON"), json!({"n": 1}));
 

@@ -237,6 +237,7 @@ impl Actor {
         self.target.send_replace(Presence {
             state: to,
             port: self.spawn.as_ref().and_then(|s| s.port),
+            gateway_secret: self.spawn.as_ref().and_then(|s| s.gateway_secret.clone()),
             call: target,
         });
         self.publish_lifecycle(&t);

@@ -84,6 +84,8 @@ impl Terms {
 pub(super) struct Presence {
     pub(super) state: PluginState,
     pub(super) port: Option<u16>,
+    /// The secret the gateway's proxied requests to its port carry.
+    pub(super) gateway_secret: Option<Arc<str>>,
     pub(super) call: Option<CallTarget>,
 }
 
@@ -92,6 +94,7 @@ impl Default for Presence {
         Self {
             state: PluginState::Waiting,
             port: None,
+            gateway_secret: None,
             call: None,
         }
     }

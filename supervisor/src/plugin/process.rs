@@ -87,6 +87,8 @@ pub(super) struct Spawn {
     ended_at: Option<tokio::time::Instant>,
     /// The TCP port it was given, if any.
     pub(super) port: Option<u16>,
+    /// The secret its proxied requests carry, when the gateway proxies to it.
+    pub(super) gateway_secret: Option<std::sync::Arc<str>>,
     /// The uid it runs as, when its `user` is not the supervisor's.
     pub(super) uid: Option<u32>,
     /// Its health probe, until it is being ended.
@@ -208,6 +210,7 @@ impl Spawn {
             output,
             ended_at: None,
             port: None,
+            gateway_secret: None,
             prober: None,
             notify: None,
             sandbox: None,

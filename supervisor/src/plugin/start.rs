@@ -38,13 +38,7 @@ pub(super) fn start(
             })?;
         *logs = Some(sink);
     }
-    let port = spec
-        .port
-        .map(crate::os::port::take)
-        .transpose()
-        .map_err(|e| SpawnFailure::lasting(&e))?;
-    let mut program = super::program::Program::of(spec, &host.settings.runtime_dir, port)
-        .map_err(|e| SpawnFailure::lasting(&e))?;
+    let (mut program, port, gateway_secret) = program(spec, host)?;
     let socket = host.settings.plugin_socket(&spec.name);
     let user = user_of(spec, host, &socket)?;
     let notify_socket = notify_socket(spec, host, &mut program, user)?;
@@ -90,6 +84,7 @@ pub(super) fn start(
         .ok_or_else(|| SpawnFailure::lasting("no log file"))?;
     let mut spawn = Spawn::launch(spec, listener, &launch, cgroup, logs, host)?;
     spawn.port = port;
+    spawn.gateway_secret = gateway_secret;
     spawn.uid = user.map(|(uid, _)| uid);
     spawn.sandbox = sandbox.as_ref().map(|(_, described)| described.clone());
     if let Some(socket) = notify_socket {
@@ -215,4 +210,45 @@ fn make_cgroup(spec: &PluginSpec, cgroups: &Cgroups, spawns: u32) -> Option<Plug
             tracing::warn!("no cgroup for this spawn, sampling only: {e}");
             None
         })
+}
+
+/// A spawn's program (its variables expanded), the port it was given, and
+/// its gateway secret.
+type Launched = (
+    super::program::Program,
+    Option<u16>,
+    Option<std::sync::Arc<str>>,
+);
+
+/// The spawn's program (its variables expanded), the port it was given,
+/// and its gateway secret.
+fn program(spec: &PluginSpec, host: &Host) -> Result<Launched, SpawnFailure> {
+    let port = spec
+        .port
+        .map(crate::os::port::take)
+        .transpose()
+        .map_err(|e| SpawnFailure::lasting(&e))?;
+    let mut program = super::program::Program::of(spec, &host.settings.runtime_dir, port)
+        .map_err(|e| SpawnFailure::lasting(&e))?;
+    let secret = gateway_secret(spec, port, &mut program)?;
+    Ok((program, port, secret))
+}
+
+/// A fresh secret for a plugin whose routes the gateway proxies to its
+/// port, given to it in its environment.
+fn gateway_secret(
+    spec: &PluginSpec,
+    port: Option<u16>,
+    program: &mut super::program::Program,
+) -> Result<Option<std::sync::Arc<str>>, SpawnFailure> {
+    if spec.routes.is_none() || port.is_none() {
+        return Ok(None);
+    }
+    let secret = spawn::new_secret()
+        .map_err(|e| SpawnFailure::os("no randomness for its gateway secret", &e))?;
+    program.env.insert(
+        corral_proto::env::GATEWAY_SECRET.to_string(),
+        secret.clone(),
+    );
+    Ok(Some(secret.into()))
 }

@@ -97,6 +97,13 @@ pub(super) async fn forward(face: &Face, target: &Target, mut request: Request) 
         headers.insert("x-forwarded-host", host);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(Ok(secret)) = target
+        .instance
+        .gateway_secret()
+        .map(|s| HeaderValue::from_str(&s))
+    {
+        headers.insert(corral_proto::route::GATEWAY_HEADER, secret);
+    }
     if let Some(Ok(prefix)) = forwarded_prefix(target).map(|p| HeaderValue::from_str(&p)) {
         headers.insert("x-forwarded-prefix", prefix);
     }
