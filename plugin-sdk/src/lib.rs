@@ -77,7 +77,7 @@ pub use event::Event;
 pub use outcome::Outcome;
 pub use plugin::Plugin;
 pub use router::{EventHandler, Router};
-pub use routes::{Request, RouteHandler, Routes};
+pub use routes::{Request, RouteHandler, Routes, StreamHandler};
 pub use serde_json::Value;
 pub use serve::{run, try_run};
 pub use stop::Stop;

@@ -6,7 +6,10 @@
 //! supervisor matches them ([`match_route`]): `{name}` takes one segment,
 //! `{*rest}` the rest, and a route with fewer `{names}` wins over one with
 //! more (`/items/new` before `/items/{id}`). A path no route has is a 404,
-//! a method no route of the path takes a 405 with `allow`.
+//! a method no route of the path takes a 405 with `allow`. A streamed route
+//! ([`Routes::streamed`]) sends its body in chunks (Server-Sent Events or
+//! lines to the client): hand the gateway's stream calls to
+//! [`Routes::stream`] from [`Plugin::stream`](crate::Plugin::stream).
 //!
 //! # Examples
 //!
@@ -38,7 +41,7 @@ use corral_proto::{HttpReply, HttpRequest, codes};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::{Context, PluginError};
+use crate::{Chunks, Context, PluginError};
 
 /// An HTTP request for a route, as the plugin sees it.
 #[derive(Debug, Clone)]
@@ -103,6 +106,57 @@ where
     type Future = Fut;
 }
 
+/// A streamed route's handler: like [`RouteHandler`], with the chunks to
+/// send its body into; it returns once the body is all sent.
+pub trait StreamHandler<'a, S: 'a>:
+    Fn(&'a S, &'a Context, Request, Chunks) -> Self::Future
+{
+    /// The future the handler returns.
+    type Future: Future<Output = Result<(), PluginError>> + Send + 'a;
+}
+
+impl<'a, S: 'a, F, Fut> StreamHandler<'a, S> for F
+where
+    F: Fn(&'a S, &'a Context, Request, Chunks) -> Fut,
+    Fut: Future<Output = Result<(), PluginError>> + Send + 'a,
+{
+    type Future = Fut;
+}
+
+trait ErasedStream<S>: Send + Sync {
+    fn call<'a>(
+        &'a self,
+        state: &'a S,
+        ctx: &'a Context,
+        request: Request,
+        out: Chunks,
+    ) -> BoxFuture<'a, Result<(), PluginError>>;
+}
+
+struct EraseStream<F>(F);
+
+impl<S, F> ErasedStream<S> for EraseStream<F>
+where
+    S: Sync,
+    F: for<'a> StreamHandler<'a, S> + Send + Sync,
+{
+    fn call<'a>(
+        &'a self,
+        state: &'a S,
+        ctx: &'a Context,
+        request: Request,
+        out: Chunks,
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin((self.0)(state, ctx, request, out))
+    }
+}
+
+/// What a route runs.
+enum Handler<S> {
+    Plain(Box<dyn Erased<S>>),
+    Streamed(Box<dyn ErasedStream<S>>),
+}
+
 trait Erased<S>: Send + Sync {
     fn call<'a>(
         &'a self,
@@ -135,7 +189,7 @@ type Params = Vec<(String, String)>;
 struct Route<S> {
     method: String,
     pattern: String,
-    handler: Box<dyn Erased<S>>,
+    handler: Handler<S>,
 }
 
 /// HTTP routes for a plugin whose state is `S`.
@@ -169,18 +223,39 @@ impl<S: Sync> Routes<S> {
     /// # Panics
     ///
     /// When `pattern` does not start with `/`.
-    pub fn route<F>(mut self, method: &str, pattern: &str, handler: F) -> Self
+    pub fn route<F>(self, method: &str, pattern: &str, handler: F) -> Self
     where
         F: for<'a> RouteHandler<'a, S> + Send + Sync + 'static,
     {
+        self.add(method, pattern, Handler::Plain(Box::new(Erase(handler))))
+    }
+
+    /// Adds a streamed route: `handler` sends the body's chunks into its
+    /// [`Chunks`] (a string as a line of text, any other value as JSON).
+    ///
+    /// # Panics
+    ///
+    /// When `pattern` does not start with `/`.
+    pub fn streamed<F>(self, method: &str, pattern: &str, handler: F) -> Self
+    where
+        F: for<'a> StreamHandler<'a, S> + Send + Sync + 'static,
+    {
+        self.add(
+            method,
+            pattern,
+            Handler::Streamed(Box::new(EraseStream(handler))),
+        )
+    }
+
+    fn add(mut self, method: &str, pattern: &str, handler: Handler<S>) -> Self {
         assert!(
             pattern.starts_with('/'),
-            "Routes::route: a path starts with '/', not {pattern:?}"
+            "Routes: a path starts with '/', not {pattern:?}"
         );
         self.routes.push(Route {
             method: method.to_ascii_uppercase(),
             pattern: pattern.to_string(),
-            handler: Box::new(Erase(handler)),
+            handler,
         });
         self
     }
@@ -195,26 +270,49 @@ impl<S: Sync> Routes<S> {
     }
 
     /// Answers a gateway call (its payload, an [`HttpRequest`]) with the
-    /// route it is for, as the reply the gateway reads back.
+    /// route it is for, as the reply the gateway reads back; a streamed
+    /// route answers `streamed` (the gateway then calls [`stream`](Self::stream)).
     pub async fn handle(
         &self,
         state: &S,
         ctx: &Context,
         payload: Value,
     ) -> Result<Value, PluginError> {
-        let wire: HttpRequest = serde_json::from_value(payload).map_err(|e| {
-            PluginError::new(codes::BAD_PAYLOAD, format!("not an HTTP request: {e}"))
-        })?;
-        let reply = self.answer(state, ctx, wire).await?;
-        serde_json::to_value(reply).map_err(|e| PluginError::new(codes::INTERNAL, e.to_string()))
+        match self.find(payload)? {
+            Found::Answer(reply) => encode(&reply),
+            Found::Route(route, request) => match &route.handler {
+                Handler::Plain(h) => encode(&h.call(state, ctx, request).await?),
+                Handler::Streamed(_) => Err(PluginError::streamed(corral_proto::HTTP_ACTION)),
+            },
+        }
     }
 
-    async fn answer(
+    /// Answers a gateway stream call: a streamed route's chunks go into
+    /// `out`; any other route's reply is the stream's final value.
+    pub async fn stream(
         &self,
         state: &S,
         ctx: &Context,
-        wire: HttpRequest,
-    ) -> Result<HttpReply, PluginError> {
+        payload: Value,
+        out: Chunks,
+    ) -> Result<Value, PluginError> {
+        match self.find(payload)? {
+            Found::Answer(reply) => encode(&reply),
+            Found::Route(route, request) => match &route.handler {
+                Handler::Plain(h) => encode(&h.call(state, ctx, request).await?),
+                Handler::Streamed(h) => {
+                    h.call(state, ctx, request, out).await?;
+                    Ok(Value::Null)
+                }
+            },
+        }
+    }
+
+    /// The route a request is for, or the 404 or 405 it gets.
+    fn find(&self, payload: Value) -> Result<Found<'_, S>, PluginError> {
+        let wire: HttpRequest = serde_json::from_value(payload).map_err(|e| {
+            PluginError::new(codes::BAD_PAYLOAD, format!("not an HTTP request: {e}"))
+        })?;
         let mut allowed = Vec::new();
         let mut best: Option<(&Route<S>, Params)> = None;
         for route in &self.routes {
@@ -231,7 +329,7 @@ impl<S: Sync> Routes<S> {
             }
         }
         let Some((route, params)) = best else {
-            return Ok(if allowed.is_empty() {
+            return Ok(Found::Answer(if allowed.is_empty() {
                 Self::json(
                     404,
                     serde_json::json!({"error": format!("no route for {}", wire.path)}),
@@ -242,7 +340,7 @@ impl<S: Sync> Routes<S> {
                     headers: vec![("allow".into(), allowed.join(", "))],
                     body: serde_json::json!({"error": format!("method {} not allowed here", wire.method)}),
                 }
-            });
+            }));
         };
         let request = Request {
             method: wire.method,
@@ -252,6 +350,18 @@ impl<S: Sync> Routes<S> {
             body: wire.body,
             params,
         };
-        route.handler.call(state, ctx, request).await
+        Ok(Found::Route(route, request))
     }
+}
+
+/// What a request found.
+enum Found<'r, S> {
+    /// No route: this answer.
+    Answer(HttpReply),
+    /// This route, with the request as it sees it.
+    Route(&'r Route<S>, Request),
+}
+
+fn encode(reply: &HttpReply) -> Result<Value, PluginError> {
+    serde_json::to_value(reply).map_err(|e| PluginError::new(codes::INTERNAL, e.to_string()))
 }

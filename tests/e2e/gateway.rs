@@ -180,6 +180,25 @@ fn routes_over_rpc_and_a_proxied_server_are_reached_through_the_gateway() {
         (405, Some("GET, PUT"))
     );
 
+    // A streamed Rust route: every pair, a chunk each.
+    let mut keys = Vec::new();
+    web.sse(
+        web.request("GET", "plugins/kv/kv")
+            .header("accept", "text/event-stream"),
+        Duration::from_secs(10),
+        |event, data| {
+            match event {
+                "chunk" => {
+                    keys.push(serde_json::from_str::<Value>(data).expect("JSON")["key"].clone())
+                }
+                "end" => return Some(()),
+                other => panic!("event {other}: {data}"),
+            }
+            None
+        },
+    );
+    assert!(keys.contains(&json!("pear")), "{keys:?}");
+
     // What the plugin sees: its own path and query, no credentials of the face.
     let session = web.session();
     let seen: Value = web

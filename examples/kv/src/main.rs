@@ -2,12 +2,13 @@
 //! `set {"key", "value"}` keeps a value, `get {"key"}` answers it (`null`
 //! when unset), `keys` lists them. Its manifest admits only the plugins
 //! meant to use it (`callers`). Behind the fleet's HTTP gateway it serves
-//! `GET /kv/{key}` and `PUT /kv/{key}` (the SDK's [`Routes`]).
+//! `GET /kv/{key}`, `PUT /kv/{key}` and a streamed `GET /kv` (the SDK's
+//! [`Routes`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use corral_sdk::{Context, HttpReply, Plugin, PluginError, Request, Routes, Value};
+use corral_sdk::{Chunks, Context, HttpReply, Plugin, PluginError, Request, Routes, Value};
 use serde_json::json;
 
 /// The store: values by key, in memory; and its HTTP routes.
@@ -23,7 +24,8 @@ impl Kv {
             values: Mutex::default(),
             routes: Routes::new()
                 .route("GET", "/kv/{key}", Kv::get_route)
-                .route("PUT", "/kv/{key}", Kv::put_route),
+                .route("PUT", "/kv/{key}", Kv::put_route)
+                .streamed("GET", "/kv", Kv::all_route),
         }
     }
 
@@ -37,6 +39,24 @@ impl Kv {
             Some(value) => Routes::<Kv>::json(200, json!({"key": key, "value": value})),
             None => Routes::<Kv>::json(404, json!({"error": format!("no key {key}")})),
         })
+    }
+
+    /// Every pair, one chunk each, as a streamed body.
+    async fn all_route(
+        &self,
+        _ctx: &Context,
+        _request: Request,
+        out: Chunks,
+    ) -> Result<(), PluginError> {
+        let pairs: Vec<(String, Value)> = self
+            .values()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, value) in pairs {
+            out.send(&json!({"key": key, "value": value})).await?;
+        }
+        Ok(())
     }
 
     async fn put_route(&self, _ctx: &Context, request: Request) -> Result<HttpReply, PluginError> {
@@ -76,6 +96,19 @@ impl Plugin for Kv {
             "keys" => Ok(json!(values.keys().collect::<Vec<_>>())),
             other => Err(PluginError::unknown_action(other)),
         }
+    }
+
+    async fn stream(
+        &self,
+        ctx: &Context,
+        action: &str,
+        payload: Value,
+        out: Chunks,
+    ) -> Result<Value, PluginError> {
+        if action == corral_sdk::HTTP_ACTION {
+            return self.routes.stream(self, ctx, payload, out).await;
+        }
+        self.handle(ctx, action, payload).await
     }
 }
 
