@@ -195,11 +195,58 @@ struct Route<S> {
 /// HTTP routes for a plugin whose state is `S`.
 pub struct Routes<S> {
     routes: Vec<Route<S>>,
+    /// WebSocket handlers by path pattern.
+    sockets: Vec<(String, Box<dyn ErasedSocket<S>>)>,
 }
 
 impl<S> Default for Routes<S> {
     fn default() -> Self {
-        Self { routes: Vec::new() }
+        Self {
+            routes: Vec::new(),
+            sockets: Vec::new(),
+        }
+    }
+}
+
+/// A WebSocket handler: the plugin's state, the context and one message a
+/// client sent (its JSON, or its text when it is not JSON); the answer,
+/// unless `null`, is sent back.
+pub trait SocketHandler<'a, S: 'a>: Fn(&'a S, &'a Context, Value) -> Self::Future {
+    /// The future the handler returns.
+    type Future: Future<Output = Result<Value, PluginError>> + Send + 'a;
+}
+
+impl<'a, S: 'a, F, Fut> SocketHandler<'a, S> for F
+where
+    F: Fn(&'a S, &'a Context, Value) -> Fut,
+    Fut: Future<Output = Result<Value, PluginError>> + Send + 'a,
+{
+    type Future = Fut;
+}
+
+trait ErasedSocket<S>: Send + Sync {
+    fn call<'a>(
+        &'a self,
+        state: &'a S,
+        ctx: &'a Context,
+        message: Value,
+    ) -> BoxFuture<'a, Result<Value, PluginError>>;
+}
+
+struct EraseSocket<F>(F);
+
+impl<S, F> ErasedSocket<S> for EraseSocket<F>
+where
+    S: Sync,
+    F: for<'a> SocketHandler<'a, S> + Send + Sync,
+{
+    fn call<'a>(
+        &'a self,
+        state: &'a S,
+        ctx: &'a Context,
+        message: Value,
+    ) -> BoxFuture<'a, Result<Value, PluginError>> {
+        Box::pin((self.0)(state, ctx, message))
     }
 }
 
@@ -247,6 +294,47 @@ impl<S: Sync> Routes<S> {
         )
     }
 
+    /// Adds a WebSocket handler for sockets opened on `pattern`: each
+    /// message a client sends is handed to it (the gateway's
+    /// [`WS_ACTION`](corral_proto::WS_ACTION) calls; give them to
+    /// [`Routes::handle`] too).
+    ///
+    /// # Panics
+    ///
+    /// When `pattern` does not start with `/`.
+    pub fn websocket<F>(mut self, pattern: &str, handler: F) -> Self
+    where
+        F: for<'a> SocketHandler<'a, S> + Send + Sync + 'static,
+    {
+        assert!(
+            pattern.starts_with('/'),
+            "Routes: a path starts with '/', not {pattern:?}"
+        );
+        self.sockets
+            .push((pattern.to_string(), Box::new(EraseSocket(handler))));
+        self
+    }
+
+    /// Answers one WebSocket message (a [`WsMessage`](corral_proto::WsMessage)).
+    async fn message(
+        &self,
+        state: &S,
+        ctx: &Context,
+        payload: Value,
+    ) -> Result<Value, PluginError> {
+        let wire: corral_proto::WsMessage = serde_json::from_value(payload).map_err(|e| {
+            PluginError::new(codes::BAD_PAYLOAD, format!("not a WebSocket message: {e}"))
+        })?;
+        let handler = self
+            .sockets
+            .iter()
+            .find(|(pattern, _)| match_route(pattern, &wire.path).is_some())
+            .ok_or_else(|| {
+                PluginError::bad_payload(format!("no WebSocket handler for {}", wire.path))
+            })?;
+        handler.1.call(state, ctx, wire.message).await
+    }
+
     fn add(mut self, method: &str, pattern: &str, handler: Handler<S>) -> Self {
         assert!(
             pattern.starts_with('/'),
@@ -272,12 +360,17 @@ impl<S: Sync> Routes<S> {
     /// Answers a gateway call (its payload, an [`HttpRequest`]) with the
     /// route it is for, as the reply the gateway reads back; a streamed
     /// route answers `streamed` (the gateway then calls [`stream`](Self::stream)).
+    /// A WebSocket message (a `corral.ws` call) goes to its handler.
     pub async fn handle(
         &self,
         state: &S,
         ctx: &Context,
         payload: Value,
     ) -> Result<Value, PluginError> {
+        // A WebSocket message names its socket; a request does not.
+        if payload.get("socket").is_some() {
+            return self.message(state, ctx, payload).await;
+        }
         match self.find(payload)? {
             Found::Answer(reply) => encode(&reply),
             Found::Route(route, request) => match &route.handler {

@@ -294,6 +294,11 @@ fn routes_over_rpc_and_a_proxied_server_are_reached_through_the_gateway() {
         serde_json::from_str(&exchange(&mut rpc, r#"{"key": "apple"}"#)).expect("JSON");
     assert_eq!(value, json!({"key": "apple", "value": {"colour": "red"}}));
     assert_eq!(exchange(&mut rpc, r#"{"n": [1, 2]}"#), r#"{"n":[1,2]}"#);
+    // And through the Rust SDK's WebSocket handler.
+    let mut rust = websocket(&web, "/plugins/kv/kv/live");
+    let value: Value =
+        serde_json::from_str(&exchange(&mut rust, r#"{"key": "pear"}"#)).expect("JSON");
+    assert_eq!(value, json!({"key": "pear", "value": {"n": 2}}));
 
     // Paths that read as a way out of a mount never reach a plugin.
     // (Sent as written: an HTTP client library would resolve the dots.)

@@ -2,8 +2,8 @@
 //! `set {"key", "value"}` keeps a value, `get {"key"}` answers it (`null`
 //! when unset), `keys` lists them. Its manifest admits only the plugins
 //! meant to use it (`callers`). Behind the fleet's HTTP gateway it serves
-//! `GET /kv/{key}`, `PUT /kv/{key}` and a streamed `GET /kv` (the SDK's
-//! [`Routes`]).
+//! `GET /kv/{key}`, `PUT /kv/{key}`, a streamed `GET /kv` and a WebSocket
+//! `/kv/live` (the SDK's [`Routes`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -25,7 +25,8 @@ impl Kv {
             routes: Routes::new()
                 .route("GET", "/kv/{key}", Kv::get_route)
                 .route("PUT", "/kv/{key}", Kv::put_route)
-                .streamed("GET", "/kv", Kv::all_route),
+                .streamed("GET", "/kv", Kv::all_route)
+                .websocket("/kv/live", Kv::live),
         }
     }
 
@@ -39,6 +40,15 @@ impl Kv {
             Some(value) => Routes::<Kv>::json(200, json!({"key": key, "value": value})),
             None => Routes::<Kv>::json(404, json!({"error": format!("no key {key}")})),
         })
+    }
+
+    /// A WebSocket message `{"key"}` is answered with the pair; anything
+    /// else comes back as it was sent.
+    async fn live(&self, _ctx: &Context, message: Value) -> Result<Value, PluginError> {
+        match message.get("key").and_then(Value::as_str) {
+            Some(key) => Ok(json!({"key": key, "value": self.values().get(key).cloned()})),
+            None => Ok(message),
+        }
     }
 
     /// Every pair, one chunk each, as a streamed body.
@@ -82,7 +92,7 @@ impl Plugin for Kv {
         action: &str,
         payload: Value,
     ) -> Result<Value, PluginError> {
-        if action == corral_sdk::HTTP_ACTION {
+        if action == corral_sdk::HTTP_ACTION || action == corral_sdk::WS_ACTION {
             return self.routes.handle(self, ctx, payload).await;
         }
         let mut values = self.values();
