@@ -210,6 +210,17 @@ fn the_rest_api_answers_as_the_cli_does_and_acts_on_the_fleet() {
     fleet.wait_state("other", PluginState::Running, Duration::from_secs(10));
     let restarted = web.post("api/plugins/other/restart", &json!(null));
     assert_eq!(restarted.status(), 204);
+    // With `wait`, the answer comes once the new process runs: its row.
+    let pid = fleet
+        .wait_state("other", PluginState::Running, Duration::from_secs(10))
+        .pid;
+    let waited = web.post("api/plugins/other/restart?wait=10s", &json!(null));
+    assert_eq!(waited.status(), 200);
+    let rows: Value = waited.json().expect("json");
+    assert_eq!(rows[0]["state"], "running", "{rows}");
+    assert_ne!(rows[0]["pid"], json!(pid), "the row is the new process's");
+    let bad = web.post("api/plugins/other/start?wait=soon", &json!(null));
+    assert_eq!(bad.status(), 400);
     assert_eq!(
         web.post("api/plugins/other/explode", &json!(null)).status(),
         404

@@ -68,9 +68,22 @@ async fn inspect(
 async fn act(
     State(face): State<Face>,
     Path((name, verb)): Path<(String, String)>,
-) -> Result<StatusCode, Failure> {
+    Query(q): Query<ActQuery>,
+) -> Result<Response, Failure> {
     let op = operator(&face);
-    let names = vec![name];
+    let names = vec![name.clone()];
+    let wait = q
+        .wait
+        .as_deref()
+        .map(|w| {
+            humantime::parse_duration(w).map_err(|e| {
+                Failure::bad_request(format!(
+                    "wait={w}: not a duration ({e}); for example wait=10s"
+                ))
+            })
+        })
+        .transpose()?;
+    let before = pids(&face, &name).await;
     match verb.as_str() {
         "start" => op.start(ctx(), names).await?,
         "stop" => op.stop(ctx(), names).await?,
@@ -82,7 +95,70 @@ async fn act(
             )));
         }
     }
-    Ok(StatusCode::NO_CONTENT)
+    match (wait, verb.as_str()) {
+        (Some(within), "start" | "restart") => {
+            let fresh = if verb == "restart" {
+                before
+            } else {
+                Vec::new()
+            };
+            settled(&face, &name, &fresh, within).await
+        }
+        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActQuery {
+    /// `start` and `restart` wait this long (`10s`) for `running`.
+    wait: Option<String>,
+}
+
+/// The pids of `name`'s rows (the plugin, or its instances) now.
+async fn pids(face: &Face, name: &str) -> Vec<u32> {
+    let rows = face.supervisor.ps().await;
+    rows.iter()
+        .filter(|r| corral_proto::selects(name, &r.name))
+        .filter_map(|r| r.pid)
+        .collect()
+}
+
+/// Waits up to `within` for every row of `name` to be `running` with a
+/// pid not in `old` (a restart's new processes); answers the rows (200),
+/// or 504 with them when they are not, or 502 when one failed.
+async fn settled(
+    face: &Face,
+    name: &str,
+    old: &[u32],
+    within: std::time::Duration,
+) -> Result<Response, Failure> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let rows: Vec<corral_proto::PluginStatus> = face
+            .supervisor
+            .ps()
+            .await
+            .into_iter()
+            .filter(|r| corral_proto::selects(name, &r.name))
+            .collect();
+        let up = |r: &corral_proto::PluginStatus| {
+            r.state == corral_proto::PluginState::Running
+                && r.pid.is_some_and(|p| !old.contains(&p))
+        };
+        if !rows.is_empty() && rows.iter().all(up) {
+            return Ok(Json(rows).into_response());
+        }
+        if rows
+            .iter()
+            .any(|r| r.state == corral_proto::PluginState::Failed)
+        {
+            return Ok((StatusCode::BAD_GATEWAY, Json(rows)).into_response());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok((StatusCode::GATEWAY_TIMEOUT, Json(rows)).into_response());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[derive(Deserialize)]
