@@ -123,55 +123,22 @@ where
     type Future = Fut;
 }
 
-trait ErasedStream<S>: Send + Sync {
+/// A handler with its types erased, so handlers of any type share a list:
+/// the plugin's state, the context and its input in, its answer out.
+trait Erased<S, In, Out>: Send + Sync {
     fn call<'a>(
         &'a self,
         state: &'a S,
         ctx: &'a Context,
-        request: Request,
-        out: Chunks,
-    ) -> BoxFuture<'a, Result<(), PluginError>>;
+        input: In,
+    ) -> BoxFuture<'a, Result<Out, PluginError>>;
 }
 
-struct EraseStream<F>(F);
-
-impl<S, F> ErasedStream<S> for EraseStream<F>
-where
-    S: Sync,
-    F: for<'a> StreamHandler<'a, S> + Send + Sync,
-{
-    fn call<'a>(
-        &'a self,
-        state: &'a S,
-        ctx: &'a Context,
-        request: Request,
-        out: Chunks,
-    ) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin((self.0)(state, ctx, request, out))
-    }
-}
-
-/// What a route runs.
-enum Handler<S> {
-    Plain(Box<dyn Erased<S>>),
-    Streamed(Box<dyn ErasedStream<S>>),
-}
-
-trait Erased<S>: Send + Sync {
-    fn call<'a>(
-        &'a self,
-        state: &'a S,
-        ctx: &'a Context,
-        request: Request,
-    ) -> BoxFuture<'a, Result<HttpReply, PluginError>>;
-}
-
+/// A handler function, to be erased.
 struct Erase<F>(F);
 
-impl<S, F> Erased<S> for Erase<F>
-where
-    S: Sync,
-    F: for<'a> RouteHandler<'a, S> + Send + Sync,
+impl<S: Sync, F: for<'a> RouteHandler<'a, S> + Send + Sync> Erased<S, Request, HttpReply>
+    for Erase<F>
 {
     fn call<'a>(
         &'a self,
@@ -181,6 +148,39 @@ where
     ) -> BoxFuture<'a, Result<HttpReply, PluginError>> {
         Box::pin((self.0)(state, ctx, request))
     }
+}
+
+impl<S: Sync, F: for<'a> StreamHandler<'a, S> + Send + Sync> Erased<S, (Request, Chunks), ()>
+    for Erase<F>
+{
+    fn call<'a>(
+        &'a self,
+        state: &'a S,
+        ctx: &'a Context,
+        (request, out): (Request, Chunks),
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin((self.0)(state, ctx, request, out))
+    }
+}
+
+impl<S: Sync, F: for<'a> SocketHandler<'a, S> + Send + Sync> Erased<S, Value, Value> for Erase<F> {
+    fn call<'a>(
+        &'a self,
+        state: &'a S,
+        ctx: &'a Context,
+        message: Value,
+    ) -> BoxFuture<'a, Result<Value, PluginError>> {
+        Box::pin((self.0)(state, ctx, message))
+    }
+}
+
+/// A WebSocket handler, erased.
+type Socket<S> = Box<dyn Erased<S, Value, Value>>;
+
+/// What a route runs.
+enum Handler<S> {
+    Plain(Box<dyn Erased<S, Request, HttpReply>>),
+    Streamed(Box<dyn Erased<S, (Request, Chunks), ()>>),
 }
 
 /// What a route's `{names}` took.
@@ -196,7 +196,7 @@ struct Route<S> {
 pub struct Routes<S> {
     routes: Vec<Route<S>>,
     /// WebSocket handlers by path pattern.
-    sockets: Vec<(String, Box<dyn ErasedSocket<S>>)>,
+    sockets: Vec<(String, Socket<S>)>,
 }
 
 impl<S> Default for Routes<S> {
@@ -222,32 +222,6 @@ where
     Fut: Future<Output = Result<Value, PluginError>> + Send + 'a,
 {
     type Future = Fut;
-}
-
-trait ErasedSocket<S>: Send + Sync {
-    fn call<'a>(
-        &'a self,
-        state: &'a S,
-        ctx: &'a Context,
-        message: Value,
-    ) -> BoxFuture<'a, Result<Value, PluginError>>;
-}
-
-struct EraseSocket<F>(F);
-
-impl<S, F> ErasedSocket<S> for EraseSocket<F>
-where
-    S: Sync,
-    F: for<'a> SocketHandler<'a, S> + Send + Sync,
-{
-    fn call<'a>(
-        &'a self,
-        state: &'a S,
-        ctx: &'a Context,
-        message: Value,
-    ) -> BoxFuture<'a, Result<Value, PluginError>> {
-        Box::pin((self.0)(state, ctx, message))
-    }
 }
 
 impl<S> fmt::Debug for Routes<S> {
@@ -287,11 +261,7 @@ impl<S: Sync> Routes<S> {
     where
         F: for<'a> StreamHandler<'a, S> + Send + Sync + 'static,
     {
-        self.add(
-            method,
-            pattern,
-            Handler::Streamed(Box::new(EraseStream(handler))),
-        )
+        self.add(method, pattern, Handler::Streamed(Box::new(Erase(handler))))
     }
 
     /// Adds a WebSocket handler for sockets opened on `pattern`: each
@@ -311,7 +281,7 @@ impl<S: Sync> Routes<S> {
             "Routes: a path starts with '/', not {pattern:?}"
         );
         self.sockets
-            .push((pattern.to_string(), Box::new(EraseSocket(handler))));
+            .push((pattern.to_string(), Box::new(Erase(handler))));
         self
     }
 
@@ -394,7 +364,7 @@ impl<S: Sync> Routes<S> {
             Found::Route(route, request) => match &route.handler {
                 Handler::Plain(h) => encode(&h.call(state, ctx, request).await?),
                 Handler::Streamed(h) => {
-                    h.call(state, ctx, request, out).await?;
+                    h.call(state, ctx, (request, out)).await?;
                     Ok(Value::Null)
                 }
             },

@@ -18,6 +18,12 @@ pub fn instance_of(name: &str) -> Option<(&str, u32)> {
     Some((group, index.parse().ok()?))
 }
 
+/// The fleet entry `name` belongs to: the plugin an instance is of, or
+/// `name` itself.
+pub fn plugin_of(name: &str) -> &str {
+    instance_of(name).map_or(name, |(group, _)| group)
+}
+
 /// Whether a selection by `selected` takes plugin `name`: the plugin
 /// itself, or any instance of a plugin of that name.
 pub fn selects(selected: &str, name: &str) -> bool {

@@ -51,7 +51,7 @@ pub use event::{BusStats, Denied, Event, Publish, PublishReceipt};
 pub use handshake::{Agreed, FEATURES, Hello, HelloReply, MIN_PROTOCOL_VERSION, Role, negotiate};
 #[cfg(feature = "transport")]
 pub use handshake::{IntroduceError, introduce};
-pub use instance::{instance_name, instance_of, selects};
+pub use instance::{instance_name, instance_of, plugin_of, selects};
 pub use payload::Payload;
 pub use route::{HTTP_ACTION, HttpReply, HttpRequest, WS_ACTION, WsMessage};
 pub use service::{

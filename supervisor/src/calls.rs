@@ -16,7 +16,7 @@ use corral_proto::{ErrorReply, Payload, PluginEntry};
 use futures::future::BoxFuture;
 
 pub use rules::Access;
-pub use upstream::{MAX_OPEN_STREAMS, STREAM_IDLE, Streams, Upstream};
+pub use upstream::{MAX_OPEN_STREAMS, Piece, STREAM_IDLE, Streams, Upstream};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]

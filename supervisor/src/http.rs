@@ -28,8 +28,6 @@ mod metrics;
 mod streams;
 mod tls;
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,8 +117,10 @@ impl HttpServer {
         )
         .map_err(Error::io("http: cannot make a token"))?;
         let files = vec![settings.http_token_file(), settings.http_url_file()];
-        write_private(&files[0], gate.token())?;
-        write_private(&files[1], &url)?;
+        for (file, text) in files.iter().zip([gate.token(), url.as_str()]) {
+            crate::os::runtime_dir::write_private(file, text.as_bytes())
+                .map_err(Error::io(format!("cannot write {}", file.display())))?;
+        }
         let closing = CancellationToken::new();
         let fleet = streams::fleet_feed(supervisor.clone(), closing.clone());
         let face = Face {
@@ -206,18 +206,4 @@ fn make_private_dir(dir: &std::path::Path) -> Result<(), Error> {
         .mode(0o700)
         .create(dir)
         .map_err(Error::io(format!("cannot make {}", dir.display())))
-}
-
-/// Writes `text` to `path`, readable by this user alone (the file is
-/// replaced, never followed if it is a link).
-fn write_private(path: &std::path::Path, text: &str) -> Result<(), Error> {
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(Error::io(format!("cannot write {}", path.display())))?;
-    file.write_all(text.as_bytes())
-        .map_err(Error::io(format!("cannot write {}", path.display())))
 }

@@ -143,9 +143,14 @@ async fn target(fleet: &[PluginHandle], call: &CallRequest) -> Result<PluginHand
         }
         running = found.iter().copied().filter(|p| p.callable()).collect();
     }
+    Ok(in_turn(&running).map_or_else(|| found[0].clone(), |p| (*p).clone()))
+}
+
+/// The next of `running` in turn (round robin, one turn for every caller:
+/// the call router's and the HTTP gateway's); `None` when none runs.
+pub fn in_turn<T>(running: &[T]) -> Option<&T> {
     if running.is_empty() {
-        return Ok(found[0].clone());
+        return None;
     }
-    let turn = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
-    Ok(running[turn % running.len()].clone())
+    running.get(NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed) % running.len())
 }

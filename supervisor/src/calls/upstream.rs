@@ -33,6 +33,18 @@ pub struct Upstream {
     ended: bool,
 }
 
+/// One piece of a streamed reply, as [`Upstream::pieces`] hands them out:
+/// every chunk in order, then one end.
+#[derive(Debug)]
+pub enum Piece {
+    /// A chunk.
+    Chunk(Payload),
+    /// The stream's final value: it is over.
+    End(Payload),
+    /// The error it ended with, or why it was lost: it is over.
+    Failed(ErrorReply),
+}
+
 /// A pull in flight: dropped before it is done (its future abandoned), it
 /// forgets its stream, whose producer is then stopped.
 struct Pulling<'a> {
@@ -117,6 +129,34 @@ impl Upstream {
             }
             Err(e) => Err(self.lost(&e)),
         }
+    }
+
+    /// Its pieces as they are pulled, one pull at a time (dropping the
+    /// stream before its end closes it, which stops the producer).
+    pub fn pieces(self) -> impl futures::Stream<Item = Piece> + Send {
+        use futures::StreamExt;
+        futures::stream::unfold(Some(self), |upstream| async move {
+            let mut upstream = upstream?;
+            let (pieces, over): (Vec<Piece>, bool) = match upstream.next().await {
+                Ok(part) => {
+                    let end = part
+                        .end
+                        .map(|end| end.map_or_else(Piece::Failed, Piece::End));
+                    let over = end.is_some();
+                    (
+                        part.chunks
+                            .into_iter()
+                            .map(Piece::Chunk)
+                            .chain(end)
+                            .collect(),
+                        over,
+                    )
+                }
+                Err(e) => (vec![Piece::Failed(e)], true),
+            };
+            Some((futures::stream::iter(pieces), (!over).then_some(upstream)))
+        })
+        .flatten()
     }
 
     /// Whether it has ended.

@@ -38,23 +38,14 @@ pub(super) fn token(target: &Target) -> Result<ExitCode, Error> {
 /// minute (the token itself never goes into a URL, a browser's history or
 /// a command line).
 pub(super) fn dashboard(target: &Target) -> Result<ExitCode, Error> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let url = face_file(target, "http.url")?;
     let (socket, _) = client::socket_of(target)?;
     let logins = socket.with_file_name("http.logins");
     let code = crate::os::spawn::new_secret().map_err(Error::io("cannot make a login code"))?;
     let path = logins.join(&code);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| f.write_all(b"login code for corral dashboard\n"))
-        .map_err(Error::io(format!(
-            "cannot leave a login code in {}",
-            logins.display()
-        )))?;
+    crate::os::runtime_dir::write_private(&path, b"login code for corral dashboard\n").map_err(
+        Error::io(format!("cannot leave a login code in {}", logins.display())),
+    )?;
     println!("{}/login?code={code}", url.trim_end_matches('/'));
     Ok(ExitCode::SUCCESS)
 }

@@ -223,7 +223,7 @@ impl ControlApi for Server {
         })?;
         info.calls = plugin.call_stats();
         let terms = plugin.terms();
-        let group = corral_proto::instance_of(plugin.name()).map_or(plugin.name(), |(g, _)| g);
+        let group = corral_proto::plugin_of(plugin.name());
         let keys: Vec<&str> = match terms.config.for_plugin() {
             serde_json::Value::Object(map) => map.keys().map(String::as_str).collect(),
             _ => Vec::new(),

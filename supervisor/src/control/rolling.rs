@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use corral_proto::{ErrorReply, PluginState, codes, instance_of};
+use corral_proto::{ErrorReply, PluginState, codes};
 
 use crate::plugin::PluginHandle;
 
@@ -20,9 +20,7 @@ const POLL: Duration = Duration::from_millis(20);
 pub(super) fn by_plugin(plugins: Vec<PluginHandle>) -> Vec<(String, Vec<PluginHandle>)> {
     let mut groups: Vec<(String, Vec<PluginHandle>)> = Vec::new();
     for p in plugins {
-        let name = instance_of(p.name())
-            .map_or(p.name(), |(group, _)| group)
-            .to_string();
+        let name = corral_proto::plugin_of(p.name()).to_string();
         match groups.iter_mut().find(|(g, _)| *g == name) {
             Some((_, members)) => members.push(p),
             None => groups.push((name, vec![p])),

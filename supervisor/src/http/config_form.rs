@@ -35,7 +35,7 @@ fn entry(face: &Face, name: &str) -> Result<(String, Arc<Terms>), Failure> {
     fleet
         .iter()
         .find_map(|p| {
-            let group = corral_proto::instance_of(p.name()).map_or(p.name(), |(g, _)| g);
+            let group = corral_proto::plugin_of(p.name());
             (p.name() == name || group == name).then(|| (group.to_string(), p.terms()))
         })
         .ok_or_else(|| {

@@ -14,7 +14,6 @@ mod rpc;
 mod socket;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -27,9 +26,6 @@ use crate::config::Routes;
 use crate::plugin::PluginHandle;
 
 pub(super) use proxy::Upstreams;
-
-/// The turn of requests to plugins with instances.
-static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// What every gateway request is for: the plugin's name, its routes, the
 /// running instance it goes to and the path that instance sees.
@@ -97,51 +93,40 @@ fn traversal(path: &str) -> Option<String> {
 fn target(face: &Face, uri: &axum::http::Uri) -> Result<Target, Box<Response>> {
     let path = uri.path();
     let fleet = face.supervisor.fleet_now();
-    let mounted: Vec<(&PluginHandle, Arc<crate::plugin::Terms>)> = fleet
+    let mounted: Vec<(&PluginHandle, Arc<crate::plugin::Terms>, Routes)> = fleet
         .iter()
-        .map(|p| (p, p.terms()))
-        .filter(|(_, terms)| {
-            terms
-                .routes
-                .as_ref()
-                .is_some_and(|r| crate::config::routes::under(&r.mount, path).is_some())
+        .filter_map(|p| {
+            let terms = p.terms();
+            let routes = terms.routes.clone()?;
+            crate::config::routes::under(&routes.mount, path)?;
+            Some((p, terms, routes))
         })
         .collect();
-    let Some(longest) = mounted
-        .iter()
-        .filter_map(|(_, t)| t.routes.as_ref().map(|r| r.mount.len()))
-        .max()
-    else {
+    let Some(longest) = mounted.iter().map(|(_, _, r)| r.mount.len()).max() else {
         return Err(Box::new(not_found(path)));
     };
-    let mine: Vec<&(&PluginHandle, Arc<crate::plugin::Terms>)> = mounted
-        .iter()
-        .filter(|(_, t)| t.routes.as_ref().is_some_and(|r| r.mount.len() == longest))
+    let mine: Vec<_> = mounted
+        .into_iter()
+        .filter(|(_, _, r)| r.mount.len() == longest)
         .collect();
-    let (first, terms) = mine[0];
-    let plugin = corral_proto::instance_of(first.name())
-        .map_or(first.name(), |(group, _)| group)
-        .to_string();
-    let routes = terms.routes.clone().unwrap_or_else(|| Routes {
-        mount: "/".into(),
-        prefix: "/".into(),
-    });
+    let (first, terms, routes) = &mine[0];
+    let plugin = corral_proto::plugin_of(first.name()).to_string();
     let running: Vec<&PluginHandle> = mine
         .iter()
-        .map(|(p, _)| *p)
+        .map(|(p, _, _)| *p)
         .filter(|p| p.presence().0 == PluginState::Running)
         .collect();
-    if running.is_empty() {
+    let Some(instance) = crate::router::in_turn(&running) else {
         return Err(Box::new(down(&plugin, first.presence().0)));
-    }
-    let instance = running[NEXT.fetch_add(1, Ordering::Relaxed) % running.len()].clone();
+    };
+    let instance = (*instance).clone();
     let mut inner = routes.inner(path).unwrap_or_else(|| "/".into());
     if let Some(query) = uri.query() {
         inner = format!("{inner}?{query}");
     }
     Ok(Target {
         plugin,
-        routes,
+        routes: routes.clone(),
         instance,
         inner,
         call_timeout: terms.call_timeout,

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::Face;
 use super::failure::Failure;
-use crate::calls::Upstream;
+use crate::calls::{Piece, Upstream};
 use crate::os::log_read::Follower;
 
 /// How often a watched fleet is read (by one reader for all watchers).
@@ -239,39 +239,11 @@ fn follow(follower: Follower) -> impl Stream<Item = Event> + Send {
 /// A streamed call's chunks (`chunk`), then its end (`end` with the final
 /// value, or `error` with the error).
 pub(super) fn call(face: &Face, upstream: Upstream) -> Events {
-    let parts = stream::unfold(Some(upstream), |upstream| async move {
-        let mut upstream = upstream?;
-        let mut out: Vec<Event> = Vec::new();
-        let done = match upstream.next().await {
-            Ok(part) => {
-                for chunk in part.chunks {
-                    out.push(data(
-                        "chunk",
-                        &chunk.to_json::<Value>().unwrap_or(Value::Null),
-                    ));
-                }
-                match part.end {
-                    None => false,
-                    Some(Ok(value)) => {
-                        out.push(data(
-                            "end",
-                            &value.to_json::<Value>().unwrap_or(Value::Null),
-                        ));
-                        true
-                    }
-                    Some(Err(e)) => {
-                        out.push(data("error", &e));
-                        true
-                    }
-                }
-            }
-            Err(e) => {
-                out.push(data("error", &e));
-                true
-            }
-        };
-        Some((stream::iter(out), (!done).then_some(upstream)))
-    })
-    .flatten();
-    sse(face, parts)
+    let json = |p: corral_proto::Payload| p.to_json::<Value>().unwrap_or(Value::Null);
+    let events = upstream.pieces().map(move |piece| match piece {
+        Piece::Chunk(chunk) => data("chunk", &json(chunk)),
+        Piece::End(value) => data("end", &json(value)),
+        Piece::Failed(e) => data("error", &e),
+    });
+    sse(face, events)
 }

@@ -173,6 +173,20 @@ pub fn prepare_log_dir(path: &Path) -> Result<(), DirError> {
     Ok(())
 }
 
+/// Writes `text` to a new file at `path`, readable by this user alone (a
+/// file already there is replaced, never followed if it is a link): the
+/// runtime dir's files for the HTTP face (its token, URL, login codes).
+pub fn write_private(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = fs::remove_file(path);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

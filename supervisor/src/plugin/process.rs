@@ -74,8 +74,7 @@ pub(super) struct Spawn {
     running_since: Option<Instant>,
     /// Whether the last memory sample was above `memory_high`.
     above_high: bool,
-    /// The last sample's resident bytes and when it was taken, for `ps`
-    /// between samples.
+    /// The last sample's resident bytes and its time, for `ps` between samples.
     last_rss: Option<(Instant, u64)>,
     /// Who waits for this process to be reaped.
     waiters: Vec<oneshot::Sender<()>>,
@@ -87,7 +86,7 @@ pub(super) struct Spawn {
     ended_at: Option<tokio::time::Instant>,
     /// The TCP port it was given, if any.
     pub(super) port: Option<u16>,
-    /// The secret its proxied requests carry, when the gateway proxies to it.
+    /// The secret the gateway's requests to its port carry, if proxied.
     pub(super) gateway_secret: Option<std::sync::Arc<str>>,
     /// The uid it runs as, when its `user` is not the supervisor's.
     pub(super) uid: Option<u32>,

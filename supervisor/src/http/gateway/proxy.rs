@@ -84,14 +84,11 @@ pub(super) async fn forward(face: &Face, target: &Target, mut request: Request) 
         return bad_gateway(&target.plugin, "was asked for a path that is no URI");
     };
     let host = request.headers().get(header::HOST).cloned();
-    let upgrade = super::wants_websocket(request.headers());
+    // A WebSocket's `Upgrade` is hop-by-hop, and passed on all the same.
+    let upgrade = super::wants_websocket(request.headers())
+        .then(|| request.headers().get(header::UPGRADE).cloned())
+        .flatten();
     let headers = request.headers_mut();
-    let kept_upgrade = upgrade.then(|| {
-        (
-            headers.get(header::UPGRADE).cloned(),
-            headers.get(header::CONNECTION).cloned(),
-        )
-    });
     drop_hop_by_hop(headers);
     if let Some(host) = host {
         headers.insert("x-forwarded-host", host);
@@ -110,7 +107,7 @@ pub(super) async fn forward(face: &Face, target: &Target, mut request: Request) 
     if let Ok(host) = HeaderValue::from_str(&format!("127.0.0.1:{port}")) {
         headers.insert(header::HOST, host);
     }
-    if let Some((Some(upgrade), _)) = kept_upgrade {
+    if let Some(upgrade) = upgrade {
         let headers = request.headers_mut();
         headers.insert(header::UPGRADE, upgrade);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

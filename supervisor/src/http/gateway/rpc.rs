@@ -13,10 +13,10 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use corral_proto::{ErrorReply, HTTP_ACTION, HttpReply, HttpRequest, Payload, codes};
-use futures::stream;
+use futures::StreamExt;
 
 use super::{Face, Target, bad_gateway, gateway_timeout};
-use crate::calls::Upstream;
+use crate::calls::{Piece, Upstream};
 
 /// Calls `target`'s route with `request`.
 pub(super) async fn route(face: &Face, target: &Target, request: Request) -> Response {
@@ -172,39 +172,17 @@ fn answer(plugin: &str, reply: &Payload) -> Response {
 /// is, any other value as JSON); an error ends the body with a last line
 /// `{"error": …}`.
 fn chunked(upstream: Upstream) -> Response {
-    let lines = stream::unfold(Some(upstream), |upstream| async move {
-        let mut upstream = upstream?;
-        let mut out = String::new();
-        let done = match upstream.next().await {
-            Ok(part) => {
-                for chunk in part.chunks {
-                    match chunk.to_json::<serde_json::Value>() {
-                        Ok(serde_json::Value::String(text)) => out.push_str(&text),
-                        Ok(value) => out.push_str(&value.to_string()),
-                        Err(_) => out.push_str("null"),
-                    }
-                    out.push('\n');
-                }
-                match part.end {
-                    None => false,
-                    Some(Ok(_)) => true,
-                    Some(Err(e)) => {
-                        out.push_str(&serde_json::json!({"error": e}).to_string());
-                        out.push('\n');
-                        true
-                    }
-                }
-            }
-            Err(e) => {
-                out.push_str(&serde_json::json!({"error": e}).to_string());
-                out.push('\n');
-                true
-            }
+    let lines = upstream.pieces().filter_map(|piece| async move {
+        let line = match piece {
+            Piece::Chunk(chunk) => match chunk.to_json::<serde_json::Value>() {
+                Ok(serde_json::Value::String(text)) => text,
+                Ok(value) => value.to_string(),
+                Err(_) => "null".into(),
+            },
+            Piece::End(_) => return None,
+            Piece::Failed(e) => serde_json::json!({"error": e}).to_string(),
         };
-        Some((
-            Ok::<_, std::convert::Infallible>(out),
-            (!done).then_some(upstream),
-        ))
+        Some(Ok::<_, std::convert::Infallible>(line + "\n"))
     });
     let mut answer = Response::new(Body::from_stream(lines));
     answer.headers_mut().insert(

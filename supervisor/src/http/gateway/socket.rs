@@ -16,7 +16,10 @@ use corral_proto::{Payload, WS_ACTION, WsMessage, codes};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
+use futures::StreamExt;
+
 use super::Target;
+use crate::calls::Piece;
 
 /// Socket numbers, unique for the supervisor's lifetime.
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
@@ -105,25 +108,20 @@ async fn answer(
     {
         Ok(reply) => send(socket, &reply).await,
         Err(e) if e.code == codes::STREAMED => {
-            let mut upstream = target
+            let upstream = target
                 .instance
                 .stream(action, payload, deadline)
                 .await
                 .map_err(|e| format!("`{}`: {}", target.plugin, e.message))?;
-            loop {
-                let part = upstream
-                    .next()
-                    .await
-                    .map_err(|e| format!("`{}`: {}", target.plugin, e.message))?;
-                for chunk in &part.chunks {
-                    send(socket, chunk).await?;
-                }
-                match part.end {
-                    None => {}
-                    Some(Ok(_)) => return Ok(()),
-                    Some(Err(e)) => return Err(format!("`{}`: {}", target.plugin, e.message)),
+            let mut pieces = std::pin::pin!(upstream.pieces());
+            while let Some(piece) = pieces.next().await {
+                match piece {
+                    Piece::Chunk(chunk) => send(socket, &chunk).await?,
+                    Piece::End(_) => return Ok(()),
+                    Piece::Failed(e) => return Err(format!("`{}`: {}", target.plugin, e.message)),
                 }
             }
+            Ok(())
         }
         Err(e) => Err(format!("`{}`: {} ({})", target.plugin, e.message, e.code)),
     }
