@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use corral_proto::event::{check_topic, reserved};
-use corral_proto::{Payload, PluginEntry, Publish, codes};
+use corral_proto::{Denied, Payload, PluginEntry, PluginStatus, Publish, PublishReceipt, codes};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -191,6 +191,54 @@ impl Context {
     /// The fleet's plugins: names, states and the actions each declares.
     pub async fn plugins(&self) -> Result<Vec<PluginEntry>, PluginError> {
         self.bus()?.link.plugins().await
+    }
+
+    /// Puts events that came from elsewhere on the bus, in order, each
+    /// showing `origin` (`scheme:name`, such as `nats:berlin`) as its
+    /// source: for a bridge (`bridge = true` in the fleet file; refused as
+    /// `denied` otherwise), within its `publish` allow-list. Sent at once in
+    /// as many batches as the frame needs, apart from
+    /// [`publish`](Context::publish)'s buffer (so not ordered with it);
+    /// the receipt says which were refused, by their index in `events`.
+    pub async fn relay(
+        &self,
+        origin: &str,
+        events: Vec<Publish>,
+    ) -> Result<PublishReceipt, PluginError> {
+        let bus = self.bus()?;
+        let budget = bus.budget.min(BATCH_BYTES);
+        let mut receipt = PublishReceipt::default();
+        let mut events = events.into_iter().peekable();
+        let mut offset = 0u64;
+        while events.peek().is_some() {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = events.peek() {
+                let size = publish_size(next);
+                if !batch.is_empty() && (bytes + size > budget || batch.len() >= PUBLISH_BATCH) {
+                    break;
+                }
+                bytes += size;
+                batch.extend(events.next());
+            }
+            let sent = batch.len() as u64;
+            let part = bus.link.relay(origin.to_string(), batch).await?;
+            receipt.accepted += part.accepted;
+            receipt
+                .denied
+                .extend(part.denied.into_iter().map(|d| Denied {
+                    index: d.index + offset,
+                    error: d.error,
+                }));
+            offset += sent;
+        }
+        Ok(receipt)
+    }
+
+    /// Every plugin's status row, the fields of `corral ps --json`: for a
+    /// bridge (`bridge = true`; `denied` otherwise).
+    pub async fn fleet(&self) -> Result<Vec<PluginStatus>, PluginError> {
+        self.bus()?.link.fleet().await
     }
 
     /// Subscribes to more patterns (within the plugin's `subscribe`

@@ -69,7 +69,9 @@ pub mod testing;
 
 pub use calls::{Call, DEFAULT_CALL_TIMEOUT, Piece, Replies};
 pub use context::Context;
-pub use corral_proto::{ActionInfo, PluginEntry, PluginState};
+pub use corral_proto::{
+    ActionInfo, Payload, PluginEntry, PluginState, PluginStatus, Publish, PublishReceipt,
+};
 pub use corral_proto::{ErrorReply as PluginError, codes};
 pub use corral_proto::{HTTP_ACTION, HttpReply, WS_ACTION};
 pub use error::RunError;

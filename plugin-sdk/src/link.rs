@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use corral_proto::{
-    BusApiClient, Payload, PluginEntry, Publish, PublishReceipt, StreamPart, codes,
+    BusApiClient, Payload, PluginEntry, PluginStatus, Publish, PublishReceipt, StreamPart, codes,
 };
 use futures::future::BoxFuture;
 
@@ -38,6 +38,14 @@ pub(crate) trait Link: Debug + Send + Sync + 'static {
     fn stream_close(&self, id: u64) -> BoxFuture<'_, ()>;
     /// The fleet's plugins.
     fn plugins(&self) -> BoxFuture<'_, Result<Vec<PluginEntry>, PluginError>>;
+    /// Publishes a batch relayed from `origin` (a bridge's).
+    fn relay(
+        &self,
+        origin: String,
+        batch: Vec<Publish>,
+    ) -> BoxFuture<'_, Result<PublishReceipt, PluginError>>;
+    /// Every plugin's status row (a bridge's).
+    fn fleet(&self) -> BoxFuture<'_, Result<Vec<PluginStatus>, PluginError>>;
 }
 
 /// A call to another plugin, as the link carries it.
@@ -58,6 +66,7 @@ pub(crate) struct BusLink {
     client: BusApiClient,
     calls: bool,
     streams: bool,
+    bridge: bool,
 }
 
 impl BusLink {
@@ -67,6 +76,18 @@ impl BusLink {
             client,
             calls: has("calls"),
             streams: has("calls") && has("streams"),
+            bridge: has("bridge"),
+        }
+    }
+
+    fn needs_bridge(&self) -> Result<&BusApiClient, PluginError> {
+        if self.bridge {
+            Ok(&self.client)
+        } else {
+            Err(PluginError::new(
+                codes::NOT_SUPPORTED,
+                "this supervisor predates bridges (relayed events, the fleet's status)",
+            ))
         }
     }
 
@@ -176,6 +197,31 @@ impl Link for BusLink {
             )
             .await
             .map_err(rpc_error)
+        })
+    }
+
+    fn relay(
+        &self,
+        origin: String,
+        batch: Vec<Publish>,
+    ) -> BoxFuture<'_, Result<PublishReceipt, PluginError>> {
+        Box::pin(async move {
+            BusApiClient::relay(self.needs_bridge()?, far_deadline(), origin, batch)
+                .await
+                .map_err(rpc_error)
+        })
+    }
+
+    fn fleet(&self) -> BoxFuture<'_, Result<Vec<PluginStatus>, PluginError>> {
+        Box::pin(async move {
+            let rows = BusApiClient::fleet(
+                self.needs_bridge()?,
+                by(Instant::now() + Duration::from_secs(10)),
+            )
+            .await
+            .map_err(rpc_error)??;
+            rows.to_json()
+                .map_err(|e| PluginError::new(codes::INTERNAL, format!("the fleet's rows: {e}")))
         })
     }
 }

@@ -197,6 +197,19 @@ impl Link for Recorder {
     fn plugins(&self) -> BoxFuture<'_, Result<Vec<corral_proto::PluginEntry>, PluginError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+
+    /// A harness records relayed events as it records publishes.
+    fn relay(
+        &self,
+        _origin: String,
+        batch: Vec<Publish>,
+    ) -> BoxFuture<'_, Result<PublishReceipt, PluginError>> {
+        Box::pin(std::future::ready(Ok(self.record_publish(batch))))
+    }
+
+    fn fleet(&self) -> BoxFuture<'_, Result<Vec<corral_proto::PluginStatus>, PluginError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
 }
 
 /// A harness runs one plugin: there is no other to call.

@@ -193,6 +193,37 @@ pub fn reserved(topic: &str) -> Result<(), crate::ErrorReply> {
     }
 }
 
+/// Longest source a relayed event may name.
+pub const MAX_ORIGIN_BYTES: usize = 128;
+
+/// Checks the source a bridge names for events it relays from elsewhere:
+/// `scheme:name` (`nats:berlin-1`), a lowercase scheme and a name of
+/// letters, digits, `-`, `_` and `.`. The colon keeps it apart from every
+/// plugin's name, `cli` and `corral`.
+///
+/// ```
+/// use corral_proto::event::check_origin;
+/// assert!(check_origin("nats:a").is_ok() && check_origin("nats:edge-1.eu").is_ok());
+/// assert!(check_origin("a").is_err() && check_origin("nats:").is_err());
+/// assert!(check_origin("nats:a b").is_err() && check_origin(":a").is_err());
+/// ```
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    let Some((scheme, name)) = origin.split_once(':') else {
+        return Err(format!("source `{origin}` is not `scheme:name`"));
+    };
+    let scheme_ok = !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_lowercase());
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !scheme_ok || !name_ok || origin.len() > MAX_ORIGIN_BYTES {
+        return Err(format!(
+            "source `{origin}` is not `scheme:name` (a lowercase scheme, a name of letters, digits, `-`, `_`, `.`; {MAX_ORIGIN_BYTES} bytes at most)"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a pattern: a topic whose segments may also be `*`, and whose last
 /// segment may be `>`.
 pub fn check_pattern(pattern: &str) -> Result<(), String> {

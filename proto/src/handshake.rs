@@ -38,7 +38,7 @@ pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// plugins through its bus connection (`BusApi::call` and what follows it);
 /// `streams`, the plugin serves streamed replies (`PluginApi::stream`,
 /// `pull`, `close`) and may ask for them.
-pub const FEATURES: &[&str] = &["bus_in_load", "calls", "streams"];
+pub const FEATURES: &[&str] = &["bus_in_load", "calls", "streams", "bridge"];
 
 /// The opening frame a client sends after connecting. It is written in the
 /// first layout (`protocol_version`, `role`) when it names no range and no

@@ -36,6 +36,7 @@ mod error;
 pub mod event;
 pub mod handshake;
 mod instance;
+pub mod nats;
 mod payload;
 pub mod route;
 mod service;

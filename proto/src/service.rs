@@ -77,6 +77,17 @@ pub trait BusApi {
     async fn stream_close(id: u64);
     /// The fleet's plugins, their states and the actions each declares.
     async fn plugins() -> Vec<PluginEntry>;
+    /// Publishes a batch that came from elsewhere (feature `bridge`; only a
+    /// plugin with `bridge = true`): as [`publish`](BusApi::publish), within
+    /// the plugin's `publish` allow-list, each event's source `origin`
+    /// (`scheme:name`, see [`check_origin`](crate::event::check_origin))
+    /// instead of the plugin's name.
+    async fn relay(origin: String, events: Vec<Publish>) -> PublishReceipt;
+    /// Every plugin's status row, as `corral ps --json` shows them: a JSON
+    /// array of [`PluginStatus`] (feature `bridge`; only a plugin with
+    /// `bridge = true`, else `denied`). JSON in either codec, since a row
+    /// leaves out the fields it has no value for.
+    async fn fleet() -> Result<Payload, ErrorReply>;
 }
 
 /// Served by the supervisor on its control socket; the CLI is its client.

@@ -12,7 +12,7 @@ mod upstream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use corral_proto::{ErrorReply, Payload, PluginEntry};
+use corral_proto::{ErrorReply, Payload, PluginEntry, PluginStatus};
 use futures::future::BoxFuture;
 
 pub use rules::Access;
@@ -54,6 +54,8 @@ pub trait Route: Send + Sync + std::fmt::Debug {
     fn stream(&self, call: CallRequest) -> BoxFuture<'static, Result<Upstream, ErrorReply>>;
     /// The fleet's plugins, states and declared actions.
     fn plugins(&self) -> BoxFuture<'static, Vec<PluginEntry>>;
+    /// Every plugin's status row.
+    fn statuses(&self) -> BoxFuture<'static, Vec<PluginStatus>>;
 }
 
 /// The way to the fleet's router. Cheap to clone. A call runs in its
@@ -92,5 +94,10 @@ impl Calls {
     /// The fleet's plugins, states and declared actions.
     pub async fn plugins(&self) -> Vec<PluginEntry> {
         self.route.plugins().await
+    }
+
+    /// Every plugin's status row, as `ps` shows them.
+    pub async fn statuses(&self) -> Vec<PluginStatus> {
+        self.route.statuses().await
     }
 }

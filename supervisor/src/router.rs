@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use corral_proto::{ErrorReply, Payload, PluginEntry, codes, selects};
+use corral_proto::{ErrorReply, Payload, PluginEntry, PluginStatus, codes, selects};
 use futures::future::{BoxFuture, join_all};
 use tokio::sync::watch;
 
@@ -59,6 +59,17 @@ impl Route for Router {
     fn plugins(&self) -> BoxFuture<'static, Vec<PluginEntry>> {
         let fleet = self.fleet();
         Box::pin(async move { entries(&fleet).await })
+    }
+
+    fn statuses(&self) -> BoxFuture<'static, Vec<PluginStatus>> {
+        let fleet = self.fleet();
+        Box::pin(async move {
+            join_all(fleet.iter().map(PluginHandle::status))
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        })
     }
 }
 

@@ -173,10 +173,12 @@ impl Bus {
         match msg {
             Msg::Publish {
                 source,
+                origin,
                 events,
                 reply,
             } => {
-                let accepted = self.publish_batch(&source, events);
+                let shown = origin.as_deref().unwrap_or(&source).to_string();
+                let accepted = self.publish_batch(&source, &shown, events);
                 let _ = reply.send(accepted);
             }
             Msg::Cli { event, reply } => {
@@ -426,7 +428,7 @@ impl Bus {
     /// Fans out what `source` may publish of `events`; what it may not is
     /// in the receipt. The answer also names the full `block` queues its
     /// request must wait on before it answers.
-    fn publish_batch(&mut self, source: &Arc<str>, events: Vec<Publish>) -> Accepted {
+    fn publish_batch(&mut self, source: &Arc<str>, shown: &str, events: Vec<Publish>) -> Accepted {
         let mut accepted = Accepted::default();
         for (index, event) in events.into_iter().enumerate() {
             let Some(sub) = self.subscribers.get_mut(source) else {
@@ -445,7 +447,7 @@ impl Bus {
                 Ok(()) => {
                     sub.published += 1;
                     accepted.receipt.accepted += 1;
-                    let waits = self.fan_out(source, event);
+                    let waits = self.fan_out_as(source, shown, event);
                     accepted.add_waits(waits);
                 }
                 Err(error) => {
@@ -464,11 +466,17 @@ impl Bus {
     /// and stream, without waiting: the answer is the full `block` queues
     /// it went into past their bound, which its publisher waits on.
     fn fan_out(&mut self, source: &str, publish: Publish) -> Waits {
+        self.fan_out_as(source, source, publish)
+    }
+
+    /// [`fan_out`](Self::fan_out) of an event `source` published, showing
+    /// `shown` as its source (a relayed event's origin).
+    fn fan_out_as(&mut self, source: &str, shown: &str, publish: Publish) -> Waits {
         self.seq += 1;
         let event = Arc::new(Event {
             topic: publish.topic,
             payload: publish.payload,
-            source: source.to_string(),
+            source: shown.to_string(),
             seq: self.seq,
             at_unix_us: unix_us(),
             retained: false,

@@ -84,6 +84,8 @@ pub struct Traffic {
 pub(super) enum Msg {
     Publish {
         source: Arc<str>,
+        /// The source its events show, when it relays them from elsewhere.
+        origin: Option<Arc<str>>,
         events: Vec<Publish>,
         reply: oneshot::Sender<Accepted>,
     },

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use corral_proto::{
-    BusApiRequest, ErrorReply, Payload, PluginEntry, Publish, PublishReceipt, StreamPart,
+    BusApiRequest, Denied, ErrorReply, Payload, PluginEntry, PluginStatus, Publish, PublishReceipt,
+    StreamPart, codes,
 };
 
 use futures::future::BoxFuture;
@@ -31,9 +32,10 @@ const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// Serves [`BusApi`](corral_proto::BusApi) to one plugin on its bus
 /// connection until it closes, or until the handle returned aborts it (which
 /// closes the connection, and every stream it opened). Everything it does is
-/// on behalf of `name`.
+/// on behalf of `name`; `bridge` is whether it may relay events from
+/// elsewhere and read the fleet's status (`bridge = true`).
 pub fn serve_plugin<S>(
-    name: Arc<str>,
+    (name, bridge): (Arc<str>, bool),
     bus: BusHandle,
     calls: Calls,
     transport: S,
@@ -51,6 +53,7 @@ where
     use tarpc::server::{BaseChannel, Channel};
     let server = PluginBus {
         name,
+        bridge,
         bus,
         calls,
         streams: Arc::default(),
@@ -91,6 +94,7 @@ where
             let is_ordered = matches!(
                 request.get().message,
                 BusApiRequest::Publish { .. }
+                    | BusApiRequest::Relay { .. }
                     | BusApiRequest::Subscribe { .. }
                     | BusApiRequest::Unsubscribe { .. }
             );
@@ -126,6 +130,8 @@ impl Drop for Worker {
 #[derive(Clone)]
 struct PluginBus {
     name: Arc<str>,
+    /// Whether it may relay and read the fleet's status.
+    bridge: bool,
     bus: BusHandle,
     calls: Calls,
     /// The streamed calls it has open.
@@ -150,6 +156,21 @@ impl PluginBus {
             payload,
             deadline: Some(ctx.deadline.max(Instant::now())),
             wait,
+        }
+    }
+
+    /// Refuses what only a bridge may do, naming the key that allows it.
+    fn needs_bridge(&self, what: &str) -> Result<(), ErrorReply> {
+        if self.bridge {
+            Ok(())
+        } else {
+            Err(ErrorReply::new(
+                codes::DENIED,
+                format!(
+                    "{what} is for bridges: `{}` needs `bridge = true` in the fleet file",
+                    self.name
+                ),
+            ))
         }
     }
 }
@@ -215,5 +236,38 @@ impl corral_proto::BusApi for PluginBus {
             return Vec::new();
         };
         self.calls.plugins().await
+    }
+
+    async fn relay(
+        self,
+        _: tarpc::context::Context,
+        origin: String,
+        events: Vec<Publish>,
+    ) -> PublishReceipt {
+        let refusal = self.needs_bridge("relaying events").and_then(|()| {
+            corral_proto::event::check_origin(&origin)
+                .map_err(|why| ErrorReply::new(codes::BAD_TOPIC, why))
+        });
+        if let Err(error) = refusal {
+            return PublishReceipt {
+                accepted: 0,
+                denied: (0..events.len() as u64)
+                    .map(|index| Denied {
+                        index,
+                        error: error.clone(),
+                    })
+                    .collect(),
+            };
+        }
+        self.bus.relay(self.name, origin.into(), events).await
+    }
+
+    async fn fleet(self, _: tarpc::context::Context) -> Result<Payload, ErrorReply> {
+        self.needs_bridge("the fleet's status")?;
+        let rows: Vec<PluginStatus> = match self.listing.acquire().await {
+            Ok(_turn) => self.calls.statuses().await,
+            Err(_) => Vec::new(),
+        };
+        Payload::from_json(&rows).map_err(|e| ErrorReply::new(codes::INTERNAL, e.to_string()))
     }
 }

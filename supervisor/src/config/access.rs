@@ -24,6 +24,10 @@ pub struct CallsSpec {
     /// Plugins that may call it; any (whose `calls` allow it) when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callers: Option<Vec<String>>,
+    /// `bridge = true`: it may relay events from elsewhere under their own
+    /// source and read every plugin's status.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bridge: bool,
 }
 
 /// One `permissions` entry: a sandbox word (`network_access`,

@@ -448,6 +448,10 @@ plugin_keys! {
     callers: Vec<String> = "[\"web\", \"worker.*\"]",
     /// Allow and deny rules on plugins' actions and on topics.
     permissions: Vec<PermissionEntry> = "[\"network_access\", { resource = \"db\", actions = [\"get\"], effect = \"allow\" }]",
+    /// Whether it joins this fleet to others (a bridge such as `nats-bridge`):
+    /// it may put events from elsewhere on the bus under a source of their
+    /// own (`nats:NODE`) and read every plugin's status rows.
+    bridge: bool = "true",
     /// Size at which its log file is rotated.
     log_max_size: Size = "\"10MiB\"",
     /// Rotated log files kept.

@@ -152,7 +152,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
         config, heartbeat, health, ready, notify, watchdog, sandbox, execution_mode, user, group,
         http, handshake_timeout, stop_timeout, kill_timeout, stop_signal, call_timeout,
         restart, success_codes, backoff, restart_limit,
-        requires, calls, callers, permissions,
+        requires, calls, callers, permissions, bridge,
         rate_limit,
         memory_max, memory_high, memory_check_interval,
         subscribe, publish, queue, overflow, durable, max_subscriptions,
@@ -173,7 +173,7 @@ fn spec(at: &mut At<'_>, layered: Layered) -> PluginSpec {
     let (notify, watchdog, more) = super::health::notify_of(notify, watchdog);
     #[rustfmt::skip]
     problems.into_iter().chain(more).for_each(|(k, why)| at.refuse(k, why));
-    let (calls, grants, actions) = access(at, (calls, callers, permissions), actions);
+    let (calls, grants, actions) = access(at, (calls, callers, permissions, bridge), actions);
     let (identity, problems) = super::identity::of(user, group);
     problems.into_iter().for_each(|(k, why)| at.refuse(k, why));
     let reached = (health.as_ref(), port.is_some());
@@ -259,25 +259,27 @@ fn confined(
     sandbox
 }
 
-/// `calls`, `callers` and `permissions` as written.
+/// `calls`, `callers`, `permissions` and `bridge` as written.
 type CallKeys = (
     Option<Vec<String>>,
     Option<Vec<String>>,
     Option<Vec<super::PermissionEntry>>,
+    Option<bool>,
 );
 
 /// Call permissions, what else the `permissions` grant (topics, sandbox
 /// words), and the declared actions.
 fn access(
     at: &mut At<'_>,
-    (calls, callers, permissions): CallKeys,
+    (calls, callers, permissions, bridge): CallKeys,
     actions: Vec<super::ActionDecl>,
 ) -> (
     super::CallsSpec,
     super::access::Grants,
     Vec<corral_proto::ActionInfo>,
 ) {
-    let (calls, grants, problems) = super::access::of(calls, callers, permissions);
+    let (mut calls, grants, problems) = super::access::of(calls, callers, permissions);
+    calls.bridge = bridge.unwrap_or(false);
     problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
     let (actions, problems) = super::access::actions(actions);
     problems.into_iter().for_each(|(k, why)| at.refuse(&k, why));
@@ -438,6 +440,11 @@ fn refuse_own_grants(at: &mut At<'_>, manifest: &mut Manifest, file: &str) {
             "permissions",
             "grant itself permissions",
             manifest.permissions.take().is_some(),
+        ),
+        (
+            "bridge",
+            "make itself a bridge",
+            manifest.bridge.take().is_some(),
         ),
         (
             "user",

@@ -184,7 +184,8 @@ fn serve_bus(
 ) -> (oneshot::Receiver<String>, AbortHandle) {
     let (broken, bus_broken) = oneshot::channel();
     let transport = BusTransport::new(framed, spec.codec, broken);
-    let serving = crate::bus::serve_plugin(spec.name.as_str().into(), bus, calls, transport);
+    let who = (spec.name.as_str().into(), spec.calls.bridge);
+    let serving = crate::bus::serve_plugin(who, bus, calls, transport);
     (bus_broken, serving)
 }
 
