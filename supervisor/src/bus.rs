@@ -91,9 +91,31 @@ impl BusHandle {
     /// back within its bound (or holds no one back any more): the wait is
     /// this request's, never the bus's.
     pub async fn publish(&self, source: Arc<str>, events: Vec<Publish>) -> PublishReceipt {
+        self.publish_from(source, None, events).await
+    }
+
+    /// Publishes a batch `source` relays from elsewhere, each event's
+    /// source `origin` (checked by the caller); like [`publish`](Self::publish)
+    /// in every other way: `source`'s rules, queue and counters.
+    pub async fn relay(
+        &self,
+        source: Arc<str>,
+        origin: Arc<str>,
+        events: Vec<Publish>,
+    ) -> PublishReceipt {
+        self.publish_from(source, Some(origin), events).await
+    }
+
+    async fn publish_from(
+        &self,
+        source: Arc<str>,
+        origin: Option<Arc<str>>,
+        events: Vec<Publish>,
+    ) -> PublishReceipt {
         let Some(accepted) = self
             .ask(|reply| Msg::Publish {
                 source,
+                origin,
                 events,
                 reply,
             })

@@ -23,6 +23,7 @@ pub mod colour;
 pub mod commands;
 pub mod detach;
 pub mod generate;
+mod nats;
 mod reach;
 pub mod render;
 pub mod scaffold;

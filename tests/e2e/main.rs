@@ -27,6 +27,7 @@ mod inspect;
 mod instances;
 mod lifecycle;
 mod limits;
+mod nats;
 mod node;
 mod notify;
 mod pid1;

@@ -9,12 +9,14 @@
 //! - [`proc`]: what `/proc` says about a process.
 //! - [`web`]: [`Web`], a client of a fleet's HTTP face.
 //! - [`system`]: the system programs tests drive, installed when missing.
+//! - [`nats`]: [`NatsServer`], a real nats-server for fleets joined through NATS.
 //!
 //! The wire types the tests read are corral_proto's, re-exported here.
 
 pub mod config;
 pub mod control;
 pub mod fleet;
+pub mod nats;
 pub mod paths;
 pub mod proc;
 pub mod system;
@@ -28,6 +30,7 @@ pub use corral_proto::{
     ReloadReport, Transition, codes,
 };
 pub use fleet::Fleet;
+pub use nats::NatsServer;
 pub use paths::{bin, echo_cmd, fixture, repo_root, target_dir, tempdir};
 pub use proc::{fd_count, process_gone, rss_kib, zombie_children};
 pub use wait::{poll_until, wait_child, wait_gone, wait_steady, wait_until};

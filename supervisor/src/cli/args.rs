@@ -42,6 +42,22 @@ pub struct Target {
     pub socket: Option<PathBuf>,
 }
 
+/// `--nats URL [--node N]`: the command goes to the fleets joined through
+/// NATS (by `nats-bridge` plugins) instead of one supervisor.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// Reach every node joined through the NATS server at URL instead of
+    /// one supervisor.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// With --nats: only this node.
+    #[arg(long, value_name = "NODE", requires = "nats")]
+    pub node: Option<String>,
+    /// With --nats: the bridges' subject prefix.
+    #[arg(long, value_name = "PREFIX", default_value = corral_proto::nats::DEFAULT_PREFIX, requires = "nats")]
+    pub nats_prefix: String,
+}
+
 /// Plugins named on the command line, or `--all`.
 #[derive(Debug, Clone, Args)]
 pub struct Selection {
@@ -159,6 +175,9 @@ pub enum Command {
         /// Where the running supervisor is.
         #[command(flatten)]
         target: Target,
+        /// Or the nodes joined through NATS.
+        #[command(flatten)]
+        remote: Remote,
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -195,6 +214,9 @@ pub enum Command {
         /// Where the running supervisor is.
         #[command(flatten)]
         target: Target,
+        /// Or a node joined through NATS.
+        #[command(flatten)]
+        remote: Remote,
         /// The plugin.
         name: String,
         /// The action.
@@ -228,6 +250,9 @@ pub enum Command {
         /// Where the running supervisor is.
         #[command(flatten)]
         target: Target,
+        /// Or the nodes joined through NATS.
+        #[command(flatten)]
+        remote: Remote,
         /// Topic patterns (`*` one segment, `>` the rest) [default: `>`].
         patterns: Vec<String>,
         /// One JSON object per line.

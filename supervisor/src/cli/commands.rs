@@ -16,8 +16,12 @@ use crate::{Error, config};
 
 /// Runs a client command (anything but `up`) and returns its exit code.
 pub async fn run_client(command: Command) -> ExitCode {
+    let command = match super::nats::run(command).await {
+        Ok(result) => return result.unwrap_or_else(|e| fail(&e.to_string())),
+        Err(command) => command,
+    };
     let result = match command {
-        Command::Ps { target, json } => ps(&target, json).await,
+        Command::Ps { target, json, .. } => ps(&target, json).await,
         Command::Call {
             target,
             name,
@@ -25,6 +29,7 @@ pub async fn run_client(command: Command) -> ExitCode {
             payload,
             stream,
             list,
+            ..
         } => super::call::run(&target, name, action, payload, (stream, list)).await,
         Command::Publish {
             target,
@@ -36,6 +41,7 @@ pub async fn run_client(command: Command) -> ExitCode {
             target,
             patterns,
             json,
+            ..
         } => events(&target, patterns, json).await,
         Command::Down { target } => down(&target).await,
         Command::Start { selection, wait } => lifecycle(selection, "start", Some(wait)).await,

@@ -57,6 +57,26 @@ pub fn ps_table(rows: &[PluginStatus]) -> String {
     text
 }
 
+/// [`ps_table`] for several nodes: a NODE column first, rows as given.
+pub fn ps_table_of_nodes(rows: &[(String, PluginStatus)]) -> String {
+    let statuses_only: Vec<PluginStatus> = rows.iter().map(|(_, r)| r.clone()).collect();
+    let table = ps_table_styled(&statuses_only, super::colour::stdout());
+    let width = rows
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .chain([4])
+        .max()
+        .unwrap_or(4);
+    let nodes = std::iter::once("NODE").chain(rows.iter().map(|(n, _)| n.as_str()));
+    let mut text = String::new();
+    for (node, line) in nodes.zip(table.lines()) {
+        let node = visible_line(node);
+        text.push_str(&format!("{node:<width$}  {line}\n"));
+    }
+    text.push_str(&statuses(&statuses_only));
+    text
+}
+
 /// The last `STATUS=` of each plugin that sent one (escaped), names aligned.
 fn statuses(rows: &[PluginStatus]) -> String {
     let said: Vec<(String, String)> = rows
