@@ -323,3 +323,22 @@ fn an_outage_of_nats_loses_only_what_the_bound_counts_and_a_restarted_node_catch
         "received + dropped = published on c"
     );
 }
+
+#[test]
+fn the_container_examples_fleet_file_is_valid() {
+    let cmd = |name: &str| format!("[\"{}\"]", bin(name).display());
+    let out = Command::new(bin("corral"))
+        .args(["check", "-c"])
+        .arg(corral_e2e::repo_root().join("examples/container/corral.toml"))
+        .env("CORRAL_PLUGINS__BRIDGE__CMD", cmd("nats-bridge"))
+        .env("CORRAL_PLUGINS__ECHO__CMD", cmd("echo-plugin"))
+        .output()
+        .expect("corral check");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("ok, 2 plugins (bridge, echo)"), "{said}");
+}

@@ -129,7 +129,10 @@ impl Settings {
             config
         };
         let raw: Raw = serde_json::from_value(config).map_err(|e| format!("config: {e}"))?;
-        let node = raw.node.unwrap_or_else(|| token_of(hostname));
+        // A host's dotted name (a Kubernetes node's) is one token with `-`.
+        let node = raw
+            .node
+            .map_or_else(|| token_of(hostname), |n| n.replace('.', "-"));
         check_token("node", &node)?;
         let prefix = raw
             .prefix
@@ -288,6 +291,8 @@ mod tests {
     fn defaults_take_the_hostname_and_bound_the_buffer() {
         let s = Settings::from_config(Value::Null, "Berlin-1.example.org").unwrap();
         assert_eq!(s.node, "berlin-1");
+        let dotted = Settings::from_config(json!({"node": "ip-10-0-0-1.ec2.internal"}), "h");
+        assert_eq!(dotted.unwrap().node, "ip-10-0-0-1-ec2-internal");
         assert_eq!(s.prefix, "corral");
         assert_eq!(s.url, "nats://127.0.0.1:4222");
         assert_eq!(
@@ -327,7 +332,7 @@ mod tests {
     #[test]
     fn bad_settings_name_their_key() {
         let cases = [
-            (json!({"node": "a.b"}), "node"),
+            (json!({"node": "a b"}), "node"),
             (json!({"export": ["a..b"]}), "export[0]"),
             (json!({"export": ["call.>"]}), "export[0]"),
             (json!({"import": ["sensor"]}), "import[0]"),
