@@ -13,6 +13,9 @@ use crate::connection::Nats;
 use crate::outbox::{Outbox, Outgoing};
 use crate::settings::Settings;
 
+/// Bytes kept for an event's headers within the server's `max_payload`.
+const HEADER_ROOM: usize = 512;
+
 /// One running bridge.
 #[derive(Debug)]
 pub(crate) struct Bridge {
@@ -68,8 +71,21 @@ impl Bridge {
         self.outbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues an event to go out.
+    /// Queues an event to go out; one larger than the server takes (with
+    /// room for its headers) is dropped, and counted, so it never blocks
+    /// the ones behind it.
     pub(crate) fn push(&self, out: Outgoing) {
+        if out.size() + HEADER_ROOM > self.nats.max_payload() {
+            self.outbox().refuse();
+            self.failed(
+                "exporting",
+                format!(
+                    "an event of {} bytes is larger than the NATS server takes",
+                    out.size()
+                ),
+            );
+            return;
+        }
         self.outbox().push(out);
         self.woken.notify_one();
     }

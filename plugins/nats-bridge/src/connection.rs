@@ -11,6 +11,11 @@ use tokio::sync::watch;
 
 use crate::settings::Settings;
 
+/// Messages a subscription holds before NATS drops them for this client.
+const SUBSCRIPTION_CAPACITY: usize = 1024;
+/// The largest message a server takes unless it says otherwise.
+pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+
 /// The longest wait between two reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
@@ -105,6 +110,14 @@ impl Nats {
         }
     }
 
+    /// The largest message the server takes.
+    pub(crate) fn max_payload(&self) -> usize {
+        match self.client.server_info().max_payload {
+            0 => DEFAULT_MAX_PAYLOAD,
+            n => n,
+        }
+    }
+
     /// Whether it is connected now.
     pub(crate) fn connected(&self) -> bool {
         self.state() == Link::Connected
@@ -143,5 +156,8 @@ async fn options(settings: &Settings) -> Result<ConnectOptions, String> {
             let step = Duration::from_millis(50) * 2u32.saturating_pow(attempts.min(8) as u32);
             step.min(MAX_RECONNECT_DELAY)
         })
-        .connection_timeout(Duration::from_secs(2)))
+        .connection_timeout(Duration::from_secs(2))
+        // A flood waits in NATS's own queues (and is dropped there, as a
+        // slow consumer), not in this process.
+        .subscription_capacity(SUBSCRIPTION_CAPACITY))
 }

@@ -57,16 +57,20 @@ async fn from_core(
     if !bridge.nats.wait_connected(stop).await {
         return Ok(());
     }
-    let mut subscriptions = Vec::new();
-    for pattern in &s.import {
-        let sub = bridge
+    // One subscription, filtered here: messages of one node arrive in the
+    // order it sent them only within one subscription.
+    let subject = match s.import.as_slice() {
+        [one] => subject::import(&s.prefix, one),
+        _ => format!("{}.>", s.prefix),
+    };
+    let subscriptions = vec![
+        bridge
             .nats
             .client
-            .subscribe(subject::import(&s.prefix, pattern))
+            .subscribe(subject)
             .await
-            .map_err(|e| e.to_string())?;
-        subscriptions.push(sub);
-    }
+            .map_err(|e| e.to_string())?,
+    ];
     if let Err(e) = bridge.nats.client.flush().await {
         // Subscriptions are made again at each reconnection.
         bridge.failed("subscribing to imports", e);
@@ -220,14 +224,13 @@ async fn relay(bridge: &Bridge, ctx: &Context, seen: &mut Seen, batch: &[Message
         }
     }
     for (node, events) in runs {
-        let count = events.len() as u64;
         match ctx.relay(&format!("nats:{node}"), events).await {
             Ok(receipt) => {
                 let refused = receipt.denied.len() as u64;
                 bridge
                     .meter
                     .imported
-                    .fetch_add(count - refused, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(receipt.accepted, std::sync::atomic::Ordering::Relaxed);
                 bridge
                     .meter
                     .refused
@@ -237,6 +240,9 @@ async fn relay(bridge: &Bridge, ctx: &Context, seen: &mut Seen, batch: &[Message
                 }
             }
             Err(e) => {
+                // What was not taken comes again (JetStream redelivers it):
+                // it must not pass for a repeat then.
+                seen.forget(&node);
                 bridge.failed("relaying", &e.message);
                 return false;
             }

@@ -87,6 +87,13 @@ impl Outbox {
         }
     }
 
+    /// Counts one that cannot go out at all (larger than the server takes)
+    /// as taken and dropped.
+    pub(crate) fn refuse(&mut self) {
+        self.figures.taken += 1;
+        self.figures.dropped += 1;
+    }
+
     /// Up to `n` of the oldest, left in place until [`sent`](Self::sent).
     pub(crate) fn peek(&self, n: usize) -> Vec<Outgoing> {
         self.queue.iter().take(n).cloned().collect()

@@ -16,6 +16,11 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
+    /// Forgets `node`'s events: the next of them passes, whatever its sequence.
+    pub(crate) fn forget(&mut self, node: &str) {
+        self.last.remove(node);
+    }
+
     /// Whether event `seq` of `node`'s run `boot` is new; remembers it.
     pub(crate) fn fresh(&mut self, node: &str, boot: u64, seq: u64) -> bool {
         match self.last.get_mut(node) {

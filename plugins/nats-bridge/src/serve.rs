@@ -66,7 +66,16 @@ pub(crate) async fn run(bridge: Arc<Bridge>, ctx: &Context, stop: &Stop) {
         let bridge = Arc::clone(&bridge);
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let body = answer(&bridge, &ctx, &request).await;
+            let mut body = answer(&bridge, &ctx, &request).await;
+            if body.len() > bridge.nats.max_payload() {
+                body = error_body(&PluginError::new(
+                    codes::TOO_LARGE,
+                    format!(
+                        "the answer of {} bytes is larger than the NATS server takes",
+                        body.len()
+                    ),
+                ));
+            }
             let _ = bridge.nats.client.publish(reply, body.into()).await;
             drop(turn);
         });

@@ -219,6 +219,12 @@ fn patterns(export: &[String], import: &[String], jetstream: bool) -> Result<(),
     }
     for (i, p) in raw_import.iter().enumerate() {
         check_pattern(p).map_err(|e| format!("import[{i}]: {e}"))?;
+        let topic_first = p.split('.').nth(1);
+        if topic_first.is_some_and(|t| t == "call" || t == "ps") {
+            return Err(format!(
+                "import[{i}]: `{p}`: topics under `call` and `ps` are remote calls and fleet status"
+            ));
+        }
         if !p.contains('.') && p != ">" {
             return Err(format!(
                 "import[{i}]: `{p}` names no topic: write `NODE.TOPIC` patterns, such as `*.sensor.>`"
@@ -336,6 +342,7 @@ mod tests {
             (json!({"export": ["a..b"]}), "export[0]"),
             (json!({"export": ["call.>"]}), "export[0]"),
             (json!({"import": ["sensor"]}), "import[0]"),
+            (json!({"import": ["*.call.>"]}), "import[0]"),
             (json!({"buffer": {"events": 0}}), "buffer"),
             (json!({"user": "u"}), "`user`"),
             (

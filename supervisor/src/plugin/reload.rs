@@ -49,7 +49,9 @@ pub(super) fn diff(old: &PluginSpec, new: &PluginSpec) -> Option<Diff> {
             || old.ready != new.ready
             || old.notify != new.notify
             || old.watchdog != new.watchdog
-            || old.sandbox != new.sandbox,
+            || old.sandbox != new.sandbox
+            // Its bus connection was served with the grant it had.
+            || old.calls.bridge != new.calls.bridge,
         config: old.config != new.config,
         was_enabled: old.enabled,
         enabled: new.enabled,
