@@ -16,7 +16,9 @@
 //! - per SDK (Rust, Python): call round trip, and events per second from a
 //!   publisher plugin to a subscriber plugin of that SDK;
 //! - the HTTP gateway: a protocol plugin's route over RPC against the direct
-//!   call, and a proxied server against direct HTTP to it (`gateway`).
+//!   call, and a proxied server against direct HTTP to it (`gateway`);
+//! - events a → b through two `nats-bridge` plugins and nats-server, beside
+//!   the local bus and nats-server alone (`nats`).
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -59,12 +61,14 @@ impl Bench {
 
 /// The benchmark's sections, in the order they run; `CORRAL_BENCH_ONLY`
 /// takes their names.
-const SECTIONS: [&str; 9] = [
-    "rpc", "restart", "probes", "bus", "calls", "sdk", "cli", "fleet", "gateway",
+const SECTIONS: [&str; 10] = [
+    "rpc", "restart", "probes", "bus", "calls", "sdk", "cli", "fleet", "gateway", "nats",
 ];
 
 #[path = "fleet/gateway.rs"]
 mod gateway;
+#[path = "fleet/nats.rs"]
+mod nats;
 
 fn main() {
     if std::env::var_os(gateway::SERVE).is_some() {
@@ -117,6 +121,63 @@ fn main() {
     if b.wants("gateway") {
         gateways(&b);
     }
+    if b.wants("nats") {
+        nats_rows(&b);
+    }
+}
+
+/// Events a → b through two bridges and nats-server, beside the local bus
+/// and nats-server alone, measured in this run.
+fn nats_rows(b: &Bench) {
+    let Some(program) = which("nats-server") else {
+        println!(
+            "nats: nats-server is not installed (apt-get install nats-server): its rows are not measured"
+        );
+        return;
+    };
+    let bridge = b.echo.with_file_name("nats-bridge");
+    let f = b.rt.block_on(nats::figures(
+        &b.dir().join("nats"),
+        &b.echo,
+        &bridge,
+        &program,
+    ));
+    let (alone, local, cross) = (f.alone.0, f.local.0, f.cross.0);
+    println!(
+        "{:<44} {:>12}",
+        "nats-server alone: client -> client, 64 B",
+        format!("{alone:.0}/s")
+    );
+    println!(
+        "{:<44} {:>12} {:>12} {:>8}",
+        "local bus: plugin -> plugin, 64 B",
+        format!("{local:.0}/s"),
+        "",
+        format!("{:.2}x", local / alone)
+    );
+    println!(
+        "{:<44} {:>12} {:>12} {:>8}",
+        "a -> b through 2 bridges + nats-server, 64 B",
+        format!("{cross:.0}/s"),
+        format!("{}/{}", f.cross.1, nats::EVENTS),
+        format!("{:.2}x", cross / alone)
+    );
+    row("nats-server alone, steady 10,000/s", &f.alone.1, None);
+    row("local bus, steady 10,000/s", &f.local.1, Some(&f.alone.1));
+    row(
+        "a -> b through nats, steady 10,000/s",
+        &f.cross.2,
+        Some(&f.alone.1),
+    );
+}
+
+/// A program on `PATH`.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
 }
 
 /// The gateway's rows, each against what it stands in front of; requests

@@ -27,6 +27,8 @@ pub(crate) struct Bridge {
     outbox: Mutex<Outbox>,
     /// Raised when the outbox takes an event.
     pub(crate) woken: Notify,
+    /// Raised when events leave the outbox.
+    room: Notify,
     /// This run's id, which the sequences of its events count within.
     pub(crate) boot: u64,
     /// Counters.
@@ -61,6 +63,7 @@ impl Bridge {
             settings,
             nats,
             woken: Notify::new(),
+            room: Notify::new(),
             boot,
             meter: Meter::default(),
             last_error: Mutex::new(None),
@@ -71,10 +74,24 @@ impl Bridge {
         self.outbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues an event to go out; one larger than the server takes (with
-    /// room for its headers) is dropped, and counted, so it never blocks
-    /// the ones behind it.
-    pub(crate) fn push(&self, out: Outgoing) {
+    /// Queues an event to go out. While NATS is there and the outbox full,
+    /// this waits for room: the bridge's own bus queue holds what comes
+    /// meanwhile, under its `overflow` rule. While NATS is away, the oldest
+    /// waiting are dropped past the bound (and counted). One larger than the
+    /// server takes (with room for its headers) is dropped, and counted, so
+    /// it never blocks the ones behind it.
+    pub(crate) async fn push(&self, out: Outgoing) {
+        loop {
+            let room = self.room.notified();
+            if !self.nats.connected() || self.outbox().has_room(&out) {
+                break;
+            }
+            tokio::select! {
+                () = room => {}
+                // The connection may go meanwhile: then the bound drops.
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            }
+        }
         if out.size() + HEADER_ROOM > self.nats.max_payload() {
             self.outbox().refuse();
             self.failed(
@@ -98,6 +115,7 @@ impl Bridge {
     /// The `n` peeked, up to sequence `last_seq`, reached NATS.
     pub(crate) fn sent(&self, last_seq: u64, n: usize) {
         self.outbox().sent(last_seq, n);
+        self.room.notify_waiters();
     }
 
     /// Notes what went wrong last (shown by `status`), and logs it.

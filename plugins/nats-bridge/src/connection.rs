@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::settings::Settings;
 
 /// Messages a subscription holds before NATS drops them for this client.
-const SUBSCRIPTION_CAPACITY: usize = 1024;
+const SUBSCRIPTION_CAPACITY: usize = 65_536;
 /// The largest message a server takes unless it says otherwise.
 pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 

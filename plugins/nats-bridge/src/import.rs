@@ -19,7 +19,7 @@ use crate::seen::Seen;
 use corral_proto::nats as subject;
 
 /// Messages put on the bus in one batch at most.
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
 /// How long a broken consumer waits before it is made again.
 const RETRY: Duration = Duration::from_millis(500);
 

@@ -130,13 +130,15 @@ impl Plugin for NatsBridge {
             return;
         }
         let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
-        bridge.push(Outgoing {
-            subject: subject::event(&s.prefix, &s.node, &event.topic),
-            seq: event.seq,
-            source: event.source,
-            at_unix_us: event.at_unix_us,
-            payload: Bytes::from(payload),
-        });
+        bridge
+            .push(Outgoing {
+                subject: subject::event(&s.prefix, &s.node, &event.topic),
+                seq: event.seq,
+                source: event.source,
+                at_unix_us: event.at_unix_us,
+                payload: Bytes::from(payload),
+            })
+            .await;
     }
 }
 

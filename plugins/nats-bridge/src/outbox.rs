@@ -87,6 +87,11 @@ impl Outbox {
         }
     }
 
+    /// Whether `out` fits without dropping an older one.
+    pub(crate) fn has_room(&self, out: &Outgoing) -> bool {
+        self.queue.len() < self.bound.events && self.bytes + out.size() <= self.bound.bytes
+    }
+
     /// Counts one that cannot go out at all (larger than the server takes)
     /// as taken and dropped.
     pub(crate) fn refuse(&mut self) {
