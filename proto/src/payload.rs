@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::{self, Serializer};
 use serde::{Deserialize, Serialize};
@@ -15,19 +17,20 @@ use serde_json::value::RawValue;
 /// A JSON document in its encoded form.
 ///
 /// The bytes are always a complete JSON text; an empty payload stands for
-/// `null`.
+/// `null`. They are shared, not copied, when a payload is cloned (the bus
+/// hands one event to every subscriber).
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Payload(Vec<u8>);
+pub struct Payload(Bytes);
 
 impl Payload {
     /// The JSON `null` payload.
     pub fn null() -> Self {
-        Self(b"null".to_vec())
+        Self(Bytes::from_static(b"null"))
     }
 
     /// Encodes a serde value as a payload.
     pub fn from_json<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::to_vec(value).map(Self)
+        serde_json::to_vec(value).map(|v| Self(v.into()))
     }
 
     /// Wraps bytes that must already be one JSON text; they are checked.
@@ -35,7 +38,7 @@ impl Payload {
         if !bytes.is_empty() {
             serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
         }
-        Ok(Self(bytes))
+        Ok(Self(bytes.into()))
     }
 
     /// Checks that the bytes are one JSON text that every codec can carry:
@@ -72,7 +75,7 @@ impl Payload {
 
     /// Consumes the payload, returning the encoded JSON text.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.0
+        self.0.into()
     }
 
     /// The JSON text, with `null` standing in for an empty payload.
@@ -109,7 +112,7 @@ impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         if deserializer.is_human_readable() {
             let raw = Box::<RawValue>::deserialize(deserializer)?;
-            Ok(Self(raw.get().as_bytes().to_vec()))
+            Ok(Self(Bytes::copy_from_slice(raw.get().as_bytes())))
         } else {
             deserializer.deserialize_byte_buf(BytesVisitor)
         }
@@ -126,11 +129,11 @@ impl<'de> Visitor<'de> for BytesVisitor {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Payload, E> {
-        Ok(Payload(v.to_vec()))
+        Ok(Payload(Bytes::copy_from_slice(v)))
     }
 
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
-        Ok(Payload(v))
+        Ok(Payload(v.into()))
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Payload, A::Error> {
@@ -138,7 +141,7 @@ impl<'de> Visitor<'de> for BytesVisitor {
         while let Some(b) = seq.next_element::<u8>()? {
             bytes.push(b);
         }
-        Ok(Payload(bytes))
+        Ok(Payload(bytes.into()))
     }
 }
 

@@ -74,6 +74,9 @@ fn main() {
     if std::env::var_os(gateway::SERVE).is_some() {
         gateway::serve();
     }
+    if std::env::var_os(nats::SUBSCRIBE).is_some() {
+        nats::subscriber();
+    }
     let b = setup();
     println!(
         "corral benchmark ({} cores)",
@@ -411,7 +414,33 @@ fn bus(b: &Bench) {
     );
     let latency =
         b.rt.block_on(bus_latency(&b.dir().join("latency"), &b.echo));
-    row("bus: publish -> on_event, steady 10,000/s", &latency, None);
+    // The peer, in the same run: nats-server with plain clients, the same
+    // burst to as many subscribers, the same pacing to one.
+    let Some(program) = which("nats-server") else {
+        row("bus: publish -> on_event, steady 10,000/s", &latency, None);
+        println!("bus: nats-server is not installed (apt-get install nats-server): no peer rows");
+        return;
+    };
+    let (peer, peer_latency) = b.rt.block_on(nats::peer(&program, BUS_EVENTS, SUBSCRIBERS));
+    println!(
+        "{:<44} {:>12} {:>12} {:>8}",
+        format!("nats-server: 1 -> {SUBSCRIBERS} plain clients, 64 B (peer)"),
+        format!("{peer:.0}/s"),
+        "",
+        format!("{:.2}x", rate / peer)
+    );
+    println!("{:<44} bus / nats-server, target >= 1.2x", "");
+    row(
+        "nats-server: publish -> receive, steady 10,000/s (peer)",
+        &peer_latency,
+        None,
+    );
+    row(
+        "bus: publish -> on_event, steady 10,000/s",
+        &latency,
+        Some(&peer_latency),
+    );
+    println!("{:<44} p50 vs nats-server, target <= 0.8x", "");
 }
 
 /// Calls made between plugins, timed by the caller, against calls the

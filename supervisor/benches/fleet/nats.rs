@@ -29,7 +29,7 @@ pub(crate) struct Figures {
 }
 
 /// A nats-server on a free loopback port, killed on drop.
-struct Server(Child, String);
+pub(crate) struct Server(Child, String);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -38,7 +38,7 @@ impl Drop for Server {
     }
 }
 
-fn server(program: &Path) -> Server {
+pub(crate) fn server(program: &Path) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -63,6 +63,104 @@ fn unix_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Set (to `URL COUNT`) in a process of the benchmark that only
+/// subscribes: it prints `ready` once subscribed, then `done` once `COUNT`
+/// messages came (or none for 5 s), and exits.
+pub(crate) const SUBSCRIBE: &str = "CORRAL_BENCH_NATS_SUBSCRIBE";
+
+/// The peer's subscriber process (`SUBSCRIBE` is set): like a plugin, a
+/// process of its own, with one thread.
+pub(crate) fn subscriber() -> ! {
+    let spec = std::env::var(SUBSCRIBE).unwrap_or_default();
+    let (url, count) = spec.split_once(' ').unwrap_or_default();
+    let count: u64 = count.parse().unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .subscription_capacity(1 << 20)
+            .connect(url)
+            .await
+            .expect("connect");
+        let mut sub = client.subscribe("bench.t").await.expect("subscribe");
+        client.flush().await.expect("flush");
+        println!("ready");
+        let mut got = 0u64;
+        while got < count {
+            match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+                Ok(Some(_)) => got += 1,
+                _ => break,
+            }
+        }
+        println!("done {got}");
+    });
+    std::process::exit(0)
+}
+
+/// The bus's peer, measured in the same run: one plain publisher (this
+/// process) bursts `events` 64-byte messages through a nats-server of its
+/// own to `subscribers` plain subscriber processes, as the bus bursts to
+/// subscriber plugins; deliveries per second (and how many arrived), and
+/// the latency of a steady 10,000/s stream to one subscriber.
+pub(crate) async fn peer(program: &Path, events: u64, subscribers: usize) -> (f64, Vec<Duration>) {
+    use std::io::BufRead;
+    let server = server(program);
+    let me = std::env::current_exe().expect("the benchmark's path");
+    let mut children = Vec::new();
+    for _ in 0..subscribers {
+        let mut child = Command::new(&me)
+            .env(SUBSCRIBE, format!("{} {events}", server.1))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("a subscriber");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let ready = lines.next().and_then(Result::ok);
+        assert_eq!(
+            ready.as_deref(),
+            Some("ready"),
+            "a subscriber did not start"
+        );
+        children.push((child, lines));
+    }
+    let publisher = async_nats::connect(server.1.as_str())
+        .await
+        .expect("connect");
+    let body = bytes::Bytes::from(vec![b'x'; 64]);
+    let t = Instant::now();
+    for _ in 0..events {
+        publisher
+            .publish("bench.t", body.clone())
+            .await
+            .expect("publish");
+    }
+    publisher.flush().await.expect("flush");
+    let mut delivered = 0;
+    for (mut child, mut lines) in children {
+        let done = tokio::task::spawn_blocking(move || lines.next().and_then(Result::ok))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        delivered += done
+            .strip_prefix("done ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        let _ = child.wait();
+    }
+    let rate = delivered as f64 / t.elapsed().as_secs_f64();
+    if delivered < events * subscribers as u64 {
+        println!(
+            "  nats-server: {delivered} of {} deliveries arrived",
+            events * subscribers as u64
+        );
+    }
+    drop(publisher);
+    let (_, latency) = alone(&server.1).await;
+    (rate, latency)
+}
+
 /// Every row's figures; `program` is nats-server.
 pub(crate) async fn figures(dir: &Path, echo: &Path, bridge: &Path, program: &Path) -> Figures {
     let server = server(program);
@@ -78,7 +176,7 @@ pub(crate) async fn figures(dir: &Path, echo: &Path, bridge: &Path, program: &Pa
 
 /// A plain client bursts `EVENTS` 64-byte messages to another, then paces
 /// `STEADY` stamped ones.
-async fn alone(url: &str) -> (f64, Vec<Duration>) {
+pub(crate) async fn alone(url: &str) -> (f64, Vec<Duration>) {
     let publisher = async_nats::connect(url).await.expect("connect");
     let subscriber = async_nats::connect(url).await.expect("connect");
     let mut sub = subscriber.subscribe("bench.t").await.expect("subscribe");
