@@ -325,6 +325,53 @@ fn an_outage_of_nats_loses_only_what_the_bound_counts_and_a_restarted_node_catch
 }
 
 #[test]
+fn a_bridge_not_granted_bridge_relays_nothing_and_reads_no_status() {
+    let nats = NatsServer::start(false);
+    let url = nats.url();
+    let a = node("a", &url, json!({})).start();
+    // b runs the same bridge without `bridge = true`.
+    let b_config = FleetConfig::new().plugins([
+        Plugin::new("bridge")
+            .cmd([bin("nats-bridge").display().to_string()])
+            .set("notify", true)
+            .set("publish", ["sensor.>"])
+            .set("calls", ["echo:ping"])
+            .config(json!({"url": url, "node": "b", "import": ["*.sensor.>"]})),
+        Plugin::echo("echo").subscribe(["sensor.>"]),
+    ]);
+    let b = b_config.start();
+    for fleet in [&a, &b] {
+        fleet.wait_running("echo");
+        connected(fleet);
+    }
+    let status = wait_until(
+        Duration::from_secs(20),
+        "b's bus refusing the relay",
+        || {
+            a.call(
+                "echo",
+                "publish",
+                Some(r#"{"topic": "sensor.x", "payload": 1}"#),
+            )
+            .expect("publish on a");
+            let s = b.call("bridge", "status", None).ok()?;
+            (s["refused"].as_u64() > Some(0)).then_some(s)
+        },
+    );
+    assert_eq!(status["imported"], 0, "{status}");
+    let why = status["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("needs `bridge = true`"), "{status}");
+    assert!(received(&b).is_empty(), "an event reached b's bus");
+    // Its node's status is refused too: `ps --nats --node b` says why.
+    let out = corral(&["ps", "--nats", &url, "--node", "b", "--json"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("denied") && said.contains("bridge = true"),
+        "{said}"
+    );
+}
+
+#[test]
 fn the_container_examples_fleet_file_is_valid() {
     let cmd = |name: &str| format!("[\"{}\"]", bin(name).display());
     let out = Command::new(bin("corral"))
