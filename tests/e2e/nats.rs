@@ -282,10 +282,16 @@ fn an_outage_of_nats_loses_only_what_the_bound_counts_and_a_restarted_node_catch
     let published = published.load(std::sync::atomic::Ordering::SeqCst);
 
     // a's bridge reconnected and sent what it held; the bound's drops are counted.
-    let status = wait_until(Duration::from_secs(20), "a's outbox empty", || {
-        let s = a.call("bridge", "status", None).ok()?;
-        (s["connection"] == "connected" && s["exported"]["waiting"] == 0).then_some(s)
-    });
+    let status = wait_until(
+        Duration::from_secs(20),
+        "a's bridge to take all and send",
+        || {
+            let s = a.call("bridge", "status", None).ok()?;
+            let e = &s["exported"];
+            (s["connection"] == "connected" && e["taken"] == published && e["waiting"] == 0)
+                .then_some(s)
+        },
+    );
     let dropped = status["exported"]["dropped"].as_u64().expect("dropped");
     assert!(
         dropped > 0,

@@ -133,6 +133,9 @@ async fn ps(remote: &Remote, url: &str, json: bool) -> Result<ExitCode, Error> {
     if by_node.is_empty() {
         return Ok(fail("no node answered (is a nats-bridge running on any?)"));
     }
+    if by_node.values().all(Vec::is_empty) {
+        return Ok(fail("no node gave its plugins (see above)"));
+    }
     let rows: Vec<(String, PluginStatus)> = by_node
         .into_iter()
         .flat_map(|(node, rows)| rows.into_iter().map(move |r| (node.clone(), r)))
