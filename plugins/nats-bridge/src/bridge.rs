@@ -5,6 +5,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -12,6 +13,10 @@ use tokio::sync::Notify;
 use crate::connection::Nats;
 use crate::outbox::{Outbox, Outgoing};
 use crate::settings::Settings;
+
+/// How long a push waits for room while nothing is sent before the
+/// outbox drops instead: well inside the supervisor's delivery deadline.
+const STALL: Duration = Duration::from_secs(5);
 
 /// Bytes kept for an event's headers within the server's `max_payload`.
 const HEADER_ROOM: usize = 512;
@@ -29,6 +34,11 @@ pub(crate) struct Bridge {
     pub(crate) woken: Notify,
     /// Raised when events leave the outbox.
     room: Notify,
+    /// How many batches went out: what a waiting push watches.
+    progress: AtomicU64,
+    /// The `progress` at which the exporter was found stalled (none:
+    /// `u64::MAX`): no push waits until it moves on.
+    stalled_at: AtomicU64,
     /// This run's id, which the sequences of its events count within.
     pub(crate) boot: u64,
     /// Counters.
@@ -64,6 +74,8 @@ impl Bridge {
             nats,
             woken: Notify::new(),
             room: Notify::new(),
+            progress: AtomicU64::new(0),
+            stalled_at: AtomicU64::new(u64::MAX),
             boot,
             meter: Meter::default(),
             last_error: Mutex::new(None),
@@ -75,23 +87,15 @@ impl Bridge {
     }
 
     /// Queues an event to go out. While NATS is there and the outbox full,
-    /// this waits for room: the bridge's own bus queue holds what comes
-    /// meanwhile, under its `overflow` rule. While NATS is away, the oldest
-    /// waiting are dropped past the bound (and counted). One larger than the
-    /// server takes (with room for its headers) is dropped, and counted, so
-    /// it never blocks the ones behind it.
-    pub(crate) async fn push(&self, out: Outgoing) {
-        loop {
-            let room = self.room.notified();
-            if !self.nats.connected() || self.outbox().has_room(&out) {
-                break;
-            }
-            tokio::select! {
-                () = room => {}
-                // The connection may go meanwhile: then the bound drops.
-                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-            }
-        }
+    /// this waits for room, so a burst slows the bridge's own bus queue
+    /// (which holds what comes meanwhile, under its `overflow` rule) rather
+    /// than dropping. It waits only while the exporter makes progress: once
+    /// [`STALL`] passes with nothing sent (a stream that cannot be made, a
+    /// link that hangs), and while NATS is away, the oldest waiting are
+    /// dropped past the bound (and counted), so `on_event` never outlasts
+    /// the supervisor's delivery deadline. One larger than the server takes
+    /// (with room for its headers) is dropped, and counted, at once.
+    pub(crate) async fn push(&self, out: Outgoing, stop: &corral_sdk::Stop) {
         if out.size() + HEADER_ROOM > self.nats.max_payload() {
             self.outbox().refuse();
             self.failed(
@@ -102,6 +106,37 @@ impl Bridge {
                 ),
             );
             return;
+        }
+        let mut since = (Instant::now(), self.progress.load(Ordering::Relaxed));
+        loop {
+            let room = self.room.notified();
+            let progress = self.progress.load(Ordering::Relaxed);
+            if progress != since.1 {
+                since = (Instant::now(), progress);
+            }
+            let stalled = self.stalled_at.load(Ordering::Relaxed) == progress;
+            if stalled
+                || stop.is_stopped()
+                || !self.nats.connected()
+                || self.outbox().has_room(&out)
+            {
+                break;
+            }
+            if since.0.elapsed() >= STALL {
+                // Until something is sent, nobody waits again.
+                self.stalled_at.store(progress, Ordering::Relaxed);
+                self.failed(
+                    "exporting",
+                    "nothing sent for 5 s: dropping the oldest past the bound",
+                );
+                break;
+            }
+            tokio::select! {
+                () = room => {}
+                () = stop.stopped() => {}
+                // The connection may go meanwhile: then the bound drops.
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
         self.outbox().push(out);
         self.woken.notify_one();
@@ -115,6 +150,7 @@ impl Bridge {
     /// The `n` peeked, up to sequence `last_seq`, reached NATS.
     pub(crate) fn sent(&self, last_seq: u64, n: usize) {
         self.outbox().sent(last_seq, n);
+        self.progress.fetch_add(1, Ordering::Relaxed);
         self.room.notify_waiters();
     }
 

@@ -151,6 +151,9 @@ async fn options(settings: &Settings) -> Result<ConnectOptions, String> {
         .require_tls(settings.tls.required)
         .name(format!("corral nats-bridge {}", settings.node))
         .retry_on_initial_connect()
+        // Its own exports never come back to it (they would only be
+        // filtered out, in the subscription's room).
+        .no_echo()
         .max_reconnects(None)
         .reconnect_delay_callback(|attempts| {
             let step = Duration::from_millis(50) * 2u32.saturating_pow(attempts.min(8) as u32);

@@ -116,7 +116,7 @@ impl Plugin for NatsBridge {
         Ok(())
     }
 
-    async fn on_event(&self, _: &Context, event: Event) {
+    async fn on_event(&self, ctx: &Context, event: Event) {
         let Ok(bridge) = self.bridge() else {
             return;
         };
@@ -131,13 +131,16 @@ impl Plugin for NatsBridge {
         }
         let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
         bridge
-            .push(Outgoing {
-                subject: subject::event(&s.prefix, &s.node, &event.topic),
-                seq: event.seq,
-                source: event.source,
-                at_unix_us: event.at_unix_us,
-                payload: Bytes::from(payload),
-            })
+            .push(
+                Outgoing {
+                    subject: subject::event(&s.prefix, &s.node, &event.topic),
+                    seq: event.seq,
+                    source: event.source,
+                    at_unix_us: event.at_unix_us,
+                    payload: Bytes::from(payload),
+                },
+                ctx.stopping(),
+            )
             .await;
     }
 }

@@ -88,8 +88,11 @@ impl Outbox {
     }
 
     /// Whether `out` fits without dropping an older one.
+    /// (An empty outbox always has: one larger than the bound is dropped
+    /// by [`push`](Self::push), never waited for.)
     pub(crate) fn has_room(&self, out: &Outgoing) -> bool {
-        self.queue.len() < self.bound.events && self.bytes + out.size() <= self.bound.bytes
+        self.queue.is_empty()
+            || self.queue.len() < self.bound.events && self.bytes + out.size() <= self.bound.bytes
     }
 
     /// Counts one that cannot go out at all (larger than the server takes)
@@ -177,6 +180,26 @@ mod tests {
         assert_eq!(o.figures().waiting_bytes, one * 2);
         o.push(out(4, 10_000));
         assert_eq!(o.figures().dropped, 2);
+    }
+
+    #[test]
+    fn an_empty_outbox_always_has_room_and_a_full_one_has_none() {
+        let mut o = Outbox::new(Bound {
+            events: 2,
+            bytes: 10,
+        });
+        assert!(
+            o.has_room(&out(1, 1_000)),
+            "one over the byte bound is taken, then dropped"
+        );
+        o.push(out(1, 1_000));
+        assert_eq!(o.figures().dropped, 1);
+        let mut o = Outbox::new(Bound {
+            events: 1,
+            bytes: 1 << 20,
+        });
+        o.push(out(1, 1));
+        assert!(!o.has_room(&out(2, 1)));
     }
 
     #[test]
