@@ -894,7 +894,13 @@ async fn bus_latency(dir: &Path, echo: &Path) -> Vec<Duration> {
     )
     .await;
     supervisor.shutdown().await;
-    reply["events"]
+    latencies(&reply)
+}
+
+/// The publish → `on_event` gaps of a `received` answer's paced events
+/// (stamped `sent_us` by the publisher, `received_us` by the subscriber).
+fn latencies(received: &serde_json::Value) -> Vec<Duration> {
+    received["events"]
         .as_array()
         .expect("events")
         .iter()

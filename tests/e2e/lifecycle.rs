@@ -32,16 +32,7 @@ fn demo_fleet_runs_calls_and_goes_down_cleanly() {
         .iter()
         .find(|r| r["name"] == "echo")
         .unwrap();
-    for key in [
-        "name",
-        "state",
-        "pid",
-        "restarts",
-        "uptime_ms",
-        "rss_bytes",
-        "memory_max_bytes",
-        "last_exit",
-    ] {
+    for key in corral_e2e::PS_JSON_FIELDS {
         assert!(row.get(key).is_some(), "ps --json lacks {key}: {row}");
     }
 

@@ -141,15 +141,7 @@ fn three_nodes_share_events_in_order_and_reach_each_other_by_call_and_status() {
         String::from_utf8_lossy(&out.stderr)
     );
     for r in &rows {
-        for field in [
-            "state",
-            "pid",
-            "restarts",
-            "uptime_ms",
-            "rss_bytes",
-            "memory_max_bytes",
-            "last_exit",
-        ] {
+        for field in corral_e2e::PS_JSON_FIELDS {
             assert!(r.get(field).is_some(), "no `{field}` in {r}");
         }
         assert_eq!(r["state"], "running", "{r}");

@@ -318,15 +318,7 @@ fn ps_counts_each_plugins_cpu_time_calls_and_bus_traffic() {
         source["cpu_ms"].as_u64().is_some_and(|ms| ms > 0),
         "{source}"
     );
-    for field in [
-        "state",
-        "pid",
-        "restarts",
-        "uptime_ms",
-        "rss_bytes",
-        "memory_max_bytes",
-        "last_exit",
-    ] {
+    for field in corral_e2e::PS_JSON_FIELDS {
         assert!(source.get(field).is_some(), "{field} in {source}");
     }
 

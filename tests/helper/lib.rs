@@ -30,6 +30,18 @@ pub use corral_proto::{
     ReloadReport, Transition, codes,
 };
 pub use fleet::Fleet;
+
+/// The fields every `ps --json` row has, as the contract names them.
+pub const PS_JSON_FIELDS: [&str; 8] = [
+    "name",
+    "state",
+    "pid",
+    "restarts",
+    "uptime_ms",
+    "rss_bytes",
+    "memory_max_bytes",
+    "last_exit",
+];
 pub use nats::NatsServer;
 pub use paths::{bin, echo_cmd, fixture, repo_root, target_dir, tempdir};
 pub use proc::{fd_count, process_gone, rss_kib, zombie_children};

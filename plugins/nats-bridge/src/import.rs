@@ -172,12 +172,9 @@ async fn from_stream(
 fn event_of(bridge: &Bridge, m: &Message) -> Option<(String, u64, u64, Publish)> {
     let s = &bridge.settings;
     let (node, topic) = subject::parse_event(&s.prefix, m.subject.as_str())?;
-    if node == s.node
-        || !s
-            .import
-            .iter()
-            .any(|p| matches(p, &format!("{node}.{topic}")))
-    {
+    // `NODE.TOPIC`, what the import patterns match: the subject past `PREFIX.`.
+    let node_topic = &m.subject.as_str()[s.prefix.len() + 1..];
+    if node == s.node || !s.import.iter().any(|p| matches(p, node_topic)) {
         return None;
     }
     let header = |name: &str| {

@@ -206,8 +206,7 @@ impl Settings {
 /// subjects of remote calls and fleet status, and with `jetstream`, none a
 /// stream could not hold apart from them.
 fn patterns(export: &[String], import: &[String], jetstream: bool) -> Result<(), String> {
-    let (raw_export, raw_import) = (export, import);
-    for (i, p) in raw_export.iter().enumerate() {
+    for (i, p) in export.iter().enumerate() {
         check_pattern(p).map_err(|e| format!("export[{i}]: {e}"))?;
         if let Some(first) = p.split('.').next()
             && (first == "call" || first == "ps")
@@ -217,7 +216,7 @@ fn patterns(export: &[String], import: &[String], jetstream: bool) -> Result<(),
             ));
         }
     }
-    for (i, p) in raw_import.iter().enumerate() {
+    for (i, p) in import.iter().enumerate() {
         check_pattern(p).map_err(|e| format!("import[{i}]: {e}"))?;
         let topic_first = p.split('.').nth(1);
         if topic_first.is_some_and(|t| t == "call" || t == "ps") {
@@ -232,14 +231,14 @@ fn patterns(export: &[String], import: &[String], jetstream: bool) -> Result<(),
         }
     }
     if jetstream {
-        for (i, p) in raw_export.iter().enumerate() {
+        for (i, p) in export.iter().enumerate() {
             if p.starts_with('*') || p.starts_with('>') {
                 return Err(format!(
                     "export[{i}]: `{p}`: with `jetstream`, name each pattern's first segment, so the stream leaves remote calls and fleet status out"
                 ));
             }
         }
-        for (i, p) in raw_import.iter().enumerate() {
+        for (i, p) in import.iter().enumerate() {
             let topic_first = p.split('.').nth(1);
             if topic_first.is_none_or(|t| t == "*" || t == ">") {
                 return Err(format!(

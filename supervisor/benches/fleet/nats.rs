@@ -312,20 +312,7 @@ async fn cross(dir: &Path, echo: &Path, bridge: &Path, url: &str) -> (f64, u64, 
     let reply = super::call_json(&lat, "received", serde_json::json!({"limit": STEADY})).await;
     node_a.shutdown().await;
     node_b.shutdown().await;
-    let latencies = reply["events"]
-        .as_array()
-        .map(|events| {
-            events
-                .iter()
-                .filter_map(|e| {
-                    let sent = e["payload"]["sent_us"].as_u64()?;
-                    let got = e["received_us"].as_u64()?;
-                    Some(Duration::from_micros(got.saturating_sub(sent)))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    (rate, received, latencies)
+    (rate, received, super::latencies(&reply))
 }
 
 /// Waits for a bridge to be connected and listening.

@@ -177,7 +177,7 @@ impl Bus {
                 events,
                 reply,
             } => {
-                let shown = origin.as_deref().unwrap_or(&source).to_string();
+                let shown = origin.unwrap_or_else(|| Arc::clone(&source));
                 let accepted = self.publish_batch(&source, &shown, events);
                 let _ = reply.send(accepted);
             }
