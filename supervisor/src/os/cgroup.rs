@@ -265,7 +265,11 @@ impl Cgroups {
         if let (Some(blkio_root), Some(weight)) = (blkio, limits.io_weight) {
             let dir = make_leaf(blkio_root, leaf)?;
             cgroup.dirs.push(dir.clone());
-            write(&dir, "blkio.bfq.weight", bfq_weight(weight))?;
+            // Without BFQ a v1 blkio cgroup has no weight file: the weight
+            // cannot hold, and the spawn keeps its other limits.
+            if let Err(e) = write(&dir, "blkio.bfq.weight", bfq_weight(weight)) {
+                tracing::warn!("io_weight is not enforced: {e}");
+            }
         }
         Ok(cgroup)
     }
