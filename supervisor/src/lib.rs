@@ -10,7 +10,8 @@
 //! - [`bus`]: the event bus between plugins, the CLI and corral.
 //!
 //! Around them: [`config`] (loading and checking), [`deps`] (the `requires`
-//! graph), [`spawn`] (starting a process), [`listener`] (plugin sockets and
+//! graph), [`pacing`] (how many start at once), [`spawn`] (starting a
+//! process), [`listener`] (plugin sockets and
 //! their authentication), [`logs`] (capturing output), [`memory`] (measuring
 //! it), [`cgroup`] and [`rate`] (enforcing limits), [`cli`] and [`scaffold`]
 //! (`corral new`).
@@ -27,6 +28,7 @@ pub mod deps;
 mod error;
 pub mod http;
 pub mod os;
+pub mod pacing;
 pub mod plugin;
 pub mod rate;
 pub mod restart;

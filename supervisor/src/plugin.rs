@@ -77,7 +77,7 @@ pub use probe::client as probe_client;
 
 use actor::Actor;
 use lifecycle::round_ms;
-use messages::{CallTarget, Msg, Presence};
+use messages::{CallTarget, Msg, Outlets, Presence, Row};
 use meter::Meter;
 
 pub use messages::Terms;
@@ -139,6 +139,8 @@ pub struct PluginHandle {
     made: Arc<CallCounts>,
     tx: mpsc::Sender<Msg>,
     target: watch::Receiver<Presence>,
+    /// Its `ps` row, as its actor last published it.
+    row: watch::Receiver<Option<Row>>,
     /// Its figures, shared by every clone and its actor.
     meter: Arc<Meter>,
 }
@@ -157,16 +159,15 @@ impl PluginHandle {
         let (terms_tx, terms) = watch::channel(Arc::new(Terms::of(&spec)));
         let span = tracing::info_span!("plugin", plugin = %name);
         let (target_tx, target) = watch::channel(Presence::default());
+        let (row_tx, row) = watch::channel(None);
         let meter = Arc::new(Meter::default());
-        let actor = Actor::new(
-            spec,
-            host,
-            rx,
-            events,
-            target_tx,
-            Arc::clone(&meter),
-            terms_tx,
-        );
+        let outlets = Outlets {
+            target: target_tx,
+            row: row_tx,
+            meter: Arc::clone(&meter),
+            terms: terms_tx,
+        };
+        let actor = Actor::new(spec, host, rx, events, outlets);
         let task = tokio::spawn(actor.run().instrument(span));
         (
             Self {
@@ -175,6 +176,7 @@ impl PluginHandle {
                 made: Arc::default(),
                 tx,
                 target,
+                row,
                 meter,
             },
             task,
@@ -253,9 +255,24 @@ impl PluginHandle {
         rx.await.ok()
     }
 
-    /// The plugin's status row; `None` once the actor has ended.
+    /// The plugin's status row, as its actor last published it (never
+    /// waiting on the actor); `None` once the actor has ended.
     pub async fn status(&self) -> Option<PluginStatus> {
-        self.ask(Msg::Status).await
+        if self.row.has_changed().is_err() {
+            return None;
+        }
+        let calls = self.meter.handed();
+        if let Some(row) = self.row.borrow().as_ref() {
+            if row.stale(health::SAMPLE_FRESH_FOR) {
+                // Fresh figures for the next read; this one does not wait.
+                let _ = self.tx.try_send(Msg::Refresh);
+            }
+            return Some(row.now(calls));
+        }
+        // Its actor has not begun yet: its first row comes as it does.
+        let mut first = self.row.clone();
+        let row = first.wait_for(Option::is_some).await.ok()?;
+        row.as_ref().map(|row| row.now(calls))
     }
 
     /// The live connection to call it through, within its rate limit;
@@ -408,13 +425,8 @@ impl PluginHandle {
     /// Puts a plugin that is down into `waiting`, so the supervisor starts it;
     /// `reset` clears its restart count (as `corral start` does).
     pub async fn wait(&self, reset: bool, note: impl Into<String>) {
-        let _ = self
-            .tx
-            .send(Msg::Wait {
-                reset,
-                note: note.into(),
-            })
-            .await;
+        let note = note.into();
+        self.ask(|reply| Msg::Wait { reset, note, reply }).await;
     }
 
     /// Stops the plugin gracefully; returns once its process is reaped.

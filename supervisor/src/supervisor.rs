@@ -23,6 +23,7 @@ use crate::calls::Calls;
 use crate::config::{ConfigError, Fleet, PluginSpec};
 use crate::deps::{Graph, Links};
 use crate::os::cgroup::Cgroups;
+use crate::pacing::Pacing;
 use crate::plugin::{Applied, Event, Host, PluginHandle};
 use crate::restart::Strategy;
 
@@ -110,22 +111,25 @@ impl SupervisorHandle {
         self.plugins().await.into_iter().find(|p| p.name() == name)
     }
 
-    /// Every plugin's status row, gathered concurrently; a `waiting` plugin
+    /// Every plugin's status row, as each actor last published it (so a
+    /// start or restart in progress never holds it up); a `waiting` plugin
     /// names the first plugin it requires that is not running. Bus figures
     /// come from the bus in one request for the whole fleet.
     pub async fn ps(&self) -> Vec<PluginStatus> {
-        let plugins = self.plugins().await;
-        let mut rows: Vec<PluginStatus> = join_all(plugins.iter().map(PluginHandle::status))
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        let fleet = self.fleet_now();
+        let (mut rows, mut plugins) = (Vec::new(), Vec::new());
+        for plugin in fleet.iter() {
+            if let Some(row) = plugin.status().await {
+                rows.push(row);
+                plugins.push(plugin);
+            }
+        }
         let running: HashSet<String> = rows
             .iter()
             .filter(|r| r.state == PluginState::Running)
             .map(|r| r.name.clone())
             .collect();
-        let requires: Vec<_> = plugins.iter().map(PluginHandle::requires).collect();
+        let requires: Vec<_> = plugins.iter().map(|p| p.requires()).collect();
         let graph = Graph::new(
             plugins
                 .iter()
@@ -251,6 +255,8 @@ pub fn start(fleet: &Fleet, cgroups: Arc<Cgroups>) -> (SupervisorHandle, watch::
         ready,
         shutting_down: false,
         forced_at_shutdown,
+        pacing: Pacing::for_this_machine(),
+        deferred: false,
     };
     tokio::spawn(actor.run());
     (
@@ -305,6 +311,10 @@ struct Supervisor {
     forced_at_shutdown: watch::Sender<Option<u64>>,
     ready: watch::Sender<bool>,
     shutting_down: bool,
+    /// How many start at once.
+    pacing: Pacing,
+    /// Whether a plugin ready to start waits for a slot.
+    deferred: bool,
 }
 
 impl Supervisor {
@@ -312,7 +322,13 @@ impl Supervisor {
         let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
         let mut stopping: Option<JoinHandle<()>> = None;
         loop {
+            let next_slot = if self.deferred {
+                self.pacing.next_free()
+            } else {
+                None
+            };
             tokio::select! {
+                () = at(next_slot) => self.start_deferred(),
                 msg = self.mailbox.recv() => match msg {
                     Some(Msg::Plugins(reply)) => {
                         let _ = reply.send(self.plugins.iter().map(|(h, _)| h.clone()).collect());
@@ -356,8 +372,14 @@ impl Supervisor {
                     return; // removed by a reload, still winding down
                 };
                 self.set_state(i, state);
+                if state != PluginState::Starting {
+                    self.pacing.release(i);
+                }
                 if !self.shutting_down {
                     self.start_ready(&self.links.touched_by(i));
+                    if self.deferred {
+                        self.start_deferred();
+                    }
                 }
                 if !*self.ready.borrow() && self.unsettled == 0 && self.settled() {
                     tracing::info!("the fleet is up");
@@ -483,11 +505,27 @@ impl Supervisor {
             |i| is(i, PluginState::Waiting),
             |i| is(i, PluginState::Running),
         );
-        for i in ready {
+        let now = tokio::time::Instant::now();
+        let room = self.pacing.room(now);
+        if ready.len() > room {
+            self.deferred = true;
+        }
+        for i in ready.into_iter().take(room) {
+            self.pacing.take(i, now);
             self.set_state(i, PluginState::Starting);
             let plugin = self.plugins[i].0.clone();
             tokio::spawn(async move { plugin.start().await });
         }
+    }
+
+    /// Starts what was ready but found no slot, as far as slots allow.
+    fn start_deferred(&mut self) {
+        self.deferred = false;
+        if self.shutting_down {
+            return;
+        }
+        let every: Vec<usize> = (0..self.plugins.len()).collect();
+        self.start_ready(&every);
     }
 
     /// Restarts what the strategy says goes with `name`.
@@ -562,5 +600,13 @@ fn links_of(fleet: &Fleet) -> Links {
 async fn stop_in_order(levels: Vec<Vec<PluginHandle>>) {
     for level in levels {
         join_all(level.iter().map(PluginHandle::stop)).await;
+    }
+}
+
+/// Resolves at `t`; never without one.
+async fn at(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }

@@ -18,7 +18,7 @@ use super::Host;
 use super::connect::Connected;
 use super::health;
 use super::lifecycle::{AfterExit, Ended, ExitPlan, Lifecycle};
-use super::messages::{Applied, CallTarget, Event, Msg, Presence, Terms};
+use super::messages::{Applied, CallTarget, Event, Msg, Outlets, Presence, Row, Terms};
 use super::meter::Meter;
 use super::process::{Reaped, Spawn, SpawnEvent, SpawnFailure};
 use super::reload::{self, Plan};
@@ -42,6 +42,10 @@ pub(super) struct Actor {
     events: mpsc::UnboundedSender<Event>,
     /// The connection callers use; `Some` exactly while `running`.
     target: watch::Sender<Presence>,
+    /// Its `ps` row, for the handles to read.
+    row: watch::Sender<Option<Row>>,
+    /// Whether the row changed since it was last published.
+    row_dirty: bool,
     /// Calls its handles handed to the plugin, for `ps`.
     meter: Arc<Meter>,
     /// What it requires and whom it may call, for the handle's readers.
@@ -68,10 +72,14 @@ impl Actor {
         host: Host,
         mailbox: mpsc::Receiver<Msg>,
         events: mpsc::UnboundedSender<Event>,
-        target: watch::Sender<Presence>,
-        meter: Arc<Meter>,
-        terms: watch::Sender<Arc<Terms>>,
+        outlets: Outlets,
     ) -> Self {
+        let Outlets {
+            target,
+            row,
+            meter,
+            terms,
+        } = outlets;
         let enforcement = if has_cgroup_limit(&spec) {
             host.cgroups.enforcement(spec.limits)
         } else {
@@ -96,6 +104,8 @@ impl Actor {
             logs: None,
             probe: MemoryProbe::default(),
             enforcement,
+            row,
+            row_dirty: false,
         }
     }
 
@@ -108,22 +118,42 @@ impl Actor {
         } else {
             self.transition(PluginState::Stopped, None, Some("not enabled".into()));
         }
+        self.publish_row();
         while self.mailbox_open || self.spawn.is_some() {
-            tokio::select! {
-                msg = self.mailbox.recv(), if self.mailbox_open => match msg {
-                    Some(msg) => self.on_msg(msg),
-                    None => {
-                        self.mailbox_open = false;
-                        self.begin_stop();
+            // Whether the `ps` row may have changed other than by a
+            // transition (which publishes it itself).
+            let changed = tokio::select! {
+                msg = self.mailbox.recv(), if self.mailbox_open => {
+                    match msg {
+                        Some(msg) => self.on_msg(msg),
+                        None => {
+                            self.mailbox_open = false;
+                            self.begin_stop();
+                        }
                     }
-                },
-                event = next_event(&mut self.spawn) => self.on_spawn_event(event),
-                _ = self.heartbeat.tick() => self.send_ping(),
-                _ = self.sample_tick.tick() => self.check_memory(),
+                    true
+                }
+                event = next_event(&mut self.spawn) => {
+                    let answer = matches!(event, SpawnEvent::Pinged(_) | SpawnEvent::Probed(_));
+                    self.on_spawn_event(event);
+                    !answer
+                }
+                _ = self.heartbeat.tick() => {
+                    self.send_ping();
+                    false
+                }
+                _ = self.sample_tick.tick() => {
+                    self.check_memory();
+                    self.spawn.is_some()
+                }
                 _ = until(self.backoff) => {
                     self.backoff = None;
                     self.transition(PluginState::Waiting, None, Some("backoff over".into()));
+                    false
                 }
+            };
+            if changed || self.row_dirty {
+                self.publish_row();
             }
         }
         self.host.bus.unregister(Arc::clone(&self.name));
@@ -131,8 +161,10 @@ impl Actor {
 
     fn on_msg(&mut self, msg: Msg) {
         match msg {
-            Msg::Status(reply) => {
-                let _ = reply.send(self.status());
+            Msg::Refresh => {
+                if let Some(spawn) = &mut self.spawn {
+                    spawn.refresh(&mut self.probe);
+                }
             }
             Msg::Info(reply) => {
                 let _ = reply.send(self.info());
@@ -141,9 +173,10 @@ impl Actor {
                 if self.spawn.is_none() && self.lifecycle.state() == PluginState::Waiting {
                     self.start_process();
                 }
+                self.publish_row();
                 let _ = reply.send(());
             }
-            Msg::Wait { reset, note } => {
+            Msg::Wait { reset, note, reply } => {
                 if reset {
                     self.lifecycle.reset_restarts();
                 }
@@ -151,6 +184,8 @@ impl Actor {
                     self.backoff = None;
                     self.transition(PluginState::Waiting, None, Some(note));
                 }
+                self.publish_row();
+                let _ = reply.send(());
             }
             Msg::Stop(reply) => self.stop_then(PluginState::Stopped, None, reply),
             Msg::Restart { note, reply } => self.stop_then(PluginState::Waiting, Some(note), reply),
@@ -159,6 +194,7 @@ impl Actor {
                 self.host
                     .bus
                     .register(Arc::clone(&self.name), self.spec.bus.clone());
+                self.publish_row();
                 let _ = reply.send(applied);
             }
         }
@@ -182,6 +218,7 @@ impl Actor {
                 self.backoff = None;
                 let note = restart.unwrap_or_else(|| "stop requested".into());
                 self.transition(then, None, Some(note));
+                self.publish_row();
                 let _ = reply.send(());
             }
         }
@@ -234,12 +271,22 @@ impl Actor {
             (None, true) => self.host.bus.detach(Arc::clone(&self.name)),
             (None, false) => {}
         }
+        if to == PluginState::Running
+            && let Some(spawn) = &mut self.spawn
+        {
+            // Its first memory figures for `ps`, without waiting for the
+            // sampler's next tick.
+            spawn.sample(&mut self.probe);
+        }
         self.target.send_replace(Presence {
             state: to,
             port: self.spawn.as_ref().and_then(|s| s.port),
             gateway_secret: self.spawn.as_ref().and_then(|s| s.gateway_secret.clone()),
             call: target,
         });
+        // Published once this step is over (or before a reply), so
+        // readers never see a state passed through within one step.
+        self.row_dirty = true;
         self.publish_lifecycle(&t);
         let _ = self.events.send(Event::State {
             name: Arc::clone(&self.name),
@@ -341,7 +388,10 @@ impl Actor {
                 if let Some(spawn) = &mut self.spawn {
                     spawn.connected(conn);
                 }
-                self.heartbeat.reset();
+                // The first ping comes at the fleet grid's next beat, one
+                // interval from now at most.
+                self.heartbeat
+                    .reset_at(health::on_grid(self.spec.heartbeat.interval));
                 self.running_once_ready();
             }
             Err(HandshakeError(detail)) => {
@@ -505,6 +555,7 @@ impl Actor {
         tracing::info!(pid, reason = %reason, "exited");
         let plan = self.plan_after_end(reason.clone(), Some(pid), ran, restart_note, last_stderr);
         self.follow(plan, reason);
+        self.publish_row();
         for waiter in waiters {
             let _ = waiter.send(());
         }

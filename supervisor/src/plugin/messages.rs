@@ -3,7 +3,7 @@
 //! supervisor, and what it did with new settings.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use corral_proto::{ActionInfo, PluginApiClient, PluginInfo, PluginState, PluginStatus};
 use tokio::sync::oneshot;
@@ -14,14 +14,18 @@ use crate::rate::Limiter;
 
 /// Messages a [`PluginHandle`](super::PluginHandle) sends to its actor.
 pub(super) enum Msg {
-    Status(oneshot::Sender<PluginStatus>),
     Info(oneshot::Sender<PluginInfo>),
+    /// Sample its memory again if the last sample is stale (sent by a
+    /// status read that found it so; nobody waits for it).
+    Refresh,
     /// Spawn now (sent by the supervisor to a `waiting` plugin).
     Start(oneshot::Sender<()>),
-    /// Go to `waiting` if down; `reset` clears the restart count.
+    /// Go to `waiting` if down; `reset` clears the restart count. Answered
+    /// once done, so the status read next shows it.
     Wait {
         reset: bool,
         note: String,
+        reply: oneshot::Sender<()>,
     },
     Stop(oneshot::Sender<()>),
     /// Stop, then go to `waiting`.
@@ -74,6 +78,57 @@ impl Terms {
             config: spec.config.clone(),
             manifest: spec.manifest.clone(),
         }
+    }
+}
+
+/// What a plugin actor publishes for its handles to read without asking it.
+pub(super) struct Outlets {
+    /// Its state and live connection.
+    pub(super) target: tokio::sync::watch::Sender<Presence>,
+    /// Its `ps` row.
+    pub(super) row: tokio::sync::watch::Sender<Option<Row>>,
+    /// Its call figures.
+    pub(super) meter: Arc<super::meter::Meter>,
+    /// What its config says to the fleet.
+    pub(super) terms: tokio::sync::watch::Sender<Arc<Terms>>,
+}
+
+/// A plugin's `ps` row as its actor last left it, published at every
+/// change (a transition, a memory sample, a notify status, new settings)
+/// before the actor answers whoever caused it, so status is read without a
+/// round trip through the actor and never waits behind a start. What
+/// changes with time alone is completed when read ([`Row::now`]).
+#[derive(Clone, Debug)]
+pub(super) struct Row {
+    pub(super) status: PluginStatus,
+    /// Since when its process has run connected, for `uptime_ms`.
+    pub(super) running_since: Option<Instant>,
+    /// When its backoff ends, while in `backoff`, for `backoff_ms`.
+    pub(super) backoff_until: Option<tokio::time::Instant>,
+    /// When its memory was last sampled, while it has a process.
+    pub(super) sampled_at: Option<Instant>,
+}
+
+impl Row {
+    /// Whether its memory figures are older than `fresh_for` while it has
+    /// a process.
+    pub(super) fn stale(&self, fresh_for: Duration) -> bool {
+        self.status.pid.is_some() && self.sampled_at.is_none_or(|t| t.elapsed() >= fresh_for)
+    }
+
+    /// The row as of now, with `calls` handed to it so far.
+    pub(super) fn now(&self, calls: u64) -> PluginStatus {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut status = self.status.clone();
+        status.uptime_ms = self.running_since.map_or(0, |t| ms(t.elapsed()));
+        status.backoff_ms = match (status.state, self.backoff_until) {
+            (PluginState::Backoff, Some(at)) => {
+                Some(ms(at.saturating_duration_since(tokio::time::Instant::now())))
+            }
+            _ => None,
+        };
+        status.calls = calls;
+        status
     }
 }
 

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::connect::{Connected, LOAD_FAILED, connect};
+use super::health::SAMPLE_FRESH_FOR;
 use super::health::{self, Heartbeats, PingVerdict, ProbeVerdict};
 use super::notify::{Notify, NotifyEvent};
 use super::output::Output;
@@ -44,10 +45,6 @@ use crate::os::memory::MemoryProbe;
 use crate::os::tree::ProcessTree;
 use crate::os::{reaper, spawn};
 use crate::wire::handshake::HandshakeError;
-
-/// How long a memory sample stands for `ps` (the sampler's own once a
-/// second, with some room for a late tick).
-const SAMPLE_FRESH_FOR: Duration = Duration::from_millis(1500);
 
 /// A plugin's process while it exists.
 pub(super) struct Spawn {
@@ -71,11 +68,12 @@ pub(super) struct Spawn {
     pings: FuturesUnordered<BoxFuture<'static, Option<Duration>>>,
     heartbeats: Heartbeats,
     escalation: Option<(tokio::time::Instant, Step)>,
-    running_since: Option<Instant>,
+    pub(super) running_since: Option<Instant>,
     /// Whether the last memory sample was above `memory_high`.
     above_high: bool,
-    /// The last sample's resident bytes and its time, for `ps` between samples.
-    last_rss: Option<(Instant, u64)>,
+    /// The last sample's resident bytes and its time, for `ps` between
+    /// samples.
+    last_rss: (u64, Option<Instant>),
     /// Who waits for this process to be reaped.
     waiters: Vec<oneshot::Sender<()>>,
     /// When the stop in progress is half of a restart: the note for `waiting`.
@@ -203,7 +201,7 @@ impl Spawn {
             escalation: None,
             running_since: None,
             above_high: false,
-            last_rss: None,
+            last_rss: (0, None),
             waiters: Vec::new(),
             restart_note: None,
             output,
@@ -229,11 +227,6 @@ impl Spawn {
     /// Whether its connection serves streamed replies.
     pub(super) fn streams(&self) -> bool {
         self.streams
-    }
-
-    /// How long it has been running connected.
-    pub(super) fn uptime(&self) -> Option<Duration> {
-        self.running_since.map(|t| t.elapsed())
     }
 
     /// Its cgroup's directories, for `corral inspect`.
@@ -426,17 +419,11 @@ impl Spawn {
         self.tree.cpu_ms()
     }
 
-    /// Resident bytes as of the last [`sample`](Self::sample) if it is
-    /// younger than [`SAMPLE_FRESH_FOR`], else of a sample taken now. The
-    /// memory check samples every `memory_check_interval` (every second
-    /// for a plugin without a memory limit, by default), so with default
-    /// settings a fleet's `ps` walks no process tree; with a longer
-    /// interval `ps` still shows figures no older than that bound.
-    pub(super) fn last_rss(&mut self, probe: &mut MemoryProbe) -> u64 {
-        match self.last_rss {
-            Some((at, rss)) if at.elapsed() < SAMPLE_FRESH_FOR => rss,
-            _ => self.sample(probe),
-        }
+    /// Resident bytes as of the last [`sample`](Self::sample) (the memory
+    /// check's, one as it starts running, one when `ps` found the last too
+    /// old: `ps` never waits for a walk), and when that sample was taken.
+    pub(super) fn last_sample(&self) -> (u64, Option<Instant>) {
+        self.last_rss
     }
 
     /// Walks the spawn's processes (its cgroup's members and the orphans
@@ -450,8 +437,19 @@ impl Spawn {
         } else {
             probe.rss_of(&pids)
         };
-        self.last_rss = Some((Instant::now(), rss));
+        self.last_rss = (rss, Some(Instant::now()));
         rss
+    }
+
+    /// Samples again if the last sample is too old for `ps`.
+    pub(super) fn refresh(&mut self, probe: &mut MemoryProbe) {
+        if self
+            .last_rss
+            .1
+            .is_none_or(|t| t.elapsed() >= SAMPLE_FRESH_FOR)
+        {
+            self.sample(probe);
+        }
     }
 
     /// Asks the process to shut down, escalating to signals on deadlines.
@@ -585,7 +583,7 @@ impl Spawn {
         Reaped {
             pid: self.pid,
             reason,
-            ran: self.uptime().unwrap_or(Duration::ZERO),
+            ran: self.running_since.map_or(Duration::ZERO, |t| t.elapsed()),
             waiters: std::mem::take(&mut self.waiters),
             restart_note: self.restart_note.take(),
             last_stderr: self.output.take_last_stderr(),

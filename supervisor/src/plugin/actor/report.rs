@@ -1,8 +1,10 @@
-//! What the plugin actor reports of itself: its `ps` row and what
-//! `corral inspect` shows, read from the state the actor owns.
+//! What the plugin actor reports of itself: its `ps` row (published for
+//! the handles at every change) and what `corral inspect` shows, read from
+//! the state the actor owns.
 
-use corral_proto::{Payload, PluginInfo, PluginState, PluginStatus};
+use corral_proto::{Payload, PluginInfo, PluginStatus};
 
+use super::super::messages::Row;
 use super::super::process::Spawn;
 use super::Actor;
 
@@ -27,37 +29,38 @@ impl Actor {
         }
     }
 
-    /// Its `ps` row.
-    pub(super) fn status(&mut self) -> PluginStatus {
-        let pid = self.pid();
-        let state = self.lifecycle.state();
-        let backoff_ms = match (state, self.backoff) {
-            (PluginState::Backoff, Some(at)) => Some(
-                u64::try_from(
-                    at.saturating_duration_since(tokio::time::Instant::now())
-                        .as_millis(),
-                )
-                .unwrap_or(u64::MAX),
-            ),
-            _ => None,
-        };
+    /// Its `ps` row now.
+    pub(super) fn status(&self) -> PluginStatus {
+        self.row().now(self.meter.handed())
+    }
+
+    /// Publishes its `ps` row for the handles' readers.
+    pub(super) fn publish_row(&mut self) {
+        self.row_dirty = false;
+        self.row.send_replace(Some(self.row()));
+    }
+
+    /// Its `ps` row, less what changes with time alone.
+    fn row(&self) -> Row {
+        Row {
+            status: self.status_fields(),
+            running_since: self.spawn.as_ref().and_then(|s| s.running_since),
+            backoff_until: self.backoff,
+            sampled_at: self.spawn.as_ref().and_then(|s| s.last_sample().1),
+        }
+    }
+
+    fn status_fields(&self) -> PluginStatus {
         PluginStatus {
             name: self.spec.name.clone(),
-            state,
-            pid,
+            state: self.lifecycle.state(),
+            pid: self.pid(),
             restarts: self.lifecycle.restarts(),
-            uptime_ms: self
-                .spawn
-                .as_ref()
-                .and_then(Spawn::uptime)
-                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            rss_bytes: self
-                .spawn
-                .as_mut()
-                .map_or(0, |s| s.last_rss(&mut self.probe)),
-            // Read after `last_rss`: the same walk measured it.
+            uptime_ms: 0,
+            rss_bytes: self.spawn.as_ref().map_or(0, |s| s.last_sample().0),
+            // The same walk as `rss` measured it.
             cpu_ms: self.spawn.as_ref().map_or(0, Spawn::cpu_ms),
-            calls: self.meter.handed(),
+            calls: 0,
             bus_in: 0,
             bus_out: 0,
             protocol: self.spec.protocol,
@@ -81,7 +84,7 @@ impl Actor {
             last_exit: self.lifecycle.last_exit().cloned(),
             last_stderr: self.lifecycle.last_stderr().to_vec(),
             waiting_for: None,
-            backoff_ms,
+            backoff_ms: None,
             codec: self.spec.codec.to_string(),
         }
     }
