@@ -11,7 +11,9 @@
 //!   protocol plugin, for a plain program (`protocol = "none"`) and for
 //!   the protocol plugin in a full sandbox;
 //! - the supervisor's CPU per health probe (`http`, `tcp`, `exec`);
-//! - `corral up` with 50 and 200 plugins → all running;
+//! - `corral up` with 50 and 200 plugins: cold start, status during it,
+//!   `ps --json`, a restart seen through it, PSS, idle CPU on the ns clock
+//!   beside its floor; runit with the same children as the peer (`fleet`);
 //! - bus latency, publisher plugin to subscriber plugin, at a steady 10k/s;
 //! - per SDK (Rust, Python): call round trip, and events per second from a
 //!   publisher plugin to a subscriber plugin of that SDK;
@@ -65,6 +67,8 @@ const SECTIONS: [&str; 10] = [
     "rpc", "restart", "probes", "bus", "calls", "sdk", "cli", "fleet", "gateway", "nats",
 ];
 
+#[path = "fleet/fleets.rs"]
+mod fleets;
 #[path = "fleet/gateway.rs"]
 mod gateway;
 #[path = "fleet/nats.rs"]
@@ -119,7 +123,7 @@ fn main() {
         );
     }
     if b.wants("fleet") {
-        fleets(&b, &exec_floor);
+        fleets::run(&b, &exec_floor);
     }
     if b.wants("gateway") {
         gateways(&b);
@@ -245,7 +249,11 @@ fn setup() -> Bench {
         only
     });
     // Start plugins the way the `corral` binary does, through its shim.
-    corral::os::spawn::set_exec_shim(Some(bin_dir.join(corral::os::spawn::EXEC_SHIM_NAME)));
+    if std::env::var_os("CORRAL_BENCH_NO_SHIM").is_some() {
+        corral::os::spawn::set_exec_shim(None);
+    } else {
+        corral::os::spawn::set_exec_shim(Some(bin_dir.join(corral::os::spawn::EXEC_SHIM_NAME)));
+    }
     let tmp = tempfile::Builder::new()
         .prefix("corral-bench-")
         .tempdir_in("/tmp")
@@ -575,60 +583,6 @@ fn sdk(b: &Bench, floor: &[Duration]) {
 
 /// Whole fleets of 50 and 200 plugins: cold start, `ps --json`, RSS, and an
 /// idle soak of the 200 (10 s; `CORRAL_BENCH_SOAK_SECS=600` for 10 minutes).
-fn fleets(b: &Bench, exec_floor: &[Duration]) {
-    let soak_secs = std::env::var("CORRAL_BENCH_SOAK_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let mut rss = Vec::new();
-    for n in [50, 200] {
-        let f = fleet_up(
-            b.dir(),
-            &b.corral,
-            &b.echo,
-            n,
-            if n == 200 { soak_secs } else { 0 },
-        );
-        println!(
-            "{:<44} {:>12}",
-            format!("`corral up`, {n} plugins -> all running"),
-            fmt(f.all_running)
-        );
-        row(
-            &format!("`corral ps --json`, {n} plugins, whole process"),
-            &f.ps_json,
-            Some(exec_floor),
-        );
-        println!(
-            "{:<44} {:>12}",
-            format!("supervisor RSS, {n} idle plugins"),
-            format!("{:.1} MiB", f.rss_kib as f64 / 1024.0)
-        );
-        rss.push(f.rss_kib);
-        if let Some(s) = f.soak {
-            println!(
-                "{:<44} {:>12}",
-                format!("supervisor CPU, {n} idle plugins, {} s", s.seconds),
-                format!("{:.3}% core", s.cpu_percent)
-            );
-            println!(
-                "{:<44} {:>12}",
-                "supervisor RSS over that soak",
-                format!(
-                    "{:.1} -> {:.1} MiB",
-                    s.rss_start_kib as f64 / 1024.0,
-                    s.rss_end_kib as f64 / 1024.0
-                )
-            );
-        }
-    }
-    println!(
-        "{:<44} {:>12}",
-        "supervisor RSS per extra plugin (50 -> 200)",
-        format!("{:.1} KiB", (rss[1] as f64 - rss[0] as f64) / 150.0)
-    );
-}
-
 fn row(name: &str, samples: &[Duration], floor: Option<&[Duration]>) {
     let (p50, p99) = (percentile(samples, 50.0), percentile(samples, 99.0));
     let ratio = floor.map_or(String::new(), |f| {
@@ -1112,120 +1066,6 @@ async fn kills(plugin: &PluginHandle, mut pid: u32) -> Vec<Duration> {
         took.push(t.elapsed());
     }
     took
-}
-
-/// Figures from a fleet of `n` plugins run by the real `corral up`.
-struct FleetFigures {
-    all_running: Duration,
-    ps_json: Vec<Duration>,
-    rss_kib: u64,
-    soak: Option<Soak>,
-}
-
-/// The supervisor at rest with its fleet: CPU used and RSS before and after.
-struct Soak {
-    seconds: u64,
-    cpu_percent: f64,
-    rss_start_kib: u64,
-    rss_end_kib: u64,
-}
-
-fn proc_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// User plus system CPU time of `pid`, in clock ticks.
-fn proc_cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
-}
-
-/// `corral up` with `n` plugins: time until `ps` shows every one running,
-/// then `ps --json` as a whole process, RSS, and an idle soak if asked.
-fn fleet_up(dir: &Path, corral: &Path, echo: &Path, n: usize, soak_secs: u64) -> FleetFigures {
-    let dir = dir.join(format!("fleet{n}"));
-    let mut toml = String::new();
-    for i in 0..n {
-        toml.push_str(&format!(
-            "[plugins.p{i}]\ncmd = [{:?}]\n",
-            echo.display().to_string()
-        ));
-    }
-    fleet(&dir, &toml);
-    let socket = dir.join(".corral/control.sock");
-    let t = Instant::now();
-    let mut up = Command::new(corral)
-        .args(["up", "-c"])
-        .arg(dir.join("corral.toml"))
-        .env("CORRAL_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("corral up");
-    let deadline = t + Duration::from_secs(60);
-    let ps = || {
-        Command::new(corral)
-            .args(["ps", "--json", "--socket"])
-            .arg(&socket)
-            .output()
-    };
-    // Poll rarely, to leave the cores to the fleet being measured; the
-    // moment the last plugin became running is read back from its uptime.
-    let all_running = loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let out = ps();
-        let asked = t.elapsed();
-        if let Ok(out) = out
-            && out.status.success()
-            && let Ok(rows) = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
-            && rows.len() == n
-            && rows.iter().all(|r| r["state"] == "running")
-        {
-            let youngest = rows
-                .iter()
-                .filter_map(|r| r["uptime_ms"].as_u64())
-                .min()
-                .unwrap_or(0);
-            break asked.saturating_sub(Duration::from_millis(youngest));
-        }
-        assert!(Instant::now() < deadline, "{n} plugins never all ran");
-    };
-    let ps_json = process_times(PROCESS_RUNS, || {
-        ps().map(|o| o.status.success()).unwrap_or(false)
-    });
-    let pid = up.id();
-    let rss_kib = proc_rss_kib(pid);
-    let soak = (soak_secs > 0).then(|| {
-        // SAFETY: sysconf has no preconditions.
-        let ticks_per_sec = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) }.max(1) as f64;
-        let (cpu0, rss_start_kib) = (proc_cpu_ticks(pid), proc_rss_kib(pid));
-        std::thread::sleep(Duration::from_secs(soak_secs));
-        let cpu = (proc_cpu_ticks(pid) - cpu0) as f64 / ticks_per_sec;
-        Soak {
-            seconds: soak_secs,
-            cpu_percent: 100.0 * cpu / soak_secs as f64,
-            rss_start_kib,
-            rss_end_kib: proc_rss_kib(pid),
-        }
-    });
-    down(corral, &socket, &mut up);
-    FleetFigures {
-        all_running,
-        ps_json,
-        rss_kib,
-        soak,
-    }
 }
 
 /// `corral down`, then waits for the supervisor to exit.
