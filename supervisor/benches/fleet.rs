@@ -644,15 +644,18 @@ fn fleet(dir: &Path, toml: &str) -> corral::config::Fleet {
 }
 
 async fn wait_running(plugin: &PluginHandle, not_pid: Option<u32>) -> u32 {
+    let mut rows = plugin.watch_status();
     loop {
-        let status = plugin.status().await.expect("actor alive");
-        match (status.state, status.pid) {
-            (PluginState::Running, Some(pid)) if Some(pid) != not_pid => return pid,
-            (PluginState::Failed | PluginState::Exited | PluginState::Stopped, _) => {
-                panic!("plugin went {}: {:?}", status.state, status.last_exit)
+        if let Some(status) = rows.now() {
+            match (status.state, status.pid) {
+                (PluginState::Running, Some(pid)) if Some(pid) != not_pid => return pid,
+                (PluginState::Failed | PluginState::Exited | PluginState::Stopped, _) => {
+                    panic!("plugin went {}: {:?}", status.state, status.last_exit)
+                }
+                _ => {}
             }
-            _ => tokio::task::yield_now().await,
         }
+        assert!(rows.changed().await, "the plugin's actor ended");
     }
 }
 

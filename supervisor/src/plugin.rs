@@ -141,6 +141,8 @@ pub struct PluginHandle {
     target: watch::Receiver<Presence>,
     /// Its `ps` row, as its actor last published it.
     row: watch::Receiver<Option<Row>>,
+    /// Whether a memory sample was asked for and not yet taken.
+    refresh_asked: Arc<std::sync::atomic::AtomicBool>,
     /// Its figures, shared by every clone and its actor.
     meter: Arc<Meter>,
 }
@@ -161,11 +163,13 @@ impl PluginHandle {
         let (target_tx, target) = watch::channel(Presence::default());
         let (row_tx, row) = watch::channel(None);
         let meter = Arc::new(Meter::default());
+        let refresh_asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let outlets = Outlets {
             target: target_tx,
             row: row_tx,
             meter: Arc::clone(&meter),
             terms: terms_tx,
+            refresh_asked: Arc::clone(&refresh_asked),
         };
         let actor = Actor::new(spec, host, rx, events, outlets);
         let task = tokio::spawn(actor.run().instrument(span));
@@ -177,6 +181,7 @@ impl PluginHandle {
                 tx,
                 target,
                 row,
+                refresh_asked,
                 meter,
             },
             task,
@@ -263,9 +268,13 @@ impl PluginHandle {
         }
         let calls = self.meter.handed();
         if let Some(row) = self.row.borrow().as_ref() {
-            if row.stale(health::SAMPLE_FRESH_FOR) {
-                // Fresh figures for the next read; this one does not wait.
-                let _ = self.tx.try_send(Msg::Refresh);
+            // Fresh figures for the next read (asked once); this one does
+            // not wait.
+            if row.stale(health::SAMPLE_FRESH_FOR)
+                && !self.refresh_asked.swap(true, Ordering::Relaxed)
+                && self.tx.try_send(Msg::Refresh).is_err()
+            {
+                self.refresh_asked.store(false, Ordering::Relaxed);
             }
             return Some(row.now(calls));
         }
@@ -416,6 +425,15 @@ impl PluginHandle {
         None
     }
 
+    /// Its status rows as its actor publishes them, to wait on changes
+    /// without polling.
+    pub fn watch_status(&self) -> StatusWatch {
+        StatusWatch {
+            row: self.row.clone(),
+            meter: Arc::clone(&self.meter),
+        }
+    }
+
     /// Spawns the plugin now if it is `waiting` (the supervisor's call, once
     /// what it requires runs). Returns once it has been spawned.
     pub async fn start(&self) {
@@ -473,5 +491,27 @@ impl PluginHandle {
     pub async fn restart(&self, note: impl Into<String>) {
         let note = note.into();
         self.ask(|reply| Msg::Restart { note, reply }).await;
+    }
+}
+
+/// A plugin's status rows as its actor publishes them
+/// ([`PluginHandle::watch_status`]).
+#[derive(Debug)]
+pub struct StatusWatch {
+    row: watch::Receiver<Option<Row>>,
+    meter: Arc<Meter>,
+}
+
+impl StatusWatch {
+    /// The row now, marked seen; `None` before its actor began.
+    pub fn now(&mut self) -> Option<PluginStatus> {
+        let calls = self.meter.handed();
+        self.row.borrow_and_update().as_ref().map(|r| r.now(calls))
+    }
+
+    /// Resolves once a row newer than the last seen is published; `false`
+    /// once its actor has ended.
+    pub async fn changed(&mut self) -> bool {
+        self.row.changed().await.is_ok()
     }
 }

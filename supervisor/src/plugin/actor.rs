@@ -8,6 +8,7 @@
 //! plugin's state; the [`PluginHandle`](super::PluginHandle) is the only way in.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use corral_proto::{Enforcement, ExitReason, Payload, PluginState, Protocol, Transition};
@@ -46,6 +47,8 @@ pub(super) struct Actor {
     row: watch::Sender<Option<Row>>,
     /// Whether the row changed since it was last published.
     row_dirty: bool,
+    /// Set by the handle that asked for a new memory sample.
+    refresh_asked: Arc<AtomicBool>,
     /// Calls its handles handed to the plugin, for `ps`.
     meter: Arc<Meter>,
     /// What it requires and whom it may call, for the handle's readers.
@@ -79,6 +82,7 @@ impl Actor {
             row,
             meter,
             terms,
+            refresh_asked,
         } = outlets;
         let enforcement = if has_cgroup_limit(&spec) {
             host.cgroups.enforcement(spec.limits)
@@ -106,6 +110,7 @@ impl Actor {
             enforcement,
             row,
             row_dirty: false,
+            refresh_asked,
         }
     }
 
@@ -165,6 +170,7 @@ impl Actor {
                 if let Some(spawn) = &mut self.spawn {
                     spawn.refresh(&mut self.probe);
                 }
+                self.refresh_asked.store(false, Ordering::Relaxed);
             }
             Msg::Info(reply) => {
                 let _ = reply.send(self.info());

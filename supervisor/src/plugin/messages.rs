@@ -91,6 +91,9 @@ pub(super) struct Outlets {
     pub(super) meter: Arc<super::meter::Meter>,
     /// What its config says to the fleet.
     pub(super) terms: tokio::sync::watch::Sender<Arc<Terms>>,
+    /// Whether a handle asked for a new memory sample not yet taken (so
+    /// readers ask once, however often they read).
+    pub(super) refresh_asked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A plugin's `ps` row as its actor last left it, published at every
@@ -110,10 +113,10 @@ pub(super) struct Row {
 }
 
 impl Row {
-    /// Whether its memory figures are older than `fresh_for` while it has
-    /// a process.
+    /// Whether its process's last memory sample is older than
+    /// `fresh_for` (one is taken as it starts running).
     pub(super) fn stale(&self, fresh_for: Duration) -> bool {
-        self.status.pid.is_some() && self.sampled_at.is_none_or(|t| t.elapsed() >= fresh_for)
+        self.sampled_at.is_some_and(|t| t.elapsed() >= fresh_for)
     }
 
     /// The row as of now, with `calls` handed to it so far.
