@@ -449,6 +449,9 @@ impl Supervisor {
             tokio::spawn(async move { handle.stop().await });
         }
         self.links = links_of(&fleet);
+        // Slots are held by place, and the places may have moved: a
+        // reload frees them all (each was held 10 ms at most anyway).
+        self.pacing = Pacing::for_this_machine();
         self.fleet.send_replace(handles_of(&self.plugins));
         self.states = self
             .plugins

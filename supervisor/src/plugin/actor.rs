@@ -34,6 +34,9 @@ use crate::wire::handshake::HandshakeError;
 mod checks;
 mod report;
 
+/// A transition to announce: its state, and its event for the bus.
+type Announcement = (PluginState, Option<(String, Payload)>);
+
 pub(super) struct Actor {
     name: Arc<str>,
     spec: PluginSpec,
@@ -47,6 +50,9 @@ pub(super) struct Actor {
     row: watch::Sender<Option<Row>>,
     /// Whether the row changed since it was last published.
     row_dirty: bool,
+    /// This step's transitions, announced once the row is out: each state
+    /// and its lifecycle event.
+    announce: Vec<Announcement>,
     /// Set by the handle that asked for a new memory sample.
     refresh_asked: Arc<AtomicBool>,
     /// Calls its handles handed to the plugin, for `ps`.
@@ -110,6 +116,7 @@ impl Actor {
             enforcement,
             row,
             row_dirty: false,
+            announce: Vec::new(),
             refresh_asked,
         }
     }
@@ -277,11 +284,11 @@ impl Actor {
             (None, true) => self.host.bus.detach(Arc::clone(&self.name)),
             (None, false) => {}
         }
-        if to == PluginState::Running
+        if matches!(to, PluginState::Starting | PluginState::Running)
             && let Some(spawn) = &mut self.spawn
         {
-            // Its first memory figures for `ps`, without waiting for the
-            // sampler's next tick.
+            // Memory figures for `ps` from the start, without waiting for
+            // the sampler's next tick.
             spawn.sample(&mut self.probe);
         }
         self.target.send_replace(Presence {
@@ -290,18 +297,31 @@ impl Actor {
             gateway_secret: self.spawn.as_ref().and_then(|s| s.gateway_secret.clone()),
             call: target,
         });
-        // Published once this step is over (or before a reply), so
-        // readers never see a state passed through within one step.
+        // The row is published once this step is over (or before a
+        // reply), so readers never see a state passed through within one
+        // step; the transition is announced after it, so whoever hears of
+        // it reads a row that shows it.
         self.row_dirty = true;
-        self.publish_lifecycle(&t);
-        let _ = self.events.send(Event::State {
-            name: Arc::clone(&self.name),
-            state: to,
-        });
+        let lifecycle = self.lifecycle_event(&t);
+        self.announce.push((to, lifecycle));
     }
 
-    /// Publishes the transition on `corral.plugin.<name>.<state>`.
-    fn publish_lifecycle(&self, t: &Transition) {
+    /// Tells the supervisor and the bus of the transitions of this step,
+    /// in order (once the row that shows them is out).
+    pub(super) fn announce(&mut self) {
+        for (state, lifecycle) in std::mem::take(&mut self.announce) {
+            if let Some((topic, payload)) = lifecycle {
+                self.host.bus.system(topic, payload);
+            }
+            let _ = self.events.send(Event::State {
+                name: Arc::clone(&self.name),
+                state,
+            });
+        }
+    }
+
+    /// The transition's event on `corral.plugin.<name>.<state>`, as of now.
+    fn lifecycle_event(&self, t: &Transition) -> Option<(String, Payload)> {
         let payload = serde_json::json!({
             "name": &*self.name,
             "state": t.to,
@@ -310,11 +330,8 @@ impl Actor {
             "reason": t.reason,
             "restarts": self.lifecycle.restarts(),
         });
-        if let Ok(payload) = Payload::from_json(&payload) {
-            self.host
-                .bus
-                .system(format!("corral.plugin.{}.{}", self.name, t.to), payload);
-        }
+        let payload = Payload::from_json(&payload).ok()?;
+        Some((format!("corral.plugin.{}.{}", self.name, t.to), payload))
     }
 
     fn start_process(&mut self) {
@@ -477,6 +494,8 @@ impl Actor {
             self.heartbeat = health::every(self.spec.heartbeat.interval);
         }
         self.sample_tick = health::every(sample_every(&self.spec));
+        // New limits hold from now, not from the grid's next tick.
+        self.check_memory();
         if diff.rate_limit {
             self.limiter = self.spec.rate_limit.map(|l| Arc::new(Limiter::new(l)));
             let limiter = self.limiter.clone();

@@ -29,6 +29,8 @@ pub(super) enum NotifyEvent {
     Hung(String),
     /// No `READY=1` within the time given.
     NotReady(Duration),
+    /// It said a new `STATUS=` (for its `ps` row).
+    Status,
 }
 
 /// One spawn's notify socket and what it was told.
@@ -97,8 +99,8 @@ impl Notify {
         self.status.as_deref()
     }
 
-    /// The next thing the actor must act on; `STATUS=`, `MAINPID=` and
-    /// `WATCHDOG=1` are taken in passing.
+    /// The next thing the actor must act on (a new `STATUS=` only to show
+    /// it); `WATCHDOG=1` is taken in passing.
     pub(super) async fn next(&mut self) -> NotifyEvent {
         loop {
             if let Some(event) = self.pending.pop_front() {
@@ -164,7 +166,11 @@ impl Notify {
                 }
                 Notice::Ready => {}
                 Notice::Status(text) => {
-                    self.status = Some(text.chars().take(STATUS_MAX).collect());
+                    let text: String = text.chars().take(STATUS_MAX).collect();
+                    if self.status.as_deref() != Some(text.as_str()) {
+                        self.status = Some(text);
+                        event = Some(NotifyEvent::Status);
+                    }
                 }
                 Notice::Watchdog => self.pet(),
                 Notice::WatchdogPeriod(period) if self.watchdog.is_some() => {
@@ -244,16 +250,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut n = channel(dir.path());
         n.take(said("MAINPID=5\nREADY=1\nSTATUS=up"));
-        n.take(said("MAINPID=5\nREADY=1\nSTOPPING=1\nSTOPPING=1"));
+        n.take(said("MAINPID=5\nREADY=1\nSTOPPING=1\nSTOPPING=1\nSTATUS=up"));
+        n.take(said("STATUS=draining"));
         assert_eq!(
             Vec::from(n.pending.clone()),
             [
                 NotifyEvent::MainPid(5),
                 NotifyEvent::Ready,
-                NotifyEvent::Stopping
-            ]
+                NotifyEvent::Status,
+                NotifyEvent::Stopping,
+                NotifyEvent::Status,
+            ],
+            "a status is heard when it changes, for the ps row"
         );
-        assert_eq!((n.ready(), n.status()), (true, Some("up")));
+        assert_eq!((n.ready(), n.status()), (true, Some("draining")));
         assert_eq!(n.next().await, NotifyEvent::MainPid(5));
     }
 

@@ -24,6 +24,8 @@ impl Actor {
             return;
         }
         match event {
+            // The step's end publishes the row that shows it.
+            NotifyEvent::Status => {}
             NotifyEvent::Ready => self.running_once_ready(),
             NotifyEvent::Stopping | NotifyEvent::MainPid(_) => {
                 let note = match event {

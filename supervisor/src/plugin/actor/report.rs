@@ -38,6 +38,7 @@ impl Actor {
     pub(super) fn publish_row(&mut self) {
         self.row_dirty = false;
         self.row.send_replace(Some(self.row()));
+        self.announce();
     }
 
     /// Its `ps` row, less what changes with time alone.
