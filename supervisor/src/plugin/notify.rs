@@ -250,7 +250,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut n = channel(dir.path());
         n.take(said("MAINPID=5\nREADY=1\nSTATUS=up"));
-        n.take(said("MAINPID=5\nREADY=1\nSTOPPING=1\nSTOPPING=1\nSTATUS=up"));
+        n.take(said(
+            "MAINPID=5\nREADY=1\nSTOPPING=1\nSTOPPING=1\nSTATUS=up",
+        ));
         n.take(said("STATUS=draining"));
         assert_eq!(
             Vec::from(n.pending.clone()),
