@@ -270,7 +270,7 @@ impl PluginHandle {
         if let Some(row) = self.row.borrow().as_ref() {
             // Fresh figures for the next read (asked once); this one does
             // not wait.
-            if row.stale(health::SAMPLE_FRESH_FOR)
+            if row.stale()
                 && !self.refresh_asked.swap(true, Ordering::Relaxed)
                 && self.tx.try_send(Msg::Refresh).is_err()
             {

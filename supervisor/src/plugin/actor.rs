@@ -133,7 +133,7 @@ impl Actor {
         self.publish_row();
         while self.mailbox_open || self.spawn.is_some() {
             // Whether the `ps` row may have changed other than by a
-            // transition (which publishes it itself).
+            // transition (which marks it dirty).
             let changed = tokio::select! {
                 msg = self.mailbox.recv(), if self.mailbox_open => {
                     match msg {
@@ -284,11 +284,12 @@ impl Actor {
             (None, true) => self.host.bus.detach(Arc::clone(&self.name)),
             (None, false) => {}
         }
-        if matches!(to, PluginState::Starting | PluginState::Running)
+        if to == PluginState::Starting
             && let Some(spawn) = &mut self.spawn
         {
-            // Memory figures for `ps` from the start, without waiting for
-            // the sampler's next tick.
+            // Memory figures for `ps` from the spawn on, without waiting
+            // for the sampler's next tick (once per spawn: every spawn
+            // starts here).
             spawn.sample(&mut self.probe);
         }
         self.target.send_replace(Presence {

@@ -191,7 +191,13 @@ pub(super) const ATTRIBUTION_INTERVAL: Duration = Duration::from_secs(1);
 /// How old a memory sample may be for `ps`: older, and `ps` asks for a
 /// new one (the sampler's own is once a second by default, with some room
 /// for a late tick).
-pub(super) const SAMPLE_FRESH_FOR: Duration = Duration::from_millis(1500);
+const SAMPLE_FRESH_FOR: Duration = Duration::from_millis(1500);
+
+/// Whether a memory sample taken `at` is too old for `ps` (older than
+/// [`SAMPLE_FRESH_FOR`]).
+pub(super) fn sample_stale(at: Instant) -> bool {
+    at.elapsed() >= SAMPLE_FRESH_FOR
+}
 
 /// How often the sampler runs: `memory_check_interval` for a plugin with a
 /// memory limit, and no faster than [`ATTRIBUTION_INTERVAL`] for one

@@ -113,10 +113,10 @@ pub(super) struct Row {
 }
 
 impl Row {
-    /// Whether its process's last memory sample is older than
-    /// `fresh_for` (one is taken as it starts running).
-    pub(super) fn stale(&self, fresh_for: Duration) -> bool {
-        self.sampled_at.is_some_and(|t| t.elapsed() >= fresh_for)
+    /// Whether its process's last memory sample is too old for `ps` (one
+    /// is taken as it starts).
+    pub(super) fn stale(&self) -> bool {
+        self.sampled_at.is_some_and(super::health::sample_stale)
     }
 
     /// The row as of now, with `calls` handed to it so far.

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::connect::{Connected, LOAD_FAILED, connect};
-use super::health::SAMPLE_FRESH_FOR;
+use super::health::sample_stale;
 use super::health::{self, Heartbeats, PingVerdict, ProbeVerdict};
 use super::notify::{Notify, NotifyEvent};
 use super::output::Output;
@@ -420,7 +420,7 @@ impl Spawn {
     }
 
     /// Resident bytes as of the last [`sample`](Self::sample) (the memory
-    /// check's, one as it starts running, one when `ps` found the last too
+    /// check's, one as it starts, one when `ps` found the last too
     /// old: `ps` never waits for a walk), and when that sample was taken.
     pub(super) fn last_sample(&self) -> (u64, Option<Instant>) {
         self.last_rss
@@ -443,11 +443,7 @@ impl Spawn {
 
     /// Samples again if the last sample is too old for `ps`.
     pub(super) fn refresh(&mut self, probe: &mut MemoryProbe) {
-        if self
-            .last_rss
-            .1
-            .is_none_or(|t| t.elapsed() >= SAMPLE_FRESH_FOR)
-        {
+        if self.last_rss.1.is_none_or(sample_stale) {
             self.sample(probe);
         }
     }
