@@ -166,7 +166,7 @@ pub async fn run(fleet: Fleet) -> Result<(), Error> {
     let mut watchdog_tick =
         tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
     let mut notified_ready = false;
-    let mut trim_tick = tokio::time::interval(TRIM_EVERY);
+    let mut trim_tick = crate::grid::every(TRIM_EVERY);
     loop {
         tokio::select! {
             _ = trim_tick.tick() => {

@@ -10,7 +10,7 @@
 //! - [`bus`]: the event bus between plugins, the CLI and corral.
 //!
 //! Around them: [`config`] (loading and checking), [`deps`] (the `requires`
-//! graph), [`pacing`] (how many start at once), [`spawn`] (starting a
+//! graph), [`pacing`] (how many start at once), [`grid`] (timers the fleet shares), [`spawn`] (starting a
 //! process), [`listener`] (plugin sockets and
 //! their authentication), [`logs`] (capturing output), [`memory`] (measuring
 //! it), [`cgroup`] and [`rate`] (enforcing limits), [`cli`] and [`scaffold`]
@@ -26,6 +26,7 @@ pub mod control;
 pub mod daemon;
 pub mod deps;
 mod error;
+pub mod grid;
 pub mod http;
 pub mod os;
 pub mod pacing;

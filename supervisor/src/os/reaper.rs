@@ -30,8 +30,10 @@ use tokio::sync::oneshot;
 use super::tree;
 
 /// How often adopted children are looked for between SIGCHLDs (an adoption
-/// sends no signal).
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// sends no signal): on the fleet's grid, at the instants the plugins'
+/// samplers walk their trees, so an idle fleet wakes once a second for both.
+/// An escapee lives at most this long.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Who the supervisor's children are.
 #[derive(Debug, Default)]
@@ -207,8 +209,7 @@ impl Reaper {
         let (stop, mut stopped) = oneshot::channel();
         register().get_or_insert_with(Register::default);
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut tick = crate::grid::every(SWEEP_EVERY);
             loop {
                 tokio::select! {
                     _ = chld.recv() => {}

@@ -97,8 +97,8 @@ impl Actor {
         };
         Self {
             name: spec.name.as_str().into(),
-            heartbeat: health::every(spec.heartbeat.interval),
-            sample_tick: health::every(sample_every(&spec)),
+            heartbeat: crate::grid::every(spec.heartbeat.interval),
+            sample_tick: crate::grid::every(sample_every(&spec)),
             limiter: spec.rate_limit.map(|l| Arc::new(Limiter::new(l))),
             spec,
             host,
@@ -415,7 +415,7 @@ impl Actor {
                 // The first ping comes at the fleet grid's next beat, one
                 // interval from now at most.
                 self.heartbeat
-                    .reset_at(health::on_grid(self.spec.heartbeat.interval));
+                    .reset_at(crate::grid::next(self.spec.heartbeat.interval));
                 self.running_once_ready();
             }
             Err(HandshakeError(detail)) => {
@@ -492,9 +492,9 @@ impl Actor {
         self.spec = new;
         self.terms.send_replace(Arc::new(Terms::of(&self.spec)));
         if diff.heartbeat_interval {
-            self.heartbeat = health::every(self.spec.heartbeat.interval);
+            self.heartbeat = crate::grid::every(self.spec.heartbeat.interval);
         }
-        self.sample_tick = health::every(sample_every(&self.spec));
+        self.sample_tick = crate::grid::every(sample_every(&self.spec));
         // New limits hold from now, not from the grid's next tick.
         self.check_memory();
         if diff.rate_limit {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use corral_proto::PluginApiClient;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::time::{Interval, MissedTickBehavior};
 
 /// Heartbeats of one spawn: the sequence number of the last ping and the
 /// misses in a row.
@@ -210,56 +209,9 @@ pub(super) fn sample_every(limited: bool, memory_check_interval: Duration) -> Du
     }
 }
 
-/// A timer of the actor's (heartbeats; the sampler, which walks the spawn's
-/// processes and judges their memory), on a grid the whole fleet shares:
-/// every timer of one period ticks at the same instants, so a fleet's
-/// heartbeats and samples wake the supervisor once per period instead of
-/// once per plugin. Its first tick is the grid's next one (within
-/// `period`); a late tick is skipped rather than bunched.
-pub(super) fn every(period: Duration) -> Interval {
-    let mut t = tokio::time::interval_at(on_grid(period), period);
-    t.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    t
-}
-
-/// The fleet grid's next instant of `period` after now.
-pub(super) fn on_grid(period: Duration) -> tokio::time::Instant {
-    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
-    let now = tokio::time::Instant::now();
-    match now.checked_duration_since(epoch) {
-        Some(since) => epoch + next_on_grid(since, period),
-        // A clock paused before the grid began (tests): no grid to keep.
-        None => now + period,
-    }
-}
-
-/// The first multiple of `period` after `since` (both from the grid's
-/// start).
-fn next_on_grid(since: Duration, period: Duration) -> Duration {
-    let period_ns = period.as_nanos().max(1);
-    let steps = since.as_nanos() / period_ns + 1;
-    Duration::from_nanos(u64::try_from(steps * period_ns).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timers_of_one_period_share_the_grids_instants() {
-        let s = Duration::from_secs(1);
-        let ms = Duration::from_millis;
-        assert_eq!(next_on_grid(Duration::ZERO, s), s);
-        assert_eq!(next_on_grid(ms(1), s), s);
-        assert_eq!(next_on_grid(ms(999), s), s);
-        assert_eq!(next_on_grid(s, s), 2 * s, "strictly after now");
-        assert_eq!(next_on_grid(ms(2500), ms(250)), ms(2750));
-        assert_eq!(
-            next_on_grid(ms(5), Duration::ZERO),
-            ms(5) + Duration::from_nanos(1)
-        );
-    }
 
     #[test]
     fn only_a_plugin_with_a_memory_limit_is_sampled_faster_than_once_a_second() {
