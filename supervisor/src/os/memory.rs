@@ -40,11 +40,6 @@ impl MemoryProbe {
         system.process(pid).map_or(0, |p| p.memory())
     }
 
-    /// Resident bytes of the processes `pids` (those gone count 0).
-    pub fn rss_of(&mut self, pids: &[u32]) -> u64 {
-        pids.iter().map(|&p| self.rss(p)).sum()
-    }
-
     /// Resident bytes of `pid` and all its descendants, or 0 when it is gone.
     pub fn tree_rss(&mut self, pid: u32) -> u64 {
         if let Some(pids) = proc_descendants(pid) {
@@ -144,14 +139,7 @@ fn proc_statm_rss(pid: u32) -> Option<u64> {
         Err(_) => return None,
     };
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
-}
-
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096, |p| p as u64)
+    Some(pages * super::tree::page_size())
 }
 
 /// Gives the memory the allocator holds but no longer uses back to the

@@ -9,8 +9,9 @@
 //! plugin's process, every process remembered, and any extra members (its
 //! cgroup's), and follows `/proc/<pid>/task/<tid>/children` down. Signals
 //! sent to the tree check the start time first. The same walk adds up the
-//! CPU time of the processes it finds, read from the `stat` files it reads
-//! anyway.
+//! CPU time and the resident memory of the processes it finds, read from the
+//! `stat` files it reads anyway (whose thread count also spares listing the
+//! task directory of a process of one thread).
 
 use std::collections::HashMap;
 
@@ -32,19 +33,47 @@ pub struct Stat {
     pub session: u32,
     /// When it started, in clock ticks since boot.
     pub start: u64,
+    /// How many threads it has.
+    pub threads: u32,
+    /// Its resident set, in pages (what `statm` says too).
+    pub rss_pages: u64,
 }
 
 /// Reads `/proc/<pid>/stat`; `None` when the process is gone.
 pub fn stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = read_proc(format!("/proc/{pid}/stat"))?;
     parse_stat(&text)
 }
 
 /// Reads `/proc/<pid>/stat` once for both what [`parse_stat`] and
 /// [`parse_cpu_ticks`] say (a CPU time it cannot read counts 0).
 fn stat_and_cpu(pid: u32) -> Option<(Stat, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = read_proc(format!("/proc/{pid}/stat"))?;
     Some((parse_stat(&text)?, parse_cpu_ticks(&text).unwrap_or(0)))
+}
+
+/// Reads a small `/proc` file whole: into a page-sized buffer, read until
+/// its end, with none of the size probing and small first reads of
+/// `read_to_string` (a `/proc` file says it is empty). Walks read a few of
+/// these per process each second, so each syscall saved counts.
+pub fn read_proc(path: impl AsRef<std::path::Path>) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
 }
 
 /// The CPU time in a `/proc/<pid>/stat` line, in clock ticks: the process's
@@ -61,6 +90,19 @@ pub fn parse_cpu_ticks(text: &str) -> Option<u64> {
         // cutime and cstime are signed in the kernel's format.
         let ticks = f.parse::<i64>().ok()?.max(0).unsigned_abs();
         Some(sum.saturating_add(ticks))
+    })
+}
+
+/// The kernel's page size (4096 when it cannot be read).
+pub fn page_size() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| u64::try_from(p).ok())
+            .filter(|&p| p > 0)
+            .unwrap_or(4096)
     })
 }
 
@@ -85,12 +127,14 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let (_, rest) = text.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state (field 3), ppid (4), pgrp (5), session (6), …
-    // starttime (22).
+    // num_threads (20), starttime (22), rss (24).
     Some(Stat {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         session: fields.get(3)?.parse().ok()?,
+        threads: fields.get(17)?.parse().ok()?,
         start: fields.get(19)?.parse().ok()?,
+        rss_pages: fields.get(21)?.parse().ok()?,
     })
 }
 
@@ -101,14 +145,34 @@ pub fn children(pid: u32) -> Vec<u32> {
     };
     let mut out = Vec::new();
     for task in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(
-                list.split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
+        read_children(&task.path().join("children"), &mut out);
     }
     out
+}
+
+/// The children of `pid`, which had `threads` threads when its `stat` was
+/// read: a process of one thread has one `children` file to read, and no
+/// task directory to list.
+fn children_of(pid: u32, threads: u32) -> Vec<u32> {
+    if threads > 1 {
+        return children(pid);
+    }
+    let mut out = Vec::new();
+    read_children(
+        std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")),
+        &mut out,
+    );
+    out
+}
+
+/// Adds the pids a `children` file lists to `out`.
+fn read_children(file: &std::path::Path, out: &mut Vec<u32>) {
+    if let Some(list) = read_proc(file) {
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
 }
 
 /// The processes of one spawn.
@@ -119,6 +183,8 @@ pub struct ProcessTree {
     known: HashMap<u32, u64>,
     /// CPU time of the processes the last walk found, in clock ticks.
     cpu_ticks: u64,
+    /// Resident pages of the processes the last walk found.
+    rss_pages: u64,
 }
 
 impl ProcessTree {
@@ -133,6 +199,7 @@ impl ProcessTree {
             leader,
             known,
             cpu_ticks: 0,
+            rss_pages: 0,
         }
     }
 
@@ -141,6 +208,12 @@ impl ProcessTree {
     /// milliseconds.
     pub fn cpu_ms(&self) -> u64 {
         ticks_to_ms(self.cpu_ticks)
+    }
+
+    /// Resident bytes of the processes the last [`walk`](Self::walk) found
+    /// (read from the `stat` files it reads anyway).
+    pub fn rss_bytes(&self) -> u64 {
+        self.rss_pages.saturating_mul(page_size())
     }
 
     /// The processes remembered, with their start times (the leader's too,
@@ -159,6 +232,7 @@ impl ProcessTree {
         let mut found: HashMap<u32, u64> = HashMap::new();
         let mut order = Vec::new();
         let mut cpu_ticks = 0u64;
+        let mut rss_pages = 0u64;
         let mut queue = roots;
         let mut i = 0;
         while i < queue.len() && found.len() < MAX_PROCESSES {
@@ -177,10 +251,12 @@ impl ProcessTree {
             found.insert(pid, st.start);
             order.push(pid);
             cpu_ticks = cpu_ticks.saturating_add(cpu);
-            queue.extend(children(pid));
+            rss_pages = rss_pages.saturating_add(st.rss_pages);
+            queue.extend(children_of(pid, st.threads));
         }
         self.known = found;
         self.cpu_ticks = cpu_ticks;
+        self.rss_pages = rss_pages;
         order
     }
 
@@ -203,14 +279,16 @@ mod tests {
 
     #[test]
     fn stat_fields_are_counted_from_the_last_parenthesis() {
-        let line = "1234 (a (weird) name) S 77 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200";
+        let line = "1234 (a (weird) name) S 77 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 98765 1000 200";
         assert_eq!(
             parse_stat(line),
             Some(Stat {
                 state: 'S',
                 ppid: 77,
                 session: 1234,
-                start: 98765
+                start: 98765,
+                threads: 3,
+                rss_pages: 200,
             })
         );
         assert_eq!(parse_stat("1234 (cut"), None);

@@ -428,14 +428,15 @@ impl Spawn {
 
     /// Walks the spawn's processes (its cgroup's members and the orphans
     /// adopted from its session included), tells the reaper which they are,
-    /// and returns their resident bytes.
+    /// and returns their resident bytes (from the `stat` files the walk
+    /// reads; sysinfo's where there is no `/proc`).
     pub(super) fn sample(&mut self, probe: &mut MemoryProbe) -> u64 {
         let pids = self.walk();
         reaper::attribute(self.pid, self.tree.known());
         let rss = if pids.is_empty() && !cfg!(target_os = "linux") {
             probe.tree_rss(self.pid)
         } else {
-            probe.rss_of(&pids)
+            self.tree.rss_bytes()
         };
         self.last_rss = (rss, Some(Instant::now()));
         rss

@@ -260,6 +260,12 @@ pub fn started_by_supervisor(
     if peer == supervisor {
         return None;
     }
+    // The session leader's ancestry is mostly the peer's own: each process
+    // is read once.
+    let seen = std::cell::RefCell::new(std::collections::HashMap::new());
+    let lookup = |pid: u32| -> Option<ProcLink> {
+        *seen.borrow_mut().entry(pid).or_insert_with(|| lookup(pid))
+    };
     let child_of_supervisor = |start: u32| -> Option<u32> {
         let mut pid = start;
         for _ in 0..MAX_ANCESTRY {
@@ -289,7 +295,7 @@ pub fn started_by_supervisor(
 
 /// Reads `/proc/<pid>/stat` for its parent and session.
 pub fn proc_link(pid: u32) -> Option<ProcLink> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::os::tree::read_proc(format!("/proc/{pid}/stat"))?;
     parse_stat(&stat)
 }
 
