@@ -115,9 +115,9 @@ impl<Item: DeserializeOwned, SinkItem> Deserializer<Item> for WireCodec<Item, Si
         let codec = self.codec;
         let decode = || match codec {
             Codec::Bincode => std::pin::pin!(Bincode::<Item, ()>::default()).deserialize(src),
-            Codec::Json => std::pin::pin!(Json::<Item, ()>::default())
-                .deserialize(src)
-                .map_err(io::Error::from),
+            // From the frame's bytes as one slice: tokio-serde's JSON reads
+            // them through `io::Read`, a byte at a time.
+            Codec::Json => serde_json::from_slice(src).map_err(io::Error::from),
         };
         // A peer's frame must never panic its reader. tarpc's decoder adds a
         // request's deadline to the clock unchecked, so a deadline past the

@@ -248,11 +248,11 @@ fn setup() -> Bench {
         }
         only
     });
-    // Start plugins the way the `corral` binary does, through its shim.
-    if std::env::var_os("CORRAL_BENCH_NO_SHIM").is_some() {
-        corral::os::spawn::set_exec_shim(None);
-    } else {
-        corral::os::spawn::set_exec_shim(Some(bin_dir.join(corral::os::spawn::EXEC_SHIM_NAME)));
+    // Start plugins the way the `corral` binary does: directly, and through
+    // its shim when sandboxed (or every one, to compare).
+    corral::os::spawn::set_exec_shim(Some(bin_dir.join(corral::os::spawn::EXEC_SHIM_NAME)));
+    if std::env::var_os("CORRAL_BENCH_SHIM").is_some() {
+        corral::os::spawn::set_direct_spawn(false);
     }
     let tmp = tempfile::Builder::new()
         .prefix("corral-bench-")

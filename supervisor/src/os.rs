@@ -1,5 +1,5 @@
 //! Mechanics that face the operating system, without policy: starting a
-//! process ([`spawn`]), cgroups ([`cgroup`]), measuring memory ([`memory`]),
+//! process ([`spawn`], directly with [`vfork`]) and awaiting it ([`child`]), cgroups ([`cgroup`]), measuring memory ([`memory`]),
 //! capturing output ([`logs`]) into safe rotated files ([`log_file`]) and
 //! reading them back as they grow ([`log_read`]), the
 //! private runtime directory ([`runtime_dir`]), which processes belong to a
@@ -9,6 +9,7 @@
 //! what to do with them is decided by the plugin actor and the root actor.
 
 pub mod cgroup;
+pub mod child;
 pub mod identity;
 pub mod log_file;
 pub mod log_read;
@@ -21,3 +22,4 @@ pub mod runtime_dir;
 pub mod sandbox;
 pub mod spawn;
 pub mod tree;
+pub mod vfork;

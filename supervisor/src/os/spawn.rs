@@ -6,12 +6,14 @@
 //! The parent-death signal must be set inside the new process, before the
 //! plugin's program runs. Doing that in a `pre_exec` hook forces a full
 //! `fork` of the supervisor, whose cost grows with the supervisor's memory
-//! (every page is marked copy-on-write). So when the `corral-exec` shim sits
-//! next to the binary, corral starts the shim with a cheap `posix_spawn`
-//! instead; the shim sets the signal, sets the open-file limit (the
-//! plugin's `nofile`, or the one the supervisor started with), joins the
-//! plugin's [cgroups](crate::os::cgroup) and execs the plugin. Without the shim,
-//! the `pre_exec` path does the same work.
+//! (every page is marked copy-on-write). So a plugin without a sandbox or a
+//! user of its own is started [directly](super::vfork): a `vfork`-style
+//! clone that does the work itself and execs the plugin. One that has them
+//! is started with a cheap `posix_spawn` of the `corral-exec` shim (when it
+//! sits next to the binary), which does the same work, becomes the user,
+//! enters the sandbox (code that may not run in a clone sharing the
+//! supervisor's memory) and execs the plugin. Without the shim, the
+//! `pre_exec` path does the shim's work for a plugin without either.
 //!
 //! Signals to the whole group live here too, so a plugin's children go with it.
 
@@ -27,7 +29,9 @@ use std::sync::OnceLock;
 use corral_proto::env;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use super::child::Child;
 
 use crate::os::cgroup::{self, PluginCgroup};
 use corral_proto::codec::Codec;
@@ -179,6 +183,26 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
         None => ORIGINAL_NOFILE.get().copied().unwrap_or((0, 0)),
     };
     let cgroups = cgroup.map(PluginCgroup::procs_files).unwrap_or_default();
+    if cfg!(target_os = "linux")
+        && spec.sandbox.is_none()
+        && spec.user.is_none()
+        && DIRECT.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let plan = super::vfork::Plan {
+            program: c_path(&resolve_program(&spec.cmd[0], spec.cwd)?)?,
+            args: spec
+                .cmd
+                .iter()
+                .map(|a| CString::new(a.as_bytes()))
+                .collect::<Result<_, _>>()
+                .map_err(|_| io::Error::other("an argument holds a NUL byte"))?,
+            env: direct_env(spec),
+            cwd: c_path(spec.cwd)?,
+            nofile: (soft, hard),
+            cgroups: c_paths(&cgroups)?,
+        };
+        return super::vfork::spawn(&plan).map(Child::Direct);
+    }
     let mut cmd = match exec_shim() {
         Some(shim) if cfg!(target_os = "linux") => {
             let program = resolve_program(&spec.cmd[0], spec.cwd)?;
@@ -231,8 +255,48 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
     super::reaper::spawning(|| {
         let child = cmd.spawn()?;
         let pid = child.id();
-        Ok((child, pid))
+        Ok((Child::Tokio(child), pid))
     })
+}
+
+/// Whether a plugin without a sandbox or a user of its own is started
+/// directly ([`vfork`](super::vfork)) rather than through the shim.
+static DIRECT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Starts every plugin through the shim (`false`), as a sandboxed one is,
+/// or those that need none of its work directly (`true`, the default): for
+/// measuring one against the other.
+pub fn set_direct_spawn(direct: bool) {
+    DIRECT.store(direct, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The whole environment of a directly started plugin: the supervisor's,
+/// less `CORRAL_SOCKET` and the shim's own variables, with the plugin's
+/// and then the protocol's on top (what the shim's path gives it too).
+fn direct_env(spec: &Launch<'_>) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut vars: BTreeMap<std::ffi::OsString, std::ffi::OsString> = std::env::vars_os().collect();
+    for (k, v) in spec.env {
+        vars.insert(k.into(), v.into());
+    }
+    vars.insert(env::PLUGIN_NAME.into(), spec.name.into());
+    if let Some((socket, secret)) = spec.socket {
+        vars.insert(env::PLUGIN_SOCKET.into(), socket.into());
+        vars.insert(env::PLUGIN_SECRET.into(), secret.into());
+        vars.insert(env::PLUGIN_CODEC.into(), spec.codec.as_str().into());
+        vars.insert(
+            env::PROTOCOL_VERSION.into(),
+            corral_proto::PROTOCOL_VERSION.to_string().into(),
+        );
+        vars.insert(env::MAX_FRAME.into(), spec.max_frame.to_string().into());
+    }
+    vars.retain(|k, _| k != "CORRAL_SOCKET" && !k.to_str().is_some_and(reserved));
+    vars.into_iter().collect()
+}
+
+/// A path as a C string.
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other(format!("{} holds a NUL byte", path.display())))
 }
 
 /// The in-process equivalent of the shim, for when there is none.
@@ -259,13 +323,7 @@ fn pre_exec_hook(cmd: &mut Command, nofile: (u64, u64), cgroups: &[PathBuf]) -> 
 
 /// Paths as C strings, made before a fork.
 pub fn c_paths(paths: &[PathBuf]) -> io::Result<Vec<CString>> {
-    paths
-        .iter()
-        .map(|p| {
-            CString::new(p.as_os_str().as_bytes())
-                .map_err(|_| io::Error::other(format!("{} holds a NUL byte", p.display())))
-        })
-        .collect()
+    paths.iter().map(|p| c_path(p)).collect()
 }
 
 /// What the shim does in the new process before it becomes the plugin: a

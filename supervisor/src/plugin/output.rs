@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio::process::Child;
+use crate::os::child::Child;
 use tokio::task::JoinHandle;
 
 use crate::os::logs::{LogSink, Stream, Tail};
@@ -26,15 +26,10 @@ pub(super) struct Output {
 impl Output {
     /// Starts reading the child's stdout and stderr into `logs`.
     pub(super) fn capture(child: &mut Child, logs: &LogSink) -> Self {
+        let (stdout, stderr) = child.take_output();
         Self {
-            stdout: child
-                .stdout
-                .take()
-                .map(|out| logs.capture(Stream::Stdout, out)),
-            stderr: child
-                .stderr
-                .take()
-                .map(|err| logs.capture(Stream::Stderr, err)),
+            stdout: stdout.map(|out| logs.capture(Stream::Stdout, out)),
+            stderr: stderr.map(|err| logs.capture(Stream::Stderr, err)),
             sink: logs.clone(),
             last_stderr: Vec::new(),
         }

@@ -26,7 +26,6 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use interprocess::local_socket::tokio::Listener;
 use nix::sys::signal::Signal;
-use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -40,6 +39,7 @@ use super::stop::{self, Escalation, Step};
 use crate::bus::DeliveryFailure;
 use crate::config::PluginSpec;
 use crate::os::cgroup::PluginCgroup;
+use crate::os::child::Child;
 use crate::os::logs::LogSink;
 use crate::os::memory::MemoryProbe;
 use crate::os::tree::ProcessTree;
