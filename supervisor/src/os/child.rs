@@ -120,24 +120,35 @@ impl Drop for Direct {
                 0,
             );
         }
+        let pid = self.pid;
         if matches!(reap(pidfd.get_ref(), true), Ok(Some(_))) {
+            super::reaper::release(pid);
             return;
         }
-        // Reaped once it has died; without a runtime, by the reaper's sweep.
+        // Reaped once it has died; without a runtime, by the reaper's sweep
+        // (which kills it as an escapee once released).
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
                     while let Ok(mut ready) = pidfd.readable().await {
                         match reap(pidfd.get_ref(), true) {
-                            Ok(Some(_)) | Err(_) => return,
+                            Ok(Some(_)) | Err(_) => break,
                             Ok(None) => ready.clear_ready(),
                         }
                     }
+                    super::reaper::release(pid);
                 });
             }
-            Err(_) => super::reaper::release(self.pid),
+            Err(_) => super::reaper::release(pid),
         }
     }
+}
+
+/// Whether this kernel gives pidfds (Linux 5.3 and later, unless a
+/// seccomp profile refuses them): probed once, on the supervisor itself.
+pub fn pidfds_work() -> bool {
+    static WORK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORK.get_or_init(|| pidfd_open(std::process::id()).is_ok())
 }
 
 /// Opens a pidfd for `pid`.

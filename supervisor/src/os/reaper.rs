@@ -1,12 +1,13 @@
 //! The supervisor as child subreaper: every orphan among its plugins'
 //! descendants is reparented to it instead of to init, so none escapes.
 //!
-//! The supervisor's children are of two kinds. Plugin processes are tokio's
-//! (`Child::wait` reaps each by its own pid, through a pidfd or SIGCHLD);
-//! they are registered here as they are spawned, under the same lock the
+//! The supervisor's children are of two kinds. Plugin processes are reaped
+//! by whoever started them ([`Child`](super::child::Child): tokio, or a
+//! direct start through its pidfd), each by its own pid or pidfd; they are
+//! registered here as they are spawned, under the same lock the
 //! sweep takes, and never touched. Every other child was adopted. The sweep
 //! reaps each adopted child that has exited, with `waitid(P_PID, pid,
-//! WNOHANG)` for that pid alone, so tokio's statuses are never stolen; and it
+//! WNOHANG)` for that pid alone, so a plugin's status is never stolen; and it
 //! kills each live one that no running spawn accounts for: its
 //! [`ProcessTree`](super::tree::ProcessTree) never saw it, and it is not in
 //! a plugin's session (each plugin leads a session of its own, which only
@@ -38,7 +39,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Who the supervisor's children are.
 #[derive(Debug, Default)]
 struct Register {
-    /// Plugin processes: tokio's to reap.
+    /// Plugin processes: reaped by whoever started them.
     leaders: HashSet<u32>,
     /// By leader: the processes its spawn's tree holds, with start times.
     trees: HashMap<u32, HashMap<u32, u64>>,
@@ -61,7 +62,7 @@ pub fn become_subreaper() -> io::Result<()> {
 }
 
 /// Runs `spawn` (which starts one plugin process and returns its pid) with
-/// the register locked, and registers the pid as tokio's: no sweep can see
+/// the register locked, and registers the pid as a plugin process: no sweep can see
 /// the new child before it is known.
 pub fn spawning<T>(spawn: impl FnOnce() -> io::Result<(T, Option<u32>)>) -> io::Result<T> {
     let mut guard = register();
@@ -90,7 +91,7 @@ pub fn adopted(leader: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The spawn of `leader` ended (tokio reaped it): it accounts for nothing
+/// The spawn of `leader` ended (its starter reaped it): it accounts for nothing
 /// any more.
 pub fn release(leader: u32) {
     if let Some(reg) = register().as_mut() {

@@ -1,6 +1,6 @@
 //! Starting a plugin process: its command line, environment and working
 //! directory as plain values (a [`Launch`]; this module knows nothing of the
-//! config types), in a session and process group of its own, stdin closed, stdout and stderr piped for [`logs`](crate::os::logs), and (on Linux)
+//! config types), in a session and process group of its own, stdin from `/dev/null`, stdout and stderr piped for [`logs`](crate::os::logs), and (on Linux)
 //! a parent-death signal so it never outlives the supervisor.
 //!
 //! The parent-death signal must be set inside the new process, before the
@@ -183,25 +183,8 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
         None => ORIGINAL_NOFILE.get().copied().unwrap_or((0, 0)),
     };
     let cgroups = cgroup.map(PluginCgroup::procs_files).unwrap_or_default();
-    if cfg!(target_os = "linux")
-        && spec.sandbox.is_none()
-        && spec.user.is_none()
-        && DIRECT.load(std::sync::atomic::Ordering::Relaxed)
-    {
-        let plan = super::vfork::Plan {
-            program: c_path(&resolve_program(&spec.cmd[0], spec.cwd)?)?,
-            args: spec
-                .cmd
-                .iter()
-                .map(|a| CString::new(a.as_bytes()))
-                .collect::<Result<_, _>>()
-                .map_err(|_| io::Error::other("an argument holds a NUL byte"))?,
-            env: direct_env(spec),
-            cwd: c_path(spec.cwd)?,
-            nofile: (soft, hard),
-            cgroups: c_paths(&cgroups)?,
-        };
-        return super::vfork::spawn(&plan).map(Child::Direct);
+    if starts_directly(spec) {
+        return spawn_direct(spec, (soft, hard), &cgroups);
     }
     let mut cmd = match exec_shim() {
         Some(shim) if cfg!(target_os = "linux") => {
@@ -299,6 +282,38 @@ fn c_path(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::other(format!("{} holds a NUL byte", path.display())))
 }
 
+/// Whether `spec` is started directly ([`vfork`](super::vfork)): on Linux,
+/// with neither a sandbox nor a user of its own (the shim's to enter), in a
+/// runtime and on a kernel with pidfds to await it.
+fn starts_directly(spec: &Launch<'_>) -> bool {
+    cfg!(target_os = "linux")
+        && spec.sandbox.is_none()
+        && spec.user.is_none()
+        && DIRECT.load(std::sync::atomic::Ordering::Relaxed)
+        && tokio::runtime::Handle::try_current().is_ok()
+        && super::child::pidfds_work()
+}
+
+/// Starts `spec` with one exec, doing the shim's work in the clone.
+fn spawn_direct(spec: &Launch<'_>, nofile: (u64, u64), cgroups: &[PathBuf]) -> io::Result<Child> {
+    // Absolute: it is exec'd after the chdir into `cwd`.
+    let program = std::path::absolute(resolve_program(&spec.cmd[0], spec.cwd)?)?;
+    let plan = super::vfork::Plan {
+        program: c_path(&program)?,
+        args: spec
+            .cmd
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| io::Error::other("an argument holds a NUL byte"))?,
+        env: direct_env(spec),
+        cwd: c_path(spec.cwd)?,
+        nofile,
+        cgroups: c_paths(cgroups)?,
+    };
+    super::vfork::spawn(&plan).map(Child::Direct)
+}
+
 /// The in-process equivalent of the shim, for when there is none.
 fn pre_exec_hook(cmd: &mut Command, nofile: (u64, u64), cgroups: &[PathBuf]) -> io::Result<()> {
     #[cfg(target_os = "linux")]
@@ -376,8 +391,8 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     }
 }
 
-/// Sends `signal` to the plugin's process alone: until its shim has called
-/// `setsid()`, no group of its pid exists, and [`signal_group`] reaches
+/// Sends `signal` to the plugin's process alone: until it has called
+/// `setsid()` (in the shim, or in the clone before its exec), no group of its pid exists, and [`signal_group`] reaches
 /// nothing. Only for a process not yet reaped (its pid is still its own).
 pub fn signal_process(pid: u32, signal: Signal) {
     match nix::sys::signal::kill(Pid::from_raw(pid as i32), signal) {

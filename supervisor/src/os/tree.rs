@@ -73,7 +73,12 @@ pub fn read_proc(path: impl AsRef<std::path::Path>) -> Option<String> {
         }
     }
     buf.truncate(len);
-    String::from_utf8(buf).ok()
+    // A command name is any bytes a process chose (`PR_SET_NAME`), not
+    // UTF-8: its file is still read, the name's odd bytes replaced.
+    Some(match String::from_utf8(buf) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// The CPU time in a `/proc/<pid>/stat` line, in clock ticks: the process's

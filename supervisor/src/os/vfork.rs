@@ -9,8 +9,10 @@
 //!
 //! The new process shares the supervisor's memory until it execs: it runs
 //! only system calls on values prepared before the clone (no allocation, no
-//! lock, no panic), with every signal blocked until the handlers it
-//! inherited are back to their defaults. A step that fails writes which one
+//! lock, no panic), with every signal blocked (glibc's own too) until the
+//! handlers it inherited are back to their defaults; the program starts with
+//! none blocked, and a file the kernel cannot run (a script without `#!`)
+//! runs through `/bin/sh`, as `execvp` does. A step that fails writes which one
 //! and its `errno` to a close-on-exec pipe and exits; an `exec` that
 //! succeeds closes that pipe, so the supervisor reads the outcome once the
 //! clone returns. A sandbox or another user still goes through the shim.
@@ -102,8 +104,33 @@ struct Raw<'a> {
     supervisor: libc::pid_t,
     nofile: (u64, u64),
     cgroups: Vec<*const libc::c_char>,
-    /// The mask to restore just before the `exec`.
-    mask: libc::sigset_t,
+    /// `/bin/sh` and its arguments, for a program the kernel finds no
+    /// interpreter for (`ENOEXEC`: a script without `#!`), as `execvp` does.
+    sh: &'a CStr,
+    sh_argv: Vec<*const libc::c_char>,
+}
+
+/// The kernel's signal set, all 64 signals (glibc's own two included).
+type KernelSigset = u64;
+
+/// Sets this thread's signal mask with the system call itself (glibc's
+/// wrapper keeps its own two signals unblocked); returns the old one.
+///
+/// # Safety
+/// Only a signal mask changes; callable in the clone.
+unsafe fn set_mask(mask: KernelSigset) -> KernelSigset {
+    let mut old: KernelSigset = 0;
+    // SAFETY: rt_sigprocmask with 8-byte sets that live on this stack.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &raw const mask,
+            &raw mut old,
+            std::mem::size_of::<KernelSigset>(),
+        );
+    }
+    old
 }
 
 /// The highest signal number (Linux has 64).
@@ -140,20 +167,22 @@ pub fn spawn(plan: &Plan) -> io::Result<Direct> {
         supervisor: std::process::id() as libc::pid_t,
         nofile: plan.nofile,
         cgroups: plan.cgroups.iter().map(|c| c.as_ptr()).collect(),
-        // SAFETY: a zeroed sigset_t is a valid value to fill.
-        mask: unsafe { std::mem::zeroed() },
+        sh: c"/bin/sh",
+        sh_argv: std::iter::once(c"/bin/sh".as_ptr())
+            .chain(std::iter::once(plan.program.as_ptr()))
+            .chain(plan.args.iter().skip(1).map(|a| a.as_ptr()))
+            .chain(std::iter::once(std::ptr::null()))
+            .collect(),
     };
     let mut stack = vec![0u8; STACK_BYTES];
     let pid = super::reaper::spawning(|| {
-        // SAFETY: every signal is blocked on this thread around the clone
-        // (the old mask is kept for the new process to restore); the new
-        // process runs `child_main` on its own stack with `raw`, which
-        // outlives it (the clone returns only once it has exec'd or
-        // exited), and shares our memory only until then.
+        // SAFETY: every signal is blocked on this thread around the clone,
+        // so none runs a handler in the new process before it has reset
+        // them; the new process runs `child_main` on its own stack with
+        // `raw`, which outlives it (the clone returns only once it has
+        // exec'd or exited), and shares our memory only until then.
         let pid = unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&raw mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut raw.mask);
+            let old = set_mask(KernelSigset::MAX);
             let top = stack.as_mut_ptr().add(STACK_BYTES);
             let top = top.sub(top as usize % 16);
             let pid = libc::clone(
@@ -163,7 +192,7 @@ pub fn spawn(plan: &Plan) -> io::Result<Direct> {
                 (&raw mut raw).cast(),
             );
             let err = io::Error::last_os_error();
-            libc::pthread_sigmask(libc::SIG_SETMASK, &raw const raw.mask, std::ptr::null_mut());
+            set_mask(old);
             if pid < 0 {
                 return Err(err);
             }
@@ -332,8 +361,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
             libc::close(fd);
         }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const raw.mask, std::ptr::null_mut());
+        // The program starts with no signal blocked, as std starts one.
+        set_mask(0);
         libc::execve(raw.program.as_ptr(), raw.argv.as_ptr(), raw.envp.as_ptr());
+        if *libc::__errno_location() == libc::ENOEXEC {
+            libc::execve(raw.sh.as_ptr(), raw.sh_argv.as_ptr(), raw.envp.as_ptr());
+        }
         fail(Step::Exec)
     }
 }
@@ -391,5 +424,21 @@ mod tests {
         bad.program = CString::new("/nonexistent/program").unwrap();
         let err = spawn(&bad).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_script_without_an_interpreter_line_runs_through_sh() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let script = tmp.path().join("plain-script");
+        std::fs::write(&script, "exit 4\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut p = plan("", tmp.path());
+        p.program = CString::new(script.as_os_str().as_bytes()).unwrap();
+        p.args = vec![p.program.clone()];
+        let mut child = super::super::child::Child::Direct(spawn(&p).unwrap());
+        let pid = child.id().unwrap();
+        assert_eq!(child.wait().await.unwrap().code(), Some(4));
+        super::super::reaper::release(pid);
     }
 }
