@@ -217,18 +217,8 @@ pub fn spawn(spec: &Launch<'_>, cgroup: Option<&PluginCgroup>) -> io::Result<Chi
             cmd
         }
     };
-    cmd.env(env::PLUGIN_NAME, spec.name);
-    if let Some((socket, secret)) = spec.socket {
-        cmd.env(env::PLUGIN_SOCKET, socket)
-            .env(env::PLUGIN_SECRET, secret)
-            .env(env::PLUGIN_CODEC, spec.codec.as_str())
-            .env(
-                env::PROTOCOL_VERSION,
-                corral_proto::PROTOCOL_VERSION.to_string(),
-            )
-            .env(env::MAX_FRAME, spec.max_frame.to_string());
-    }
-    cmd.env_remove("CORRAL_SOCKET")
+    cmd.envs(protocol_env(spec))
+        .env_remove("CORRAL_SOCKET")
         .current_dir(spec.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -261,19 +251,31 @@ fn direct_env(spec: &Launch<'_>) -> Vec<(std::ffi::OsString, std::ffi::OsString)
     for (k, v) in spec.env {
         vars.insert(k.into(), v.into());
     }
-    vars.insert(env::PLUGIN_NAME.into(), spec.name.into());
-    if let Some((socket, secret)) = spec.socket {
-        vars.insert(env::PLUGIN_SOCKET.into(), socket.into());
-        vars.insert(env::PLUGIN_SECRET.into(), secret.into());
-        vars.insert(env::PLUGIN_CODEC.into(), spec.codec.as_str().into());
-        vars.insert(
-            env::PROTOCOL_VERSION.into(),
-            corral_proto::PROTOCOL_VERSION.to_string().into(),
-        );
-        vars.insert(env::MAX_FRAME.into(), spec.max_frame.to_string().into());
+    for (k, v) in protocol_env(spec) {
+        vars.insert(k.into(), v);
     }
     vars.retain(|k, _| k != "CORRAL_SOCKET" && !k.to_str().is_some_and(reserved));
     vars.into_iter().collect()
+}
+
+/// The variables corral's protocol gives a plugin: its name, and for one
+/// that speaks the protocol its socket, secret, codec, version and frame
+/// limit. Set last, over the plugin's own, on either path.
+fn protocol_env(spec: &Launch<'_>) -> Vec<(&'static str, std::ffi::OsString)> {
+    let mut vars = vec![(env::PLUGIN_NAME, spec.name.into())];
+    if let Some((socket, secret)) = spec.socket {
+        vars.extend([
+            (env::PLUGIN_SOCKET, socket.into()),
+            (env::PLUGIN_SECRET, secret.into()),
+            (env::PLUGIN_CODEC, spec.codec.as_str().into()),
+            (
+                env::PROTOCOL_VERSION,
+                corral_proto::PROTOCOL_VERSION.to_string().into(),
+            ),
+            (env::MAX_FRAME, spec.max_frame.to_string().into()),
+        ]);
+    }
+    vars
 }
 
 /// A path as a C string.

@@ -101,29 +101,25 @@ pub fn parse_cpu_ticks(text: &str) -> Option<u64> {
 /// The kernel's page size (4096 when it cannot be read).
 pub fn page_size() -> u64 {
     static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SIZE.get_or_init(|| {
-        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .and_then(|p| u64::try_from(p).ok())
-            .filter(|&p| p > 0)
-            .unwrap_or(4096)
-    })
+    *SIZE.get_or_init(|| sysconf_or(nix::unistd::SysconfVar::PAGE_SIZE, 4096))
 }
 
 /// Milliseconds in `ticks` clock ticks (`sysconf(_SC_CLK_TCK)`, 100 when
 /// it cannot be read).
 pub fn ticks_to_ms(ticks: u64) -> u64 {
     static PER_SECOND: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let per_second = *PER_SECOND.get_or_init(|| {
-        nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .and_then(|t| u64::try_from(t).ok())
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    });
+    let per_second = *PER_SECOND.get_or_init(|| sysconf_or(nix::unistd::SysconfVar::CLK_TCK, 100));
     ticks.saturating_mul(1000) / per_second
+}
+
+/// A positive `sysconf` value, or `default` where there is none.
+fn sysconf_or(var: nix::unistd::SysconfVar, default: u64) -> u64 {
+    nix::unistd::sysconf(var)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
 }
 
 /// Parses a `/proc/<pid>/stat` line. The command name may hold spaces and

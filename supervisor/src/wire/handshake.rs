@@ -201,17 +201,25 @@ where
     let hello = recv_hello(&mut framed, Codec::Json).await;
     // A peer whose place in the process tree cannot be read (it is gone,
     // and a process it forked speaks for it) cannot be told from a plugin.
-    if proc_link(peer.pid).is_none() {
+    let Some(link) = proc_link(peer.pid) else {
         let why = format!(
             "pid {} has left; its place in the process tree cannot be checked",
             peer.pid
         );
         let _ = refuse(&mut framed, Codec::Json, &why).await;
         return Err(ControlRefusal::Other(why));
-    }
+    };
     // A plugin is refused once its hello is read, so that the refusal is
-    // the answer it reads (not a broken pipe while it writes).
-    if let Some(origin) = started_by_supervisor(peer.pid, std::process::id(), proc_link) {
+    // the answer it reads (not a broken pipe while it writes). The peer's
+    // own link was just read.
+    let lookup = |pid| {
+        if pid == peer.pid {
+            Some(link)
+        } else {
+            proc_link(pid)
+        }
+    };
+    if let Some(origin) = started_by_supervisor(peer.pid, std::process::id(), lookup) {
         let why = ControlRefusal::Plugin {
             pid: peer.pid,
             origin,
