@@ -418,7 +418,7 @@ impl Actor {
                     .reset_at(crate::grid::next(self.spec.heartbeat.interval));
                 self.running_once_ready();
             }
-            Err(HandshakeError(detail)) => {
+            Err(HandshakeError { detail, .. }) => {
                 tracing::warn!("handshake failed: {detail}");
                 self.kill(ExitReason::Handshake { detail });
             }

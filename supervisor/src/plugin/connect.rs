@@ -37,7 +37,7 @@ pub(super) struct Connected {
 }
 
 /// How a handshake error that the plugin's own `on_load` answered begins.
-pub(super) const LOAD_FAILED: &str = "on_load failed";
+const LOAD_FAILED: &str = "on_load failed";
 
 /// Waits for the plugin to connect, authenticates it and calls `load`, all
 /// within its handshake timeout.
@@ -54,7 +54,7 @@ pub(super) async fn connect(
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| {
-            Err(HandshakeError(format!(
+            Err(HandshakeError::lost(format!(
                 "no completed handshake within {}",
                 humantime::format_duration(timeout)
             )))
@@ -81,7 +81,7 @@ async fn handshake_and_load(
     // Whatever fails from here closes the connections opened so far.
     let mut tasks = Tasks(vec![dispatch]);
     let config = Payload::from_json(spec.config.for_plugin())
-        .map_err(|e| HandshakeError(format!("config does not encode: {e}")))?;
+        .map_err(|e| HandshakeError::lost(format!("config does not encode: {e}")))?;
     let mut ctx = tarpc::context::current();
     ctx.deadline = Instant::now() + spec.handshake_timeout;
     // The plugin may open its bus connection before it answers `load`, and
@@ -108,8 +108,8 @@ async fn handshake_and_load(
     };
     drop(listener);
     loaded
-        .map_err(|e| HandshakeError(format!("no answer to load: {e}")))?
-        .map_err(|e| HandshakeError(format!("{LOAD_FAILED}: {e}")))?;
+        .map_err(|e| HandshakeError::lost(format!("no answer to load: {e}")))?
+        .map_err(|e| HandshakeError::refused(format!("{LOAD_FAILED}: {e}")))?;
     Ok(Connected {
         client,
         streams: features.iter().any(|f| f == "streams"),
@@ -146,8 +146,10 @@ fn open_bus(
     bus: &(BusHandle, Calls),
     tasks: &mut Tasks,
 ) -> Result<oneshot::Receiver<String>, HandshakeError> {
-    let (framed, _) = conn
-        .map_err(|HandshakeError(why)| HandshakeError(format!("bus connection refused: {why}")))?;
+    let (framed, _) = conn.map_err(|e| HandshakeError {
+        detail: format!("bus connection refused: {}", e.detail),
+        ..e
+    })?;
     let (broken, serving) = serve_bus(framed, spec, bus.clone());
     tasks.0.push(serving);
     Ok(broken)

@@ -29,7 +29,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
-use super::connect::{Connected, LOAD_FAILED, connect};
+use super::connect::{Connected, connect};
 use super::health::sample_stale;
 use super::health::{self, Heartbeats, PingVerdict, ProbeVerdict};
 use super::notify::{Notify, NotifyEvent};
@@ -96,9 +96,8 @@ pub(super) struct Spawn {
     pub(super) sandbox: Option<String>,
 }
 
-/// How long after an exit the handshake task is given to report a refused
-/// `on_load`.
-const LOAD_REFUSAL_GRACE: Duration = Duration::from_millis(100);
+/// How long after an exit the handshake task is given to report a refusal.
+const REFUSAL_GRACE: Duration = Duration::from_millis(100);
 
 /// What happened next to a spawn.
 pub(super) enum SpawnEvent {
@@ -247,14 +246,14 @@ impl Spawn {
                     // The waits below are measured from the exit, so a wait
                     // cut short by the actor's other work resumes, not restarts.
                     let ended = *self.ended_at.get_or_insert_with(tokio::time::Instant::now);
-                    self.load_refusal_before_exit(ended).await;
+                    self.refusal_before_exit(ended).await;
                     self.output.drain(ended).await;
                     return SpawnEvent::Exited(status);
                 }
                 joined = join(&mut self.connecting) => {
                     self.connecting = None;
                     return SpawnEvent::Handshake(joined.unwrap_or_else(|e| {
-                        Err(HandshakeError(format!("connect task failed: {e}")))
+                        Err(HandshakeError::lost(format!("connect task failed: {e}")))
                     }));
                 }
                 cause = closed(&mut self.closed) => {
@@ -282,21 +281,22 @@ impl Spawn {
         }
     }
 
-    /// A plugin whose `on_load` failed may exit before the handshake task
-    /// reports it; the exit is then reported as that handshake failure, not
-    /// as a bare exit code. The task gets a moment after the exit (`ended`)
+    /// A plugin refused at its handshake (its hello or secret refused, or
+    /// its `on_load` failed) may exit before the handshake task reports it;
+    /// the exit is then reported as that refusal, not as a bare exit code. The task gets a moment after the exit (`ended`)
     /// to finish.
-    async fn load_refusal_before_exit(&mut self, ended: tokio::time::Instant) {
+    async fn refusal_before_exit(&mut self, ended: tokio::time::Instant) {
         let Some(connecting) = self.connecting.as_mut() else {
             return;
         };
-        let Ok(finished) = tokio::time::timeout_at(ended + LOAD_REFUSAL_GRACE, connecting).await
-        else {
+        let Ok(finished) = tokio::time::timeout_at(ended + REFUSAL_GRACE, connecting).await else {
             return;
         };
         self.connecting = None;
-        if let Ok(Err(HandshakeError(detail))) = finished
-            && detail.starts_with(LOAD_FAILED)
+        if let Ok(Err(HandshakeError {
+            detail,
+            refused: true,
+        })) = finished
         {
             tracing::warn!("handshake failed: {detail}");
             self.verdict.get_or_insert(ExitReason::Handshake { detail });

@@ -65,8 +65,35 @@ pub enum Want {
 
 /// Why the plugin's own handshake failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HandshakeError(pub String);
+#[error("{detail}")]
+pub struct HandshakeError {
+    /// What went wrong, for the exit reason and the log.
+    pub detail: String,
+    /// The supervisor refused what the plugin sent (or the plugin refused
+    /// its `load`): a verdict that explains the plugin's exit, rather than
+    /// a connection lost because the plugin exited.
+    pub refused: bool,
+}
+
+impl HandshakeError {
+    /// The handshake ended without a verdict: the connection closed, an
+    /// answer never came, the time ran out.
+    pub fn lost(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            refused: false,
+        }
+    }
+
+    /// A verdict on what the plugin sent: its hello, its secret, its
+    /// answer to `load`.
+    pub fn refused(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            refused: true,
+        }
+    }
+}
 
 /// Accepts connections until the plugin itself connects and passes the
 /// handshake, or fails it. Strangers are refused and skipped. The caller
@@ -97,14 +124,14 @@ pub async fn accept_plugin(
         let hello = match recv_hello(&mut framed, expected.codec).await {
             Ok(h) => h,
             Err(FrameError::Closed) => {
-                return Err(HandshakeError(
-                    "closed the connection before its hello".into(),
+                return Err(HandshakeError::lost(
+                    "closed the connection before its hello",
                 ));
             }
             Err(e) => {
                 let why = format!("bad hello frame ({} codec): {e}", expected.codec);
                 let _ = refuse(&mut framed, expected.codec, &why).await;
-                return Err(HandshakeError(why));
+                return Err(HandshakeError::refused(why));
             }
         };
         let verdict = negotiate("the plugin", &hello).and_then(|agreed| {
@@ -131,12 +158,14 @@ pub async fn accept_plugin(
             Ok(agreed) => {
                 welcome(&mut framed, expected.codec, &agreed)
                     .await
-                    .map_err(|e| HandshakeError(format!("could not answer its hello: {e}")))?;
+                    .map_err(|e| {
+                        HandshakeError::lost(format!("could not answer its hello: {e}"))
+                    })?;
                 Ok((framed, agreed.features))
             }
             Err(why) => {
                 let _ = refuse(&mut framed, expected.codec, &why).await;
-                Err(HandshakeError(why))
+                Err(HandshakeError::refused(why))
             }
         };
     }
