@@ -5,6 +5,8 @@
 //! JSON with `--json` for scripts.
 //!
 //! - [`args`]: the grammar (clap);
+//! - [`front`]: which commands the small `corral` binary runs itself, and
+//!   the hand-off of the others to `corral-full`;
 //! - [`commands`]: one function per command;
 //! - [`render`]: tables and reports for people;
 //! - [`client`]: connecting to the control socket;
@@ -22,6 +24,7 @@ pub mod client;
 pub mod colour;
 pub mod commands;
 pub mod detach;
+pub mod front;
 pub mod generate;
 mod nats;
 mod reach;
@@ -34,6 +37,6 @@ pub mod top;
 mod web;
 
 pub use args::{Cli, Command, Selection, Target, Wait};
-pub use commands::{check, new_plugin, run_client};
+pub use commands::{check, new_plugin, run_client, run_control};
 pub use reach::fail;
 pub use render::{inspect_text, ps_table};

@@ -1,36 +1,24 @@
-//! The `corral` binary: `corral up` runs the supervisor; every other command
-//! is a client of the control socket (see `corral --help`).
+//! The `corral` binary, kept small so a status query is cheap: it runs the
+//! commands of the control socket itself and hands every other one
+//! (`up`, `check`, `new`, `top`, `--nats`, …) to `corral-full` by exec
+//! (see [`corral::cli::front`]).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use corral::cli::{self, Cli, Command};
+use corral::cli::{self, Cli, front};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !front::runs_in_front(&cli.command) {
+        return front::hand_off();
+    }
     cli::colour::set_choice(cli.color);
-    match cli.command {
-        Command::Up {
-            config,
-            log,
-            detach,
-        } if detach.detach => cli::detach::up(&config, &log, &detach, cli.color),
-        Command::Up { config, log, .. } => corral::daemon::up(&config, &log),
-        Command::Check { config, json } => cli::check(&config, json),
-        Command::New {
-            name,
-            lang,
-            dir,
-            sdk,
-        } => cli::new_plugin(&name, lang, &dir, sdk.as_deref()),
-        Command::Completions { shell } => cli::generate::completions(shell),
-        Command::Man => cli::generate::man(),
-        client => match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(cli::run_client(client)),
-            Err(e) => cli::fail(&format!("cannot start the async runtime: {e}")),
-        },
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(cli::run_control(cli.command)),
+        Err(e) => cli::fail(&format!("cannot start the async runtime: {e}")),
     }
 }

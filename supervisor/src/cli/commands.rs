@@ -14,12 +14,26 @@ use super::reach::{connect, context, fail, payload_arg};
 use super::render::{inspect_text, print_data, ps_table, reload_text};
 use crate::{Error, config};
 
-/// Runs a client command (anything but `up`) and returns its exit code.
+/// Runs a client command (anything but `up`, `check`, `new`,
+/// `completions` and `man`) and returns its exit code.
 pub async fn run_client(command: Command) -> ExitCode {
     let command = match super::nats::run(command).await {
         Ok(result) => return result.unwrap_or_else(|e| fail(&e.to_string())),
         Err(command) => command,
     };
+    match command {
+        Command::Top { target, interval } => crate::cli::top::run(&target, interval)
+            .await
+            .unwrap_or_else(|e| fail(&e.to_string())),
+        command => run_control(command).await,
+    }
+}
+
+/// Runs a command of the control socket (those
+/// [`runs_in_front`](super::front::runs_in_front) accepts) and returns its
+/// exit code. It links neither NATS nor the terminal UI, so the small
+/// `corral` binary can run it.
+pub async fn run_control(command: Command) -> ExitCode {
     let result = match command {
         Command::Ps { target, json, .. } => ps(&target, json).await,
         Command::Call {
@@ -56,10 +70,10 @@ pub async fn run_client(command: Command) -> ExitCode {
             json,
         } => logs(&target, names, follow, lines, json).await,
         Command::Inspect { target, name, json } => inspect(&target, name, json).await,
-        Command::Top { target, interval } => crate::cli::top::run(&target, interval).await,
         Command::HttpToken { target } => super::web::token(&target),
         Command::Dashboard { target } => super::web::dashboard(&target),
         Command::Up { .. }
+        | Command::Top { .. }
         | Command::Check { .. }
         | Command::New { .. }
         | Command::Completions { .. }

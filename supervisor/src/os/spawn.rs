@@ -111,12 +111,16 @@ pub fn set_exec_shim(shim: Option<PathBuf>) {
 /// The `corral-exec` shim in use, if any.
 pub fn exec_shim() -> Option<&'static Path> {
     EXEC_SHIM
-        .get_or_init(|| {
-            let exe = std::env::current_exe().ok()?;
-            let shim = exe.parent()?.join(EXEC_SHIM_NAME);
-            shim.is_file().then_some(shim)
-        })
+        .get_or_init(|| installed_beside(EXEC_SHIM_NAME))
         .as_deref()
+}
+
+/// The program `name` in the folder of the running executable, if it is
+/// a file there: corral's binaries are installed side by side.
+pub fn installed_beside(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let program = exe.parent()?.join(name);
+    program.is_file().then_some(program)
 }
 
 /// A fresh random secret for one spawn, as 64 hex digits.
