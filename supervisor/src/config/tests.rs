@@ -696,3 +696,41 @@ fn a_manifest_names_only_its_own_env_files_and_never_its_sandbox() {
     );
     assert!(load(&f).is_ok());
 }
+
+#[test]
+fn the_control_socket_is_found_in_a_file_broken_elsewhere_and_not_in_one_that_is_not_toml() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broken_elsewhere = write(
+        tmp.path(),
+        "fleet.toml",
+        "[supervisor]\nruntime_dir = \"run\"\n[plugins.a]\ncmd = 5\ntypo = true\n",
+    );
+    assert_eq!(
+        control_socket_of(&broken_elsewhere).expect("found"),
+        SupervisorSettings::control_socket_in(&tmp.path().join("run"))
+    );
+    let unset = write(tmp.path(), "unset.toml", "[plugins.a]\ncmd = [\"a\"]\n");
+    assert_eq!(
+        control_socket_of(&unset).expect("found"),
+        SupervisorSettings::control_socket_in(&tmp.path().join(defaults::RUNTIME_DIR))
+    );
+    for (name, text, says) in [
+        ("not-toml.toml", "x = [", "line 1"),
+        (
+            "wrong-type.toml",
+            "[supervisor]\nruntime_dir = 5\n",
+            "expected a string",
+        ),
+    ] {
+        let file = write(tmp.path(), name, text);
+        let err = control_socket_of(&file).expect_err(name);
+        let problem = &err.problems[0];
+        assert!(problem.file.ends_with(name), "{problem}");
+        assert!(problem.message.contains(says), "{problem}");
+    }
+    let missing = control_socket_of(&tmp.path().join("absent.toml")).expect_err("absent");
+    assert!(
+        missing.problems[0].message.contains("no such file"),
+        "{missing}"
+    );
+}
