@@ -333,8 +333,8 @@ impl<P: Plugin> PluginApi for Server<P> {
         self.producers.close(id);
     }
 
-    async fn deliver(self, _: tarpc::context::Context, events: Vec<corral_proto::Event>) {
-        for event in events {
+    async fn deliver(self, _: tarpc::context::Context, events: corral_proto::Deliveries) {
+        for event in events.into_events() {
             let event = Event {
                 payload: event.payload.to_json().unwrap_or(serde_json::Value::Null),
                 topic: event.topic,

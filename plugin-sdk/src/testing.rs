@@ -447,7 +447,7 @@ impl<P: Plugin> Harness<P> {
         };
         let ctx = self.deadline();
         let client = self.running().client.clone();
-        let _ = self.answer(client.deliver(ctx, vec![event])).await;
+        let _ = self.answer(client.deliver(ctx, vec![event].into())).await;
         true
     }
 

@@ -290,9 +290,97 @@ pub fn covers(outer: &str, inner: &str) -> bool {
     }
 }
 
+/// A batch of events for a subscriber's `deliver`: on the wire, exactly a
+/// sequence of [`Event`]s (what every SDK reads). The bus sends events it
+/// shares between subscribers ([`Deliveries::shared`]), encoding each
+/// straight from the one copy; a plugin decodes them into its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deliveries(Batch);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Batch {
+    Shared(Vec<std::sync::Arc<Event>>),
+    Owned(Vec<Event>),
+}
+
+impl Deliveries {
+    /// Events shared with other subscribers' batches.
+    pub fn shared(events: Vec<std::sync::Arc<Event>>) -> Self {
+        Self(Batch::Shared(events))
+    }
+
+    /// How many events the batch holds.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Batch::Shared(events) => events.len(),
+            Batch::Owned(events) => events.len(),
+        }
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The events, in order (a shared one is copied unless this batch
+    /// held its last reference).
+    pub fn into_events(self) -> Vec<Event> {
+        match self.0 {
+            Batch::Owned(events) => events,
+            Batch::Shared(events) => events
+                .into_iter()
+                .map(|e| std::sync::Arc::try_unwrap(e).unwrap_or_else(|e| (*e).clone()))
+                .collect(),
+        }
+    }
+}
+
+impl From<Vec<Event>> for Deliveries {
+    fn from(events: Vec<Event>) -> Self {
+        Self(Batch::Owned(events))
+    }
+}
+
+impl Serialize for Deliveries {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Batch::Shared(events) => serializer.collect_seq(events.iter().map(|e| &**e)),
+            Batch::Owned(events) => serializer.collect_seq(events),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Deliveries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Event>::deserialize(deserializer).map(Self::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_deliveries_are_on_the_wire_what_a_sequence_of_events_is() {
+        let event = |seq| Event {
+            topic: "a.b".into(),
+            payload: Payload::from_json(&serde_json::json!({"d": seq})).unwrap(),
+            source: "p".into(),
+            seq,
+            at_unix_us: 7,
+            retained: seq % 2 == 0,
+        };
+        let events = vec![event(1), event(2)];
+        let shared = Deliveries::shared(events.iter().cloned().map(std::sync::Arc::new).collect());
+        for codec in [crate::Codec::Bincode, crate::Codec::Json] {
+            let wire = codec.encode(&shared).unwrap();
+            assert_eq!(wire, codec.encode(&events).unwrap(), "{codec:?}");
+            let decoded: Deliveries = codec.decode(&bytes::BytesMut::from(&wire[..])).unwrap();
+            assert_eq!(decoded.len(), 2);
+            assert_eq!(decoded.into_events(), events, "{codec:?}");
+        }
+        assert_eq!(shared.into_events(), events);
+    }
 
     #[test]
     fn patterns_match_by_segment() {

@@ -48,7 +48,7 @@ pub use call::{
 #[cfg(feature = "transport")]
 pub use codec::{Codec, FrameError, MAX_FRAME_BYTES};
 pub use error::{ErrorReply, codes};
-pub use event::{BusStats, Denied, Event, Publish, PublishReceipt};
+pub use event::{BusStats, Deliveries, Denied, Event, Publish, PublishReceipt};
 pub use handshake::{Agreed, FEATURES, Hello, HelloReply, MIN_PROTOCOL_VERSION, Role, negotiate};
 #[cfg(feature = "transport")]
 pub use handshake::{IntroduceError, introduce};

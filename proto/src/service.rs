@@ -5,8 +5,8 @@
 //! arguments keyed by parameter name, e.g. `{"Handle":{"action":"echo","payload":{…}}}`.
 
 use crate::{
-    ErrorReply, Event, Payload, PluginEntry, PluginInfo, PluginStatus, Publish, PublishReceipt,
-    ReloadReport, StreamPart,
+    Deliveries, ErrorReply, Event, Payload, PluginEntry, PluginInfo, PluginStatus, Publish,
+    PublishReceipt, ReloadReport, StreamPart,
 };
 
 /// Served by every plugin on its connection to the supervisor.
@@ -26,7 +26,7 @@ pub trait PluginApi {
     async fn reload(config: Payload) -> Result<(), ErrorReply>;
     /// Delivers a batch of events matching the plugin's subscriptions, in
     /// order; the next batch is sent once this one is answered.
-    async fn deliver(events: Vec<Event>);
+    async fn deliver(events: Deliveries);
     /// Starts `action` with its reply as a stream named `id` (feature
     /// `streams`): answered once it runs; its chunks are then pulled. The
     /// request's deadline is the stream's: past it the producer is stopped.

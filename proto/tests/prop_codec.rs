@@ -213,8 +213,9 @@ fn plugin_request() -> impl Strategy<Value = PluginApiRequest> {
             .prop_map(|(action, payload)| PluginApiRequest::Handle { action, payload }),
         Just(()).prop_map(|()| PluginApiRequest::Shutdown {}),
         payload().prop_map(|config| PluginApiRequest::Reload { config }),
-        prop::collection::vec(event(), 0..3)
-            .prop_map(|events| PluginApiRequest::Deliver { events }),
+        prop::collection::vec(event(), 0..3).prop_map(|events| PluginApiRequest::Deliver {
+            events: events.into()
+        }),
     ]
 }
 

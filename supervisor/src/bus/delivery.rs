@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use corral_proto::Event;
+use corral_proto::Deliveries;
 use tarpc::client::RpcError;
 use tokio::sync::watch;
 
@@ -75,7 +75,7 @@ pub(super) async fn deliver(
         if batch.is_empty() {
             continue;
         }
-        let events: Vec<Event> = batch.iter().map(|e| (**e).clone()).collect();
+        let events = Deliveries::shared(batch.clone());
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + timeout;
         let Err(e) = client.deliver(ctx, events).await else {
