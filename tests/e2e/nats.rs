@@ -369,6 +369,30 @@ fn a_bridge_not_granted_bridge_relays_nothing_and_reads_no_status() {
     );
 }
 
+/// `corral` execs the binaries installed beside it (`corral-full` for
+/// `up`, the shim for every spawn), so the image must copy them all to the
+/// folder it copies `corral` to.
+#[test]
+fn the_container_image_installs_every_binary_corral_execs_beside_it() {
+    let file = corral_e2e::repo_root().join("examples/container/Containerfile");
+    let text = std::fs::read_to_string(&file).expect("Containerfile");
+    let into_bin = text
+        .lines()
+        .find(|l| l.starts_with("COPY") && l.trim_end().ends_with(" /usr/local/bin/"))
+        .unwrap_or_else(|| panic!("{}: no COPY into /usr/local/bin/", file.display()));
+    let copied: Vec<&str> = into_bin
+        .split_whitespace()
+        .filter_map(|word| word.rsplit_once("/target/release/").map(|(_, name)| name))
+        .collect();
+    for beside in [
+        "corral",
+        corral::cli::front::FULL_BINARY,
+        corral::os::spawn::EXEC_SHIM_NAME,
+    ] {
+        assert!(copied.contains(&beside), "{beside} is not in `{into_bin}`");
+    }
+}
+
 #[test]
 fn the_container_examples_fleet_file_is_valid() {
     let cmd = |name: &str| format!("[\"{}\"]", bin(name).display());
