@@ -430,6 +430,7 @@ impl Bus {
     /// request must wait on before it answers.
     fn publish_batch(&mut self, source: &Arc<str>, shown: &str, events: Vec<Publish>) -> Accepted {
         let mut accepted = Accepted::default();
+        let mut filled = Waits::new();
         for (index, event) in events.into_iter().enumerate() {
             let Some(sub) = self.subscribers.get_mut(source) else {
                 continue;
@@ -447,7 +448,7 @@ impl Bus {
                 Ok(()) => {
                     sub.published += 1;
                     accepted.receipt.accepted += 1;
-                    let waits = self.fan_out_as(source, shown, event);
+                    let waits = self.fan_out_quietly(source, shown, event, &mut filled);
                     accepted.add_waits(waits);
                 }
                 Err(error) => {
@@ -458,6 +459,9 @@ impl Bus {
                     });
                 }
             }
+        }
+        for queue in filled {
+            queue.wake();
         }
         accepted
     }
@@ -472,6 +476,25 @@ impl Bus {
     /// [`fan_out`](Self::fan_out) of an event `source` published, showing
     /// `shown` as its source (a relayed event's origin).
     fn fan_out_as(&mut self, source: &str, shown: &str, publish: Publish) -> Waits {
+        let mut filled = Waits::new();
+        let waits = self.fan_out_quietly(source, shown, publish, &mut filled);
+        for queue in filled {
+            queue.wake();
+        }
+        waits
+    }
+
+    /// [`fan_out_as`](Self::fan_out_as) leaving the subscribers' delivery
+    /// tasks asleep: each queue it is the first to fill since its reader
+    /// was woken is added to `filled`, for the caller to wake once the
+    /// whole batch is in.
+    fn fan_out_quietly(
+        &mut self,
+        source: &str,
+        shown: &str,
+        publish: Publish,
+        filled: &mut Waits,
+    ) -> Waits {
         self.seq += 1;
         let event = Arc::new(Event {
             topic: publish.topic,
@@ -498,7 +521,11 @@ impl Bus {
             if !rules::queues_for(sub.running, sub.rules.durable) {
                 continue;
             }
-            if sub.queue.offer(Arc::clone(&event)) {
+            let offered = sub.queue.offer_quietly(Arc::clone(&event));
+            if offered.first {
+                filled.push(Arc::clone(&sub.queue));
+            }
+            if offered.wait {
                 waits.push(Arc::clone(&sub.queue));
             }
         }

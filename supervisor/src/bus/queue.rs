@@ -64,6 +64,8 @@ struct QueueState {
     /// Whether a full `block` queue holds publishers back (its subscriber
     /// runs); released, it drops its oldest events instead.
     held: bool,
+    /// Events were pushed quietly and its reader is not woken yet.
+    unwoken: bool,
 }
 
 impl QueueState {
@@ -121,6 +123,17 @@ impl QueueState {
     }
 }
 
+/// What [`Queue::offer_quietly`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Offered {
+    /// Its publisher must wait for [`Queue::room`].
+    pub(super) wait: bool,
+    /// The event is in the queue (not closed).
+    pub(super) pushed: bool,
+    /// The first push since the reader was last woken: the caller wakes it.
+    pub(super) first: bool,
+}
+
 /// A queue's figures, read at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Figures {
@@ -154,6 +167,7 @@ impl Queue {
                 cap_bytes: cap_bytes.max(1),
                 overflow,
                 held: false,
+                unwoken: false,
             }),
             readable: Notify::new(),
             writable: Notify::new(),
@@ -189,19 +203,38 @@ impl Queue {
     /// wait for [`room`](Self::room) before it publishes more. Otherwise a
     /// full queue drops its oldest events (counted).
     pub(super) fn offer(&self, event: Arc<Event>) -> bool {
+        let offered = self.offer_quietly(event);
+        if offered.pushed {
+            self.wake();
+        }
+        offered.wait
+    }
+
+    /// Appends as [`offer`](Self::offer) does but leaves its reader asleep
+    /// until [`wake`](Self::wake), so a batch of publishes wakes it once
+    /// and it takes them in one `deliver`.
+    pub(super) fn offer_quietly(&self, event: Arc<Event>) -> Offered {
         let mut state = self.lock();
         if state.closed {
-            return false;
+            return Offered::default();
         }
         let size = event.wire_size();
         if state.full_for(size) && !state.blocks() {
             state.make_room(size);
         }
         state.push(event);
-        let wait = state.over();
-        drop(state);
+        let first = !std::mem::replace(&mut state.unwoken, true);
+        Offered {
+            wait: state.over(),
+            pushed: true,
+            first,
+        }
+    }
+
+    /// Wakes the reader for what was pushed.
+    pub(super) fn wake(&self) {
+        self.lock().unwoken = false;
         self.readable.notify_one();
-        wait
     }
 
     /// Waits until a publisher that queued into this queue may go on: it is
@@ -410,6 +443,41 @@ mod tests {
             .await
             .expect("the publisher is released")
             .unwrap();
+    }
+
+    #[test]
+    fn quiet_offers_wake_a_parked_reader_once_when_told() {
+        use std::future::Future;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Wakes(AtomicUsize);
+        impl futures::task::ArcWake for Wakes {
+            fn wake_by_ref(this: &Arc<Self>) {
+                this.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = futures::task::waker(Arc::clone(&wakes));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let q = Queue::new(8, Overflow::DropOldest);
+        let mut reader = Box::pin(q.readable());
+        assert!(reader.as_mut().poll(&mut cx).is_pending());
+        let offered = q.offer_quietly(event(1));
+        assert!(offered.pushed && offered.first && !offered.wait);
+        assert!(!q.offer_quietly(event(2)).first);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "a quiet offer woke the reader"
+        );
+        q.wake();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(reader.as_mut().poll(&mut cx).is_ready());
+        assert!(
+            q.offer_quietly(event(3)).first,
+            "woken, the next push is first again"
+        );
+        q.close();
+        assert_eq!(q.offer_quietly(event(4)), Offered::default());
     }
 
     #[tokio::test]
