@@ -88,26 +88,22 @@ pub fn load_supervisor_settings(file: &Path) -> Result<SupervisorSettings, Confi
     Err(ConfigError { problems })
 }
 
-/// Where the control socket of `file`'s fleet is, for client commands:
-/// `supervisor.runtime_dir` is all they read, so a file broken elsewhere (a
-/// typo in a plugin, say) still leads to the running fleet, and a status
-/// query costs no more with 200 plugins in the file than with one (the
-/// rest of the file is for `corral check`, `up` and `reload`, which report
-/// every problem). `Err` when the file is not TOML or that key is not a
-/// string.
-pub fn control_socket_of(file: &Path) -> Result<PathBuf, ConfigError> {
-    if !file.is_file() {
-        return Err(ConfigError::one(
-            file.display(),
-            "",
-            "no such file; pass the fleet config with `-c FILE` (default `corral.toml`)",
-        ));
-    }
-    let runtime_dir = FleetFile::runtime_dir_only(file)?;
+/// Where the control socket of `file`'s fleet is, for client commands. Only
+/// `supervisor.runtime_dir` must be readable, so a file broken elsewhere (a
+/// typo in a plugin, say) still leads to the running fleet: its problems
+/// come back beside the path, for a warning. `Err` when not even that key
+/// can be read.
+pub fn control_socket_of(file: &Path) -> Result<(PathBuf, Option<ConfigError>), ConfigError> {
+    let problems = match load_supervisor_settings(file) {
+        Ok(settings) => return Ok((settings.control_socket(), None)),
+        Err(problems) => problems,
+    };
+    let Ok(runtime_dir) = FleetFile::runtime_dir_only(file) else {
+        return Err(problems);
+    };
     let runtime_dir = runtime_dir.unwrap_or_else(|| defaults::RUNTIME_DIR.into());
-    Ok(SupervisorSettings::control_socket_in(
-        &base_dir(file).join(runtime_dir),
-    ))
+    let socket = SupervisorSettings::control_socket_in(&base_dir(file).join(runtime_dir));
+    Ok((socket, Some(problems)))
 }
 
 /// Loads, layers and checks a fleet file and the manifests it points at.

@@ -40,7 +40,17 @@ pub fn socket_of(target: &Target) -> Result<(PathBuf, String), Error> {
         return Ok((path.clone(), "from --socket".into()));
     }
     let from_file = |file: &Path| -> Result<(PathBuf, String), Error> {
-        let socket = config::control_socket_of(file)?;
+        let (socket, problems) = config::control_socket_of(file)?;
+        if let Some(problems) = problems {
+            let first = problems.problems.first().map(ToString::to_string);
+            eprintln!(
+                "corral: warning: {} has problems ({}; `corral check -c {}` lists them all); \
+                 reaching the fleet through its supervisor.runtime_dir anyway",
+                file.display(),
+                first.unwrap_or_default(),
+                file.display()
+            );
+        }
         Ok((socket, format!("the runtime_dir of {}", file.display())))
     };
     if let Some(file) = &target.config {

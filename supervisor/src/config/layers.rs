@@ -561,33 +561,25 @@ impl FleetFile {
         check::read(&layered(file), file, Self::KEYS)
     }
 
-    /// Reads `supervisor.runtime_dir` of `file` alone, the environment over
-    /// it as in [`layered`], whatever the rest of the file holds (it is
-    /// parsed, not checked or kept); `None` when it is not set. `Err` when
-    /// the file is not TOML or that key is not a string.
+    /// Reads `supervisor.runtime_dir` of `file` alone, whatever the rest of
+    /// it holds; `None` when it is not set. `Err` when the file is not TOML
+    /// or that key is not a string.
     pub(super) fn runtime_dir_only(file: &Path) -> Result<Option<String>, ConfigError> {
-        /// A fleet file's `supervisor.runtime_dir`.
-        #[derive(Deserialize)]
-        struct Only {
-            supervisor: Option<OnlyRuntimeDir>,
+        let figment = layered(file);
+        if !figment.contains("supervisor.runtime_dir") {
+            // Still refuse a file that is not TOML at all.
+            return figment
+                .find_value("supervisor")
+                .map(|_| None)
+                .or_else(|e| match e.missing() {
+                    true => Ok(None),
+                    false => Err(ConfigError::from_figment(e, file, "")),
+                });
         }
-        #[derive(Deserialize)]
-        struct OnlyRuntimeDir {
-            runtime_dir: Option<String>,
-        }
-        const KEY: &str = "supervisor.runtime_dir";
-        let env = Figment::from(fleet_env());
-        if env.contains(KEY) {
-            return env
-                .extract_inner::<String>(KEY)
-                .map(Some)
-                .map_err(|e| ConfigError::from_figment(e, file, ""));
-        }
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| ConfigError::one(file.display(), "", format!("cannot be read: {e}")))?;
-        let only = toml::from_str::<Only>(&text)
-            .map_err(|e| ConfigError::one(file.display(), "", e.to_string()))?;
-        Ok(only.supervisor.and_then(|s| s.runtime_dir))
+        figment
+            .extract_inner::<String>("supervisor.runtime_dir")
+            .map(Some)
+            .map_err(|e| ConfigError::from_figment(e, file, "supervisor.runtime_dir"))
     }
 }
 
@@ -595,19 +587,15 @@ impl FleetFile {
 /// file is applied to each plugin's resolved `config`, key by key, by
 /// `overrides::apply`).
 fn layered(file: &Path) -> Figment {
-    Figment::from(Toml::file_exact(file)).merge(fleet_env())
-}
-
-/// The `CORRAL_` environment variables that set keys of the fleet file
-/// (`CORRAL_SUPERVISOR__RUNTIME_DIR`); the others (CORRAL_SOCKET,
-/// CORRAL_LOG) belong to the CLI.
-fn fleet_env() -> Env {
-    Env::prefixed("CORRAL_").split("__").filter(|k| {
-        let key = k.as_str().to_ascii_lowercase();
-        ["supervisor.", "defaults.", "plugins."]
-            .iter()
-            .any(|p| key.starts_with(p))
-    })
+    Figment::from(Toml::file_exact(file))
+        // Only keys of the fleet file: other CORRAL_ variables (CORRAL_SOCKET,
+        // CORRAL_LOG) belong to the CLI.
+        .merge(Env::prefixed("CORRAL_").split("__").filter(|k| {
+            let key = k.as_str().to_ascii_lowercase();
+            ["supervisor.", "defaults.", "plugins."]
+                .iter()
+                .any(|p| key.starts_with(p))
+        }))
 }
 
 impl Manifest {
