@@ -62,10 +62,15 @@ fn hello(role: &str, name: &str, secret: &str) -> Value {
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o777
+}
+
+/// `path`'s mode, or `None` when it is not there (a log mid-rotation).
+fn mode_if_there(path: &Path) -> Option<u32> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
 }
 
 /// Writes a Python fixture into the fleet's dir and returns its path.
@@ -369,9 +374,9 @@ fn modes_under(dir: &Path) -> Vec<(PathBuf, u32)> {
         let path = entry.path();
         if path.is_dir() {
             out.extend(modes_under(&path));
-        } else if let Ok(meta) = std::fs::metadata(&path) {
+        } else if let Some(m) = mode_if_there(&path) {
             // A log being rotated may be gone since the listing.
-            out.push((path.clone(), meta.permissions().mode() & 0o777));
+            out.push((path.clone(), m));
         }
     }
     out
@@ -417,11 +422,7 @@ fn sockets_logs_and_the_runtime_dir_are_the_owners_alone() {
     // The plugin's output may still be rotating: a file can be between its
     // rename and the next one's creation, so each is read once it is there.
     for f in ["echo.log", "echo.log.1", "py.log"] {
-        let m = wait_until(Duration::from_secs(10), f, || {
-            std::fs::metadata(logs.join(f))
-                .ok()
-                .map(|m| m.permissions().mode() & 0o777)
-        });
+        let m = wait_until(Duration::from_secs(10), f, || mode_if_there(&logs.join(f)));
         assert_eq!(m, 0o600, "{f}");
     }
 }

@@ -460,9 +460,7 @@ impl Bus {
                 }
             }
         }
-        for queue in filled {
-            queue.wake();
-        }
+        wake(filled);
         accepted
     }
 
@@ -478,9 +476,7 @@ impl Bus {
     fn fan_out_as(&mut self, source: &str, shown: &str, publish: Publish) -> Waits {
         let mut filled = Waits::new();
         let waits = self.fan_out_quietly(source, shown, publish, &mut filled);
-        for queue in filled {
-            queue.wake();
-        }
+        wake(filled);
         waits
     }
 
@@ -575,6 +571,13 @@ impl Bus {
                 let _ = self.fan_out("corral", event);
             }
         }
+    }
+}
+
+/// Wakes the delivery tasks of the queues a fan-out filled quietly.
+fn wake(filled: Waits) {
+    for queue in filled {
+        queue.wake();
     }
 }
 
