@@ -83,6 +83,12 @@ fn start_rows(n: usize, f: &FleetFigures, runit: Option<&RunitFigures>, exec_flo
         &f.ps_json,
         Some(exec_floor),
     );
+    row(
+        &format!("`corral ps --json -c FILE`, {n} plugins"),
+        &f.ps_file,
+        Some(exec_floor),
+    );
+    ratio("  ps -c FILE / ps --socket", &f.ps_file, &f.ps_json);
     if n == 50 {
         if let Some(r) = runit {
             row(
@@ -339,6 +345,9 @@ struct FleetFigures {
     /// again from the moment the socket answers until every plugin runs.
     during_start: Vec<Duration>,
     ps_json: Vec<Duration>,
+    /// The same, told the fleet file (`-c FILE`), which it reads and checks
+    /// to find the socket and warn of problems in it.
+    ps_file: Vec<Duration>,
     /// SIGKILL → replacement running as `ps --json` polled every 0.5 ms
     /// shows it (50 plugins only).
     restart_seen: Option<Vec<Duration>>,
@@ -381,6 +390,17 @@ impl Up {
             return None;
         }
         serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// `ps --json -c FILE`, finding the socket through the fleet file as
+    /// users type it; whether it answered.
+    fn ps_file(&self, file: &Path) -> bool {
+        Command::new(&self.corral)
+            .args(["ps", "--json", "-c"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// Time from `t` until `ps` shows all `n` running, read back from the
@@ -442,6 +462,7 @@ fn fleet_figures(b: &Bench, n: usize, soak: Duration) -> FleetFigures {
     let up = Up::start(b, &dir);
     let all_running = up.all_running(n, t);
     let ps_json = process_times(PROCESS_RUNS, || up.ps().is_some());
+    let ps_file = process_times(PROCESS_RUNS, || up.ps_file(&dir.join("corral.toml")));
     let restart_seen = (n == 50).then(|| restart_seen_by_ps(&up));
     let pid = up.child.id();
     let (pss, rss) = (pss_kib(pid), rss_kib(pid));
@@ -450,6 +471,7 @@ fn fleet_figures(b: &Bench, n: usize, soak: Duration) -> FleetFigures {
         all_running,
         during_start,
         ps_json,
+        ps_file,
         restart_seen,
         pss_kib: pss,
         rss_kib: rss,
