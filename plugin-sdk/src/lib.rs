@@ -75,7 +75,7 @@ pub use corral_proto::{
 pub use corral_proto::{ErrorReply as PluginError, codes};
 pub use corral_proto::{HTTP_ACTION, HttpReply, WS_ACTION};
 pub use error::RunError;
-pub use event::Event;
+pub use event::{Event, EventPayload};
 pub use outcome::Outcome;
 pub use plugin::Plugin;
 pub use router::{EventHandler, Router};

@@ -336,7 +336,7 @@ impl<P: Plugin> PluginApi for Server<P> {
     async fn deliver(self, _: tarpc::context::Context, events: corral_proto::Deliveries) {
         for event in events.into_events() {
             let event = Event {
-                payload: event.payload.to_json().unwrap_or(serde_json::Value::Null),
+                payload: event.payload.into(),
                 topic: event.topic,
                 source: event.source,
                 seq: event.seq,

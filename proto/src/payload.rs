@@ -79,7 +79,7 @@ impl Payload {
     }
 
     /// The JSON text, with `null` standing in for an empty payload.
-    fn json_text(&self) -> &[u8] {
+    pub fn json_text(&self) -> &[u8] {
         if self.0.is_empty() { b"null" } else { &self.0 }
     }
 }

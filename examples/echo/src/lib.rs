@@ -165,7 +165,7 @@ impl Echo {
         r.count += 1;
         r.last_seq = event.seq;
         let size = if r.events.len() < KEEP_EVENTS {
-            event.payload.to_string().len()
+            event.payload.text().len()
         } else {
             usize::MAX
         };
@@ -173,7 +173,7 @@ impl Echo {
             r.kept_bytes += size;
             r.events.push(json!({
                 "topic": event.topic,
-                "payload": event.payload,
+                "payload": event.payload.json(),
                 "source": event.source,
                 "seq": event.seq,
                 "retained": event.retained,

@@ -51,7 +51,7 @@ impl Calls {
 fn event(topic: &str) -> Event {
     Event {
         topic: topic.to_string(),
-        payload: json!({"watts": 1}),
+        payload: json!({"watts": 1}).into(),
         source: "test".to_string(),
         seq: 1,
         at_unix_us: 0,

@@ -129,7 +129,8 @@ impl Plugin for NatsBridge {
         {
             return;
         }
-        let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
+        // Forwarded as it came: never parsed here.
+        let payload = Bytes::copy_from_slice(event.payload.text());
         bridge
             .push(
                 Outgoing {
@@ -137,7 +138,7 @@ impl Plugin for NatsBridge {
                     seq: event.seq,
                     source: event.source,
                     at_unix_us: event.at_unix_us,
-                    payload: Bytes::from(payload),
+                    payload,
                 },
                 ctx.stopping(),
             )
