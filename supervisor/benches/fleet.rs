@@ -660,7 +660,7 @@ async fn wait_running(plugin: &PluginHandle, not_pid: Option<u32>) -> u32 {
 }
 
 const SUBSCRIBERS: usize = 4;
-const BUS_EVENTS: u64 = 200_000;
+const BUS_EVENTS: u64 = 2_000_000;
 
 /// CPU time (user + system) of this process so far.
 fn own_cpu() -> Duration {

@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_sdk::{Chunks, Context, Event, Plugin, PluginError, Router, Stop, Value};
+use corral_sdk::{Chunks, Context, Event, Payload, Plugin, PluginError, Router, Stop, Value};
 use serde_json::json;
 
 /// The echo plugin's state: what it was configured with and what it holds.
@@ -390,25 +390,28 @@ async fn publish(ctx: &Context, payload: &Value) -> Result<Value, PluginError> {
         .and_then(Value::as_u64)
         .filter(|&us| us > 0)
         .map(std::time::Duration::from_micros);
+    // A given payload is encoded once and shared by every event.
+    let fixed = payload.get("payload").map(encode).transpose()?;
     let start = tokio::time::Instant::now();
     for i in 0..count {
-        let body = match (payload.get("payload"), interval) {
+        let body = match (&fixed, interval) {
             (Some(body), _) => body.clone(),
             (None, Some(every)) => {
                 let n = u32::try_from(i).unwrap_or(u32::MAX);
                 tokio::time::sleep_until(start + every.saturating_mul(n)).await;
-                json!({"i": i, "sent_us": unix_us()})
+                encode(&json!({"i": i, "sent_us": unix_us()}))?
             }
-            (None, None) => json!({"i": i}),
+            (None, None) => encode(&json!({"i": i}))?,
         };
-        if retain {
-            ctx.publish_retained(topic, &body).await?;
-        } else {
-            ctx.publish(topic, &body).await?;
-        }
+        ctx.publish_payload(topic, body, retain).await?;
     }
     ctx.flush().await?;
     Ok(json!({"published": count}))
+}
+
+/// A payload for the bus.
+fn encode(body: &Value) -> Result<Payload, PluginError> {
+    Payload::from_json(body).map_err(|e| PluginError::bad_payload(format!("payload: {e}")))
 }
 
 /// `publish_raw {"topic", "bytes"}`: one event whose payload is `bytes`
