@@ -344,7 +344,7 @@ def on_event(ctx, event):
             size = len(json.dumps(event.get("payload")))
             if received["kept_bytes"] + size <= 8 * 1024 * 1024:
                 received["kept_bytes"] += size
-                kept = {k: event.get(k) for k in ("topic", "payload", "source", "seq", "retained")}
+                kept = {k: event.get(k) for k in ("topic", "payload", "source", "seq", "at_unix_us", "retained")}
                 kept["received_us"] = int(time.time() * 1e6)
                 received["events"].append(kept)
 

@@ -420,8 +420,8 @@ fn bus(b: &Bench) {
         format!("{cpu_crowded:.2} s CPU/M"),
         format!("{:.2}x", crowded / rate)
     );
-    let latency =
-        b.rt.block_on(bus_latency(&b.dir().join("latency"), &b.echo));
+    let (latency, (to_bus, from_bus)) =
+        b.rt.block_on(bus_latency_reply(&b.dir().join("latency"), &b.echo));
     // The peer, in the same run: nats-server with plain clients, the same
     // burst to as many subscribers, the same pacing to one.
     let Some(program) = which("nats-server") else {
@@ -449,6 +449,8 @@ fn bus(b: &Bench) {
         Some(&peer_latency),
     );
     println!("{:<44} p50 vs nats-server, target <= 0.8x", "");
+    row("  of which publish -> the bus accepts it", &to_bus, None);
+    row("  and the bus accepting it -> on_event", &from_bus, None);
 }
 
 /// Calls made between plugins, timed by the caller, against calls the
@@ -835,6 +837,14 @@ const LATENCY_INTERVAL_US: u64 = 100;
 /// publisher's `publish` to the subscriber's `on_event`, both plugins
 /// stamping the wall clock.
 async fn bus_latency(dir: &Path, echo: &Path) -> Vec<Duration> {
+    bus_latency_reply(dir, echo).await.0
+}
+
+/// [`bus_latency`]'s gaps, and its two legs ([`legs`]).
+async fn bus_latency_reply(
+    dir: &Path,
+    echo: &Path,
+) -> (Vec<Duration>, (Vec<Duration>, Vec<Duration>)) {
     let entry = format!("cmd = [{:?}]", echo.display().to_string());
     let (supervisor, publisher, sub) = pub_sub(dir, &entry).await;
     let request = serde_json::json!({
@@ -851,21 +861,40 @@ async fn bus_latency(dir: &Path, echo: &Path) -> Vec<Duration> {
     )
     .await;
     supervisor.shutdown().await;
-    latencies(&reply)
+    (latencies(&reply), legs(&reply))
 }
 
 /// The publish → `on_event` gaps of a `received` answer's paced events
 /// (stamped `sent_us` by the publisher, `received_us` by the subscriber).
 fn latencies(received: &serde_json::Value) -> Vec<Duration> {
+    gaps(
+        received,
+        |e| e["payload"]["sent_us"].as_u64(),
+        |e| e["received_us"].as_u64(),
+    )
+}
+
+/// The two legs of those gaps, cut where the bus accepted each event (its
+/// `at_unix_us`): publisher → bus, and bus → `on_event`.
+fn legs(received: &serde_json::Value) -> (Vec<Duration>, Vec<Duration>) {
+    let at = |e: &serde_json::Value| e["at_unix_us"].as_u64();
+    (
+        gaps(received, |e| e["payload"]["sent_us"].as_u64(), at),
+        gaps(received, at, |e| e["received_us"].as_u64()),
+    )
+}
+
+/// `to - from` of each of a `received` answer's events that has both.
+fn gaps(
+    received: &serde_json::Value,
+    from: impl Fn(&serde_json::Value) -> Option<u64>,
+    to: impl Fn(&serde_json::Value) -> Option<u64>,
+) -> Vec<Duration> {
     received["events"]
         .as_array()
         .expect("events")
         .iter()
-        .filter_map(|e| {
-            let sent = e["payload"]["sent_us"].as_u64()?;
-            let got = e["received_us"].as_u64()?;
-            Some(Duration::from_micros(got.saturating_sub(sent)))
-        })
+        .filter_map(|e| Some(Duration::from_micros(to(e)?.saturating_sub(from(e)?))))
         .collect()
 }
 

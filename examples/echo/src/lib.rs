@@ -176,6 +176,7 @@ impl Echo {
                 "payload": event.payload.json(),
                 "source": event.source,
                 "seq": event.seq,
+                "at_unix_us": event.at_unix_us,
                 "retained": event.retained,
                 "received_us": unix_us(),
             }));
