@@ -45,6 +45,8 @@ mod queue;
 mod retained;
 mod rules;
 mod serve;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -133,7 +133,8 @@ pub(super) struct Bus {
     /// Every subscriber's patterns, for matching.
     index: Index,
     /// The subscribers an event matched, kept to spare an allocation per
-    /// event.
+    /// event, and reused by the next events of a batch on the same topic
+    /// ([`FanOut`]).
     matched: Vec<Arc<str>>,
     streams: HashMap<u64, Stream>,
     next_stream: u64,
@@ -430,7 +431,7 @@ impl Bus {
     /// request must wait on before it answers.
     fn publish_batch(&mut self, source: &Arc<str>, shown: &str, events: Vec<Publish>) -> Accepted {
         let mut accepted = Accepted::default();
-        let mut filled = Waits::new();
+        let mut batch = FanOut::new();
         for (index, event) in events.into_iter().enumerate() {
             let Some(sub) = self.subscribers.get_mut(source) else {
                 continue;
@@ -448,7 +449,7 @@ impl Bus {
                 Ok(()) => {
                     sub.published += 1;
                     accepted.receipt.accepted += 1;
-                    let waits = self.fan_out_quietly(source, shown, event, &mut filled);
+                    let waits = self.fan_out_quietly(source, shown, event, &mut batch);
                     accepted.add_waits(waits);
                 }
                 Err(error) => {
@@ -460,7 +461,7 @@ impl Bus {
                 }
             }
         }
-        wake(filled);
+        wake(batch.filled);
         accepted
     }
 
@@ -474,22 +475,22 @@ impl Bus {
     /// [`fan_out`](Self::fan_out) of an event `source` published, showing
     /// `shown` as its source (a relayed event's origin).
     fn fan_out_as(&mut self, source: &str, shown: &str, publish: Publish) -> Waits {
-        let mut filled = Waits::new();
-        let waits = self.fan_out_quietly(source, shown, publish, &mut filled);
-        wake(filled);
+        let mut batch = FanOut::new();
+        let waits = self.fan_out_quietly(source, shown, publish, &mut batch);
+        wake(batch.filled);
         waits
     }
 
-    /// [`fan_out_as`](Self::fan_out_as) leaving the subscribers' delivery
-    /// tasks asleep: each queue it is the first to fill since its reader
-    /// was woken is added to `filled`, for the caller to wake once the
-    /// whole batch is in.
+    /// [`fan_out_as`](Self::fan_out_as) as one event of `batch`, leaving
+    /// the subscribers' delivery tasks asleep: each queue it is the first
+    /// to fill since its reader was woken is added to the batch's
+    /// `filled`, for the caller to wake once the whole batch is in.
     fn fan_out_quietly(
         &mut self,
         source: &str,
         shown: &str,
         publish: Publish,
-        filled: &mut Waits,
+        batch: &mut FanOut,
     ) -> Waits {
         self.seq += 1;
         let event = Arc::new(Event {
@@ -497,7 +498,7 @@ impl Bus {
             payload: publish.payload,
             source: shown.to_string(),
             seq: self.seq,
-            at_unix_us: unix_us(),
+            at_unix_us: batch.at_unix_us,
             retained: false,
         });
         if publish.retain {
@@ -509,9 +510,12 @@ impl Bus {
         }
         let mut waits = Waits::new();
         let mut matched = std::mem::take(&mut self.matched);
-        self.index.matching_into(&event.topic, &mut matched);
-        for name in matched.drain(..) {
-            let Some(sub) = self.subscribers.get(&name) else {
+        if batch.matched_for.as_ref().map(|e| &e.topic) != Some(&event.topic) {
+            self.index.matching_into(&event.topic, &mut matched);
+            batch.matched_for = Some(Arc::clone(&event));
+        }
+        for name in &matched {
+            let Some(sub) = self.subscribers.get(name) else {
                 continue;
             };
             if !rules::queues_for(sub.running, sub.rules.durable) {
@@ -519,7 +523,7 @@ impl Bus {
             }
             let offered = sub.queue.offer_quietly(Arc::clone(&event));
             if offered.first {
-                filled.push(Arc::clone(&sub.queue));
+                batch.filled.push(Arc::clone(&sub.queue));
             }
             if offered.wait {
                 waits.push(Arc::clone(&sub.queue));
@@ -570,6 +574,28 @@ impl Bus {
                 };
                 let _ = self.fan_out("corral", event);
             }
+        }
+    }
+}
+
+/// What the fan-outs of one batch share: the moment the bus accepted it
+/// (every event of a batch carries it), the queues they filled quietly,
+/// and the event whose topic the actor's `matched` names are the
+/// subscribers of (a batch's events mostly share a topic, and nothing
+/// changes the index while one is fanned out, so the names are reused
+/// until the topic changes).
+struct FanOut {
+    at_unix_us: u64,
+    filled: Waits,
+    matched_for: Option<Arc<Event>>,
+}
+
+impl FanOut {
+    fn new() -> Self {
+        Self {
+            at_unix_us: unix_us(),
+            filled: Waits::new(),
+            matched_for: None,
         }
     }
 }
