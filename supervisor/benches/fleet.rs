@@ -421,7 +421,7 @@ fn bus(b: &Bench) {
         format!("{:.2}x", crowded / rate)
     );
     let (latency, (to_bus, from_bus)) =
-        b.rt.block_on(bus_latency_reply(&b.dir().join("latency"), &b.echo));
+        b.rt.block_on(bus_latency(&b.dir().join("latency"), &b.echo));
     // The peer, in the same run: nats-server with plain clients, the same
     // burst to as many subscribers, the same pacing to one.
     let Some(program) = which("nats-server") else {
@@ -835,16 +835,8 @@ const LATENCY_INTERVAL_US: u64 = 100;
 /// A publisher plugin publishes at a steady 10,000 events/s (paced in the
 /// timer's 1 ms steps) to one subscriber plugin: the time from the
 /// publisher's `publish` to the subscriber's `on_event`, both plugins
-/// stamping the wall clock.
-async fn bus_latency(dir: &Path, echo: &Path) -> Vec<Duration> {
-    bus_latency_reply(dir, echo).await.0
-}
-
-/// [`bus_latency`]'s gaps, and its two legs ([`legs`]).
-async fn bus_latency_reply(
-    dir: &Path,
-    echo: &Path,
-) -> (Vec<Duration>, (Vec<Duration>, Vec<Duration>)) {
+/// stamping the wall clock; and its two legs ([`legs`]).
+async fn bus_latency(dir: &Path, echo: &Path) -> (Vec<Duration>, (Vec<Duration>, Vec<Duration>)) {
     let entry = format!("cmd = [{:?}]", echo.display().to_string());
     let (supervisor, publisher, sub) = pub_sub(dir, &entry).await;
     let request = serde_json::json!({
@@ -867,28 +859,38 @@ async fn bus_latency_reply(
 /// The publish → `on_event` gaps of a `received` answer's paced events
 /// (stamped `sent_us` by the publisher, `received_us` by the subscriber).
 fn latencies(received: &serde_json::Value) -> Vec<Duration> {
-    gaps(
-        received,
-        |e| e["payload"]["sent_us"].as_u64(),
-        |e| e["received_us"].as_u64(),
-    )
+    gaps(received, sent_us, received_us)
 }
 
 /// The two legs of those gaps, cut where the bus accepted each event (its
 /// `at_unix_us`): publisher → bus, and bus → `on_event`.
 fn legs(received: &serde_json::Value) -> (Vec<Duration>, Vec<Duration>) {
-    let at = |e: &serde_json::Value| e["at_unix_us"].as_u64();
     (
-        gaps(received, |e| e["payload"]["sent_us"].as_u64(), at),
-        gaps(received, at, |e| e["received_us"].as_u64()),
+        gaps(received, sent_us, at_unix_us),
+        gaps(received, at_unix_us, received_us),
     )
+}
+
+/// When the publisher published a kept event.
+fn sent_us(e: &serde_json::Value) -> Option<u64> {
+    e["payload"]["sent_us"].as_u64()
+}
+
+/// When the bus accepted it.
+fn at_unix_us(e: &serde_json::Value) -> Option<u64> {
+    e["at_unix_us"].as_u64()
+}
+
+/// When the subscriber's `on_event` had it.
+fn received_us(e: &serde_json::Value) -> Option<u64> {
+    e["received_us"].as_u64()
 }
 
 /// `to - from` of each of a `received` answer's events that has both.
 fn gaps(
     received: &serde_json::Value,
-    from: impl Fn(&serde_json::Value) -> Option<u64>,
-    to: impl Fn(&serde_json::Value) -> Option<u64>,
+    from: fn(&serde_json::Value) -> Option<u64>,
+    to: fn(&serde_json::Value) -> Option<u64>,
 ) -> Vec<Duration> {
     received["events"]
         .as_array()

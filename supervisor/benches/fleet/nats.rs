@@ -248,7 +248,7 @@ async fn local(dir: &Path, echo: &Path) -> (f64, Vec<Duration>) {
     super::wait_received(&sub, EVENTS).await;
     let rate = EVENTS as f64 / t.elapsed().as_secs_f64();
     supervisor.shutdown().await;
-    (rate, super::bus_latency(&dir.join("latency"), echo).await)
+    (rate, super::bus_latency(&dir.join("latency"), echo).await.0)
 }
 
 /// Node `a` (a publisher plugin and a bridge exporting `pub.>`) and node
